@@ -2,9 +2,6 @@
 add_library(lumen_options INTERFACE)
 target_compile_options(lumen_options INTERFACE -Wall -Wextra -Werror -Wno-missing-field-initializers)
 target_include_directories(lumen_options INTERFACE ${PROJECT_SOURCE_DIR}/include)
-if(CMAKE_BUILD_TYPE MATCHES "Rel")
-  target_compile_options(lumen_options INTERFACE -O2)
-endif()
 if(LUMEN_SANITIZE)
   target_compile_options(lumen_options INTERFACE -fsanitize=address,undefined -fno-sanitize-recover=undefined
                                                  -fno-omit-frame-pointer)

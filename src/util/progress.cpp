@@ -36,7 +36,7 @@ Progress::Mode Progress::Detect(bool quiet, bool json_logs) {
   return Mode::kLines;
 }
 
-Progress::Progress(Mode mode) : mode_(mode), start_ns_(MonotonicNs()) {
+Progress::Progress(Mode mode) : mode_(mode), start_ns_(MonotonicNs()), last_ns_(start_ns_) {
   if (mode_ == Mode::kTerminal) {
     g_active = this;
     log::SetBeforeWriteHook(&Progress::ClearHook);
@@ -64,7 +64,7 @@ void Progress::Clear() {
 }
 
 void Progress::Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t failed, bool force) {
-  if (mode_ == Mode::kQuiet) return;
+  if (mode_ == Mode::kQuiet || (force && mode_ == Mode::kLines)) return;
   uint64_t now = MonotonicNs();
   uint64_t interval = mode_ == Mode::kTerminal ? 100'000'000ull : 5'000'000'000ull;
   if (!force && now - last_ns_ < interval) return;

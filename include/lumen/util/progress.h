@@ -29,7 +29,7 @@ class Progress {
 
   Mode mode_;
   uint64_t start_ns_;
-  uint64_t last_ns_ = 0;
+  uint64_t last_ns_;
   bool drawn_ = false;
   std::mutex mu_;
 };

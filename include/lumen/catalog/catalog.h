@@ -1,0 +1,115 @@
+// The catalog: an SQLite database (WAL) that is content-addressed.
+//
+//  assets      one row per distinct content (XXH3-128 of the bytes): size, format, dimensions.
+//  locations   one row per path ever seen: its identity (size, mtime, inode, device), the asset
+//              it holds, and a state: ok | failed | skipped | missing, with a readable reason.
+//  thumbnails, perceptual_hashes, metadata
+//              derived data keyed by (asset, producer), where the producer names the algorithm
+//              and its version/parameters ("webp256q80@1"). A new producer adds rows; old rows
+//              stay until pruned.
+//  runs        one row per index/process run with its counts.
+//
+// One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
+// The schema is versioned with PRAGMA user_version and migrated forward on Open(). Paths are
+// stored as BLOBs of their raw bytes, so names that are not UTF-8 survive unchanged.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "lumen/catalog/sqlite.h"
+#include "lumen/image/derive.h"
+#include "lumen/io/file.h"
+#include "lumen/io/hash.h"
+#include "lumen/meta/exif.h"
+#include "lumen/util/status.h"
+
+namespace lumen {
+
+inline constexpr int kCatalogSchemaVersion = 1;
+
+// $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
+std::string DefaultCatalogPath();
+
+enum class LocationState { kOk, kFailed, kSkipped, kMissing };
+const char* LocationStateName(LocationState s);
+
+// Names of the producers whose rows an index run needs for an asset to count as complete.
+struct Producers {
+  std::string thumbnail;  // empty: thumbnails not wanted
+  std::string hashes;
+  std::string metadata;
+};
+
+struct KnownLocation {
+  int64_t id = 0;
+  FileIdentity identity;
+  std::optional<int64_t> asset_id;
+  LocationState state = LocationState::kOk;
+  bool seen = false;  // set by the caller during a run
+};
+
+struct AssetRecord {
+  Hash128 hash;
+  uint64_t size = 0;
+  std::string format;
+  int width = 0;
+  int height = 0;
+  std::string colorspace;
+};
+
+struct RunCounts {
+  uint64_t succeeded = 0, failed = 0, skipped = 0, unchanged = 0, missing = 0;
+};
+
+class Catalog {
+ public:
+  // Opens or creates the catalog (and its parent directories), sets WAL, migrates the schema.
+  // Errors: Io with the path and SQLite's reason; Invalid if the file is from a newer lumen.
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
+  ~Catalog();
+
+  const std::string& path() const { return path_; }
+  sqlite3* db() { return db_.get(); }
+  int SchemaVersion();
+
+  Status Begin();
+  Status Commit();
+
+  Result<int64_t> BeginRun(const std::string& command, const std::vector<std::string>& roots);
+  Status FinishRun(int64_t run, const std::string& status, const RunCounts& counts);
+
+  // Locations at or under the given absolute roots, keyed by path.
+  Status LoadLocations(const std::vector<std::string>& roots,
+                       std::unordered_map<std::string, KnownLocation>* out);
+  // Hashes of assets that already have rows for every non-empty producer.
+  Status LoadCompleteAssets(const Producers& producers, std::unordered_set<Hash128, Hash128Hasher>* out);
+
+  // Inserts the asset if new; returns its id either way.
+  Result<int64_t> UpsertAsset(const AssetRecord& a);
+  Result<std::optional<int64_t>> FindAsset(const Hash128& h);
+  Status PutThumbnail(int64_t asset, const std::string& producer, const Thumbnail& t);
+  Status PutHashes(int64_t asset, const std::string& producer, const PerceptualHashes& h);
+  Status PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m);
+
+  Status UpsertLocation(const std::string& path, const FileIdentity& id, std::optional<int64_t> asset,
+                        LocationState state, const std::string& reason, int64_t run);
+  Status MarkMissing(int64_t location_id, int64_t run);
+
+ private:
+  Catalog() = default;
+  Status Migrate();
+  Status PrepareStatements();
+
+  std::string path_;
+  sql::DbPtr db_;
+  sql::Stmt begin_, commit_, upsert_asset_, find_asset_, put_thumb_, put_hashes_, put_meta_,
+      upsert_location_, mark_missing_;
+};
+
+}  // namespace lumen

@@ -1,0 +1,51 @@
+// Decoding at reduced size, once per file.
+//
+// DecodeReduced() reads the header first and refuses images above the pixel limit before any
+// pixel buffer is allocated (decompression bombs). It then decodes straight to the smallest size
+// that still satisfies the target, using the codec's own reduction: DCT scaling for JPEG
+// (TurboJPEG, 1/8..1), shrink-on-load for WebP/HEIF/AVIF/TIFF/PNG/GIF through libvips. The result
+// is 8-bit RGB in the file's stored orientation (EXIF orientation is applied by the consumers, on
+// their much smaller outputs). Alpha is composited onto white; CMYK and other spaces are converted
+// to sRGB. Animated GIF/WebP give their first frame, multi-page TIFF its first page.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "lumen/image/image.h"
+#include "lumen/io/magic.h"
+#include "lumen/util/status.h"
+
+namespace lumen {
+
+// Call once per process before decoding (starts libvips, sets its cache to zero and its
+// per-operation concurrency to 1: lumen parallelises across files, not within one).
+Status InitImageLibraries(const char* argv0);
+
+struct DecodeTarget {
+  int min_long_edge = 256;   // e.g. the thumbnail size
+  int min_short_edge = 224;  // e.g. the model input size
+};
+
+struct DecodeLimits {
+  uint64_t max_pixels = 100'000'000;  // width * height of the stored image
+};
+
+struct DecodedImage {
+  Image rgb;               // reduced RGB, stored orientation
+  int width = 0;           // full stored size
+  int height = 0;
+  std::string colorspace;  // "srgb", "grey", "cmyk", "rgb16", "grey16", ...
+  bool has_alpha = false;
+  const char* decoder = "";  // "turbojpeg" or "vips"
+};
+
+// Errors: TooLarge (pixel limit), Corrupt (bad or truncated data), Unsupported.
+Result<DecodedImage> DecodeReduced(const uint8_t* data, size_t size, Format format,
+                                   const DecodeTarget& target, const DecodeLimits& limits);
+
+// Reads only the header: stored width and height. Same errors as DecodeReduced for bad headers.
+Status ReadImageSize(const uint8_t* data, size_t size, Format format, int* width, int* height);
+
+}  // namespace lumen

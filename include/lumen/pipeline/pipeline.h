@@ -1,0 +1,108 @@
+// The staged executor behind `lumen index` and `lumen process`.
+//
+//   scan (serial) -> read once -> hash -> [known asset? done] -> EXIF/XMP -> decode reduced
+//     -> thumbnail + perceptual hashes + model input (parallel, all cores)
+//     -> sinks: catalog writer, JSON records (serial, batched transactions)
+//
+// Bounded: at most `tokens` items are in flight and the file bytes held in memory are capped by
+// `memory_budget`, whatever the number of files. Every item carries its own outcome; a file that
+// fails records why and the run goes on. SIGINT/SIGTERM stop the scan, let the items in flight
+// finish (or drop them if they have not started decoding) and commit what is done.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lumen/catalog/catalog.h"
+#include "lumen/image/decode.h"
+#include "lumen/image/derive.h"
+#include "lumen/io/hash.h"
+#include "lumen/io/magic.h"
+#include "lumen/io/scan.h"
+#include "lumen/meta/exif.h"
+#include "lumen/util/profile.h"
+#include "lumen/util/progress.h"
+#include "lumen/util/status.h"
+
+namespace lumen {
+
+struct ItemResult {
+  enum class Outcome {
+    kNew,          // read, hashed and every product derived
+    kKnown,        // read and hashed; the content was already complete in the catalog
+    kFailed,       // recorded with a reason
+    kSkipped,      // not an image (and not named like one), or a link not followed
+    kInterrupted,  // dropped because of a stop request; not recorded
+  };
+  Outcome outcome = Outcome::kFailed;
+  Status status;  // the reason for kFailed / kSkipped
+  std::string path;
+  FileIdentity identity;
+  Hash128 hash;
+  Format format = Format::kUnknown;
+  int width = 0, height = 0;
+  std::string colorspace;
+  bool has_alpha = false;
+  std::optional<PhotoMetadata> metadata;
+  std::optional<Thumbnail> thumbnail;
+  std::optional<PerceptualHashes> hashes;
+  std::optional<Image> model_input;
+};
+
+// Consumers of finished items, called from one thread in completion order.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual Status Accept(const ItemResult& item) = 0;
+  // Called at the end of the run (also after an interruption).
+  virtual Status Finish() = 0;
+};
+
+struct PipelineOptions {
+  std::vector<std::string> roots;
+  ScanOptions scan;
+  int jobs = 0;                      // worker threads; 0 = all cores
+  bool incremental = true;           // skip unchanged locations and complete assets (needs catalog)
+  bool thumbnails = true;
+  ThumbnailOptions thumbnail;
+  bool model_input = false;          // compute the encoder input (measured with --profile)
+  ModelInputSpec model;
+  DecodeLimits limits;
+  uint64_t max_file_bytes = 200ull << 20;
+  uint64_t memory_budget = 256ull << 20;  // file bytes held in memory at once
+  uint64_t limit = 0;                // process at most this many files (0 = all)
+  std::function<bool(const std::string& path)> skip_path;  // e.g. --skip-existing
+  std::function<void()> after_read_for_test;               // fault injection in tests
+  int64_t run_id = 0;                // the catalog run these results belong to
+};
+
+struct RunSummary {
+  uint64_t succeeded = 0;  // new + known
+  uint64_t known = 0;      // of which the content was already cataloged
+  uint64_t failed = 0;
+  uint64_t skipped = 0;
+  uint64_t unchanged = 0;
+  uint64_t missing = 0;
+  uint64_t bytes = 0;      // bytes read
+  double elapsed_s = 0;
+  bool interrupted = false;
+  bool limited = false;    // stopped by --limit
+  std::vector<std::pair<std::string, std::string>> failures;  // (path, reason), first 1000
+};
+
+// The catalog product names for the given options ("webp256q80@1", ...).
+Producers ProducersFor(const PipelineOptions& opt);
+
+// Runs the pipeline. `catalog` may be null (process without a catalog). Errors are fatal ones
+// only (the catalog cannot be written); per-file failures are counted in the summary.
+Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, const std::vector<Sink*>& sinks,
+                               Profile* profile, Progress* progress);
+
+// Exposed for tests: the per-file work of the parallel stage.
+ItemResult ProcessFile(const std::string& path, const PipelineOptions& opt,
+                       const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile);
+
+}  // namespace lumen

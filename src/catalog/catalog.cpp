@@ -1,0 +1,342 @@
+#include "lumen/catalog/catalog.h"
+
+#include <time.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace lumen {
+namespace {
+
+// Migrations: index i takes the schema from version i to i+1. Never edit a shipped entry;
+// append a new one.
+const char* const kMigrations[] = {
+    // v0 -> v1
+    R"sql(
+CREATE TABLE assets(
+  id INTEGER PRIMARY KEY,
+  hash BLOB NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  format TEXT,
+  width INTEGER,
+  height INTEGER,
+  colorspace TEXT,
+  first_seen INTEGER NOT NULL
+);
+CREATE TABLE locations(
+  id INTEGER PRIMARY KEY,
+  path BLOB NOT NULL UNIQUE,
+  size INTEGER,
+  mtime_ns INTEGER,
+  inode INTEGER,
+  device INTEGER,
+  asset_id INTEGER REFERENCES assets(id),
+  state TEXT NOT NULL CHECK(state IN ('ok','failed','skipped','missing')),
+  reason TEXT,
+  run_id INTEGER,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX locations_asset ON locations(asset_id);
+CREATE INDEX locations_state ON locations(state);
+CREATE TABLE thumbnails(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  webp BLOB NOT NULL,
+  PRIMARY KEY(asset_id, producer)
+);
+CREATE TABLE perceptual_hashes(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  dhash INTEGER NOT NULL,
+  phash INTEGER NOT NULL,
+  PRIMARY KEY(asset_id, producer)
+);
+CREATE TABLE metadata(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  captured_at TEXT,
+  utc_offset TEXT,
+  camera_make TEXT,
+  camera_model TEXT,
+  lens TEXT,
+  gps_latitude REAL,
+  gps_longitude REAL,
+  gps_altitude REAL,
+  iso INTEGER,
+  aperture REAL,
+  exposure_time REAL,
+  focal_length REAL,
+  orientation INTEGER,
+  PRIMARY KEY(asset_id, producer)
+);
+CREATE TABLE runs(
+  id INTEGER PRIMARY KEY,
+  command TEXT NOT NULL,
+  roots TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  status TEXT NOT NULL,
+  succeeded INTEGER, failed INTEGER, skipped INTEGER, unchanged INTEGER, missing INTEGER
+);
+)sql",
+};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
+
+int64_t Now() { return static_cast<int64_t>(::time(nullptr)); }
+
+}  // namespace
+
+std::string DefaultCatalogPath() {
+  if (const char* p = std::getenv("LUMEN_CATALOG"); p && *p) return p;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/lumen/catalog.db";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.local/share/lumen/catalog.db";
+}
+
+const char* LocationStateName(LocationState s) {
+  switch (s) {
+    case LocationState::kOk: return "ok";
+    case LocationState::kFailed: return "failed";
+    case LocationState::kSkipped: return "skipped";
+    case LocationState::kMissing: return "missing";
+  }
+  return "ok";
+}
+
+static LocationState ParseState(const std::string& s) {
+  if (s == "failed") return LocationState::kFailed;
+  if (s == "skipped") return LocationState::kSkipped;
+  if (s == "missing") return LocationState::kMissing;
+  return LocationState::kOk;
+}
+
+Catalog::~Catalog() = default;
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
+  std::unique_ptr<Catalog> c(new Catalog());
+  c->path_ = path;
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (ec) return Status::Io(fmt::format("cannot create catalog directory {}: {}", parent.string(), ec.message()));
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  c->db_.reset(raw);
+  if (rc != SQLITE_OK)
+    return Status::Io(fmt::format("cannot open catalog {}: {}", path, raw ? sqlite3_errmsg(raw) : "out of memory"));
+  sqlite3_busy_timeout(raw, 10000);
+  sqlite3_extended_result_codes(raw, 1);
+  // WAL + synchronous=NORMAL: a crash or kill -9 never corrupts the database and loses at most
+  // the transaction in progress.
+  Status st = sql::Exec(raw, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  if (!st.ok()) return Status::Io(fmt::format("cannot open catalog {}: {}", path, st.message()));
+  LUMEN_RETURN_IF_ERROR(c->Migrate());
+  LUMEN_RETURN_IF_ERROR(c->PrepareStatements());
+  return c;
+}
+
+int Catalog::SchemaVersion() {
+  auto s = sql::Prepare(db_.get(), "PRAGMA user_version");
+  if (!s.ok()) return -1;
+  Status st;
+  return s->Step(&st) ? static_cast<int>(s->Int(0)) : -1;
+}
+
+Status Catalog::Migrate() {
+  int v = SchemaVersion();
+  if (v < 0) return sql::Error(db_.get(), fmt::format("read schema version of {}", path_));
+  if (v > kCatalogSchemaVersion)
+    return Status::Invalid(fmt::format("catalog {} has schema version {}, newer than this lumen ({}); upgrade lumen",
+                                       path_, v, kCatalogSchemaVersion));
+  for (; v < kCatalogSchemaVersion; ++v) {
+    std::string script = fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; COMMIT;", kMigrations[v], v + 1);
+    Status st = sql::Exec(db_.get(), script);
+    if (!st.ok()) {
+      (void)sql::Exec(db_.get(), "ROLLBACK");
+      return Status::Io(fmt::format("migrating catalog {} to version {}: {}", path_, v + 1, st.message()));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Catalog::PrepareStatements() {
+  auto prep = [&](sql::Stmt* out, const char* q) -> Status {
+    auto s = sql::Prepare(db_.get(), q);
+    if (!s.ok()) return s.status();
+    *out = std::move(s.value());
+    return Status::Ok();
+  };
+  LUMEN_RETURN_IF_ERROR(prep(&begin_, "BEGIN IMMEDIATE"));
+  LUMEN_RETURN_IF_ERROR(prep(&commit_, "COMMIT"));
+  LUMEN_RETURN_IF_ERROR(prep(&upsert_asset_,
+                             "INSERT INTO assets(hash,size,format,width,height,colorspace,first_seen) "
+                             "VALUES(?,?,?,?,?,?,?) ON CONFLICT(hash) DO UPDATE SET "
+                             "format=excluded.format, width=excluded.width, height=excluded.height, "
+                             "colorspace=excluded.colorspace RETURNING id"));
+  LUMEN_RETURN_IF_ERROR(prep(&find_asset_, "SELECT id FROM assets WHERE hash=?"));
+  LUMEN_RETURN_IF_ERROR(prep(&put_thumb_,
+                             "INSERT OR REPLACE INTO thumbnails(asset_id,producer,width,height,webp) VALUES(?,?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(prep(&put_hashes_,
+                             "INSERT OR REPLACE INTO perceptual_hashes(asset_id,producer,dhash,phash) VALUES(?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(prep(&put_meta_,
+                             "INSERT OR REPLACE INTO metadata(asset_id,producer,captured_at,utc_offset,camera_make,"
+                             "camera_model,lens,gps_latitude,gps_longitude,gps_altitude,iso,aperture,exposure_time,"
+                             "focal_length,orientation) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(prep(&upsert_location_,
+                             "INSERT INTO locations(path,size,mtime_ns,inode,device,asset_id,state,reason,run_id,updated_at) "
+                             "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+                             "mtime_ns=excluded.mtime_ns, inode=excluded.inode, device=excluded.device, "
+                             "asset_id=excluded.asset_id, "
+                             "state=excluded.state, reason=excluded.reason, run_id=excluded.run_id, "
+                             "updated_at=excluded.updated_at"));
+  LUMEN_RETURN_IF_ERROR(prep(&mark_missing_,
+                             "UPDATE locations SET state='missing', reason='not found at its path in the last scan', "
+                             "run_id=?, updated_at=? WHERE id=?"));
+  return Status::Ok();
+}
+
+Status Catalog::Begin() { return begin_.Run(); }
+Status Catalog::Commit() { return commit_.Run(); }
+
+Result<int64_t> Catalog::BeginRun(const std::string& command, const std::vector<std::string>& roots) {
+  auto s = sql::Prepare(db_.get(), "INSERT INTO runs(command,roots,started_at,status) VALUES(?,?,?,'running')");
+  if (!s.ok()) return s.status();
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& r : roots) j.push_back(r);
+  s->Bind(1, command).Bind(2, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)).Bind(3, Now());
+  LUMEN_RETURN_IF_ERROR(s->Run());
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_.get()));
+}
+
+Status Catalog::FinishRun(int64_t run, const std::string& status, const RunCounts& c) {
+  auto s = sql::Prepare(db_.get(),
+                        "UPDATE runs SET finished_at=?, status=?, succeeded=?, failed=?, skipped=?, unchanged=?, "
+                        "missing=? WHERE id=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, Now()).Bind(2, status).Bind(3, int64_t(c.succeeded)).Bind(4, int64_t(c.failed));
+  s->Bind(5, int64_t(c.skipped)).Bind(6, int64_t(c.unchanged)).Bind(7, int64_t(c.missing)).Bind(8, run);
+  return s->Run();
+}
+
+Status Catalog::LoadLocations(const std::vector<std::string>& roots,
+                              std::unordered_map<std::string, KnownLocation>* out) {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT id,path,size,mtime_ns,inode,device,asset_id,state FROM locations "
+                        "WHERE path=?1 OR (path>=?2 AND path<?3)");
+  if (!s.ok()) return s.status();
+  for (const auto& root : roots) {
+    std::string lo = root == "/" ? "/" : root + "/";
+    std::string hi = root == "/" ? "0" : root + "0";  // '0' follows '/' in byte order
+    s->BindBlob(1, root.data(), root.size()).BindBlob(2, lo.data(), lo.size()).BindBlob(3, hi.data(), hi.size());
+    Status st;
+    while (s->Step(&st)) {
+      KnownLocation k;
+      k.id = s->Int(0);
+      k.identity.size = static_cast<uint64_t>(s->Int(2));
+      k.identity.mtime_ns = s->Int(3);
+      k.identity.inode = static_cast<uint64_t>(s->Int(4));
+      k.identity.device = static_cast<uint64_t>(s->Int(5));
+      k.asset_id = s->OptInt(6);
+      k.state = ParseState(s->Text(7));
+      (*out)[s->Blob(1)] = k;
+    }
+    s->Reset();
+    LUMEN_RETURN_IF_ERROR(st);
+  }
+  return Status::Ok();
+}
+
+Status Catalog::LoadCompleteAssets(const Producers& p, std::unordered_set<Hash128, Hash128Hasher>* out) {
+  std::string q = "SELECT a.hash FROM assets a";
+  std::vector<std::string> binds;
+  auto need = [&](const std::string& producer, const char* table) {
+    if (producer.empty()) return;
+    binds.push_back(producer);
+    q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.producer=?{1}", table, binds.size());
+  };
+  need(p.thumbnail, "thumbnails");
+  need(p.hashes, "perceptual_hashes");
+  need(p.metadata, "metadata");
+  auto s = sql::Prepare(db_.get(), q);
+  if (!s.ok()) return s.status();
+  for (size_t i = 0; i < binds.size(); ++i) s->Bind(static_cast<int>(i + 1), binds[i]);
+  Status st;
+  while (s->Step(&st)) {
+    std::string b = s->Blob(0);
+    if (b.size() == 16) out->insert(Hash128::FromBytes(reinterpret_cast<const unsigned char*>(b.data())));
+  }
+  return st;
+}
+
+Result<int64_t> Catalog::UpsertAsset(const AssetRecord& a) {
+  unsigned char h[16];
+  a.hash.ToBytes(h);
+  upsert_asset_.BindBlob(1, h, 16).Bind(2, int64_t(a.size)).Bind(3, a.format).Bind(4, int64_t(a.width));
+  upsert_asset_.Bind(5, int64_t(a.height)).Bind(6, a.colorspace).Bind(7, Now());
+  Status st;
+  int64_t id = -1;
+  if (upsert_asset_.Step(&st)) id = upsert_asset_.Int(0);
+  upsert_asset_.Reset();
+  if (!st.ok()) return st;
+  if (id < 0) return Status::Internal("asset upsert returned no id");
+  return id;
+}
+
+Result<std::optional<int64_t>> Catalog::FindAsset(const Hash128& hash) {
+  unsigned char h[16];
+  hash.ToBytes(h);
+  find_asset_.BindBlob(1, h, 16);
+  Status st;
+  std::optional<int64_t> id;
+  if (find_asset_.Step(&st)) id = find_asset_.Int(0);
+  find_asset_.Reset();
+  if (!st.ok()) return st;
+  return id;
+}
+
+Status Catalog::PutThumbnail(int64_t asset, const std::string& producer, const Thumbnail& t) {
+  put_thumb_.Bind(1, asset).Bind(2, producer).Bind(3, int64_t(t.width)).Bind(4, int64_t(t.height));
+  put_thumb_.BindBlob(5, t.webp.data(), t.webp.size());
+  return put_thumb_.Run();
+}
+
+Status Catalog::PutHashes(int64_t asset, const std::string& producer, const PerceptualHashes& h) {
+  put_hashes_.Bind(1, asset).Bind(2, producer).Bind(3, static_cast<int64_t>(h.dhash));
+  put_hashes_.Bind(4, static_cast<int64_t>(h.phash));
+  return put_hashes_.Run();
+}
+
+Status Catalog::PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m) {
+  auto& s = put_meta_;
+  s.Bind(1, asset).Bind(2, producer).Bind(3, m.captured_at).Bind(4, m.utc_offset).Bind(5, m.camera_make);
+  s.Bind(6, m.camera_model).Bind(7, m.lens).Bind(8, m.gps_latitude).Bind(9, m.gps_longitude);
+  s.Bind(10, m.gps_altitude);
+  if (m.iso) s.Bind(11, int64_t(*m.iso)); else s.BindNull(11);
+  s.Bind(12, m.aperture).Bind(13, m.exposure_time).Bind(14, m.focal_length).Bind(15, int64_t(m.orientation));
+  return s.Run();
+}
+
+Status Catalog::UpsertLocation(const std::string& path, const FileIdentity& id, std::optional<int64_t> asset,
+                               LocationState state, const std::string& reason, int64_t run) {
+  auto& s = upsert_location_;
+  s.BindBlob(1, path.data(), path.size()).Bind(2, int64_t(id.size)).Bind(3, id.mtime_ns);
+  s.Bind(4, int64_t(id.inode)).Bind(5, int64_t(id.device));
+  if (asset) s.Bind(6, *asset); else s.BindNull(6);
+  s.Bind(7, std::string_view(LocationStateName(state)));
+  if (reason.empty()) s.BindNull(8); else s.Bind(8, reason);
+  s.Bind(9, run).Bind(10, Now());
+  return s.Run();
+}
+
+Status Catalog::MarkMissing(int64_t location_id, int64_t run) {
+  mark_missing_.Bind(1, run).Bind(2, Now()).Bind(3, location_id);
+  return mark_missing_.Run();
+}
+
+}  // namespace lumen

@@ -1,0 +1,317 @@
+#include "commands.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "lumen/catalog/catalog.h"
+#include "lumen/image/decode.h"
+#include "lumen/meta/exif.h"
+#include "lumen/pipeline/pipeline.h"
+#include "lumen/pipeline/sinks.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+#include "lumen/util/profile.h"
+#include "lumen/util/progress.h"
+
+namespace lumen::cli {
+namespace {
+
+void SetupLogging(const Options& o) {
+  log::SetJson(o.json_logs);
+  log::SetLevel(o.verbose ? log::Level::kDebug : o.quiet ? log::Level::kError : log::Level::kInfo);
+}
+
+Status InitLibraries(const char* argv0) {
+  InitMetadataLibrary();
+  return InitImageLibraries(argv0);
+}
+
+PipelineOptions MakePipelineOptions(const Options& o) {
+  PipelineOptions p;
+  p.roots = o.paths;
+  p.scan.include_hidden = o.include_hidden;
+  p.scan.exclude = o.exclude;
+  p.jobs = o.jobs;
+  p.thumbnails = !o.no_thumbnail;
+  p.thumbnail.size = o.thumbnail_size;
+  p.limits.max_pixels = static_cast<uint64_t>(o.max_megapixels * 1e6);
+  p.max_file_bytes = static_cast<uint64_t>(o.max_file_mb * 1048576.0);
+  p.limit = o.limit;
+  if (o.model_input_size > 0) {
+    p.model_input = true;
+    p.model.size = o.model_input_size;
+  }
+  return p;
+}
+
+Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o) {
+  std::string path = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+  return Catalog::Open(path);
+}
+
+int ExitCode(const RunSummary& s) {
+  if (s.interrupted) return 128 + (InterruptSignal() ? InterruptSignal() : 2);
+  return s.failed ? kExitSomeFailed : kExitOk;
+}
+
+void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb) {
+  double rate = s.elapsed_s > 0 ? (s.succeeded + s.failed) / s.elapsed_s : 0;
+  if (o.json_logs) {
+    log::Fields f = {{"succeeded", std::to_string(s.succeeded)}, {"known_content", std::to_string(s.known)},
+                     {"failed", std::to_string(s.failed)},       {"skipped", std::to_string(s.skipped)},
+                     {"unchanged", std::to_string(s.unchanged)}, {"missing", std::to_string(s.missing)},
+                     {"seconds", fmt::format("{:.3f}", s.elapsed_s)},
+                     {"images_per_second", fmt::format("{:.2f}", rate)},
+                     {"interrupted", s.interrupted ? "true" : "false"}};
+    log::Write(log::Level::kInfo, "summary", f);
+    for (const auto& [path, reason] : s.failures)
+      log::Write(log::Level::kWarn, "failed", {{"path", path}, {"reason", reason}});
+  } else if (!o.quiet) {
+    std::string line = fmt::format(
+        "{} {} files in {:.2f} s: {} succeeded ({} already known), {} failed, {} skipped, {} unchanged, "
+        "{} missing; {:.1f} images/s, {:.1f} MB/s{}",
+        verb, s.succeeded + s.failed + s.skipped, s.elapsed_s, s.succeeded, s.known, s.failed, s.skipped,
+        s.unchanged, s.missing, rate, s.elapsed_s > 0 ? s.bytes / s.elapsed_s / 1e6 : 0.0,
+        s.interrupted ? " (interrupted: run again to finish)" : s.limited ? " (stopped at --limit)" : "");
+    size_t shown = 0;
+    for (const auto& [path, reason] : s.failures) {
+      if (!o.verbose && shown >= 20) {
+        log::Warn(fmt::format("... and {} more failures (lumen stats --failures lists them all)",
+                              s.failed - shown));
+        break;
+      }
+      log::Warn(fmt::format("{}: {}", path, reason));
+      ++shown;
+    }
+    log::Info(line);
+  }
+  if (o.profile) {
+    std::string t = profile.Table(s.elapsed_s);
+    std::fputs(t.c_str(), stderr);
+  }
+}
+
+}  // namespace
+
+int RunIndex(const Options& o, const char* argv0) {
+  SetupLogging(o);
+  if (Status st = InitLibraries(argv0); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
+  auto catalog = OpenCatalog(o);
+  if (!catalog.ok()) {
+    log::Error(catalog.status().message());
+    return kExitError;
+  }
+  Catalog& cat = **catalog;
+  PipelineOptions p = MakePipelineOptions(o);
+  p.incremental = !o.full;
+  auto run = cat.BeginRun("index", p.roots);
+  if (!run.ok()) {
+    log::Error(run.status().message());
+    return kExitError;
+  }
+  p.run_id = *run;
+  CatalogSink sink(&cat, ProducersFor(p), *run);
+  Profile profile;
+  Progress progress(Progress::Detect(o.quiet, o.json_logs));
+  auto sum = RunPipeline(p, &cat, {&sink}, o.profile ? &profile : nullptr, &progress);
+  progress.Finish();
+  if (!sum.ok()) {
+    log::Error(sum.status().message());
+    (void)cat.FinishRun(*run, "error", {});
+    return kExitError;
+  }
+  RunCounts c{sum->succeeded, sum->failed, sum->skipped, sum->unchanged, sum->missing};
+  (void)cat.FinishRun(*run, sum->interrupted ? "interrupted" : "done", c);
+  Report(o, *sum, profile, "indexed");
+  return ExitCode(*sum);
+}
+
+namespace {
+// Paths already present in an existing output file, and (for a JSON array) its records.
+Status LoadExisting(const std::string& file, RecordFormat fmt, std::unordered_set<std::string>* paths,
+                    std::vector<nlohmann::json>* records) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return Status::Ok();
+  if (fmt == RecordFormat::kJsonArray) {
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_array())
+      return Status::Invalid(fmt::format("{} is not a JSON array of records; cannot --skip-existing", file));
+    for (auto& r : j) {
+      if (r.contains("file_path") && r["file_path"].is_string()) paths->insert(r["file_path"].get<std::string>());
+      records->push_back(std::move(r));
+    }
+    return Status::Ok();
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("file_path") && j["file_path"].is_string())
+      paths->insert(j["file_path"].get<std::string>());
+  }
+  return Status::Ok();
+}
+
+// A JSONL file cut short by a kill ends without a newline: drop the partial record.
+void TrimPartialLine(const std::string& file) {
+  std::FILE* f = std::fopen(file.c_str(), "r+b");
+  if (!f) return;
+  std::fseek(f, 0, SEEK_END);
+  long size = std::ftell(f);
+  long keep = size;
+  while (keep > 0) {
+    std::fseek(f, keep - 1, SEEK_SET);
+    if (std::fgetc(f) == '\n') break;
+    --keep;
+  }
+  std::fclose(f);
+  if (keep != size) (void)::truncate(file.c_str(), keep);
+}
+}  // namespace
+
+int RunProcess(const Options& o, const char* argv0) {
+  SetupLogging(o);
+  if (Status st = InitLibraries(argv0); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
+  RecordFormat fmt = o.format == "json" ? RecordFormat::kJsonArray : RecordFormat::kJsonl;
+  PipelineOptions p = MakePipelineOptions(o);
+  p.incremental = false;
+
+  std::unordered_set<std::string> existing;
+  std::vector<nlohmann::json> prefix;
+  if (o.skip_existing) {
+    if (o.output.empty()) {
+      log::Error("--skip-existing needs -o FILE");
+      return kExitError;
+    }
+    if (Status st = LoadExisting(o.output, fmt, &existing, &prefix); !st.ok()) {
+      log::Error(st.message());
+      return kExitError;
+    }
+    p.skip_path = [&existing](const std::string& path) { return existing.count(path) > 0; };
+  }
+
+  // JSONL is appended in place with --skip-existing; a JSON array is rewritten through a
+  // temporary file and renamed at the end, so an interrupted run never leaves half an array.
+  std::FILE* out = stdout;
+  std::string tmp;
+  if (!o.output.empty()) {
+    if (fmt == RecordFormat::kJsonl && o.skip_existing) {
+      TrimPartialLine(o.output);
+      out = std::fopen(o.output.c_str(), "ab");
+    } else {
+      tmp = o.output + ".lumen-tmp";
+      out = std::fopen(tmp.c_str(), "wb");
+    }
+    if (!out) {
+      log::Error(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
+      return kExitError;
+    }
+  }
+  JsonSink json(out, fmt, std::move(prefix));
+  std::vector<Sink*> sinks{&json};
+
+  std::unique_ptr<Catalog> cat;
+  std::unique_ptr<CatalogSink> csink;
+  int64_t run = 0;
+  if (o.write_catalog || !o.catalog.empty()) {
+    auto c = OpenCatalog(o);
+    if (!c.ok()) {
+      log::Error(c.status().message());
+      return kExitError;
+    }
+    cat = std::move(c.value());
+    auto r = cat->BeginRun("process", p.roots);
+    if (!r.ok()) {
+      log::Error(r.status().message());
+      return kExitError;
+    }
+    run = *r;
+    p.run_id = run;
+    csink = std::make_unique<CatalogSink>(cat.get(), ProducersFor(p), run);
+    sinks.push_back(csink.get());
+  }
+
+  Profile profile;
+  Progress progress(Progress::Detect(o.quiet, o.json_logs));
+  auto sum = RunPipeline(p, cat.get(), sinks, o.profile ? &profile : nullptr, &progress);
+  progress.Finish();
+  bool write_ok = true;
+  if (out != stdout) write_ok = std::fclose(out) == 0;
+  if (!tmp.empty() && write_ok && sum.ok()) {
+    if (std::rename(tmp.c_str(), o.output.c_str()) != 0) write_ok = false;
+  }
+  if (!sum.ok() || !write_ok) {
+    log::Error(sum.ok() ? fmt::format("cannot write {}", o.output) : sum.status().message());
+    if (!tmp.empty()) std::remove(tmp.c_str());
+    return kExitError;
+  }
+  if (cat) {
+    RunCounts c{sum->succeeded, sum->failed, sum->skipped, sum->unchanged, sum->missing};
+    (void)cat->FinishRun(run, sum->interrupted ? "interrupted" : "done", c);
+  }
+  Report(o, *sum, profile, "processed");
+  return ExitCode(*sum);
+}
+
+int RunStats(const Options& o) {
+  SetupLogging(o);
+  auto c = OpenCatalog(o);
+  if (!c.ok()) {
+    log::Error(c.status().message());
+    return kExitError;
+  }
+  sqlite3* db = (*c)->db();
+  nlohmann::json j;
+  auto count = [&](const char* q) -> int64_t {
+    auto s = sql::Prepare(db, q);
+    Status st;
+    return s.ok() && s->Step(&st) ? s->Int(0) : -1;
+  };
+  j["catalog"] = (*c)->path();
+  j["schema_version"] = (*c)->SchemaVersion();
+  j["assets"] = count("SELECT COUNT(*) FROM assets");
+  j["thumbnails"] = count("SELECT COUNT(*) FROM thumbnails");
+  for (const char* st : {"ok", "failed", "skipped", "missing"}) {
+    auto s = sql::Prepare(db, "SELECT COUNT(*) FROM locations WHERE state=?");
+    Status e;
+    s->Bind(1, std::string_view(st));
+    j["locations"][st] = s->Step(&e) ? s->Int(0) : 0;
+  }
+  if (o.list_failures) {
+    auto s = sql::Prepare(db, "SELECT path, reason FROM locations WHERE state='failed' ORDER BY path");
+    Status e;
+    j["failures"] = nlohmann::json::array();
+    while (s->Step(&e)) j["failures"].push_back({{"path", s->Blob(0)}, {"reason", s->Text(1)}});
+  }
+  if (o.json_out) {
+    std::puts(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return kExitOk;
+  }
+  std::printf("catalog   %s (schema v%d)\n", (*c)->path().c_str(), j["schema_version"].get<int>());
+  std::printf("assets    %lld distinct images\n", static_cast<long long>(j["assets"].get<int64_t>()));
+  std::printf("locations %lld ok, %lld failed, %lld skipped, %lld missing\n",
+              static_cast<long long>(j["locations"]["ok"].get<int64_t>()),
+              static_cast<long long>(j["locations"]["failed"].get<int64_t>()),
+              static_cast<long long>(j["locations"]["skipped"].get<int64_t>()),
+              static_cast<long long>(j["locations"]["missing"].get<int64_t>()));
+  if (o.list_failures)
+    for (auto& f : j["failures"])
+      std::printf("%s: %s\n", log::Printable(f["path"].get<std::string>()).c_str(),
+                  f["reason"].get<std::string>().c_str());
+  return kExitOk;
+}
+
+}  // namespace lumen::cli

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lumen::cli {
+
+inline constexpr const char* kVersion = "lumen 0.1.0";
+
+// Exit status.
+inline constexpr int kExitOk = 0;            // every file succeeded (or was unchanged/skipped)
+inline constexpr int kExitSomeFailed = 1;    // finished, but some files failed (see the summary)
+inline constexpr int kExitError = 2;         // bad arguments, unusable catalog or output
+// Interrupted by a signal: 128 + signal (130 for SIGINT, 143 for SIGTERM), work committed.
+
+struct Options {
+  std::vector<std::string> paths;
+  std::string catalog;
+  int jobs = 0;
+  bool quiet = false, verbose = false, json_logs = false, profile = false;
+  int thumbnail_size = 256;
+  bool no_thumbnail = false;
+  bool include_hidden = false;
+  std::vector<std::string> exclude;
+  double max_file_mb = 200;
+  double max_megapixels = 100;
+  uint64_t limit = 0;
+  int model_input_size = 0;
+  bool full = false;
+  // process
+  std::string format = "jsonl";
+  std::string output;
+  bool skip_existing = false;
+  bool write_catalog = false;
+  // stats
+  bool list_failures = false;
+  bool json_out = false;
+};
+
+int RunIndex(const Options& o, const char* argv0);
+int RunProcess(const Options& o, const char* argv0);
+int RunStats(const Options& o);
+
+}  // namespace lumen::cli

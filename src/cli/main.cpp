@@ -1,0 +1,63 @@
+// lumen: the command-line entry point. Subcommands live in commands.cpp.
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "lumen/util/interrupt.h"
+
+int main(int argc, char** argv) {
+  lumen::cli::Options o;
+  CLI::App app{"lumen: turns folders of photos into an organized, searchable, deduplicated library"};
+  app.set_version_flag("--version", std::string(lumen::cli::kVersion));
+  app.require_subcommand(1);
+
+  auto add_common = [&](CLI::App* c) {
+    c->add_option("--catalog", o.catalog, "catalog database (default ~/.local/share/lumen/catalog.db)");
+    c->add_option("-j,--jobs", o.jobs, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+    c->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
+    c->add_flag("-v,--verbose", o.verbose, "log every failed file");
+    c->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
+    c->add_flag("--profile", o.profile, "print a per-stage timing table at the end");
+    c->add_option("--thumbnail-size", o.thumbnail_size, "thumbnail longest edge in pixels")
+        ->check(CLI::Range(16, 4096));
+    c->add_flag("--no-thumbnail", o.no_thumbnail, "do not make thumbnails");
+    c->add_flag("--include-hidden", o.include_hidden, "also scan hidden (.name) and system folders");
+    c->add_option("--exclude", o.exclude, "skip names or paths matching this glob (repeatable)");
+    c->add_option("--max-file-size", o.max_file_mb, "refuse files larger than this many MB")
+        ->check(CLI::PositiveNumber);
+    c->add_option("--max-pixels", o.max_megapixels, "refuse images above this many megapixels")
+        ->check(CLI::PositiveNumber);
+    c->add_option("--limit", o.limit, "process at most N files");
+    c->add_option("--model-input", o.model_input_size,
+                  "also prepare the square model input at this size (224 or 384; timed by --profile)");
+  };
+
+  auto* index = app.add_subcommand("index", "scan folders into the catalog (incremental)");
+  add_common(index);
+  index->add_option("paths", o.paths, "folders or files to index")->required();
+  index->add_flag("--full", o.full, "re-read every file, even unchanged ones");
+
+  auto* process = app.add_subcommand("process", "emit one JSON record per image (Photon layout)");
+  add_common(process);
+  process->add_option("paths", o.paths, "folders or files to process")->required();
+  process->add_option("-f,--format", o.format, "jsonl (default) or json")->check(CLI::IsMember({"jsonl", "json"}));
+  process->add_option("-o,--output", o.output, "write records to FILE instead of stdout");
+  process->add_flag("--skip-existing", o.skip_existing, "skip files already present in the output file");
+  process->add_flag("--write-catalog", o.write_catalog, "also record the results in the catalog");
+
+  auto* stats = app.add_subcommand("stats", "summarise the catalog");
+  stats->add_option("--catalog", o.catalog, "catalog database");
+  stats->add_flag("--failures", o.list_failures, "list failed files with their reasons");
+  stats->add_flag("--json", o.json_out, "print as JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : lumen::cli::kExitError;
+  }
+  lumen::InstallSignalHandlers();
+  if (index->parsed()) return lumen::cli::RunIndex(o, argv[0]);
+  if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
+  if (stats->parsed()) return lumen::cli::RunStats(o);
+  return lumen::cli::kExitError;
+}

@@ -1,0 +1,29 @@
+// Private helpers for libvips: an owning pointer and the error text of the failed call.
+#pragma once
+
+#include <vips/vips.h>
+
+#include <memory>
+#include <string>
+
+namespace lumen {
+
+struct VipsUnref {
+  void operator()(VipsImage* im) const {
+    if (im) g_object_unref(im);
+  }
+};
+using VipsPtr = std::unique_ptr<VipsImage, VipsUnref>;
+
+// libvips keeps one global error buffer; take its text and clear it. Under concurrency the text
+// may include another thread's message, so callers prefix it with what they were doing.
+inline std::string TakeVipsError() {
+  std::string s = vips_error_buffer();
+  vips_error_clear();
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  for (auto& c : s)
+    if (c == '\n') c = ';';
+  return s.empty() ? "unknown libvips error" : s;
+}
+
+}  // namespace lumen

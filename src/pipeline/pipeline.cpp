@@ -1,0 +1,326 @@
+#include "lumen/pipeline/pipeline.h"
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_pipeline.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "lumen/io/file.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+
+namespace lumen {
+namespace {
+
+// Caps the file bytes held in memory by items in flight. One file larger than the whole budget
+// may still proceed when nothing else holds any.
+class MemoryBudget {
+ public:
+  explicit MemoryBudget(uint64_t cap) : cap_(cap) {}
+  void Acquire(uint64_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return used_ == 0 || used_ + n <= cap_; });
+    used_ += n;
+  }
+  void Release(uint64_t n) {
+    {
+      std::lock_guard lock(mu_);
+      used_ -= n;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  uint64_t cap_;
+  uint64_t used_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+class BudgetHold {
+ public:
+  BudgetHold(MemoryBudget* b, uint64_t n) : b_(b), n_(n) {
+    if (b_) b_->Acquire(n_);
+  }
+  ~BudgetHold() { Release(); }
+  void Release() {
+    if (b_) b_->Release(n_);
+    b_ = nullptr;
+  }
+
+ private:
+  MemoryBudget* b_;
+  uint64_t n_;
+};
+
+std::string BaseName(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+ItemResult Process(const std::string& path, const PipelineOptions& opt,
+                   const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile,
+                   MemoryBudget* budget) {
+  ItemResult r;
+  r.path = path;
+  auto fail = [&](Status st) {
+    r.outcome = ItemResult::Outcome::kFailed;
+    r.status = std::move(st);
+    return std::move(r);
+  };
+  if (Interrupted()) {
+    r.outcome = ItemResult::Outcome::kInterrupted;
+    return r;
+  }
+  std::vector<uint8_t> bytes;
+  OpenedFile file;
+  {
+    StageTimer t(profile, Stage::kRead);
+    auto opened = OpenFile(path);
+    if (!opened.ok()) {
+      if (opened.status().code() == Code::kNotFound)
+        return fail(Status::NotFound("the file disappeared between the scan and the read"));
+      return fail(opened.status());
+    }
+    file = std::move(opened.value());
+  }
+  r.identity = file.identity();
+  r.format = file.format();
+  if (r.format == Format::kUnknown) {
+    std::string what = DescribeNonImage(file.head().data(), file.head().size());
+    if (HasImageExtension(BaseName(path)))
+      return fail(Status::Unsupported(fmt::format("not an image: the content is {}", what)));
+    r.outcome = ItemResult::Outcome::kSkipped;
+    r.status = Status::Unsupported(fmt::format("not an image ({})", what));
+    return r;
+  }
+  if (r.identity.size > opt.max_file_bytes)
+    return fail(Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
+                                             r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0)));
+  BudgetHold hold(budget, r.identity.size);
+  {
+    StageTimer t(profile, Stage::kRead);
+    Status st = ReadAll(file, &bytes, opt.after_read_for_test);
+    if (!st.ok()) return fail(st);
+  }
+  {
+    StageTimer t(profile, Stage::kHash);
+    r.hash = HashBytes(bytes.data(), bytes.size());
+  }
+  if (complete && complete->count(r.hash)) {
+    r.outcome = ItemResult::Outcome::kKnown;
+    return r;
+  }
+  if (Interrupted()) {
+    r.outcome = ItemResult::Outcome::kInterrupted;
+    return r;
+  }
+  {
+    StageTimer t(profile, Stage::kMetadata);
+    auto meta = ReadMetadata(bytes.data(), bytes.size());
+    // Metadata is optional: an unreadable block leaves the photo without it, not failed.
+    r.metadata = meta.ok() ? std::move(meta.value()) : PhotoMetadata{};
+  }
+  DecodeTarget target;
+  target.min_long_edge = opt.thumbnails ? opt.thumbnail.size : 64;
+  target.min_short_edge = opt.model_input ? opt.model.size : 64;
+  Result<DecodedImage> decoded = Status::Internal("not decoded");
+  {
+    StageTimer t(profile, Stage::kDecode);
+    decoded = DecodeReduced(bytes.data(), bytes.size(), r.format, target, opt.limits);
+  }
+  bytes = {};
+  hold.Release();
+  if (!decoded.ok()) return fail(decoded.status());
+  DecodedImage& d = decoded.value();
+  r.width = d.width;
+  r.height = d.height;
+  r.colorspace = d.colorspace;
+  r.has_alpha = d.has_alpha;
+  // libheif applies HEIF's own rotation on decode; EXIF orientation inside HEIF is informative.
+  int orientation = (r.format == Format::kHeif || r.format == Format::kAvif) ? 1 : r.metadata->orientation;
+  if (opt.thumbnails) {
+    StageTimer t(profile, Stage::kThumbnail);
+    auto th = MakeThumbnail(d.rgb, orientation, opt.thumbnail);
+    if (!th.ok()) return fail(th.status());
+    r.thumbnail = std::move(th.value());
+  }
+  {
+    StageTimer t(profile, Stage::kPerceptualHash);
+    r.hashes = ComputePerceptualHashes(d.rgb, orientation);
+  }
+  if (opt.model_input) {
+    StageTimer t(profile, Stage::kModelInput);
+    auto mi = MakeModelInput(d.rgb, orientation, opt.model);
+    if (!mi.ok()) return fail(mi.status());
+    r.model_input = std::move(mi.value());
+  }
+  r.outcome = ItemResult::Outcome::kNew;
+  return r;
+}
+
+struct Work {
+  ScanEntry entry;
+  ItemResult result;
+};
+
+}  // namespace
+
+Producers ProducersFor(const PipelineOptions& opt) {
+  Producers p;
+  if (opt.thumbnails) p.thumbnail = fmt::format("webp{}q{}@1", opt.thumbnail.size, opt.thumbnail.quality);
+  p.hashes = "dhash64+phash64@1";
+  p.metadata = "exiv2@1";
+  return p;
+}
+
+ItemResult ProcessFile(const std::string& path, const PipelineOptions& opt,
+                       const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile) {
+  return Process(path, opt, complete, profile, nullptr);
+}
+
+Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, const std::vector<Sink*>& sinks,
+                               Profile* profile, Progress* progress) {
+  const uint64_t t0 = MonotonicNs();
+  RunSummary sum;
+  std::unordered_map<std::string, KnownLocation> known;
+  std::unordered_set<Hash128, Hash128Hasher> complete;
+  const bool incremental = catalog && opt.incremental;
+  Scanner scanner(opt.roots, opt.scan);
+  if (incremental) {
+    StageTimer t(profile, Stage::kScan);
+    LUMEN_RETURN_IF_ERROR(catalog->LoadLocations(scanner.roots(), &known));
+    LUMEN_RETURN_IF_ERROR(catalog->LoadCompleteAssets(ProducersFor(opt), &complete));
+  }
+
+  int jobs = opt.jobs > 0 ? opt.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const size_t tokens = static_cast<size_t>(jobs) * 3;
+  MemoryBudget budget(opt.memory_budget);
+  uint64_t discovered = 0, queued = 0, done = 0;
+  bool scan_complete = false;
+  Status fatal;
+
+  auto input = [&](tbb::flow_control& fc) -> Work* {
+    StageTimer t(profile, Stage::kScan);
+    ScanEntry e;
+    for (;;) {
+      if (Interrupted() || !fatal.ok()) {
+        fc.stop();
+        return nullptr;
+      }
+      if (opt.limit && queued >= opt.limit) {
+        sum.limited = true;
+        fc.stop();
+        return nullptr;
+      }
+      if (!scanner.Next(&e)) {
+        scan_complete = true;
+        fc.stop();
+        return nullptr;
+      }
+      ++discovered;
+      if (incremental) {
+        auto it = known.find(e.path);
+        if (it != known.end()) {
+          it->second.seen = true;
+          const KnownLocation& k = it->second;
+          bool same = e.kind == ScanEntry::Kind::kFile && k.identity == e.identity &&
+                      (k.state == LocationState::kOk || k.state == LocationState::kSkipped);
+          if (same) {
+            ++sum.unchanged;
+            continue;
+          }
+        }
+      }
+      if (e.kind == ScanEntry::Kind::kFile && opt.skip_path && opt.skip_path(e.path)) {
+        ++sum.unchanged;
+        continue;
+      }
+      ++queued;
+      auto* w = new Work();
+      w->entry = std::move(e);
+      return w;
+    }
+  };
+
+  auto work = [&](Work* w) -> Work* {
+    ScanEntry& e = w->entry;
+    if (e.kind == ScanEntry::Kind::kFile) {
+      w->result = Process(e.path, opt, incremental ? &complete : nullptr, profile, &budget);
+    } else {
+      w->result.path = e.path;
+      w->result.status = e.status;
+      w->result.outcome = e.kind == ScanEntry::Kind::kError ? ItemResult::Outcome::kFailed
+                                                            : ItemResult::Outcome::kSkipped;
+    }
+    return w;
+  };
+
+  auto output = [&](Work* w) {
+    std::unique_ptr<Work> owned(w);
+    ItemResult& r = w->result;
+    if (r.outcome == ItemResult::Outcome::kInterrupted || !fatal.ok()) return;
+    {
+      StageTimer t(profile, Stage::kWrite);
+      for (Sink* s : sinks) {
+        Status st = s->Accept(r);
+        if (!st.ok()) {
+          fatal = st;
+          return;
+        }
+      }
+    }
+    switch (r.outcome) {
+      case ItemResult::Outcome::kNew: ++sum.succeeded; break;
+      case ItemResult::Outcome::kKnown: ++sum.succeeded; ++sum.known; break;
+      case ItemResult::Outcome::kSkipped: ++sum.skipped; break;
+      case ItemResult::Outcome::kFailed:
+        ++sum.failed;
+        if (sum.failures.size() < 1000) sum.failures.emplace_back(r.path, r.status.message());
+        log::Debug("failed", {{"path", r.path}, {"reason", r.status.message()}});
+        break;
+      case ItemResult::Outcome::kInterrupted: break;
+    }
+    sum.bytes += r.identity.size;
+    ++done;
+    if (progress) progress->Update(done, scan_complete ? queued : 0, sum.bytes, sum.failed);
+  };
+
+  tbb::task_arena arena(jobs);
+  arena.execute([&] {
+    tbb::parallel_pipeline(tokens,
+                           tbb::make_filter<void, Work*>(tbb::filter_mode::serial_in_order, input) &
+                               tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
+                               tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
+  });
+  if (progress) progress->Update(done, queued, sum.bytes, sum.failed, true);
+
+  sum.interrupted = Interrupted();
+  for (Sink* s : sinks) {
+    Status st = s->Finish();
+    if (fatal.ok() && !st.ok()) fatal = st;
+  }
+  if (!fatal.ok()) return fatal;
+  // Locations not seen in a complete scan are gone from disk: mark them missing (never forget
+  // them: their asset keeps its derived data and a later scan may find the file again).
+  if (incremental && scan_complete && !sum.interrupted) {
+    LUMEN_RETURN_IF_ERROR(catalog->Begin());
+    for (auto& [path, k] : known) {
+      if (k.seen || k.state == LocationState::kMissing) continue;
+      LUMEN_RETURN_IF_ERROR(catalog->MarkMissing(k.id, opt.run_id));
+      ++sum.missing;
+    }
+    LUMEN_RETURN_IF_ERROR(catalog->Commit());
+  }
+  sum.elapsed_s = (MonotonicNs() - t0) / 1e9;
+  return sum;
+}
+
+}  // namespace lumen

@@ -1,0 +1,171 @@
+#include "lumen/pipeline/sinks.h"
+
+#include <fmt/format.h>
+
+#include "lumen/util/profile.h"
+
+namespace lumen {
+
+CatalogSink::CatalogSink(Catalog* catalog, const Producers& producers, int64_t run, int batch)
+    : catalog_(catalog), producers_(producers), run_(run), batch_(batch) {}
+
+CatalogSink::~CatalogSink() {
+  if (open_) (void)catalog_->Commit();
+}
+
+Status CatalogSink::CommitIfDue(bool force) {
+  if (!open_) return Status::Ok();
+  uint64_t now = MonotonicNs();
+  if (force || pending_ >= batch_ || now - last_commit_ns_ > 1'000'000'000ull) {
+    LUMEN_RETURN_IF_ERROR(catalog_->Commit());
+    open_ = false;
+    pending_ = 0;
+    last_commit_ns_ = now;
+  }
+  return Status::Ok();
+}
+
+Status CatalogSink::Accept(const ItemResult& r) {
+  if (!open_) {
+    LUMEN_RETURN_IF_ERROR(catalog_->Begin());
+    open_ = true;
+    if (last_commit_ns_ == 0) last_commit_ns_ = MonotonicNs();
+  }
+  ++pending_;
+  switch (r.outcome) {
+    case ItemResult::Outcome::kNew: {
+      AssetRecord a{r.hash, r.identity.size, FormatName(r.format), r.width, r.height, r.colorspace};
+      auto id = catalog_->UpsertAsset(a);
+      if (!id.ok()) return id.status();
+      if (r.thumbnail && !producers_.thumbnail.empty())
+        LUMEN_RETURN_IF_ERROR(catalog_->PutThumbnail(*id, producers_.thumbnail, *r.thumbnail));
+      if (r.hashes) LUMEN_RETURN_IF_ERROR(catalog_->PutHashes(*id, producers_.hashes, *r.hashes));
+      if (r.metadata) LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
+      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, *id, LocationState::kOk, "", run_));
+      break;
+    }
+    case ItemResult::Outcome::kKnown: {
+      auto id = catalog_->FindAsset(r.hash);
+      if (!id.ok()) return id.status();
+      if (!id->has_value()) return Status::Internal("known asset vanished from the catalog");
+      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, **id, LocationState::kOk, "", run_));
+      break;
+    }
+    case ItemResult::Outcome::kFailed:
+      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, std::nullopt, LocationState::kFailed,
+                                                     r.status.ToString(), run_));
+      break;
+    case ItemResult::Outcome::kSkipped:
+      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, std::nullopt, LocationState::kSkipped,
+                                                     r.status.message(), run_));
+      break;
+    case ItemResult::Outcome::kInterrupted: break;
+  }
+  return CommitIfDue(false);
+}
+
+Status CatalogSink::Finish() { return CommitIfDue(true); }
+
+std::string Base64(const uint8_t* data, size_t n) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (uint32_t(data[i]) << 16) | (uint32_t(data[i + 1]) << 8) | data[i + 2];
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += k[(v >> 6) & 63];
+    out += k[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = uint32_t(data[i]) << 16;
+    if (i + 1 < n) v |= uint32_t(data[i + 1]) << 8;
+    out += k[v >> 18];
+    out += k[(v >> 12) & 63];
+    out += i + 1 < n ? k[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+namespace {
+template <typename T>
+nlohmann::json Opt(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+std::string Hex64(uint64_t v) { return fmt::format("{:016x}", v); }
+}  // namespace
+
+nlohmann::json ToRecord(const ItemResult& r) {
+  nlohmann::json j;
+  j["file_path"] = r.path;
+  auto slash = r.path.rfind('/');
+  j["file_name"] = slash == std::string::npos ? r.path : r.path.substr(slash + 1);
+  j["content_hash"] = r.hash.Hex();
+  j["width"] = r.width;
+  j["height"] = r.height;
+  j["format"] = FormatName(r.format);
+  j["file_size"] = r.identity.size;
+  j["color_space"] = r.colorspace;
+  nlohmann::json e = nlohmann::json::object();
+  const PhotoMetadata m = r.metadata.value_or(PhotoMetadata{});
+  e["captured_at"] = Opt(m.CapturedAtWithOffset());
+  e["camera_make"] = Opt(m.camera_make);
+  e["camera_model"] = Opt(m.camera_model);
+  e["lens"] = Opt(m.lens);
+  e["gps_latitude"] = Opt(m.gps_latitude);
+  e["gps_longitude"] = Opt(m.gps_longitude);
+  e["gps_altitude"] = Opt(m.gps_altitude);
+  e["iso"] = Opt(m.iso);
+  e["aperture"] = Opt(m.aperture);
+  e["shutter_speed"] = Opt(m.ShutterSpeedText());
+  e["focal_length"] = Opt(m.focal_length);
+  e["orientation"] = m.orientation;
+  j["exif"] = std::move(e);
+  j["perceptual_hash"] = r.hashes ? nlohmann::json(Hex64(r.hashes->phash)) : nlohmann::json(nullptr);
+  j["dhash"] = r.hashes ? nlohmann::json(Hex64(r.hashes->dhash)) : nlohmann::json(nullptr);
+  if (r.thumbnail) {
+    j["thumbnail"] = Base64(r.thumbnail->webp.data(), r.thumbnail->webp.size());
+    j["thumbnail_width"] = r.thumbnail->width;
+    j["thumbnail_height"] = r.thumbnail->height;
+  } else {
+    j["thumbnail"] = nullptr;
+  }
+  return j;
+}
+
+JsonSink::JsonSink(std::FILE* out, RecordFormat format, std::vector<nlohmann::json> prefix)
+    : out_(out), format_(format) {
+  for (auto& j : prefix) (void)Write(j);
+}
+
+Status JsonSink::Write(const nlohmann::json& j) {
+  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (format_ == RecordFormat::kJsonArray) {
+    s = (started_ ? ",\n" : "[\n") + s;
+  } else {
+    s += "\n";
+  }
+  started_ = true;
+  if (std::fwrite(s.data(), 1, s.size(), out_) != s.size())
+    return Status::Io("cannot write records (disk full or closed pipe?)");
+  ++written_;
+  return Status::Ok();
+}
+
+Status JsonSink::Accept(const ItemResult& r) {
+  if (r.outcome != ItemResult::Outcome::kNew && r.outcome != ItemResult::Outcome::kKnown) return Status::Ok();
+  return Write(ToRecord(r));
+}
+
+Status JsonSink::Finish() {
+  if (format_ == RecordFormat::kJsonArray) {
+    const char* end = started_ ? "\n]\n" : "[]\n";
+    std::fputs(end, out_);
+  }
+  if (std::fflush(out_) != 0) return Status::Io("cannot write records (disk full or closed pipe?)");
+  return Status::Ok();
+}
+
+}  // namespace lumen

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "lumen/util/log.h"
 #include "vips_util.h"
 
 namespace lumen {
@@ -21,6 +22,11 @@ Status InitImageLibraries(const char* argv0) {
   vips_cache_set_max(0);
   vips_cache_set_max_mem(0);
   vips_concurrency_set(1);
+  // libvips reports per-tile warnings through GLib's log; lumen reports the failure itself,
+  // once, with the file name. Route them to the debug log instead of raw stderr.
+  g_log_set_handler("VIPS", static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO),
+                    [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) { log::Debug(msg ? msg : ""); },
+                    nullptr);
   done = true;
   return Status::Ok();
 }

@@ -1,0 +1,87 @@
+#include "test_support.h"
+
+#include <stdlib.h>
+#include <vips/vips.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "lumen/image/decode.h"
+#include "lumen/meta/exif.h"
+
+namespace lumen::test {
+
+TempDir::TempDir() {
+  const char* base = getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/lumen-test-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back(0);
+  if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+Image MakePicture(int w, int h, int seed) {
+  Image img(w, h, 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = img.row(y) + x * 3;
+      double fx = double(x) / w, fy = double(y) / h;
+      bool block = fx < 0.3 && fy < 0.3;
+      p[0] = static_cast<uint8_t>(block ? 250 : 40 + 180 * fx);
+      p[1] = static_cast<uint8_t>(block ? 240 : 30 + 150 * fy);
+      p[2] = static_cast<uint8_t>(100 + 80 * std::sin(6.28 * (fx * 2 + fy + seed * 0.37)));
+    }
+  return img;
+}
+
+std::vector<uint8_t> Encode(const Image& img, const std::string& suffix) {
+  static bool init = [] {
+    (void)InitImageLibraries("lumen-test");
+    InitMetadataLibrary();
+    return true;
+  }();
+  (void)init;
+  VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width, img.height,
+                                             img.channels, VIPS_FORMAT_UCHAR);
+  if (!in) throw std::runtime_error("vips wrap failed");
+  void* buf = nullptr;
+  size_t len = 0;
+  int rc = vips_image_write_to_buffer(in, suffix.c_str(), &buf, &len, nullptr);
+  g_object_unref(in);
+  if (rc != 0) throw std::runtime_error(std::string("vips save failed: ") + vips_error_buffer());
+  std::vector<uint8_t> out(static_cast<uint8_t*>(buf), static_cast<uint8_t*>(buf) + len);
+  g_free(buf);
+  return out;
+}
+
+void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<uint8_t> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+double MeanAbsDiff(const Image& a, const Image& b) {
+  if (a.width != b.width || a.height != b.height || a.channels != b.channels) return 1e9;
+  double sum = 0;
+  for (size_t i = 0; i < a.pixels.size(); ++i) sum += std::abs(int(a.pixels[i]) - int(b.pixels[i]));
+  return sum / a.pixels.size();
+}
+
+}  // namespace lumen::test

@@ -1,0 +1,40 @@
+// Helpers shared by the unit tests: temporary directories and synthetic images encoded with
+// libvips in every supported format.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lumen/image/image.h"
+
+namespace lumen::test {
+
+// A fresh directory under $TMPDIR, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A smooth, asymmetric test picture (gradients plus a bright block in the top-left quadrant),
+// so that orientation and perceptual hashes have something to see.
+Image MakePicture(int w, int h, int seed = 0);
+
+// Encodes with libvips: suffix is ".jpg", ".png", ".webp", ".tif", ".gif", ".heic", ".avif",
+// optionally with save options: ".jpg[Q=90,interlace]".
+std::vector<uint8_t> Encode(const Image& img, const std::string& suffix);
+
+void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes);
+void WriteFile(const std::string& path, const std::string& bytes);
+std::vector<uint8_t> ReadFile(const std::string& path);
+
+// Mean absolute difference per channel value between two images of equal size.
+double MeanAbsDiff(const Image& a, const Image& b);
+
+}  // namespace lumen::test

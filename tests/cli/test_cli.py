@@ -1,0 +1,401 @@
+"""End-to-end tests of the lumen binary: bad input, incremental runs, interruption, records.
+
+Run by ctest (tests/CMakeLists.txt) with LUMEN_BIN pointing at the binary. Images are made here
+with Pillow and exiftool; real camera photos come from Debian's kphotoalbum package
+(scripts/fetch-photos.sh), fetched on first use.
+"""
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from PIL import Image, ImageDraw
+
+LUMEN = os.environ.get("LUMEN_BIN", "lumen")
+SANITIZED = os.environ.get("LUMEN_SANITIZED", "OFF") in ("ON", "1", "TRUE")
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SLOW = 4.0 if SANITIZED else 1.0
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def picture(path, w=640, h=480, seed=0, fmt=None, **save):
+    img = Image.new("RGB", (w, h))
+    d = ImageDraw.Draw(img)
+    rnd = random.Random(seed)
+    for _ in range(12):
+        x0, y0 = rnd.randrange(w), rnd.randrange(h)
+        d.rectangle([x0, y0, x0 + rnd.randrange(w // 2 + 1), y0 + rnd.randrange(h // 2 + 1)],
+                    fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)))
+    img.save(path, format=fmt, **save)
+    return path
+
+
+def run(*args, check=None, **kw):
+    p = subprocess.run([LUMEN, *args], capture_output=True, **kw)
+    if check is not None and p.returncode != check:
+        raise AssertionError(f"lumen {' '.join(map(str, args))} exited {p.returncode}, wanted {check}\n"
+                             f"stdout: {p.stdout[-2000:]!r}\nstderr: {p.stderr[-4000:]!r}")
+    return p
+
+
+def db_rows(catalog, query, *params):
+    con = sqlite3.connect(catalog)
+    try:
+        return con.execute(query, params).fetchall()
+    finally:
+        con.close()
+
+
+def states(catalog):
+    """path (bytes) -> (state, reason)"""
+    return {bytes(p) if isinstance(p, (bytes, memoryview)) else p.encode(): (s, r)
+            for p, s, r in db_rows(catalog, "SELECT path, state, reason FROM locations")}
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="lumen-cli-")
+        self.lib = os.path.join(self.tmp, "lib")
+        os.makedirs(self.lib)
+        self.catalog = os.path.join(self.tmp, "cat", "catalog.db")
+
+    def tearDown(self):
+        subprocess.run(["chmod", "-R", "u+rwx", self.tmp])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def index(self, *extra, check=None, paths=None):
+        return run("index", *(paths or [self.lib]), "--catalog", self.catalog, "--quiet", *extra, check=check)
+
+
+class BadInput(Base):
+    def make_library(self):
+        L = self.lib
+        picture(os.path.join(L, "good.jpg"))
+        picture(os.path.join(L, "progressive.jpg"), progressive=True, quality=85)
+        picture(os.path.join(L, "with space.png"), fmt="PNG")
+        picture(os.path.join(L, "new\nline.webp"), fmt="WEBP")
+        picture(os.fsdecode(os.path.join(os.fsencode(L), b"latin1-\xe9t\xe9.tif")), fmt="TIFF")
+        picture(os.path.join(L, "anim.gif"), fmt="GIF")
+        deep = os.path.join(L, *(["a-rather-long-folder-name-for-the-test-%02d" % i for i in range(6)]))
+        os.makedirs(deep)
+        picture(os.path.join(deep, "deep.jpg"))
+        self.assertGreater(len(os.path.join(deep, "deep.jpg").encode()), 255)
+        open(os.path.join(L, "empty.jpg"), "wb").close()
+        good = read(os.path.join(L, "good.jpg"))
+        with open(os.path.join(L, "truncated.jpg"), "wb") as f:
+            f.write(good[: len(good) // 2])
+        picture(os.path.join(L, "corrupt.png"), fmt="PNG")
+        with open(os.path.join(L, "corrupt.png"), "r+b") as f:
+            f.seek(200)
+            f.write(bytes(range(256)) * 4)
+        with open(os.path.join(L, "text.jpg"), "w") as f:
+            f.write("this is a text file, not a photo\n")
+        with open(os.path.join(L, "notes.txt"), "w") as f:
+            f.write("not an image and not named like one: skipped quietly\n")
+        # 60000x60000 in the header of an otherwise tiny JPEG.
+        data = bytearray(good)
+        sof = next(i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+        data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+        write(os.path.join(L, "bomb.jpg"), bytes(data))
+        os.symlink(os.path.join(L, "nowhere.jpg"), os.path.join(L, "broken.jpg"))
+        os.symlink(os.path.join(L, "loop.jpg"), os.path.join(L, "loop.jpg"))
+        os.symlink(L, os.path.join(L, "dirloop"))
+
+    def test_every_bad_file_is_recorded_and_the_run_goes_on(self):
+        self.make_library()
+        p = run("index", self.lib, "--catalog", self.catalog, check=EXIT_SOME_FAILED)
+        err = p.stderr.decode(errors="replace")
+        self.assertIn("7 succeeded", err)
+        st = states(self.catalog)
+        L = os.fsencode(self.lib)
+
+        def reason(name):
+            s, r = st[os.path.join(L, name)]
+            self.assertEqual(s, "failed", name)
+            return r
+
+        self.assertIn("empty file", reason(b"empty.jpg"))
+        self.assertIn("truncated", reason(b"truncated.jpg"))
+        self.assertIn("corrupt", reason(b"corrupt.png"))
+        self.assertIn("not an image: the content is text", reason(b"text.jpg"))
+        self.assertIn("60000x60000", reason(b"bomb.jpg"))
+        self.assertIn("broken symbolic link", reason(b"broken.jpg"))
+        self.assertIn("loop", reason(b"loop.jpg"))
+        self.assertEqual(st[os.path.join(L, b"notes.txt")][0], "skipped")
+        self.assertEqual(st[os.path.join(L, b"dirloop")][0], "skipped")
+        for name in (b"good.jpg", b"progressive.jpg", b"with space.png", b"new\nline.webp",
+                     b"latin1-\xe9t\xe9.tif", b"anim.gif"):
+            self.assertEqual(st[os.path.join(L, name)][0], "ok", name)
+        # The summary names failed files with their reasons.
+        self.assertIn("bomb.jpg", err)
+        self.assertIn("above the pixel limit", err)
+        ok, = db_rows(self.catalog, "PRAGMA integrity_check")[0]
+        self.assertEqual(ok, "ok")
+
+    def test_unreadable_file_as_an_unprivileged_user(self):
+        picture(os.path.join(self.lib, "fine.jpg"))
+        picture(os.path.join(self.lib, "secret.jpg"))
+        os.chmod(os.path.join(self.lib, "secret.jpg"), 0)
+        cmd = [LUMEN, "index", self.lib, "--catalog", self.catalog, "--quiet"]
+        if os.geteuid() == 0:
+            # root reads everything: run as nobody, on a tree nobody can enter and a catalog it owns.
+            os.chmod(self.tmp, 0o755)
+            os.makedirs(os.path.dirname(self.catalog))
+            subprocess.run(["chown", "-R", "nobody:nogroup", self.tmp], check=True)
+            os.chown(os.path.join(self.lib, "secret.jpg"), 0, 0)
+            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] + cmd
+        p = subprocess.run(cmd, capture_output=True)
+        self.assertEqual(p.returncode, EXIT_SOME_FAILED, p.stderr)
+        st = states(self.catalog)
+        s, r = st[os.fsencode(os.path.join(self.lib, "secret.jpg"))]
+        self.assertEqual(s, "failed")
+        self.assertIn("Permission denied", r)
+        self.assertEqual(st[os.fsencode(os.path.join(self.lib, "fine.jpg"))][0], "ok")
+
+    def test_size_and_pixel_limits_are_configurable(self):
+        picture(os.path.join(self.lib, "a.jpg"), 1000, 800)
+        self.index("--max-pixels", "0.5", check=EXIT_SOME_FAILED)
+        (s, r), = states(self.catalog).values()
+        self.assertIn("above the pixel limit of 0 MP", r.replace("0.5", "0"))
+        shutil.rmtree(os.path.dirname(self.catalog))
+        self.index("--max-file-size", "0.001", check=EXIT_SOME_FAILED)
+        (s, r), = states(self.catalog).values()
+        self.assertIn("size limit", r)
+
+
+class Incremental(Base):
+    def test_unchanged_files_are_not_opened_moves_keep_assets_deletes_are_missing(self):
+        for i in range(5):
+            picture(os.path.join(self.lib, f"p{i}.jpg"), seed=i)
+        self.index(check=EXIT_OK)
+        assets = dict(db_rows(self.catalog, "SELECT CAST(path AS TEXT), asset_id FROM locations"))
+        hashes1 = db_rows(self.catalog, "SELECT hash FROM assets ORDER BY hash")
+
+        # Rewrite p0 with other pixels but the same size and mtime: an identity match means the
+        # file is not opened, so the catalog keeps the old hash.
+        p0 = os.path.join(self.lib, "p0.jpg")
+        st = os.stat(p0)
+        data = bytearray(read(p0))
+        data[-3] ^= 0xFF
+        write(p0, bytes(data))
+        os.utime(p0, ns=(st.st_atime_ns, st.st_mtime_ns))
+        p = run("index", self.lib, "--catalog", self.catalog, "--json-logs", check=EXIT_OK)
+        summary = [json.loads(l) for l in p.stderr.decode().splitlines() if '"summary"' in l][0]
+        self.assertEqual(summary["unchanged"], "5")
+        self.assertEqual(summary["succeeded"], "0")
+        self.assertEqual(db_rows(self.catalog, "SELECT hash FROM assets ORDER BY hash"), hashes1)
+
+        # Move one file, delete another.
+        os.makedirs(os.path.join(self.lib, "moved"))
+        os.rename(os.path.join(self.lib, "p1.jpg"), os.path.join(self.lib, "moved", "renamed.jpg"))
+        os.remove(os.path.join(self.lib, "p2.jpg"))
+        p = run("index", self.lib, "--catalog", self.catalog, "--json-logs", check=EXIT_OK)
+        summary = [json.loads(l) for l in p.stderr.decode().splitlines() if '"summary"' in l][0]
+        self.assertEqual(summary["known_content"], "1")
+        self.assertEqual(summary["missing"], "2")
+        rows = dict(db_rows(self.catalog, "SELECT CAST(path AS TEXT), asset_id FROM locations WHERE state='ok'"))
+        self.assertEqual(rows[os.path.join(self.lib, "moved", "renamed.jpg")], assets[os.path.join(self.lib, "p1.jpg")])
+        missing = dict(db_rows(self.catalog, "SELECT CAST(path AS TEXT), asset_id FROM locations WHERE state='missing'"))
+        self.assertEqual(set(missing), {os.path.join(self.lib, "p1.jpg"), os.path.join(self.lib, "p2.jpg")})
+        self.assertIsNotNone(missing[os.path.join(self.lib, "p2.jpg")])  # still knows its asset
+        self.assertEqual(db_rows(self.catalog, "SELECT COUNT(*) FROM thumbnails")[0][0], 5)
+
+    def test_changed_mtime_rereads(self):
+        picture(os.path.join(self.lib, "a.jpg"), seed=1)
+        self.index(check=EXIT_OK)
+        picture(os.path.join(self.lib, "a.jpg"), seed=2)
+        os.utime(os.path.join(self.lib, "a.jpg"), (1, 1))
+        self.index(check=EXIT_OK)
+        self.assertEqual(db_rows(self.catalog, "SELECT COUNT(*) FROM assets")[0][0], 2)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def make_corpus(folder, n, w=3000, h=2000):
+    """n distinct PNGs of w x h (PNG has no shrink-on-load, so each costs a full decode): one
+    encoded picture with a different trailer after IEND each, small on disk."""
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, "base.png")
+    picture(base, w, h, fmt="PNG")
+    data = read(base)
+    os.remove(base)
+    for i in range(n):
+        write(os.path.join(folder, f"img{i:04d}.png"), data + i.to_bytes(4, "big"))
+
+
+class Interruption(Base):
+    def test_sigint_stops_within_a_second_with_work_committed(self):
+        make_corpus(self.lib, 300)
+        for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+            catalog = os.path.join(self.tmp, f"cat-{sig}.db")
+            proc = subprocess.Popen([LUMEN, "index", self.lib, "--catalog", catalog, "--quiet"],
+                                    stderr=subprocess.PIPE)
+            # Signal as soon as the first batch is committed, well before the end.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                try:
+                    if db_rows(catalog, "SELECT COUNT(*) FROM locations")[0][0] > 0:
+                        break
+                except sqlite3.Error:
+                    pass
+            t0 = time.monotonic()
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+            took = time.monotonic() - t0
+            self.assertEqual(proc.returncode, code, err)
+            self.assertLess(took, 1.0 * SLOW, f"stopping took {took:.2f}s")
+            self.assertEqual(db_rows(catalog, "PRAGMA integrity_check")[0][0], "ok")
+            done = db_rows(catalog, "SELECT COUNT(*) FROM locations WHERE state='ok'")[0][0]
+            self.assertGreater(done, 0)
+            self.assertLess(done, 300)
+            status = db_rows(catalog, "SELECT status FROM runs ORDER BY id DESC LIMIT 1")[0][0]
+            self.assertEqual(status, "interrupted")
+        self.catalog = catalog
+        self.index(check=EXIT_OK)
+        self.assertEqual(db_rows(self.catalog, "SELECT COUNT(*) FROM locations WHERE state='ok'")[0][0], 300)
+
+    def test_kill9_at_random_moments_never_corrupts_the_catalog(self):
+        make_corpus(self.lib, 150, 2000, 1500)
+        rnd = random.Random(7)
+        iterations = int(os.environ.get("LUMEN_KILL_ITERATIONS", "8"))
+        for _ in range(iterations):
+            proc = subprocess.Popen([LUMEN, "index", self.lib, "--catalog", self.catalog, "--quiet"])
+            time.sleep(rnd.uniform(0.0, 0.8) * SLOW)
+            proc.kill()
+            proc.wait()
+            self.assertEqual(db_rows(self.catalog, "PRAGMA integrity_check")[0][0], "ok")
+        self.index(check=EXIT_OK)
+        self.assertEqual(db_rows(self.catalog, "SELECT COUNT(*) FROM locations WHERE state='ok'")[0][0], 150)
+        self.assertEqual(db_rows(self.catalog, "SELECT COUNT(*) FROM thumbnails")[0][0], 150)
+
+
+class Records(Base):
+    def test_jsonl_fields_and_exif_against_exiftool(self):
+        path = picture(os.path.join(self.lib, "cam.jpg"), 800, 600)
+        subprocess.run(["exiftool", "-q", "-overwrite_original", "-Make=Canon", "-Model=Canon EOS 20D",
+                        "-DateTimeOriginal=2005:07:28 05:09:07", "-OffsetTimeOriginal=+02:00", "-ISO=400",
+                        "-FNumber=2.8", "-ExposureTime=1/250", "-FocalLength=50", "-Orientation#=6",
+                        "-GPSLatitude=33.8667", "-GPSLatitudeRef=S", "-GPSLongitude=151.21",
+                        "-GPSLongitudeRef=E", path], check=True)
+        p = run("process", self.lib, "--quiet", check=EXIT_OK)
+        recs = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        self.assertEqual(len(recs), 1)
+        r = recs[0]
+        for k in ("file_path", "file_name", "content_hash", "width", "height", "format", "file_size",
+                  "exif", "perceptual_hash", "thumbnail"):
+            self.assertIn(k, r)
+        self.assertEqual(r["file_path"], path)
+        self.assertEqual((r["width"], r["height"], r["format"]), (800, 600, "jpeg"))
+        self.assertEqual(r["file_size"], os.path.getsize(path))
+        self.assertEqual(len(r["content_hash"]), 32)
+        e = r["exif"]
+        self.assertEqual((e["camera_make"], e["camera_model"]), ("Canon", "Canon EOS 20D"))
+        self.assertEqual(e["captured_at"], "2005-07-28T05:09:07+02:00")
+        self.assertEqual((e["iso"], e["aperture"], e["shutter_speed"], e["focal_length"]), (400, 2.8, "1/250", 50.0))
+        self.assertEqual(e["orientation"], 6)
+        self.assertAlmostEqual(e["gps_latitude"], -33.8667, places=3)
+        self.assertAlmostEqual(e["gps_longitude"], 151.21, places=3)
+        thumb = base64.b64decode(r["thumbnail"])
+        self.assertEqual(thumb[8:12], b"WEBP")
+        self.assertEqual((r["thumbnail_width"], r["thumbnail_height"]), (192, 256))  # orientation applied
+        self.assertEqual(len(r["perceptual_hash"]), 16)
+
+    def test_json_array_output_file_skip_existing_limit(self):
+        for i in range(4):
+            picture(os.path.join(self.lib, f"p{i}.png"), 300, 200, seed=i, fmt="PNG")
+        out = os.path.join(self.tmp, "out.json")
+        run("process", self.lib, "-f", "json", "-o", out, "--limit", "2", "--quiet", check=EXIT_OK)
+        arr = json.loads(read(out))
+        self.assertEqual(len(arr), 2)
+        run("process", self.lib, "-f", "json", "-o", out, "--skip-existing", "--no-thumbnail", "--quiet",
+            check=EXIT_OK)
+        arr2 = json.loads(read(out))
+        self.assertEqual(len(arr2), 4)
+        self.assertEqual(arr2[:2], arr)
+        self.assertIsNone(arr2[3]["thumbnail"])
+        self.assertEqual(len({r["file_path"] for r in arr2}), 4)
+
+        jl = os.path.join(self.tmp, "out.jsonl")
+        run("process", self.lib, "-o", jl, "--limit", "3", "--quiet", check=EXIT_OK)
+        with open(jl, "ab") as f:
+            f.write(b'{"file_path": "half a rec')  # as if killed mid-write
+        run("process", self.lib, "-o", jl, "--skip-existing", "--quiet", check=EXIT_OK)
+        lines = read(jl).decode().splitlines()
+        self.assertEqual(len(lines), 4)
+        self.assertEqual(len({json.loads(l)["file_path"] for l in lines}), 4)
+
+    def test_real_camera_photos_match_exiftool(self):
+        photos = os.path.join(self.tmp, "photos")
+        subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "test", photos], check=True)
+        p = run("process", photos, "--no-thumbnail", "--quiet", check=EXIT_OK)
+        recs = {r["file_path"]: r for r in map(json.loads, p.stdout.decode().splitlines())}
+        self.assertGreaterEqual(len(recs), 20)
+        ref = json.loads(subprocess.run(["exiftool", "-json", "-n", "-r", "-ext", "jpg", "-Make", "-Model",
+                                         "-DateTimeOriginal", "-ISO", "-FNumber", "-FocalLength",
+                                         "-ImageWidth", "-ImageHeight", "-Orientation", photos],
+                                        capture_output=True, check=True).stdout)
+        checked = 0
+        for x in ref:
+            r = recs[x["SourceFile"]]
+            self.assertEqual((r["width"], r["height"]), (x["ImageWidth"], x["ImageHeight"]))
+            e = r["exif"]
+            if "Make" in x:
+                self.assertEqual(e["camera_make"], str(x["Make"]).strip())
+                self.assertEqual(e["camera_model"], str(x["Model"]).strip())
+                checked += 1
+            if "DateTimeOriginal" in x:
+                self.assertTrue(e["captured_at"].startswith(x["DateTimeOriginal"].replace(":", "-", 2).replace(" ", "T")))
+            if "ISO" in x:
+                self.assertEqual(e["iso"], x["ISO"])
+            if "FNumber" in x:
+                self.assertAlmostEqual(e["aperture"], x["FNumber"], places=2)
+            if "FocalLength" in x:
+                self.assertAlmostEqual(e["focal_length"], x["FocalLength"], places=2)
+            self.assertEqual(e["orientation"], x.get("Orientation", 1))
+        self.assertGreaterEqual(checked, 15)
+
+
+class Cli(Base):
+    def test_exit_codes_and_profile(self):
+        self.assertEqual(run("index").returncode, EXIT_ERROR)
+        self.assertEqual(run("frobnicate").returncode, EXIT_ERROR)
+        picture(os.path.join(self.lib, "a.jpg"))
+        open(os.path.join(self.tmp, "file"), "w").close()
+        p = run("index", self.lib, "--catalog", os.path.join(self.tmp, "file", "x.db"))
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"catalog", p.stderr)
+        p = run("index", self.lib, "--catalog", self.catalog, "--profile", "--model-input", "224", check=EXIT_OK)
+        for stage in (b"decode", b"thumbnail", b"perceptual hash", b"model input", b"exif/xmp", b"hash"):
+            self.assertIn(stage, p.stderr)
+
+    def test_stats(self):
+        picture(os.path.join(self.lib, "a.jpg"))
+        open(os.path.join(self.lib, "b.jpg"), "wb").close()
+        self.index(check=EXIT_SOME_FAILED)
+        p = run("stats", "--catalog", self.catalog, "--json", "--failures", check=EXIT_OK)
+        j = json.loads(p.stdout)
+        self.assertEqual(j["assets"], 1)
+        self.assertEqual(j["locations"]["failed"], 1)
+        self.assertIn("empty", j["failures"][0]["reason"])
+
+
+if __name__ == "__main__":
+    unittest.main()

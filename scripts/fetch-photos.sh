@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds a corpus of real camera photos from Debian packages (no other network access needed).
+#   scripts/fetch-photos.sh test   DEST   -> kphotoalbum's demo photos (camera JPEGs with EXIF)
+#   scripts/fetch-photos.sh bench  DEST   -> those plus large wallpapers (mate, lomiri, gnome)
+# Idempotent: the .deb files are cached in ~/.cache/lumen-build/debs.
+set -euo pipefail
+kind="${1:?test|bench}"
+dest="${2:?destination folder}"
+cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}/debs"
+case "$kind" in
+  test) pkgs=(kphotoalbum) ;;
+  bench) pkgs=(kphotoalbum mate-backgrounds lomiri-wallpapers-16.04 gnome-backgrounds) ;;
+  *) echo "unknown corpus $kind" >&2; exit 2 ;;
+esac
+if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "${pkgs[*]}" ]; then exit 0; fi
+mkdir -p "$cache" "$dest"
+for p in "${pkgs[@]}"; do
+  if ! ls "$cache/${p}"_*.deb >/dev/null 2>&1; then
+    (cd "$cache" && apt-get download -q "$p" >/dev/null 2>&1) || {
+      apt-get update -qq >/dev/null 2>&1 || true
+      (cd "$cache" && apt-get download -q "$p" >/dev/null)
+    }
+  fi
+done
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+for p in "${pkgs[@]}"; do dpkg -x "$(ls "$cache/${p}"_*.deb | head -n1)" "$tmp/$p"; done
+# Real photos only: JPEGs of at least 20 kB (skips icons and the tiny category thumbnails).
+find "$tmp" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -size +20k | sort | while read -r f; do
+  pkg="$(echo "${f#"$tmp"/}" | cut -d/ -f1)"
+  mkdir -p "$dest/$pkg"
+  cp -f "$f" "$dest/$pkg/"
+done
+echo "${pkgs[*]}" >"$dest/.complete"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a corpus of real camera photos from Debian packages (no other network access needed).
 #   scripts/fetch-photos.sh test   DEST   -> kphotoalbum's demo photos (camera JPEGs with EXIF)
-#   scripts/fetch-photos.sh bench  DEST   -> those plus large wallpapers (mate, lomiri, gnome)
+#   scripts/fetch-photos.sh bench  DEST   -> those plus large photo wallpapers (mate, lomiri, plasma)
 # Idempotent: the .deb files are cached in ~/.cache/lumen-build/debs.
 set -euo pipefail
 kind="${1:?test|bench}"
@@ -9,7 +9,7 @@ dest="${2:?destination folder}"
 cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}/debs"
 case "$kind" in
   test) pkgs=(kphotoalbum) ;;
-  bench) pkgs=(kphotoalbum mate-backgrounds lomiri-wallpapers-16.04 gnome-backgrounds) ;;
+  bench) pkgs=(kphotoalbum mate-backgrounds lomiri-wallpapers-16.04 plasma-workspace-wallpapers) ;;
   *) echo "unknown corpus $kind" >&2; exit 2 ;;
 esac
 if [ -f "$dest/.complete" ] && [ "$(cat "$dest/.complete")" = "${pkgs[*]}" ]; then exit 0; fi
@@ -27,8 +27,9 @@ trap 'rm -rf "$tmp"' EXIT
 for p in "${pkgs[@]}"; do dpkg -x "$(ls "$cache/${p}"_*.deb | head -n1)" "$tmp/$p"; done
 # Real photos only: JPEGs of at least 20 kB (skips icons and the tiny category thumbnails).
 find "$tmp" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -size +20k | sort | while read -r f; do
-  pkg="$(echo "${f#"$tmp"/}" | cut -d/ -f1)"
-  mkdir -p "$dest/$pkg"
-  cp -f "$f" "$dest/$pkg/"
+  rel="${f#"$tmp"/}"
+  rel="$(echo "$rel" | sed -e 's#/usr/share/#/#' -e 's#/contents/#/#')"
+  mkdir -p "$dest/$(dirname "$rel")"
+  cp -f "$f" "$dest/$rel"
 done
 echo "${pkgs[*]}" >"$dest/.complete"

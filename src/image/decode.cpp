@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "jpeg_dc.h"
 #include "lumen/util/log.h"
 #include "vips_util.h"
 
@@ -104,6 +105,15 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
   out.width = w;
   out.height = hgt;
   out.colorspace = TjColorspace(cs);
+  if (best.num == 1 && best.denom == 8) {
+    std::string error;
+    DcDecode dc = DecodeProgressiveDc(data, size, &out.rgb, &error);
+    if (dc == DcDecode::kFailed) return Status::Corrupt(error);
+    if (dc == DcDecode::kDone) {
+      out.decoder = "libjpeg-dc";
+      return out;
+    }
+  }
   out.decoder = "turbojpeg";
   out.rgb = Image(sw, sh, 3);
   int rc = tjDecompress2(h, data, static_cast<unsigned long>(size), out.rgb.pixels.data(), sw, 0, sh,

@@ -71,6 +71,28 @@ TEST(Decode, JpegUsesDctScalingAndMatchesAFullDecode) {
   EXPECT_EQ(d2->rgb.width, 1125);  // 3/8
 }
 
+TEST(Decode, ProgressiveJpegAtOneEighthUsesOnlyTheDcScans) {
+  Image pic = test::MakePicture(3000, 2000, 2);
+  auto jpg = test::Encode(pic, ".jpg[Q=90,interlace]");
+  auto d = DecodeReduced(jpg.data(), jpg.size(), Format::kJpeg, {256, 224}, {});
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_STREQ(d->decoder, "libjpeg-dc");
+  EXPECT_EQ(d->rgb.width, 375);
+  EXPECT_EQ(d->rgb.height, 250);
+  EXPECT_LT(test::MeanAbsDiff(d->rgb, ResizeArea(pic, 375, 250)), 3.0);
+  // A larger scale needs the AC scans too: the full TurboJPEG decode is used.
+  auto big = DecodeReduced(jpg.data(), jpg.size(), Format::kJpeg, {1000, 224}, {});
+  ASSERT_TRUE(big.ok());
+  EXPECT_STREQ(big->decoder, "turbojpeg");
+  // Truncation is still detected although the DC scans are complete.
+  for (size_t keep : {jpg.size() * 3 / 4, jpg.size() / 20}) {
+    std::vector<uint8_t> cut(jpg.begin(), jpg.begin() + keep);
+    auto t = DecodeReduced(cut.data(), cut.size(), Format::kJpeg, {256, 224}, {});
+    ASSERT_FALSE(t.ok()) << keep;
+    EXPECT_NE(t.status().message().find("truncated"), std::string::npos) << t.status().message();
+  }
+}
+
 TEST(Decode, EveryFormatDecodesToTheSamePicture) {
   Image pic = test::MakePicture(640, 480, 3);
   for (const char* suffix : {".jpg", ".jpg[interlace]", ".png", ".webp[Q=95]", ".tif", ".heic[Q=90]", ".avif[Q=90]", ".gif"}) {

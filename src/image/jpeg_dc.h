@@ -1,0 +1,17 @@
+// Private: fast 1/8-scale decode of progressive JPEGs from their DC scans (see jpeg_dc.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "lumen/image/image.h"
+
+namespace lumen {
+
+enum class DcDecode { kDone, kNotApplicable, kFailed };
+
+// kNotApplicable: not progressive (or CMYK); decode another way. kFailed: *error says why.
+DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::string* error);
+
+}  // namespace lumen

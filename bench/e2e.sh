@@ -3,17 +3,27 @@
 # + catalog writes, no AI) against `vipsthumbnail -s 256` run as 2 processes (one per core) over
 # the same real photos, in one run, alternating, best of N rounds. Also peak RSS of each.
 #
-#   bench/e2e.sh [ROUNDS]            (default 3; needs build/ from scripts/build.sh release)
+#   bench/e2e.sh [ROUNDS] [all|baseline|progressive]   (default 3 all; needs build/)
+# The subsets select baseline or progressive JPEGs (exiftool's EncodingProcess).
 # Prints a markdown table for BENCHMARKS.md.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds="${1:-3}"
+subset="${2:-all}"
 lumen="$repo/build/src/cli/lumen"
 corpus="${LUMEN_BENCH_CORPUS:-$repo/bench/corpus/photos}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$repo/scripts/fetch-photos.sh" bench "$corpus"
-find "$corpus" -type f -iname '*.jpg' | sort >"$work/list"
+find "$corpus" -type f -iname '*.jpg' | sort >"$work/all"
+case "$subset" in
+  all) cp "$work/all" "$work/list" ;;
+  baseline | progressive)
+    exiftool -q -p '$EncodingProcess|$Directory/$FileName' -@ "$work/all" |
+      awk -F'|' -v want="$subset" '{ p = ($1 ~ /Progressive/) ? "progressive" : "baseline"; if (p == want) print $2 }' |
+      sort >"$work/list" ;;
+  *) echo "unknown subset $subset" >&2; exit 2 ;;
+esac
 n=$(wc -l <"$work/list")
 mb=$(xargs -d '\n' du -cb <"$work/list" | tail -n1 | awk '{printf "%.1f", $1/1e6}')
 split -n l/2 "$work/list" "$work/half."
@@ -40,7 +50,7 @@ run_vips() {
 
 run_lumen() {
   rm -f "$work"/cat.db*
-  /usr/bin/time -v "$lumen" index "$corpus" --catalog "$work/cat.db" --jobs 2 --quiet
+  /usr/bin/time -v xargs -x -d '\n' "$lumen" index --catalog "$work/cat.db" --jobs 2 --quiet <"$work/list"
 }
 
 best_v=999999 best_l=999999 rss_v=0 rss_l=0
@@ -55,7 +65,7 @@ for ((r = 1; r <= rounds; r++)); do
 done
 ips_v=$(echo "$n / $best_v" | bc -l)
 ips_l=$(echo "$n / $best_l" | bc -l)
-printf '| corpus | %d JPEGs, %s MB (Debian wallpaper and photo packages) |\n' "$n" "$mb"
+printf '| corpus | %d %s JPEGs, %s MB (Debian wallpaper and photo packages) |\n' "$n" "$subset" "$mb"
 printf '|---|---|\n'
 printf '| vipsthumbnail -s 256, 2 processes | %.1f images/s (%.2f s), peak RSS %d MB per process |\n' "$ips_v" "$best_v" $((rss_v / 1024))
 printf '| lumen index --jobs 2 (no AI) | %.1f images/s (%.2f s), peak RSS %d MB |\n' "$ips_l" "$best_l" $((rss_l / 1024))

@@ -1,6 +1,5 @@
 #include "lumen/image/derive.h"
 
-#include <vips/vips.h>
 #include <webp/encode.h>
 
 #include <algorithm>
@@ -10,29 +9,9 @@
 
 #include <fmt/format.h>
 
-#include "vips_util.h"
 
 namespace lumen {
 namespace {
-
-// Resizes with libvips (shrink + Lanczos3 reduce) by independent horizontal/vertical scales.
-Result<Image> VipsResize(const Image& src, double hscale, double vscale) {
-  VipsPtr in(vips_image_new_from_memory(src.pixels.data(), src.pixels.size(), src.width, src.height,
-                                        src.channels, VIPS_FORMAT_UCHAR));
-  if (!in) return Status::Internal(fmt::format("cannot wrap pixels: {}", TakeVipsError()));
-  VipsImage* out = nullptr;
-  if (vips_resize(in.get(), &out, hscale, "vscale", vscale, "kernel", VIPS_KERNEL_LANCZOS3, nullptr) != 0)
-    return Status::Internal(fmt::format("resize failed: {}", TakeVipsError()));
-  VipsPtr res(out);
-  Image dst(vips_image_get_width(res.get()), vips_image_get_height(res.get()), src.channels);
-  size_t len = 0;
-  void* mem = vips_image_write_to_memory(res.get(), &len);
-  if (!mem) return Status::Internal(fmt::format("resize failed: {}", TakeVipsError()));
-  if (len == dst.pixels.size()) std::memcpy(dst.pixels.data(), mem, len);
-  g_free(mem);
-  if (len != dst.pixels.size()) return Status::Internal("resize produced an unexpected size");
-  return dst;
-}
 
 Result<std::vector<uint8_t>> EncodeWebp(const Image& img, int quality, int effort) {
   WebPConfig config;
@@ -68,16 +47,15 @@ Result<std::vector<uint8_t>> EncodeWebp(const Image& img, int quality, int effor
 Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation, const ThumbnailOptions& opt) {
   if (reduced.empty()) return Status::Invalid("empty image");
   int longest = std::max(reduced.width, reduced.height);
-  Image small;
+  Image upright;
   if (longest > opt.size) {
     double s = double(opt.size) / longest;
-    auto r = VipsResize(reduced, s, s);
-    if (!r.ok()) return r.status();
-    small = std::move(r.value());
+    int w = std::max(1, static_cast<int>(std::lround(reduced.width * s)));
+    int h = std::max(1, static_cast<int>(std::lround(reduced.height * s)));
+    upright = ApplyOrientation(Resample(reduced, w, h, ResampleFilter::kLanczos3), orientation);
   } else {
-    small = reduced;
+    upright = ApplyOrientation(reduced, orientation);
   }
-  Image upright = ApplyOrientation(small, orientation);
   auto webp = EncodeWebp(upright, opt.quality, opt.effort);
   if (!webp.ok()) return webp.status();
   Thumbnail t;
@@ -140,29 +118,22 @@ PerceptualHashes ComputePerceptualHashes(const Image& reduced, int orientation) 
 Result<Image> MakeModelInput(const Image& reduced, int orientation, const ModelInputSpec& spec) {
   if (reduced.empty()) return Status::Invalid("empty image");
   if (spec.size <= 0) return Status::Invalid("model input size must be positive");
-  // Scales are in the stored frame; the square result is oriented afterwards.
-  double sx, sy;
+  // Sizes are in the stored frame; the result is oriented afterwards.
+  int w, h;
   if (spec.mode == ModelResize::kSquash) {
-    sx = double(spec.size) / reduced.width;
-    sy = double(spec.size) / reduced.height;
+    w = h = spec.size;
   } else {
     double s = double(spec.size) / std::min(reduced.width, reduced.height);
-    sx = sy = s;
+    w = std::max(spec.size, static_cast<int>(std::lround(reduced.width * s)));
+    h = std::max(spec.size, static_cast<int>(std::lround(reduced.height * s)));
   }
-  auto r = VipsResize(reduced, sx, sy);
-  if (!r.ok()) return r.status();
-  Image up = ApplyOrientation(r.value(), orientation);
+  Image up = ApplyOrientation(Resample(reduced, w, h, ResampleFilter::kBicubic), orientation);
   if (up.width == spec.size && up.height == spec.size) return up;
-  // Centre crop (or fix a rounding pixel of a squash).
+  // Centre crop.
   Image out(spec.size, spec.size, 3);
-  int x0 = std::max(0, (up.width - spec.size) / 2), y0 = std::max(0, (up.height - spec.size) / 2);
-  for (int y = 0; y < spec.size; ++y) {
-    int sy2 = std::min(up.height - 1, y0 + y);
-    for (int x = 0; x < spec.size; ++x) {
-      int sx2 = std::min(up.width - 1, x0 + x);
-      std::memcpy(out.row(y) + x * 3, up.row(sy2) + sx2 * 3, 3);
-    }
-  }
+  int x0 = (up.width - spec.size) / 2, y0 = (up.height - spec.size) / 2;
+  for (int y = 0; y < spec.size; ++y)
+    std::memcpy(out.row(y), up.row(y0 + y) + size_t(x0) * 3, size_t(spec.size) * 3);
   return out;
 }
 

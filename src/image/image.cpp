@@ -102,4 +102,117 @@ Image ResizeArea(const Image& src, int w, int h) {
   return dst;
 }
 
+namespace {
+double FilterSupport(ResampleFilter f) {
+  switch (f) {
+    case ResampleFilter::kBilinear: return 1.0;
+    case ResampleFilter::kBicubic: return 2.0;
+    case ResampleFilter::kLanczos3: return 3.0;
+  }
+  return 1.0;
+}
+
+double FilterValue(ResampleFilter f, double x) {
+  x = std::abs(x);
+  switch (f) {
+    case ResampleFilter::kBilinear: return x < 1.0 ? 1.0 - x : 0.0;
+    case ResampleFilter::kBicubic: {  // Keys cubic, a = -0.5
+      const double a = -0.5;
+      if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+      if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+      return 0.0;
+    }
+    case ResampleFilter::kLanczos3: {
+      if (x >= 3.0) return 0.0;
+      if (x < 1e-8) return 1.0;
+      double px = M_PI * x;
+      return 3.0 * std::sin(px) * std::sin(px / 3.0) / (px * px);
+    }
+  }
+  return 0.0;
+}
+
+// Taps for each output index: first source index and normalised weights.
+std::vector<Span> FilterSpans(int src, int dst, ResampleFilter f) {
+  std::vector<Span> spans(dst);
+  double scale = double(src) / dst;
+  double fscale = std::max(1.0, scale);
+  double support = FilterSupport(f) * fscale;
+  for (int i = 0; i < dst; ++i) {
+    double center = (i + 0.5) * scale;
+    int lo = std::max(0, static_cast<int>(std::floor(center - support)));
+    int hi = std::min(src, static_cast<int>(std::ceil(center + support)));
+    Span& sp = spans[i];
+    sp.first = lo;
+    double total = 0;
+    for (int s = lo; s < hi; ++s) {
+      double wgt = FilterValue(f, (s + 0.5 - center) / fscale);
+      sp.weights.push_back(static_cast<float>(wgt));
+      total += wgt;
+    }
+    if (total != 0)
+      for (auto& w : sp.weights) w = static_cast<float>(w / total);
+    // Trim zero taps at both ends.
+    while (!sp.weights.empty() && sp.weights.back() == 0.f) sp.weights.pop_back();
+    size_t z = 0;
+    while (z < sp.weights.size() && sp.weights[z] == 0.f) ++z;
+    sp.first += static_cast<int>(z);
+    sp.weights.erase(sp.weights.begin(), sp.weights.begin() + static_cast<long>(z));
+  }
+  return spans;
+}
+}  // namespace
+
+Image Resample(const Image& src, int w, int h, ResampleFilter filter) {
+  const int c = src.channels;
+  auto xs = FilterSpans(src.width, w, filter);
+  auto ys = FilterSpans(src.height, h, filter);
+  // Only the source rows some output row needs go through the horizontal pass.
+  int row_lo = ys.front().first;
+  int row_hi = ys.back().first + static_cast<int>(ys.back().weights.size());
+  std::vector<float> tmp(size_t(w) * (row_hi - row_lo) * c);
+  for (int y = row_lo; y < row_hi; ++y) {
+    const uint8_t* s = src.row(y);
+    float* t = tmp.data() + size_t(y - row_lo) * w * c;
+    for (int x = 0; x < w; ++x) {
+      const Span& sp = xs[x];
+      const uint8_t* p = s + size_t(sp.first) * c;
+      const size_t n = sp.weights.size();
+      if (c == 3) {
+        float a0 = 0, a1 = 0, a2 = 0;
+        for (size_t j = 0; j < n; ++j, p += 3) {
+          float wt = sp.weights[j];
+          a0 += wt * p[0];
+          a1 += wt * p[1];
+          a2 += wt * p[2];
+        }
+        t[x * 3] = a0;
+        t[x * 3 + 1] = a1;
+        t[x * 3 + 2] = a2;
+      } else {
+        for (int k = 0; k < c; ++k) {
+          float acc = 0;
+          for (size_t j = 0; j < n; ++j) acc += sp.weights[j] * p[j * c + k];
+          t[x * c + k] = acc;
+        }
+      }
+    }
+  }
+  Image dst(w, h, c);
+  const size_t row_len = size_t(w) * c;
+  std::vector<float> acc(row_len);
+  for (int y = 0; y < h; ++y) {
+    const Span& sp = ys[y];
+    std::fill(acc.begin(), acc.end(), 0.f);
+    for (size_t j = 0; j < sp.weights.size(); ++j) {
+      const float* t = tmp.data() + size_t(sp.first + static_cast<int>(j) - row_lo) * row_len;
+      const float wt = sp.weights[j];
+      for (size_t i = 0; i < row_len; ++i) acc[i] += wt * t[i];
+    }
+    uint8_t* d = dst.row(y);
+    for (size_t i = 0; i < row_len; ++i) d[i] = static_cast<uint8_t>(std::clamp(acc[i] + 0.5f, 0.f, 255.f));
+  }
+  return dst;
+}
+
 }  // namespace lumen

@@ -53,6 +53,23 @@ TEST(ResizeArea, AveragesExactly) {
   EXPECT_NEAR(mean, 62.5, 1.0);
 }
 
+TEST(Resample, KeepsFlatFieldsAndAgreesWithAreaAveraging) {
+  Image flat(300, 200, 3);
+  std::fill(flat.pixels.begin(), flat.pixels.end(), 77);
+  for (auto f : {ResampleFilter::kBilinear, ResampleFilter::kBicubic, ResampleFilter::kLanczos3}) {
+    Image r = Resample(flat, 97, 61, f);
+    EXPECT_EQ(r.width, 97);
+    EXPECT_EQ(r.height, 61);
+    EXPECT_TRUE(std::all_of(r.pixels.begin(), r.pixels.end(), [](uint8_t v) { return v == 77; }));
+  }
+  // On a smooth picture every filter lands close to the exact area average, and upscaling works.
+  Image pic = test::MakePicture(640, 480);
+  for (auto f : {ResampleFilter::kBilinear, ResampleFilter::kBicubic, ResampleFilter::kLanczos3})
+    EXPECT_LT(test::MeanAbsDiff(Resample(pic, 160, 120, f), ResizeArea(pic, 160, 120)), 2.5);
+  Image up = Resample(test::MakePicture(64, 48), 128, 96, ResampleFilter::kBicubic);
+  EXPECT_EQ(up.width, 128);
+}
+
 TEST(Decode, JpegUsesDctScalingAndMatchesAFullDecode) {
   Image pic = test::MakePicture(3000, 2000);
   auto jpg = test::Encode(pic, ".jpg[Q=92]");

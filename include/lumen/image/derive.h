@@ -24,7 +24,7 @@ struct Thumbnail {
   int height = 0;
 };
 
-// Lanczos3 reduction (libvips) to the longest edge `size`, orientation applied, WebP-encoded.
+// Lanczos3 reduction to the longest edge `size`, orientation applied, WebP-encoded.
 Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation, const ThumbnailOptions& opt);
 
 // ---- Perceptual hashes ----------------------------------------------------------------------
@@ -44,7 +44,8 @@ inline int HammingDistance(uint64_t a, uint64_t b) { return __builtin_popcountll
 // ---- Model input ----------------------------------------------------------------------------
 // The hook for the image encoders: a square 8-bit RGB image, upright. kSquash resizes the whole
 // picture to size x size (SigLIP's training); kCenterCrop resizes the short edge to `size` and
-// crops the centre (CLIP's). Normalisation (mean/std) belongs to the encoder.
+// crops the centre (CLIP's). Bicubic (Keys, a=-0.5) with antialiasing, from the reduced decode.
+// Normalisation (mean/std) belongs to the encoder.
 enum class ModelResize { kSquash, kCenterCrop };
 struct ModelInputSpec {
   int size = 224;

@@ -40,4 +40,10 @@ Image ToGray(const Image& src);
 // decode scale.
 Image ResizeArea(const Image& src, int w, int h);
 
+// Convolution resampling with the filter's support widened by the reduction factor (so that
+// downscaling averages instead of aliasing), weights normalised per output pixel, 8-bit output
+// rounded and clamped. Separable: horizontal pass into floats, then vertical.
+enum class ResampleFilter { kBilinear, kBicubic, kLanczos3 };
+Image Resample(const Image& src, int w, int h, ResampleFilter filter = ResampleFilter::kLanczos3);
+
 }  // namespace lumen

@@ -24,7 +24,8 @@ const std::vector<uint8_t>& Photo() {
     const char* p = std::getenv("LUMEN_BENCH_PHOTO");
     if (p && *p) {
       std::ifstream f(p, std::ios::binary);
-      return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)),
+                                  std::istreambuf_iterator<char>());
     }
     Image img(4000, 3000, 3);
     for (int y = 0; y < img.height; ++y)
@@ -34,8 +35,8 @@ const std::vector<uint8_t>& Photo() {
         px[1] = static_cast<uint8_t>((x + y) / 16);
         px[2] = static_cast<uint8_t>(x * y / 1000);
       }
-    VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width, img.height, 3,
-                                               VIPS_FORMAT_UCHAR);
+    VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width,
+                                               img.height, 3, VIPS_FORMAT_UCHAR);
     void* buf = nullptr;
     size_t len = 0;
     vips_image_write_to_buffer(in, ".jpg[Q=90]", &buf, &len, nullptr);
@@ -66,8 +67,10 @@ void BM_DecodeJpeg(benchmark::State& s) {
   int w = 0, h = 0;
   (void)ReadImageSize(b.data(), b.size(), Format::kJpeg, &w, &h);
   DecodeTarget t{edge ? edge : 1 << 30, edge ? 1 : 1 << 30};
-  for (auto _ : s) benchmark::DoNotOptimize(DecodeReduced(b.data(), b.size(), Format::kJpeg, t, {}));
-  s.counters["MP/s"] = benchmark::Counter(double(w) * h / 1e6 * s.iterations(), benchmark::Counter::kIsRate);
+  for (auto _ : s)
+    benchmark::DoNotOptimize(DecodeReduced(b.data(), b.size(), Format::kJpeg, t, {}));
+  s.counters["MP/s"] =
+      benchmark::Counter(double(w) * h / 1e6 * s.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DecodeJpeg)->Arg(0)->Arg(2048)->Arg(1024)->Arg(256)->Unit(benchmark::kMillisecond);
 

@@ -20,7 +20,7 @@ stamp_version="node-llama-cpp-3.22.1-r1"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git ca-certificates
+  build-essential cmake ninja-build ccache pkg-config git ca-certificates clang-format
   libvips-dev libvips-tools libturbojpeg0-dev libheif-dev libexiv2-dev
   libsqlite3-dev sqlite3 libtbb-dev libxxhash-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev

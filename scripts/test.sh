@@ -4,6 +4,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/bootstrap.sh"
+echo "== clang-format"
+(cd "$repo" && git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror --style=file)
 "$repo/scripts/build.sh" release
 "$repo/scripts/build.sh" asan
 jobs=2

@@ -87,23 +87,30 @@ CREATE TABLE runs(
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
-int64_t Now() { return static_cast<int64_t>(::time(nullptr)); }
+int64_t Now() {
+  return static_cast<int64_t>(::time(nullptr));
+}
 
 }  // namespace
 
 std::string DefaultCatalogPath() {
   if (const char* p = std::getenv("LUMEN_CATALOG"); p && *p) return p;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/lumen/catalog.db";
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
+    return std::string(x) + "/lumen/catalog.db";
   const char* home = std::getenv("HOME");
   return std::string(home && *home ? home : ".") + "/.local/share/lumen/catalog.db";
 }
 
 const char* LocationStateName(LocationState s) {
   switch (s) {
-    case LocationState::kOk: return "ok";
-    case LocationState::kFailed: return "failed";
-    case LocationState::kSkipped: return "skipped";
-    case LocationState::kMissing: return "missing";
+    case LocationState::kOk:
+      return "ok";
+    case LocationState::kFailed:
+      return "failed";
+    case LocationState::kSkipped:
+      return "skipped";
+    case LocationState::kMissing:
+      return "missing";
   }
   return "ok";
 }
@@ -123,18 +130,23 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (ec) return Status::Io(fmt::format("cannot create catalog directory {}: {}", parent.string(), ec.message()));
+  if (ec)
+    return Status::Io(
+        fmt::format("cannot create catalog directory {}: {}", parent.string(), ec.message()));
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   c->db_.reset(raw);
   if (rc != SQLITE_OK)
-    return Status::Io(fmt::format("cannot open catalog {}: {}", path, raw ? sqlite3_errmsg(raw) : "out of memory"));
+    return Status::Io(fmt::format("cannot open catalog {}: {}", path,
+                                  raw ? sqlite3_errmsg(raw) : "out of memory"));
   sqlite3_busy_timeout(raw, 10000);
   sqlite3_extended_result_codes(raw, 1);
   // WAL + synchronous=NORMAL: a crash or kill -9 never corrupts the database and loses at most
   // the transaction in progress.
-  Status st = sql::Exec(raw, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  Status st =
+      sql::Exec(raw, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
   if (!st.ok()) return Status::Io(fmt::format("cannot open catalog {}: {}", path, st.message()));
   LUMEN_RETURN_IF_ERROR(c->Migrate());
   LUMEN_RETURN_IF_ERROR(c->PrepareStatements());
@@ -152,14 +164,17 @@ Status Catalog::Migrate() {
   int v = SchemaVersion();
   if (v < 0) return sql::Error(db_.get(), fmt::format("read schema version of {}", path_));
   if (v > kCatalogSchemaVersion)
-    return Status::Invalid(fmt::format("catalog {} has schema version {}, newer than this lumen ({}); upgrade lumen",
-                                       path_, v, kCatalogSchemaVersion));
+    return Status::Invalid(
+        fmt::format("catalog {} has schema version {}, newer than this lumen ({}); upgrade lumen",
+                    path_, v, kCatalogSchemaVersion));
   for (; v < kCatalogSchemaVersion; ++v) {
-    std::string script = fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; COMMIT;", kMigrations[v], v + 1);
+    std::string script =
+        fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; COMMIT;", kMigrations[v], v + 1);
     Status st = sql::Exec(db_.get(), script);
     if (!st.ok()) {
       (void)sql::Exec(db_.get(), "ROLLBACK");
-      return Status::Io(fmt::format("migrating catalog {} to version {}: {}", path_, v + 1, st.message()));
+      return Status::Io(
+          fmt::format("migrating catalog {} to version {}: {}", path_, v + 1, st.message()));
     }
   }
   return Status::Ok();
@@ -174,53 +189,72 @@ Status Catalog::PrepareStatements() {
   };
   LUMEN_RETURN_IF_ERROR(prep(&begin_, "BEGIN IMMEDIATE"));
   LUMEN_RETURN_IF_ERROR(prep(&commit_, "COMMIT"));
-  LUMEN_RETURN_IF_ERROR(prep(&upsert_asset_,
-                             "INSERT INTO assets(hash,size,format,width,height,colorspace,first_seen) "
-                             "VALUES(?,?,?,?,?,?,?) ON CONFLICT(hash) DO UPDATE SET "
-                             "format=excluded.format, width=excluded.width, height=excluded.height, "
-                             "colorspace=excluded.colorspace RETURNING id"));
+  LUMEN_RETURN_IF_ERROR(
+      prep(&upsert_asset_,
+           "INSERT INTO assets(hash,size,format,width,height,colorspace,first_seen) "
+           "VALUES(?,?,?,?,?,?,?) ON CONFLICT(hash) DO UPDATE SET "
+           "format=excluded.format, width=excluded.width, height=excluded.height, "
+           "colorspace=excluded.colorspace RETURNING id"));
   LUMEN_RETURN_IF_ERROR(prep(&find_asset_, "SELECT id FROM assets WHERE hash=?"));
-  LUMEN_RETURN_IF_ERROR(prep(&put_thumb_,
-                             "INSERT OR REPLACE INTO thumbnails(asset_id,producer,width,height,webp) VALUES(?,?,?,?,?)"));
-  LUMEN_RETURN_IF_ERROR(prep(&put_hashes_,
-                             "INSERT OR REPLACE INTO perceptual_hashes(asset_id,producer,dhash,phash) VALUES(?,?,?,?)"));
-  LUMEN_RETURN_IF_ERROR(prep(&put_meta_,
-                             "INSERT OR REPLACE INTO metadata(asset_id,producer,captured_at,utc_offset,camera_make,"
-                             "camera_model,lens,gps_latitude,gps_longitude,gps_altitude,iso,aperture,exposure_time,"
-                             "focal_length,orientation) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  LUMEN_RETURN_IF_ERROR(prep(&upsert_location_,
-                             "INSERT INTO locations(path,size,mtime_ns,inode,device,asset_id,state,reason,run_id,updated_at) "
-                             "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
-                             "mtime_ns=excluded.mtime_ns, inode=excluded.inode, device=excluded.device, "
-                             "asset_id=excluded.asset_id, "
-                             "state=excluded.state, reason=excluded.reason, run_id=excluded.run_id, "
-                             "updated_at=excluded.updated_at"));
-  LUMEN_RETURN_IF_ERROR(prep(&mark_missing_,
-                             "UPDATE locations SET state='missing', reason='not found at its path in the last scan', "
-                             "run_id=?, updated_at=? WHERE id=?"));
+  LUMEN_RETURN_IF_ERROR(prep(
+      &put_thumb_,
+      "INSERT OR REPLACE INTO thumbnails(asset_id,producer,width,height,webp) VALUES(?,?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(prep(
+      &put_hashes_,
+      "INSERT OR REPLACE INTO perceptual_hashes(asset_id,producer,dhash,phash) VALUES(?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(
+      prep(&put_meta_,
+           "INSERT OR REPLACE INTO metadata(asset_id,producer,captured_at,utc_offset,camera_make,"
+           "camera_model,lens,gps_latitude,gps_longitude,gps_altitude,iso,aperture,exposure_time,"
+           "focal_length,orientation) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(
+      prep(&upsert_location_,
+           "INSERT INTO "
+           "locations(path,size,mtime_ns,inode,device,asset_id,state,reason,run_id,updated_at) "
+           "VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+           "mtime_ns=excluded.mtime_ns, inode=excluded.inode, device=excluded.device, "
+           "asset_id=excluded.asset_id, "
+           "state=excluded.state, reason=excluded.reason, run_id=excluded.run_id, "
+           "updated_at=excluded.updated_at"));
+  LUMEN_RETURN_IF_ERROR(
+      prep(&mark_missing_,
+           "UPDATE locations SET state='missing', reason='not found at its path in the last scan', "
+           "run_id=?, updated_at=? WHERE id=?"));
   return Status::Ok();
 }
 
-Status Catalog::Begin() { return begin_.Run(); }
-Status Catalog::Commit() { return commit_.Run(); }
+Status Catalog::Begin() {
+  return begin_.Run();
+}
+Status Catalog::Commit() {
+  return commit_.Run();
+}
 
-Result<int64_t> Catalog::BeginRun(const std::string& command, const std::vector<std::string>& roots) {
-  auto s = sql::Prepare(db_.get(), "INSERT INTO runs(command,roots,started_at,status) VALUES(?,?,?,'running')");
+Result<int64_t> Catalog::BeginRun(const std::string& command,
+                                  const std::vector<std::string>& roots) {
+  auto s = sql::Prepare(
+      db_.get(), "INSERT INTO runs(command,roots,started_at,status) VALUES(?,?,?,'running')");
   if (!s.ok()) return s.status();
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : roots) j.push_back(r);
-  s->Bind(1, command).Bind(2, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)).Bind(3, Now());
+  s->Bind(1, command)
+      .Bind(2, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .Bind(3, Now());
   LUMEN_RETURN_IF_ERROR(s->Run());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_.get()));
 }
 
 Status Catalog::FinishRun(int64_t run, const std::string& status, const RunCounts& c) {
-  auto s = sql::Prepare(db_.get(),
-                        "UPDATE runs SET finished_at=?, status=?, succeeded=?, failed=?, skipped=?, unchanged=?, "
-                        "missing=? WHERE id=?");
+  auto s = sql::Prepare(
+      db_.get(),
+      "UPDATE runs SET finished_at=?, status=?, succeeded=?, failed=?, skipped=?, unchanged=?, "
+      "missing=? WHERE id=?");
   if (!s.ok()) return s.status();
   s->Bind(1, Now()).Bind(2, status).Bind(3, int64_t(c.succeeded)).Bind(4, int64_t(c.failed));
-  s->Bind(5, int64_t(c.skipped)).Bind(6, int64_t(c.unchanged)).Bind(7, int64_t(c.missing)).Bind(8, run);
+  s->Bind(5, int64_t(c.skipped))
+      .Bind(6, int64_t(c.unchanged))
+      .Bind(7, int64_t(c.missing))
+      .Bind(8, run);
   return s->Run();
 }
 
@@ -233,7 +267,9 @@ Status Catalog::LoadLocations(const std::vector<std::string>& roots,
   for (const auto& root : roots) {
     std::string lo = root == "/" ? "/" : root + "/";
     std::string hi = root == "/" ? "0" : root + "0";  // '0' follows '/' in byte order
-    s->BindBlob(1, root.data(), root.size()).BindBlob(2, lo.data(), lo.size()).BindBlob(3, hi.data(), hi.size());
+    s->BindBlob(1, root.data(), root.size())
+        .BindBlob(2, lo.data(), lo.size())
+        .BindBlob(3, hi.data(), hi.size());
     Status st;
     while (s->Step(&st)) {
       KnownLocation k;
@@ -252,13 +288,15 @@ Status Catalog::LoadLocations(const std::vector<std::string>& roots,
   return Status::Ok();
 }
 
-Status Catalog::LoadCompleteAssets(const Producers& p, std::unordered_set<Hash128, Hash128Hasher>* out) {
+Status Catalog::LoadCompleteAssets(const Producers& p,
+                                   std::unordered_set<Hash128, Hash128Hasher>* out) {
   std::string q = "SELECT a.hash FROM assets a";
   std::vector<std::string> binds;
   auto need = [&](const std::string& producer, const char* table) {
     if (producer.empty()) return;
     binds.push_back(producer);
-    q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.producer=?{1}", table, binds.size());
+    q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.producer=?{1}", table,
+                     binds.size());
   };
   need(p.thumbnail, "thumbnails");
   need(p.hashes, "perceptual_hashes");
@@ -269,7 +307,8 @@ Status Catalog::LoadCompleteAssets(const Producers& p, std::unordered_set<Hash12
   Status st;
   while (s->Step(&st)) {
     std::string b = s->Blob(0);
-    if (b.size() == 16) out->insert(Hash128::FromBytes(reinterpret_cast<const unsigned char*>(b.data())));
+    if (b.size() == 16)
+      out->insert(Hash128::FromBytes(reinterpret_cast<const unsigned char*>(b.data())));
   }
   return st;
 }
@@ -277,7 +316,10 @@ Status Catalog::LoadCompleteAssets(const Producers& p, std::unordered_set<Hash12
 Result<int64_t> Catalog::UpsertAsset(const AssetRecord& a) {
   unsigned char h[16];
   a.hash.ToBytes(h);
-  upsert_asset_.BindBlob(1, h, 16).Bind(2, int64_t(a.size)).Bind(3, a.format).Bind(4, int64_t(a.width));
+  upsert_asset_.BindBlob(1, h, 16)
+      .Bind(2, int64_t(a.size))
+      .Bind(3, a.format)
+      .Bind(4, int64_t(a.width));
   upsert_asset_.Bind(5, int64_t(a.height)).Bind(6, a.colorspace).Bind(7, Now());
   Status st;
   int64_t id = -1;
@@ -314,22 +356,39 @@ Status Catalog::PutHashes(int64_t asset, const std::string& producer, const Perc
 
 Status Catalog::PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m) {
   auto& s = put_meta_;
-  s.Bind(1, asset).Bind(2, producer).Bind(3, m.captured_at).Bind(4, m.utc_offset).Bind(5, m.camera_make);
+  s.Bind(1, asset)
+      .Bind(2, producer)
+      .Bind(3, m.captured_at)
+      .Bind(4, m.utc_offset)
+      .Bind(5, m.camera_make);
   s.Bind(6, m.camera_model).Bind(7, m.lens).Bind(8, m.gps_latitude).Bind(9, m.gps_longitude);
   s.Bind(10, m.gps_altitude);
-  if (m.iso) s.Bind(11, int64_t(*m.iso)); else s.BindNull(11);
-  s.Bind(12, m.aperture).Bind(13, m.exposure_time).Bind(14, m.focal_length).Bind(15, int64_t(m.orientation));
+  if (m.iso)
+    s.Bind(11, int64_t(*m.iso));
+  else
+    s.BindNull(11);
+  s.Bind(12, m.aperture)
+      .Bind(13, m.exposure_time)
+      .Bind(14, m.focal_length)
+      .Bind(15, int64_t(m.orientation));
   return s.Run();
 }
 
-Status Catalog::UpsertLocation(const std::string& path, const FileIdentity& id, std::optional<int64_t> asset,
-                               LocationState state, const std::string& reason, int64_t run) {
+Status Catalog::UpsertLocation(const std::string& path, const FileIdentity& id,
+                               std::optional<int64_t> asset, LocationState state,
+                               const std::string& reason, int64_t run) {
   auto& s = upsert_location_;
   s.BindBlob(1, path.data(), path.size()).Bind(2, int64_t(id.size)).Bind(3, id.mtime_ns);
   s.Bind(4, int64_t(id.inode)).Bind(5, int64_t(id.device));
-  if (asset) s.Bind(6, *asset); else s.BindNull(6);
+  if (asset)
+    s.Bind(6, *asset);
+  else
+    s.BindNull(6);
   s.Bind(7, std::string_view(LocationStateName(state)));
-  if (reason.empty()) s.BindNull(8); else s.Bind(8, reason);
+  if (reason.empty())
+    s.BindNull(8);
+  else
+    s.Bind(8, reason);
   s.Bind(9, run).Bind(10, Now());
   return s.Run();
 }

@@ -41,7 +41,9 @@ TEST(Catalog, ContentAddressedAssetsAndLocations) {
   FileIdentity fid{1, 123, 456, 789};
   std::string odd_name = "/photos/a\nb\xff.jpg";  // newline and invalid UTF-8 survive
   ASSERT_TRUE(cat.UpsertLocation(odd_name, fid, *id1, LocationState::kOk, "", 1).ok());
-  ASSERT_TRUE(cat.UpsertLocation("/photos2/x.jpg", fid, std::nullopt, LocationState::kFailed, "bad", 1).ok());
+  ASSERT_TRUE(
+      cat.UpsertLocation("/photos2/x.jpg", fid, std::nullopt, LocationState::kFailed, "bad", 1)
+          .ok());
   ASSERT_TRUE(cat.Commit().ok());
 
   std::unordered_map<std::string, KnownLocation> known;
@@ -52,10 +54,12 @@ TEST(Catalog, ContentAddressedAssetsAndLocations) {
   EXPECT_EQ(known.begin()->second.asset_id, *id1);
 
   std::unordered_set<Hash128, Hash128Hasher> complete;
-  ASSERT_TRUE(cat.LoadCompleteAssets({"webp256q80@1", "dhash64+phash64@1", "exiv2@1"}, &complete).ok());
+  ASSERT_TRUE(
+      cat.LoadCompleteAssets({"webp256q80@1", "dhash64+phash64@1", "exiv2@1"}, &complete).ok());
   EXPECT_EQ(complete.count(a.hash), 1u);
   complete.clear();
-  ASSERT_TRUE(cat.LoadCompleteAssets({"webp512q80@1", "dhash64+phash64@1", "exiv2@1"}, &complete).ok());
+  ASSERT_TRUE(
+      cat.LoadCompleteAssets({"webp512q80@1", "dhash64+phash64@1", "exiv2@1"}, &complete).ok());
   EXPECT_TRUE(complete.empty());  // a new thumbnail producer makes the asset incomplete
 
   ASSERT_TRUE(cat.MarkMissing(known.begin()->second.id, 2).ok());

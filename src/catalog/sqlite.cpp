@@ -37,8 +37,8 @@ std::string Stmt::Blob(int col) const {
 
 Result<Stmt> Prepare(sqlite3* db, std::string_view sql) {
   sqlite3_stmt* s = nullptr;
-  if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s,
-                         nullptr) != SQLITE_OK)
+  if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                         &s, nullptr) != SQLITE_OK)
     return Error(db, fmt::format("prepare `{}`", sql));
   return Stmt(db, s);
 }

@@ -65,9 +65,12 @@ int ExitCode(const RunSummary& s) {
 void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb) {
   double rate = s.elapsed_s > 0 ? (s.succeeded + s.failed) / s.elapsed_s : 0;
   if (o.json_logs) {
-    log::Fields f = {{"succeeded", std::to_string(s.succeeded)}, {"known_content", std::to_string(s.known)},
-                     {"failed", std::to_string(s.failed)},       {"skipped", std::to_string(s.skipped)},
-                     {"unchanged", std::to_string(s.unchanged)}, {"missing", std::to_string(s.missing)},
+    log::Fields f = {{"succeeded", std::to_string(s.succeeded)},
+                     {"known_content", std::to_string(s.known)},
+                     {"failed", std::to_string(s.failed)},
+                     {"skipped", std::to_string(s.skipped)},
+                     {"unchanged", std::to_string(s.unchanged)},
+                     {"missing", std::to_string(s.missing)},
                      {"seconds", fmt::format("{:.3f}", s.elapsed_s)},
                      {"images_per_second", fmt::format("{:.2f}", rate)},
                      {"interrupted", s.interrupted ? "true" : "false"}};
@@ -76,11 +79,15 @@ void Report(const Options& o, const RunSummary& s, const Profile& profile, const
       log::Write(log::Level::kWarn, "failed", {{"path", path}, {"reason", reason}});
   } else if (!o.quiet) {
     std::string line = fmt::format(
-        "{} {} files in {:.2f} s: {} succeeded ({} already known), {} failed, {} skipped, {} unchanged, "
+        "{} {} files in {:.2f} s: {} succeeded ({} already known), {} failed, {} skipped, {} "
+        "unchanged, "
         "{} missing; {:.1f} images/s, {:.1f} MB/s{}",
-        verb, s.succeeded + s.failed + s.skipped, s.elapsed_s, s.succeeded, s.known, s.failed, s.skipped,
-        s.unchanged, s.missing, rate, s.elapsed_s > 0 ? s.bytes / s.elapsed_s / 1e6 : 0.0,
-        s.interrupted ? " (interrupted: run again to finish)" : s.limited ? " (stopped at --limit)" : "");
+        verb, s.succeeded + s.failed + s.skipped, s.elapsed_s, s.succeeded, s.known, s.failed,
+        s.skipped, s.unchanged, s.missing, rate,
+        s.elapsed_s > 0 ? s.bytes / s.elapsed_s / 1e6 : 0.0,
+        s.interrupted ? " (interrupted: run again to finish)"
+        : s.limited   ? " (stopped at --limit)"
+                      : "");
     size_t shown = 0;
     for (const auto& [path, reason] : s.failures) {
       if (!o.verbose && shown >= 20) {
@@ -139,16 +146,18 @@ int RunIndex(const Options& o, const char* argv0) {
 
 namespace {
 // Paths already present in an existing output file, and (for a JSON array) its records.
-Status LoadExisting(const std::string& file, RecordFormat fmt, std::unordered_set<std::string>* paths,
-                    std::vector<nlohmann::json>* records) {
+Status LoadExisting(const std::string& file, RecordFormat fmt,
+                    std::unordered_set<std::string>* paths, std::vector<nlohmann::json>* records) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return Status::Ok();
   if (fmt == RecordFormat::kJsonArray) {
     nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_array())
-      return Status::Invalid(fmt::format("{} is not a JSON array of records; cannot --skip-existing", file));
+      return Status::Invalid(
+          fmt::format("{} is not a JSON array of records; cannot --skip-existing", file));
     for (auto& r : j) {
-      if (r.contains("file_path") && r["file_path"].is_string()) paths->insert(r["file_path"].get<std::string>());
+      if (r.contains("file_path") && r["file_path"].is_string())
+        paths->insert(r["file_path"].get<std::string>());
       records->push_back(std::move(r));
     }
     return Status::Ok();
@@ -291,7 +300,8 @@ int RunStats(const Options& o) {
     j["locations"][st] = s->Step(&e) ? s->Int(0) : 0;
   }
   if (o.list_failures) {
-    auto s = sql::Prepare(db, "SELECT path, reason FROM locations WHERE state='failed' ORDER BY path");
+    auto s =
+        sql::Prepare(db, "SELECT path, reason FROM locations WHERE state='failed' ORDER BY path");
     Status e;
     j["failures"] = nlohmann::json::array();
     while (s->Step(&e)) j["failures"].push_back({{"path", s->Blob(0)}, {"reason", s->Text(1)}});
@@ -301,7 +311,8 @@ int RunStats(const Options& o) {
     return kExitOk;
   }
   std::printf("catalog   %s (schema v%d)\n", (*c)->path().c_str(), j["schema_version"].get<int>());
-  std::printf("assets    %lld distinct images\n", static_cast<long long>(j["assets"].get<int64_t>()));
+  std::printf("assets    %lld distinct images\n",
+              static_cast<long long>(j["assets"].get<int64_t>()));
   std::printf("locations %lld ok, %lld failed, %lld skipped, %lld missing\n",
               static_cast<long long>(j["locations"]["ok"].get<int64_t>()),
               static_cast<long long>(j["locations"]["failed"].get<int64_t>()),

@@ -9,9 +9,9 @@ namespace lumen::cli {
 inline constexpr const char* kVersion = "lumen 0.1.0";
 
 // Exit status.
-inline constexpr int kExitOk = 0;            // every file succeeded (or was unchanged/skipped)
-inline constexpr int kExitSomeFailed = 1;    // finished, but some files failed (see the summary)
-inline constexpr int kExitError = 2;         // bad arguments, unusable catalog or output
+inline constexpr int kExitOk = 0;          // every file succeeded (or was unchanged/skipped)
+inline constexpr int kExitSomeFailed = 1;  // finished, but some files failed (see the summary)
+inline constexpr int kExitError = 2;       // bad arguments, unusable catalog or output
 // Interrupted by a signal: 128 + signal (130 for SIGINT, 143 for SIGTERM), work committed.
 
 struct Options {

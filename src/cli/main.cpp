@@ -6,13 +6,16 @@
 
 int main(int argc, char** argv) {
   lumen::cli::Options o;
-  CLI::App app{"lumen: turns folders of photos into an organized, searchable, deduplicated library"};
+  CLI::App app{
+      "lumen: turns folders of photos into an organized, searchable, deduplicated library"};
   app.set_version_flag("--version", std::string(lumen::cli::kVersion));
   app.require_subcommand(1);
 
   auto add_common = [&](CLI::App* c) {
-    c->add_option("--catalog", o.catalog, "catalog database (default ~/.local/share/lumen/catalog.db)");
-    c->add_option("-j,--jobs", o.jobs, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+    c->add_option("--catalog", o.catalog,
+                  "catalog database (default ~/.local/share/lumen/catalog.db)");
+    c->add_option("-j,--jobs", o.jobs, "worker threads (default: all cores)")
+        ->check(CLI::Range(0, 1024));
     c->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
     c->add_flag("-v,--verbose", o.verbose, "log every failed file");
     c->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
@@ -20,15 +23,17 @@ int main(int argc, char** argv) {
     c->add_option("--thumbnail-size", o.thumbnail_size, "thumbnail longest edge in pixels")
         ->check(CLI::Range(16, 4096));
     c->add_flag("--no-thumbnail", o.no_thumbnail, "do not make thumbnails");
-    c->add_flag("--include-hidden", o.include_hidden, "also scan hidden (.name) and system folders");
+    c->add_flag("--include-hidden", o.include_hidden,
+                "also scan hidden (.name) and system folders");
     c->add_option("--exclude", o.exclude, "skip names or paths matching this glob (repeatable)");
     c->add_option("--max-file-size", o.max_file_mb, "refuse files larger than this many MB")
         ->check(CLI::PositiveNumber);
     c->add_option("--max-pixels", o.max_megapixels, "refuse images above this many megapixels")
         ->check(CLI::PositiveNumber);
     c->add_option("--limit", o.limit, "process at most N files");
-    c->add_option("--model-input", o.model_input_size,
-                  "also prepare the square model input at this size (224 or 384; timed by --profile)");
+    c->add_option(
+        "--model-input", o.model_input_size,
+        "also prepare the square model input at this size (224 or 384; timed by --profile)");
   };
 
   auto* index = app.add_subcommand("index", "scan folders into the catalog (incremental)");
@@ -39,9 +44,11 @@ int main(int argc, char** argv) {
   auto* process = app.add_subcommand("process", "emit one JSON record per image (Photon layout)");
   add_common(process);
   process->add_option("paths", o.paths, "folders or files to process")->required();
-  process->add_option("-f,--format", o.format, "jsonl (default) or json")->check(CLI::IsMember({"jsonl", "json"}));
+  process->add_option("-f,--format", o.format, "jsonl (default) or json")
+      ->check(CLI::IsMember({"jsonl", "json"}));
   process->add_option("-o,--output", o.output, "write records to FILE instead of stdout");
-  process->add_flag("--skip-existing", o.skip_existing, "skip files already present in the output file");
+  process->add_flag("--skip-existing", o.skip_existing,
+                    "skip files already present in the output file");
   process->add_flag("--write-catalog", o.write_catalog, "also record the results in the catalog");
 
   auto* stats = app.add_subcommand("stats", "summarise the catalog");

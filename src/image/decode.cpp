@@ -25,9 +25,11 @@ Status InitImageLibraries(const char* argv0) {
   vips_concurrency_set(1);
   // libvips reports per-tile warnings through GLib's log; lumen reports the failure itself,
   // once, with the file name. Route them to the debug log instead of raw stderr.
-  g_log_set_handler("VIPS", static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO),
-                    [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) { log::Debug(msg ? msg : ""); },
-                    nullptr);
+  g_log_set_handler(
+      "VIPS",
+      static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO),
+      [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) { log::Debug(msg ? msg : ""); },
+      nullptr);
   done = true;
   return Status::Ok();
 }
@@ -49,8 +51,9 @@ Status CheckPixels(int w, int h, const DecodeLimits& limits) {
   if (w <= 0 || h <= 0) return Status::Corrupt(fmt::format("invalid image size {}x{}", w, h));
   uint64_t px = uint64_t(w) * uint64_t(h);
   if (px > limits.max_pixels)
-    return Status::TooLarge(fmt::format("image is {}x{} ({:.0f} MP), above the pixel limit of {:.0f} MP",
-                                        w, h, px / 1e6, limits.max_pixels / 1e6));
+    return Status::TooLarge(
+        fmt::format("image is {}x{} ({:.0f} MP), above the pixel limit of {:.0f} MP", w, h,
+                    px / 1e6, limits.max_pixels / 1e6));
   return Status::Ok();
 }
 
@@ -64,10 +67,13 @@ double WantedScale(int w, int h, const DecodeTarget& t) {
 const char* TjColorspace(int cs) {
   switch (cs) {
     case TJCS_RGB:
-    case TJCS_YCbCr: return "srgb";
-    case TJCS_GRAY: return "grey";
+    case TJCS_YCbCr:
+      return "srgb";
+    case TJCS_GRAY:
+      return "grey";
     case TJCS_CMYK:
-    case TJCS_YCCK: return "cmyk";
+    case TJCS_YCCK:
+      return "cmyk";
   }
   return "unknown";
 }
@@ -116,11 +122,12 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
   }
   out.decoder = "turbojpeg";
   out.rgb = Image(sw, sh, 3);
-  int rc = tjDecompress2(h, data, static_cast<unsigned long>(size), out.rgb.pixels.data(), sw, 0, sh,
-                         TJPF_RGB, TJFLAG_FASTDCT);
+  int rc = tjDecompress2(h, data, static_cast<unsigned long>(size), out.rgb.pixels.data(), sw, 0,
+                         sh, TJPF_RGB, TJFLAG_FASTDCT);
   if (rc != 0) {
     std::string msg = tjGetErrorStr2(h);
-    if (tjGetErrorCode(h) == TJERR_FATAL) return Status::Corrupt(fmt::format("corrupt JPEG data: {}", msg));
+    if (tjGetErrorCode(h) == TJERR_FATAL)
+      return Status::Corrupt(fmt::format("corrupt JPEG data: {}", msg));
     // Warnings: a truncated file is an error (the bottom of the picture is missing); the
     // harmless ones ("extraneous bytes before marker") are accepted.
     if (msg.find("Premature end") != std::string::npos)
@@ -131,21 +138,31 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
 
 std::string InterpretationName(VipsInterpretation i) {
   switch (i) {
-    case VIPS_INTERPRETATION_sRGB: return "srgb";
-    case VIPS_INTERPRETATION_B_W: return "grey";
-    case VIPS_INTERPRETATION_CMYK: return "cmyk";
-    case VIPS_INTERPRETATION_RGB16: return "rgb16";
-    case VIPS_INTERPRETATION_GREY16: return "grey16";
-    case VIPS_INTERPRETATION_scRGB: return "scrgb";
-    case VIPS_INTERPRETATION_LAB: return "lab";
-    case VIPS_INTERPRETATION_MULTIBAND: return "multiband";
-    default: return vips_enum_nick(VIPS_TYPE_INTERPRETATION, i);
+    case VIPS_INTERPRETATION_sRGB:
+      return "srgb";
+    case VIPS_INTERPRETATION_B_W:
+      return "grey";
+    case VIPS_INTERPRETATION_CMYK:
+      return "cmyk";
+    case VIPS_INTERPRETATION_RGB16:
+      return "rgb16";
+    case VIPS_INTERPRETATION_GREY16:
+      return "grey16";
+    case VIPS_INTERPRETATION_scRGB:
+      return "scrgb";
+    case VIPS_INTERPRETATION_LAB:
+      return "lab";
+    case VIPS_INTERPRETATION_MULTIBAND:
+      return "multiband";
+    default:
+      return vips_enum_nick(VIPS_TYPE_INTERPRETATION, i);
   }
 }
 
 Result<DecodedImage> DecodeVips(const uint8_t* data, size_t size, const DecodeTarget& target,
                                 const DecodeLimits& limits) {
-  VipsPtr header(vips_image_new_from_buffer(data, size, "", "access", VIPS_ACCESS_SEQUENTIAL, nullptr));
+  VipsPtr header(
+      vips_image_new_from_buffer(data, size, "", "access", VIPS_ACCESS_SEQUENTIAL, nullptr));
   if (!header) return Status::Corrupt(fmt::format("cannot read image header: {}", TakeVipsError()));
   int w = vips_image_get_width(header.get()), h = vips_image_get_height(header.get());
   LUMEN_RETURN_IF_ERROR(CheckPixels(w, h, limits));
@@ -158,10 +175,12 @@ Result<DecodedImage> DecodeVips(const uint8_t* data, size_t size, const DecodeTa
   header.reset();
 
   double s = WantedScale(w, h, target);
-  int bw = std::max(1, static_cast<int>(std::ceil(w * s))), bh = std::max(1, static_cast<int>(std::ceil(h * s)));
+  int bw = std::max(1, static_cast<int>(std::ceil(w * s))),
+      bh = std::max(1, static_cast<int>(std::ceil(h * s)));
   VipsImage* raw = nullptr;
-  if (vips_thumbnail_buffer(const_cast<uint8_t*>(data), size, &raw, bw, "height", bh, "no_rotate", TRUE,
-                            "size", VIPS_SIZE_DOWN, "option_string", "fail=true", nullptr) != 0)
+  if (vips_thumbnail_buffer(const_cast<uint8_t*>(data), size, &raw, bw, "height", bh, "no_rotate",
+                            TRUE, "size", VIPS_SIZE_DOWN, "option_string", "fail=true",
+                            nullptr) != 0)
     return Status::Corrupt(fmt::format("cannot decode: {}", TakeVipsError()));
   VipsPtr img(raw);
   if (vips_image_hasalpha(img.get())) {
@@ -219,7 +238,8 @@ Status ReadImageSize(const uint8_t* data, size_t size, Format format, int* width
     int subsamp = 0, cs = 0;
     if (tjDecompressHeader3(ThreadDecompressor(), data, static_cast<unsigned long>(size), width,
                             height, &subsamp, &cs) != 0)
-      return Status::Corrupt(fmt::format("not a valid JPEG header: {}", tjGetErrorStr2(ThreadDecompressor())));
+      return Status::Corrupt(
+          fmt::format("not a valid JPEG header: {}", tjGetErrorStr2(ThreadDecompressor())));
     return Status::Ok();
   }
   VipsPtr header(vips_image_new_from_buffer(data, size, "", nullptr));

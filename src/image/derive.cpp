@@ -9,7 +9,6 @@
 
 #include <fmt/format.h>
 
-
 namespace lumen {
 namespace {
 
@@ -35,7 +34,8 @@ Result<std::vector<uint8_t>> EncodeWebp(const Image& img, int quality, int effor
   WebPPictureFree(&pic);
   if (!ok) {
     WebPMemoryWriterClear(&writer);
-    return Status::Internal(fmt::format("WebP encoding failed (error {})", static_cast<int>(pic.error_code)));
+    return Status::Internal(
+        fmt::format("WebP encoding failed (error {})", static_cast<int>(pic.error_code)));
   }
   std::vector<uint8_t> out(writer.mem, writer.mem + writer.size);
   WebPMemoryWriterClear(&writer);
@@ -44,7 +44,8 @@ Result<std::vector<uint8_t>> EncodeWebp(const Image& img, int quality, int effor
 
 }  // namespace
 
-Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation, const ThumbnailOptions& opt) {
+Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation,
+                                const ThumbnailOptions& opt) {
   if (reduced.empty()) return Status::Invalid("empty image");
   int longest = std::max(reduced.width, reduced.height);
   Image upright;

@@ -16,13 +16,34 @@ Image ApplyOrientation(const Image& src, int o) {
     for (int x = 0; x < w; ++x) {
       int dx, dy;
       switch (o) {
-        case 2: dx = w - 1 - x; dy = y; break;          // mirror horizontal
-        case 3: dx = w - 1 - x; dy = h - 1 - y; break;  // rotate 180
-        case 4: dx = x; dy = h - 1 - y; break;          // mirror vertical
-        case 5: dx = y; dy = x; break;                  // transpose
-        case 6: dx = h - 1 - y; dy = x; break;          // rotate 90 CW
-        case 7: dx = h - 1 - y; dy = w - 1 - x; break;  // transverse
-        default: dx = y; dy = w - 1 - x; break;         // 8: rotate 90 CCW
+        case 2:
+          dx = w - 1 - x;
+          dy = y;
+          break;  // mirror horizontal
+        case 3:
+          dx = w - 1 - x;
+          dy = h - 1 - y;
+          break;  // rotate 180
+        case 4:
+          dx = x;
+          dy = h - 1 - y;
+          break;  // mirror vertical
+        case 5:
+          dx = y;
+          dy = x;
+          break;  // transpose
+        case 6:
+          dx = h - 1 - y;
+          dy = x;
+          break;  // rotate 90 CW
+        case 7:
+          dx = h - 1 - y;
+          dy = w - 1 - x;
+          break;  // transverse
+        default:
+          dx = y;
+          dy = w - 1 - x;
+          break;  // 8: rotate 90 CCW
       }
       uint8_t* d = dst.pixels.data() + (size_t(dy) * ow + dx) * c;
       for (int k = 0; k < c; ++k) d[k] = s[x * c + k];
@@ -38,7 +59,8 @@ Image ToGray(const Image& src) {
   size_t n = size_t(src.width) * src.height;
   for (size_t i = 0; i < n; ++i, s += src.channels) {
     // Fixed-point 0.299 R + 0.587 G + 0.114 B.
-    g.pixels[i] = static_cast<uint8_t>((19595u * s[0] + 38470u * s[1] + 7471u * s[2] + 32768u) >> 16);
+    g.pixels[i] =
+        static_cast<uint8_t>((19595u * s[0] + 38470u * s[1] + 7471u * s[2] + 32768u) >> 16);
   }
   return g;
 }
@@ -80,7 +102,8 @@ Image ResizeArea(const Image& src, int w, int h) {
       const Span& sp = xs[x];
       for (int k = 0; k < c; ++k) {
         float acc = 0;
-        for (size_t j = 0; j < sp.weights.size(); ++j) acc += sp.weights[j] * s[(sp.first + j) * c + k];
+        for (size_t j = 0; j < sp.weights.size(); ++j)
+          acc += sp.weights[j] * s[(sp.first + j) * c + k];
         t[x * c + k] = acc;
       }
     }
@@ -105,9 +128,12 @@ Image ResizeArea(const Image& src, int w, int h) {
 namespace {
 double FilterSupport(ResampleFilter f) {
   switch (f) {
-    case ResampleFilter::kBilinear: return 1.0;
-    case ResampleFilter::kBicubic: return 2.0;
-    case ResampleFilter::kLanczos3: return 3.0;
+    case ResampleFilter::kBilinear:
+      return 1.0;
+    case ResampleFilter::kBicubic:
+      return 2.0;
+    case ResampleFilter::kLanczos3:
+      return 3.0;
   }
   return 1.0;
 }
@@ -115,7 +141,8 @@ double FilterSupport(ResampleFilter f) {
 double FilterValue(ResampleFilter f, double x) {
   x = std::abs(x);
   switch (f) {
-    case ResampleFilter::kBilinear: return x < 1.0 ? 1.0 - x : 0.0;
+    case ResampleFilter::kBilinear:
+      return x < 1.0 ? 1.0 - x : 0.0;
     case ResampleFilter::kBicubic: {  // Keys cubic, a = -0.5
       const double a = -0.5;
       if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
@@ -210,7 +237,8 @@ Image Resample(const Image& src, int w, int h, ResampleFilter filter) {
       for (size_t i = 0; i < row_len; ++i) acc[i] += wt * t[i];
     }
     uint8_t* d = dst.row(y);
-    for (size_t i = 0; i < row_len; ++i) d[i] = static_cast<uint8_t>(std::clamp(acc[i] + 0.5f, 0.f, 255.f));
+    for (size_t i = 0; i < row_len; ++i)
+      d[i] = static_cast<uint8_t>(std::clamp(acc[i] + 0.5f, 0.f, 255.f));
   }
   return dst;
 }

@@ -46,8 +46,8 @@ TEST(ResizeArea, AveragesExactly) {
   Image one = ResizeArea(img, 1, 1);
   EXPECT_EQ(one.pixels[0], 63);  // (0+100+200+40+20+80+60+0)/8 = 62.5 -> 63
   Image two = ResizeArea(img, 2, 1);
-  EXPECT_EQ(two.pixels[0], 50);   // (0+100+20+80)/4
-  EXPECT_EQ(two.pixels[1], 75);   // (200+40+60+0)/4
+  EXPECT_EQ(two.pixels[0], 50);         // (0+100+20+80)/4
+  EXPECT_EQ(two.pixels[1], 75);         // (200+40+60+0)/4
   Image three = ResizeArea(img, 3, 1);  // fractional spans keep the mean
   double mean = (three.pixels[0] + three.pixels[1] + three.pixels[2]) / 3.0;
   EXPECT_NEAR(mean, 62.5, 1.0);
@@ -112,7 +112,8 @@ TEST(Decode, ProgressiveJpegAtOneEighthUsesOnlyTheDcScans) {
 
 TEST(Decode, EveryFormatDecodesToTheSamePicture) {
   Image pic = test::MakePicture(640, 480, 3);
-  for (const char* suffix : {".jpg", ".jpg[interlace]", ".png", ".webp[Q=95]", ".tif", ".heic[Q=90]", ".avif[Q=90]", ".gif"}) {
+  for (const char* suffix : {".jpg", ".jpg[interlace]", ".png", ".webp[Q=95]", ".tif",
+                             ".heic[Q=90]", ".avif[Q=90]", ".gif"}) {
     auto bytes = test::Encode(pic, suffix);
     Format f = DetectFormat(bytes.data(), bytes.size());
     auto d = DecodeReduced(bytes.data(), bytes.size(), f, {256, 224}, {});
@@ -166,7 +167,8 @@ TEST(Decode, RefusesDecompressionBombsFromTheHeader) {
   DecodeLimits tight;
   tight.max_pixels = 1000;
   auto ok_jpg = test::Encode(pic, ".jpg");
-  EXPECT_EQ(DecodeReduced(ok_jpg.data(), ok_jpg.size(), Format::kJpeg, {}, tight).status().code(), Code::kTooLarge);
+  EXPECT_EQ(DecodeReduced(ok_jpg.data(), ok_jpg.size(), Format::kJpeg, {}, tight).status().code(),
+            Code::kTooLarge);
 }
 
 TEST(Decode, TruncatedAndCorruptDataAreErrors) {

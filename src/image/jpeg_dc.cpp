@@ -2,10 +2,11 @@
 //
 // At 1/8 scale each 8x8 block becomes one pixel whose value is the block's DC coefficient. A
 // progressive JPEG stores all DC coefficients in its first scan(s), a few percent of the file, so
-// libjpeg's buffered-image mode can produce the 1/8 image after those scans without entropy-decoding
-// the rest. (TurboJPEG's one-shot API decodes every scan first: ~15x slower on large photos.)
-// The first DC scan usually carries all but the lowest bit of DC precision (successive
-// approximation, Al=1): an error of at most half a quantisation step, invisible in a thumbnail.
+// libjpeg's buffered-image mode can produce the 1/8 image after those scans without
+// entropy-decoding the rest. (TurboJPEG's one-shot API decodes every scan first: ~15x slower on
+// large photos.) The first DC scan usually carries all but the lowest bit of DC precision
+// (successive approximation, Al=1): an error of at most half a quantisation step, invisible in a
+// thumbnail.
 #include "jpeg_dc.h"
 
 #include <csetjmp>
@@ -13,8 +14,8 @@
 #include <cstring>
 #include <vector>
 
-#include <jpeglib.h>
 #include <jerror.h>
+#include <jpeglib.h>
 
 #include <fmt/format.h>
 

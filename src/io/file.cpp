@@ -42,11 +42,14 @@ ssize_t PreadFull(int fd, uint8_t* buf, size_t len, off_t off) {
 }  // namespace
 
 std::string ErrnoMessage(const char* what, int err) {
-  if (err == ENOENT) return fmt::format("{}: the file disappeared (No such file or directory)", what);
+  if (err == ENOENT)
+    return fmt::format("{}: the file disappeared (No such file or directory)", what);
   return fmt::format("{}: {}", what, strerror(err));
 }
 
-OpenedFile::OpenedFile(OpenedFile&& o) noexcept { *this = std::move(o); }
+OpenedFile::OpenedFile(OpenedFile&& o) noexcept {
+  *this = std::move(o);
+}
 
 OpenedFile& OpenedFile::operator=(OpenedFile&& o) noexcept {
   if (this != &o) {

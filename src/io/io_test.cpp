@@ -34,16 +34,18 @@ TEST(Magic, DetectsByContentNotName) {
   struct Case {
     const char* suffix;
     Format format;
-  } cases[] = {{".jpg", Format::kJpeg}, {".png", Format::kPng},   {".webp", Format::kWebp},
-               {".tif", Format::kTiff}, {".gif", Format::kGif},   {".heic", Format::kHeif},
+  } cases[] = {{".jpg", Format::kJpeg}, {".png", Format::kPng}, {".webp", Format::kWebp},
+               {".tif", Format::kTiff}, {".gif", Format::kGif}, {".heic", Format::kHeif},
                {".avif", Format::kAvif}};
   for (const auto& c : cases) {
     auto bytes = test::Encode(pic, c.suffix);
     EXPECT_EQ(DetectFormat(bytes.data(), bytes.size()), c.format) << c.suffix;
   }
   std::string text = "hello, this is not a picture\n";
-  EXPECT_EQ(DetectFormat(reinterpret_cast<const uint8_t*>(text.data()), text.size()), Format::kUnknown);
-  EXPECT_STREQ(DescribeNonImage(reinterpret_cast<const uint8_t*>(text.data()), text.size()), "text");
+  EXPECT_EQ(DetectFormat(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+            Format::kUnknown);
+  EXPECT_STREQ(DescribeNonImage(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+               "text");
   EXPECT_STREQ(DescribeNonImage(nullptr, 0), "empty file");
   EXPECT_TRUE(HasImageExtension("IMG_0001.JPG"));
   EXPECT_TRUE(HasImageExtension("a.b.heic"));
@@ -78,8 +80,10 @@ std::vector<std::string> ScanAll(const std::vector<std::string>& roots, ScanOpti
   ScanEntry e;
   std::vector<std::string> files;
   while (s.Next(&e)) {
-    if (e.kind == ScanEntry::Kind::kFile) files.push_back(e.path);
-    else if (others) others->push_back(e);
+    if (e.kind == ScanEntry::Kind::kFile)
+      files.push_back(e.path);
+    else if (others)
+      others->push_back(e);
   }
   return files;
 }
@@ -129,8 +133,10 @@ TEST(Scanner, SymlinkLoopsAndBrokenLinks) {
   EXPECT_EQ(files.size(), 2u);
   bool broken = false, loop = false, dir_loop = false;
   for (const auto& e : others) {
-    if (e.path == dir.File("photos/broken.jpg")) broken = e.status.message().find("broken symbolic link") != std::string::npos;
-    if (e.path == dir.File("photos/self.jpg")) loop = e.status.message().find("loop") != std::string::npos;
+    if (e.path == dir.File("photos/broken.jpg"))
+      broken = e.status.message().find("broken symbolic link") != std::string::npos;
+    if (e.path == dir.File("photos/self.jpg"))
+      loop = e.status.message().find("loop") != std::string::npos;
     if (e.path == dir.File("photos/deeper/back")) dir_loop = e.kind == ScanEntry::Kind::kSkipped;
   }
   EXPECT_TRUE(broken);

@@ -9,14 +9,22 @@ namespace lumen {
 
 const char* FormatName(Format f) {
   switch (f) {
-    case Format::kJpeg: return "jpeg";
-    case Format::kPng: return "png";
-    case Format::kWebp: return "webp";
-    case Format::kTiff: return "tiff";
-    case Format::kHeif: return "heif";
-    case Format::kAvif: return "avif";
-    case Format::kGif: return "gif";
-    case Format::kUnknown: break;
+    case Format::kJpeg:
+      return "jpeg";
+    case Format::kPng:
+      return "png";
+    case Format::kWebp:
+      return "webp";
+    case Format::kTiff:
+      return "tiff";
+    case Format::kHeif:
+      return "heif";
+    case Format::kAvif:
+      return "avif";
+    case Format::kGif:
+      return "gif";
+    case Format::kUnknown:
+      break;
   }
   return "unknown";
 }
@@ -67,9 +75,10 @@ bool HasImageExtension(std::string_view name) {
   auto dot = name.rfind('.');
   if (dot == std::string_view::npos) return false;
   std::string ext(name.substr(dot + 1));
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  static const char* kExts[] = {"jpg", "jpeg", "jpe", "jfif", "png", "webp", "tif", "tiff",
-                                "heic", "heif", "hif", "avif", "gif"};
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  static const char* kExts[] = {"jpg",  "jpeg", "jpe",  "jfif", "png",  "webp", "tif",
+                                "tiff", "heic", "heif", "hif",  "avif", "gif"};
   for (const char* e : kExts)
     if (ext == e) return true;
   return false;

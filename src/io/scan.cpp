@@ -32,14 +32,17 @@ std::string Join(const std::string& dir, const std::string& name) {
 }
 
 bool IsSystemName(const std::string& n) {
-  static const char* kNames[] = {"@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN",
-                                 "System Volume Information", "lost+found", "__MACOSX"};
+  static const char* kNames[] = {
+      "@eaDir",     "#recycle", "#snapshot", "$RECYCLE.BIN", "System Volume Information",
+      "lost+found", "__MACOSX"};
   for (const char* s : kNames)
     if (n == s) return true;
   return false;
 }
 
-std::string DirKey(const struct stat& st) { return fmt::format("{}:{}", st.st_dev, st.st_ino); }
+std::string DirKey(const struct stat& st) {
+  return fmt::format("{}:{}", st.st_dev, st.st_ino);
+}
 }  // namespace
 
 std::string AbsolutePath(const std::string& path) {
@@ -120,7 +123,8 @@ bool Scanner::Visit(const std::string& dir, const std::string& name, unsigned ch
         char target[4096];
         ssize_t n = ::readlinkat(frame_->fd, name.c_str(), target, sizeof(target) - 1);
         std::string t = n > 0 ? std::string(target, static_cast<size_t>(n)) : "?";
-        out->status = Status::NotFound(fmt::format("broken symbolic link (target {} does not exist)", t));
+        out->status =
+            Status::NotFound(fmt::format("broken symbolic link (target {} does not exist)", t));
       } else if (err == ELOOP) {
         out->status = Status::Io("symbolic link loop (too many levels of symbolic links)");
       } else if (err == ENOENT) {
@@ -139,7 +143,8 @@ bool Scanner::Visit(const std::string& dir, const std::string& name, unsigned ch
         out->kind = ScanEntry::Kind::kSkipped;
         out->path = path;
         out->status = Status::Unsupported(
-            "symbolic link to a directory that is already being scanned (link loop or duplicate); not followed");
+            "symbolic link to a directory that is already being scanned (link loop or duplicate); "
+            "not followed");
         return true;
       }
       return false;

@@ -137,7 +137,8 @@ Result<PhotoMetadata> ReadMetadata(const uint8_t* data, size_t size) {
       if (auto t = Text(FindExif(e, k)); t && (date = NormaliseDate(*t))) break;
     }
     if (!date) {
-      for (const char* k : {"Xmp.exif.DateTimeOriginal", "Xmp.photoshop.DateCreated", "Xmp.xmp.CreateDate"}) {
+      for (const char* k :
+           {"Xmp.exif.DateTimeOriginal", "Xmp.photoshop.DateCreated", "Xmp.xmp.CreateDate"}) {
         if (const auto* v = FindXmp(x, k)) {
           std::string s = v->toString();
           if ((date = NormaliseDate(s))) {
@@ -158,7 +159,8 @@ Result<PhotoMetadata> ReadMetadata(const uint8_t* data, size_t size) {
       }
       m.captured_at = date;
       if (!m.utc_offset) {
-        if (auto o = Text(FindExif(e, "Exif.Photo.OffsetTimeOriginal"))) m.utc_offset = NormaliseOffset(*o);
+        if (auto o = Text(FindExif(e, "Exif.Photo.OffsetTimeOriginal")))
+          m.utc_offset = NormaliseOffset(*o);
       }
     }
 
@@ -168,8 +170,10 @@ Result<PhotoMetadata> ReadMetadata(const uint8_t* data, size_t size) {
     if (!m.lens) {
       if (const auto* v = FindXmp(x, "Xmp.aux.Lens")) m.lens = Trim(v->toString());
     }
-    m.gps_latitude = GpsCoordinate(e, "Exif.GPSInfo.GPSLatitude", "Exif.GPSInfo.GPSLatitudeRef", 'S');
-    m.gps_longitude = GpsCoordinate(e, "Exif.GPSInfo.GPSLongitude", "Exif.GPSInfo.GPSLongitudeRef", 'W');
+    m.gps_latitude =
+        GpsCoordinate(e, "Exif.GPSInfo.GPSLatitude", "Exif.GPSInfo.GPSLatitudeRef", 'S');
+    m.gps_longitude =
+        GpsCoordinate(e, "Exif.GPSInfo.GPSLongitude", "Exif.GPSInfo.GPSLongitudeRef", 'W');
     if (auto alt = Number(FindExif(e, "Exif.GPSInfo.GPSAltitude"))) {
       const auto* ref = FindExif(e, "Exif.GPSInfo.GPSAltitudeRef");
       m.gps_altitude = (ref && ref->toLong(0) == 1) ? -*alt : *alt;

@@ -1,5 +1,5 @@
-#include <exiv2/exiv2.hpp>
 #include <gtest/gtest.h>
+#include <exiv2/exiv2.hpp>
 
 #include "lumen/meta/exif.h"
 #include "test_support.h"

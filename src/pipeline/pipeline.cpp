@@ -102,8 +102,9 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
     return r;
   }
   if (r.identity.size > opt.max_file_bytes)
-    return fail(Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
-                                             r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0)));
+    return fail(
+        Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
+                                     r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0)));
   BudgetHold hold(budget, r.identity.size);
   {
     StageTimer t(profile, Stage::kRead);
@@ -145,7 +146,8 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
   r.colorspace = d.colorspace;
   r.has_alpha = d.has_alpha;
   // libheif applies HEIF's own rotation on decode; EXIF orientation inside HEIF is informative.
-  int orientation = (r.format == Format::kHeif || r.format == Format::kAvif) ? 1 : r.metadata->orientation;
+  int orientation =
+      (r.format == Format::kHeif || r.format == Format::kAvif) ? 1 : r.metadata->orientation;
   if (opt.thumbnails) {
     StageTimer t(profile, Stage::kThumbnail);
     auto th = MakeThumbnail(d.rgb, orientation, opt.thumbnail);
@@ -175,19 +177,22 @@ struct Work {
 
 Producers ProducersFor(const PipelineOptions& opt) {
   Producers p;
-  if (opt.thumbnails) p.thumbnail = fmt::format("webp{}q{}@1", opt.thumbnail.size, opt.thumbnail.quality);
+  if (opt.thumbnails)
+    p.thumbnail = fmt::format("webp{}q{}@1", opt.thumbnail.size, opt.thumbnail.quality);
   p.hashes = "dhash64+phash64@1";
   p.metadata = "exiv2@1";
   return p;
 }
 
 ItemResult ProcessFile(const std::string& path, const PipelineOptions& opt,
-                       const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile) {
+                       const std::unordered_set<Hash128, Hash128Hasher>* complete,
+                       Profile* profile) {
   return Process(path, opt, complete, profile, nullptr);
 }
 
-Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, const std::vector<Sink*>& sinks,
-                               Profile* profile, Progress* progress) {
+Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
+                               const std::vector<Sink*>& sinks, Profile* profile,
+                               Progress* progress) {
   const uint64_t t0 = MonotonicNs();
   RunSummary sum;
   std::unordered_map<std::string, KnownLocation> known;
@@ -200,7 +205,8 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, con
     LUMEN_RETURN_IF_ERROR(catalog->LoadCompleteAssets(ProducersFor(opt), &complete));
   }
 
-  int jobs = opt.jobs > 0 ? opt.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int jobs =
+      opt.jobs > 0 ? opt.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const size_t tokens = static_cast<size_t>(jobs) * 3;
   MemoryBudget budget(opt.memory_budget);
   uint64_t discovered = 0, queued = 0, done = 0;
@@ -278,15 +284,23 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, con
       }
     }
     switch (r.outcome) {
-      case ItemResult::Outcome::kNew: ++sum.succeeded; break;
-      case ItemResult::Outcome::kKnown: ++sum.succeeded; ++sum.known; break;
-      case ItemResult::Outcome::kSkipped: ++sum.skipped; break;
+      case ItemResult::Outcome::kNew:
+        ++sum.succeeded;
+        break;
+      case ItemResult::Outcome::kKnown:
+        ++sum.succeeded;
+        ++sum.known;
+        break;
+      case ItemResult::Outcome::kSkipped:
+        ++sum.skipped;
+        break;
       case ItemResult::Outcome::kFailed:
         ++sum.failed;
         if (sum.failures.size() < 1000) sum.failures.emplace_back(r.path, r.status.message());
         log::Debug("failed", {{"path", r.path}, {"reason", r.status.message()}});
         break;
-      case ItemResult::Outcome::kInterrupted: break;
+      case ItemResult::Outcome::kInterrupted:
+        break;
     }
     sum.bytes += r.identity.size;
     ++done;
@@ -295,10 +309,10 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, con
 
   tbb::task_arena arena(jobs);
   arena.execute([&] {
-    tbb::parallel_pipeline(tokens,
-                           tbb::make_filter<void, Work*>(tbb::filter_mode::serial_in_order, input) &
-                               tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
-                               tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
+    tbb::parallel_pipeline(
+        tokens, tbb::make_filter<void, Work*>(tbb::filter_mode::serial_in_order, input) &
+                    tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
+                    tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
   });
   if (progress) progress->Update(done, queued, sum.bytes, sum.failed, true);
 

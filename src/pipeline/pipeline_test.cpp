@@ -60,7 +60,9 @@ TEST(ProcessFile, FileRewrittenWhileReadIsAFailureNotAWrongHash) {
   std::string p = dir.File("busy.jpg");
   test::WriteFile(p, test::Encode(test::MakePicture(300, 200), ".jpg"));
   PipelineOptions opt;
-  opt.after_read_for_test = [&] { test::WriteFile(p, test::Encode(test::MakePicture(310, 200), ".jpg")); };
+  opt.after_read_for_test = [&] {
+    test::WriteFile(p, test::Encode(test::MakePicture(310, 200), ".jpg"));
+  };
   auto r = ProcessFile(p, opt, nullptr, nullptr);
   EXPECT_EQ(r.outcome, ItemResult::Outcome::kFailed);
   EXPECT_EQ(r.status.code(), Code::kChanged);
@@ -69,8 +71,8 @@ TEST(ProcessFile, FileRewrittenWhileReadIsAFailureNotAWrongHash) {
 TEST(ProcessFile, KnownContentSkipsDerivedWork) {
   test::TempDir dir;
   test::WriteFile(dir.File("a.jpg"), test::Encode(test::MakePicture(300, 200), ".jpg"));
-  std::unordered_set<Hash128, Hash128Hasher> complete{HashBytes(test::ReadFile(dir.File("a.jpg")).data(),
-                                                                 test::ReadFile(dir.File("a.jpg")).size())};
+  std::unordered_set<Hash128, Hash128Hasher> complete{HashBytes(
+      test::ReadFile(dir.File("a.jpg")).data(), test::ReadFile(dir.File("a.jpg")).size())};
   auto r = ProcessFile(dir.File("a.jpg"), {}, &complete, nullptr);
   EXPECT_EQ(r.outcome, ItemResult::Outcome::kKnown);
   EXPECT_FALSE(r.thumbnail.has_value());
@@ -104,7 +106,7 @@ TEST(Pipeline, IndexesIncrementallyAndTracksMovesAndDeletes) {
   fs::remove(dir.File("lib/sub/p1.jpg"));
   auto third = run();
   EXPECT_EQ(third.succeeded, 1u);
-  EXPECT_EQ(third.known, 1u);  // the moved file kept its asset: no decode
+  EXPECT_EQ(third.known, 1u);    // the moved file kept its asset: no decode
   EXPECT_EQ(third.missing, 2u);  // old path of the moved file + the deleted file
   EXPECT_EQ(third.unchanged, 4u);
 }

@@ -40,31 +40,37 @@ Status CatalogSink::Accept(const ItemResult& r) {
       if (r.thumbnail && !producers_.thumbnail.empty())
         LUMEN_RETURN_IF_ERROR(catalog_->PutThumbnail(*id, producers_.thumbnail, *r.thumbnail));
       if (r.hashes) LUMEN_RETURN_IF_ERROR(catalog_->PutHashes(*id, producers_.hashes, *r.hashes));
-      if (r.metadata) LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
-      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, *id, LocationState::kOk, "", run_));
+      if (r.metadata)
+        LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
+      LUMEN_RETURN_IF_ERROR(
+          catalog_->UpsertLocation(r.path, r.identity, *id, LocationState::kOk, "", run_));
       break;
     }
     case ItemResult::Outcome::kKnown: {
       auto id = catalog_->FindAsset(r.hash);
       if (!id.ok()) return id.status();
       if (!id->has_value()) return Status::Internal("known asset vanished from the catalog");
-      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, **id, LocationState::kOk, "", run_));
+      LUMEN_RETURN_IF_ERROR(
+          catalog_->UpsertLocation(r.path, r.identity, **id, LocationState::kOk, "", run_));
       break;
     }
     case ItemResult::Outcome::kFailed:
-      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, std::nullopt, LocationState::kFailed,
-                                                     r.status.ToString(), run_));
+      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(
+          r.path, r.identity, std::nullopt, LocationState::kFailed, r.status.ToString(), run_));
       break;
     case ItemResult::Outcome::kSkipped:
-      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(r.path, r.identity, std::nullopt, LocationState::kSkipped,
-                                                     r.status.message(), run_));
+      LUMEN_RETURN_IF_ERROR(catalog_->UpsertLocation(
+          r.path, r.identity, std::nullopt, LocationState::kSkipped, r.status.message(), run_));
       break;
-    case ItemResult::Outcome::kInterrupted: break;
+    case ItemResult::Outcome::kInterrupted:
+      break;
   }
   return CommitIfDue(false);
 }
 
-Status CatalogSink::Finish() { return CommitIfDue(true); }
+Status CatalogSink::Finish() {
+  return CommitIfDue(true);
+}
 
 std::string Base64(const uint8_t* data, size_t n) {
   static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -94,7 +100,9 @@ template <typename T>
 nlohmann::json Opt(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
-std::string Hex64(uint64_t v) { return fmt::format("{:016x}", v); }
+std::string Hex64(uint64_t v) {
+  return fmt::format("{:016x}", v);
+}
 }  // namespace
 
 nlohmann::json ToRecord(const ItemResult& r) {
@@ -123,7 +131,8 @@ nlohmann::json ToRecord(const ItemResult& r) {
   e["focal_length"] = Opt(m.focal_length);
   e["orientation"] = m.orientation;
   j["exif"] = std::move(e);
-  j["perceptual_hash"] = r.hashes ? nlohmann::json(Hex64(r.hashes->phash)) : nlohmann::json(nullptr);
+  j["perceptual_hash"] =
+      r.hashes ? nlohmann::json(Hex64(r.hashes->phash)) : nlohmann::json(nullptr);
   j["dhash"] = r.hashes ? nlohmann::json(Hex64(r.hashes->dhash)) : nlohmann::json(nullptr);
   if (r.thumbnail) {
     j["thumbnail"] = Base64(r.thumbnail->webp.data(), r.thumbnail->webp.size());
@@ -155,7 +164,8 @@ Status JsonSink::Write(const nlohmann::json& j) {
 }
 
 Status JsonSink::Accept(const ItemResult& r) {
-  if (r.outcome != ItemResult::Outcome::kNew && r.outcome != ItemResult::Outcome::kKnown) return Status::Ok();
+  if (r.outcome != ItemResult::Outcome::kNew && r.outcome != ItemResult::Outcome::kKnown)
+    return Status::Ok();
   return Write(ToRecord(r));
 }
 

@@ -33,9 +33,15 @@ void InstallSignalHandlers() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-bool Interrupted() { return g_stop.load(std::memory_order_relaxed); }
-int InterruptSignal() { return g_signal.load(); }
-void RequestInterrupt() { g_stop = true; }
+bool Interrupted() {
+  return g_stop.load(std::memory_order_relaxed);
+}
+int InterruptSignal() {
+  return g_signal.load();
+}
+void RequestInterrupt() {
+  g_stop = true;
+}
 void ResetInterrupt() {
   g_stop = false;
   g_signal = 0;

@@ -18,11 +18,16 @@ std::mutex g_mu;
 
 const char* LevelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warning";
-    case Level::kError: return "error";
-    case Level::kQuiet: return "quiet";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warning";
+    case Level::kError:
+      return "error";
+    case Level::kQuiet:
+      return "quiet";
   }
   return "?";
 }
@@ -38,11 +43,21 @@ size_t Utf8Len(std::string_view s, size_t i) {
 }
 }  // namespace
 
-void SetLevel(Level level) { g_level = level; }
-Level GetLevel() { return g_level; }
-void SetJson(bool json) { g_json = json; }
-bool IsJson() { return g_json; }
-void SetBeforeWriteHook(void (*hook)()) { g_hook = hook; }
+void SetLevel(Level level) {
+  g_level = level;
+}
+Level GetLevel() {
+  return g_level;
+}
+void SetJson(bool json) {
+  g_json = json;
+}
+bool IsJson() {
+  return g_json;
+}
+void SetBeforeWriteHook(void (*hook)()) {
+  g_hook = hook;
+}
 
 std::string Printable(std::string_view s) {
   std::string out;
@@ -81,7 +96,8 @@ void Write(Level level, std::string_view message, const Fields& fields) {
     for (const auto& [k, v] : fields) j[k] = Printable(v);
     line = j.dump() + "\n";
   } else {
-    line = fmt::format("lumen: {}{}", level >= Level::kWarn ? std::string(LevelName(level)) + ": " : "",
+    line = fmt::format("lumen: {}{}",
+                       level >= Level::kWarn ? std::string(LevelName(level)) + ": " : "",
                        Printable(message));
     for (const auto& [k, v] : fields) line += fmt::format(" {}={}", k, Printable(v));
     line += "\n";

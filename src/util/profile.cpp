@@ -10,16 +10,26 @@ namespace lumen {
 
 const char* StageName(Stage s) {
   switch (s) {
-    case Stage::kScan: return "scan";
-    case Stage::kRead: return "read";
-    case Stage::kHash: return "hash";
-    case Stage::kMetadata: return "exif/xmp";
-    case Stage::kDecode: return "decode";
-    case Stage::kThumbnail: return "thumbnail";
-    case Stage::kPerceptualHash: return "perceptual hash";
-    case Stage::kModelInput: return "model input";
-    case Stage::kWrite: return "catalog/output";
-    case Stage::kCount: break;
+    case Stage::kScan:
+      return "scan";
+    case Stage::kRead:
+      return "read";
+    case Stage::kHash:
+      return "hash";
+    case Stage::kMetadata:
+      return "exif/xmp";
+    case Stage::kDecode:
+      return "decode";
+    case Stage::kThumbnail:
+      return "thumbnail";
+    case Stage::kPerceptualHash:
+      return "perceptual hash";
+    case Stage::kModelInput:
+      return "model input";
+    case Stage::kWrite:
+      return "catalog/output";
+    case Stage::kCount:
+      break;
   }
   return "?";
 }

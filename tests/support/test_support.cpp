@@ -49,8 +49,8 @@ std::vector<uint8_t> Encode(const Image& img, const std::string& suffix) {
     return true;
   }();
   (void)init;
-  VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width, img.height,
-                                             img.channels, VIPS_FORMAT_UCHAR);
+  VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width,
+                                             img.height, img.channels, VIPS_FORMAT_UCHAR);
   if (!in) throw std::runtime_error("vips wrap failed");
   void* buf = nullptr;
   size_t len = 0;
@@ -74,7 +74,8 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 
 std::vector<uint8_t> ReadFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)),
+                              std::istreambuf_iterator<char>());
 }
 
 double MeanAbsDiff(const Image& a, const Image& b) {

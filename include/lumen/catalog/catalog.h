@@ -88,7 +88,8 @@ class Catalog {
   Status LoadLocations(const std::vector<std::string>& roots,
                        std::unordered_map<std::string, KnownLocation>* out);
   // Hashes of assets that already have rows for every non-empty producer.
-  Status LoadCompleteAssets(const Producers& producers, std::unordered_set<Hash128, Hash128Hasher>* out);
+  Status LoadCompleteAssets(const Producers& producers,
+                            std::unordered_set<Hash128, Hash128Hasher>* out);
 
   // Inserts the asset if new; returns its id either way.
   Result<int64_t> UpsertAsset(const AssetRecord& a);
@@ -97,8 +98,9 @@ class Catalog {
   Status PutHashes(int64_t asset, const std::string& producer, const PerceptualHashes& h);
   Status PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m);
 
-  Status UpsertLocation(const std::string& path, const FileIdentity& id, std::optional<int64_t> asset,
-                        LocationState state, const std::string& reason, int64_t run);
+  Status UpsertLocation(const std::string& path, const FileIdentity& id,
+                        std::optional<int64_t> asset, LocationState state,
+                        const std::string& reason, int64_t run);
   Status MarkMissing(int64_t location_id, int64_t run);
 
  private:

@@ -29,8 +29,14 @@ class Stmt {
   Stmt(sqlite3* db, sqlite3_stmt* s) : db_(db), s_(s) {}
   explicit operator bool() const { return s_ != nullptr; }
 
-  Stmt& Bind(int i, int64_t v) { sqlite3_bind_int64(s_.get(), i, v); return *this; }
-  Stmt& Bind(int i, double v) { sqlite3_bind_double(s_.get(), i, v); return *this; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_.get(), i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, double v) {
+    sqlite3_bind_double(s_.get(), i, v);
+    return *this;
+  }
   Stmt& Bind(int i, std::string_view v) {
     sqlite3_bind_text(s_.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
@@ -39,7 +45,10 @@ class Stmt {
     sqlite3_bind_blob(s_.get(), i, p, static_cast<int>(n), SQLITE_TRANSIENT);
     return *this;
   }
-  Stmt& BindNull(int i) { sqlite3_bind_null(s_.get(), i); return *this; }
+  Stmt& BindNull(int i) {
+    sqlite3_bind_null(s_.get(), i);
+    return *this;
+  }
   template <typename T>
   Stmt& Bind(int i, const std::optional<T>& v) {
     if (v) return Bind(i, *v);

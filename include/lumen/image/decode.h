@@ -33,8 +33,8 @@ struct DecodeLimits {
 };
 
 struct DecodedImage {
-  Image rgb;               // reduced RGB, stored orientation
-  int width = 0;           // full stored size
+  Image rgb;      // reduced RGB, stored orientation
+  int width = 0;  // full stored size
   int height = 0;
   std::string colorspace;  // "srgb", "grey", "cmyk", "rgb16", "grey16", ...
   bool has_alpha = false;

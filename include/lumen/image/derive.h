@@ -13,9 +13,9 @@ namespace lumen {
 
 // ---- Thumbnail ------------------------------------------------------------------------------
 struct ThumbnailOptions {
-  int size = 256;     // longest edge in pixels; never upscaled
-  int quality = 80;   // WebP quality 0..100
-  int effort = 2;     // WebP method 0 (fast) .. 6 (small)
+  int size = 256;    // longest edge in pixels; never upscaled
+  int quality = 80;  // WebP quality 0..100
+  int effort = 2;    // WebP method 0 (fast) .. 6 (small)
 };
 
 struct Thumbnail {
@@ -39,7 +39,9 @@ struct PerceptualHashes {
 };
 PerceptualHashes ComputePerceptualHashes(const Image& reduced, int orientation);
 
-inline int HammingDistance(uint64_t a, uint64_t b) { return __builtin_popcountll(a ^ b); }
+inline int HammingDistance(uint64_t a, uint64_t b) {
+  return __builtin_popcountll(a ^ b);
+}
 
 // ---- Model input ----------------------------------------------------------------------------
 // The hook for the image encoders: a square 8-bit RGB image, upright. kSquash resizes the whole

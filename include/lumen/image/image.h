@@ -10,7 +10,7 @@ namespace lumen {
 struct Image {
   int width = 0;
   int height = 0;
-  int channels = 0;  // 1 (grey) or 3 (RGB)
+  int channels = 0;             // 1 (grey) or 3 (RGB)
   std::vector<uint8_t> pixels;  // row-major, width * channels bytes per row, no padding
 
   Image() = default;

@@ -62,8 +62,8 @@ class Scanner {
   std::vector<std::string> roots_;
   ScanOptions options_;
   size_t next_root_ = 0;
-  std::vector<std::string> pending_;  // directories still to enter (LIFO)
-  std::unique_ptr<Frame> frame_;      // the directory being listed
+  std::vector<std::string> pending_;         // directories still to enter (LIFO)
+  std::unique_ptr<Frame> frame_;             // the directory being listed
   std::unordered_set<std::string> visited_;  // "dev:ino" of entered directories
   uint64_t directories_ = 0;
 };

@@ -27,10 +27,10 @@ struct PhotoMetadata {
   std::optional<double> gps_longitude;  // degrees, east positive
   std::optional<double> gps_altitude;   // metres, above sea level positive
   std::optional<int> iso;
-  std::optional<double> aperture;         // f-number
-  std::optional<double> exposure_time;    // seconds
-  std::optional<double> focal_length;     // mm
-  int orientation = 1;                    // EXIF 1..8 (1 when absent or invalid)
+  std::optional<double> aperture;       // f-number
+  std::optional<double> exposure_time;  // seconds
+  std::optional<double> focal_length;   // mm
+  int orientation = 1;                  // EXIF 1..8 (1 when absent or invalid)
   bool has_exif = false;
   bool has_xmp = false;
 

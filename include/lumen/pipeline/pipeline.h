@@ -64,19 +64,19 @@ class Sink {
 struct PipelineOptions {
   std::vector<std::string> roots;
   ScanOptions scan;
-  int jobs = 0;                      // worker threads; 0 = all cores
-  bool incremental = true;           // skip unchanged locations and complete assets (needs catalog)
+  int jobs = 0;             // worker threads; 0 = all cores
+  bool incremental = true;  // skip unchanged locations and complete assets (needs catalog)
   bool thumbnails = true;
   ThumbnailOptions thumbnail;
-  bool model_input = false;          // compute the encoder input (measured with --profile)
+  bool model_input = false;  // compute the encoder input (measured with --profile)
   ModelInputSpec model;
   DecodeLimits limits;
   uint64_t max_file_bytes = 200ull << 20;
   uint64_t memory_budget = 256ull << 20;  // file bytes held in memory at once
-  uint64_t limit = 0;                // process at most this many files (0 = all)
+  uint64_t limit = 0;                     // process at most this many files (0 = all)
   std::function<bool(const std::string& path)> skip_path;  // e.g. --skip-existing
   std::function<void()> after_read_for_test;               // fault injection in tests
-  int64_t run_id = 0;                // the catalog run these results belong to
+  int64_t run_id = 0;  // the catalog run these results belong to
 };
 
 struct RunSummary {
@@ -86,10 +86,10 @@ struct RunSummary {
   uint64_t skipped = 0;
   uint64_t unchanged = 0;
   uint64_t missing = 0;
-  uint64_t bytes = 0;      // bytes read
+  uint64_t bytes = 0;  // bytes read
   double elapsed_s = 0;
   bool interrupted = false;
-  bool limited = false;    // stopped by --limit
+  bool limited = false;                                       // stopped by --limit
   std::vector<std::pair<std::string, std::string>> failures;  // (path, reason), first 1000
 };
 
@@ -98,11 +98,13 @@ Producers ProducersFor(const PipelineOptions& opt);
 
 // Runs the pipeline. `catalog` may be null (process without a catalog). Errors are fatal ones
 // only (the catalog cannot be written); per-file failures are counted in the summary.
-Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog, const std::vector<Sink*>& sinks,
-                               Profile* profile, Progress* progress);
+Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
+                               const std::vector<Sink*>& sinks, Profile* profile,
+                               Progress* progress);
 
 // Exposed for tests: the per-file work of the parallel stage.
 ItemResult ProcessFile(const std::string& path, const PipelineOptions& opt,
-                       const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile);
+                       const std::unordered_set<Hash128, Hash128Hasher>* complete,
+                       Profile* profile);
 
 }  // namespace lumen

@@ -22,10 +22,18 @@ using Fields = std::vector<std::pair<std::string, std::string>>;
 // and "key=value" pairs otherwise. Text that is not valid UTF-8 is escaped, never dropped.
 void Write(Level level, std::string_view message, const Fields& fields = {});
 
-inline void Debug(std::string_view m, const Fields& f = {}) { Write(Level::kDebug, m, f); }
-inline void Info(std::string_view m, const Fields& f = {}) { Write(Level::kInfo, m, f); }
-inline void Warn(std::string_view m, const Fields& f = {}) { Write(Level::kWarn, m, f); }
-inline void Error(std::string_view m, const Fields& f = {}) { Write(Level::kError, m, f); }
+inline void Debug(std::string_view m, const Fields& f = {}) {
+  Write(Level::kDebug, m, f);
+}
+inline void Info(std::string_view m, const Fields& f = {}) {
+  Write(Level::kInfo, m, f);
+}
+inline void Warn(std::string_view m, const Fields& f = {}) {
+  Write(Level::kWarn, m, f);
+}
+inline void Error(std::string_view m, const Fields& f = {}) {
+  Write(Level::kError, m, f);
+}
 
 // Makes arbitrary bytes (a path with newlines or invalid UTF-8) printable on one line:
 // control bytes and invalid UTF-8 become \n, \xNN escapes.

@@ -14,15 +14,15 @@ namespace lumen {
 
 enum class Code {
   kOk = 0,
-  kNotFound,      // file or record does not exist (any more)
-  kInvalid,       // bad argument or configuration
-  kCorrupt,       // data is damaged or truncated
-  kUnsupported,   // not an image / format not handled
-  kTooLarge,      // above a configured size or pixel limit
-  kIo,            // read/write/permission errors
-  kChanged,       // the file changed while it was being read
-  kInterrupted,   // stopped by a signal
-  kInternal,      // a bug or a library failure that should not happen
+  kNotFound,     // file or record does not exist (any more)
+  kInvalid,      // bad argument or configuration
+  kCorrupt,      // data is damaged or truncated
+  kUnsupported,  // not an image / format not handled
+  kTooLarge,     // above a configured size or pixel limit
+  kIo,           // read/write/permission errors
+  kChanged,      // the file changed while it was being read
+  kInterrupted,  // stopped by a signal
+  kInternal,     // a bug or a library failure that should not happen
 };
 
 const char* CodeName(Code c);
@@ -58,7 +58,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT
 
   bool ok() const { return value_.has_value(); }
@@ -77,8 +77,8 @@ class [[nodiscard]] Result {
 
 }  // namespace lumen
 
-#define LUMEN_RETURN_IF_ERROR(expr)        \
-  do {                                     \
-    ::lumen::Status _st = (expr);          \
-    if (!_st.ok()) return _st;             \
+#define LUMEN_RETURN_IF_ERROR(expr) \
+  do {                              \
+    ::lumen::Status _st = (expr);   \
+    if (!_st.ok()) return _st;      \
   } while (0)

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+
 #include <exiv2/exiv2.hpp>
+#include <random>
 
 #include "lumen/meta/exif.h"
 #include "test_support.h"
@@ -67,6 +69,25 @@ TEST(Metadata, AbsentOrGarbageIsNotFatal) {
   std::string junk(1000, '\x17');
   auto bad = ReadMetadata(reinterpret_cast<const uint8_t*>(junk.data()), junk.size());
   EXPECT_FALSE(bad.ok());
+}
+
+TEST(Metadata, RandomlyDamagedExifNeverCrashes) {
+  InitMetadataLibrary();
+  const auto clean = JpegWithExif();
+  std::mt19937 rng(99);
+  for (int round = 0; round < 300; ++round) {
+    std::vector<uint8_t> b = clean;
+    // Damage the first 2 kB, where the EXIF block lives.
+    int flips = std::uniform_int_distribution<int>(1, 16)(rng);
+    for (int k = 0; k < flips; ++k)
+      b[std::uniform_int_distribution<size_t>(2, std::min<size_t>(b.size(), 2048) - 1)(rng)] ^=
+          static_cast<uint8_t>(1u << std::uniform_int_distribution<int>(0, 7)(rng));
+    auto m = ReadMetadata(b.data(), b.size());
+    if (m.ok()) {
+      EXPECT_GE(m->orientation, 1);
+      EXPECT_LE(m->orientation, 8);
+    }
+  }
 }
 
 }  // namespace

@@ -42,9 +42,19 @@ struct TjDeleter {
   }
 };
 
-tjhandle ThreadDecompressor() {
+std::unique_ptr<void, TjDeleter>& ThreadHandle() {
   thread_local std::unique_ptr<void, TjDeleter> handle(tjInitDecompress());
-  return handle.get();
+  return handle;
+}
+
+tjhandle ThreadDecompressor() {
+  return ThreadHandle().get();
+}
+
+// A TurboJPEG handle keeps error state (the warning flag, the message) from a failed call into
+// the next one: after any failure, replace it so that one bad file cannot fail the next.
+void ResetThreadDecompressor() {
+  ThreadHandle().reset(tjInitDecompress());
 }
 
 Status CheckPixels(int w, int h, const DecodeLimits& limits) {
@@ -86,8 +96,12 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
   tjhandle h = ThreadDecompressor();
   if (!h) return Status::Internal("cannot create a TurboJPEG decompressor");
   int w = 0, hgt = 0, subsamp = 0, cs = 0;
-  if (tjDecompressHeader3(h, data, static_cast<unsigned long>(size), &w, &hgt, &subsamp, &cs) != 0)
-    return Status::Corrupt(fmt::format("not a valid JPEG header: {}", tjGetErrorStr2(h)));
+  if (tjDecompressHeader3(h, data, static_cast<unsigned long>(size), &w, &hgt, &subsamp, &cs) !=
+      0) {
+    Status st = Status::Corrupt(fmt::format("not a valid JPEG header: {}", tjGetErrorStr2(h)));
+    ResetThreadDecompressor();
+    return st;
+  }
   LUMEN_RETURN_IF_ERROR(CheckPixels(w, hgt, limits));
   // CMYK/YCCK JPEGs need colour management: libvips does that.
   if (cs == TJCS_CMYK || cs == TJCS_YCCK) return DecodeVips(data, size, target, limits);
@@ -126,8 +140,9 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
                          sh, TJPF_RGB, TJFLAG_FASTDCT);
   if (rc != 0) {
     std::string msg = tjGetErrorStr2(h);
-    if (tjGetErrorCode(h) == TJERR_FATAL)
-      return Status::Corrupt(fmt::format("corrupt JPEG data: {}", msg));
+    bool fatal = tjGetErrorCode(h) == TJERR_FATAL;
+    ResetThreadDecompressor();
+    if (fatal) return Status::Corrupt(fmt::format("corrupt JPEG data: {}", msg));
     // Warnings: a truncated file is an error (the bottom of the picture is missing); the
     // harmless ones ("extraneous bytes before marker") are accepted.
     if (msg.find("Premature end") != std::string::npos)
@@ -236,10 +251,13 @@ Result<DecodedImage> DecodeReduced(const uint8_t* data, size_t size, Format form
 Status ReadImageSize(const uint8_t* data, size_t size, Format format, int* width, int* height) {
   if (format == Format::kJpeg) {
     int subsamp = 0, cs = 0;
-    if (tjDecompressHeader3(ThreadDecompressor(), data, static_cast<unsigned long>(size), width,
-                            height, &subsamp, &cs) != 0)
-      return Status::Corrupt(
-          fmt::format("not a valid JPEG header: {}", tjGetErrorStr2(ThreadDecompressor())));
+    tjhandle h = ThreadDecompressor();
+    if (tjDecompressHeader3(h, data, static_cast<unsigned long>(size), width, height, &subsamp,
+                            &cs) != 0) {
+      Status st = Status::Corrupt(fmt::format("not a valid JPEG header: {}", tjGetErrorStr2(h)));
+      ResetThreadDecompressor();
+      return st;
+    }
     return Status::Ok();
   }
   VipsPtr header(vips_image_new_from_buffer(data, size, "", nullptr));

@@ -180,6 +180,21 @@ TEST(Decode, TruncatedAndCorruptDataAreErrors) {
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().code(), Code::kCorrupt);
   EXPECT_NE(d.status().message().find("truncated"), std::string::npos) << d.status().message();
+  // A failure leaves nothing behind: the next good file on this thread decodes. (TurboJPEG keeps
+  // error state in its handle; a fatal error in the scan data used to fail the next file.)
+  std::mt19937 rng(5);
+  int fatal = 0;
+  for (int round = 0; round < 200 && fatal < 5; ++round) {
+    std::vector<uint8_t> bad = jpg;
+    for (int k = 0; k < 40; ++k)
+      bad[std::uniform_int_distribution<size_t>(700, bad.size() - 3)(rng)] = 0xFF;
+    auto b = DecodeReduced(bad.data(), bad.size(), Format::kJpeg, {512, 400}, {});
+    if (b.ok() || b.status().message().find("corrupt JPEG data") == std::string::npos) continue;
+    ++fatal;
+    auto good = DecodeReduced(jpg.data(), jpg.size(), Format::kJpeg, {512, 400}, {});
+    EXPECT_TRUE(good.ok()) << good.status().ToString();
+  }
+  EXPECT_GT(fatal, 0);
 
   auto png = test::Encode(pic, ".png");
   for (size_t i = png.size() / 3; i < png.size() / 3 + 200; ++i) png[i] ^= 0x5A;

@@ -5,6 +5,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -213,6 +214,21 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
   bool scan_complete = false;
   Status fatal;
 
+  // For the ETA: a second, cheap walk that only counts entries, ahead of the real scan (which
+  // advances only as fast as items are processed).
+  std::atomic<uint64_t> counted{0};
+  std::atomic<bool> counted_all{false}, stop_counting{false};
+  std::thread counter;
+  if (progress && progress->visible()) {
+    counter = std::thread([&] {
+      Scanner walk(opt.roots, opt.scan);
+      ScanEntry e;
+      while (!stop_counting.load(std::memory_order_relaxed) && !Interrupted() && walk.Next(&e))
+        counted.fetch_add(1, std::memory_order_relaxed);
+      counted_all = !stop_counting.load() && !Interrupted();
+    });
+  }
+
   auto input = [&](tbb::flow_control& fc) -> Work* {
     StageTimer t(profile, Stage::kScan);
     ScanEntry e;
@@ -304,7 +320,12 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
     }
     sum.bytes += r.identity.size;
     ++done;
-    if (progress) progress->Update(done, scan_complete ? queued : 0, sum.bytes, sum.failed);
+    if (progress) {
+      // Files handled so far (processed + unchanged) against the counter's total, once known.
+      uint64_t total = counted_all.load() ? counted.load() : 0;
+      progress->Update(done + sum.unchanged, std::max(total, done + sum.unchanged), sum.bytes,
+                       sum.failed);
+    }
   };
 
   tbb::task_arena arena(jobs);
@@ -314,7 +335,10 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
                     tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
                     tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
   });
-  if (progress) progress->Update(done, queued, sum.bytes, sum.failed, true);
+  stop_counting = true;
+  if (counter.joinable()) counter.join();
+  if (progress)
+    progress->Update(done + sum.unchanged, done + sum.unchanged, sum.bytes, sum.failed, true);
 
   sum.interrupted = Interrupted();
   for (Sink* s : sinks) {

@@ -20,6 +20,7 @@ class Progress {
   // Called from the (single) writer thread after each item.
   // `total` is 0 while the total is still unknown (scan in progress).
   void Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t failed, bool force = false);
+  bool visible() const { return mode_ != Mode::kQuiet; }
   // Erases the terminal line (before printing the summary).
   void Finish();
 

@@ -318,6 +318,20 @@ class Records(Base):
         self.assertEqual((r["thumbnail_width"], r["thumbnail_height"]), (192, 256))  # orientation applied
         self.assertEqual(len(r["perceptual_hash"]), 16)
 
+    def test_heic_and_avif_carry_their_exif(self):
+        src = picture(os.path.join(self.tmp, "src.jpg"), 640, 480)
+        subprocess.run(["exiftool", "-q", "-overwrite_original", "-Make=Apple", "-Model=iPhone 12",
+                        "-DateTimeOriginal=2021:06:01 12:34:56", src], check=True)
+        for ext in ("heic", "avif"):
+            subprocess.run(["vips", "copy", src, os.path.join(self.lib, f"photo.{ext}")], check=True)
+        p = run("process", self.lib, "--quiet", check=EXIT_OK)
+        recs = {r["format"]: r for r in map(json.loads, p.stdout.decode().splitlines())}
+        self.assertEqual(set(recs), {"heif", "avif"})
+        for r in recs.values():
+            self.assertEqual((r["width"], r["height"]), (640, 480))
+            self.assertEqual(r["exif"]["camera_model"], "iPhone 12")
+            self.assertEqual(r["exif"]["captured_at"], "2021-06-01T12:34:56")
+
     def test_json_array_output_file_skip_existing_limit(self):
         for i in range(4):
             picture(os.path.join(self.lib, f"p{i}.png"), 300, 200, seed=i, fmt="PNG")

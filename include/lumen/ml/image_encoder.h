@@ -1,0 +1,60 @@
+// The image tower of SigLIP and CLIP models, run in-process on ggml (CPU backend).
+//
+// Load() reads a Hugging Face model folder (config.json, preprocessor_config.json,
+// model.safetensors with f32/f16/bf16 weights), checks every tensor's presence, dtype and shape
+// against the config before anything runs (errors name the file and the tensor), and builds the
+// weights in the requested type. Encode() runs a batch through the transformer with all threads
+// and returns L2-normalised embeddings in the model's shared image-text space.
+//
+// Preprocessing contract (Preprocess()): input is the pipeline's reduced decode (8-bit RGB, stored
+// orientation) plus its EXIF orientation. The image is made upright, resized with bicubic
+// (Keys a=-0.5, antialiased) either to image_size x image_size (SigLIP) or short edge to
+// image_size then centre-cropped (CLIP), then each channel becomes (v/255 - mean) / std, laid out
+// CHW. Mean/std come from preprocessor_config.json (family defaults otherwise).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lumen/image/image.h"
+#include "lumen/ml/model_config.h"
+#include "lumen/util/status.h"
+
+namespace lumen::ml {
+
+enum class WeightType { kStored, kF32, kF16, kQ8_0 };
+const char* WeightTypeName(WeightType t);
+
+struct EncoderOptions {
+  int threads = 0;  // 0 = all cores
+  WeightType weights = WeightType::kStored;
+};
+
+class ImageEncoder {
+ public:
+  static Result<std::unique_ptr<ImageEncoder>> Load(const std::string& dir,
+                                                    const EncoderOptions& opt);
+  ~ImageEncoder();
+
+  const ModelConfig& config() const;
+  int dim() const;         // embedding size
+  int input_size() const;  // image_size
+  size_t input_floats() const { return size_t(3) * input_size() * input_size(); }
+
+  // The encoder input for one image (see the contract above): input_floats() floats.
+  std::vector<float> Preprocess(const Image& reduced, int orientation) const;
+  // As Preprocess, from an image that is already upright and image_size square.
+  std::vector<float> Normalize(const Image& square) const;
+
+  // `batch` inputs of input_floats() each -> batch x dim() floats, each row L2-normalised.
+  Status Encode(const float* inputs, int batch, float* out);
+
+  struct Impl;
+
+ private:
+  explicit ImageEncoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lumen::ml

@@ -1,0 +1,155 @@
+// Image encoders against an independent PyTorch reference (tests/ml/reference.py) on the same
+// random weights and inputs: preprocessing and both families at f32, f16 and q8_0.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "lumen/ml/image_encoder.h"
+#include "lumen/ml/safetensors.h"
+#include "test_support.h"
+
+namespace lumen::ml {
+namespace {
+
+std::vector<float> ReadFloats(const std::string& path) {
+  auto bytes = test::ReadFile(path);
+  std::vector<float> f(bytes.size() / 4);
+  std::memcpy(f.data(), bytes.data(), f.size() * 4);
+  return f;
+}
+
+std::vector<Image> ReadImages(const std::string& path) {
+  auto b = test::ReadFile(path);
+  size_t off = 0;
+  auto i32 = [&] {
+    int32_t v;
+    std::memcpy(&v, b.data() + off, 4);
+    off += 4;
+    return v;
+  };
+  std::vector<Image> out;
+  for (int n = i32(); n > 0; --n) {
+    int w = i32(), h = i32();
+    Image img(w, h, 3);
+    std::memcpy(img.pixels.data(), b.data() + off, img.pixels.size());
+    off += img.pixels.size();
+    out.push_back(std::move(img));
+  }
+  return out;
+}
+
+double Cosine(const float* a, const float* b, size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+class Reference : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<test::TempDir>();
+    std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                      "/tests/ml/reference.py " + dir_->path() + " " + GetParam() + " 7";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  std::string dir() const { return dir_->path(); }
+  std::unique_ptr<test::TempDir> dir_;
+};
+
+TEST_P(Reference, PreprocessingMatches) {
+  auto enc = ImageEncoder::Load(dir(), {});
+  ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+  auto images = ReadImages(dir() + "/images.bin");
+  auto pre = ReadFloats(dir() + "/pre.bin");
+  size_t n = (*enc)->input_floats();
+  ASSERT_EQ(pre.size(), n * images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto mine = (*enc)->Preprocess(images[i], 1);
+    EXPECT_GE(Cosine(mine.data(), pre.data() + i * n, n), 0.9999) << "image " << i;
+  }
+}
+
+TEST_P(Reference, EmbeddingsMatchAtEveryPrecision) {
+  auto pre = ReadFloats(dir() + "/pre.bin");
+  auto ref = ReadFloats(dir() + "/emb.bin");
+  struct Case {
+    WeightType type;
+    double min_cos;
+  } cases[] = {{WeightType::kF32, 0.9999}, {WeightType::kF16, 0.999}, {WeightType::kQ8_0, 0.99}};
+  for (const auto& c : cases) {
+    EncoderOptions opt;
+    opt.weights = c.type;
+    opt.threads = 2;
+    auto enc = ImageEncoder::Load(dir(), opt);
+    ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+    const int dim = (*enc)->dim();
+    const int batch = static_cast<int>(ref.size() / dim);
+    ASSERT_EQ(batch, 3);
+    // The test can fail: the three reference embeddings are far from each other.
+    EXPECT_LT(Cosine(ref.data(), ref.data() + dim, dim), 0.99);
+    EXPECT_LT(Cosine(ref.data() + dim, ref.data() + 2 * dim, dim), 0.99);
+    std::vector<float> out(ref.size());
+    ASSERT_TRUE((*enc)->Encode(pre.data(), batch, out.data()).ok());
+    for (int b = 0; b < batch; ++b) {
+      double cos = Cosine(out.data() + b * dim, ref.data() + b * dim, dim);
+      EXPECT_GE(cos, c.min_cos) << WeightTypeName(c.type) << " image " << b;
+      RecordProperty(
+          std::string(GetParam()) + "_" + WeightTypeName(c.type) + "_cos" + std::to_string(b),
+          std::to_string(cos));
+      double norm = Cosine(out.data() + b * dim, out.data() + b * dim, dim);
+      EXPECT_NEAR(norm, 1.0, 1e-6);
+    }
+    // Batch of one gives the same answer as inside a batch.
+    std::vector<float> one(dim);
+    ASSERT_TRUE((*enc)->Encode(pre.data() + (*enc)->input_floats(), 1, one.data()).ok());
+    EXPECT_GE(Cosine(one.data(), out.data() + dim, dim), 0.99999);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, Reference, ::testing::Values("siglip", "clip"));
+
+TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
+  test::TempDir d;
+  auto missing = ImageEncoder::Load(d.path(), {});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("config.json"), std::string::npos);
+
+  std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                    "/tests/ml/reference.py " + d.path() + " siglip 1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  // Truncated weights.
+  auto bytes = test::ReadFile(d.File("model.safetensors"));
+  std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + bytes.size() / 2);
+  test::WriteFile(d.File("model.safetensors"), cut);
+  auto trunc = ImageEncoder::Load(d.path(), {});
+  ASSERT_FALSE(trunc.ok());
+  EXPECT_NE(trunc.status().message().find("model.safetensors"), std::string::npos);
+  EXPECT_NE(trunc.status().message().find("truncated"), std::string::npos)
+      << trunc.status().message();
+  test::WriteFile(d.File("model.safetensors"), bytes);
+
+  // A config that disagrees with the weights: the shape error names the tensor.
+  std::string cfg =
+      R"({"model_type": "siglip", "vision_config": {"hidden_size": 96, "intermediate_size": 128,
+    "num_attention_heads": 4, "num_hidden_layers": 2, "image_size": 32, "patch_size": 8}})";
+  test::WriteFile(d.File("config.json"), cfg);
+  auto shape = ImageEncoder::Load(d.path(), {});
+  ASSERT_FALSE(shape.ok());
+  EXPECT_NE(shape.status().message().find("patch_embedding.weight"), std::string::npos)
+      << shape.status().message();
+
+  test::WriteFile(d.File("config.json"), std::string(R"({"model_type": "resnet"})"));
+  auto arch = ImageEncoder::Load(d.path(), {});
+  ASSERT_FALSE(arch.ok());
+  EXPECT_NE(arch.status().message().find("unknown architecture"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lumen::ml

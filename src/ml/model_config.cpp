@@ -1,0 +1,108 @@
+#include "lumen/ml/model_config.h"
+
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace lumen::ml {
+namespace {
+
+Result<nlohmann::json> ReadJson(const std::string& path, bool required) {
+  std::ifstream in(path);
+  if (!in) {
+    if (required) return Status::NotFound(fmt::format("{}: not found", path));
+    return nlohmann::json::object();
+  }
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Status::Corrupt(fmt::format("{}: not a JSON object", path));
+  return j;
+}
+
+Status GetInt(const nlohmann::json& j, const char* key, int* out, const std::string& where) {
+  if (!j.contains(key)) return Status::Ok();
+  if (!j[key].is_number_integer() || j[key].get<int64_t>() <= 0 ||
+      j[key].get<int64_t>() > (1 << 20))
+    return Status::Invalid(fmt::format("{}: {} must be a positive integer", where, key));
+  *out = j[key].get<int>();
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ModelConfig> LoadModelConfig(const std::string& dir) {
+  std::string cfg_path = dir + "/config.json";
+  auto cfg = ReadJson(cfg_path, true);
+  if (!cfg.ok()) return cfg.status();
+  auto& j = *cfg;
+  ModelConfig m;
+  std::string type = j.value("model_type", "");
+  if (type == "siglip" || type == "siglip_vision_model") {
+    m.family = Family::kSiglip;
+  } else if (type == "clip" || type == "clip_vision_model") {
+    m.family = Family::kClip;
+    m.vision.patch_size = 32;
+    m.vision.eps = 1e-5f;
+    m.vision.act = Activation::kQuickGelu;
+    m.projection_dim = 512;
+    m.preprocess.resize = PreprocessConfig::Resize::kShortEdgeCrop;
+    m.preprocess.mean = {0.48145466f, 0.4578275f, 0.40821073f};
+    m.preprocess.std = {0.26862954f, 0.26130258f, 0.27577711f};
+  } else {
+    return Status::Unsupported(
+        fmt::format("{}: unknown architecture model_type \"{}\" (lumen knows siglip and clip)",
+                    cfg_path, type));
+  }
+  const nlohmann::json& v = j.contains("vision_config") ? j["vision_config"] : j;
+  std::string where = cfg_path + " vision_config";
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "hidden_size", &m.vision.hidden, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "intermediate_size", &m.vision.intermediate, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_attention_heads", &m.vision.heads, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_hidden_layers", &m.vision.layers, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "image_size", &m.vision.image_size, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "patch_size", &m.vision.patch_size, where));
+  if (v.contains("layer_norm_eps") && v["layer_norm_eps"].is_number())
+    m.vision.eps = v["layer_norm_eps"].get<float>();
+  if (v.contains("hidden_act")) {
+    std::string act = v["hidden_act"].is_string() ? v["hidden_act"].get<std::string>() : "";
+    if (act == "gelu_pytorch_tanh" || act == "gelu_new")
+      m.vision.act = Activation::kGeluTanh;
+    else if (act == "gelu")
+      m.vision.act = Activation::kGeluErf;
+    else if (act == "quick_gelu")
+      m.vision.act = Activation::kQuickGelu;
+    else
+      return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", where, act));
+  }
+  if (m.family == Family::kClip)
+    LUMEN_RETURN_IF_ERROR(GetInt(j, "projection_dim", &m.projection_dim, cfg_path));
+  if (m.vision.hidden % m.vision.heads != 0)
+    return Status::Invalid(
+        fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", where,
+                    m.vision.hidden, m.vision.heads));
+  if (m.vision.image_size % m.vision.patch_size != 0)
+    return Status::Invalid(fmt::format("{}: image_size {} is not a multiple of patch_size {}",
+                                       where, m.vision.image_size, m.vision.patch_size));
+
+  auto pre = ReadJson(dir + "/preprocessor_config.json", false);
+  if (!pre.ok()) return pre.status();
+  auto read3 = [&](const char* key, std::array<float, 3>* out) -> Status {
+    if (!pre->contains(key)) return Status::Ok();
+    const auto& a = (*pre)[key];
+    if (!a.is_array() || a.size() != 3)
+      return Status::Invalid(
+          fmt::format("{}/preprocessor_config.json: {} must have 3 numbers", dir, key));
+    for (int i = 0; i < 3; ++i) (*out)[i] = a[i].get<float>();
+    return Status::Ok();
+  };
+  LUMEN_RETURN_IF_ERROR(read3("image_mean", &m.preprocess.mean));
+  LUMEN_RETURN_IF_ERROR(read3("image_std", &m.preprocess.std));
+  if (pre->contains("do_center_crop") && (*pre)["do_center_crop"].is_boolean())
+    m.preprocess.resize = (*pre)["do_center_crop"].get<bool>()
+                              ? PreprocessConfig::Resize::kShortEdgeCrop
+                              : PreprocessConfig::Resize::kSquash;
+  return m;
+}
+
+}  // namespace lumen::ml

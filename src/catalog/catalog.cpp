@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <bit>
 #include <cstdlib>
 #include <filesystem>
 
@@ -82,6 +83,16 @@ CREATE TABLE runs(
   finished_at INTEGER,
   status TEXT NOT NULL,
   succeeded INTEGER, failed INTEGER, skipped INTEGER, unchanged INTEGER, missing INTEGER
+);
+)sql",
+    // v1 -> v2
+    R"sql(
+CREATE TABLE embeddings(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  model TEXT NOT NULL,
+  dim INTEGER NOT NULL,
+  vector BLOB NOT NULL,
+  PRIMARY KEY(asset_id, model)
 );
 )sql",
 };
@@ -208,6 +219,9 @@ Status Catalog::PrepareStatements() {
            "camera_model,lens,gps_latitude,gps_longitude,gps_altitude,iso,aperture,exposure_time,"
            "focal_length,orientation) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   LUMEN_RETURN_IF_ERROR(
+      prep(&put_embedding_,
+           "INSERT OR REPLACE INTO embeddings(asset_id,model,dim,vector) VALUES(?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(
       prep(&upsert_location_,
            "INSERT INTO "
            "locations(path,size,mtime_ns,inode,device,asset_id,state,reason,run_id,updated_at) "
@@ -289,8 +303,9 @@ Status Catalog::LoadLocations(const std::vector<std::string>& roots,
 }
 
 Status Catalog::LoadCompleteAssets(const Producers& p,
-                                   std::unordered_set<Hash128, Hash128Hasher>* out) {
-  std::string q = "SELECT a.hash FROM assets a";
+                                   std::unordered_set<Hash128, Hash128Hasher>* out,
+                                   std::unordered_set<int64_t>* ids) {
+  std::string q = "SELECT a.hash, a.id FROM assets a";
   std::vector<std::string> binds;
   auto need = [&](const std::string& producer, const char* table) {
     if (producer.empty()) return;
@@ -301,12 +316,18 @@ Status Catalog::LoadCompleteAssets(const Producers& p,
   need(p.thumbnail, "thumbnails");
   need(p.hashes, "perceptual_hashes");
   need(p.metadata, "metadata");
+  if (!p.embedding.empty()) {
+    binds.push_back(p.embedding);
+    q += fmt::format(" JOIN embeddings t{0} ON t{0}.asset_id=a.id AND t{0}.model=?{0}",
+                     binds.size());
+  }
   auto s = sql::Prepare(db_.get(), q);
   if (!s.ok()) return s.status();
   for (size_t i = 0; i < binds.size(); ++i) s->Bind(static_cast<int>(i + 1), binds[i]);
   Status st;
   while (s->Step(&st)) {
     std::string b = s->Blob(0);
+    if (ids) ids->insert(s->Int(1));
     if (b.size() == 16)
       out->insert(Hash128::FromBytes(reinterpret_cast<const unsigned char*>(b.data())));
   }
@@ -372,6 +393,13 @@ Status Catalog::PutMetadata(int64_t asset, const std::string& producer, const Ph
       .Bind(14, m.focal_length)
       .Bind(15, int64_t(m.orientation));
   return s.Run();
+}
+
+Status Catalog::PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v) {
+  static_assert(std::endian::native == std::endian::little, "embeddings are stored little-endian");
+  put_embedding_.Bind(1, asset).Bind(2, model).Bind(3, int64_t(v.size()));
+  put_embedding_.BindBlob(4, v.data(), v.size() * sizeof(float));
+  return put_embedding_.Run();
 }
 
 Status Catalog::UpsertLocation(const std::string& path, const FileIdentity& id,

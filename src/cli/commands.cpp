@@ -13,7 +13,9 @@
 
 #include "lumen/catalog/catalog.h"
 #include "lumen/image/decode.h"
+#include "lumen/io/scan.h"
 #include "lumen/meta/exif.h"
+#include "lumen/ml/image_encoder.h"
 #include "lumen/pipeline/pipeline.h"
 #include "lumen/pipeline/sinks.h"
 #include "lumen/util/interrupt.h"
@@ -32,6 +34,26 @@ void SetupLogging(const Options& o) {
 Status InitLibraries(const char* argv0) {
   InitMetadataLibrary();
   return InitImageLibraries(argv0);
+}
+
+// Loads the image encoder named by --model (none without it, or with --no-embedding).
+Status LoadEncoder(const Options& o, PipelineOptions* p) {
+  if (o.model.empty() || o.no_embedding) return Status::Ok();
+  ml::EncoderOptions eo;
+  eo.threads = o.jobs;
+  eo.weights = o.weights == "f32"    ? ml::WeightType::kF32
+               : o.weights == "f16"  ? ml::WeightType::kF16
+               : o.weights == "q8_0" ? ml::WeightType::kQ8_0
+                                     : ml::WeightType::kStored;
+  auto enc = ml::ImageEncoder::Load(o.model, eo);
+  if (!enc.ok()) return enc.status();
+  std::string dir = AbsolutePath(o.model);
+  std::string name = dir.substr(dir.rfind('/') + 1);
+  p->encoder_id = fmt::format(
+      "{}:{}", (*enc)->config().family == ml::Family::kSiglip ? "siglip" : "clip", name);
+  p->encoder = std::move(enc.value());
+  p->batch_size = o.batch_size;
+  return Status::Ok();
 }
 
 PipelineOptions MakePipelineOptions(const Options& o) {
@@ -121,6 +143,10 @@ int RunIndex(const Options& o, const char* argv0) {
   }
   Catalog& cat = **catalog;
   PipelineOptions p = MakePipelineOptions(o);
+  if (Status st = LoadEncoder(o, &p); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
   p.incremental = !o.full;
   auto run = cat.BeginRun("index", p.roots);
   if (!run.ok()) {
@@ -196,6 +222,10 @@ int RunProcess(const Options& o, const char* argv0) {
   }
   RecordFormat fmt = o.format == "json" ? RecordFormat::kJsonArray : RecordFormat::kJsonl;
   PipelineOptions p = MakePipelineOptions(o);
+  if (Status st = LoadEncoder(o, &p); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
   p.incremental = false;
 
   std::unordered_set<std::string> existing;

@@ -27,6 +27,10 @@ struct Options {
   double max_megapixels = 100;
   uint64_t limit = 0;
   int model_input_size = 0;
+  std::string model;  // image encoder: a Hugging Face model folder
+  bool no_embedding = false;
+  int batch_size = 8;
+  std::string weights = "stored";
   bool full = false;
   // process
   std::string format = "jsonl";

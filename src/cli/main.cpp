@@ -31,6 +31,13 @@ int main(int argc, char** argv) {
     c->add_option("--max-pixels", o.max_megapixels, "refuse images above this many megapixels")
         ->check(CLI::PositiveNumber);
     c->add_option("--limit", o.limit, "process at most N files");
+    c->add_option("--model", o.model,
+                  "image encoder: a SigLIP/CLIP model folder (Hugging Face layout)");
+    c->add_flag("--no-embedding", o.no_embedding, "do not compute image embeddings");
+    c->add_option("--batch-size", o.batch_size, "images per encoder batch")
+        ->check(CLI::Range(1, 256));
+    c->add_option("--weights", o.weights, "encoder weight type: stored, f32, f16, q8_0")
+        ->check(CLI::IsMember({"stored", "f32", "f16", "q8_0"}));
     c->add_option(
         "--model-input", o.model_input_size,
         "also prepare the square model input at this size (224 or 384; timed by --profile)");

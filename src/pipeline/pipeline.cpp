@@ -133,6 +133,8 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
   DecodeTarget target;
   target.min_long_edge = opt.thumbnails ? opt.thumbnail.size : 64;
   target.min_short_edge = opt.model_input ? opt.model.size : 64;
+  if (opt.encoder)
+    target.min_short_edge = std::max(target.min_short_edge, opt.encoder->input_size());
   Result<DecodedImage> decoded = Status::Internal("not decoded");
   {
     StageTimer t(profile, Stage::kDecode);
@@ -165,6 +167,10 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
     if (!mi.ok()) return fail(mi.status());
     r.model_input = std::move(mi.value());
   }
+  if (opt.encoder) {
+    StageTimer t(profile, Stage::kModelInput);
+    r.encoder_input = opt.encoder->Preprocess(d.rgb, orientation);
+  }
   r.outcome = ItemResult::Outcome::kNew;
   return r;
 }
@@ -182,6 +188,7 @@ Producers ProducersFor(const PipelineOptions& opt) {
     p.thumbnail = fmt::format("webp{}q{}@1", opt.thumbnail.size, opt.thumbnail.quality);
   p.hashes = "dhash64+phash64@1";
   p.metadata = "exiv2@1";
+  if (opt.encoder) p.embedding = opt.encoder_id;
   return p;
 }
 
@@ -198,12 +205,13 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
   RunSummary sum;
   std::unordered_map<std::string, KnownLocation> known;
   std::unordered_set<Hash128, Hash128Hasher> complete;
+  std::unordered_set<int64_t> complete_ids;
   const bool incremental = catalog && opt.incremental;
   Scanner scanner(opt.roots, opt.scan);
   if (incremental) {
     StageTimer t(profile, Stage::kScan);
     LUMEN_RETURN_IF_ERROR(catalog->LoadLocations(scanner.roots(), &known));
-    LUMEN_RETURN_IF_ERROR(catalog->LoadCompleteAssets(ProducersFor(opt), &complete));
+    LUMEN_RETURN_IF_ERROR(catalog->LoadCompleteAssets(ProducersFor(opt), &complete, &complete_ids));
   }
 
   int jobs =
@@ -253,8 +261,12 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
         if (it != known.end()) {
           it->second.seen = true;
           const KnownLocation& k = it->second;
-          bool same = e.kind == ScanEntry::Kind::kFile && k.identity == e.identity &&
-                      (k.state == LocationState::kOk || k.state == LocationState::kSkipped);
+          // Unchanged, and nothing new to derive: a skipped non-image, or an asset that already
+          // has every product this run makes (a new model or thumbnail size re-reads the file).
+          bool same =
+              e.kind == ScanEntry::Kind::kFile && k.identity == e.identity &&
+              (k.state == LocationState::kSkipped ||
+               (k.state == LocationState::kOk && k.asset_id && complete_ids.count(*k.asset_id)));
           if (same) {
             ++sum.unchanged;
             continue;
@@ -285,10 +297,10 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
     return w;
   };
 
-  auto output = [&](Work* w) {
-    std::unique_ptr<Work> owned(w);
+  // Hands a finished item to the sinks and counts it.
+  auto deliver = [&](std::unique_ptr<Work> w) {
     ItemResult& r = w->result;
-    if (r.outcome == ItemResult::Outcome::kInterrupted || !fatal.ok()) return;
+    if (!fatal.ok()) return;
     {
       StageTimer t(profile, Stage::kWrite);
       for (Sink* s : sinks) {
@@ -328,6 +340,48 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
     }
   };
 
+  // Items waiting for the image encoder. They hold no pipeline token, so the parallel stage keeps
+  // decoding the next ones while a batch is encoded.
+  std::vector<std::unique_ptr<Work>> pending;
+  auto encode_pending = [&](bool run_encoder) {
+    if (pending.empty()) return;
+    if (run_encoder) {
+      StageTimer t(profile, Stage::kEncode);
+      const size_t n = opt.encoder->input_floats();
+      const int dim = opt.encoder->dim();
+      std::vector<float> in(n * pending.size()), out(size_t(dim) * pending.size());
+      for (size_t i = 0; i < pending.size(); ++i)
+        std::copy(pending[i]->result.encoder_input.begin(), pending[i]->result.encoder_input.end(),
+                  in.begin() + static_cast<long>(i * n));
+      Status st = opt.encoder->Encode(in.data(), static_cast<int>(pending.size()), out.data());
+      if (!st.ok()) {
+        fatal = st;
+        return;
+      }
+      for (size_t i = 0; i < pending.size(); ++i)
+        pending[i]->result.embedding.assign(out.begin() + static_cast<long>(i * dim),
+                                            out.begin() + static_cast<long>((i + 1) * dim));
+    }
+    auto batch = std::move(pending);
+    pending.clear();
+    for (auto& w : batch) {
+      w->result.encoder_input = {};
+      deliver(std::move(w));
+    }
+  };
+
+  auto output = [&](Work* w) {
+    std::unique_ptr<Work> owned(w);
+    ItemResult& r = w->result;
+    if (r.outcome == ItemResult::Outcome::kInterrupted || !fatal.ok()) return;
+    if (opt.encoder && !r.encoder_input.empty()) {
+      pending.push_back(std::move(owned));
+      if (pending.size() >= static_cast<size_t>(std::max(1, opt.batch_size))) encode_pending(true);
+      return;
+    }
+    deliver(std::move(owned));
+  };
+
   tbb::task_arena arena(jobs);
   arena.execute([&] {
     tbb::parallel_pipeline(
@@ -335,6 +389,9 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
                     tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
                     tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
   });
+  // The last partial batch: encoded, unless we are stopping (then written without embeddings;
+  // their assets stay incomplete for the encoder and the next run encodes them).
+  encode_pending(!Interrupted());
   stop_counting = true;
   if (counter.joinable()) counter.join();
   if (progress)

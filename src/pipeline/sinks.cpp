@@ -42,6 +42,8 @@ Status CatalogSink::Accept(const ItemResult& r) {
       if (r.hashes) LUMEN_RETURN_IF_ERROR(catalog_->PutHashes(*id, producers_.hashes, *r.hashes));
       if (r.metadata)
         LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
+      if (!r.embedding.empty() && !producers_.embedding.empty())
+        LUMEN_RETURN_IF_ERROR(catalog_->PutEmbedding(*id, producers_.embedding, r.embedding));
       LUMEN_RETURN_IF_ERROR(
           catalog_->UpsertLocation(r.path, r.identity, *id, LocationState::kOk, "", run_));
       break;
@@ -141,6 +143,7 @@ nlohmann::json ToRecord(const ItemResult& r) {
   } else {
     j["thumbnail"] = nullptr;
   }
+  if (!r.embedding.empty()) j["embedding"] = r.embedding;
   return j;
 }
 

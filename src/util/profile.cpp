@@ -26,6 +26,7 @@ const char* StageName(Stage s) {
       return "perceptual hash";
     case Stage::kModelInput:
       return "model input";
+    case Stage::kEncode: return "image encoder";
     case Stage::kWrite:
       return "catalog/output";
     case Stage::kCount:

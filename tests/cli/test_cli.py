@@ -387,6 +387,54 @@ class Records(Base):
         self.assertGreaterEqual(checked, 15)
 
 
+def make_model(folder, family):
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "reference.py"), folder, family, "3"],
+                   check=True)
+    return folder
+
+
+class Embeddings(Base):
+    def test_index_and_process_embed_every_image_with_the_given_model(self):
+        siglip = make_model(os.path.join(self.tmp, "siglip-tiny"), "siglip")
+        clip = make_model(os.path.join(self.tmp, "clip-tiny"), "clip")
+        for i in range(11):  # more than one batch, and a partial last batch
+            picture(os.path.join(self.lib, f"p{i:02d}.jpg"), 320, 240, seed=i)
+        shutil.copy(os.path.join(self.lib, "p00.jpg"), os.path.join(self.lib, "same-content.jpg"))
+
+        p = run("process", self.lib, "--model", siglip, "--batch-size", "4", "--quiet", check=EXIT_OK)
+        recs = {r["file_name"]: r for r in map(json.loads, p.stdout.decode().splitlines())}
+        self.assertEqual(len(recs), 12)
+        for r in recs.values():
+            e = r["embedding"]
+            self.assertEqual(len(e), 64)
+            self.assertAlmostEqual(sum(x * x for x in e), 1.0, places=4)
+        self.assertEqual(recs["p00.jpg"]["embedding"], recs["same-content.jpg"]["embedding"])
+        dot = sum(a * b for a, b in zip(recs["p00.jpg"]["embedding"], recs["p01.jpg"]["embedding"]))
+        self.assertLess(dot, 0.999)
+
+        self.index("--model", siglip, check=EXIT_OK)
+        rows = db_rows(self.catalog, "SELECT model, dim, COUNT(*) FROM embeddings GROUP BY model")
+        self.assertEqual(rows, [("siglip:siglip-tiny", 64, 11)])  # 11 distinct contents
+        p = run("index", self.lib, "--catalog", self.catalog, "--model", siglip, "--json-logs", check=EXIT_OK)
+        self.assertIn('"unchanged":"12"', p.stderr.decode())
+        # A second model: the same files are read again and gain its embeddings.
+        self.index("--model", clip, check=EXIT_OK)
+        rows = dict((m, n) for m, n in db_rows(self.catalog, "SELECT model, COUNT(*) FROM embeddings GROUP BY model"))
+        self.assertEqual(rows, {"siglip:siglip-tiny": 11, "clip:clip-tiny": 11})
+        self.assertEqual(len(db_rows(self.catalog, "SELECT vector FROM embeddings WHERE model='clip:clip-tiny'")[0][0]),
+                         48 * 4)
+
+    def test_a_bad_model_is_an_error_before_any_work(self):
+        picture(os.path.join(self.lib, "a.jpg"))
+        bad = os.path.join(self.tmp, "bad-model")
+        os.makedirs(bad)
+        p = run("index", self.lib, "--catalog", self.catalog, "--model", bad)
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"config.json", p.stderr)
+        self.assertFalse(os.path.exists(self.catalog) and
+                         db_rows(self.catalog, "SELECT COUNT(*) FROM locations")[0][0] > 0)
+
+
 class Cli(Base):
     def test_exit_codes_and_profile(self):
         self.assertEqual(run("index").returncode, EXIT_ERROR)

@@ -3,7 +3,8 @@
 independent PyTorch forward pass written here (no transformers library): preprocessed inputs
 and L2-normalised image embeddings for a few test images.
 
-usage: /usr/bin/python3 reference.py OUT_DIR siglip|clip [SEED]
+usage: /usr/bin/python3 reference.py OUT_DIR siglip|clip [SEED] [tiny|b16|b32]
+(b16/b32: the real ViT-B sizes, for benchmarks; the reference results are then skipped)
 
 Files written besides the model: images.bin (count, then per image: width, height, RGB bytes),
 pre.bin (float32 preprocessed inputs, CHW), emb.bin (float32 embeddings), meta.json.
@@ -179,24 +180,30 @@ def main():
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    size = sys.argv[4] if len(sys.argv) > 4 else "tiny"
     vision = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2,
               "image_size": 32, "patch_size": 8}
+    if size in ("b16", "b32"):
+        vision = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                  "num_hidden_layers": 12, "image_size": 224, "patch_size": 16 if size == "b16" else 32}
     if family == "siglip":
         vision.update(layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh")
         config = {"model_type": "siglip", "vision_config": vision}
         pre = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "do_resize": True,
-               "size": {"height": 32, "width": 32}, "resample": 3}
+               "size": {"height": vision["image_size"], "width": vision["image_size"]}, "resample": 3}
     else:
         vision.update(layer_norm_eps=1e-5, hidden_act="quick_gelu")
-        config = {"model_type": "clip", "projection_dim": 48, "vision_config": vision}
+        config = {"model_type": "clip", "projection_dim": 48 if size == "tiny" else 512, "vision_config": vision}
         pre = {"image_mean": CLIP_MEAN, "image_std": CLIP_STD, "do_center_crop": True,
-               "crop_size": 32, "size": {"shortest_edge": 32}, "resample": 3}
+               "crop_size": vision["image_size"], "size": {"shortest_edge": vision["image_size"]}, "resample": 3}
     cfg = dict(vision)
     cfg["projection_dim"] = config.get("projection_dim", 0)
     w = make_weights(family, cfg, gen)
     write_safetensors(os.path.join(out, "model.safetensors"), w)
     json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=1)
     json.dump(pre, open(os.path.join(out, "preprocessor_config.json"), "w"), indent=1)
+    if size != "tiny":
+        return
 
     imgs = test_images(np.random.default_rng(seed))
     with open(os.path.join(out, "images.bin"), "wb") as f:

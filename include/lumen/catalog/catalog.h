@@ -7,6 +7,7 @@
 //              derived data keyed by (asset, producer), where the producer names the algorithm
 //              and its version/parameters ("webp256q80@1"). A new producer adds rows; old rows
 //              stay until pruned.
+//  embeddings  image embeddings keyed by (asset, model id) (schema v2).
 //  runs        one row per index/process run with its counts.
 //
 // One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
@@ -31,7 +32,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 1;
+inline constexpr int kCatalogSchemaVersion = 2;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -44,6 +45,7 @@ struct Producers {
   std::string thumbnail;  // empty: thumbnails not wanted
   std::string hashes;
   std::string metadata;
+  std::string embedding;  // model id; empty: no image encoder in this run
 };
 
 struct KnownLocation {
@@ -87,9 +89,11 @@ class Catalog {
   // Locations at or under the given absolute roots, keyed by path.
   Status LoadLocations(const std::vector<std::string>& roots,
                        std::unordered_map<std::string, KnownLocation>* out);
-  // Hashes of assets that already have rows for every non-empty producer.
+  // Assets that already have rows for every non-empty producer: their hashes, and (if `ids` is
+  // given) their ids.
   Status LoadCompleteAssets(const Producers& producers,
-                            std::unordered_set<Hash128, Hash128Hasher>* out);
+                            std::unordered_set<Hash128, Hash128Hasher>* out,
+                            std::unordered_set<int64_t>* ids = nullptr);
 
   // Inserts the asset if new; returns its id either way.
   Result<int64_t> UpsertAsset(const AssetRecord& a);
@@ -97,6 +101,8 @@ class Catalog {
   Status PutThumbnail(int64_t asset, const std::string& producer, const Thumbnail& t);
   Status PutHashes(int64_t asset, const std::string& producer, const PerceptualHashes& h);
   Status PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m);
+  // An L2-normalised image embedding (little-endian f32) from the model `model`.
+  Status PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v);
 
   Status UpsertLocation(const std::string& path, const FileIdentity& id,
                         std::optional<int64_t> asset, LocationState state,
@@ -111,7 +117,7 @@ class Catalog {
   std::string path_;
   sql::DbPtr db_;
   sql::Stmt begin_, commit_, upsert_asset_, find_asset_, put_thumb_, put_hashes_, put_meta_,
-      upsert_location_, mark_missing_;
+      put_embedding_, upsert_location_, mark_missing_;
 };
 
 }  // namespace lumen

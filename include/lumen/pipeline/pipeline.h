@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "lumen/io/magic.h"
 #include "lumen/io/scan.h"
 #include "lumen/meta/exif.h"
+#include "lumen/ml/image_encoder.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
 #include "lumen/util/status.h"
@@ -50,6 +52,8 @@ struct ItemResult {
   std::optional<Thumbnail> thumbnail;
   std::optional<PerceptualHashes> hashes;
   std::optional<Image> model_input;
+  std::vector<float> encoder_input;  // preprocessed for the image encoder (freed once encoded)
+  std::vector<float> embedding;      // L2-normalised, when an encoder ran
 };
 
 // Consumers of finished items, called from one thread in completion order.
@@ -70,6 +74,11 @@ struct PipelineOptions {
   ThumbnailOptions thumbnail;
   bool model_input = false;  // compute the encoder input (measured with --profile)
   ModelInputSpec model;
+  // Image encoder: items are preprocessed in the parallel stage, then encoded in batches of
+  // `batch_size` with all threads while the next items are being decoded.
+  std::shared_ptr<ml::ImageEncoder> encoder;
+  std::string encoder_id;  // catalog model id of the encoder
+  int batch_size = 8;
   DecodeLimits limits;
   uint64_t max_file_bytes = 200ull << 20;
   uint64_t memory_budget = 256ull << 20;  // file bytes held in memory at once

@@ -35,7 +35,8 @@ class CatalogSink : public Sink {
 // {file_path, file_name, content_hash, width, height, format, file_size, color_space,
 //  exif{captured_at, camera_make, camera_model, lens, gps_latitude, gps_longitude, gps_altitude,
 //       iso, aperture, shutter_speed, focal_length, orientation},
-//  perceptual_hash, dhash, thumbnail (base64 WebP), thumbnail_width, thumbnail_height}
+//  perceptual_hash, dhash, thumbnail (base64 WebP), thumbnail_width, thumbnail_height,
+//  embedding (when an image encoder ran: L2-normalised floats)}
 // Absent values are null. Paths that are not valid UTF-8 have the bad bytes replaced by U+FFFD.
 nlohmann::json ToRecord(const ItemResult& item);
 std::string Base64(const uint8_t* data, size_t size);

@@ -23,6 +23,7 @@ enum class Stage : int {
   kThumbnail,
   kPerceptualHash,
   kModelInput,
+  kEncode,
   kWrite,
   kCount
 };

@@ -1,0 +1,65 @@
+// Image-encoder throughput: ms/image and images/s at several batch sizes and weight types.
+//   build/bench/encoder_bench MODEL_DIR [threads] [types=f32,f16,q8_0] [batches=1,8,32] [seconds=10]
+// Each (type, batch) runs at least once and then until `seconds` of encoding have passed.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "lumen/ml/image_encoder.h"
+
+using lumen::ml::EncoderOptions;
+using lumen::ml::ImageEncoder;
+using lumen::ml::WeightType;
+
+static std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
+  return out;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL_DIR [threads] [types] [batches] [seconds]\n", argv[0]);
+    return 2;
+  }
+  int threads = argc > 2 ? std::atoi(argv[2]) : 0;
+  auto types = Split(argc > 3 ? argv[3] : "f32,f16,q8_0");
+  auto batches = Split(argc > 4 ? argv[4] : "1,8,32");
+  double seconds = argc > 5 ? std::atof(argv[5]) : 10.0;
+  std::printf("| weights | batch | ms/image | images/s |\n|---|---|---|---|\n");
+  for (const auto& t : types) {
+    EncoderOptions opt;
+    opt.threads = threads;
+    opt.weights = t == "f16" ? WeightType::kF16 : t == "q8_0" ? WeightType::kQ8_0 : WeightType::kF32;
+    auto enc = ImageEncoder::Load(argv[1], opt);
+    if (!enc.ok()) {
+      std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());
+      return 1;
+    }
+    for (const auto& bs : batches) {
+      int batch = std::atoi(bs.c_str());
+      std::vector<float> in((*enc)->input_floats() * batch, 0.1f), out(size_t((*enc)->dim()) * batch);
+      for (size_t i = 0; i < in.size(); ++i) in[i] = float((i * 2654435761u) % 1000) / 500.f - 1.f;
+      (void)(*enc)->Encode(in.data(), batch, out.data());  // warm-up (graph allocation)
+      int images = 0;
+      auto t0 = std::chrono::steady_clock::now();
+      double el = 0;
+      do {
+        if (!(*enc)->Encode(in.data(), batch, out.data()).ok()) return 1;
+        images += batch;
+        el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      } while (el < seconds);
+      std::printf("| %s | %d | %.1f | %.2f |\n", t.c_str(), batch, 1000.0 * el / images, images / el);
+      std::fflush(stdout);
+    }
+  }
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("\npeak RSS %ld MB\n", ru.ru_maxrss / 1024);
+}

@@ -1,0 +1,66 @@
+"""PyTorch CPU baseline for the image encoder: the same weights (model.safetensors), the same
+forward pass as the test reference (tests/ml/reference.py), the same thread count.
+
+usage: /usr/bin/python3 bench/torch_encoder.py MODEL_DIR [threads=2] [batches=1,8,32] [seconds=10]
+"""
+import json
+import os
+import resource
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ml"))
+import reference  # noqa: E402
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        dt = {"F32": np.float32, "F16": np.float16}[t["dtype"]]
+        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=dt).reshape(t["shape"]).astype(np.float32))
+    return out
+
+
+def main():
+    d = sys.argv[1]
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    batches = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1,8,32").split(",")]
+    seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 10.0
+    torch.set_num_threads(threads)
+    config = json.load(open(os.path.join(d, "config.json")))
+    family = config["model_type"]
+    cfg = dict(config["vision_config"])
+    cfg.setdefault("layer_norm_eps", 1e-6 if family == "siglip" else 1e-5)
+    cfg["projection_dim"] = config.get("projection_dim", 0)
+    w = load_safetensors(os.path.join(d, "model.safetensors"))
+    s = cfg["image_size"]
+    print("| weights | batch | ms/image | images/s |\n|---|---|---|---|")
+    for b in batches:
+        x = torch.randn(b, 3, s, s)
+        with torch.inference_mode():
+            reference.forward(family, cfg, w, x)
+            n, t0 = 0, time.perf_counter()
+            while True:
+                reference.forward(family, cfg, w, x)
+                n += b
+                el = time.perf_counter() - t0
+                if el >= seconds:
+                    break
+        print(f"| f32 (PyTorch {torch.__version__}, {threads} threads) | {b} | {1000 * el / n:.1f} | {n / el:.2f} |",
+              flush=True)
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,8 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev libsentencepiece-dev libhnswlib-dev libcurl4-openssl-dev
-  python3-numpy python3-pil python3-torch libimage-exiftool-perl time
+  python3-numpy python3-pil python3-torch python3-sentencepiece python3-regex libicu-dev
+  libimage-exiftool-perl time
 )
 # node/npm may come from another repository (nodesource ships npm inside nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -7,8 +7,11 @@
 #include <cstring>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "lumen/ml/image_encoder.h"
 #include "lumen/ml/safetensors.h"
+#include "lumen/ml/text_encoder.h"
 #include "test_support.h"
 
 namespace lumen::ml {
@@ -114,6 +117,72 @@ TEST_P(Reference, EmbeddingsMatchAtEveryPrecision) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Reference, ::testing::Values("siglip", "clip"));
+
+class TextReference : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<test::TempDir>();
+    std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                      "/tests/ml/text_reference.py " + dir_->path() + " " + GetParam() + " 5";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::ifstream in(dir_->path() + "/texts.json");
+    ref_ = nlohmann::json::parse(in);
+  }
+  std::unique_ptr<test::TempDir> dir_;
+  nlohmann::json ref_;
+};
+
+TEST_P(TextReference, TokenizerMatchesOnTrickyText) {
+  auto enc = TextEncoder::Load(dir_->path(), {});
+  ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+  const auto& texts = ref_["texts"];
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto ids = (*enc)->tokenizer().Encode(texts[i].get<std::string>());
+    EXPECT_EQ(ids, ref_["tokens"][i].get<std::vector<int32_t>>())
+        << "text " << i << ": " << texts[i];
+  }
+}
+
+TEST_P(TextReference, EmbeddingsMatchAtEveryPrecision) {
+  auto ref = ReadFloats(dir_->path() + "/text_emb.bin");
+  std::vector<std::vector<int32_t>> tokens;
+  for (const auto& t : ref_["tokens"]) tokens.push_back(t.get<std::vector<int32_t>>());
+  struct Case {
+    WeightType type;
+    double min_cos;
+  } cases[] = {{WeightType::kF32, 0.9999}, {WeightType::kF16, 0.999}, {WeightType::kQ8_0, 0.99}};
+  for (const auto& c : cases) {
+    EncoderOptions opt;
+    opt.weights = c.type;
+    auto enc = TextEncoder::Load(dir_->path(), opt);
+    ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+    const int dim = (*enc)->dim();
+    ASSERT_EQ(ref.size(), tokens.size() * dim);
+    std::vector<float> out(ref.size());
+    ASSERT_TRUE((*enc)->EncodeTokens(tokens, out.data(), 3).ok());
+    for (size_t i = 0; i < tokens.size(); ++i)
+      EXPECT_GE(Cosine(out.data() + i * dim, ref.data() + i * dim, dim), c.min_cos)
+          << WeightTypeName(c.type) << " text " << i;
+    // Strings through the tokenizer give the same vectors.
+    std::vector<std::string> texts;
+    for (const auto& t : ref_["texts"]) texts.push_back(t.get<std::string>());
+    std::vector<float> again(ref.size());
+    ASSERT_TRUE((*enc)->Encode(texts, again.data()).ok());
+    EXPECT_GE(Cosine(again.data(), out.data(), out.size()), 0.99999);
+  }
+  EXPECT_LT(
+      Cosine(ref.data(), ref.data() + ref.size() / tokens.size() * 2, ref.size() / tokens.size()),
+      0.99);
+  auto enc = TextEncoder::Load(dir_->path(), {});
+  if (std::string(GetParam()) == "siglip") {
+    EXPECT_NEAR((*enc)->logit_scale(), 10.0, 1e-4);
+    EXPECT_NEAR((*enc)->logit_bias(), -10.0, 1e-6);
+  } else {
+    EXPECT_NEAR((*enc)->logit_scale(), 1 / 0.07, 1e-3);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, TextReference, ::testing::Values("siglip", "clip"));
 
 TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
   test::TempDir d;

@@ -85,6 +85,49 @@ Result<ModelConfig> LoadModelConfig(const std::string& dir) {
     return Status::Invalid(fmt::format("{}: image_size {} is not a multiple of patch_size {}",
                                        where, m.vision.image_size, m.vision.patch_size));
 
+  if (j.contains("text_config") && j["text_config"].is_object()) {
+    const nlohmann::json& t = j["text_config"];
+    TextConfig& tc = m.text;
+    tc.present = true;
+    if (m.family == Family::kClip) {
+      tc = TextConfig{true, 49408, 512,   2048, 8, 12, 77, 1e-5f, Activation::kQuickGelu,
+                      0,    49407, 49406, 0};
+    }
+    std::string tw = cfg_path + " text_config";
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "vocab_size", &tc.vocab, tw));
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "hidden_size", &tc.hidden, tw));
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "intermediate_size", &tc.intermediate, tw));
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "num_attention_heads", &tc.heads, tw));
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "num_hidden_layers", &tc.layers, tw));
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "max_position_embeddings", &tc.max_positions, tw));
+    if (m.family == Family::kSiglip) tc.projection = tc.hidden;
+    LUMEN_RETURN_IF_ERROR(GetInt(t, "projection_size", &tc.projection, tw));
+    for (auto [key, out] :
+         {std::pair{"eos_token_id", &tc.eos_id}, std::pair{"bos_token_id", &tc.bos_id},
+          std::pair{"pad_token_id", &tc.pad_id}})
+      if (t.contains(key) && t[key].is_number_integer()) *out = t[key].get<int>();
+    if (t.contains("layer_norm_eps") && t["layer_norm_eps"].is_number())
+      tc.eps = t["layer_norm_eps"].get<float>();
+    if (t.contains("hidden_act") && t["hidden_act"].is_string()) {
+      std::string act = t["hidden_act"].get<std::string>();
+      if (act == "gelu_pytorch_tanh" || act == "gelu_new")
+        tc.act = Activation::kGeluTanh;
+      else if (act == "gelu")
+        tc.act = Activation::kGeluErf;
+      else if (act == "quick_gelu")
+        tc.act = Activation::kQuickGelu;
+      else
+        return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", tw, act));
+    }
+    if (tc.hidden % tc.heads != 0)
+      return Status::Invalid(
+          fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", tw,
+                      tc.hidden, tc.heads));
+    if (tc.eos_id < 0 || tc.eos_id >= tc.vocab)
+      return Status::Invalid(
+          fmt::format("{}: eos_token_id {} outside the vocabulary", tw, tc.eos_id));
+  }
+
   auto pre = ReadJson(dir + "/preprocessor_config.json", false);
   if (!pre.ok()) return pre.status();
   auto read3 = [&](const char* key, std::array<float, 3>* out) -> Status {

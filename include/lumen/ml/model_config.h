@@ -37,9 +37,28 @@ struct PreprocessConfig {
   std::array<float, 3> std{0.5f, 0.5f, 0.5f};
 };
 
+// The text tower. SigLIP pads every text to max_positions and pools the last token; CLIP runs
+// causal attention at the text's own length and pools the end-of-text token.
+struct TextConfig {
+  bool present = false;  // config.json has a text_config
+  int vocab = 32000;
+  int hidden = 768;
+  int intermediate = 3072;
+  int heads = 12;
+  int layers = 12;
+  int max_positions = 64;
+  float eps = 1e-6f;
+  Activation act = Activation::kGeluTanh;
+  int projection = 768;  // SigLIP: text_model.head output size
+  int eos_id = 1;
+  int bos_id = -1;  // CLIP only
+  int pad_id = 0;   // SigLIP only
+};
+
 struct ModelConfig {
   Family family = Family::kSiglip;
   VisionConfig vision;
+  TextConfig text;
   PreprocessConfig preprocess;
   int projection_dim = 0;  // CLIP: output dim of visual_projection; 0 = no projection
   int embed_dim() const { return projection_dim > 0 ? projection_dim : vision.hidden; }

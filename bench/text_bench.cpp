@@ -1,0 +1,49 @@
+// Text-encoder throughput: terms/s for a label-bank-like workload ("a photo of a {term}.").
+//   build/bench/text_bench MODEL_DIR [threads] [types=f32,f16,q8_0] [batch=32] [terms=256]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "lumen/ml/text_encoder.h"
+
+using namespace lumen::ml;
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s MODEL_DIR [threads] [types] [batch] [terms]\n", argv[0]);
+    return 2;
+  }
+  int threads = argc > 2 ? std::atoi(argv[2]) : 0;
+  std::string types = argc > 3 ? argv[3] : "f32,f16,q8_0";
+  int batch = argc > 4 ? std::atoi(argv[4]) : 32;
+  int terms = argc > 5 ? std::atoi(argv[5]) : 256;
+  const char* words[] = {"dog", "golden retriever", "beach", "sunset over the sea", "cat", "mountain lake",
+                         "birthday cake", "red sports car", "bicycle", "snow covered forest"};
+  std::vector<std::string> texts;
+  for (int i = 0; i < terms; ++i) texts.push_back(std::string("a photo of a ") + words[i % 10] + ".");
+  std::printf("| weights | batch | tokens/text | ms/term | terms/s |\n|---|---|---|---|---|\n");
+  std::stringstream ss(types);
+  for (std::string t; std::getline(ss, t, ',');) {
+    EncoderOptions opt;
+    opt.threads = threads;
+    opt.weights = t == "f16" ? WeightType::kF16 : t == "q8_0" ? WeightType::kQ8_0 : WeightType::kF32;
+    auto enc = TextEncoder::Load(argv[1], opt);
+    if (!enc.ok()) {
+      std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());
+      return 1;
+    }
+    std::vector<float> out(texts.size() * (*enc)->dim());
+    (void)(*enc)->Encode({texts[0]}, out.data(), batch);
+    size_t tokens = 0;
+    for (const auto& x : texts) tokens += (*enc)->tokenizer().Encode(x).size();
+    auto t0 = std::chrono::steady_clock::now();
+    if (!(*enc)->Encode(texts, out.data(), batch).ok()) return 1;
+    double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("| %s | %d | %.1f | %.2f | %.1f |\n", t.c_str(), batch, double(tokens) / texts.size(),
+                1000 * el / texts.size(), texts.size() / el);
+    std::fflush(stdout);
+  }
+}

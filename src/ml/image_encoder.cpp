@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "lumen/image/derive.h"
+#include "lumen/ml/model_files.h"
 #include "lumen/ml/safetensors.h"
 #include "tower.h"
 
@@ -108,20 +109,18 @@ int ImageEncoder::input_size() const {
 
 Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
                                                          const EncoderOptions& opt) {
-  auto cfg = LoadModelConfig(dir);
-  if (!cfg.ok()) return cfg.status();
-  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
-  if (!file.ok()) return file.status();
+  auto model = OpenModel(dir);
+  if (!model.ok()) return model.status();
   auto impl = std::make_unique<Impl>();
   Impl& m = *impl;
-  m.cfg = *cfg;
+  m.cfg = (*model)->config;
   m.opt = opt;
   m.threads = detail::DefaultThreads(opt.threads);
   const VisionConfig& v = m.cfg.vision;
   m.blocks = {v.eps, v.heads, v.act};
   const bool clip = m.cfg.family == Family::kClip;
   const int64_t H = v.hidden, I = v.intermediate, P = v.patch_size;
-  m.weights = std::make_unique<detail::Weights>(**file, opt.weights);
+  m.weights = std::make_unique<detail::Weights>(*(*model)->tensors, opt.weights);
   detail::Weights& w = *m.weights;
   const std::string vm = "vision_model.";
   w.Need(vm + "embeddings.patch_embedding.weight", {H, 3, P, P}, &m.patch_w, true);

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "lumen/ml/image_encoder.h"
+#include "lumen/ml/model_files.h"
 #include "lumen/ml/safetensors.h"
 #include "lumen/ml/text_encoder.h"
 #include "test_support.h"
@@ -183,6 +185,58 @@ TEST_P(TextReference, EmbeddingsMatchAtEveryPrecision) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TextReference, ::testing::Values("siglip", "clip"));
+
+// lumen models convert: the same model as GGUF at each type loads both towers and matches.
+TEST_P(TextReference, GgufAtEveryTypeMatchesTheReference) {
+  auto pre = ReadFloats(dir_->path() + "/pre.bin");
+  auto img_ref = ReadFloats(dir_->path() + "/emb.bin");
+  auto txt_ref = ReadFloats(dir_->path() + "/text_emb.bin");
+  std::vector<std::vector<int32_t>> tokens;
+  for (const auto& t : ref_["tokens"]) tokens.push_back(t.get<std::vector<int32_t>>());
+  struct Case {
+    GgufType type;
+    const char* name;
+    double min_cos;
+  } cases[] = {{GgufType::kF32, "f32", 0.9999},
+               {GgufType::kF16, "f16", 0.999},
+               {GgufType::kQ8_0, "q8_0", 0.99},
+               {GgufType::kQ4_0, "q4_0", 0.9}};
+  uintmax_t last_size = ~uintmax_t(0);
+  for (const auto& c : cases) {
+    std::string out = dir_->File(std::string("model-") + c.name + ".gguf");
+    ASSERT_TRUE(ConvertToGguf(dir_->path(), out, c.type).ok());
+    uintmax_t size = std::filesystem::file_size(out);
+    EXPECT_LT(size, last_size) << c.name;  // each type is smaller than the one before
+    last_size = size;
+    auto img = ImageEncoder::Load(out, {});
+    ASSERT_TRUE(img.ok()) << img.status().ToString();
+    const int idim = (*img)->dim();
+    std::vector<float> iout(img_ref.size());
+    ASSERT_TRUE((*img)->Encode(pre.data(), 3, iout.data()).ok());
+    for (int b = 0; b < 3; ++b)
+      EXPECT_GE(Cosine(iout.data() + b * idim, img_ref.data() + b * idim, idim), c.min_cos)
+          << c.name;
+    auto txt = TextEncoder::Load(out, {});
+    ASSERT_TRUE(txt.ok()) << txt.status().ToString();
+    const int tdim = (*txt)->dim();
+    std::vector<float> tout(txt_ref.size());
+    ASSERT_TRUE((*txt)->EncodeTokens(tokens, tout.data()).ok());
+    for (size_t i = 0; i < tokens.size(); ++i)
+      EXPECT_GE(Cosine(tout.data() + i * tdim, txt_ref.data() + i * tdim, tdim), c.min_cos)
+          << c.name;
+    // The tokenizer travels inside the GGUF.
+    EXPECT_EQ((*txt)->tokenizer().Encode(ref_["texts"][2].get<std::string>()),
+              ref_["tokens"][2].get<std::vector<int32_t>>());
+  }
+  // A truncated GGUF is a clear error, not a crash.
+  std::string q8 = dir_->File("model-q8_0.gguf");
+  auto bytes = test::ReadFile(q8);
+  bytes.resize(bytes.size() / 2);
+  test::WriteFile(dir_->File("cut.gguf"), bytes);
+  auto cut = ImageEncoder::Load(dir_->File("cut.gguf"), {});
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.status().message().find("cut.gguf"), std::string::npos) << cut.status().message();
+}
 
 TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
   test::TempDir d;

@@ -8,18 +8,6 @@
 namespace lumen::ml {
 namespace {
 
-Result<nlohmann::json> ReadJson(const std::string& path, bool required) {
-  std::ifstream in(path);
-  if (!in) {
-    if (required) return Status::NotFound(fmt::format("{}: not found", path));
-    return nlohmann::json::object();
-  }
-  auto j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return Status::Corrupt(fmt::format("{}: not a JSON object", path));
-  return j;
-}
-
 Status GetInt(const nlohmann::json& j, const char* key, int* out, const std::string& where) {
   if (!j.contains(key)) return Status::Ok();
   if (!j[key].is_number_integer() || j[key].get<int64_t>() <= 0 ||
@@ -31,11 +19,27 @@ Status GetInt(const nlohmann::json& j, const char* key, int* out, const std::str
 
 }  // namespace
 
+namespace {
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
 Result<ModelConfig> LoadModelConfig(const std::string& dir) {
   std::string cfg_path = dir + "/config.json";
-  auto cfg = ReadJson(cfg_path, true);
-  if (!cfg.ok()) return cfg.status();
-  auto& j = *cfg;
+  std::ifstream probe(cfg_path);
+  if (!probe) return Status::NotFound(fmt::format("{}: not found", cfg_path));
+  return ParseModelConfig(ReadText(cfg_path), ReadText(dir + "/preprocessor_config.json"), dir);
+}
+
+Result<ModelConfig> ParseModelConfig(const std::string& config_json,
+                                     const std::string& preprocessor_json,
+                                     const std::string& where) {
+  const std::string cfg_path = where + "/config.json";
+  auto j = nlohmann::json::parse(config_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Status::Corrupt(fmt::format("{}: not a JSON object", cfg_path));
   ModelConfig m;
   std::string type = j.value("model_type", "");
   if (type == "siglip" || type == "siglip_vision_model") {
@@ -55,13 +59,13 @@ Result<ModelConfig> LoadModelConfig(const std::string& dir) {
                     cfg_path, type));
   }
   const nlohmann::json& v = j.contains("vision_config") ? j["vision_config"] : j;
-  std::string where = cfg_path + " vision_config";
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "hidden_size", &m.vision.hidden, where));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "intermediate_size", &m.vision.intermediate, where));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_attention_heads", &m.vision.heads, where));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_hidden_layers", &m.vision.layers, where));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "image_size", &m.vision.image_size, where));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "patch_size", &m.vision.patch_size, where));
+  std::string vwhere = cfg_path + " vision_config";
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "hidden_size", &m.vision.hidden, vwhere));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "intermediate_size", &m.vision.intermediate, vwhere));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_attention_heads", &m.vision.heads, vwhere));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_hidden_layers", &m.vision.layers, vwhere));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "image_size", &m.vision.image_size, vwhere));
+  LUMEN_RETURN_IF_ERROR(GetInt(v, "patch_size", &m.vision.patch_size, vwhere));
   if (v.contains("layer_norm_eps") && v["layer_norm_eps"].is_number())
     m.vision.eps = v["layer_norm_eps"].get<float>();
   if (v.contains("hidden_act")) {
@@ -73,17 +77,17 @@ Result<ModelConfig> LoadModelConfig(const std::string& dir) {
     else if (act == "quick_gelu")
       m.vision.act = Activation::kQuickGelu;
     else
-      return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", where, act));
+      return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", vwhere, act));
   }
   if (m.family == Family::kClip)
     LUMEN_RETURN_IF_ERROR(GetInt(j, "projection_dim", &m.projection_dim, cfg_path));
   if (m.vision.hidden % m.vision.heads != 0)
     return Status::Invalid(
-        fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", where,
+        fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", vwhere,
                     m.vision.hidden, m.vision.heads));
   if (m.vision.image_size % m.vision.patch_size != 0)
     return Status::Invalid(fmt::format("{}: image_size {} is not a multiple of patch_size {}",
-                                       where, m.vision.image_size, m.vision.patch_size));
+                                       vwhere, m.vision.image_size, m.vision.patch_size));
 
   if (j.contains("text_config") && j["text_config"].is_object()) {
     const nlohmann::json& t = j["text_config"];
@@ -128,8 +132,14 @@ Result<ModelConfig> LoadModelConfig(const std::string& dir) {
           fmt::format("{}: eos_token_id {} outside the vocabulary", tw, tc.eos_id));
   }
 
-  auto pre = ReadJson(dir + "/preprocessor_config.json", false);
-  if (!pre.ok()) return pre.status();
+  nlohmann::json pre_j = nlohmann::json::object();
+  if (!preprocessor_json.empty()) {
+    pre_j = nlohmann::json::parse(preprocessor_json, nullptr, false);
+    if (pre_j.is_discarded() || !pre_j.is_object())
+      return Status::Corrupt(fmt::format("{}/preprocessor_config.json: not a JSON object", where));
+  }
+  const nlohmann::json* pre = &pre_j;
+  const std::string dir = where;
   auto read3 = [&](const char* key, std::array<float, 3>* out) -> Status {
     if (!pre->contains(key)) return Status::Ok();
     const auto& a = (*pre)[key];

@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include <ggml.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -28,6 +30,8 @@ const char* DTypeName(DType t) {
       return "I32";
     case DType::kU8:
       return "U8";
+    case DType::kGgml:
+      return "ggml";
     case DType::kOther:
       break;
   }
@@ -48,6 +52,7 @@ size_t DTypeSize(DType t) {
       return 4;
     case DType::kU8:
       return 1;
+    case DType::kGgml:
     case DType::kOther:
       break;
   }
@@ -203,6 +208,14 @@ void ToFloat32(const TensorView& t, float* out) {
         std::memcpy(&out[i], &bits, 4);
       }
       break;
+    case DType::kGgml: {
+      const auto* traits = ggml_get_type_traits(static_cast<ggml_type>(t.ggml_type));
+      if (traits && traits->to_float) {
+        traits->to_float(t.data, out, n);
+        break;
+      }
+      [[fallthrough]];
+    }
     default:
       for (int64_t i = 0; i < n; ++i) out[i] = 0;
   }

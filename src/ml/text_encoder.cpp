@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "lumen/ml/model_files.h"
 #include "lumen/ml/safetensors.h"
 #include "tower.h"
 
@@ -17,7 +18,7 @@ struct TextEncoder::Impl {
   ModelConfig cfg;
   int threads = 1;
   std::unique_ptr<Tokenizer> tok;
-  std::unique_ptr<SafetensorsFile> file;
+  std::unique_ptr<ModelSource> source;
   detail::BackendPtr backend;
   std::unique_ptr<detail::Weights> weights;
   detail::GallocPtr galloc;
@@ -81,25 +82,23 @@ float TextEncoder::logit_bias() const {
 
 Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
                                                        const EncoderOptions& opt) {
-  auto cfg = LoadModelConfig(dir);
-  if (!cfg.ok()) return cfg.status();
-  if (!cfg->text.present)
+  auto model = OpenModel(dir);
+  if (!model.ok()) return model.status();
+  if (!(*model)->config.text.present)
     return Status::Invalid(
-        fmt::format("{}/config.json: no text_config: not a text-image model", dir));
+        fmt::format("{}: the config has no text_config: not a text-image model", dir));
   auto impl = std::make_unique<Impl>();
   Impl& m = *impl;
-  m.cfg = *cfg;
+  m.cfg = (*model)->config;
   m.threads = detail::DefaultThreads(opt.threads);
-  auto tok = Tokenizer::Load(dir, m.cfg);
+  auto tok = Tokenizer::Create(**model);
   if (!tok.ok()) return tok.status();
   m.tok = std::move(tok.value());
-  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
-  if (!file.ok()) return file.status();
-  m.file = std::move(file.value());
+  m.source = std::move(model.value());
   const TextConfig& t = m.cfg.text;
   m.blocks = {t.eps, t.heads, t.act};
   const int64_t H = t.hidden;
-  m.weights = std::make_unique<detail::Weights>(*m.file, opt.weights);
+  m.weights = std::make_unique<detail::Weights>(*m.source->tensors, opt.weights);
   detail::Weights& w = *m.weights;
   const std::string tm = "text_model.";
   w.Need(tm + "embeddings.token_embedding.weight", {t.vocab, H}, &m.tok_emb, false);
@@ -120,7 +119,7 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   m.galloc.reset(ggml_gallocr_new(ggml_backend_get_default_buffer_type(m.backend.get())));
   // The model's own calibration: logit_scale is stored as a log.
   auto scalar = [&](const char* name, float* out, bool exp) {
-    if (const TensorView* v = m.file->Find(name); v && v->elements() == 1) {
+    if (const TensorView* v = m.source->tensors->Find(name); v && v->elements() == 1) {
       float f;
       ToFloat32(*v, &f);
       *out = exp ? std::exp(f) : f;
@@ -129,6 +128,7 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   m.scale = m.cfg.family == Family::kSiglip ? 10.0f : 100.0f;
   scalar("logit_scale", &m.scale, true);
   scalar("logit_bias", &m.bias, false);
+  m.source.reset();  // the weights are copied; unmap the file
   return std::unique_ptr<TextEncoder>(new TextEncoder(std::move(impl)));
 }
 

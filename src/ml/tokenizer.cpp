@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <climits>
-#include <fstream>
 #include <map>
+#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -214,22 +214,28 @@ class ClipBpeTokenizer : public Tokenizer {
 
 }  // namespace
 
-Result<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& dir, const ModelConfig& cfg) {
+Result<std::unique_ptr<Tokenizer>> Tokenizer::Create(const ModelSource& model) {
+  const ModelConfig& cfg = model.config;
   const TextConfig& t = cfg.text;
+  const std::string& dir = model.path;
   std::unique_ptr<Tokenizer> tok;
   if (cfg.family == Family::kSiglip) {
     std::string path = dir + "/spiece.model";
+    if (model.spiece_model.empty())
+      return Status::NotFound(fmt::format("{}: not found (SigLIP's tokenizer)", path));
     auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-    auto st = sp->Load(path);
+    auto st = sp->LoadFromSerializedProto(model.spiece_model);
     if (!st.ok())
       return Status::Invalid(
           fmt::format("{}: cannot load the SentencePiece model: {}", path, st.ToString()));
     tok = std::make_unique<SentencePieceTokenizer>(std::move(sp), t);
   } else {
     std::string vpath = dir + "/vocab.json", mpath = dir + "/merges.txt";
-    std::ifstream vin(vpath);
-    if (!vin) return Status::NotFound(fmt::format("{}: not found (CLIP's BPE vocabulary)", vpath));
-    auto vj = nlohmann::json::parse(vin, nullptr, false);
+    if (model.vocab_json.empty())
+      return Status::NotFound(fmt::format("{}: not found (CLIP's BPE vocabulary)", vpath));
+    if (model.merges_txt.empty())
+      return Status::NotFound(fmt::format("{}: not found (CLIP's BPE merges)", mpath));
+    auto vj = nlohmann::json::parse(model.vocab_json, nullptr, false);
     if (vj.is_discarded() || !vj.is_object())
       return Status::Corrupt(fmt::format("{}: not a JSON object", vpath));
     std::unordered_map<std::string, int32_t> vocab;
@@ -238,8 +244,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& dir, const
         return Status::Corrupt(fmt::format("{}: token {} has no integer id", vpath, k));
       vocab[k] = v.get<int32_t>();
     }
-    std::ifstream min(mpath);
-    if (!min) return Status::NotFound(fmt::format("{}: not found (CLIP's BPE merges)", mpath));
+    std::istringstream min(model.merges_txt);
     std::map<std::pair<std::string, std::string>, int> ranks;
     std::string line;
     int rank = 0, lineno = 0;

@@ -24,7 +24,8 @@ void Weights::Need(const std::string& name, std::vector<int64_t> shape, ggml_ten
     error_ = Status::Invalid(fmt::format("{}: tensor {} is missing", file_.path(), src_name));
     return;
   }
-  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
+  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
+      t->dtype != DType::kGgml) {
     error_ = Status::Invalid(fmt::format("{}: tensor {} has dtype {}, expected F32, F16 or BF16",
                                          file_.path(), src_name, DTypeName(t->dtype)));
     return;
@@ -62,7 +63,21 @@ void Weights::NeedLayers(const std::string& prefix, int count, int64_t H, int64_
 }
 
 namespace {
-ggml_type MatrixType(WeightType w, DType stored, int64_t row) {
+int64_t Product(const std::vector<int64_t>& v, size_t from) {
+  int64_t p = 1;
+  for (size_t i = from; i < v.size(); ++i) p *= v[i];
+  return p;
+}
+
+std::vector<int64_t> StripLeadingOnes(std::vector<int64_t> v) {
+  while (v.size() > 1 && v.front() == 1) v.erase(v.begin());
+  return v;
+}
+
+ggml_type MatrixType(WeightType w, const TensorView& src, int64_t row) {
+  const DType stored = src.dtype;
+  if (w == WeightType::kStored && stored == DType::kGgml)
+    return static_cast<ggml_type>(src.ggml_type);
   switch (w) {
     case WeightType::kF32:
       return GGML_TYPE_F32;
@@ -79,21 +94,22 @@ ggml_type MatrixType(WeightType w, DType stored, int64_t row) {
 
 Status Weights::Load(ggml_backend_t backend) {
   LUMEN_RETURN_IF_ERROR(error_);
-  // Shapes: a slice takes its rows from a larger tensor; everything else must match exactly.
+  // Shapes. Matrices: the same output rows and the same number of inputs per row (GGUF stores
+  // them 2-D); a slice takes its rows from a larger tensor. Others: equal up to leading 1s.
   for (const auto& it : items_) {
+    const auto& have = it.src->shape;
+    const auto& want = it.shape;
     bool ok;
-    std::vector<int64_t> want = it.shape;
-    if (it.slice) {
-      ok = it.src->shape.size() == want.size() && it.src->shape[0] >= it.row_offset + want[0] &&
-           std::equal(want.begin() + 1, want.end(), it.src->shape.begin() + 1);
+    if (it.matrix || it.slice) {
+      ok = !have.empty() && Product(have, 1) == Product(want, 1) &&
+           (it.slice ? have[0] >= it.row_offset + want[0] : have[0] == want[0]);
     } else {
-      ok = it.src->shape == want;
+      ok = StripLeadingOnes(have) == StripLeadingOnes(want);
     }
     if (!ok)
-      return Status::Invalid(fmt::format("{}: tensor {} has shape [{}], the config implies [{}]{}",
-                                         file_.path(), it.src->name, fmt::join(it.src->shape, ", "),
-                                         fmt::join(want, ", "),
-                                         it.slice ? " (a slice of it)" : ""));
+      return Status::Invalid(fmt::format(
+          "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(), it.src->name,
+          fmt::join(have, ", "), fmt::join(want, ", "), it.slice ? " (a slice of it)" : ""));
   }
   ggml_init_params params{ggml_tensor_overhead() * (items_.size() + 8), nullptr, true};
   ctx_.reset(ggml_init(params));
@@ -103,7 +119,7 @@ Status Weights::Load(ggml_backend_t backend) {
     if (it.matrix) {
       int64_t in = 1;
       for (size_t d = 1; d < it.shape.size(); ++d) in *= it.shape[d];
-      t = ggml_new_tensor_2d(ctx_.get(), MatrixType(type_, it.src->dtype, in), in, it.shape[0]);
+      t = ggml_new_tensor_2d(ctx_.get(), MatrixType(type_, *it.src, in), in, it.shape[0]);
     } else {
       // f32 with PyTorch's dims reversed (position embeddings stay [hidden, tokens]).
       int64_t ne[4] = {1, 1, 1, 1};
@@ -121,6 +137,12 @@ Status Weights::Load(ggml_backend_t backend) {
   for (auto& it : items_) {
     ggml_tensor* t = *it.dst;
     const int64_t n = ggml_nelements(t), row = t->ne[0];
+    if (it.src->dtype == DType::kGgml && static_cast<int>(t->type) == it.src->ggml_type) {
+      // Already in the wanted block type (a quantized GGUF): copy the rows as they are.
+      const size_t row_bytes = ggml_row_size(t->type, row);
+      ggml_backend_tensor_set(t, it.src->data + it.row_offset * row_bytes, 0, ggml_nbytes(t));
+      continue;
+    }
     f32.resize(size_t(it.src->elements()));
     ToFloat32(*it.src, f32.data());
     const float* src = f32.data() + it.row_offset * (it.matrix ? row : 1);

@@ -42,7 +42,7 @@ struct Layer {
 
 class Weights {
  public:
-  Weights(const SafetensorsFile& file, WeightType type) : file_(file), type_(type) {}
+  Weights(const TensorFile& file, WeightType type) : file_(file), type_(type) {}
   // Requires tensor `name` of PyTorch shape `shape`. Matrices ([out, in...]) get the requested
   // weight type; everything else stays f32. `source`/`row_offset` take rows of a fused tensor.
   void Need(const std::string& name, std::vector<int64_t> shape, ggml_tensor** dst, bool matrix,
@@ -63,7 +63,7 @@ class Weights {
     int64_t row_offset;
     bool slice;
   };
-  const SafetensorsFile& file_;
+  const TensorFile& file_;
   WeightType type_;
   std::vector<Item> items_;
   Status error_;

@@ -66,5 +66,10 @@ struct ModelConfig {
 
 // Errors name the file and the field: missing config.json, unknown model_type, bad numbers.
 Result<ModelConfig> LoadModelConfig(const std::string& dir);
+// The same from the two files' contents (an empty preprocessor text means defaults); `where`
+// names the source in errors.
+Result<ModelConfig> ParseModelConfig(const std::string& config_json,
+                                     const std::string& preprocessor_json,
+                                     const std::string& where);
 
 }  // namespace lumen::ml

@@ -18,7 +18,8 @@
 
 namespace lumen::ml {
 
-enum class DType { kF32, kF16, kBF16, kI64, kI32, kU8, kOther };
+// kGgml: a ggml block type from a GGUF file (TensorView::ggml_type says which).
+enum class DType { kF32, kF16, kBF16, kI64, kI32, kU8, kGgml, kOther };
 const char* DTypeName(DType t);
 size_t DTypeSize(DType t);
 
@@ -28,19 +29,28 @@ struct TensorView {
   std::vector<int64_t> shape;  // PyTorch order (outermost first)
   const uint8_t* data = nullptr;
   size_t bytes = 0;
+  int ggml_type = -1;  // for DType::kGgml
   int64_t elements() const;
 };
 
-class SafetensorsFile {
+// Named tensors from a weights file, memory-mapped.
+class TensorFile {
+ public:
+  virtual ~TensorFile() = default;
+  virtual const std::string& path() const = 0;
+  virtual const TensorView* Find(const std::string& name) const = 0;
+};
+
+class SafetensorsFile : public TensorFile {
  public:
   static Result<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const override { return path_; }
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
-  const TensorView* Find(const std::string& name) const;
+  const TensorView* Find(const std::string& name) const override;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
@@ -52,7 +62,7 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Converts any float dtype to f32 (for biases, norms, and the reference tests).
+// Converts any float dtype (and ggml block types) to f32.
 void ToFloat32(const TensorView& t, float* out);
 
 }  // namespace lumen::ml

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lumen/ml/model_config.h"
+#include "lumen/ml/model_files.h"
 #include "lumen/util/status.h"
 
 namespace lumen::ml {
@@ -27,8 +28,9 @@ class Tokenizer {
   virtual std::vector<int32_t> Encode(std::string_view text) const = 0;
   virtual int vocab_size() const = 0;
 
-  // Errors name the missing or malformed file (and, for a mismatch, both vocabulary sizes).
-  static Result<std::unique_ptr<Tokenizer>> Load(const std::string& dir, const ModelConfig& cfg);
+  // From a model's tokenizer files. Errors name the missing or malformed file (and, for a
+  // mismatch, both vocabulary sizes).
+  static Result<std::unique_ptr<Tokenizer>> Create(const ModelSource& model);
 };
 
 }  // namespace lumen::ml

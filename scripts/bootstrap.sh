@@ -25,7 +25,7 @@ packages=(
   libsqlite3-dev sqlite3 libtbb-dev libxxhash-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev libsentencepiece-dev libhnswlib-dev libcurl4-openssl-dev
+  libopenblas-dev libsentencepiece-dev libhnswlib-dev libcurl4-openssl-dev libssl-dev
   python3-numpy python3-pil python3-torch python3-sentencepiece python3-regex libicu-dev
   libimage-exiftool-perl time
 )

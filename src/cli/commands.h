@@ -31,6 +31,12 @@ struct Options {
   bool no_embedding = false;
   int batch_size = 8;
   std::string weights = "stored";
+  std::string quality;  // fast | high (default model 224 vs 384)
+  // models
+  std::string model_name;
+  std::string base_url;
+  std::string convert_out;
+  std::string convert_type = "f16";
   bool full = false;
   // process
   std::string format = "jsonl";
@@ -45,5 +51,6 @@ struct Options {
 int RunIndex(const Options& o, const char* argv0);
 int RunProcess(const Options& o, const char* argv0);
 int RunStats(const Options& o);
+int RunModels(const std::string& action, const Options& o);
 
 }  // namespace lumen::cli

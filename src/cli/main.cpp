@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
     c->add_option("--model", o.model,
                   "image encoder: a SigLIP/CLIP model folder (Hugging Face layout)");
     c->add_flag("--no-embedding", o.no_embedding, "do not compute image embeddings");
+    c->add_option("--quality", o.quality,
+                  "fast (224 px model) or high (384 px) when --model is not given")
+        ->check(CLI::IsMember({"fast", "high"}));
     c->add_option("--batch-size", o.batch_size, "images per encoder batch")
         ->check(CLI::Range(1, 256));
     c->add_option("--weights", o.weights, "encoder weight type: stored, f32, f16, q8_0")
@@ -63,6 +66,29 @@ int main(int argc, char** argv) {
   stats->add_flag("--failures", o.list_failures, "list failed files with their reasons");
   stats->add_flag("--json", o.json_out, "print as JSON");
 
+  auto* models =
+      app.add_subcommand("models", "image-text models: list, pull, verify, path, convert");
+  models->require_subcommand(1);
+  auto* m_list = models->add_subcommand("list", "known models and whether they are installed");
+  m_list->add_flag("--json", o.json_out, "print as JSON");
+  auto* m_path = models->add_subcommand("path", "print the local folder of a model");
+  m_path->add_option("name", o.model_name, "model name")->required();
+  auto* m_pull = models->add_subcommand("pull", "download a model (resumable, checksummed)");
+  m_pull->add_option("name", o.model_name, "model name")->required();
+  m_pull->add_option("--base-url", o.base_url,
+                     "mirror to download from (default: the Hugging Face hub)");
+  auto* m_verify = models->add_subcommand("verify", "re-check a model's files and that it loads");
+  m_verify->add_option("name", o.model_name, "model name or folder")->required();
+  auto* m_convert = models->add_subcommand("convert", "write a GGUF file from a model folder");
+  m_convert->add_option("name", o.model_name, "model name or folder")->required();
+  m_convert->add_option("output", o.convert_out, "output .gguf file")->required();
+  for (auto* sub : {m_pull, m_verify, m_convert}) {
+    sub->add_flag("-q,--quiet", o.quiet, "no progress, errors only");
+    sub->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
+  }
+  m_convert->add_option("--type", o.convert_type, "f32, f16 (default), q8_0 or q4_0")
+      ->check(CLI::IsMember({"f32", "f16", "q8_0", "q4_0"}));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -73,5 +99,7 @@ int main(int argc, char** argv) {
   if (index->parsed()) return lumen::cli::RunIndex(o, argv[0]);
   if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
   if (stats->parsed()) return lumen::cli::RunStats(o);
+  for (auto* sub : {m_list, m_path, m_pull, m_verify, m_convert})
+    if (sub->parsed()) return lumen::cli::RunModels(sub->get_name(), o);
   return lumen::cli::kExitError;
 }

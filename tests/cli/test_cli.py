@@ -435,6 +435,122 @@ class Embeddings(Base):
                          db_rows(self.catalog, "SELECT COUNT(*) FROM locations")[0][0] > 0)
 
 
+class RangeServer:
+    """A loopback HTTP server for `lumen models pull`: serves a folder, honours Range requests,
+    and cuts the first transfer of each file named in `cut` halfway (to test resuming)."""
+
+    def __init__(self, root, cut=()):
+        import http.server
+        import threading
+        self.requests = []
+        server = self
+        cut_left = set(cut)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                path = os.path.join(root, self.path.lstrip("/"))
+                server.requests.append((self.path, self.headers.get("Range")))
+                if not os.path.isfile(path):
+                    self.send_error(404)
+                    return
+                data = read(path)
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                name = os.path.basename(path)
+                if name in cut_left and start == 0:
+                    cut_left.discard(name)
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(data[start:])
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Models(Base):
+    def test_pull_resumes_verifies_and_the_model_is_usable_by_name(self):
+        src = os.path.join(self.tmp, "src")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), src, "siglip", "2"],
+                       check=True)
+        repo = os.path.join(self.tmp, "hub", "google", "siglip-base-patch16-224", "resolve", "main")
+        os.makedirs(repo)
+        for f in ("config.json", "preprocessor_config.json", "model.safetensors", "spiece.model"):
+            shutil.copy(os.path.join(src, f), repo)
+        server = RangeServer(os.path.join(self.tmp, "hub"), cut={"model.safetensors"})
+        env = dict(os.environ, LUMEN_MODELS=os.path.join(self.tmp, "models"))
+        dest = os.path.join(self.tmp, "models", "siglip-base-patch16-224")
+        try:
+            pull = [LUMEN, "models", "pull", "siglip-base-patch16-224", "--base-url", server.url, "--quiet"]
+            p = subprocess.run(pull, env=env, capture_output=True)
+            self.assertEqual(p.returncode, EXIT_ERROR, p.stderr)
+            self.assertIn(b"kept for resuming", p.stderr)
+            part = os.path.join(dest, "model.safetensors.part")
+            self.assertGreater(os.path.getsize(part), 0)
+            p = subprocess.run(pull, env=env, capture_output=True)
+            self.assertEqual(p.returncode, EXIT_OK, p.stderr)
+            ranged = [r for path, r in server.requests if path.endswith("model.safetensors") and r]
+            self.assertEqual(len(ranged), 1)  # the second transfer resumed
+        finally:
+            server.close()
+        for f in ("config.json", "model.safetensors", "spiece.model"):
+            self.assertEqual(read(os.path.join(dest, f)), read(os.path.join(src, f)), f)
+        self.assertFalse(os.path.exists(os.path.join(dest, "model.safetensors.part")))
+        manifest = json.loads(read(os.path.join(dest, "lumen-manifest.json")))
+        self.assertEqual(set(manifest), {"config.json", "preprocessor_config.json", "model.safetensors", "spiece.model"})
+
+        verify = [LUMEN, "models", "verify", "siglip-base-patch16-224"]
+        p = subprocess.run(verify, env=env, capture_output=True)
+        self.assertEqual(p.returncode, EXIT_OK, p.stderr)
+        self.assertIn(b"text tower loads", p.stderr)
+        # A model used by name: lumen index --model NAME finds it in the models folder.
+        picture(os.path.join(self.lib, "a.jpg"))
+        p = subprocess.run([LUMEN, "index", self.lib, "--catalog", self.catalog, "--model", "siglip-base-patch16-224",
+                            "--quiet"], env=env, capture_output=True)
+        self.assertEqual(p.returncode, EXIT_OK, p.stderr)
+        self.assertEqual(db_rows(self.catalog, "SELECT model FROM embeddings"), [("siglip:siglip-base-patch16-224",)])
+        # Damage: verify names the file.
+        with open(os.path.join(dest, "spiece.model"), "r+b") as f:
+            f.seek(10)
+            f.write(b"\xff\xfe")
+        p = subprocess.run(verify, env=env, capture_output=True)
+        self.assertEqual(p.returncode, EXIT_SOME_FAILED)
+        self.assertIn(b"spiece.model: SHA-256 mismatch", p.stderr)
+
+    def test_convert_writes_a_gguf_that_index_uses(self):
+        src = make_model(os.path.join(self.tmp, "m"), "clip")
+        out = os.path.join(self.tmp, "m-q8.gguf")
+        run("models", "convert", src, out, "--type", "q8_0", check=EXIT_OK)
+        self.assertEqual(read(out)[:4], b"GGUF")
+        picture(os.path.join(self.lib, "a.jpg"))
+        p = run("process", self.lib, "--model", out, "--quiet", check=EXIT_OK)
+        r = json.loads(p.stdout.decode().splitlines()[0])
+        self.assertEqual(len(r["embedding"]), 48)
+        p = run("process", self.lib, "--model", src, "--quiet", check=EXIT_OK)
+        r2 = json.loads(p.stdout.decode().splitlines()[0])
+        dot = sum(a * b for a, b in zip(r["embedding"], r2["embedding"]))
+        self.assertGreater(dot, 0.99)  # q8_0 GGUF vs the f32 folder, same image
+        self.assertEqual(run("models", "pull", "no-such-model").returncode, EXIT_ERROR)
+
+
 class Cli(Base):
     def test_exit_codes_and_profile(self):
         self.assertEqual(run("index").returncode, EXIT_ERROR)

@@ -268,6 +268,40 @@ TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
   EXPECT_NE(shape.status().message().find("patch_embedding.weight"), std::string::npos)
       << shape.status().message();
 
+  // A tensor of the wrong dtype (I64 instead of a float type).
+  {
+    test::TempDir w;
+    std::string c2 = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                     "/tests/ml/reference.py " + w.path() + " siglip 1";
+    ASSERT_EQ(std::system(c2.c_str()), 0);
+    auto st_bytes = test::ReadFile(w.File("model.safetensors"));
+    std::string text(st_bytes.begin(), st_bytes.end());
+    // Relabel one F32 tensor as I32 (same element size, so offsets stay valid).
+    size_t at = text.find("\"F32\"");
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 5, "\"I32\"");
+    test::WriteFile(w.File("model.safetensors"), text);
+    auto bad = ImageEncoder::Load(w.path(), {});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("has dtype I32"), std::string::npos)
+        << bad.status().message();
+  }
+  // A tokenizer larger than the text model's vocabulary.
+  {
+    test::TempDir t;
+    std::string c3 = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                     "/tests/ml/text_reference.py " + t.path() + " siglip 1";
+    ASSERT_EQ(std::system(c3.c_str()), 0);
+    auto cfg = nlohmann::json::parse(test::ReadFile(t.File("config.json")));
+    cfg["text_config"]["vocab_size"] = 100;
+    test::WriteFile(t.File("config.json"), cfg.dump());
+    auto bad = TextEncoder::Load(t.path(), {});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("has 320 tokens but the text model's vocab_size is 100"),
+              std::string::npos)
+        << bad.status().message();
+  }
+
   test::WriteFile(d.File("config.json"), std::string(R"({"model_type": "resnet"})"));
   auto arch = ImageEncoder::Load(d.path(), {});
   ASSERT_FALSE(arch.ok());

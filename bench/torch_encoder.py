@@ -6,30 +6,13 @@ usage: /usr/bin/python3 bench/torch_encoder.py MODEL_DIR [threads=2] [batches=1,
 import json
 import os
 import resource
-import struct
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ml"))
 import reference  # noqa: E402
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = t["data_offsets"]
-        dt = {"F32": np.float32, "F16": np.float16}[t["dtype"]]
-        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=dt).reshape(t["shape"]).astype(np.float32))
-    return out
 
 
 def main():
@@ -43,7 +26,7 @@ def main():
     cfg = dict(config["vision_config"])
     cfg.setdefault("layer_norm_eps", 1e-6 if family == "siglip" else 1e-5)
     cfg["projection_dim"] = config.get("projection_dim", 0)
-    w = load_safetensors(os.path.join(d, "model.safetensors"))
+    w = reference.load_safetensors(os.path.join(d, "model.safetensors"))
     s = cfg["image_size"]
     print("| weights | batch | ms/image | images/s |\n|---|---|---|---|")
     for b in batches:

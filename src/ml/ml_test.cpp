@@ -46,6 +46,13 @@ std::vector<Image> ReadImages(const std::string& path) {
   return out;
 }
 
+// Runs tests/ml/SCRIPT.py: a random-weight model of `family` in `dir`, with its reference results.
+bool MakeModel(const char* script, const std::string& dir, const std::string& family, int seed) {
+  std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR + "/tests/ml/" + script +
+                    ".py " + dir + " " + family + " " + std::to_string(seed);
+  return std::system(cmd.c_str()) == 0;
+}
+
 double Cosine(const float* a, const float* b, size_t n) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -60,9 +67,7 @@ class Reference : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     dir_ = std::make_unique<test::TempDir>();
-    std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
-                      "/tests/ml/reference.py " + dir_->path() + " " + GetParam() + " 7";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    ASSERT_TRUE(MakeModel("reference", dir_->path(), GetParam(), 7));
   }
   std::string dir() const { return dir_->path(); }
   std::unique_ptr<test::TempDir> dir_;
@@ -124,9 +129,7 @@ class TextReference : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     dir_ = std::make_unique<test::TempDir>();
-    std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
-                      "/tests/ml/text_reference.py " + dir_->path() + " " + GetParam() + " 5";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    ASSERT_TRUE(MakeModel("text_reference", dir_->path(), GetParam(), 5));
     std::ifstream in(dir_->path() + "/texts.json");
     ref_ = nlohmann::json::parse(in);
   }
@@ -244,9 +247,7 @@ TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("config.json"), std::string::npos);
 
-  std::string cmd = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
-                    "/tests/ml/reference.py " + d.path() + " siglip 1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  ASSERT_TRUE(MakeModel("reference", d.path(), "siglip", 1));
   // Truncated weights.
   auto bytes = test::ReadFile(d.File("model.safetensors"));
   std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + bytes.size() / 2);
@@ -271,9 +272,7 @@ TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
   // A tensor of the wrong dtype (I64 instead of a float type).
   {
     test::TempDir w;
-    std::string c2 = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
-                     "/tests/ml/reference.py " + w.path() + " siglip 1";
-    ASSERT_EQ(std::system(c2.c_str()), 0);
+    ASSERT_TRUE(MakeModel("reference", w.path(), "siglip", 1));
     auto st_bytes = test::ReadFile(w.File("model.safetensors"));
     std::string text(st_bytes.begin(), st_bytes.end());
     // Relabel one F32 tensor as I32 (same element size, so offsets stay valid).
@@ -289,9 +288,7 @@ TEST(ModelErrors, ClearMessagesBeforeAnyInference) {
   // A tokenizer larger than the text model's vocabulary.
   {
     test::TempDir t;
-    std::string c3 = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
-                     "/tests/ml/text_reference.py " + t.path() + " siglip 1";
-    ASSERT_EQ(std::system(c3.c_str()), 0);
+    ASSERT_TRUE(MakeModel("text_reference", t.path(), "siglip", 1));
     auto cfg = nlohmann::json::parse(test::ReadFile(t.File("config.json")));
     cfg["text_config"]["vocab_size"] = 100;
     test::WriteFile(t.File("config.json"), cfg.dump());

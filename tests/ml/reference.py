@@ -41,6 +41,38 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
+def layer_weights(w, prefix, count, H, I, r, one):
+    """Random pre-LN encoder layers under `prefix` (HF names)."""
+    for i in range(count):
+        p = f"{prefix}{i}."
+        for ln in ("layer_norm1", "layer_norm2"):
+            w[p + ln + ".weight"] = one(H)
+            w[p + ln + ".bias"] = r(H)
+        for m in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            w[p + "self_attn." + m + ".weight"] = r(H, H, scale=0.15)
+            w[p + "self_attn." + m + ".bias"] = r(H)
+        w[p + "mlp.fc1.weight"] = r(I, H, scale=0.15)
+        w[p + "mlp.fc1.bias"] = r(I)
+        w[p + "mlp.fc2.weight"] = r(H, I, scale=0.1)
+        w[p + "mlp.fc2.bias"] = r(H)
+
+
+def load_safetensors(path):
+    """name -> float32 tensor, from an F32/F16 safetensors file."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        dt = {"F32": np.float32, "F16": np.float16}[t["dtype"]]
+        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=dt).reshape(t["shape"]).astype(np.float32))
+    return out
+
+
 def make_weights(family, cfg, gen):
     H, I, P, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"], cfg["num_hidden_layers"]
     n = (cfg["image_size"] // P) ** 2
@@ -56,18 +88,7 @@ def make_weights(family, cfg, gen):
         w[vm + "embeddings.position_embedding.weight"] = r(n + 1, H)
         w[vm + "pre_layrnorm.weight"] = one(H)
         w[vm + "pre_layrnorm.bias"] = r(H)
-    for i in range(L):
-        p = f"{vm}encoder.layers.{i}."
-        for ln in ("layer_norm1", "layer_norm2"):
-            w[p + ln + ".weight"] = one(H)
-            w[p + ln + ".bias"] = r(H)
-        for m in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            w[p + "self_attn." + m + ".weight"] = r(H, H, scale=0.15)
-            w[p + "self_attn." + m + ".bias"] = r(H)
-        w[p + "mlp.fc1.weight"] = r(I, H, scale=0.15)
-        w[p + "mlp.fc1.bias"] = r(I)
-        w[p + "mlp.fc2.weight"] = r(H, I, scale=0.1)
-        w[p + "mlp.fc2.bias"] = r(H)
+    layer_weights(w, vm + "encoder.layers.", L, H, I, r, one)
     w[vm + "post_layernorm.weight"] = one(H)
     w[vm + "post_layernorm.bias"] = r(H)
     if family == "siglip":

@@ -166,18 +166,7 @@ def make_text_weights(family, cfg, gen):
     w, tm = {}, "text_model."
     w[tm + "embeddings.token_embedding.weight"] = r(V, H, scale=0.5)
     w[tm + "embeddings.position_embedding.weight"] = r(T, H, scale=0.2)
-    for i in range(L):
-        p = f"{tm}encoder.layers.{i}."
-        for ln in ("layer_norm1", "layer_norm2"):
-            w[p + ln + ".weight"] = one(H)
-            w[p + ln + ".bias"] = r(H)
-        for m in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            w[p + "self_attn." + m + ".weight"] = r(H, H, scale=0.15)
-            w[p + "self_attn." + m + ".bias"] = r(H)
-        w[p + "mlp.fc1.weight"] = r(I, H, scale=0.15)
-        w[p + "mlp.fc1.bias"] = r(I)
-        w[p + "mlp.fc2.weight"] = r(H, I, scale=0.1)
-        w[p + "mlp.fc2.bias"] = r(H)
+    reference.layer_weights(w, tm + "encoder.layers.", L, H, I, r, one)
     w[tm + "final_layer_norm.weight"] = one(H)
     w[tm + "final_layer_norm.bias"] = r(H)
     if family == "siglip":
@@ -263,7 +252,7 @@ def main():
     cfg["projection_dim"] = config.get("projection_dim", 0)
     tw = make_text_weights(family, cfg, gen)
     # Merge with the vision weights into one model.safetensors.
-    vision = load(os.path.join(out, "model.safetensors"))
+    vision = reference.load_safetensors(os.path.join(out, "model.safetensors"))
     vision.update(tw)
     reference.write_safetensors(os.path.join(out, "model.safetensors"), vision)
     if size != "tiny":
@@ -273,19 +262,6 @@ def main():
     emb.numpy().astype(np.float32).tofile(os.path.join(out, "text_emb.bin"))
     json.dump({"texts": TEXTS, "tokens": tokens, "dim": int(emb.shape[1])},
               open(os.path.join(out, "texts.json"), "w"), ensure_ascii=False)
-
-
-def load(path):
-    import struct
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, t in header.items():
-        b, e = t["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=np.float32).reshape(t["shape"]).copy())
-    return out
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -188,6 +189,46 @@ TEST_P(TextReference, EmbeddingsMatchAtEveryPrecision) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TextReference, ::testing::Values("siglip", "clip"));
+
+// Robustness (also under ASan): random bytes and broken UTF-8 through both tokenizers; damaged
+// safetensors headers through the parser. A Status or a valid result, never a crash.
+TEST_P(TextReference, RandomInputNeverCrashes) {
+  auto enc = TextEncoder::Load(dir_->path(), {});
+  ASSERT_TRUE(enc.ok());
+  const auto& tok = (*enc)->tokenizer();
+  const int max = (*enc)->config().text.max_positions;
+  std::mt19937 rng(11);
+  for (int round = 0; round < 300; ++round) {
+    std::string text(std::uniform_int_distribution<size_t>(0, 400)(rng), '\0');
+    for (auto& c : text) c = static_cast<char>(std::uniform_int_distribution<int>(0, 255)(rng));
+    auto ids = tok.Encode(text);
+    ASSERT_FALSE(ids.empty());
+    ASSERT_LE(ids.size(), static_cast<size_t>(max));
+    for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < (*enc)->config().text.vocab);
+  }
+  auto st_bytes = test::ReadFile(dir_->File("model.safetensors"));
+  for (int round = 0; round < 300; ++round) {
+    std::vector<uint8_t> b = st_bytes;
+    size_t header = std::min<size_t>(b.size(), 8 + 4096);
+    for (int k = 0; k < 8; ++k)
+      b[std::uniform_int_distribution<size_t>(0, header - 1)(rng)] =
+          static_cast<uint8_t>(std::uniform_int_distribution<int>(0, 255)(rng));
+    if (round % 5 == 0) b.resize(std::uniform_int_distribution<size_t>(0, b.size())(rng));
+    test::WriteFile(dir_->File("damaged.safetensors"), b);
+    auto f = SafetensorsFile::Open(dir_->File("damaged.safetensors"));
+    if (!f.ok()) {
+      EXPECT_NE(f.status().message().find("damaged.safetensors"), std::string::npos)
+          << f.status().message();
+      continue;
+    }
+    for (const auto& [name, t] : (*f)->tensors()) {
+      ASSERT_TRUE(t.data != nullptr || t.bytes == 0);
+      if (t.dtype != DType::kOther) {
+        ASSERT_EQ(t.bytes, size_t(t.elements()) * DTypeSize(t.dtype));
+      }
+    }
+  }
+}
 
 // lumen models convert: the same model as GGUF at each type loads both towers and matches.
 TEST_P(TextReference, GgufAtEveryTypeMatchesTheReference) {

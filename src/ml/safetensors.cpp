@@ -158,6 +158,12 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string
         return Status::Corrupt(fmt::format("{}: tensor {}: bad shape", path, name));
       t.shape.push_back(d.get<int64_t>());
     }
+    int64_t count = 1;
+    for (int64_t d : t.shape) {
+      if (d != 0 && count > (int64_t(1) << 40) / d)
+        return Status::Corrupt(fmt::format("{}: tensor {}: shape too large", path, name));
+      count *= d;
+    }
     auto& off = v["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
         !off[1].is_number_unsigned())

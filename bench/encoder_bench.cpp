@@ -1,5 +1,6 @@
 // Image-encoder throughput: ms/image and images/s at several batch sizes and weight types.
-//   build/bench/encoder_bench MODEL_DIR [threads] [types=f32,f16,q8_0] [batches=1,8,32] [seconds=10]
+//   build/bench/encoder_bench MODEL_DIR [threads] [types=f32,f16,q8_0] [batches=1,8,32]
+//   [seconds=10]
 // Each (type, batch) runs at least once and then until `seconds` of encoding have passed.
 #include <sys/resource.h>
 
@@ -36,7 +37,9 @@ int main(int argc, char** argv) {
   for (const auto& t : types) {
     EncoderOptions opt;
     opt.threads = threads;
-    opt.weights = t == "f16" ? WeightType::kF16 : t == "q8_0" ? WeightType::kQ8_0 : WeightType::kF32;
+    opt.weights = t == "f16"    ? WeightType::kF16
+                  : t == "q8_0" ? WeightType::kQ8_0
+                                : WeightType::kF32;
     auto enc = ImageEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());
@@ -44,7 +47,8 @@ int main(int argc, char** argv) {
     }
     for (const auto& bs : batches) {
       int batch = std::atoi(bs.c_str());
-      std::vector<float> in((*enc)->input_floats() * batch, 0.1f), out(size_t((*enc)->dim()) * batch);
+      std::vector<float> in((*enc)->input_floats() * batch, 0.1f),
+          out(size_t((*enc)->dim()) * batch);
       for (size_t i = 0; i < in.size(); ++i) in[i] = float((i * 2654435761u) % 1000) / 500.f - 1.f;
       (void)(*enc)->Encode(in.data(), batch, out.data());  // warm-up (graph allocation)
       int images = 0;
@@ -55,7 +59,8 @@ int main(int argc, char** argv) {
         images += batch;
         el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       } while (el < seconds);
-      std::printf("| %s | %d | %.1f | %.2f |\n", t.c_str(), batch, 1000.0 * el / images, images / el);
+      std::printf("| %s | %d | %.1f | %.2f |\n", t.c_str(), batch, 1000.0 * el / images,
+                  images / el);
       std::fflush(stdout);
     }
   }

@@ -20,16 +20,20 @@ int main(int argc, char** argv) {
   std::string types = argc > 3 ? argv[3] : "f32,f16,q8_0";
   int batch = argc > 4 ? std::atoi(argv[4]) : 32;
   int terms = argc > 5 ? std::atoi(argv[5]) : 256;
-  const char* words[] = {"dog", "golden retriever", "beach", "sunset over the sea", "cat", "mountain lake",
-                         "birthday cake", "red sports car", "bicycle", "snow covered forest"};
+  const char* words[] = {"dog",     "golden retriever",   "beach",         "sunset over the sea",
+                         "cat",     "mountain lake",      "birthday cake", "red sports car",
+                         "bicycle", "snow covered forest"};
   std::vector<std::string> texts;
-  for (int i = 0; i < terms; ++i) texts.push_back(std::string("a photo of a ") + words[i % 10] + ".");
+  for (int i = 0; i < terms; ++i)
+    texts.push_back(std::string("a photo of a ") + words[i % 10] + ".");
   std::printf("| weights | batch | tokens/text | ms/term | terms/s |\n|---|---|---|---|---|\n");
   std::stringstream ss(types);
   for (std::string t; std::getline(ss, t, ',');) {
     EncoderOptions opt;
     opt.threads = threads;
-    opt.weights = t == "f16" ? WeightType::kF16 : t == "q8_0" ? WeightType::kQ8_0 : WeightType::kF32;
+    opt.weights = t == "f16"    ? WeightType::kF16
+                  : t == "q8_0" ? WeightType::kQ8_0
+                                : WeightType::kF32;
     auto enc = TextEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());
@@ -42,8 +46,8 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     if (!(*enc)->Encode(texts, out.data(), batch).ok()) return 1;
     double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("| %s | %d | %.1f | %.2f | %.1f |\n", t.c_str(), batch, double(tokens) / texts.size(),
-                1000 * el / texts.size(), texts.size() / el);
+    std::printf("| %s | %d | %.1f | %.2f | %.1f |\n", t.c_str(), batch,
+                double(tokens) / texts.size(), 1000 * el / texts.size(), texts.size() / el);
     std::fflush(stdout);
   }
 }

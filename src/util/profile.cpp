@@ -26,7 +26,8 @@ const char* StageName(Stage s) {
       return "perceptual hash";
     case Stage::kModelInput:
       return "model input";
-    case Stage::kEncode: return "image encoder";
+    case Stage::kEncode:
+      return "image encoder";
     case Stage::kWrite:
       return "catalog/output";
     case Stage::kCount:

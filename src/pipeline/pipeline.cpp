@@ -218,7 +218,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       opt.jobs > 0 ? opt.jobs : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const size_t tokens = static_cast<size_t>(jobs) * 3;
   MemoryBudget budget(opt.memory_budget);
-  uint64_t discovered = 0, queued = 0, done = 0;
+  uint64_t queued = 0, done = 0;
   bool scan_complete = false;
   Status fatal;
 
@@ -255,7 +255,6 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
         fc.stop();
         return nullptr;
       }
-      ++discovered;
       if (incremental) {
         auto it = known.find(e.path);
         if (it != known.end()) {

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -424,6 +425,99 @@ Status Catalog::UpsertLocation(const std::string& path, const FileIdentity& id,
 Status Catalog::MarkMissing(int64_t location_id, int64_t run) {
   mark_missing_.Bind(1, run).Bind(2, Now()).Bind(3, location_id);
   return mark_missing_.Run();
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT model, COUNT(*) FROM embeddings GROUP BY model ORDER BY model");
+  if (!s.ok()) return s.status();
+  std::vector<std::pair<std::string, int64_t>> out;
+  Status st;
+  while (s->Step(&st)) out.emplace_back(s->Text(0), s->Int(1));
+  if (!st.ok()) return st;
+  return out;
+}
+
+Status Catalog::LoadEmbeddings(const std::string& model, FlatIndex* index) {
+  auto s = sql::Prepare(db_.get(), "SELECT asset_id, dim, vector FROM embeddings WHERE model=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, model);
+  Status st;
+  std::vector<float> v;
+  while (s->Step(&st)) {
+    if (s->Int(1) != index->dim())
+      return Status::Invalid(fmt::format("catalog embeddings of {} have dim {}, the model gives {}",
+                                         model, s->Int(1), index->dim()));
+    std::string blob = s->Blob(2);
+    if (blob.size() != size_t(index->dim()) * sizeof(float))
+      return Status::Corrupt("embedding blob of the wrong size");
+    v.resize(size_t(index->dim()));
+    std::memcpy(v.data(), blob.data(), blob.size());
+    index->Add(s->Int(0), v.data());
+  }
+  return st;
+}
+
+Result<Catalog::AssetView> Catalog::GetAsset(int64_t id) {
+  auto s = sql::Prepare(
+      db_.get(),
+      "SELECT a.hash, (SELECT path FROM locations l WHERE l.asset_id=a.id AND l.state='ok' "
+      "ORDER BY l.path LIMIT 1), m.captured_at, "
+      "TRIM(COALESCE(m.camera_make,'') || ' ' || COALESCE(m.camera_model,'')) "
+      "FROM assets a LEFT JOIN metadata m ON m.asset_id=a.id WHERE a.id=? LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, id);
+  Status st;
+  if (!s->Step(&st))
+    return st.ok() ? Status::NotFound(fmt::format("asset {} not in the catalog", id)) : st;
+  AssetView v;
+  v.id = id;
+  std::string h = s->Blob(0);
+  if (h.size() == 16) v.hash = Hash128::FromBytes(reinterpret_cast<const unsigned char*>(h.data()));
+  v.path = s->IsNull(1) ? "" : s->Blob(1);
+  v.captured_at = s->OptText(2);
+  if (!s->IsNull(3) && !s->Text(3).empty()) v.camera = s->Text(3);
+  return v;
+}
+
+Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const std::string& folder,
+                                                          const std::string& camera,
+                                                          const std::string& from,
+                                                          const std::string& to) {
+  std::string q =
+      "SELECT DISTINCT a.id FROM assets a JOIN locations l ON l.asset_id=a.id AND l.state='ok' "
+      "LEFT JOIN metadata m ON m.asset_id=a.id WHERE 1=1";
+  std::vector<std::string> binds;
+  if (!folder.empty()) {
+    std::string lo = folder == "/" ? "/" : folder + "/";
+    std::string hi = folder == "/" ? "0" : folder + "0";
+    binds.push_back(lo);
+    binds.push_back(hi);
+    q += fmt::format(" AND l.path>=CAST(?{} AS BLOB) AND l.path<CAST(?{} AS BLOB)",
+                     binds.size() - 1, binds.size());
+  }
+  if (!camera.empty()) {
+    binds.push_back("%" + camera + "%");
+    q += fmt::format(
+        " AND (COALESCE(m.camera_make,'') || ' ' || COALESCE(m.camera_model,'')) LIKE ?{}",
+        binds.size());
+  }
+  if (!from.empty()) {
+    binds.push_back(from);
+    q += fmt::format(" AND m.captured_at>=?{}", binds.size());
+  }
+  if (!to.empty()) {
+    binds.push_back(to + "~");  // inclusive of the whole last day
+    q += fmt::format(" AND m.captured_at<=?{}", binds.size());
+  }
+  auto s = sql::Prepare(db_.get(), q);
+  if (!s.ok()) return s.status();
+  for (size_t i = 0; i < binds.size(); ++i) s->Bind(static_cast<int>(i + 1), binds[i]);
+  std::unordered_set<int64_t> out;
+  Status st;
+  while (s->Step(&st)) out.insert(s->Int(0));
+  if (!st.ok()) return st;
+  return out;
 }
 
 }  // namespace lumen

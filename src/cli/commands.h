@@ -37,6 +37,10 @@ struct Options {
   std::string base_url;
   std::string convert_out;
   std::string convert_type = "f16";
+  // search / similar
+  std::string query;
+  int top = 20;
+  std::string folder, camera, date_from, date_to;
   bool full = false;
   // process
   std::string format = "jsonl";
@@ -52,5 +56,6 @@ int RunIndex(const Options& o, const char* argv0);
 int RunProcess(const Options& o, const char* argv0);
 int RunStats(const Options& o);
 int RunModels(const std::string& action, const Options& o);
+int RunSearch(const Options& o, bool similar);
 
 }  // namespace lumen::cli

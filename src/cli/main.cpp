@@ -66,6 +66,25 @@ int main(int argc, char** argv) {
   stats->add_flag("--failures", o.list_failures, "list failed files with their reasons");
   stats->add_flag("--json", o.json_out, "print as JSON");
 
+  auto add_search = [&](CLI::App* c) {
+    c->add_option("--catalog", o.catalog, "catalog database");
+    c->add_option("--model", o.model,
+                  "the model the images were indexed with (name, folder or .gguf)");
+    c->add_option("-k,--top", o.top, "how many results (default 20)")->check(CLI::Range(1, 100000));
+    c->add_flag("--json", o.json_out, "print as JSON");
+    c->add_option("--folder", o.folder, "only images under this folder");
+    c->add_option("--camera", o.camera, "only images whose camera make/model contains this");
+    c->add_option("--from", o.date_from, "only images captured on or after this date (YYYY-MM-DD)");
+    c->add_option("--to", o.date_to, "only images captured on or before this date (YYYY-MM-DD)");
+  };
+  auto* search = app.add_subcommand("search", "find images by a text description");
+  search->add_option("text", o.query, "what to look for")->required();
+  add_search(search);
+  auto* similar = app.add_subcommand("similar", "find images that look like an image");
+  similar->add_option("image", o.query, "an image file, or a content hash from the catalog")
+      ->required();
+  add_search(similar);
+
   auto* models =
       app.add_subcommand("models", "image-text models: list, pull, verify, path, convert");
   models->require_subcommand(1);
@@ -99,6 +118,8 @@ int main(int argc, char** argv) {
   if (index->parsed()) return lumen::cli::RunIndex(o, argv[0]);
   if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
   if (stats->parsed()) return lumen::cli::RunStats(o);
+  if (search->parsed()) return lumen::cli::RunSearch(o, false);
+  if (similar->parsed()) return lumen::cli::RunSearch(o, true);
   for (auto* sub : {m_list, m_path, m_pull, m_verify, m_convert})
     if (sub->parsed()) return lumen::cli::RunModels(sub->get_name(), o);
   return lumen::cli::kExitError;

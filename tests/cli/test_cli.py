@@ -6,6 +6,7 @@ with Pillow and exiftool; real camera photos come from Debian's kphotoalbum pack
 """
 import base64
 import json
+import math
 import os
 import random
 import shutil
@@ -549,6 +550,65 @@ class Models(Base):
         dot = sum(a * b for a, b in zip(r["embedding"], r2["embedding"]))
         self.assertGreater(dot, 0.99)  # q8_0 GGUF vs the f32 folder, same image
         self.assertEqual(run("models", "pull", "no-such-model").returncode, EXIT_ERROR)
+
+
+class Search(Base):
+    def test_search_and_similar_rank_by_cosine_with_filters_and_clear_errors(self):
+        model = os.path.join(self.tmp, "siglip-tiny")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), model, "siglip", "4"],
+                       check=True)
+        os.makedirs(os.path.join(self.lib, "a"))
+        os.makedirs(os.path.join(self.lib, "b"))
+        for i in range(6):
+            picture(os.path.join(self.lib, "a" if i < 3 else "b", f"p{i}.jpg"), 400, 300, seed=10 + i)
+        # A re-encoded, smaller copy of p0: the nearest neighbour of p0.
+        Image.open(os.path.join(self.lib, "a", "p0.jpg")).resize((200, 150)).save(
+            os.path.join(self.lib, "b", "p0-small.jpg"), quality=60)
+
+        p = run("search", "a dog", "--catalog", self.catalog, "--model", model)
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"no image embeddings in the catalog yet", p.stderr)
+
+        self.index("--model", model, check=EXIT_OK)
+        p = run("search", "a photo of a dog", "--catalog", self.catalog, "--model", model, "-k", "4", "--json",
+                check=EXIT_OK)
+        hits = json.loads(p.stdout)
+        self.assertEqual(len(hits), 4)
+        cos = [h["cosine"] for h in hits]
+        self.assertEqual(cos, sorted(cos, reverse=True))
+        for h in hits:  # SigLIP's calibrated probability with the model's own scale and bias
+            self.assertAlmostEqual(h["score"], 1 / (1 + math.exp(-(10 * h["cosine"] - 10))), places=5)
+            self.assertTrue(os.path.exists(h["path"]))
+        p = run("search", "a photo of a dog", "--catalog", self.catalog, "--model", model, "--folder",
+                os.path.join(self.lib, "a"), "--json", check=EXIT_OK)
+        self.assertEqual({os.path.dirname(h["path"]) for h in json.loads(p.stdout)}, {os.path.join(self.lib, "a")})
+        self.assertEqual(len(json.loads(p.stdout)), 3)
+
+        p = run("similar", os.path.join(self.lib, "a", "p0.jpg"), "--catalog", self.catalog, "--model", model,
+                "--json", check=EXIT_OK)
+        hits = json.loads(p.stdout)
+        self.assertEqual(hits[0]["path"], os.path.join(self.lib, "b", "p0-small.jpg"))
+        self.assertNotIn(os.path.join(self.lib, "a", "p0.jpg"), [h["path"] for h in hits])  # not itself
+        # By content hash, and for a file that is not in the catalog.
+        p = run("similar", hits[0]["content_hash"], "--catalog", self.catalog, "--model", model, "--json",
+                check=EXIT_OK)
+        self.assertEqual(json.loads(p.stdout)[0]["path"], os.path.join(self.lib, "a", "p0.jpg"))
+        outside = os.path.join(self.tmp, "outside.jpg")
+        shutil.copy(os.path.join(self.lib, "a", "p0.jpg"), outside)
+        with open(outside, "ab") as f:
+            f.write(b"x")  # other bytes, same picture
+        p = run("similar", outside, "--catalog", self.catalog, "--model", model, "--json", check=EXIT_OK)
+        self.assertIn(json.loads(p.stdout)[0]["path"],
+                      (os.path.join(self.lib, "a", "p0.jpg"), os.path.join(self.lib, "b", "p0-small.jpg")))
+
+        p = run("search", "   ", "--catalog", self.catalog, "--model", model)
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"the query is empty", p.stderr)
+        other = make_model(os.path.join(self.tmp, "clip-tiny"), "clip")
+        p = run("search", "dog", "--catalog", self.catalog, "--model", other)
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"no image embeddings from clip:clip-tiny", p.stderr)
+        self.assertIn(b"siglip:siglip-tiny", p.stderr)
 
 
 class Cli(Base):

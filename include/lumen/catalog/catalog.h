@@ -28,6 +28,7 @@
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
 #include "lumen/meta/exif.h"
+#include "lumen/search/flat_index.h"
 #include "lumen/util/status.h"
 
 namespace lumen {
@@ -103,6 +104,24 @@ class Catalog {
   Status PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m);
   // An L2-normalised image embedding (little-endian f32) from the model `model`.
   Status PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v);
+
+  // ---- queries for search ----
+  // Models that have embeddings, with their counts.
+  Result<std::vector<std::pair<std::string, int64_t>>> EmbeddingModels();
+  // Every embedding of `model` into `index` (its dim must match the stored one).
+  Status LoadEmbeddings(const std::string& model, FlatIndex* index);
+  struct AssetView {
+    int64_t id = 0;
+    Hash128 hash;
+    std::string path;  // a current location ("" if none is ok)
+    std::optional<std::string> captured_at, camera;
+  };
+  Result<AssetView> GetAsset(int64_t id);
+  // Assets with a current location under `folder` (if set), a camera make/model containing
+  // `camera` (if set), captured in [from, to] (ISO dates; if set).
+  Result<std::unordered_set<int64_t>> FilterAssets(const std::string& folder,
+                                                   const std::string& camera,
+                                                   const std::string& from, const std::string& to);
 
   Status UpsertLocation(const std::string& path, const FileIdentity& id,
                         std::optional<int64_t> asset, LocationState state,

@@ -96,6 +96,18 @@ CREATE TABLE embeddings(
   PRIMARY KEY(asset_id, model)
 );
 )sql",
+    // v2 -> v3
+    R"sql(
+CREATE TABLE tags(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  bank TEXT NOT NULL,
+  term TEXT NOT NULL,
+  category TEXT,
+  confidence REAL NOT NULL,
+  PRIMARY KEY(asset_id, bank, term)
+);
+CREATE INDEX tags_term ON tags(term);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -401,6 +413,23 @@ Status Catalog::PutEmbedding(int64_t asset, const std::string& model, const std:
   put_embedding_.Bind(1, asset).Bind(2, model).Bind(3, int64_t(v.size()));
   put_embedding_.BindBlob(4, v.data(), v.size() * sizeof(float));
   return put_embedding_.Run();
+}
+
+Status Catalog::PutTags(int64_t asset, const std::string& bank,
+                        const std::vector<std::tuple<std::string, std::string, float>>& tags) {
+  auto del = sql::Prepare(db_.get(), "DELETE FROM tags WHERE asset_id=? AND bank=?");
+  if (!del.ok()) return del.status();
+  del->Bind(1, asset).Bind(2, bank);
+  LUMEN_RETURN_IF_ERROR(del->Run());
+  auto ins = sql::Prepare(
+      db_.get(),
+      "INSERT OR REPLACE INTO tags(asset_id,bank,term,category,confidence) VALUES(?,?,?,?,?)");
+  if (!ins.ok()) return ins.status();
+  for (const auto& [term, category, conf] : tags) {
+    ins->Bind(1, asset).Bind(2, bank).Bind(3, term).Bind(4, category).Bind(5, double(conf));
+    LUMEN_RETURN_IF_ERROR(ins->Run());
+  }
+  return Status::Ok();
 }
 
 Status Catalog::UpsertLocation(const std::string& path, const FileIdentity& id,

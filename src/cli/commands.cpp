@@ -27,6 +27,9 @@
 #include "lumen/pipeline/pipeline.h"
 #include "lumen/pipeline/sinks.h"
 #include "lumen/search/flat_index.h"
+#include "lumen/tags/label_bank.h"
+#include "lumen/tags/scorer.h"
+#include "lumen/tags/vocabulary.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
@@ -51,6 +54,39 @@ std::string EncoderId(const std::string& path, ml::Family family) {
   std::string dir = AbsolutePath(path);
   return fmt::format("{}:{}", family == ml::Family::kSiglip ? "siglip" : "clip",
                      dir.substr(dir.rfind('/') + 1));
+}
+
+tags::VocabularyOptions VocabOptions(const Options& o) {
+  tags::VocabularyOptions v;
+  if (o.no_wordnet) v.wordnet_dir.clear();
+  v.user_files = o.vocab_files;
+  return v;
+}
+
+// Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
+std::string BankPath(const std::string& catalog, const tags::BankKey& key) {
+  std::string dir = std::filesystem::path(catalog).parent_path().string();
+  std::string id = key.model_id;
+  for (auto& c : id)
+    if (c == ':' || c == '/') c = '-';
+  std::string salt = HashBytes(key.prompt.data(), key.prompt.size()).Hex().substr(0, 8);
+  return fmt::format("{}/banks/{}-{}-{}.bank", dir.empty() ? "." : dir, id,
+                     key.vocab_hash.substr(0, 12), salt);
+}
+
+// The model's own calibration: SigLIP's learned logit scale and bias; CLIP's scale with the
+// documented offset (see tags/scorer.h).
+tags::Calibration ModelCalibration(const ml::ModelSource& m) {
+  auto scalar = [&](const char* name, float fallback) {
+    const ml::TensorView* v = m.tensors->Find(name);
+    if (!v || v->elements() != 1) return fallback;
+    float f;
+    ml::ToFloat32(*v, &f);
+    return f;
+  };
+  if (m.config.family == ml::Family::kSiglip)
+    return {std::exp(scalar("logit_scale", std::log(10.0f))), scalar("logit_bias", -10.0f)};
+  return tags::Calibration::Clip(std::exp(scalar("logit_scale", std::log(100.0f))));
 }
 
 // Loads the image encoder: --model NAME|PATH, else the default model for --quality when it is
@@ -82,6 +118,32 @@ Status LoadEncoder(const Options& o, PipelineOptions* p) {
   auto enc = ml::ImageEncoder::Load(path, eo);
   if (!enc.ok()) return enc.status();
   p->encoder_id = EncoderId(path, (*enc)->config().family);
+  if (o.tags) {
+    auto vocab = tags::Vocabulary::Build(VocabOptions(o));
+    if (!vocab.ok()) return vocab.status();
+    tags::BankKey key{p->encoder_id, vocab->Hash(), o.prompt, (*enc)->dim()};
+    std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+    std::string bank_path = BankPath(catalog, key);
+    auto bank = tags::LabelBank::Open(bank_path, key);
+    if (!bank.ok())
+      return Status::NotFound(
+          fmt::format("no label bank for {} ({}): run `lumen tags build --model {}` first",
+                      p->encoder_id, bank.status().message(), o.model.empty() ? "MODEL" : o.model));
+    if (!(*bank)->complete())
+      log::Warn(
+          fmt::format("the label bank has {} of {} terms so far (lumen tags build resumes it)",
+                      (*bank)->rows_done(), (*bank)->count()));
+    auto source = ml::OpenModel(path);
+    if (!source.ok()) return source.status();
+    PipelineOptions::Tagging t;
+    t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
+    t.bank = std::shared_ptr<tags::LabelBank>(std::move(bank.value()));
+    t.calibration = ModelCalibration(**source);
+    t.score.min_confidence = o.min_confidence;
+    t.score.max_tags = static_cast<size_t>(o.max_tags);
+    t.bank_id = fmt::format("{}|{}|{}", key.model_id, key.vocab_hash.substr(0, 12), key.prompt);
+    p->tagging = std::move(t);
+  }
   p->encoder = std::move(enc.value());
   p->batch_size = o.batch_size;
   return Status::Ok();
@@ -632,6 +694,46 @@ int RunSearch(const Options& o, bool similar) {
                 j["cosine"].get<double>(), log::Printable(j["path"].get<std::string>()).c_str());
   }
   return kExitOk;
+}
+
+int RunTagsBuild(const Options& o) {
+  SetupLogging(o);
+  auto fail = [](const Status& st) {
+    log::Error(st.message());
+    return kExitError;
+  };
+  std::string path = ml::ResolveModelPath(o.model);
+  auto text = ml::TextEncoder::Load(path, {});
+  if (!text.ok()) return fail(text.status());
+  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
+  if (!vocab.ok()) return fail(vocab.status());
+  tags::BankKey key{EncoderId(path, (*text)->config().family), vocab->Hash(), o.prompt,
+                    (*text)->dim()};
+  std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+  std::string bank_path = BankPath(catalog, key);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(bank_path).parent_path(), ec);
+  Progress progress(Progress::Detect(o.quiet, false), "terms");
+  tags::BuildOptions bo;
+  bo.chunk = 256;
+  const uint64_t t0 = MonotonicNs();
+  bo.on_chunk = [&](size_t done, size_t total) {
+    progress.Update(done, total, 0, 0);
+    return !Interrupted();
+  };
+  tags::EncodeFn encode = [&](const std::vector<std::string>& texts, float* out) {
+    return (*text)->Encode(texts, out);
+  };
+  Status st = tags::BuildLabelBank(bank_path, key, *vocab, tags::PriorityOrder(*vocab), encode, bo);
+  progress.Finish();
+  if (!st.ok()) return fail(st);
+  auto bank = tags::LabelBank::Open(bank_path, key);
+  if (!bank.ok()) return fail(bank.status());
+  double el = (MonotonicNs() - t0) / 1e9;
+  log::Info(fmt::format("label bank {}: {} of {} terms ({} vocabulary), {:.1f} s{}", bank_path,
+                        (*bank)->rows_done(), (*bank)->count(), vocab->size(), el,
+                        (*bank)->complete() ? "" : "; interrupted: run again to resume"));
+  return (*bank)->complete() ? kExitOk : 128 + (InterruptSignal() ? InterruptSignal() : 2);
 }
 
 }  // namespace lumen::cli

@@ -37,6 +37,13 @@ struct Options {
   std::string base_url;
   std::string convert_out;
   std::string convert_type = "f16";
+  // tags
+  bool tags = false;
+  float min_confidence = 0.1f;
+  int max_tags = 15;
+  bool no_wordnet = false;
+  std::vector<std::string> vocab_files;
+  std::string prompt = "a photo of a {}.";
   // search / similar
   std::string query;
   int top = 20;
@@ -57,5 +64,6 @@ int RunProcess(const Options& o, const char* argv0);
 int RunStats(const Options& o);
 int RunModels(const std::string& action, const Options& o);
 int RunSearch(const Options& o, bool similar);
+int RunTagsBuild(const Options& o);
 
 }  // namespace lumen::cli

@@ -34,6 +34,12 @@ int main(int argc, char** argv) {
     c->add_option("--model", o.model,
                   "image encoder: a SigLIP/CLIP model folder (Hugging Face layout)");
     c->add_flag("--no-embedding", o.no_embedding, "do not compute image embeddings");
+    c->add_flag("--tags", o.tags, "zero-shot tags from the label bank (lumen tags build)");
+    c->add_option("--min-confidence", o.min_confidence,
+                  "tags below this confidence are dropped (0.1)")
+        ->check(CLI::Range(0.0, 1.0));
+    c->add_option("--max-tags", o.max_tags, "at most this many tags per image (15)")
+        ->check(CLI::Range(1, 1000));
     c->add_option("--quality", o.quality,
                   "fast (224 px model) or high (384 px) when --model is not given")
         ->check(CLI::IsMember({"fast", "high"}));
@@ -85,6 +91,24 @@ int main(int argc, char** argv) {
       ->required();
   add_search(similar);
 
+  auto add_vocab = [&](CLI::App* c) {
+    c->add_flag("--no-wordnet", o.no_wordnet, "leave WordNet's nouns out of the vocabulary");
+    c->add_option("--vocab", o.vocab_files,
+                  "extra vocabulary file: term<TAB>category lines (repeatable)");
+    c->add_option("--prompt", o.prompt,
+                  "prompt template, {} is the term (default \"a photo of a {}.\")");
+  };
+  add_vocab(index);
+  add_vocab(process);
+  auto* tags_cmd = app.add_subcommand("tags", "zero-shot tags: the label bank");
+  tags_cmd->require_subcommand(1);
+  auto* t_build = tags_cmd->add_subcommand(
+      "build", "encode the vocabulary with a model's text tower (resumable)");
+  t_build->add_option("--catalog", o.catalog, "catalog database (the bank is stored beside it)");
+  t_build->add_option("--model", o.model, "model name, folder or .gguf")->required();
+  t_build->add_flag("-q,--quiet", o.quiet, "no progress");
+  add_vocab(t_build);
+
   auto* models =
       app.add_subcommand("models", "image-text models: list, pull, verify, path, convert");
   models->require_subcommand(1);
@@ -119,6 +143,7 @@ int main(int argc, char** argv) {
   if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
   if (stats->parsed()) return lumen::cli::RunStats(o);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
+  if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (similar->parsed()) return lumen::cli::RunSearch(o, true);
   for (auto* sub : {m_list, m_path, m_pull, m_verify, m_convert})
     if (sub->parsed()) return lumen::cli::RunModels(sub->get_name(), o);

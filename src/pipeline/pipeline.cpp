@@ -189,6 +189,7 @@ Producers ProducersFor(const PipelineOptions& opt) {
   p.hashes = "dhash64+phash64@1";
   p.metadata = "exiv2@1";
   if (opt.encoder) p.embedding = opt.encoder_id;
+  if (opt.tagging) p.tags = opt.tagging->bank_id;
   return p;
 }
 
@@ -360,6 +361,18 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       for (size_t i = 0; i < pending.size(); ++i)
         pending[i]->result.embedding.assign(out.begin() + static_cast<long>(i * dim),
                                             out.begin() + static_cast<long>((i + 1) * dim));
+      if (opt.tagging) {
+        StageTimer tt(profile, Stage::kTags);
+        const auto& tg = *opt.tagging;
+        auto scored =
+            tags::ScoreImages(out.data(), pending.size(), *tg.bank, tg.calibration, tg.score);
+        for (size_t i = 0; i < pending.size(); ++i)
+          for (const tags::Tag& t : scored[i]) {
+            const tags::Term& term = tg.vocab->terms()[t.term];
+            pending[i]->result.tags.push_back(
+                {term.text, term.category, tg.vocab->Path(t.term), t.confidence});
+          }
+      }
     }
     auto batch = std::move(pending);
     pending.clear();

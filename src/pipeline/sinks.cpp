@@ -44,6 +44,11 @@ Status CatalogSink::Accept(const ItemResult& r) {
         LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
       if (!r.embedding.empty() && !producers_.embedding.empty())
         LUMEN_RETURN_IF_ERROR(catalog_->PutEmbedding(*id, producers_.embedding, r.embedding));
+      if (!r.tags.empty() && !producers_.tags.empty()) {
+        std::vector<std::tuple<std::string, std::string, float>> rows;
+        for (const auto& t : r.tags) rows.emplace_back(t.name, t.category, t.confidence);
+        LUMEN_RETURN_IF_ERROR(catalog_->PutTags(*id, producers_.tags, rows));
+      }
       LUMEN_RETURN_IF_ERROR(
           catalog_->UpsertLocation(r.path, r.identity, *id, LocationState::kOk, "", run_));
       break;
@@ -144,6 +149,15 @@ nlohmann::json ToRecord(const ItemResult& r) {
     j["thumbnail"] = nullptr;
   }
   if (!r.embedding.empty()) j["embedding"] = r.embedding;
+  if (!r.tags.empty()) {
+    nlohmann::json tags = nlohmann::json::array();
+    for (const auto& t : r.tags)
+      tags.push_back({{"name", t.name},
+                      {"confidence", t.confidence},
+                      {"category", t.category},
+                      {"path", t.path}});
+    j["tags"] = std::move(tags);
+  }
   return j;
 }
 

@@ -26,6 +26,8 @@ const char* StageName(Stage s) {
       return "perceptual hash";
     case Stage::kModelInput:
       return "model input";
+    case Stage::kTags:
+      return "tags";
     case Stage::kEncode:
       return "image encoder";
     case Stage::kWrite:

@@ -36,7 +36,8 @@ Progress::Mode Progress::Detect(bool quiet, bool json_logs) {
   return Mode::kLines;
 }
 
-Progress::Progress(Mode mode) : mode_(mode), start_ns_(MonotonicNs()), last_ns_(start_ns_) {
+Progress::Progress(Mode mode, std::string unit)
+    : mode_(mode), unit_(std::move(unit)), start_ns_(MonotonicNs()), last_ns_(start_ns_) {
   if (mode_ == Mode::kTerminal) {
     g_active = this;
     log::SetBeforeWriteHook(&Progress::ClearHook);
@@ -79,15 +80,15 @@ void Progress::Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t fa
     int width = 24;
     int fill = total ? static_cast<int>(width * static_cast<double>(done) / total) : 0;
     if (fill > width) fill = width;
-    line = fmt::format("\r\033[K[{}{}] {}/{} files  {:.1f} files/s  {:.1f} MB/s  ETA {}{}",
-                       std::string(fill, '='), std::string(width - fill, ' '), done, tot, rate, mbs,
-                       eta, failed ? fmt::format("  {} failed", failed) : "");
+    line = fmt::format("\r\033[K[{}{}] {}/{} {}  {:.1f} {}/s  {:.1f} MB/s  ETA {}{}",
+                       std::string(fill, '='), std::string(width - fill, ' '), done, tot, unit_,
+                       rate, unit_, mbs, eta, failed ? fmt::format("  {} failed", failed) : "");
     std::lock_guard lock(mu_);
     WriteAll(line);
     drawn_ = true;
   } else {
-    log::Info(fmt::format("progress {}/{} files, {:.1f} files/s, {:.1f} MB/s, ETA {}, {} failed",
-                          done, tot, rate, mbs, eta, failed));
+    log::Info(fmt::format("progress {}/{} {}, {:.1f} {}/s, {:.1f} MB/s, ETA {}, {} failed", done,
+                          tot, unit_, rate, unit_, mbs, eta, failed));
   }
 }
 

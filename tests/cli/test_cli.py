@@ -611,6 +611,45 @@ class Search(Base):
         self.assertIn(b"siglip:siglip-tiny", p.stderr)
 
 
+class Tags(Base):
+    def test_bank_build_then_tags_in_records_and_catalog(self):
+        model = os.path.join(self.tmp, "siglip-tiny")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), model, "siglip", "6"],
+                       check=True)
+        vocab = os.path.join(self.tmp, "mine.tsv")
+        with open(vocab, "w") as f:
+            f.write("sourdough bread\tfood\nmy cat\tpets\n")
+        for i in range(3):
+            picture(os.path.join(self.lib, f"p{i}.jpg"), seed=i)
+        common = ["--catalog", self.catalog, "--model", model, "--no-wordnet", "--vocab", vocab]
+        p = run("process", self.lib, "--tags", *common, "--quiet")
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"lumen tags build", p.stderr)
+
+        p = run("tags", "build", *common, check=EXIT_OK)
+        self.assertIn(b"terms", p.stderr)
+        banks = os.listdir(os.path.join(os.path.dirname(self.catalog), "banks"))
+        self.assertEqual(len(banks), 1)
+
+        run("index", self.lib, "--tags", "--min-confidence", "0", *common, "--quiet", check=EXIT_OK)
+        rows = db_rows(self.catalog, "SELECT COUNT(DISTINCT asset_id), COUNT(*) FROM tags")
+        self.assertEqual(rows, [(3, 45)])  # 15 tags (the default) for each image
+        p = run("process", self.lib, "--tags", "--min-confidence", "0", "--max-tags", "4", *common, "--quiet",
+                check=EXIT_OK)
+        for r in map(json.loads, p.stdout.decode().splitlines()):
+            tags = r["tags"]
+            self.assertEqual(len(tags), 4)
+            confs = [t["confidence"] for t in tags]
+            self.assertEqual(confs, sorted(confs, reverse=True))
+            for t in tags:
+                self.assertTrue(0 < t["confidence"] < 1)
+                self.assertTrue(t["name"] and t["category"] and t["path"])
+        # A high floor keeps only what reaches it.
+        p = run("process", self.lib, "--tags", "--min-confidence", "0.999", *common, "--quiet", check=EXIT_OK)
+        for r in map(json.loads, p.stdout.decode().splitlines()):
+            self.assertTrue(all(t["confidence"] >= 0.999 for t in r.get("tags", [])))
+
+
 class Cli(Base):
     def test_exit_codes_and_profile(self):
         self.assertEqual(run("index").returncode, EXIT_ERROR)

@@ -8,6 +8,7 @@
 //              and its version/parameters ("webp256q80@1"). A new producer adds rows; old rows
 //              stay until pruned.
 //  embeddings  image embeddings keyed by (asset, model id) (schema v2).
+//  tags        zero-shot tags keyed by (asset, label bank, term) (schema v3).
 //  runs        one row per index/process run with its counts.
 //
 // One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
@@ -19,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -33,7 +35,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 2;
+inline constexpr int kCatalogSchemaVersion = 3;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -47,6 +49,7 @@ struct Producers {
   std::string hashes;
   std::string metadata;
   std::string embedding;  // model id; empty: no image encoder in this run
+  std::string tags;       // label bank id; empty: no tagging (not part of completeness)
 };
 
 struct KnownLocation {
@@ -104,6 +107,9 @@ class Catalog {
   Status PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m);
   // An L2-normalised image embedding (little-endian f32) from the model `model`.
   Status PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v);
+  // Replaces the asset's tags from `bank` with (term, category, confidence) rows.
+  Status PutTags(int64_t asset, const std::string& bank,
+                 const std::vector<std::tuple<std::string, std::string, float>>& tags);
 
   // ---- queries for search ----
   // Models that have embeddings, with their counts.

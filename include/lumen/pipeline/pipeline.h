@@ -25,6 +25,9 @@
 #include "lumen/io/scan.h"
 #include "lumen/meta/exif.h"
 #include "lumen/ml/image_encoder.h"
+#include "lumen/tags/label_bank.h"
+#include "lumen/tags/scorer.h"
+#include "lumen/tags/vocabulary.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
 #include "lumen/util/status.h"
@@ -54,6 +57,11 @@ struct ItemResult {
   std::optional<Image> model_input;
   std::vector<float> encoder_input;  // preprocessed for the image encoder (freed once encoded)
   std::vector<float> embedding;      // L2-normalised, when an encoder ran
+  struct ItemTag {
+    std::string name, category, path;  // path: "animal > dog > retriever" (WordNet terms)
+    float confidence = 0;
+  };
+  std::vector<ItemTag> tags;  // zero-shot tags, most confident first, when a bank is loaded
 };
 
 // Consumers of finished items, called from one thread in completion order.
@@ -79,6 +87,15 @@ struct PipelineOptions {
   std::shared_ptr<ml::ImageEncoder> encoder;
   std::string encoder_id;  // catalog model id of the encoder
   int batch_size = 8;
+  // Zero-shot tagging of each encoded batch (needs `encoder`): one GEMM against the bank.
+  struct Tagging {
+    std::shared_ptr<tags::Vocabulary> vocab;
+    std::shared_ptr<tags::LabelBank> bank;
+    tags::Calibration calibration;
+    tags::ScoreOptions score;
+    std::string bank_id;  // catalog key: model id + vocabulary hash + prompt
+  };
+  std::optional<Tagging> tagging;
   DecodeLimits limits;
   uint64_t max_file_bytes = 200ull << 20;
   uint64_t memory_budget = 256ull << 20;  // file bytes held in memory at once

@@ -24,6 +24,7 @@ enum class Stage : int {
   kPerceptualHash,
   kModelInput,
   kEncode,
+  kTags,
   kWrite,
   kCount
 };

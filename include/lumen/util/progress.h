@@ -14,7 +14,7 @@ class Progress {
   // kTerminal when stderr is a TTY (and not JSON logs), kLines otherwise, unless quiet.
   static Mode Detect(bool quiet, bool json_logs);
 
-  explicit Progress(Mode mode);
+  explicit Progress(Mode mode, std::string unit = "files");
   ~Progress();
 
   // Called from the (single) writer thread after each item.
@@ -29,6 +29,7 @@ class Progress {
   static void ClearHook();
 
   Mode mode_;
+  std::string unit_;
   uint64_t start_ns_;
   uint64_t last_ns_;
   bool drawn_ = false;

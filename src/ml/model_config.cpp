@@ -24,6 +24,32 @@ std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
+// The fields every transformer tower has (vision_config and text_config alike), validated.
+Status ReadTransformer(const nlohmann::json& c, const std::string& where, int* hidden, int* inter,
+                       int* heads, int* layers, float* eps, Activation* act) {
+  LUMEN_RETURN_IF_ERROR(GetInt(c, "hidden_size", hidden, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(c, "intermediate_size", inter, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(c, "num_attention_heads", heads, where));
+  LUMEN_RETURN_IF_ERROR(GetInt(c, "num_hidden_layers", layers, where));
+  if (c.contains("layer_norm_eps") && c["layer_norm_eps"].is_number())
+    *eps = c["layer_norm_eps"].get<float>();
+  if (c.contains("hidden_act")) {
+    std::string a = c["hidden_act"].is_string() ? c["hidden_act"].get<std::string>() : "";
+    if (a == "gelu_pytorch_tanh" || a == "gelu_new")
+      *act = Activation::kGeluTanh;
+    else if (a == "gelu")
+      *act = Activation::kGeluErf;
+    else if (a == "quick_gelu")
+      *act = Activation::kQuickGelu;
+    else
+      return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", where, a));
+  }
+  if (*hidden % *heads != 0)
+    return Status::Invalid(fmt::format(
+        "{}: hidden_size {} is not divisible by num_attention_heads {}", where, *hidden, *heads));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<ModelConfig> LoadModelConfig(const std::string& dir) {
@@ -60,31 +86,13 @@ Result<ModelConfig> ParseModelConfig(const std::string& config_json,
   }
   const nlohmann::json& v = j.contains("vision_config") ? j["vision_config"] : j;
   std::string vwhere = cfg_path + " vision_config";
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "hidden_size", &m.vision.hidden, vwhere));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "intermediate_size", &m.vision.intermediate, vwhere));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_attention_heads", &m.vision.heads, vwhere));
-  LUMEN_RETURN_IF_ERROR(GetInt(v, "num_hidden_layers", &m.vision.layers, vwhere));
+  LUMEN_RETURN_IF_ERROR(ReadTransformer(v, vwhere, &m.vision.hidden, &m.vision.intermediate,
+                                        &m.vision.heads, &m.vision.layers, &m.vision.eps,
+                                        &m.vision.act));
   LUMEN_RETURN_IF_ERROR(GetInt(v, "image_size", &m.vision.image_size, vwhere));
   LUMEN_RETURN_IF_ERROR(GetInt(v, "patch_size", &m.vision.patch_size, vwhere));
-  if (v.contains("layer_norm_eps") && v["layer_norm_eps"].is_number())
-    m.vision.eps = v["layer_norm_eps"].get<float>();
-  if (v.contains("hidden_act")) {
-    std::string act = v["hidden_act"].is_string() ? v["hidden_act"].get<std::string>() : "";
-    if (act == "gelu_pytorch_tanh" || act == "gelu_new")
-      m.vision.act = Activation::kGeluTanh;
-    else if (act == "gelu")
-      m.vision.act = Activation::kGeluErf;
-    else if (act == "quick_gelu")
-      m.vision.act = Activation::kQuickGelu;
-    else
-      return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", vwhere, act));
-  }
   if (m.family == Family::kClip)
     LUMEN_RETURN_IF_ERROR(GetInt(j, "projection_dim", &m.projection_dim, cfg_path));
-  if (m.vision.hidden % m.vision.heads != 0)
-    return Status::Invalid(
-        fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", vwhere,
-                    m.vision.hidden, m.vision.heads));
   if (m.vision.image_size % m.vision.patch_size != 0)
     return Status::Invalid(fmt::format("{}: image_size {} is not a multiple of patch_size {}",
                                        vwhere, m.vision.image_size, m.vision.patch_size));
@@ -99,10 +107,8 @@ Result<ModelConfig> ParseModelConfig(const std::string& config_json,
     }
     std::string tw = cfg_path + " text_config";
     LUMEN_RETURN_IF_ERROR(GetInt(t, "vocab_size", &tc.vocab, tw));
-    LUMEN_RETURN_IF_ERROR(GetInt(t, "hidden_size", &tc.hidden, tw));
-    LUMEN_RETURN_IF_ERROR(GetInt(t, "intermediate_size", &tc.intermediate, tw));
-    LUMEN_RETURN_IF_ERROR(GetInt(t, "num_attention_heads", &tc.heads, tw));
-    LUMEN_RETURN_IF_ERROR(GetInt(t, "num_hidden_layers", &tc.layers, tw));
+    LUMEN_RETURN_IF_ERROR(ReadTransformer(t, tw, &tc.hidden, &tc.intermediate, &tc.heads,
+                                          &tc.layers, &tc.eps, &tc.act));
     LUMEN_RETURN_IF_ERROR(GetInt(t, "max_position_embeddings", &tc.max_positions, tw));
     if (m.family == Family::kSiglip) tc.projection = tc.hidden;
     LUMEN_RETURN_IF_ERROR(GetInt(t, "projection_size", &tc.projection, tw));
@@ -110,23 +116,6 @@ Result<ModelConfig> ParseModelConfig(const std::string& config_json,
          {std::pair{"eos_token_id", &tc.eos_id}, std::pair{"bos_token_id", &tc.bos_id},
           std::pair{"pad_token_id", &tc.pad_id}})
       if (t.contains(key) && t[key].is_number_integer()) *out = t[key].get<int>();
-    if (t.contains("layer_norm_eps") && t["layer_norm_eps"].is_number())
-      tc.eps = t["layer_norm_eps"].get<float>();
-    if (t.contains("hidden_act") && t["hidden_act"].is_string()) {
-      std::string act = t["hidden_act"].get<std::string>();
-      if (act == "gelu_pytorch_tanh" || act == "gelu_new")
-        tc.act = Activation::kGeluTanh;
-      else if (act == "gelu")
-        tc.act = Activation::kGeluErf;
-      else if (act == "quick_gelu")
-        tc.act = Activation::kQuickGelu;
-      else
-        return Status::Unsupported(fmt::format("{}: unsupported hidden_act \"{}\"", tw, act));
-    }
-    if (tc.hidden % tc.heads != 0)
-      return Status::Invalid(
-          fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}", tw,
-                      tc.hidden, tc.heads));
     if (tc.eos_id < 0 || tc.eos_id >= tc.vocab)
       return Status::Invalid(
           fmt::format("{}: eos_token_id {} outside the vocabulary", tw, tc.eos_id));

@@ -17,9 +17,6 @@ Status GetInt(const nlohmann::json& j, const char* key, int* out, const std::str
   return Status::Ok();
 }
 
-}  // namespace
-
-namespace {
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

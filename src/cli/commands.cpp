@@ -89,6 +89,34 @@ tags::Calibration ModelCalibration(const ml::ModelSource& m) {
   return tags::Calibration::Clip(std::exp(scalar("logit_scale", std::log(100.0f))));
 }
 
+// The label bank and calibration for tagging with the model at `path` (id `model_id`).
+Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string& path,
+                                             const std::string& model_id, int dim) {
+  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
+  if (!vocab.ok()) return vocab.status();
+  tags::BankKey key{model_id, vocab->Hash(), o.prompt, dim};
+  std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+  auto bank = tags::LabelBank::Open(BankPath(catalog, key), key);
+  if (!bank.ok())
+    return Status::NotFound(
+        fmt::format("no label bank for {} ({}): run `lumen tags build --model {}` first", model_id,
+                    bank.status().message(), o.model.empty() ? "MODEL" : o.model));
+  if (!(*bank)->complete())
+    log::Warn(fmt::format("the label bank has {} of {} terms so far (lumen tags build resumes it)",
+                          (*bank)->rows_done(), (*bank)->count()));
+  auto source = ml::OpenModel(path);
+  if (!source.ok()) return source.status();
+  PipelineOptions::Tagging t;
+  t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
+  t.bank = std::shared_ptr<tags::LabelBank>(std::move(bank.value()));
+  t.calibration = ModelCalibration(**source);
+  t.score.min_confidence = o.min_confidence;
+  t.score.max_tags = static_cast<size_t>(o.max_tags);
+  t.drop_ancestors = o.drop_ancestors;
+  t.bank_id = fmt::format("{}|{}|{}", key.model_id, key.vocab_hash.substr(0, 12), key.prompt);
+  return t;
+}
+
 // Loads the image encoder: --model NAME|PATH, else the default model for --quality when it is
 // installed. Without a model, runs go on without embeddings (and say how to add them).
 Status LoadEncoder(const Options& o, PipelineOptions* p) {
@@ -119,30 +147,9 @@ Status LoadEncoder(const Options& o, PipelineOptions* p) {
   if (!enc.ok()) return enc.status();
   p->encoder_id = EncoderId(path, (*enc)->config().family);
   if (o.tags) {
-    auto vocab = tags::Vocabulary::Build(VocabOptions(o));
-    if (!vocab.ok()) return vocab.status();
-    tags::BankKey key{p->encoder_id, vocab->Hash(), o.prompt, (*enc)->dim()};
-    std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
-    std::string bank_path = BankPath(catalog, key);
-    auto bank = tags::LabelBank::Open(bank_path, key);
-    if (!bank.ok())
-      return Status::NotFound(
-          fmt::format("no label bank for {} ({}): run `lumen tags build --model {}` first",
-                      p->encoder_id, bank.status().message(), o.model.empty() ? "MODEL" : o.model));
-    if (!(*bank)->complete())
-      log::Warn(
-          fmt::format("the label bank has {} of {} terms so far (lumen tags build resumes it)",
-                      (*bank)->rows_done(), (*bank)->count()));
-    auto source = ml::OpenModel(path);
-    if (!source.ok()) return source.status();
-    PipelineOptions::Tagging t;
-    t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
-    t.bank = std::shared_ptr<tags::LabelBank>(std::move(bank.value()));
-    t.calibration = ModelCalibration(**source);
-    t.score.min_confidence = o.min_confidence;
-    t.score.max_tags = static_cast<size_t>(o.max_tags);
-    t.bank_id = fmt::format("{}|{}|{}", key.model_id, key.vocab_hash.substr(0, 12), key.prompt);
-    p->tagging = std::move(t);
+    auto t = LoadTagging(o, path, p->encoder_id, (*enc)->dim());
+    if (!t.ok()) return t.status();
+    p->tagging = std::move(t.value());
   }
   p->encoder = std::move(enc.value());
   p->batch_size = o.batch_size;
@@ -734,6 +741,52 @@ int RunTagsBuild(const Options& o) {
                         (*bank)->rows_done(), (*bank)->count(), vocab->size(), el,
                         (*bank)->complete() ? "" : "; interrupted: run again to resume"));
   return (*bank)->complete() ? kExitOk : 128 + (InterruptSignal() ? InterruptSignal() : 2);
+}
+
+int RunTagsRescore(const Options& o) {
+  SetupLogging(o);
+  auto fail = [](const Status& st) {
+    log::Error(st.message());
+    return kExitError;
+  };
+  auto c = OpenCatalog(o);
+  if (!c.ok()) return fail(c.status());
+  Catalog& cat = **c;
+  std::string path = ml::ResolveModelPath(o.model);
+  auto source = ml::OpenModel(path);
+  if (!source.ok()) return fail(source.status());
+  const ml::ModelConfig cfg = (*source)->config;
+  source->reset();
+  const std::string model_id = EncoderId(path, cfg.family);
+  auto tagging = LoadTagging(o, path, model_id, cfg.embed_dim());
+  if (!tagging.ok()) return fail(tagging.status());
+  FlatIndex stored(cfg.embed_dim());
+  if (Status st = cat.LoadEmbeddings(model_id, &stored); !st.ok()) return fail(st);
+  // Stored embeddings only: no image is read or encoded again.
+  const uint64_t t0 = MonotonicNs();
+  const size_t batch = 256, dim = size_t(cfg.embed_dim());
+  if (Status st = cat.Begin(); !st.ok()) return fail(st);
+  for (size_t at = 0; at < stored.size(); at += batch) {
+    const size_t n = std::min(batch, stored.size() - at);
+    auto scored = tags::ScoreImages(stored.data() + at * dim, n, *tagging->bank,
+                                    tagging->calibration, tagging->score);
+    for (size_t i = 0; i < n; ++i) {
+      if (tagging->drop_ancestors) tags::DropAncestors(*tagging->vocab, &scored[i]);
+      std::vector<std::tuple<std::string, std::string, float>> rows;
+      for (const tags::Tag& t : scored[i]) {
+        const tags::Term& term = tagging->vocab->terms()[t.term];
+        rows.emplace_back(term.text, term.category, t.confidence);
+      }
+      if (Status st = cat.PutTags(stored.ids()[at + i], tagging->bank_id, rows); !st.ok())
+        return fail(st);
+    }
+  }
+  if (Status st = cat.Commit(); !st.ok()) return fail(st);
+  log::Info(fmt::format(
+      "re-scored {} images from their stored embeddings against {} of {} terms in {:.2f} s",
+      stored.size(), tagging->bank->rows_done(), tagging->bank->count(),
+      (MonotonicNs() - t0) / 1e9));
+  return kExitOk;
 }
 
 }  // namespace lumen::cli

@@ -42,6 +42,7 @@ struct Options {
   float min_confidence = 0.1f;
   int max_tags = 15;
   bool no_wordnet = false;
+  bool drop_ancestors = false;
   std::vector<std::string> vocab_files;
   std::string prompt = "a photo of a {}.";
   // search / similar
@@ -65,5 +66,6 @@ int RunStats(const Options& o);
 int RunModels(const std::string& action, const Options& o);
 int RunSearch(const Options& o, bool similar);
 int RunTagsBuild(const Options& o);
+int RunTagsRescore(const Options& o);
 
 }  // namespace lumen::cli

@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   add_search(similar);
 
   auto add_vocab = [&](CLI::App* c) {
+    c->add_flag("--drop-ancestors", o.drop_ancestors,
+                "drop a tag when a more specific one is present");
     c->add_flag("--no-wordnet", o.no_wordnet, "leave WordNet's nouns out of the vocabulary");
     c->add_option("--vocab", o.vocab_files,
                   "extra vocabulary file: term<TAB>category lines (repeatable)");
@@ -108,6 +110,17 @@ int main(int argc, char** argv) {
   t_build->add_option("--model", o.model, "model name, folder or .gguf")->required();
   t_build->add_flag("-q,--quiet", o.quiet, "no progress");
   add_vocab(t_build);
+  auto* t_rescore =
+      tags_cmd->add_subcommand("rescore", "re-tag from stored embeddings (no image is re-read)");
+  t_rescore->add_option("--catalog", o.catalog, "catalog database");
+  t_rescore->add_option("--model", o.model, "the model the images were indexed with")->required();
+  t_rescore
+      ->add_option("--min-confidence", o.min_confidence,
+                   "tags below this confidence are dropped (0.1)")
+      ->check(CLI::Range(0.0, 1.0));
+  t_rescore->add_option("--max-tags", o.max_tags, "at most this many tags per image (15)")
+      ->check(CLI::Range(1, 1000));
+  add_vocab(t_rescore);
 
   auto* models =
       app.add_subcommand("models", "image-text models: list, pull, verify, path, convert");
@@ -144,6 +157,7 @@ int main(int argc, char** argv) {
   if (stats->parsed()) return lumen::cli::RunStats(o);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
+  if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);
   if (similar->parsed()) return lumen::cli::RunSearch(o, true);
   for (auto* sub : {m_list, m_path, m_pull, m_verify, m_convert})
     if (sub->parsed()) return lumen::cli::RunModels(sub->get_name(), o);

@@ -366,12 +366,14 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
         const auto& tg = *opt.tagging;
         auto scored =
             tags::ScoreImages(out.data(), pending.size(), *tg.bank, tg.calibration, tg.score);
-        for (size_t i = 0; i < pending.size(); ++i)
+        for (size_t i = 0; i < pending.size(); ++i) {
+          if (tg.drop_ancestors) tags::DropAncestors(*tg.vocab, &scored[i]);
           for (const tags::Tag& t : scored[i]) {
             const tags::Term& term = tg.vocab->terms()[t.term];
             pending[i]->result.tags.push_back(
                 {term.text, term.category, tg.vocab->Path(t.term), t.confidence});
           }
+        }
       }
     }
     auto batch = std::move(pending);

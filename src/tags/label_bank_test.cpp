@@ -151,3 +151,38 @@ TEST(LabelBank, PriorityOrderPutsSeedTermsFirst) {
 
 }  // namespace
 }  // namespace lumen::tags
+
+namespace lumen::tags {
+namespace {
+
+TEST(Scorer, DropAncestorsKeepsTheMostSpecificTags) {
+  test::TempDir d;
+  test::WriteFile(d.File("data.noun"),
+                  std::string("00001740 03 n 01 entity 0 000 | x  \n"
+                              "00002000 03 n 01 animal 0 001 @ 00001740 n 0000 | x  \n"
+                              "00003000 05 n 01 dog 0 001 @ 00002000 n 0000 | x  \n"
+                              "00004000 05 n 01 retriever 0 001 @ 00003000 n 0000 | x  \n"
+                              "00005000 05 n 01 cat 0 001 @ 00002000 n 0000 | x  \n"));
+  VocabularyOptions opt;
+  opt.wordnet_dir = d.path();
+  opt.supplemental = false;
+  auto v = Vocabulary::Build(opt);
+  ASSERT_TRUE(v.ok());
+  auto idx = [&](const char* text) {
+    for (size_t i = 0; i < v->size(); ++i)
+      if (v->terms()[i].text == text) return static_cast<uint32_t>(i);
+    return ~0u;
+  };
+  std::vector<Tag> tags{{idx("dog"), 0.9f, 0.9f},
+                        {idx("retriever"), 0.8f, 0.8f},
+                        {idx("animal"), 0.7f, 0.7f},
+                        {idx("cat"), 0.6f, 0.6f}};
+  DropAncestors(*v, &tags);
+  std::vector<std::string> left;
+  for (const Tag& t : tags) left.push_back(v->terms()[t.term].text);
+  EXPECT_EQ(left, (std::vector<std::string>{"retriever", "cat"}));
+  EXPECT_EQ(v->Path(idx("retriever")), "entity > animal > dog > retriever");
+}
+
+}  // namespace
+}  // namespace lumen::tags

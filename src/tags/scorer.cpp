@@ -7,6 +7,17 @@
 
 namespace lumen::tags {
 
+void DropAncestors(const Vocabulary& vocab, std::vector<Tag>* tags) {
+  std::vector<uint32_t> ancestors;
+  for (const Tag& t : *tags)
+    for (int32_t p = vocab.terms()[t.term].parent; p >= 0; p = vocab.terms()[size_t(p)].parent)
+      ancestors.push_back(static_cast<uint32_t>(p));
+  std::sort(ancestors.begin(), ancestors.end());
+  std::erase_if(*tags, [&](const Tag& t) {
+    return std::binary_search(ancestors.begin(), ancestors.end(), t.term);
+  });
+}
+
 std::vector<std::vector<Tag>> ScoreImages(const float* images, size_t n, const LabelBank& bank,
                                           const Calibration& cal, const ScoreOptions& opt) {
   const size_t rows = bank.rows_done();

@@ -649,6 +649,12 @@ class Tags(Base):
         for r in map(json.loads, p.stdout.decode().splitlines()):
             self.assertTrue(all(t["confidence"] >= 0.999 for t in r.get("tags", [])))
 
+        # Rescore works from the stored embeddings alone: the photos can be gone.
+        shutil.rmtree(self.lib)
+        p = run("tags", "rescore", *common, "--min-confidence", "0", "--max-tags", "5", check=EXIT_OK)
+        self.assertIn(b"re-scored 3 images", p.stderr)
+        self.assertEqual(db_rows(self.catalog, "SELECT COUNT(DISTINCT asset_id), COUNT(*) FROM tags"), [(3, 15)])
+
 
 class Cli(Base):
     def test_exit_codes_and_profile(self):

@@ -93,6 +93,7 @@ struct PipelineOptions {
     std::shared_ptr<tags::LabelBank> bank;
     tags::Calibration calibration;
     tags::ScoreOptions score;
+    bool drop_ancestors = false;
     std::string bank_id;  // catalog key: model id + vocabulary hash + prompt
   };
   std::optional<Tagging> tagging;

@@ -24,6 +24,8 @@ class FlatIndex {
   std::vector<Hit> Search(const float* q, size_t k,
                           const std::function<bool(int64_t)>& keep = {}) const;
   const float* Vector(int64_t id) const;  // nullptr if absent
+  const std::vector<int64_t>& ids() const { return ids_; }
+  const float* data() const { return data_.data(); }  // size() x dim(), in ids() order
 
  private:
   int dim_;

@@ -30,6 +30,10 @@ struct ScoreOptions {
   size_t max_tags = 15;
 };
 
+// Removes every tag that is a WordNet ancestor of another tag in the list ("dog" goes when
+// "retriever" is there), keeping the order of the rest.
+void DropAncestors(const Vocabulary& vocab, std::vector<Tag>* tags);
+
 // images: n x dim (L2-normalised). Uses the bank's finished rows. One vector of tags per image,
 // most confident first.
 std::vector<std::vector<Tag>> ScoreImages(const float* images, size_t n, const LabelBank& bank,

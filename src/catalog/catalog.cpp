@@ -509,10 +509,8 @@ Result<Catalog::AssetView> Catalog::GetAsset(int64_t id) {
   return v;
 }
 
-Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const std::string& folder,
-                                                          const std::string& camera,
-                                                          const std::string& from,
-                                                          const std::string& to) {
+Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const AssetFilter& f) {
+  const std::string &folder = f.folder, &camera = f.camera, &from = f.from, &to = f.to;
   std::string q =
       "SELECT DISTINCT a.id FROM assets a JOIN locations l ON l.asset_id=a.id AND l.state='ok' "
       "LEFT JOIN metadata m ON m.asset_id=a.id WHERE 1=1";
@@ -538,6 +536,11 @@ Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const std::string& fol
   if (!to.empty()) {
     binds.push_back(to + "~");  // inclusive of the whole last day
     q += fmt::format(" AND m.captured_at<=?{}", binds.size());
+  }
+  if (!f.tag.empty()) {
+    binds.push_back(f.tag);
+    q += fmt::format(" AND EXISTS(SELECT 1 FROM tags t WHERE t.asset_id=a.id AND t.term=?{})",
+                     binds.size());
   }
   auto s = sql::Prepare(db_.get(), q);
   if (!s.ok()) return s.status();

@@ -662,11 +662,11 @@ int RunSearch(const Options& o, bool similar) {
   }
 
   std::unordered_set<int64_t> allowed;
-  const bool filtered =
-      !o.folder.empty() || !o.camera.empty() || !o.date_from.empty() || !o.date_to.empty();
+  Catalog::AssetFilter filter{o.folder.empty() ? "" : AbsolutePath(o.folder), o.camera, o.date_from,
+                              o.date_to, o.tag};
+  const bool filtered = !filter.empty();
   if (filtered) {
-    auto f = cat.FilterAssets(o.folder.empty() ? "" : AbsolutePath(o.folder), o.camera, o.date_from,
-                              o.date_to);
+    auto f = cat.FilterAssets(filter);
     if (!f.ok()) return fail(f.status());
     allowed = std::move(f.value());
   }

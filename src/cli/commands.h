@@ -48,7 +48,7 @@ struct Options {
   // search / similar
   std::string query;
   int top = 20;
-  std::string folder, camera, date_from, date_to;
+  std::string folder, camera, date_from, date_to, tag;
   bool full = false;
   // process
   std::string format = "jsonl";

@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
     c->add_option("--camera", o.camera, "only images whose camera make/model contains this");
     c->add_option("--from", o.date_from, "only images captured on or after this date (YYYY-MM-DD)");
     c->add_option("--to", o.date_to, "only images captured on or before this date (YYYY-MM-DD)");
+    c->add_option("--tag", o.tag, "only images with this tag (lumen index --tags)");
   };
   auto* search = app.add_subcommand("search", "find images by a text description");
   search->add_option("text", o.query, "what to look for")->required();

@@ -649,6 +649,15 @@ class Tags(Base):
         for r in map(json.loads, p.stdout.decode().splitlines()):
             self.assertTrue(all(t["confidence"] >= 0.999 for t in r.get("tags", [])))
 
+        # Search restricted to a tag: only images that carry it.
+        term, n = db_rows(self.catalog, "SELECT term, COUNT(*) FROM tags GROUP BY term ORDER BY COUNT(*), term LIMIT 1")[0]
+        p = run("search", "a photo", *common[:4], "--tag", term, "--json", check=EXIT_OK)
+        hits = json.loads(p.stdout)
+        self.assertEqual(len(hits), n)
+        tagged = {r[0] for r in db_rows(self.catalog, "SELECT lower(hex(a.hash)) FROM tags t JOIN assets a "
+                                                      "ON a.id=t.asset_id WHERE t.term=?", term)}
+        self.assertEqual({h["content_hash"] for h in hits}, tagged)
+
         # Rescore works from the stored embeddings alone: the photos can be gone.
         shutil.rmtree(self.lib)
         p = run("tags", "rescore", *common, "--min-confidence", "0", "--max-tags", "5", check=EXIT_OK)

@@ -123,11 +123,15 @@ class Catalog {
     std::optional<std::string> captured_at, camera;
   };
   Result<AssetView> GetAsset(int64_t id);
-  // Assets with a current location under `folder` (if set), a camera make/model containing
-  // `camera` (if set), captured in [from, to] (ISO dates; if set).
-  Result<std::unordered_set<int64_t>> FilterAssets(const std::string& folder,
-                                                   const std::string& camera,
-                                                   const std::string& from, const std::string& to);
+  // Every condition that is set must hold: a current location under `folder`, a camera
+  // make/model containing `camera`, captured in [from, to] (ISO dates), tagged `tag` (any bank).
+  struct AssetFilter {
+    std::string folder, camera, from, to, tag;
+    bool empty() const {
+      return folder.empty() && camera.empty() && from.empty() && to.empty() && tag.empty();
+    }
+  };
+  Result<std::unordered_set<int64_t>> FilterAssets(const AssetFilter& f);
 
   Status UpsertLocation(const std::string& path, const FileIdentity& id,
                         std::optional<int64_t> asset, LocationState state,

@@ -120,6 +120,7 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
 // Loads the image encoder: --model NAME|PATH, else the default model for --quality when it is
 // installed. Without a model, runs go on without embeddings (and say how to add them).
 Status LoadEncoder(const Options& o, PipelineOptions* p) {
+  if (o.write_xmp && !o.tags) return Status::Invalid("--write-xmp writes tags: add --tags");
   if (o.no_embedding) return Status::Ok();
   std::string path;
   if (!o.model.empty()) {
@@ -255,9 +256,12 @@ int RunIndex(const Options& o, const char* argv0) {
   }
   p.run_id = *run;
   CatalogSink sink(&cat, ProducersFor(p), *run);
+  XmpSink xmp;
+  std::vector<Sink*> sinks{&sink};
+  if (o.write_xmp) sinks.push_back(&xmp);
   Profile profile;
   Progress progress(Progress::Detect(o.quiet, o.json_logs));
-  auto sum = RunPipeline(p, &cat, {&sink}, o.profile ? &profile : nullptr, &progress);
+  auto sum = RunPipeline(p, &cat, sinks, o.profile ? &profile : nullptr, &progress);
   progress.Finish();
   if (!sum.ok()) {
     log::Error(sum.status().message());
@@ -361,6 +365,8 @@ int RunProcess(const Options& o, const char* argv0) {
   }
   JsonSink json(out, fmt, std::move(prefix));
   std::vector<Sink*> sinks{&json};
+  XmpSink xmp;
+  if (o.write_xmp) sinks.push_back(&xmp);
 
   std::unique_ptr<Catalog> cat;
   std::unique_ptr<CatalogSink> csink;

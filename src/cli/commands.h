@@ -43,6 +43,7 @@ struct Options {
   int max_tags = 15;
   bool no_wordnet = false;
   bool drop_ancestors = false;
+  bool write_xmp = false;
   std::vector<std::string> vocab_files;
   std::string prompt = "a photo of a {}.";
   // search / similar

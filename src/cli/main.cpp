@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
                   "image encoder: a SigLIP/CLIP model folder (Hugging Face layout)");
     c->add_flag("--no-embedding", o.no_embedding, "do not compute image embeddings");
     c->add_flag("--tags", o.tags, "zero-shot tags from the label bank (lumen tags build)");
+    c->add_flag("--write-xmp", o.write_xmp,
+                "with --tags: merge the tags into each photo's XMP sidecar");
     c->add_option("--min-confidence", o.min_confidence,
                   "tags below this confidence are dropped (0.1)")
         ->check(CLI::Range(0.0, 1.0));

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "lumen/meta/xmp_sidecar.h"
+#include "lumen/util/log.h"
+
 #include "lumen/util/profile.h"
 
 namespace lumen {
@@ -77,6 +80,32 @@ Status CatalogSink::Accept(const ItemResult& r) {
 
 Status CatalogSink::Finish() {
   return CommitIfDue(true);
+}
+
+Status XmpSink::Accept(const ItemResult& r) {
+  if (r.tags.empty()) return Status::Ok();
+  std::vector<std::string> keywords, hierarchical;
+  for (const auto& t : r.tags) {
+    keywords.push_back(t.name);
+    // Lightroom's hierarchy separator is '|': "animal > dog" -> "animal|dog".
+    std::string h;
+    for (size_t at = 0; at < t.path.size();) {
+      if (t.path.compare(at, 3, " > ") == 0) {
+        h += '|';
+        at += 3;
+      } else {
+        h += t.path[at++];
+      }
+    }
+    hierarchical.push_back(std::move(h));
+  }
+  auto written = WriteTagsSidecar(r.path, keywords, hierarchical);
+  if (!written.ok()) {
+    log::Warn(written.status().message());
+    return Status::Ok();
+  }
+  ++written_;
+  return Status::Ok();
 }
 
 std::string Base64(const uint8_t* data, size_t n) {

@@ -649,6 +649,32 @@ class Tags(Base):
         for r in map(json.loads, p.stdout.decode().splitlines()):
             self.assertTrue(all(t["confidence"] >= 0.999 for t in r.get("tags", [])))
 
+        # XMP sidecars: a new one for p1 (digiKam's name), and p0's existing Lightroom-style sidecar
+        # merged: its own keyword and rating stay.
+        existing = os.path.join(self.lib, "p0.xmp")
+        subprocess.run(["exiftool", "-q", "-o", existing, "-XMP-dc:Subject=Family", "-XMP-xmp:Rating=5"],
+                       check=True)
+        p = run("index", self.lib, "--full", "--tags", "--write-xmp", "--max-tags", "3", "--min-confidence", "0",
+                *common, "--quiet", check=EXIT_OK)
+        ref = json.loads(subprocess.run(["exiftool", "-json", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject",
+                                         "-XMP-xmp:Rating", existing, os.path.join(self.lib, "p1.jpg.xmp")],
+                                        capture_output=True, check=True).stdout)
+        p0, p1 = ref
+        subjects0 = p0["Subject"] if isinstance(p0["Subject"], list) else [p0["Subject"]]
+        self.assertIn("Family", subjects0)
+        self.assertEqual(len(subjects0), 4)  # Family + 3 tags
+        self.assertEqual(p0["Rating"], 5)
+        self.assertEqual(len(p1["Subject"]), 3)
+        self.assertEqual(len(p1["HierarchicalSubject"]), 3)
+        self.assertFalse(os.path.exists(os.path.join(self.lib, "p0.jpg.xmp")))
+        # Running again does not repeat keywords.
+        run("index", self.lib, "--full", "--tags", "--write-xmp", "--max-tags", "3", "--min-confidence", "0",
+            *common, "--quiet", check=EXIT_OK)
+        again = json.loads(subprocess.run(["exiftool", "-json", "-XMP-dc:Subject", existing], capture_output=True,
+                                          check=True).stdout)[0]
+        self.assertEqual(sorted(again["Subject"]), sorted(subjects0))
+        self.assertEqual(run("index", self.lib, "--write-xmp", *common).returncode, EXIT_ERROR)  # needs --tags
+
         # Search restricted to a tag: only images that carry it.
         term, n = db_rows(self.catalog, "SELECT term, COUNT(*) FROM tags GROUP BY term ORDER BY COUNT(*), term LIMIT 1")[0]
         p = run("search", "a photo", *common[:4], "--tag", term, "--json", check=EXIT_OK)

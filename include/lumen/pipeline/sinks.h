@@ -41,6 +41,18 @@ class CatalogSink : public Sink {
 nlohmann::json ToRecord(const ItemResult& item);
 std::string Base64(const uint8_t* data, size_t size);
 
+// Writes each tagged image's tags into its XMP sidecar (dc:subject, lr:hierarchicalSubject),
+// merging with what the sidecar has. A sidecar that cannot be written is a warning, not a failure.
+class XmpSink : public Sink {
+ public:
+  Status Accept(const ItemResult& item) override;
+  Status Finish() override { return Status::Ok(); }
+  uint64_t written() const { return written_; }
+
+ private:
+  uint64_t written_ = 0;
+};
+
 enum class RecordFormat { kJsonl, kJsonArray };
 
 // Streams records to a FILE* (stdout or a file): one per line, or a JSON array.

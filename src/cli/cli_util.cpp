@@ -1,0 +1,232 @@
+#include "cli_util.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "lumen/catalog/catalog.h"
+#include "lumen/image/decode.h"
+#include "lumen/io/file.h"
+#include "lumen/io/hash.h"
+#include "lumen/io/scan.h"
+#include "lumen/meta/exif.h"
+#include "lumen/ml/image_encoder.h"
+#include "lumen/ml/model_files.h"
+#include "lumen/ml/registry.h"
+#include "lumen/ml/text_encoder.h"
+#include "lumen/pipeline/pipeline.h"
+#include "lumen/pipeline/sinks.h"
+#include "lumen/search/flat_index.h"
+#include "lumen/tags/label_bank.h"
+#include "lumen/tags/scorer.h"
+#include "lumen/tags/vocabulary.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+#include "lumen/util/profile.h"
+#include "lumen/util/progress.h"
+
+namespace lumen::cli {
+
+void SetupLogging(const Options& o) {
+  log::SetJson(o.json_logs);
+  log::SetLevel(o.verbose ? log::Level::kDebug : o.quiet ? log::Level::kError : log::Level::kInfo);
+}
+
+Status InitLibraries(const char* argv0) {
+  InitMetadataLibrary();
+  return InitImageLibraries(argv0);
+}
+
+// The catalog's id for a model: family and the folder's (or file's) name,
+// "siglip:siglip-base-patch16-224".
+std::string EncoderId(const std::string& path, ml::Family family) {
+  std::string dir = AbsolutePath(path);
+  return fmt::format("{}:{}", family == ml::Family::kSiglip ? "siglip" : "clip",
+                     dir.substr(dir.rfind('/') + 1));
+}
+
+tags::VocabularyOptions VocabOptions(const Options& o) {
+  tags::VocabularyOptions v;
+  if (o.no_wordnet) v.wordnet_dir.clear();
+  v.user_files = o.vocab_files;
+  return v;
+}
+
+// Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
+std::string BankPath(const std::string& catalog, const tags::BankKey& key) {
+  std::string dir = std::filesystem::path(catalog).parent_path().string();
+  std::string id = key.model_id;
+  for (auto& c : id)
+    if (c == ':' || c == '/') c = '-';
+  std::string salt = HashBytes(key.prompt.data(), key.prompt.size()).Hex().substr(0, 8);
+  return fmt::format("{}/banks/{}-{}-{}.bank", dir.empty() ? "." : dir, id,
+                     key.vocab_hash.substr(0, 12), salt);
+}
+
+// The model's own calibration: SigLIP's learned logit scale and bias; CLIP's scale with the
+// documented offset (see tags/scorer.h).
+tags::Calibration ModelCalibration(const ml::ModelSource& m) {
+  auto scalar = [&](const char* name, float fallback) {
+    const ml::TensorView* v = m.tensors->Find(name);
+    if (!v || v->elements() != 1) return fallback;
+    float f;
+    ml::ToFloat32(*v, &f);
+    return f;
+  };
+  if (m.config.family == ml::Family::kSiglip)
+    return {std::exp(scalar("logit_scale", std::log(10.0f))), scalar("logit_bias", -10.0f)};
+  return tags::Calibration::Clip(std::exp(scalar("logit_scale", std::log(100.0f))));
+}
+
+// The label bank and calibration for tagging with the model at `path` (id `model_id`).
+Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string& path,
+                                             const std::string& model_id, int dim) {
+  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
+  if (!vocab.ok()) return vocab.status();
+  tags::BankKey key{model_id, vocab->Hash(), o.prompt, dim};
+  std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+  auto bank = tags::LabelBank::Open(BankPath(catalog, key), key);
+  if (!bank.ok())
+    return Status::NotFound(
+        fmt::format("no label bank for {} ({}): run `lumen tags build --model {}` first", model_id,
+                    bank.status().message(), o.model.empty() ? "MODEL" : o.model));
+  if (!(*bank)->complete())
+    log::Warn(fmt::format("the label bank has {} of {} terms so far (lumen tags build resumes it)",
+                          (*bank)->rows_done(), (*bank)->count()));
+  auto source = ml::OpenModel(path);
+  if (!source.ok()) return source.status();
+  PipelineOptions::Tagging t;
+  t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
+  t.bank = std::shared_ptr<tags::LabelBank>(std::move(bank.value()));
+  t.calibration = ModelCalibration(**source);
+  t.score.min_confidence = o.min_confidence;
+  t.score.max_tags = static_cast<size_t>(o.max_tags);
+  t.drop_ancestors = o.drop_ancestors;
+  t.bank_id = fmt::format("{}|{}|{}", key.model_id, key.vocab_hash.substr(0, 12), key.prompt);
+  return t;
+}
+
+// Loads the image encoder: --model NAME|PATH, else the default model for --quality when it is
+// installed. Without a model, runs go on without embeddings (and say how to add them).
+Status LoadEncoder(const Options& o, PipelineOptions* p) {
+  if (o.write_xmp && !o.tags) return Status::Invalid("--write-xmp writes tags: add --tags");
+  if (o.no_embedding) return Status::Ok();
+  std::string path;
+  if (!o.model.empty()) {
+    path = ml::ResolveModelPath(o.model);
+  } else {
+    std::string name = ml::DefaultModelName(o.quality == "high");
+    path = ml::ResolveModelPath(name);
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      if (!o.quality.empty())
+        return Status::NotFound(fmt::format("--quality {} needs {}: run `lumen models pull {}`",
+                                            o.quality, name, name));
+      log::Debug(
+          fmt::format("no image model installed; `lumen models pull {}` adds embeddings", name));
+      return Status::Ok();
+    }
+  }
+  ml::EncoderOptions eo;
+  eo.threads = o.jobs;
+  eo.weights = o.weights == "f32"    ? ml::WeightType::kF32
+               : o.weights == "f16"  ? ml::WeightType::kF16
+               : o.weights == "q8_0" ? ml::WeightType::kQ8_0
+                                     : ml::WeightType::kStored;
+  auto enc = ml::ImageEncoder::Load(path, eo);
+  if (!enc.ok()) return enc.status();
+  p->encoder_id = EncoderId(path, (*enc)->config().family);
+  if (o.tags) {
+    auto t = LoadTagging(o, path, p->encoder_id, (*enc)->dim());
+    if (!t.ok()) return t.status();
+    p->tagging = std::move(t.value());
+  }
+  p->encoder = std::move(enc.value());
+  p->batch_size = o.batch_size;
+  return Status::Ok();
+}
+
+PipelineOptions MakePipelineOptions(const Options& o) {
+  PipelineOptions p;
+  p.roots = o.paths;
+  p.scan.include_hidden = o.include_hidden;
+  p.scan.exclude = o.exclude;
+  p.jobs = o.jobs;
+  p.thumbnails = !o.no_thumbnail;
+  p.thumbnail.size = o.thumbnail_size;
+  p.limits.max_pixels = static_cast<uint64_t>(o.max_megapixels * 1e6);
+  p.max_file_bytes = static_cast<uint64_t>(o.max_file_mb * 1048576.0);
+  p.limit = o.limit;
+  if (o.model_input_size > 0) {
+    p.model_input = true;
+    p.model.size = o.model_input_size;
+  }
+  return p;
+}
+
+Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o) {
+  std::string path = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+  return Catalog::Open(path);
+}
+
+int ExitCode(const RunSummary& s) {
+  if (s.interrupted) return 128 + (InterruptSignal() ? InterruptSignal() : 2);
+  return s.failed ? kExitSomeFailed : kExitOk;
+}
+
+void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb) {
+  double rate = s.elapsed_s > 0 ? (s.succeeded + s.failed) / s.elapsed_s : 0;
+  if (o.json_logs) {
+    log::Fields f = {{"succeeded", std::to_string(s.succeeded)},
+                     {"known_content", std::to_string(s.known)},
+                     {"failed", std::to_string(s.failed)},
+                     {"skipped", std::to_string(s.skipped)},
+                     {"unchanged", std::to_string(s.unchanged)},
+                     {"missing", std::to_string(s.missing)},
+                     {"seconds", fmt::format("{:.3f}", s.elapsed_s)},
+                     {"images_per_second", fmt::format("{:.2f}", rate)},
+                     {"interrupted", s.interrupted ? "true" : "false"}};
+    log::Write(log::Level::kInfo, "summary", f);
+    for (const auto& [path, reason] : s.failures)
+      log::Write(log::Level::kWarn, "failed", {{"path", path}, {"reason", reason}});
+  } else if (!o.quiet) {
+    std::string line = fmt::format(
+        "{} {} files in {:.2f} s: {} succeeded ({} already known), {} failed, {} skipped, {} "
+        "unchanged, "
+        "{} missing; {:.1f} images/s, {:.1f} MB/s{}",
+        verb, s.succeeded + s.failed + s.skipped, s.elapsed_s, s.succeeded, s.known, s.failed,
+        s.skipped, s.unchanged, s.missing, rate,
+        s.elapsed_s > 0 ? s.bytes / s.elapsed_s / 1e6 : 0.0,
+        s.interrupted ? " (interrupted: run again to finish)"
+        : s.limited   ? " (stopped at --limit)"
+                      : "");
+    size_t shown = 0;
+    for (const auto& [path, reason] : s.failures) {
+      if (!o.verbose && shown >= 20) {
+        log::Warn(fmt::format("... and {} more failures (lumen stats --failures lists them all)",
+                              s.failed - shown));
+        break;
+      }
+      log::Warn(fmt::format("{}: {}", path, reason));
+      ++shown;
+    }
+    log::Info(line);
+  }
+  if (o.profile) {
+    std::string t = profile.Table(s.elapsed_s);
+    std::fputs(t.c_str(), stderr);
+  }
+}
+
+}  // namespace lumen::cli

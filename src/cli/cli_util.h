@@ -1,0 +1,41 @@
+// Private to the CLI: what the subcommands share (logging set-up, catalog and model loading,
+// pipeline options from flags, the end-of-run report).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "lumen/catalog/catalog.h"
+#include "lumen/ml/model_files.h"
+#include "lumen/pipeline/pipeline.h"
+#include "lumen/tags/label_bank.h"
+#include "lumen/tags/scorer.h"
+#include "lumen/tags/vocabulary.h"
+#include "lumen/util/profile.h"
+#include "lumen/util/status.h"
+
+namespace lumen::cli {
+
+void SetupLogging(const Options& o);
+Status InitLibraries(const char* argv0);
+Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o);
+
+// The catalog's id for a model: family and the folder's (or file's) name,
+// "siglip:siglip-base-patch16-224".
+std::string EncoderId(const std::string& path, ml::Family family);
+tags::VocabularyOptions VocabOptions(const Options& o);
+// Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
+std::string BankPath(const std::string& catalog, const tags::BankKey& key);
+tags::Calibration ModelCalibration(const ml::ModelSource& m);
+// The label bank and calibration for tagging with the model at `path` (id `model_id`).
+Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string& path,
+                                             const std::string& model_id, int dim);
+// The image encoder (and tagging) for --model/--quality/--tags.
+Status LoadEncoder(const Options& o, PipelineOptions* p);
+PipelineOptions MakePipelineOptions(const Options& o);
+
+int ExitCode(const RunSummary& s);
+void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb);
+
+}  // namespace lumen::cli

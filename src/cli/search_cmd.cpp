@@ -1,0 +1,190 @@
+#include "cli_util.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "lumen/catalog/catalog.h"
+#include "lumen/image/decode.h"
+#include "lumen/io/file.h"
+#include "lumen/io/hash.h"
+#include "lumen/io/scan.h"
+#include "lumen/meta/exif.h"
+#include "lumen/ml/image_encoder.h"
+#include "lumen/ml/model_files.h"
+#include "lumen/ml/registry.h"
+#include "lumen/ml/text_encoder.h"
+#include "lumen/pipeline/pipeline.h"
+#include "lumen/pipeline/sinks.h"
+#include "lumen/search/flat_index.h"
+#include "lumen/tags/label_bank.h"
+#include "lumen/tags/scorer.h"
+#include "lumen/tags/vocabulary.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+#include "lumen/util/profile.h"
+#include "lumen/util/progress.h"
+
+namespace lumen::cli {
+
+namespace {
+// Which model a search uses: --model, or the catalog's only model when it is an installed
+// registry model. Errors say what the catalog has.
+Result<std::string> SearchModelPath(const Options& o, Catalog& cat) {
+  auto models = cat.EmbeddingModels();
+  if (!models.ok()) return models.status();
+  std::string have;
+  for (const auto& [m, n] : *models)
+    have += fmt::format("{}{} ({} images)", have.empty() ? "" : ", ", m, n);
+  if (models->empty())
+    return Status::NotFound(
+        "no image embeddings in the catalog yet: run `lumen index DIR --model MODEL` first");
+  if (!o.model.empty()) return ml::ResolveModelPath(o.model);
+  if (models->size() == 1) {
+    const std::string& id = models->front().first;
+    std::string name = id.substr(id.find(':') + 1);
+    std::string path = ml::ResolveModelPath(name);
+    std::error_code ec;
+    if (ml::FindModel(name) && std::filesystem::exists(path, ec)) return path;
+  }
+  return Status::Invalid(
+      fmt::format("say which model with --model (the catalog has embeddings from: {})", have));
+}
+}  // namespace
+
+int RunSearch(const Options& o, bool similar) {
+  SetupLogging(o);
+  auto fail = [](const Status& st) {
+    log::Error(st.message());
+    return kExitError;
+  };
+  if (Status st = InitLibraries("lumen"); !st.ok()) return fail(st);
+  std::string query = o.query;
+  while (!query.empty() && std::isspace(static_cast<unsigned char>(query.back()))) query.pop_back();
+  if (query.empty())
+    return fail(Status::Invalid(similar ? "similar: give an image file or a content hash"
+                                        : "search: the query is empty"));
+  auto c = OpenCatalog(o);
+  if (!c.ok()) return fail(c.status());
+  Catalog& cat = **c;
+  auto path = SearchModelPath(o, cat);
+  if (!path.ok()) return fail(path.status());
+  auto source = ml::OpenModel(*path);
+  if (!source.ok()) return fail(source.status());
+  const ml::ModelConfig cfg = (*source)->config;
+  source->reset();
+  const std::string model_id = EncoderId(*path, cfg.family);
+  FlatIndex index(cfg.embed_dim());
+  if (Status st = cat.LoadEmbeddings(model_id, &index); !st.ok()) return fail(st);
+  if (index.size() == 0) {
+    std::string have;
+    if (auto models = cat.EmbeddingModels(); models.ok())
+      for (const auto& [m, n] : *models) have += fmt::format("{}{}", have.empty() ? "" : ", ", m);
+    return fail(Status::NotFound(fmt::format(
+        "no image embeddings from {} in the catalog (it has: {}); index with that model first",
+        model_id, have)));
+  }
+
+  std::vector<float> q(size_t(cfg.embed_dim()));
+  int64_t exclude = -1;
+  float scale = 1, bias = 0;
+  bool sigmoid = false;
+  if (!similar) {
+    auto text = ml::TextEncoder::Load(*path, {});
+    if (!text.ok()) return fail(text.status());
+    if ((*text)->dim() != cfg.embed_dim())
+      return fail(Status::Invalid("the text and image towers of this model disagree on the size"));
+    if (Status st = (*text)->Encode({query}, q.data()); !st.ok()) return fail(st);
+    scale = (*text)->logit_scale();
+    bias = (*text)->logit_bias();
+    sigmoid = cfg.family == ml::Family::kSiglip;
+  } else {
+    std::optional<Hash128> hash = Hash128::FromHex(query);
+    std::error_code ec;
+    const bool is_file = std::filesystem::is_regular_file(query, ec);
+    if (is_file) {
+      auto opened = OpenFile(query);
+      if (!opened.ok()) return fail(opened.status());
+      std::vector<uint8_t> bytes;
+      if (Status st = ReadAll(*opened, &bytes); !st.ok()) return fail(st);
+      hash = HashBytes(bytes.data(), bytes.size());
+    } else if (!hash) {
+      return fail(Status::NotFound(fmt::format("{}: neither a file nor a content hash", query)));
+    }
+    auto asset = cat.FindAsset(*hash);
+    if (!asset.ok()) return fail(asset.status());
+    const float* v = asset->has_value() ? index.Vector(**asset) : nullptr;
+    if (v) {
+      std::copy(v, v + cfg.embed_dim(), q.begin());
+      exclude = **asset;
+    } else if (is_file) {
+      // Not in the catalog (or not embedded with this model): encode the image now.
+      PipelineOptions p;
+      p.thumbnails = false;
+      auto enc = ml::ImageEncoder::Load(*path, {});
+      if (!enc.ok()) return fail(enc.status());
+      p.encoder = std::move(enc.value());
+      ItemResult r = ProcessFile(AbsolutePath(query), p, nullptr, nullptr);
+      if (r.outcome != ItemResult::Outcome::kNew) return fail(r.status);
+      if (Status st = p.encoder->Encode(r.encoder_input.data(), 1, q.data()); !st.ok())
+        return fail(st);
+    } else {
+      return fail(Status::NotFound(
+          fmt::format("content hash {} has no embedding from {} in the catalog", query, model_id)));
+    }
+  }
+
+  std::unordered_set<int64_t> allowed;
+  Catalog::AssetFilter filter{o.folder.empty() ? "" : AbsolutePath(o.folder), o.camera, o.date_from,
+                              o.date_to, o.tag};
+  const bool filtered = !filter.empty();
+  if (filtered) {
+    auto f = cat.FilterAssets(filter);
+    if (!f.ok()) return fail(f.status());
+    allowed = std::move(f.value());
+  }
+  auto keep = [&](int64_t id) { return id != exclude && (!filtered || allowed.count(id) > 0); };
+  auto hits = index.Search(q.data(), static_cast<size_t>(o.top), keep);
+
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < hits.size(); ++i) {
+    auto a = cat.GetAsset(hits[i].id);
+    if (!a.ok()) return fail(a.status());
+    nlohmann::json j{{"rank", i + 1},
+                     {"path", a->path},
+                     {"content_hash", a->hash.Hex()},
+                     {"cosine", hits[i].cosine},
+                     {"captured_at", a->captured_at ? nlohmann::json(*a->captured_at) : nullptr},
+                     {"camera", a->camera ? nlohmann::json(*a->camera) : nullptr}};
+    // SigLIP: the model's own match probability; CLIP: its scaled logit.
+    if (!similar)
+      j["score"] = sigmoid ? 1.0 / (1.0 + std::exp(-(scale * hits[i].cosine + bias)))
+                           : double(scale) * hits[i].cosine;
+    out.push_back(std::move(j));
+  }
+  if (o.json_out) {
+    std::puts(out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return kExitOk;
+  }
+  if (out.empty()) std::printf("no matching images\n");
+  for (const auto& j : out) {
+    std::string score =
+        j.contains("score") ? fmt::format("score {:.4f}  ", j["score"].get<double>()) : "";
+    std::printf("%3d  %scos %.4f  %s\n", j["rank"].get<int>(), score.c_str(),
+                j["cosine"].get<double>(), log::Printable(j["path"].get<std::string>()).c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace lumen::cli

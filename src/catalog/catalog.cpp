@@ -468,7 +468,10 @@ Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() 
 }
 
 Status Catalog::LoadEmbeddings(const std::string& model, FlatIndex* index) {
-  auto s = sql::Prepare(db_.get(), "SELECT asset_id, dim, vector FROM embeddings WHERE model=?");
+  auto s = sql::Prepare(
+      db_.get(),
+      "SELECT e.asset_id, e.dim, e.vector FROM embeddings e WHERE e.model=? AND EXISTS("
+      "SELECT 1 FROM locations l WHERE l.asset_id=e.asset_id AND l.state='ok')");
   if (!s.ok()) return s.status();
   s->Bind(1, model);
   Status st;

@@ -27,6 +27,7 @@
 #include "lumen/ml/text_encoder.h"
 #include "lumen/pipeline/pipeline.h"
 #include "lumen/pipeline/sinks.h"
+#include "lumen/search/ann_index.h"
 #include "lumen/search/flat_index.h"
 #include "lumen/tags/label_bank.h"
 #include "lumen/tags/scorer.h"
@@ -155,7 +156,19 @@ int RunSearch(const Options& o, bool similar) {
     allowed = std::move(f.value());
   }
   auto keep = [&](int64_t id) { return id != exclude && (!filtered || allowed.count(id) > 0); };
-  auto hits = index.Search(q.data(), static_cast<size_t>(o.top), keep);
+  std::vector<Hit> hits;
+  if (index.size() >= AnnThreshold()) {
+    std::string id = model_id;
+    for (auto& ch : id)
+      if (ch == ':' || ch == '/') ch = '-';
+    std::string dir = std::filesystem::path(cat.path()).parent_path().string();
+    auto ann = AnnIndex::Sync(fmt::format("{}/ann/{}.hnsw", dir.empty() ? "." : dir, id), index);
+    if (!ann.ok()) return fail(ann.status());
+    log::Debug(fmt::format("ANN index: {} added, {} removed", (*ann)->added(), (*ann)->removed()));
+    hits = (*ann)->Search(index, q.data(), static_cast<size_t>(o.top), keep);
+  } else {
+    hits = index.Search(q.data(), static_cast<size_t>(o.top), keep);
+  }
 
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < hits.size(); ++i) {

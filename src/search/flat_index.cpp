@@ -5,14 +5,14 @@
 namespace lumen {
 
 void FlatIndex::Add(int64_t id, const float* v) {
+  pos_[id] = ids_.size();
   ids_.push_back(id);
   data_.insert(data_.end(), v, v + dim_);
 }
 
 const float* FlatIndex::Vector(int64_t id) const {
-  for (size_t i = 0; i < ids_.size(); ++i)
-    if (ids_[i] == id) return data_.data() + i * dim_;
-  return nullptr;
+  auto it = pos_.find(id);
+  return it == pos_.end() ? nullptr : data_.data() + it->second * dim_;
 }
 
 std::vector<Hit> FlatIndex::Search(const float* q, size_t k,

@@ -579,6 +579,11 @@ class Search(Base):
         for h in hits:  # SigLIP's calibrated probability with the model's own scale and bias
             self.assertAlmostEqual(h["score"], 1 / (1 + math.exp(-(10 * h["cosine"] - 10))), places=5)
             self.assertTrue(os.path.exists(h["path"]))
+        # The ANN path (forced on with LUMEN_ANN_MIN=0) gives the same ranking on a small library.
+        ann = subprocess.run([LUMEN, "search", "a photo of a dog", "--catalog", self.catalog, "--model", model, "-k",
+                              "4", "--json"], env=dict(os.environ, LUMEN_ANN_MIN="0"), capture_output=True, check=True)
+        self.assertEqual([h["path"] for h in json.loads(ann.stdout)], [h["path"] for h in hits])
+        self.assertTrue(os.path.exists(os.path.join(os.path.dirname(self.catalog), "ann", "siglip-siglip-tiny.hnsw")))
         p = run("search", "a photo of a dog", "--catalog", self.catalog, "--model", model, "--folder",
                 os.path.join(self.lib, "a"), "--json", check=EXIT_OK)
         self.assertEqual({os.path.dirname(h["path"]) for h in json.loads(p.stdout)}, {os.path.join(self.lib, "a")})

@@ -114,7 +114,8 @@ class Catalog {
   // ---- queries for search ----
   // Models that have embeddings, with their counts.
   Result<std::vector<std::pair<std::string, int64_t>>> EmbeddingModels();
-  // Every embedding of `model` into `index` (its dim must match the stored one).
+  // Every embedding of `model` whose asset has a current location, into `index` (its dim must
+  // match the stored one).
   Status LoadEmbeddings(const std::string& model, FlatIndex* index);
   struct AssetView {
     int64_t id = 0;

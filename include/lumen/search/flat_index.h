@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <unordered_map>
 #include <vector>
 
 namespace lumen {
@@ -30,6 +31,7 @@ class FlatIndex {
  private:
   int dim_;
   std::vector<int64_t> ids_;
+  std::unordered_map<int64_t, size_t> pos_;
   std::vector<float> data_;
 };
 

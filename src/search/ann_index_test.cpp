@@ -13,21 +13,13 @@ namespace {
 
 constexpr int kDim = 32;
 
-std::vector<float> Unit(std::mt19937& rng) {
-  std::normal_distribution<float> n;
-  std::vector<float> v(kDim);
-  double s = 0;
-  for (auto& x : v) {
-    x = n(rng);
-    s += double(x) * x;
-  }
-  for (auto& x : v) x = static_cast<float>(x / std::sqrt(s));
-  return v;
+std::vector<float> Unit(std::mt19937_64& rng) {
+  return test::RandomUnitVector(rng, kDim);
 }
 
 TEST(AnnIndex, RecallIncrementalUpdatesAndPersistence) {
   test::TempDir d;
-  std::mt19937 rng(3);
+  std::mt19937_64 rng(3);
   std::vector<std::vector<float>> vecs;
   for (int i = 0; i < 2000; ++i) vecs.push_back(Unit(rng));
   auto flat_of = [&](const std::unordered_set<int64_t>& skip, int count) {

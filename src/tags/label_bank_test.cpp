@@ -18,15 +18,7 @@ constexpr int kDim = 32;
 std::vector<float> FakeEmbed(const std::string& text) {
   Hash128 h = HashBytes(text.data(), text.size());
   std::mt19937_64 rng(h.lo);
-  std::normal_distribution<float> n;
-  std::vector<float> v(kDim);
-  double norm = 0;
-  for (auto& x : v) {
-    x = n(rng);
-    norm += double(x) * x;
-  }
-  for (auto& x : v) x = static_cast<float>(x / std::sqrt(norm));
-  return v;
+  return test::RandomUnitVector(rng, kDim);
 }
 
 EncodeFn Fake(int* calls) {

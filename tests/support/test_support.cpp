@@ -78,6 +78,18 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
                               std::istreambuf_iterator<char>());
 }
 
+std::vector<float> RandomUnitVector(std::mt19937_64& rng, int dim) {
+  std::normal_distribution<float> n;
+  std::vector<float> v(static_cast<size_t>(dim));
+  double norm = 0;
+  for (auto& x : v) {
+    x = n(rng);
+    norm += double(x) * x;
+  }
+  for (auto& x : v) x = static_cast<float>(x / std::sqrt(norm));
+  return v;
+}
+
 double MeanAbsDiff(const Image& a, const Image& b) {
   if (a.width != b.width || a.height != b.height || a.channels != b.channels) return 1e9;
   double sum = 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ std::vector<uint8_t> Encode(const Image& img, const std::string& suffix);
 void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes);
 void WriteFile(const std::string& path, const std::string& bytes);
 std::vector<uint8_t> ReadFile(const std::string& path);
+
+// A random unit vector (normal components, L2-normalised): stand-in embeddings.
+std::vector<float> RandomUnitVector(std::mt19937_64& rng, int dim);
 
 // Mean absolute difference per channel value between two images of equal size.
 double MeanAbsDiff(const Image& a, const Image& b);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lumen/ml/image_encoder.h"
+#include "lumen/ml/model_files.h"
 
 using lumen::ml::EncoderOptions;
 using lumen::ml::ImageEncoder;
@@ -37,9 +38,7 @@ int main(int argc, char** argv) {
   for (const auto& t : types) {
     EncoderOptions opt;
     opt.threads = threads;
-    opt.weights = t == "f16"    ? WeightType::kF16
-                  : t == "q8_0" ? WeightType::kQ8_0
-                                : WeightType::kF32;
+    opt.weights = lumen::ml::ParseWeightType(t).value_or(WeightType::kF32);
     auto enc = ImageEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());

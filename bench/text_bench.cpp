@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lumen/ml/model_files.h"
 #include "lumen/ml/text_encoder.h"
 
 using namespace lumen::ml;
@@ -31,9 +32,7 @@ int main(int argc, char** argv) {
   for (std::string t; std::getline(ss, t, ',');) {
     EncoderOptions opt;
     opt.threads = threads;
-    opt.weights = t == "f16"    ? WeightType::kF16
-                  : t == "q8_0" ? WeightType::kQ8_0
-                                : WeightType::kF32;
+    opt.weights = lumen::ml::ParseWeightType(t).value_or(WeightType::kF32);
     auto enc = TextEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());

@@ -63,30 +63,29 @@ tags::VocabularyOptions VocabOptions(const Options& o) {
   return v;
 }
 
-// Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
-std::string BankPath(const std::string& catalog, const tags::BankKey& key) {
+std::string BesideCatalog(const std::string& catalog, const std::string& sub,
+                          const std::string& model_id) {
   std::string dir = std::filesystem::path(catalog).parent_path().string();
-  std::string id = key.model_id;
+  std::string id = model_id;
   for (auto& c : id)
     if (c == ':' || c == '/') c = '-';
+  return fmt::format("{}/{}/{}", dir.empty() ? "." : dir, sub, id);
+}
+
+// Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
+std::string BankPath(const std::string& catalog, const tags::BankKey& key) {
   std::string salt = HashBytes(key.prompt.data(), key.prompt.size()).Hex().substr(0, 8);
-  return fmt::format("{}/banks/{}-{}-{}.bank", dir.empty() ? "." : dir, id,
+  return fmt::format("{}-{}-{}.bank", BesideCatalog(catalog, "banks", key.model_id),
                      key.vocab_hash.substr(0, 12), salt);
 }
 
 // The model's own calibration: SigLIP's learned logit scale and bias; CLIP's scale with the
 // documented offset (see tags/scorer.h).
 tags::Calibration ModelCalibration(const ml::ModelSource& m) {
-  auto scalar = [&](const char* name, float fallback) {
-    const ml::TensorView* v = m.tensors->Find(name);
-    if (!v || v->elements() != 1) return fallback;
-    float f;
-    ml::ToFloat32(*v, &f);
-    return f;
-  };
+  const ml::ModelLogits l = ml::ReadLogits(m);
   if (m.config.family == ml::Family::kSiglip)
-    return {std::exp(scalar("logit_scale", std::log(10.0f))), scalar("logit_bias", -10.0f)};
-  return tags::Calibration::Clip(std::exp(scalar("logit_scale", std::log(100.0f))));
+    return {l.scale.value_or(10.0f), l.bias.value_or(-10.0f)};
+  return tags::Calibration::Clip(l.scale.value_or(100.0f));
 }
 
 // The label bank and calibration for tagging with the model at `path` (id `model_id`).
@@ -140,10 +139,7 @@ Status LoadEncoder(const Options& o, PipelineOptions* p) {
   }
   ml::EncoderOptions eo;
   eo.threads = o.jobs;
-  eo.weights = o.weights == "f32"    ? ml::WeightType::kF32
-               : o.weights == "f16"  ? ml::WeightType::kF16
-               : o.weights == "q8_0" ? ml::WeightType::kQ8_0
-                                     : ml::WeightType::kStored;
+  eo.weights = ml::ParseWeightType(o.weights).value_or(ml::WeightType::kStored);
   auto enc = ml::ImageEncoder::Load(path, eo);
   if (!enc.ok()) return enc.status();
   p->encoder_id = EncoderId(path, (*enc)->config().family);

@@ -25,6 +25,9 @@ Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o);
 // "siglip:siglip-base-patch16-224".
 std::string EncoderId(const std::string& path, ml::Family family);
 tags::VocabularyOptions VocabOptions(const Options& o);
+// "<catalog dir>/<sub>/<model id made file-safe>": per-model files kept beside the catalog.
+std::string BesideCatalog(const std::string& catalog, const std::string& sub,
+                          const std::string& model_id);
 // Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
 std::string BankPath(const std::string& catalog, const tags::BankKey& key);
 tags::Calibration ModelCalibration(const ml::ModelSource& m);

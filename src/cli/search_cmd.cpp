@@ -158,11 +158,7 @@ int RunSearch(const Options& o, bool similar) {
   auto keep = [&](int64_t id) { return id != exclude && (!filtered || allowed.count(id) > 0); };
   std::vector<Hit> hits;
   if (index.size() >= AnnThreshold()) {
-    std::string id = model_id;
-    for (auto& ch : id)
-      if (ch == ':' || ch == '/') ch = '-';
-    std::string dir = std::filesystem::path(cat.path()).parent_path().string();
-    auto ann = AnnIndex::Sync(fmt::format("{}/ann/{}.hnsw", dir.empty() ? "." : dir, id), index);
+    auto ann = AnnIndex::Sync(BesideCatalog(cat.path(), "ann", model_id) + ".hnsw", index);
     if (!ann.ok()) return fail(ann.status());
     log::Debug(fmt::format("ANN index: {} added, {} removed", (*ann)->added(), (*ann)->removed()));
     hits = (*ann)->Search(index, q.data(), static_cast<size_t>(o.top), keep);

@@ -8,6 +8,7 @@
 #include <ggml.h>
 #include <gguf.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -112,6 +113,28 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }
 
 }  // namespace
+
+ModelLogits ReadLogits(const ModelSource& model) {
+  auto scalar = [&](const char* name) -> std::optional<float> {
+    const TensorView* v = model.tensors->Find(name);
+    if (!v || v->elements() != 1) return std::nullopt;
+    float f;
+    ToFloat32(*v, &f);
+    return f;
+  };
+  ModelLogits l;
+  if (auto s = scalar("logit_scale")) l.scale = std::exp(*s);
+  l.bias = scalar("logit_bias");
+  return l;
+}
+
+std::optional<WeightType> ParseWeightType(std::string_view name) {
+  if (name == "stored") return WeightType::kStored;
+  if (name == "f32") return WeightType::kF32;
+  if (name == "f16") return WeightType::kF16;
+  if (name == "q8_0") return WeightType::kQ8_0;
+  return std::nullopt;
+}
 
 Result<std::unique_ptr<ModelSource>> OpenModel(const std::string& path) {
   auto m = std::make_unique<ModelSource>();

@@ -117,17 +117,10 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   ggml_backend_cpu_set_n_threads(m.backend.get(), m.threads);
   LUMEN_RETURN_IF_ERROR(w.Load(m.backend.get()));
   m.galloc.reset(ggml_gallocr_new(ggml_backend_get_default_buffer_type(m.backend.get())));
-  // The model's own calibration: logit_scale is stored as a log.
-  auto scalar = [&](const char* name, float* out, bool exp) {
-    if (const TensorView* v = m.source->tensors->Find(name); v && v->elements() == 1) {
-      float f;
-      ToFloat32(*v, &f);
-      *out = exp ? std::exp(f) : f;
-    }
-  };
-  m.scale = m.cfg.family == Family::kSiglip ? 10.0f : 100.0f;
-  scalar("logit_scale", &m.scale, true);
-  scalar("logit_bias", &m.bias, false);
+  // The model's own calibration (defaults: the families' usual values).
+  const ModelLogits logits = ReadLogits(*m.source);
+  m.scale = logits.scale.value_or(m.cfg.family == Family::kSiglip ? 10.0f : 100.0f);
+  m.bias = logits.bias.value_or(0.0f);
   m.source.reset();  // the weights are copied; unmap the file
   return std::unique_ptr<TextEncoder>(new TextEncoder(std::move(impl)));
 }

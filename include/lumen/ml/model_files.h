@@ -5,7 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "lumen/ml/image_encoder.h"
 #include "lumen/ml/model_config.h"
@@ -22,6 +24,17 @@ struct ModelSource {
   std::string vocab_json;    // CLIP: BPE vocabulary
   std::string merges_txt;    // CLIP: BPE merges
 };
+
+// The model's learned calibration scalars, when its weights carry them: logit_scale (stored as
+// a log; this is exp of it) and logit_bias (SigLIP).
+struct ModelLogits {
+  std::optional<float> scale;
+  std::optional<float> bias;
+};
+ModelLogits ReadLogits(const ModelSource& model);
+
+// Parses "stored", "f32", "f16", "q8_0" (the --weights values).
+std::optional<WeightType> ParseWeightType(std::string_view name);
 
 // Opens a folder or a .gguf file. Errors name the file and what is wrong.
 Result<std::unique_ptr<ModelSource>> OpenModel(const std::string& path);

@@ -15,7 +15,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 deps="${LUMEN_DEPS:-$repo/.deps}"
 cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}"
 llama_pkg="node-llama-cpp@3.22.1"
-stamp_version="node-llama-cpp-3.22.1-r1"
+stamp_version="node-llama-cpp-3.22.1-r2"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -76,9 +76,12 @@ if [ ! -d "$src/.git" ]; then
 fi
 
 build="$cache/llama-build"
+# -fno-dse: GCC 12's RTL dead-store elimination drops the stores that fill the AMX tile
+# configuration before ldtilecfg (it does not see the instruction read them), so ggml's AMX
+# kernels die with SIGILL on the first tileloadd. Keeping those stores costs nothing measurable.
 log "building ggml + llama.cpp + mtmd + llama-server (ccache: $CCACHE_DIR)"
 cmake -S "$src" -B "$build" -G Ninja \
-  -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-fno-dse -DCMAKE_CXX_FLAGS=-fno-dse \
   -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
   -DCMAKE_INSTALL_PREFIX="$deps" \
   -DCMAKE_INSTALL_RPATH='$ORIGIN;$ORIGIN/../lib' \

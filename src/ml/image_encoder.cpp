@@ -26,6 +26,8 @@ const char* WeightTypeName(WeightType t) {
       return "f32";
     case WeightType::kF16:
       return "f16";
+    case WeightType::kBF16:
+      return "bf16";
     case WeightType::kQ8_0:
       return "q8_0";
   }
@@ -103,6 +105,9 @@ const ModelConfig& ImageEncoder::config() const {
 int ImageEncoder::dim() const {
   return impl_->cfg.embed_dim();
 }
+int ImageEncoder::amx_matrices() const {
+  return impl_->weights->amx_matrices();
+}
 int ImageEncoder::input_size() const {
   return impl_->cfg.vision.image_size;
 }
@@ -120,7 +125,7 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
   m.blocks = {v.eps, v.heads, v.act};
   const bool clip = m.cfg.family == Family::kClip;
   const int64_t H = v.hidden, I = v.intermediate, P = v.patch_size;
-  m.weights = std::make_unique<detail::Weights>(*(*model)->tensors, opt.weights);
+  m.weights = std::make_unique<detail::Weights>(*(*model)->tensors, opt.weights, opt.amx);
   detail::Weights& w = *m.weights;
   const std::string vm = "vision_model.";
   w.Need(vm + "embeddings.patch_embedding.weight", {H, 3, P, P}, &m.patch_w, true);

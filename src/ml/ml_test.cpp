@@ -1,9 +1,11 @@
 // Image encoders against an independent PyTorch reference (tests/ml/reference.py) on the same
 // random weights and inputs: preprocessing and both families at f32, f16 and q8_0.
+#include <ggml-cpu.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -87,19 +89,37 @@ TEST_P(Reference, PreprocessingMatches) {
   }
 }
 
+// Every weight type against the reference; q8_0 both on the AMX tile unit (where this CPU has
+// one: ggml's AMX kernels, repacked weights) and on the AVX path.
+struct Precision {
+  WeightType type;
+  double min_cos;
+  bool amx;
+};
+constexpr Precision kPrecisions[] = {{WeightType::kF32, 0.9999, false},
+                                     {WeightType::kF16, 0.999, false},
+                                     {WeightType::kBF16, 0.995, false},
+                                     {WeightType::kQ8_0, 0.99, false},
+                                     {WeightType::kQ8_0, 0.99, true}};
+
+void ExpectAmxAsAsked(const Precision& c, int amx_matrices) {
+  if (c.amx && ggml_cpu_has_amx_int8() && !std::getenv("LUMEN_NO_AMX"))
+    EXPECT_GT(amx_matrices, 0) << "this CPU has AMX-INT8: q8_0 matrices should use it";
+  else
+    EXPECT_EQ(amx_matrices, 0) << WeightTypeName(c.type);
+}
+
 TEST_P(Reference, EmbeddingsMatchAtEveryPrecision) {
   auto pre = ReadFloats(dir() + "/pre.bin");
   auto ref = ReadFloats(dir() + "/emb.bin");
-  struct Case {
-    WeightType type;
-    double min_cos;
-  } cases[] = {{WeightType::kF32, 0.9999}, {WeightType::kF16, 0.999}, {WeightType::kQ8_0, 0.99}};
-  for (const auto& c : cases) {
+  for (const auto& c : kPrecisions) {
     EncoderOptions opt;
     opt.weights = c.type;
+    opt.amx = c.amx;
     opt.threads = 2;
     auto enc = ImageEncoder::Load(dir(), opt);
     ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+    ExpectAmxAsAsked(c, (*enc)->amx_matrices());
     const int dim = (*enc)->dim();
     const int batch = static_cast<int>(ref.size() / dim);
     ASSERT_EQ(batch, 3);
@@ -153,15 +173,13 @@ TEST_P(TextReference, EmbeddingsMatchAtEveryPrecision) {
   auto ref = ReadFloats(dir_->path() + "/text_emb.bin");
   std::vector<std::vector<int32_t>> tokens;
   for (const auto& t : ref_["tokens"]) tokens.push_back(t.get<std::vector<int32_t>>());
-  struct Case {
-    WeightType type;
-    double min_cos;
-  } cases[] = {{WeightType::kF32, 0.9999}, {WeightType::kF16, 0.999}, {WeightType::kQ8_0, 0.99}};
-  for (const auto& c : cases) {
+  for (const auto& c : kPrecisions) {
     EncoderOptions opt;
     opt.weights = c.type;
+    opt.amx = c.amx;
     auto enc = TextEncoder::Load(dir_->path(), opt);
     ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+    ExpectAmxAsAsked(c, (*enc)->amx_matrices());
     const int dim = (*enc)->dim();
     ASSERT_EQ(ref.size(), tokens.size() * dim);
     std::vector<float> out(ref.size());

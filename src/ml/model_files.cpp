@@ -133,6 +133,7 @@ std::optional<WeightType> ParseWeightType(std::string_view name) {
   if (name == "f32") return WeightType::kF32;
   if (name == "f16") return WeightType::kF16;
   if (name == "q8_0") return WeightType::kQ8_0;
+  if (name == "bf16") return WeightType::kBF16;
   return std::nullopt;
 }
 

@@ -73,6 +73,9 @@ const Tokenizer& TextEncoder::tokenizer() const {
 int TextEncoder::dim() const {
   return impl_->out_dim();
 }
+int TextEncoder::amx_matrices() const {
+  return impl_->weights->amx_matrices();
+}
 float TextEncoder::logit_scale() const {
   return impl_->scale;
 }
@@ -98,7 +101,7 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   const TextConfig& t = m.cfg.text;
   m.blocks = {t.eps, t.heads, t.act};
   const int64_t H = t.hidden;
-  m.weights = std::make_unique<detail::Weights>(*m.source->tensors, opt.weights);
+  m.weights = std::make_unique<detail::Weights>(*m.source->tensors, opt.weights, opt.amx);
   detail::Weights& w = *m.weights;
   const std::string tm = "text_model.";
   w.Need(tm + "embeddings.token_embedding.weight", {t.vocab, H}, &m.tok_emb, false);

@@ -3,10 +3,15 @@
 #include <ggml-cpu.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <mutex>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+
+#include "lumen/util/log.h"
 
 namespace lumen::ml::detail {
 
@@ -74,6 +79,39 @@ std::vector<int64_t> StripLeadingOnes(std::vector<int64_t> v) {
   return v;
 }
 
+// ggml's AMX buffer type when this CPU can use it (AMX-INT8 and the kernel's permission) and
+// LUMEN_NO_AMX is not set; null otherwise.
+ggml_backend_buffer_type_t AmxBufferType(ggml_backend_t backend) {
+  if (!ggml_cpu_has_amx_int8() || std::getenv("LUMEN_NO_AMX")) return nullptr;
+  ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+  if (!dev) return nullptr;
+  auto get = reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(ggml_backend_reg_get_proc_address(
+      ggml_backend_dev_backend_reg(dev), "ggml_backend_dev_get_extra_bufts"));
+  if (!get) return nullptr;
+  for (ggml_backend_buffer_type_t* b = get(dev); b && *b; ++b)
+    if (std::string_view(ggml_backend_buft_name(*b)) == "AMX") return *b;
+  return nullptr;
+}
+
+// ggml's own messages (buffer sizes, repacking notes) go through lumen's log: its debug and info
+// lines at debug level, warnings and errors as such.
+void RouteGgmlLog() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::ggml_log_set(
+        [](ggml_log_level level, const char* text, void*) {
+          std::string_view line(text ? text : "");
+          while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+          if (line.empty() || level == GGML_LOG_LEVEL_CONT) return;
+          const lumen::log::Level l = level == GGML_LOG_LEVEL_ERROR  ? lumen::log::Level::kError
+                                      : level == GGML_LOG_LEVEL_WARN ? lumen::log::Level::kWarn
+                                                                     : lumen::log::Level::kDebug;
+          lumen::log::Write(l, fmt::format("ggml: {}", line));
+        },
+        nullptr);
+  });
+}
+
 ggml_type MatrixType(WeightType w, const TensorView& src, int64_t row) {
   const DType stored = src.dtype;
   if (w == WeightType::kStored && stored == DType::kGgml)
@@ -83,6 +121,8 @@ ggml_type MatrixType(WeightType w, const TensorView& src, int64_t row) {
       return GGML_TYPE_F32;
     case WeightType::kF16:
       return GGML_TYPE_F16;
+    case WeightType::kBF16:
+      return GGML_TYPE_BF16;
     case WeightType::kQ8_0:
       return row % 32 == 0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
     case WeightType::kStored:
@@ -111,15 +151,26 @@ Status Weights::Load(ggml_backend_t backend) {
           "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(), it.src->name,
           fmt::join(have, ", "), fmt::join(want, ", "), it.slice ? " (a slice of it)" : ""));
   }
+  // Two contexts: matrices that ggml's AMX kernels can multiply go to the AMX buffer type (their
+  // rows repacked into tiles) when this CPU has AMX-INT8; everything else to the plain CPU buffer.
+  RouteGgmlLog();
+  ggml_backend_buffer_type_t amx = amx_ ? AmxBufferType(backend) : nullptr;
   ggml_init_params params{ggml_tensor_overhead() * (items_.size() + 8), nullptr, true};
   ctx_.reset(ggml_init(params));
-  if (!ctx_) return Status::Internal("ggml_init failed");
+  amx_ctx_.reset(ggml_init(params));
+  if (!ctx_ || !amx_ctx_) return Status::Internal("ggml_init failed");
+  int on_amx = 0;
   for (auto& it : items_) {
     ggml_tensor* t;
     if (it.matrix) {
       int64_t in = 1;
       for (size_t d = 1; d < it.shape.size(); ++d) in *= it.shape[d];
-      t = ggml_new_tensor_2d(ctx_.get(), MatrixType(type_, *it.src, in), in, it.shape[0]);
+      const ggml_type type = MatrixType(type_, *it.src, in);
+      // The AMX kernels need 32-row output blocks and whole 32-value input blocks.
+      const bool tiled = amx && (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) &&
+                         it.shape[0] % 32 == 0 && in % 32 == 0;
+      t = ggml_new_tensor_2d(tiled ? amx_ctx_.get() : ctx_.get(), type, in, it.shape[0]);
+      on_amx += tiled;
     } else {
       // f32 with PyTorch's dims reversed (position embeddings stay [hidden, tokens]).
       int64_t ne[4] = {1, 1, 1, 1};
@@ -132,6 +183,11 @@ Status Weights::Load(ggml_backend_t backend) {
   }
   buffer_.reset(ggml_backend_alloc_ctx_tensors(ctx_.get(), backend));
   if (!buffer_) return Status::Internal("cannot allocate the model weights");
+  if (on_amx) {
+    amx_buffer_.reset(ggml_backend_alloc_ctx_tensors_from_buft(amx_ctx_.get(), amx));
+    if (!amx_buffer_) return Status::Internal("cannot allocate the AMX weight buffer");
+  }
+  amx_matrices_ = on_amx;
   std::vector<float> f32;
   std::vector<uint8_t> conv;
   for (auto& it : items_) {
@@ -166,7 +222,15 @@ ggml_tensor* Blocks::Norm(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_
 }
 
 ggml_tensor* Blocks::Linear(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b) {
-  x = ggml_mul_mat(c, w, x);
+  // One 2-D product over every token of every image: the widest GEMM, and the shape ggml's
+  // AMX kernels require (they mis-address a 3-D right-hand side).
+  const int64_t t = x->ne[1], n = x->ne[2];
+  if (ggml_is_contiguous(x) && x->ne[3] == 1) {
+    x = ggml_mul_mat(c, w, ggml_reshape_2d(c, x, x->ne[0], t * n));
+    x = ggml_reshape_3d(c, x, w->ne[1], t, n);
+  } else {
+    x = ggml_mul_mat(c, w, x);
+  }
   return b ? ggml_add(c, x, b) : x;
 }
 

@@ -42,7 +42,8 @@ struct Layer {
 
 class Weights {
  public:
-  Weights(const TensorFile& file, WeightType type) : file_(file), type_(type) {}
+  Weights(const TensorFile& file, WeightType type, bool amx)
+      : file_(file), type_(type), amx_(amx) {}
   // Requires tensor `name` of PyTorch shape `shape`. Matrices ([out, in...]) get the requested
   // weight type; everything else stays f32. `source`/`row_offset` take rows of a fused tensor.
   void Need(const std::string& name, std::vector<int64_t> shape, ggml_tensor** dst, bool matrix,
@@ -52,6 +53,8 @@ class Weights {
                   std::vector<Layer>* out);
   // Validates every requirement, then creates and fills the tensors on `backend`.
   Status Load(ggml_backend_t backend);
+  // How many matrices live in ggml's AMX buffer (repacked for the tile unit).
+  int amx_matrices() const { return amx_matrices_; }
 
  private:
   struct Item {
@@ -65,10 +68,12 @@ class Weights {
   };
   const TensorFile& file_;
   WeightType type_;
+  bool amx_;
   std::vector<Item> items_;
   Status error_;
-  CtxPtr ctx_;
-  BufferPtr buffer_;
+  int amx_matrices_ = 0;
+  CtxPtr ctx_, amx_ctx_;
+  BufferPtr buffer_, amx_buffer_;
 };
 
 struct Blocks {

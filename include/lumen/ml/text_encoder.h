@@ -31,6 +31,7 @@ class TextEncoder {
   const ModelConfig& config() const;
   const Tokenizer& tokenizer() const;
   int dim() const;
+  int amx_matrices() const;   // weight matrices running on the AMX tile unit (0: none)
   float logit_scale() const;  // exp of the stored log scale
   float logit_bias() const;   // SigLIP; 0 for CLIP
 

@@ -1,6 +1,6 @@
 // Image-encoder throughput: ms/image and images/s at several batch sizes and weight types.
-//   build/bench/encoder_bench MODEL_DIR [threads] [types=f32,f16,q8_0] [batches=1,8,32]
-//   [seconds=10]
+//   build/bench/encoder_bench MODEL_DIR [threads] [types=f32,f16,bf16,q8_0,q8_0-avx]
+//   [batches=1,8,32] [seconds=10]
 // Each (type, batch) runs at least once and then until `seconds` of encoding have passed.
 #include <sys/resource.h>
 
@@ -38,7 +38,11 @@ int main(int argc, char** argv) {
   for (const auto& t : types) {
     EncoderOptions opt;
     opt.threads = threads;
-    opt.weights = lumen::ml::ParseWeightType(t).value_or(WeightType::kF32);
+    // "q8_0-avx": q8_0 kept off the AMX tile unit, for comparison.
+    const bool avx = t.size() > 4 && t.compare(t.size() - 4, 4, "-avx") == 0;
+    opt.amx = !avx;
+    opt.weights =
+        lumen::ml::ParseWeightType(avx ? t.substr(0, t.size() - 4) : t).value_or(WeightType::kF32);
     auto enc = ImageEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());

@@ -1,5 +1,6 @@
 // Text-encoder throughput: terms/s for a label-bank-like workload ("a photo of a {term}.").
-//   build/bench/text_bench MODEL_DIR [threads] [types=f32,f16,q8_0] [batch=32] [terms=256]
+//   build/bench/text_bench MODEL_DIR [threads] [types=f32,f16,bf16,q8_0,q8_0-avx] [batch=32]
+//   [terms=256]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -32,7 +33,11 @@ int main(int argc, char** argv) {
   for (std::string t; std::getline(ss, t, ',');) {
     EncoderOptions opt;
     opt.threads = threads;
-    opt.weights = lumen::ml::ParseWeightType(t).value_or(WeightType::kF32);
+    // "q8_0-avx": q8_0 kept off the AMX tile unit, for comparison.
+    const bool avx = t.size() > 4 && t.compare(t.size() - 4, 4, "-avx") == 0;
+    opt.amx = !avx;
+    opt.weights =
+        lumen::ml::ParseWeightType(avx ? t.substr(0, t.size() - 4) : t).value_or(WeightType::kF32);
     auto enc = TextEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());

@@ -108,6 +108,17 @@ CREATE TABLE tags(
 );
 CREATE INDEX tags_term ON tags(term);
 )sql",
+    // v3 -> v4: which bank rows each asset was scored against (an asset with no tag above the
+    // threshold is still "tagged"; one scored while the bank was growing is re-scored later).
+    R"sql(
+CREATE TABLE tagged(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  bank TEXT NOT NULL,
+  terms INTEGER NOT NULL,
+  PRIMARY KEY(asset_id, bank)
+);
+INSERT OR IGNORE INTO tagged(asset_id, bank, terms) SELECT DISTINCT asset_id, bank, 0 FROM tags;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -415,8 +426,13 @@ Status Catalog::PutEmbedding(int64_t asset, const std::string& model, const std:
   return put_embedding_.Run();
 }
 
-Status Catalog::PutTags(int64_t asset, const std::string& bank,
+Status Catalog::PutTags(int64_t asset, const std::string& bank, size_t terms,
                         const std::vector<std::tuple<std::string, std::string, float>>& tags) {
+  auto mark =
+      sql::Prepare(db_.get(), "INSERT OR REPLACE INTO tagged(asset_id,bank,terms) VALUES(?,?,?)");
+  if (!mark.ok()) return mark.status();
+  mark->Bind(1, asset).Bind(2, bank).Bind(3, int64_t(terms));
+  LUMEN_RETURN_IF_ERROR(mark->Run());
   auto del = sql::Prepare(db_.get(), "DELETE FROM tags WHERE asset_id=? AND bank=?");
   if (!del.ok()) return del.status();
   del->Bind(1, asset).Bind(2, bank);
@@ -468,12 +484,21 @@ Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() 
 }
 
 Status Catalog::LoadEmbeddings(const std::string& model, FlatIndex* index) {
-  auto s = sql::Prepare(
-      db_.get(),
-      "SELECT e.asset_id, e.dim, e.vector FROM embeddings e WHERE e.model=? AND EXISTS("
-      "SELECT 1 FROM locations l WHERE l.asset_id=e.asset_id AND l.state='ok')");
+  return LoadEmbeddingsToTag(model, "", 0, index);
+}
+
+Status Catalog::LoadEmbeddingsToTag(const std::string& model, const std::string& bank, size_t terms,
+                                    FlatIndex* index) {
+  std::string q =
+      "SELECT e.asset_id, e.dim, e.vector FROM embeddings e WHERE e.model=?1 AND EXISTS("
+      "SELECT 1 FROM locations l WHERE l.asset_id=e.asset_id AND l.state='ok')";
+  if (!bank.empty())
+    q += " AND NOT EXISTS(SELECT 1 FROM tagged t WHERE t.asset_id=e.asset_id AND t.bank=?2 "
+         "AND t.terms>=?3)";
+  auto s = sql::Prepare(db_.get(), q);
   if (!s.ok()) return s.status();
   s->Bind(1, model);
+  if (!bank.empty()) s->Bind(2, bank).Bind(3, int64_t(terms));
   Status st;
   std::vector<float> v;
   while (s->Step(&st)) {

@@ -1,4 +1,6 @@
 #include "cli_util.h"
+
+#include "bank.h"
 #include "commands.h"
 
 #include <stdio.h>
@@ -107,7 +109,7 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
   if (!source.ok()) return source.status();
   PipelineOptions::Tagging t;
   t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
-  t.bank = std::shared_ptr<tags::LabelBank>(std::move(bank.value()));
+  t.bank = std::make_shared<tags::LiveBank>(std::move(bank.value()));
   t.calibration = ModelCalibration(**source);
   t.score.min_confidence = o.min_confidence;
   t.score.max_tags = static_cast<size_t>(o.max_tags);
@@ -118,7 +120,7 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
 
 // Loads the image encoder: --model NAME|PATH, else the default model for --quality when it is
 // installed. Without a model, runs go on without embeddings (and say how to add them).
-Status LoadEncoder(const Options& o, PipelineOptions* p) {
+Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBuild>* bank) {
   if (o.write_xmp && !o.tags) return Status::Invalid("--write-xmp writes tags: add --tags");
   if (o.no_embedding) return Status::Ok();
   std::string path;
@@ -144,9 +146,10 @@ Status LoadEncoder(const Options& o, PipelineOptions* p) {
   if (!enc.ok()) return enc.status();
   p->encoder_id = EncoderId(path, (*enc)->config().family);
   if (o.tags) {
-    auto t = LoadTagging(o, path, p->encoder_id, (*enc)->dim());
-    if (!t.ok()) return t.status();
-    p->tagging = std::move(t.value());
+    auto b = BankBuild::Start(o, path, p->encoder_id, (*enc)->dim());
+    if (!b.ok()) return b.status();
+    p->tagging = (*b)->tagging();
+    *bank = std::move(b.value());
   }
   p->encoder = std::move(enc.value());
   p->batch_size = o.batch_size;

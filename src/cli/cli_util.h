@@ -35,7 +35,9 @@ tags::Calibration ModelCalibration(const ml::ModelSource& m);
 Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string& path,
                                              const std::string& model_id, int dim);
 // The image encoder (and tagging) for --model/--quality/--tags.
-Status LoadEncoder(const Options& o, PipelineOptions* p);
+// With --tags, `bank` receives the label bank's build (see bank.h).
+class BankBuild;
+Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBuild>* bank);
 PipelineOptions MakePipelineOptions(const Options& o);
 
 int ExitCode(const RunSummary& s);

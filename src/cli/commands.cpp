@@ -1,4 +1,5 @@
 #include "commands.h"
+#include "bank.h"
 #include "cli_util.h"
 
 #include <stdio.h>
@@ -51,9 +52,10 @@ int RunIndex(const Options& o, const char* argv0) {
   }
   Catalog& cat = **catalog;
   PipelineOptions p = MakePipelineOptions(o);
-  if (Status st = LoadEncoder(o, &p); !st.ok()) {
+  std::unique_ptr<BankBuild> bank;
+  if (Status st = LoadEncoder(o, &p, &bank); !st.ok()) {
     log::Error(st.message());
-    return kExitError;
+    return st.code() == Code::kInterrupted ? 128 + InterruptSignal() : kExitError;
   }
   p.incremental = !o.full;
   auto run = cat.BeginRun("index", p.roots);
@@ -78,6 +80,28 @@ int RunIndex(const Options& o, const char* argv0) {
   RunCounts c{sum->succeeded, sum->failed, sum->skipped, sum->unchanged, sum->missing};
   (void)cat.FinishRun(*run, sum->interrupted ? "interrupted" : "done", c);
   Report(o, *sum, profile, "indexed");
+  if (bank) {
+    // Finish the bank (unless told not to), then tag what is not tagged against all of it yet:
+    // photos scored while it grew, photos cataloged before --tags or before a vocabulary change.
+    if (Status st = bank->Finish(!o.no_bank_wait && !sum->interrupted, o.quiet); !st.ok())
+      log::Warn(st.message());
+    auto tagged =
+        TagFromStoredEmbeddings(&cat, bank->tagging(), p.encoder_id, p.encoder->dim(), false);
+    if (!tagged.ok()) {
+      log::Error(tagged.status().message());
+      return kExitError;
+    }
+    auto now = bank->tagging().bank->Current();
+    if (*tagged)
+      log::Info(fmt::format("tagged {} images from their stored embeddings ({} of {} terms)",
+                            *tagged, now->rows_done(), now->count()));
+    if (!now->complete())
+      log::Warn(
+          fmt::format("the label bank has {} of {} terms; the next `lumen index --tags` "
+                      "(or `lumen tags build`) resumes it, then re-tags",
+                      now->rows_done(), now->count()));
+  }
+  if (Interrupted() && !sum->interrupted) return 128 + InterruptSignal();
   return ExitCode(*sum);
 }
 
@@ -133,9 +157,10 @@ int RunProcess(const Options& o, const char* argv0) {
   }
   RecordFormat fmt = o.format == "json" ? RecordFormat::kJsonArray : RecordFormat::kJsonl;
   PipelineOptions p = MakePipelineOptions(o);
-  if (Status st = LoadEncoder(o, &p); !st.ok()) {
+  std::unique_ptr<BankBuild> bank;
+  if (Status st = LoadEncoder(o, &p, &bank); !st.ok()) {
     log::Error(st.message());
-    return kExitError;
+    return st.code() == Code::kInterrupted ? 128 + InterruptSignal() : kExitError;
   }
   p.incremental = false;
 
@@ -200,6 +225,16 @@ int RunProcess(const Options& o, const char* argv0) {
   Progress progress(Progress::Detect(o.quiet, o.json_logs));
   auto sum = RunPipeline(p, cat.get(), sinks, o.profile ? &profile : nullptr, &progress);
   progress.Finish();
+  if (bank) {
+    // Records are already written: stop the background build (the next run resumes it).
+    (void)bank->Finish(false, o.quiet);
+    auto now = bank->tagging().bank->Current();
+    if (!now->complete())
+      log::Warn(
+          fmt::format("tags came from {} of {} label-bank terms (the bank is still being "
+                      "built; `lumen tags build` finishes it)",
+                      now->rows_done(), now->count()));
+  }
   bool write_ok = true;
   if (out != stdout) write_ok = std::fclose(out) == 0;
   if (!tmp.empty() && write_ok && sum.ok()) {

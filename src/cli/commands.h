@@ -30,7 +30,7 @@ struct Options {
   std::string model;  // image encoder: a Hugging Face model folder
   bool no_embedding = false;
   int batch_size = 8;
-  std::string weights = "stored";
+  std::string weights = "auto";
   std::string quality;  // fast | high (default model 224 vs 384)
   // models
   std::string model_name;
@@ -46,6 +46,8 @@ struct Options {
   bool write_xmp = false;
   std::vector<std::string> vocab_files;
   std::string prompt = "a photo of a {}.";
+  int bank_seed = 2000;       // terms encoded before indexing starts when the bank is new
+  bool no_bank_wait = false;  // index: stop the background bank build when the photos are done
   // search / similar
   std::string query;
   int top = 20;

@@ -35,6 +35,12 @@ int main(int argc, char** argv) {
                   "image encoder: a SigLIP/CLIP model folder (Hugging Face layout)");
     c->add_flag("--no-embedding", o.no_embedding, "do not compute image embeddings");
     c->add_flag("--tags", o.tags, "zero-shot tags from the label bank (lumen tags build)");
+    c->add_option("--bank-seed", o.bank_seed,
+                  "with --tags and no finished label bank: terms encoded before indexing starts "
+                  "(the rest is encoded in the background) (2000)")
+        ->check(CLI::Range(1, 10000000));
+    c->add_flag("--no-bank-wait", o.no_bank_wait,
+                "with --tags: do not finish the label bank after the photos (next run resumes)");
     c->add_flag("--write-xmp", o.write_xmp,
                 "with --tags: merge the tags into each photo's XMP sidecar");
     c->add_option("--min-confidence", o.min_confidence,
@@ -47,8 +53,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"fast", "high"}));
     c->add_option("--batch-size", o.batch_size, "images per encoder batch")
         ->check(CLI::Range(1, 256));
-    c->add_option("--weights", o.weights, "encoder weight type: stored, f32, f16, q8_0")
-        ->check(CLI::IsMember({"stored", "f32", "f16", "q8_0"}));
+    c->add_option("--weights", o.weights,
+                  "encoder weights: auto (q8_0 on CPUs with AMX-INT8, else as stored), stored, "
+                  "f32, f16, bf16, q8_0")
+        ->check(CLI::IsMember({"auto", "stored", "f32", "f16", "bf16", "q8_0"}));
     c->add_option(
         "--model-input", o.model_input_size,
         "also prepare the square model input at this size (224 or 384; timed by --profile)");

@@ -1,3 +1,4 @@
+#include "bank.h"
 #include "cli_util.h"
 #include "commands.h"
 
@@ -95,32 +96,14 @@ int RunTagsRescore(const Options& o) {
   const std::string model_id = EncoderId(path, cfg.family);
   auto tagging = LoadTagging(o, path, model_id, cfg.embed_dim());
   if (!tagging.ok()) return fail(tagging.status());
-  FlatIndex stored(cfg.embed_dim());
-  if (Status st = cat.LoadEmbeddings(model_id, &stored); !st.ok()) return fail(st);
   // Stored embeddings only: no image is read or encoded again.
   const uint64_t t0 = MonotonicNs();
-  const size_t batch = 256, dim = size_t(cfg.embed_dim());
-  if (Status st = cat.Begin(); !st.ok()) return fail(st);
-  for (size_t at = 0; at < stored.size(); at += batch) {
-    const size_t n = std::min(batch, stored.size() - at);
-    auto scored = tags::ScoreImages(stored.data() + at * dim, n, *tagging->bank,
-                                    tagging->calibration, tagging->score);
-    for (size_t i = 0; i < n; ++i) {
-      if (tagging->drop_ancestors) tags::DropAncestors(*tagging->vocab, &scored[i]);
-      std::vector<std::tuple<std::string, std::string, float>> rows;
-      for (const tags::Tag& t : scored[i]) {
-        const tags::Term& term = tagging->vocab->terms()[t.term];
-        rows.emplace_back(term.text, term.category, t.confidence);
-      }
-      if (Status st = cat.PutTags(stored.ids()[at + i], tagging->bank_id, rows); !st.ok())
-        return fail(st);
-    }
-  }
-  if (Status st = cat.Commit(); !st.ok()) return fail(st);
+  auto n = TagFromStoredEmbeddings(&cat, *tagging, model_id, cfg.embed_dim(), true);
+  if (!n.ok()) return fail(n.status());
+  auto bank = tagging->bank->Current();
   log::Info(fmt::format(
-      "re-scored {} images from their stored embeddings against {} of {} terms in {:.2f} s",
-      stored.size(), tagging->bank->rows_done(), tagging->bank->count(),
-      (MonotonicNs() - t0) / 1e9));
+      "re-scored {} images from their stored embeddings against {} of {} terms in {:.2f} s", *n,
+      bank->rows_done(), bank->count(), (MonotonicNs() - t0) / 1e9));
   return kExitOk;
 }
 

@@ -73,6 +73,10 @@ const Tokenizer& TextEncoder::tokenizer() const {
 int TextEncoder::dim() const {
   return impl_->out_dim();
 }
+void TextEncoder::set_threads(int threads) {
+  impl_->threads = detail::DefaultThreads(threads);
+  ggml_backend_cpu_set_n_threads(impl_->backend.get(), impl_->threads);
+}
 int TextEncoder::amx_matrices() const {
   return impl_->weights->amx_matrices();
 }

@@ -47,10 +47,10 @@ Status CatalogSink::Accept(const ItemResult& r) {
         LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
       if (!r.embedding.empty() && !producers_.embedding.empty())
         LUMEN_RETURN_IF_ERROR(catalog_->PutEmbedding(*id, producers_.embedding, r.embedding));
-      if (!r.tags.empty() && !producers_.tags.empty()) {
+      if (r.tag_terms && !producers_.tags.empty()) {
         std::vector<std::tuple<std::string, std::string, float>> rows;
         for (const auto& t : r.tags) rows.emplace_back(t.name, t.category, t.confidence);
-        LUMEN_RETURN_IF_ERROR(catalog_->PutTags(*id, producers_.tags, rows));
+        LUMEN_RETURN_IF_ERROR(catalog_->PutTags(*id, producers_.tags, r.tag_terms, rows));
       }
       LUMEN_RETURN_IF_ERROR(
           catalog_->UpsertLocation(r.path, r.identity, *id, LocationState::kOk, "", run_));

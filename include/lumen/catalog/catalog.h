@@ -35,7 +35,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 3;
+inline constexpr int kCatalogSchemaVersion = 4;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -108,7 +108,8 @@ class Catalog {
   // An L2-normalised image embedding (little-endian f32) from the model `model`.
   Status PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v);
   // Replaces the asset's tags from `bank` with (term, category, confidence) rows.
-  Status PutTags(int64_t asset, const std::string& bank,
+  // Replaces the asset's tags from `bank`, scored against its first `terms` rows.
+  Status PutTags(int64_t asset, const std::string& bank, size_t terms,
                  const std::vector<std::tuple<std::string, std::string, float>>& tags);
 
   // ---- queries for search ----
@@ -117,6 +118,10 @@ class Catalog {
   // Every embedding of `model` whose asset has a current location, into `index` (its dim must
   // match the stored one).
   Status LoadEmbeddings(const std::string& model, FlatIndex* index);
+  // The embeddings of current assets not yet scored against `terms` rows of `bank`: never
+  // tagged with it, or tagged while the bank was still being built.
+  Status LoadEmbeddingsToTag(const std::string& model, const std::string& bank, size_t terms,
+                             FlatIndex* index);
   struct AssetView {
     int64_t id = 0;
     Hash128 hash;

@@ -34,7 +34,10 @@ struct ModelLogits {
 ModelLogits ReadLogits(const ModelSource& model);
 
 // Parses "stored", "f32", "f16", "q8_0" (the --weights values).
+// "auto", "stored", "f32", "f16", "bf16", "q8_0". auto: q8_0 where the CPU has AMX-INT8, else
+// the type stored in the model file.
 std::optional<WeightType> ParseWeightType(std::string_view name);
+WeightType AutoWeightType();
 
 // Opens a folder or a .gguf file. Errors name the file and what is wrong.
 Result<std::unique_ptr<ModelSource>> OpenModel(const std::string& path);

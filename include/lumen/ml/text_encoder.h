@@ -34,6 +34,8 @@ class TextEncoder {
   int amx_matrices() const;   // weight matrices running on the AMX tile unit (0: none)
   float logit_scale() const;  // exp of the stored log scale
   float logit_bias() const;   // SigLIP; 0 for CLIP
+  // Threads for the next Encode calls (0 = all cores); not thread-safe with Encode itself.
+  void set_threads(int threads);
 
   // texts.size() x dim() floats, row i the embedding of texts[i].
   Status Encode(const std::vector<std::string>& texts, float* out, int batch_size = 32);

@@ -62,6 +62,7 @@ struct ItemResult {
     float confidence = 0;
   };
   std::vector<ItemTag> tags;  // zero-shot tags, most confident first, when a bank is loaded
+  size_t tag_terms = 0;       // bank rows the tags were scored against (0: not scored)
 };
 
 // Consumers of finished items, called from one thread in completion order.
@@ -90,7 +91,7 @@ struct PipelineOptions {
   // Zero-shot tagging of each encoded batch (needs `encoder`): one GEMM against the bank.
   struct Tagging {
     std::shared_ptr<tags::Vocabulary> vocab;
-    std::shared_ptr<tags::LabelBank> bank;
+    std::shared_ptr<tags::LiveBank> bank;  // may grow during the run (a background build)
     tags::Calibration calibration;
     tags::ScoreOptions score;
     bool drop_ancestors = false;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,26 @@ class LabelBank {
   int dim_ = 0;
   const uint32_t* order_ = nullptr;
   const float* rows_ = nullptr;
+};
+
+// A label bank that grows while it is used: a background build publishes a new snapshot after
+// each persisted chunk, and scorers take the current one. Snapshots are immutable (each maps the
+// rows finished when it was opened), so a scorer never sees a half-written row.
+class LiveBank {
+ public:
+  explicit LiveBank(std::shared_ptr<const LabelBank> bank) : bank_(std::move(bank)) {}
+  std::shared_ptr<const LabelBank> Current() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bank_;
+  }
+  void Publish(std::shared_ptr<const LabelBank> bank) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bank_ = std::move(bank);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const LabelBank> bank_;
 };
 
 // The seed-first order: supplemental and user terms, then WordNet terms by increasing depth in

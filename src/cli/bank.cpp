@@ -1,0 +1,170 @@
+#include "bank.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "cli_util.h"
+#include "lumen/search/flat_index.h"
+#include "lumen/tags/label_bank.h"
+#include "lumen/tags/scorer.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+#include "lumen/util/progress.h"
+
+namespace lumen::cli {
+
+namespace {
+// Chunks of the background build: small, so a stop request or a Ctrl-C is honoured within a few
+// seconds even for SigLIP's 64-token prompts, and the live scorer gains terms often.
+constexpr size_t kBackgroundChunk = 64;
+}  // namespace
+
+Result<std::unique_ptr<BankBuild>> BankBuild::Start(const Options& o, const std::string& path,
+                                                    const std::string& model_id, int dim) {
+  std::unique_ptr<BankBuild> b(new BankBuild());
+  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
+  if (!vocab.ok()) return vocab.status();
+  b->key_ = tags::BankKey{model_id, vocab->Hash(), o.prompt, dim};
+  std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
+  b->path_ = BankPath(catalog, b->key_);
+  auto source = ml::OpenModel(path);
+  if (!source.ok()) return source.status();
+  PipelineOptions::Tagging& t = b->tagging_;
+  t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
+  t.calibration = ModelCalibration(**source);
+  source->reset();
+  t.score.min_confidence = o.min_confidence;
+  t.score.max_tags = static_cast<size_t>(o.max_tags);
+  t.drop_ancestors = o.drop_ancestors;
+  t.bank_id = fmt::format("{}|{}|{}", model_id, b->key_.vocab_hash.substr(0, 12), o.prompt);
+
+  auto bank = tags::LabelBank::Open(b->path_, b->key_);
+  if (bank.ok() && (*bank)->complete()) {
+    t.bank = std::make_shared<tags::LiveBank>(std::move(bank.value()));
+    return b;
+  }
+  // Not finished (or not there): the text tower encodes the seed terms now, the rest later.
+  ml::EncoderOptions eo;
+  eo.threads = o.jobs;
+  eo.weights = ml::ParseWeightType(o.weights).value_or(ml::WeightType::kStored);
+  auto text = ml::TextEncoder::Load(path, eo);
+  if (!text.ok())
+    return Status::Invalid(fmt::format(
+        "tags need the model's text tower to build the label bank: {}", text.status().message()));
+  b->text_ = std::move(text.value());
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(b->path_).parent_path(), ec);
+  b->order_ = tags::PriorityOrder(*t.vocab);
+  const size_t seed = std::min(static_cast<size_t>(std::max(1, o.bank_seed)), b->order_.size());
+  const size_t have = bank.ok() ? (*bank)->rows_done() : 0;
+  tags::EncodeFn encode = [tx = b->text_.get(), self = b.get()](
+                              const std::vector<std::string>& texts, float* out) {
+    tx->set_threads(self->threads_.load());
+    return tx->Encode(texts, out);
+  };
+  if (have < seed) {
+    log::Info(fmt::format(
+        "label bank {}: encoding its first {} of {} terms now; the rest follows in the background",
+        b->path_, seed, b->order_.size()));
+    b->threads_ = o.jobs;
+    Progress progress(Progress::Detect(o.quiet, o.json_logs), "terms");
+    tags::BuildOptions bo;
+    bo.chunk = kBackgroundChunk;
+    bo.on_chunk = [&](size_t done, size_t) {
+      progress.Update(std::min(done, seed), seed, 0, 0);
+      return done < seed && !Interrupted();
+    };
+    Status st = tags::BuildLabelBank(b->path_, b->key_, *t.vocab, b->order_, encode, bo);
+    progress.Finish();
+    if (!st.ok()) return st;
+    if (Interrupted())
+      return Status::Interrupted(
+          "interrupted while encoding the label bank (the next run resumes)");
+  }
+  bank = tags::LabelBank::Open(b->path_, b->key_);
+  if (!bank.ok()) return bank.status();
+  const bool done = (*bank)->complete();
+  t.bank = std::make_shared<tags::LiveBank>(std::move(bank.value()));
+  if (done) return b;
+  // In the background: one thread, so the image encoder keeps the other cores.
+  b->threads_ = 1;
+  b->thread_ = std::thread([self = b.get(), encode] {
+    tags::BuildOptions bo;
+    bo.chunk = kBackgroundChunk;
+    bo.on_chunk = [self](size_t, size_t) {
+      auto now = tags::LabelBank::Open(self->path_, self->key_);
+      if (now.ok()) self->tagging_.bank->Publish(std::move(now.value()));
+      return !self->stop_.load();
+    };
+    self->status_ = tags::BuildLabelBank(self->path_, self->key_, *self->tagging_.vocab,
+                                         self->order_, encode, bo);
+    self->failed_ = !self->status_.ok();
+    if (!self->status_.ok())
+      log::Warn(fmt::format("label bank build stopped: {} (tags use the {} terms done)",
+                            self->status_.message(), self->tagging_.bank->Current()->rows_done()));
+  });
+  return b;
+}
+
+BankBuild::~BankBuild() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+Status BankBuild::Finish(bool wait, bool quiet) {
+  if (!thread_.joinable()) return status_;
+  auto count = [&] { return tagging_.bank->Current()->count(); };
+  auto rows = [&] { return tagging_.bank->Current()->rows_done(); };
+  if (wait && !Interrupted() && rows() < count()) {
+    log::Info(
+        fmt::format("finishing the label bank: {} of {} terms so far (Ctrl-C stops; the next "
+                    "run resumes)",
+                    rows(), count()));
+    threads_ = 0;  // all cores from the next chunk on
+    Progress progress(Progress::Detect(quiet, log::IsJson()), "terms");
+    // The thread ends by itself when the bank is complete or on an error.
+    while (rows() < count() && !failed_ && !Interrupted()) {
+      progress.Update(rows(), count(), 0, 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    progress.Update(rows(), count(), 0, 0, true);
+    progress.Finish();
+  }
+  stop_ = true;
+  thread_.join();
+  // The last chunk may have landed after the last publish.
+  if (auto now = tags::LabelBank::Open(path_, key_); now.ok())
+    tagging_.bank->Publish(std::move(now.value()));
+  return status_;
+}
+
+Result<size_t> TagFromStoredEmbeddings(Catalog* cat, const PipelineOptions::Tagging& t,
+                                       const std::string& model_id, int dim, bool all) {
+  std::shared_ptr<const tags::LabelBank> bank = t.bank->Current();
+  FlatIndex stored(dim);
+  LUMEN_RETURN_IF_ERROR(
+      all ? cat->LoadEmbeddings(model_id, &stored)
+          : cat->LoadEmbeddingsToTag(model_id, t.bank_id, bank->rows_done(), &stored));
+  const size_t batch = 256, d = size_t(dim);
+  LUMEN_RETURN_IF_ERROR(cat->Begin());
+  for (size_t at = 0; at < stored.size(); at += batch) {
+    const size_t n = std::min(batch, stored.size() - at);
+    auto scored = tags::ScoreImages(stored.data() + at * d, n, *bank, t.calibration, t.score);
+    for (size_t i = 0; i < n; ++i) {
+      if (t.drop_ancestors) tags::DropAncestors(*t.vocab, &scored[i]);
+      std::vector<std::tuple<std::string, std::string, float>> rows;
+      for (const tags::Tag& tag : scored[i]) {
+        const tags::Term& term = t.vocab->terms()[tag.term];
+        rows.emplace_back(term.text, term.category, tag.confidence);
+      }
+      LUMEN_RETURN_IF_ERROR(cat->PutTags(stored.ids()[at + i], t.bank_id, bank->rows_done(), rows));
+    }
+  }
+  LUMEN_RETURN_IF_ERROR(cat->Commit());
+  return stored.size();
+}
+
+}  // namespace lumen::cli

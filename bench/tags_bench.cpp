@@ -1,7 +1,10 @@
 // Zero-shot scoring cost: images against a full-size label bank (82K WordNet+supplemental terms x
 // 768), one GEMM per batch, at several batch sizes.
-//   build/bench/tags_bench [dim=768] [batches=1,8,64]
+//   build/bench/tags_bench [dim=768] [batches=1,8,64] [pool_images=0]
 // The bank rows are random unit vectors (timings do not depend on the values).
+// With pool_images > 0, also relevance pools against full scoring at batch 8 (what index uses):
+// a stream of that many images drawn near 300 "library" terms; reports time per image of both,
+// the share of the bank's rows computed, and how many of full scoring's tags pooled scoring kept.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +14,7 @@
 #include <sstream>
 
 #include "lumen/tags/label_bank.h"
+#include "lumen/tags/pools.h"
 #include "lumen/tags/scorer.h"
 
 using namespace lumen::tags;
@@ -60,6 +64,56 @@ int main(int argc, char** argv) {
       el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     std::printf("| %zu | %.2f | %.1f |\n", batch, 1000 * el / done, done / el);
+  }
+  const size_t pool_images = argc > 3 ? std::stoul(argv[3]) : 0;
+  if (pool_images > 0) {
+    const size_t rows = (*bank)->rows_done(), batch = 8;
+    std::vector<size_t> concepts;
+    for (int i = 0; i < 300; ++i) concepts.push_back(rng() % rows);
+    auto near = [&](float* v) {
+      const float* c = (*bank)->rows() + concepts[rng() % concepts.size()] * size_t(dim);
+      std::vector<float> noise(static_cast<size_t>(dim));
+      unit(noise.data());
+      double s = 0;
+      for (int k = 0; k < dim; ++k) {
+        v[k] = c[k] + 0.7f * noise[k];
+        s += double(v[k]) * v[k];
+      }
+      for (int k = 0; k < dim; ++k) v[k] = float(v[k] / std::sqrt(s));
+    };
+    const Calibration cal{10, -5};  // 50% at cosine 0.5
+    ScoreOptions so;
+    so.min_confidence = 0.3f;
+    RelevancePools pools(*vocab);
+    double full_s = 0, pool_s = 0;
+    size_t full_tags = 0, kept = 0;
+    std::vector<float> images(batch * dim);
+    for (size_t done = 0; done < pool_images; done += batch) {
+      for (size_t i = 0; i < batch; ++i) near(images.data() + i * dim);
+      auto t0 = std::chrono::steady_clock::now();
+      auto full = ScoreImages(images.data(), batch, **bank, cal, so);
+      auto t1 = std::chrono::steady_clock::now();
+      auto pooled = pools.Score(images.data(), batch, **bank, cal, so);
+      auto t2 = std::chrono::steady_clock::now();
+      full_s += std::chrono::duration<double>(t1 - t0).count();
+      pool_s += std::chrono::duration<double>(t2 - t1).count();
+      for (size_t i = 0; i < batch; ++i)
+        for (const Tag& t : full[i]) {
+          ++full_tags;
+          for (const Tag& p : pooled[i]) kept += p.term == t.term;
+        }
+    }
+    std::printf(
+        "\nrelevance pools, %zu images near 300 library terms, batch %zu:\n\n"
+        "| scoring | ms/image | rows computed | full scoring's tags kept |\n"
+        "|---|---|---|---|\n| full | %.2f | 100%% | 100%% |\n"
+        "| pools | %.2f | %.1f%% | %.1f%% |\n\n"
+        "final pools: %zu active, %zu warm, %zu cold\n",
+        pool_images, batch, 1000 * full_s / double(pool_images),
+        1000 * pool_s / double(pool_images),
+        100.0 * double(pools.rows_scored()) / double(pools.rows_full()),
+        100.0 * double(kept) / double(std::max<size_t>(1, full_tags)), pools.count(Pool::kActive),
+        pools.count(Pool::kWarm), pools.count(Pool::kCold));
   }
   std::filesystem::remove(path);
 }

@@ -118,6 +118,10 @@ CREATE TABLE tagged(
   PRIMARY KEY(asset_id, bank)
 );
 INSERT OR IGNORE INTO tagged(asset_id, bank, terms) SELECT DISTINCT asset_id, bank, 0 FROM tags;
+CREATE TABLE tag_pools(
+  bank TEXT PRIMARY KEY,
+  state BLOB NOT NULL
+);
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
@@ -481,6 +485,24 @@ Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() 
   while (s->Step(&st)) out.emplace_back(s->Text(0), s->Int(1));
   if (!st.ok()) return st;
   return out;
+}
+
+Result<std::optional<std::string>> Catalog::GetTagPools(const std::string& bank) {
+  auto s = sql::Prepare(db_.get(), "SELECT state FROM tag_pools WHERE bank=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, bank);
+  Status st;
+  std::optional<std::string> out;
+  if (s->Step(&st)) out = s->Blob(0);
+  if (!st.ok()) return st;
+  return out;
+}
+
+Status Catalog::PutTagPools(const std::string& bank, const std::string& state) {
+  auto s = sql::Prepare(db_.get(), "INSERT OR REPLACE INTO tag_pools(bank, state) VALUES(?,?)");
+  if (!s.ok()) return s.status();
+  s->Bind(1, bank).BindBlob(2, state.data(), state.size());
+  return s->Run();
 }
 
 Status Catalog::LoadEmbeddings(const std::string& model, FlatIndex* index) {

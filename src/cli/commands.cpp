@@ -30,6 +30,7 @@
 #include "lumen/pipeline/sinks.h"
 #include "lumen/search/flat_index.h"
 #include "lumen/tags/label_bank.h"
+#include "lumen/tags/pools.h"
 #include "lumen/tags/scorer.h"
 #include "lumen/tags/vocabulary.h"
 #include "lumen/util/interrupt.h"
@@ -58,6 +59,19 @@ int RunIndex(const Options& o, const char* argv0) {
     return st.code() == Code::kInterrupted ? 128 + InterruptSignal() : kExitError;
   }
   p.incremental = !o.full;
+  if (o.tag_pools && p.tagging) {
+    auto pools = std::make_shared<tags::RelevancePools>(*p.tagging->vocab);
+    auto state = cat.GetTagPools(p.tagging->bank_id);
+    if (!state.ok()) {
+      log::Error(state.status().message());
+      return kExitError;
+    }
+    if (*state) {
+      if (Status st = pools->Load(**state); !st.ok())
+        log::Warn(fmt::format("relevance pools start over: {}", st.message()));
+    }
+    p.tagging->pools = pools;
+  }
   auto run = cat.BeginRun("index", p.roots);
   if (!run.ok()) {
     log::Error(run.status().message());
@@ -80,6 +94,17 @@ int RunIndex(const Options& o, const char* argv0) {
   RunCounts c{sum->succeeded, sum->failed, sum->skipped, sum->unchanged, sum->missing};
   (void)cat.FinishRun(*run, sum->interrupted ? "interrupted" : "done", c);
   Report(o, *sum, profile, "indexed");
+  if (p.tagging && p.tagging->pools) {
+    const auto& pl = *p.tagging->pools;
+    if (Status st = cat.PutTagPools(p.tagging->bank_id, pl.Save()); !st.ok())
+      log::Warn(st.message());
+    if (pl.rows_full())
+      log::Info(fmt::format(
+          "relevance pools: {:.1f}% of the full scoring work ({} active, {} warm, "
+          "{} cold terms)",
+          100.0 * double(pl.rows_scored()) / double(pl.rows_full()), pl.count(tags::Pool::kActive),
+          pl.count(tags::Pool::kWarm), pl.count(tags::Pool::kCold)));
+  }
   if (bank) {
     // Finish the bank (unless told not to), then tag what is not tagged against all of it yet:
     // photos scored while it grew, photos cataloged before --tags or before a vocabulary change.

@@ -46,8 +46,10 @@ struct Options {
   bool write_xmp = false;
   std::vector<std::string> vocab_files;
   std::string prompt = "a photo of a {}.";
-  int bank_seed = 2000;       // terms encoded before indexing starts when the bank is new
-  bool no_bank_wait = false;  // index: stop the background bank build when the photos are done
+  int bank_seed = 2000;  // terms encoded before indexing starts when the bank is new
+  bool no_bank_wait = false;
+  bool tag_pools = false;  // relevance pools (tags/pools.h)  // index: stop the background bank
+                           // build when the photos are done
   // search / similar
   std::string query;
   int top = 20;

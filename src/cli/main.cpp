@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
                   "with --tags and no finished label bank: terms encoded before indexing starts "
                   "(the rest is encoded in the background) (2000)")
         ->check(CLI::Range(1, 10000000));
+    c->add_flag("--tag-pools", o.tag_pools,
+                "with --tags: score each photo against the terms this library uses (relevance "
+                "pools, learned and kept in the catalog) instead of the whole bank");
     c->add_flag("--no-bank-wait", o.no_bank_wait,
                 "with --tags: do not finish the label bank after the photos (next run resumes)");
     c->add_flag("--write-xmp", o.write_xmp,
@@ -120,6 +123,11 @@ int main(int argc, char** argv) {
   t_build->add_option("--catalog", o.catalog, "catalog database (the bank is stored beside it)");
   t_build->add_option("--model", o.model, "model name, folder or .gguf")->required();
   t_build->add_flag("-q,--quiet", o.quiet, "no progress");
+  t_build
+      ->add_option("--weights", o.weights,
+                   "text tower weights: auto (q8_0 with AMX-INT8, else as stored), stored, "
+                   "f32, f16, bf16, q8_0")
+      ->check(CLI::IsMember({"auto", "stored", "f32", "f16", "bf16", "q8_0"}));
   add_vocab(t_build);
   auto* t_rescore =
       tags_cmd->add_subcommand("rescore", "re-tag from stored embeddings (no image is re-read)");

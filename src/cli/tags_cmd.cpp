@@ -46,7 +46,10 @@ int RunTagsBuild(const Options& o) {
     return kExitError;
   };
   std::string path = ml::ResolveModelPath(o.model);
-  auto text = ml::TextEncoder::Load(path, {});
+  ml::EncoderOptions eo;
+  eo.threads = o.jobs;
+  eo.weights = ml::ParseWeightType(o.weights).value_or(ml::WeightType::kStored);
+  auto text = ml::TextEncoder::Load(path, eo);
   if (!text.ok()) return fail(text.status());
   auto vocab = tags::Vocabulary::Build(VocabOptions(o));
   if (!vocab.ok()) return fail(vocab.status());

@@ -366,7 +366,9 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
         const auto& tg = *opt.tagging;
         std::shared_ptr<const tags::LabelBank> bank = tg.bank->Current();
         auto scored =
-            tags::ScoreImages(out.data(), pending.size(), *bank, tg.calibration, tg.score);
+            tg.pools
+                ? tg.pools->Score(out.data(), pending.size(), *bank, tg.calibration, tg.score)
+                : tags::ScoreImages(out.data(), pending.size(), *bank, tg.calibration, tg.score);
         for (size_t i = 0; i < pending.size(); ++i) {
           pending[i]->result.tag_terms = bank->rows_done();
           if (tg.drop_ancestors) tags::DropAncestors(*tg.vocab, &scored[i]);

@@ -20,14 +20,19 @@ void DropAncestors(const Vocabulary& vocab, std::vector<Tag>* tags) {
 
 std::vector<std::vector<Tag>> ScoreImages(const float* images, size_t n, const LabelBank& bank,
                                           const Calibration& cal, const ScoreOptions& opt) {
-  const size_t rows = bank.rows_done();
-  const int dim = bank.dim();
+  return ScoreRows(images, n, bank.dim(), bank.rows(), bank.terms(), bank.rows_done(), cal, opt);
+}
+
+std::vector<std::vector<Tag>> ScoreRows(const float* images, size_t n, int dim,
+                                        const float* bank_rows, const uint32_t* terms, size_t count,
+                                        const Calibration& cal, const ScoreOptions& opt) {
+  const size_t rows = count;
   std::vector<std::vector<Tag>> out(n);
   if (n == 0 || rows == 0) return out;
   // C[n x rows] = images[n x dim] * bank[rows x dim]^T
   std::vector<float> c(n * rows);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
-              dim, 1.0f, images, dim, bank.rows(), dim, 0.0f, c.data(), static_cast<int>(rows));
+              dim, 1.0f, images, dim, bank_rows, dim, 0.0f, c.data(), static_cast<int>(rows));
   // The confidence threshold as a cosine threshold: only those rows need the sigmoid.
   const float min_cos =
       (std::log(opt.min_confidence / (1 - opt.min_confidence)) - cal.bias) / cal.scale;
@@ -37,7 +42,7 @@ std::vector<std::vector<Tag>> ScoreImages(const float* images, size_t n, const L
     for (size_t r = 0; r < rows; ++r) {
       if (row[r] < min_cos) continue;
       float conf = 1.0f / (1.0f + std::exp(-(cal.scale * row[r] + cal.bias)));
-      if (conf >= opt.min_confidence) tags.push_back({bank.term(r), row[r], conf});
+      if (conf >= opt.min_confidence) tags.push_back({terms[r], row[r], conf});
     }
     auto better = [](const Tag& a, const Tag& b) {
       return a.cosine > b.cosine || (a.cosine == b.cosine && a.term < b.term);

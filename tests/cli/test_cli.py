@@ -694,6 +694,14 @@ class Tags(Base):
                                                       "ON a.id=t.asset_id WHERE t.term=?", term)}
         self.assertEqual({h["content_hash"] for h in hits}, tagged)
 
+        # Relevance pools: opt-in, state kept in the catalog per bank (one pool byte + one counter per term).
+        p = run("index", self.lib, "--full", "--tags", "--tag-pools", *common, check=EXIT_OK)
+        self.assertIn(b"relevance pools:", p.stderr)
+        state = db_rows(self.catalog, "SELECT DISTINCT length(p.state), t.terms FROM tag_pools p "
+                                      "JOIN tagged t ON t.bank=p.bank")
+        self.assertEqual(len(state), 1)
+        self.assertEqual(state[0][0], 2 * state[0][1])
+
         # Rescore works from the stored embeddings alone: the photos can be gone.
         shutil.rmtree(self.lib)
         p = run("tags", "rescore", *common, "--min-confidence", "0", "--max-tags", "5", check=EXIT_OK)

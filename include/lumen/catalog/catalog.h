@@ -112,6 +112,10 @@ class Catalog {
   Status PutTags(int64_t asset, const std::string& bank, size_t terms,
                  const std::vector<std::tuple<std::string, std::string, float>>& tags);
 
+  // Relevance-pool state per label bank (tags/pools.h), opaque here.
+  Result<std::optional<std::string>> GetTagPools(const std::string& bank);
+  Status PutTagPools(const std::string& bank, const std::string& state);
+
   // ---- queries for search ----
   // Models that have embeddings, with their counts.
   Result<std::vector<std::pair<std::string, int64_t>>> EmbeddingModels();

@@ -26,6 +26,7 @@
 #include "lumen/meta/exif.h"
 #include "lumen/ml/image_encoder.h"
 #include "lumen/tags/label_bank.h"
+#include "lumen/tags/pools.h"
 #include "lumen/tags/scorer.h"
 #include "lumen/tags/vocabulary.h"
 #include "lumen/util/profile.h"
@@ -96,6 +97,7 @@ struct PipelineOptions {
     tags::ScoreOptions score;
     bool drop_ancestors = false;
     std::string bank_id;  // catalog key: model id + vocabulary hash + prompt
+    std::shared_ptr<tags::RelevancePools> pools;  // opt-in: score a learned subset of the bank
   };
   std::optional<Tagging> tagging;
   DecodeLimits limits;

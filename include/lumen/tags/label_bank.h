@@ -58,6 +58,7 @@ class LabelBank {
   int dim() const { return dim_; }
   const float* rows() const { return rows_; }
   uint32_t term(size_t row) const { return order_[row]; }
+  const uint32_t* terms() const { return order_; }  // the term of every row
 
  private:
   LabelBank() = default;

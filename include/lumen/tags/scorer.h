@@ -34,6 +34,11 @@ struct ScoreOptions {
 // "retriever" is there), keeping the order of the rest.
 void DropAncestors(const Vocabulary& vocab, std::vector<Tag>* tags);
 
+// images: n x dim (L2-normalised) against `count` rows of dim floats whose terms are `terms`.
+std::vector<std::vector<Tag>> ScoreRows(const float* images, size_t n, int dim, const float* rows,
+                                        const uint32_t* terms, size_t count, const Calibration& cal,
+                                        const ScoreOptions& opt);
+
 // images: n x dim (L2-normalised). Uses the bank's finished rows. One vector of tags per image,
 // most confident first.
 std::vector<std::vector<Tag>> ScoreImages(const float* images, size_t n, const LabelBank& bank,

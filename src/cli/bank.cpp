@@ -142,7 +142,8 @@ Status BankBuild::Finish(bool wait, bool quiet) {
 }
 
 Result<size_t> TagFromStoredEmbeddings(Catalog* cat, const PipelineOptions::Tagging& t,
-                                       const std::string& model_id, int dim, bool all) {
+                                       const std::string& model_id, int dim, bool all,
+                                       XmpSink* xmp) {
   std::shared_ptr<const tags::LabelBank> bank = t.bank->Current();
   FlatIndex stored(dim);
   LUMEN_RETURN_IF_ERROR(
@@ -161,6 +162,20 @@ Result<size_t> TagFromStoredEmbeddings(Catalog* cat, const PipelineOptions::Tagg
         rows.emplace_back(term.text, term.category, tag.confidence);
       }
       LUMEN_RETURN_IF_ERROR(cat->PutTags(stored.ids()[at + i], t.bank_id, bank->rows_done(), rows));
+      if (xmp && !scored[i].empty()) {
+        auto asset = cat->GetAsset(stored.ids()[at + i]);
+        if (!asset.ok()) return asset.status();
+        if (asset->path.empty()) continue;
+        ItemResult r;
+        r.path = asset->path;
+        for (const tags::Tag& tag : scored[i]) {
+          const tags::Term& term = t.vocab->terms()[tag.term];
+          r.tags.push_back({term.text, term.category, t.vocab->Path(tag.term), tag.confidence});
+        }
+        if (Status st = xmp->Accept(r); !st.ok())
+          log::Warn(
+              fmt::format("{}: XMP sidecar not updated: {}", log::Printable(r.path), st.message()));
+      }
     }
   }
   LUMEN_RETURN_IF_ERROR(cat->Commit());

@@ -13,6 +13,7 @@
 #include "lumen/catalog/catalog.h"
 #include "lumen/ml/text_encoder.h"
 #include "lumen/pipeline/pipeline.h"
+#include "lumen/pipeline/sinks.h"
 #include "lumen/util/status.h"
 
 namespace lumen::cli {
@@ -50,7 +51,9 @@ class BankBuild {
 // Scores the current assets that have an embedding from `model_id` but were not yet scored
 // against every finished row of the bank (or all of them: `all`), from the stored embeddings.
 // Returns how many were scored.
+// `xmp` (optional) also merges the new tags into the XMP sidecar of each asset's current file.
 Result<size_t> TagFromStoredEmbeddings(Catalog* cat, const PipelineOptions::Tagging& t,
-                                       const std::string& model_id, int dim, bool all);
+                                       const std::string& model_id, int dim, bool all,
+                                       XmpSink* xmp = nullptr);
 
 }  // namespace lumen::cli

@@ -110,8 +110,8 @@ int RunIndex(const Options& o, const char* argv0) {
     // photos scored while it grew, photos cataloged before --tags or before a vocabulary change.
     if (Status st = bank->Finish(!o.no_bank_wait && !sum->interrupted, o.quiet); !st.ok())
       log::Warn(st.message());
-    auto tagged =
-        TagFromStoredEmbeddings(&cat, bank->tagging(), p.encoder_id, p.encoder->dim(), false);
+    auto tagged = TagFromStoredEmbeddings(&cat, bank->tagging(), p.encoder_id, p.encoder->dim(),
+                                          false, o.write_xmp ? &xmp : nullptr);
     if (!tagged.ok()) {
       log::Error(tagged.status().message());
       return kExitError;

@@ -735,8 +735,17 @@ class ProgressiveBank(Base):
 
         # The next run resumes the bank, finishes it, and re-tags every photo against all of it from the
         # stored embeddings (the photos are unchanged: none is decoded again).
-        p = run("index", self.lib, "--tags", *common, check=EXIT_OK)
+        p = run("index", self.lib, "--tags", "--write-xmp", *common, check=EXIT_OK)
         self.assertIn(b"tagged 4 images from their stored embeddings", p.stderr)
+        # The re-tagging reached the XMP sidecars too: they hold the final tags.
+        final_tags = {r[0] for r in db_rows(
+            self.catalog, "SELECT t.term FROM tags t JOIN locations l ON l.asset_id=t.asset_id "
+                          "WHERE CAST(l.path AS TEXT) LIKE '%p0.jpg'")}
+        sidecar = json.loads(subprocess.run(["exiftool", "-json", "-XMP-dc:Subject",
+                                             os.path.join(self.lib, "p0.jpg.xmp")],
+                                            capture_output=True, check=True).stdout)[0]
+        self.assertEqual(len(final_tags), 15)
+        self.assertTrue(final_tags <= set(sidecar["Subject"]), (final_tags, sidecar["Subject"]))
         final = db_rows(self.catalog, "SELECT DISTINCT terms FROM tagged")
         self.assertEqual(len(final), 1)
         self.assertGreater(final[0][0], max(terms))

@@ -487,6 +487,46 @@ Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() 
   return out;
 }
 
+Status Catalog::LoadDupeItems(std::vector<dupes::Item>* out) {
+  auto s = sql::Prepare(
+      db_.get(),
+      "SELECT a.id, a.size, COALESCE(a.format,''), COALESCE(a.width,0), COALESCE(a.height,0), "
+      "MIN(p.phash), MIN(p.dhash), m.captured_at, "
+      "(m.captured_at IS NOT NULL) + (m.camera_make IS NOT NULL) + (m.camera_model IS NOT NULL) + "
+      "(m.lens IS NOT NULL) + (m.gps_latitude IS NOT NULL) + (m.iso IS NOT NULL) + "
+      "(m.aperture IS NOT NULL) + (m.exposure_time IS NOT NULL) + (m.focal_length IS NOT NULL) "
+      "FROM assets a JOIN perceptual_hashes p ON p.asset_id=a.id "
+      "LEFT JOIN metadata m ON m.asset_id=a.id "
+      "WHERE EXISTS(SELECT 1 FROM locations l WHERE l.asset_id=a.id AND l.state='ok') "
+      "GROUP BY a.id ORDER BY a.id");
+  if (!s.ok()) return s.status();
+  Status st;
+  std::unordered_map<int64_t, size_t> at;
+  while (s->Step(&st)) {
+    dupes::Item it;
+    it.asset = s->Int(0);
+    it.size = static_cast<uint64_t>(s->Int(1));
+    it.format = s->Text(2);
+    it.width = static_cast<int>(s->Int(3));
+    it.height = static_cast<int>(s->Int(4));
+    it.phash = static_cast<uint64_t>(s->Int(5));
+    it.dhash = static_cast<uint64_t>(s->Int(6));
+    if (!s->IsNull(7)) it.captured = s->Text(7);
+    it.exif_fields = static_cast<int>(s->Int(8));
+    at[it.asset] = out->size();
+    out->push_back(std::move(it));
+  }
+  if (!st.ok()) return st;
+  auto l = sql::Prepare(db_.get(),
+                        "SELECT asset_id, path FROM locations WHERE state='ok' AND asset_id IS NOT "
+                        "NULL ORDER BY asset_id, path");
+  if (!l.ok()) return l.status();
+  while (l->Step(&st))
+    if (auto it = at.find(l->Int(0)); it != at.end())
+      (*out)[it->second].paths.push_back(l->Blob(1));
+  return st;
+}
+
 Result<std::optional<std::string>> Catalog::GetTagPools(const std::string& bank) {
   auto s = sql::Prepare(db_.get(), "SELECT state FROM tag_pools WHERE bank=?");
   if (!s.ok()) return s.status();

@@ -48,7 +48,11 @@ struct Options {
   std::string prompt = "a photo of a {}.";
   int bank_seed = 2000;  // terms encoded before indexing starts when the bank is new
   bool no_bank_wait = false;
-  bool tag_pools = false;  // relevance pools (tags/pools.h)  // index: stop the background bank
+  bool tag_pools = false;
+  // dupes
+  int distance = 6;
+  std::string keep = "best";
+  std::string keep_under;  // relevance pools (tags/pools.h)  // index: stop the background bank
                            // build when the photos are done
   // search / similar
   std::string query;
@@ -68,6 +72,7 @@ struct Options {
 int RunIndex(const Options& o, const char* argv0);
 int RunProcess(const Options& o, const char* argv0);
 int RunStats(const Options& o);
+int RunDupes(const Options& o);
 int RunModels(const std::string& action, const Options& o);
 int RunSearch(const Options& o, bool similar);
 int RunTagsBuild(const Options& o);

@@ -85,6 +85,20 @@ int main(int argc, char** argv) {
   stats->add_flag("--failures", o.list_failures, "list failed files with their reasons");
   stats->add_flag("--json", o.json_out, "print as JSON");
 
+  auto* dupes = app.add_subcommand("dupes", "find duplicate photos (exact and re-encoded copies)");
+  dupes->add_option("--catalog", o.catalog, "catalog database");
+  dupes
+      ->add_option("--distance", o.distance,
+                   "near duplicates: at most this many differing pHash bits (6; 0-15)")
+      ->check(CLI::Range(0, 15));
+  dupes
+      ->add_option("--keep", o.keep,
+                   "which copy to keep: best (resolution, format, EXIF, size), oldest, newest, "
+                   "largest, smallest")
+      ->check(CLI::IsMember({"best", "oldest", "newest", "largest", "smallest"}));
+  dupes->add_option("--keep-under", o.keep_under, "keep the copy under this folder when one is");
+  dupes->add_flag("--json", o.json_out, "print the groups as JSON");
+
   auto add_search = [&](CLI::App* c) {
     c->add_option("--catalog", o.catalog, "catalog database");
     c->add_option("--model", o.model,
@@ -174,6 +188,7 @@ int main(int argc, char** argv) {
   if (index->parsed()) return lumen::cli::RunIndex(o, argv[0]);
   if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
   if (stats->parsed()) return lumen::cli::RunStats(o);
+  if (dupes->parsed()) return lumen::cli::RunDupes(o);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);

@@ -760,6 +760,45 @@ class ProgressiveBank(Base):
         self.assertNotIn(b"tagged", p.stderr)
 
 
+class Dupes(Base):
+    def test_planted_duplicates_are_grouped_with_reasons(self):
+        os.makedirs(os.path.join(self.lib, "backup"))
+        for i in range(4):
+            picture(os.path.join(self.lib, f"p{i}.jpg"), 800, 600, seed=40 + i)
+        # p0: an exact copy under another name; p1: resized + recompressed; p2: a PNG re-save.
+        shutil.copy(os.path.join(self.lib, "p0.jpg"), os.path.join(self.lib, "backup", "renamed.jpg"))
+        Image.open(os.path.join(self.lib, "p1.jpg")).resize((400, 300)).save(
+            os.path.join(self.lib, "p1-small.jpg"), quality=55)
+        Image.open(os.path.join(self.lib, "p2.jpg")).save(os.path.join(self.lib, "p2.png"))
+        self.index(check=EXIT_OK)
+        p = run("dupes", "--catalog", self.catalog, "--json", check=EXIT_OK)
+        groups = json.loads(p.stdout)
+        by_files = {frozenset(os.path.basename(f["path"]) for f in g["files"]): g for g in groups}
+        self.assertEqual(set(by_files), {frozenset({"p0.jpg", "renamed.jpg"}), frozenset({"p1.jpg", "p1-small.jpg"}),
+                                         frozenset({"p2.jpg", "p2.png"})})
+        exact = by_files[frozenset({"p0.jpg", "renamed.jpg"})]
+        self.assertEqual(exact["tier"], "exact")
+        small = by_files[frozenset({"p1.jpg", "p1-small.jpg"})]
+        self.assertEqual(small["tier"], "near")
+        kept = [f for f in small["files"] if f["keep"]]
+        self.assertEqual([os.path.basename(f["path"]) for f in kept], ["p1.jpg"])
+        self.assertIn("highest resolution", small["keep_reason"])
+        other = [f for f in small["files"] if not f["keep"]][0]
+        self.assertIn("pHash distance", other["reason"])
+        png = by_files[frozenset({"p2.jpg", "p2.png"})]
+        self.assertEqual([os.path.basename(f["path"]) for f in png["files"] if f["keep"]], ["p2.png"])
+        # Strategies and the table.
+        p = run("dupes", "--catalog", self.catalog, "--keep-under", os.path.join(self.lib, "backup"), "--json",
+                check=EXIT_OK)
+        exact = [g for g in json.loads(p.stdout) if g["tier"] == "exact"][0]
+        self.assertEqual([os.path.basename(f["path"]) for f in exact["files"] if f["keep"]], ["renamed.jpg"])
+        p = run("dupes", "--catalog", self.catalog, "--keep", "smallest", check=EXIT_OK)
+        self.assertIn(b"keep " + os.path.join(self.lib, "p1-small.jpg").encode(), p.stdout)
+        self.assertIn(b"3 duplicate groups", p.stderr)
+        # Nothing was touched.
+        self.assertEqual(sorted(os.listdir(self.lib)), ["backup", "p0.jpg", "p1-small.jpg", "p1.jpg", "p2.jpg", "p2.png", "p3.jpg"])
+
+
 class Cli(Base):
     def test_exit_codes_and_profile(self):
         self.assertEqual(run("index").returncode, EXIT_ERROR)

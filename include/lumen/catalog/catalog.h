@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "lumen/catalog/sqlite.h"
+#include "lumen/dupes/dupes.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
@@ -111,6 +112,9 @@ class Catalog {
   // Replaces the asset's tags from `bank`, scored against its first `terms` rows.
   Status PutTags(int64_t asset, const std::string& bank, size_t terms,
                  const std::vector<std::tuple<std::string, std::string, float>>& tags);
+
+  // Every current asset with perceptual hashes, with its current paths (for dupes).
+  Status LoadDupeItems(std::vector<dupes::Item>* out);
 
   // Relevance-pool state per label bank (tags/pools.h), opaque here.
   Result<std::optional<std::string>> GetTagPools(const std::string& bank);

@@ -1,0 +1,62 @@
+// Duplicate groups over the catalog's assets, and the "keep best" choice in each group.
+//
+// Tiers (each match carries its reason):
+//   exact    - one asset (same content hash) at several paths;
+//   near     - different assets whose 64-bit pHashes differ in at most `max_distance` bits
+//              (re-encoded, resized, lightly edited copies). Pairs are found by multi-index
+//              hashing (four 16-bit blocks, pigeonhole: a pair within distance d agrees within
+//              floor(d/4) bits on at least one block), never by comparing all pairs; groups are the
+//              connected components of those pairs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lumen::dupes {
+
+struct Item {
+  int64_t asset = 0;
+  uint64_t phash = 0, dhash = 0;
+  int width = 0, height = 0;
+  uint64_t size = 0;
+  std::string format;                   // "jpeg", "png", ...
+  std::optional<std::string> captured;  // ISO 8601, from EXIF
+  int exif_fields = 0;                  // how many metadata fields are present
+  std::vector<std::string> paths;       // current locations, sorted
+};
+
+// Every pair (i < j) of `hashes` within `max_distance` bits (0..15), with its distance.
+struct Pair {
+  uint32_t a, b;
+  int distance;
+};
+std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distance);
+
+enum class Keep { kBest, kOldest, kNewest, kLargest, kSmallest, kPathPrefix };
+
+struct Options {
+  int max_distance = 6;  // pHash bits
+  Keep keep = Keep::kBest;
+  std::string prefix;  // Keep::kPathPrefix
+};
+
+struct Member {
+  size_t item;         // index into the items
+  std::string path;    // one file
+  std::string reason;  // why it is in the group: "same content", "pHash distance 3"
+};
+
+struct Group {
+  std::string tier;             // "exact" or "near"
+  std::vector<Member> members;  // members[0] is the one to keep
+  std::string keep_reason;
+};
+
+// Groups over `items`: exact groups (one asset, several paths) and near groups (several assets);
+// an asset in a near group contributes all of its paths. Largest groups first.
+std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt);
+
+}  // namespace lumen::dupes

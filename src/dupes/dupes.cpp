@@ -1,0 +1,230 @@
+#include "lumen/dupes/dupes.h"
+
+#include <algorithm>
+#include <bit>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace lumen::dupes {
+
+namespace {
+
+constexpr int kBlocks = 4;
+
+uint32_t Block(uint64_t h, int b) {
+  return static_cast<uint32_t>((h >> (16 * b)) & 0xffff);
+}
+
+// All 16-bit values within `radius` bits of v (radius <= 3).
+void Neighbours(uint32_t v, int radius, std::vector<uint32_t>* out) {
+  out->clear();
+  out->push_back(v);
+  for (int i = 0; i < 16 && radius >= 1; ++i) {
+    out->push_back(v ^ (1u << i));
+    for (int j = i + 1; j < 16 && radius >= 2; ++j) {
+      out->push_back(v ^ (1u << i) ^ (1u << j));
+      for (int k = j + 1; k < 16 && radius >= 3; ++k)
+        out->push_back(v ^ (1u << i) ^ (1u << j) ^ (1u << k));
+    }
+  }
+}
+
+struct UnionFind {
+  std::vector<uint32_t> parent;
+  explicit UnionFind(size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0u); }
+  uint32_t Find(uint32_t x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  }
+  void Join(uint32_t a, uint32_t b) {
+    a = Find(a), b = Find(b);
+    if (a != b) parent[std::max(a, b)] = std::min(a, b);
+  }
+};
+
+int FormatRank(const std::string& f) {
+  // Lossless and high-bit-depth first, then modern lossy, then JPEG, then the rest.
+  static const char* order[] = {"raw", "dng", "tiff", "png", "heic", "avif", "jxl", "jpeg", "webp"};
+  for (int i = 0; i < 9; ++i)
+    if (f == order[i]) return 9 - i;
+  return 0;
+}
+
+// Chooses the member to keep and says why; `items` are candidates (indexes into all).
+std::pair<size_t, std::string> ChooseKeep(const std::vector<Item>& all, std::vector<size_t> c,
+                                          const Options& opt) {
+  auto pixels = [&](size_t i) { return uint64_t(all[i].width) * uint64_t(all[i].height); };
+  auto first_path = [&](size_t i) {
+    return all[i].paths.empty() ? std::string() : all[i].paths[0];
+  };
+  std::sort(c.begin(), c.end(), [&](size_t a, size_t b) { return first_path(a) < first_path(b); });
+  auto by = [&](auto better, std::string why) {
+    size_t k = c[0];
+    for (size_t i : c)
+      if (better(i, k)) k = i;
+    return std::make_pair(k, std::move(why));
+  };
+  switch (opt.keep) {
+    case Keep::kOldest:
+    case Keep::kNewest: {
+      const bool oldest = opt.keep == Keep::kOldest;
+      return by(
+          [&](size_t i, size_t k) {
+            if (!all[i].captured) return false;
+            if (!all[k].captured) return true;
+            return oldest ? *all[i].captured < *all[k].captured
+                          : *all[i].captured > *all[k].captured;
+          },
+          oldest ? "oldest capture time" : "newest capture time");
+    }
+    case Keep::kLargest:
+      return by([&](size_t i, size_t k) { return all[i].size > all[k].size; }, "largest file");
+    case Keep::kSmallest:
+      return by([&](size_t i, size_t k) { return all[i].size < all[k].size; }, "smallest file");
+    case Keep::kPathPrefix:
+      for (size_t i : c)
+        for (const auto& p : all[i].paths)
+          if (p.starts_with(opt.prefix)) return {i, fmt::format("under {}", opt.prefix)};
+      break;
+    case Keep::kBest:
+      break;
+  }
+  // Best: most pixels, then the better format, then more EXIF, then the larger file.
+  size_t k = c[0];
+  for (size_t i : c) {
+    auto key = [&](size_t x) {
+      return std::make_tuple(pixels(x), FormatRank(all[x].format), all[x].exif_fields, all[x].size);
+    };
+    if (key(i) > key(k)) k = i;
+  }
+  std::vector<std::string> why;
+  bool more_pixels = false, better_format = false, more_exif = false, bigger = false;
+  for (size_t i : c) {
+    if (i == k) continue;
+    if (pixels(k) > pixels(i))
+      more_pixels = true;
+    else if (FormatRank(all[k].format) > FormatRank(all[i].format))
+      better_format = true;
+    else if (all[k].exif_fields > all[i].exif_fields)
+      more_exif = true;
+    else if (all[k].size > all[i].size)
+      bigger = true;
+  }
+  if (more_pixels)
+    why.push_back(fmt::format("highest resolution ({}x{})", all[k].width, all[k].height));
+  if (better_format) why.push_back(fmt::format("better format ({})", all[k].format));
+  if (more_exif) why.push_back("most complete EXIF");
+  if (bigger) why.push_back("largest file");
+  if (why.empty())
+    why.push_back(opt.keep == Keep::kPathPrefix ? "no copy under the prefix; first path"
+                                                : "equal; first path");
+  return {k, fmt::format("{}", fmt::join(why, ", "))};
+}
+
+}  // namespace
+
+std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distance) {
+  std::vector<Pair> out;
+  const size_t n = hashes.size();
+  if (n < 2 || max_distance < 0) return out;
+  max_distance = std::min(max_distance, 15);
+  const int radius = max_distance / kBlocks;
+  // Per block: items bucketed by that block's 16 bits (counting sort: offsets + items).
+  std::vector<std::vector<uint32_t>> offsets(kBlocks), items(kBlocks);
+  for (int b = 0; b < kBlocks; ++b) {
+    auto& off = offsets[b];
+    off.assign(65537, 0);
+    for (uint64_t h : hashes) ++off[Block(h, b) + 1];
+    for (size_t v = 0; v < 65536; ++v) off[v + 1] += off[v];
+    auto fill = off;
+    items[b].resize(n);
+    for (size_t i = 0; i < n; ++i) items[b][fill[Block(hashes[i], b)]++] = static_cast<uint32_t>(i);
+  }
+  std::vector<uint32_t> probe;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t h = hashes[i];
+    for (int b = 0; b < kBlocks; ++b) {
+      Neighbours(Block(h, b), radius, &probe);
+      for (uint32_t v : probe) {
+        for (uint32_t at = offsets[b][v]; at < offsets[b][v + 1]; ++at) {
+          const uint32_t j = items[b][at];
+          if (j <= i) continue;
+          const int d = std::popcount(h ^ hashes[j]);
+          if (d > max_distance) continue;
+          // Report a pair once: from the first block on which the pigeonhole condition holds.
+          int first = 0;
+          while (std::popcount(uint64_t(Block(h, first) ^ Block(hashes[j], first))) > radius)
+            ++first;
+          if (first == b) out.push_back({static_cast<uint32_t>(i), j, d});
+        }
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt) {
+  std::vector<Group> groups;
+  // Near: connected components of close pHashes.
+  std::vector<uint64_t> ph(items.size());
+  for (size_t i = 0; i < items.size(); ++i) ph[i] = items[i].phash;
+  auto pairs = NearPairs(ph, opt.max_distance);
+  UnionFind uf(items.size());
+  for (const Pair& p : pairs) uf.Join(p.a, p.b);
+  std::vector<std::vector<size_t>> comp(items.size());
+  for (size_t i = 0; i < items.size(); ++i) comp[uf.Find(static_cast<uint32_t>(i))].push_back(i);
+  std::vector<bool> in_near(items.size(), false);
+  for (auto& c : comp) {
+    if (c.size() < 2) continue;
+    auto [keep, why] = ChooseKeep(items, c, opt);
+    Group g;
+    g.tier = "near";
+    g.keep_reason = why;
+    auto add = [&](size_t i) {
+      std::vector<std::string> paths = items[i].paths;
+      if (i == keep && opt.keep == Keep::kPathPrefix)  // the copy under the prefix is the keeper
+        std::stable_partition(paths.begin(), paths.end(),
+                              [&](const std::string& p) { return p.starts_with(opt.prefix); });
+      for (size_t p = 0; p < paths.size(); ++p) {
+        std::string reason = i == keep && p == 0 ? "kept"
+                             : i == keep
+                                 ? "same content"
+                                 : fmt::format("pHash distance {} from the kept one",
+                                               std::popcount(items[i].phash ^ items[keep].phash));
+        g.members.push_back({i, paths[p], reason});
+      }
+    };
+    add(keep);
+    for (size_t i : c)
+      if (i != keep) add(i);
+    for (size_t i : c) in_near[i] = true;
+    groups.push_back(std::move(g));
+  }
+  // Exact: one asset at several paths (and in no near group, which already lists its paths).
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (in_near[i] || items[i].paths.size() < 2) continue;
+    Group g;
+    g.tier = "exact";
+    std::vector<size_t> one{i};
+    size_t keep_path = 0;
+    if (opt.keep == Keep::kPathPrefix)
+      for (size_t p = 0; p < items[i].paths.size(); ++p)
+        if (items[i].paths[p].starts_with(opt.prefix)) {
+          keep_path = p;
+          break;
+        }
+    g.keep_reason = keep_path ? fmt::format("under {}", opt.prefix) : "same content; first path";
+    g.members.push_back({i, items[i].paths[keep_path], "kept"});
+    for (size_t p = 0; p < items[i].paths.size(); ++p)
+      if (p != keep_path) g.members.push_back({i, items[i].paths[p], "same content"});
+    groups.push_back(std::move(g));
+  }
+  std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {
+    return a.members.size() > b.members.size();
+  });
+  return groups;
+}
+
+}  // namespace lumen::dupes

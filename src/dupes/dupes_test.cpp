@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <random>
+#include <set>
+
+#include "lumen/dupes/dupes.h"
+
+namespace lumen::dupes {
+namespace {
+
+uint64_t Flip(uint64_t h, int bits, std::mt19937_64& rng) {
+  std::set<int> at;
+  while (int(at.size()) < bits) at.insert(int(rng() % 64));
+  for (int b : at) h ^= 1ull << b;
+  return h;
+}
+
+// Multi-index hashing finds exactly the pairs an all-pairs comparison finds, each once.
+TEST(NearPairs, EqualsAllPairsAtEveryDistance) {
+  std::mt19937_64 rng(1);
+  std::vector<uint64_t> h;
+  for (int i = 0; i < 600; ++i) {
+    uint64_t base = rng();
+    h.push_back(base);
+    for (int k = 0; k < int(rng() % 3); ++k) h.push_back(Flip(base, int(rng() % 14), rng));
+  }
+  // Some low-entropy hashes too (flat images give many equal blocks).
+  for (int i = 0; i < 50; ++i) h.push_back(rng() & 0xff);
+  for (int d : {0, 1, 3, 4, 6, 8, 11, 15}) {
+    std::set<std::tuple<uint32_t, uint32_t, int>> want, got;
+    for (uint32_t i = 0; i < h.size(); ++i)
+      for (uint32_t j = i + 1; j < h.size(); ++j)
+        if (int dist = std::popcount(h[i] ^ h[j]); dist <= d) want.insert({i, j, dist});
+    auto pairs = NearPairs(h, d);
+    for (const Pair& p : pairs) got.insert({p.a, p.b, p.distance});
+    EXPECT_EQ(got.size(), pairs.size()) << "a pair reported twice at distance " << d;
+    EXPECT_EQ(got, want) << "distance " << d;
+  }
+  EXPECT_TRUE(NearPairs({}, 6).empty());
+  EXPECT_TRUE(NearPairs({42}, 6).empty());
+}
+
+Item Make(int64_t asset, uint64_t phash, int w, int h, uint64_t size, std::string format,
+          std::vector<std::string> paths, std::optional<std::string> captured = {}, int exif = 0) {
+  Item it;
+  it.asset = asset, it.phash = phash, it.width = w, it.height = h, it.size = size;
+  it.format = std::move(format), it.paths = std::move(paths), it.captured = std::move(captured);
+  it.exif_fields = exif;
+  return it;
+}
+
+TEST(FindGroups, TiersKeepBestAndStrategies) {
+  const uint64_t base = 0x0123456789abcdefull;
+  std::vector<Item> items = {
+      Make(1, base, 4000, 3000, 5'000'000, "jpeg", {"/p/a.jpg", "/backup/a.jpg"}, "2020-01-01", 9),
+      Make(2, base ^ 0b110, 1600, 1200, 400'000, "jpeg", {"/p/a-small.jpg"}, "2019-05-01", 3),
+      Make(3, base ^ 0b1, 4000, 3000, 9'000'000, "png", {"/export/a.png"}),
+      Make(4, ~base, 800, 600, 90'000, "jpeg", {"/p/other.jpg", "/p/copy/other.jpg"}),
+      Make(5, 0x5555555555555555ull, 800, 600, 90'000, "jpeg", {"/p/alone.jpg"}),
+  };
+  auto groups = FindGroups(items, {});
+  ASSERT_EQ(groups.size(), 2u);
+  const Group& near = groups[0];
+  EXPECT_EQ(near.tier, "near");
+  ASSERT_EQ(near.members.size(), 4u);  // a.jpg (2 paths), a-small.jpg, a.png
+  // Equal resolution: PNG beats JPEG.
+  EXPECT_EQ(near.members[0].path, "/export/a.png");
+  EXPECT_NE(near.keep_reason.find("better format (png)"), std::string::npos) << near.keep_reason;
+  EXPECT_NE(near.keep_reason.find("highest resolution"), std::string::npos) << near.keep_reason;
+  for (size_t m = 1; m < near.members.size(); ++m)
+    EXPECT_NE(near.members[m].reason.find("pHash distance"), std::string::npos);
+  const Group& exact = groups[1];
+  EXPECT_EQ(exact.tier, "exact");
+  ASSERT_EQ(exact.members.size(), 2u);
+  EXPECT_EQ(exact.members[1].reason, "same content");
+
+  Options o;
+  o.keep = Keep::kOldest;
+  EXPECT_EQ(FindGroups(items, o)[0].members[0].path, "/p/a-small.jpg");
+  o.keep = Keep::kSmallest;
+  EXPECT_EQ(FindGroups(items, o)[0].members[0].path, "/p/a-small.jpg");
+  o.keep = Keep::kLargest;
+  EXPECT_EQ(FindGroups(items, o)[0].members[0].path, "/export/a.png");
+  o.keep = Keep::kPathPrefix;
+  o.prefix = "/backup/";
+  EXPECT_EQ(FindGroups(items, o)[0].members[0].path, "/backup/a.jpg");
+  o.prefix = "/p/copy/";
+  EXPECT_EQ(FindGroups(items, o)[1].members[0].path, "/p/copy/other.jpg");
+  // A tighter distance splits the near group: only the 1-bit PNG stays with a.jpg.
+  Options tight;
+  tight.max_distance = 1;
+  auto g = FindGroups(items, tight);
+  ASSERT_EQ(g.size(), 2u);
+  EXPECT_EQ(g[0].members.size(), 3u);
+}
+
+}  // namespace
+}  // namespace lumen::dupes

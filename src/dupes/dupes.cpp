@@ -11,23 +11,31 @@ namespace lumen::dupes {
 
 namespace {
 
-constexpr int kBlocks = 4;
+// The hash split into `count` blocks of (nearly) equal width; block b covers bits
+// [shift[b], shift[b] + width[b]).
+struct Blocks {
+  int count;
+  int shift[16] = {}, width[16] = {};
+  explicit Blocks(int m) : count(m) {
+    int at = 0;
+    for (int b = 0; b < m; ++b) {
+      width[b] = 64 / m + (b < 64 % m ? 1 : 0);
+      shift[b] = at;
+      at += width[b];
+    }
+  }
+  uint32_t Get(uint64_t h, int b) const {
+    return static_cast<uint32_t>((h >> shift[b]) & ((1ull << width[b]) - 1));
+  }
+};
 
-uint32_t Block(uint64_t h, int b) {
-  return static_cast<uint32_t>((h >> (16 * b)) & 0xffff);
-}
-
-// All 16-bit values within `radius` bits of v (radius <= 3).
-void Neighbours(uint32_t v, int radius, std::vector<uint32_t>* out) {
+// All `width`-bit values within `radius` bits of v (radius <= 1 here; 2 kept for safety).
+void Neighbours(uint32_t v, int width, int radius, std::vector<uint32_t>* out) {
   out->clear();
   out->push_back(v);
-  for (int i = 0; i < 16 && radius >= 1; ++i) {
+  for (int i = 0; i < width && radius >= 1; ++i) {
     out->push_back(v ^ (1u << i));
-    for (int j = i + 1; j < 16 && radius >= 2; ++j) {
-      out->push_back(v ^ (1u << i) ^ (1u << j));
-      for (int k = j + 1; k < 16 && radius >= 3; ++k)
-        out->push_back(v ^ (1u << i) ^ (1u << j) ^ (1u << k));
-    }
+    for (int j = i + 1; j < width && radius >= 2; ++j) out->push_back(v ^ (1u << i) ^ (1u << j));
   }
 }
 
@@ -130,32 +138,39 @@ std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distanc
   const size_t n = hashes.size();
   if (n < 2 || max_distance < 0) return out;
   max_distance = std::min(max_distance, 15);
-  const int radius = max_distance / kBlocks;
-  // Per block: items bucketed by that block's 16 bits (counting sort: offsets + items).
-  std::vector<std::vector<uint32_t>> offsets(kBlocks), items(kBlocks);
-  for (int b = 0; b < kBlocks; ++b) {
-    auto& off = offsets[b];
-    off.assign(65537, 0);
-    for (uint64_t h : hashes) ++off[Block(h, b) + 1];
-    for (size_t v = 0; v < 65536; ++v) off[v + 1] += off[v];
+  // Pigeonhole: with m blocks, a pair within d bits is within floor(d/m) bits on some block.
+  // m = max(4, d/2 + 1) keeps that radius at 0 or 1 (few probes) and blocks of 8-16 bits.
+  const Blocks blocks(std::max(4, max_distance / 2 + 1));
+  const int radius = max_distance / blocks.count;
+  // Per block: items bucketed by that block's bits (counting sort: offsets + items).
+  std::vector<std::vector<uint32_t>> offsets(size_t(blocks.count)), items(size_t(blocks.count));
+  for (int b = 0; b < blocks.count; ++b) {
+    auto& off = offsets[size_t(b)];
+    const size_t buckets = size_t(1) << blocks.width[b];
+    off.assign(buckets + 1, 0);
+    for (uint64_t h : hashes) ++off[blocks.Get(h, b) + 1];
+    for (size_t v = 0; v < buckets; ++v) off[v + 1] += off[v];
     auto fill = off;
-    items[b].resize(n);
-    for (size_t i = 0; i < n; ++i) items[b][fill[Block(hashes[i], b)]++] = static_cast<uint32_t>(i);
+    items[size_t(b)].resize(n);
+    for (size_t i = 0; i < n; ++i)
+      items[size_t(b)][fill[blocks.Get(hashes[i], b)]++] = static_cast<uint32_t>(i);
   }
   std::vector<uint32_t> probe;
   for (size_t i = 0; i < n; ++i) {
     const uint64_t h = hashes[i];
-    for (int b = 0; b < kBlocks; ++b) {
-      Neighbours(Block(h, b), radius, &probe);
+    for (int b = 0; b < blocks.count; ++b) {
+      Neighbours(blocks.Get(h, b), blocks.width[b], radius, &probe);
+      const auto& off = offsets[size_t(b)];
+      const auto& its = items[size_t(b)];
       for (uint32_t v : probe) {
-        for (uint32_t at = offsets[b][v]; at < offsets[b][v + 1]; ++at) {
-          const uint32_t j = items[b][at];
+        for (uint32_t at = off[v]; at < off[v + 1]; ++at) {
+          const uint32_t j = its[at];
           if (j <= i) continue;
           const int d = std::popcount(h ^ hashes[j]);
           if (d > max_distance) continue;
           // Report a pair once: from the first block on which the pigeonhole condition holds.
           int first = 0;
-          while (std::popcount(uint64_t(Block(h, first) ^ Block(hashes[j], first))) > radius)
+          while (std::popcount(blocks.Get(h, first) ^ blocks.Get(hashes[j], first)) > radius)
             ++first;
           if (first == b) out.push_back({static_cast<uint32_t>(i), j, d});
         }

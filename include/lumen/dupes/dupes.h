@@ -4,9 +4,10 @@
 //   exact    - one asset (same content hash) at several paths;
 //   near     - different assets whose 64-bit pHashes differ in at most `max_distance` bits
 //              (re-encoded, resized, lightly edited copies). Pairs are found by multi-index
-//              hashing (four 16-bit blocks, pigeonhole: a pair within distance d agrees within
-//              floor(d/4) bits on at least one block), never by comparing all pairs; groups are the
-//              connected components of those pairs.
+//              hashing (m = max(4, d/2+1) blocks of 8-16 bits; pigeonhole: a pair within d bits
+//              is within floor(d/m) <= 1 bits on at least one block, so each item probes a few
+//              buckets per block), never by comparing all pairs; groups are the connected
+//              components of those pairs.
 #pragma once
 
 #include <cstdint>

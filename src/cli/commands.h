@@ -51,6 +51,7 @@ struct Options {
   bool tag_pools = false;
   // dupes
   int distance = 6;
+  double burst_seconds = 2.0;
   std::string keep = "best";
   std::string keep_under;  // relevance pools (tags/pools.h)  // index: stop the background bank
                            // build when the photos are done

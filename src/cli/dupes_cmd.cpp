@@ -27,6 +27,7 @@ int RunDupes(const Options& o) {
   }
   dupes::Options opt;
   opt.max_distance = o.distance;
+  opt.burst_seconds = o.burst_seconds;
   opt.keep = o.keep == "oldest"     ? dupes::Keep::kOldest
              : o.keep == "newest"   ? dupes::Keep::kNewest
              : o.keep == "largest"  ? dupes::Keep::kLargest

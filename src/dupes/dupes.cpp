@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -180,6 +182,23 @@ std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distanc
   return out;
 }
 
+std::optional<double> CaptureSeconds(const std::string& iso) {
+  int y, mo, d, h, mi;
+  double sec;
+  if (std::sscanf(iso.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf", &y, &mo, &d, &h, &mi, &sec) != 6)
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
+    return std::nullopt;
+  // Days from a civil date (proleptic Gregorian), so month and year boundaries work.
+  y -= mo <= 2;
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const int yoe = y - era * 400;
+  const int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const double days = double(era) * 146097 + doe;
+  return days * 86400 + h * 3600 + mi * 60 + sec;
+}
+
 std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt) {
   std::vector<Group> groups;
   // Near: connected components of close pHashes.
@@ -217,7 +236,52 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
     for (size_t i : c) in_near[i] = true;
     groups.push_back(std::move(g));
   }
-  // Exact: one asset at several paths (and in no near group, which already lists its paths).
+  // Burst: close in time and alike at a looser distance, among what no near group took.
+  if (opt.burst_seconds > 0) {
+    std::vector<std::pair<double, size_t>> timed;
+    for (size_t i = 0; i < items.size(); ++i)
+      if (!in_near[i] && items[i].captured)
+        if (auto t = CaptureSeconds(*items[i].captured)) timed.emplace_back(*t, i);
+    std::sort(timed.begin(), timed.end());
+    UnionFind burst(items.size());
+    std::vector<bool> paired(items.size(), false);
+    for (size_t a = 0; a < timed.size(); ++a)
+      for (size_t b = a + 1;
+           b < timed.size() && timed[b].first - timed[a].first <= opt.burst_seconds; ++b) {
+        const size_t i = timed[a].second, j = timed[b].second;
+        if (std::popcount(items[i].phash ^ items[j].phash) <= opt.burst_distance) {
+          burst.Join(static_cast<uint32_t>(i), static_cast<uint32_t>(j));
+          paired[i] = paired[j] = true;
+        }
+      }
+    std::vector<std::vector<size_t>> series(items.size());
+    for (const auto& [t, i] : timed)
+      if (paired[i]) series[burst.Find(static_cast<uint32_t>(i))].push_back(i);
+    for (auto& c : series) {
+      if (c.size() < 2) continue;
+      auto [keep, why] = ChooseKeep(items, c, opt);
+      Group g;
+      g.tier = "burst";
+      g.keep_reason = why;
+      auto add = [&](size_t i) {
+        for (size_t p = 0; p < items[i].paths.size(); ++p)
+          g.members.push_back(
+              {i, items[i].paths[p],
+               i == keep && p == 0 ? "kept"
+               : i == keep         ? "same content"
+                                   : fmt::format("taken {:.1f} s apart, pHash distance {}",
+                                                 std::abs(*CaptureSeconds(*items[i].captured) -
+                                                          *CaptureSeconds(*items[keep].captured)),
+                                                 std::popcount(items[i].phash ^ items[keep].phash))});
+      };
+      add(keep);
+      for (size_t i : c)
+        if (i != keep) add(i);
+      for (size_t i : c) in_near[i] = true;
+      groups.push_back(std::move(g));
+    }
+  }
+  // Exact: one asset at several paths (and in no other group, which already lists its paths).
   for (size_t i = 0; i < items.size(); ++i) {
     if (in_near[i] || items[i].paths.size() < 2) continue;
     Group g;

@@ -95,5 +95,34 @@ TEST(FindGroups, TiersKeepBestAndStrategies) {
   EXPECT_EQ(g[0].members.size(), 3u);
 }
 
+TEST(FindGroups, BurstsAreCloseInTimeAndAlike) {
+  EXPECT_DOUBLE_EQ(*CaptureSeconds("2021-03-01T00:00:00") - *CaptureSeconds("2021-02-28T23:59:59"),
+                   1.0);
+  EXPECT_DOUBLE_EQ(
+      *CaptureSeconds("2024-01-01T00:00:00.5+02:00") - *CaptureSeconds("2023-12-31T23:59:59.25"),
+      1.25);
+  EXPECT_FALSE(CaptureSeconds("yesterday"));
+  EXPECT_FALSE(CaptureSeconds("2021-13-01T00:00:00"));
+  const uint64_t base = 0xf0f0f0f0f0f0f0f0ull;
+  const uint64_t ten = 0x3ffull;  // 10 bits: too far for "near", close enough for a burst
+  std::vector<Item> items = {
+      Make(1, base, 4000, 3000, 5'000'000, "jpeg", {"/p/1.jpg"}, "2022-06-01T12:00:00"),
+      Make(2, base ^ ten, 4000, 3000, 5'100'000, "jpeg", {"/p/2.jpg"}, "2022-06-01T12:00:01.5", 9),
+      Make(3, base ^ (ten << 20), 4000, 3000, 5'000'000, "jpeg", {"/p/3.jpg"},
+           "2022-06-01T12:00:30"),  // alike but 30 s later: not a burst
+      Make(4, ~base, 4000, 3000, 5'000'000, "jpeg", {"/p/4.jpg"}, "2022-06-01T12:00:01"),
+  };  // 4: same moment, another picture
+  auto groups = FindGroups(items, {});
+  ASSERT_EQ(groups.size(), 1u);
+  EXPECT_EQ(groups[0].tier, "burst");
+  ASSERT_EQ(groups[0].members.size(), 2u);
+  EXPECT_EQ(groups[0].members[0].path, "/p/2.jpg");  // more EXIF
+  EXPECT_NE(groups[0].members[1].reason.find("1.5 s apart"), std::string::npos)
+      << groups[0].members[1].reason;
+  Options off;
+  off.burst_seconds = 0;
+  EXPECT_TRUE(FindGroups(items, off).empty());
+}
+
 }  // namespace
 }  // namespace lumen::dupes

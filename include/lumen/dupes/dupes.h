@@ -8,6 +8,9 @@
 //              is within floor(d/m) <= 1 bits on at least one block, so each item probes a few
 //              buckets per block), never by comparing all pairs; groups are the connected
 //              components of those pairs.
+//   burst    - photos taken within `burst_seconds` of each other (EXIF capture time) that look
+//              alike at a looser distance (`burst_distance`): a burst or bracketed series, of
+//              which one is usually enough.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +42,9 @@ std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distanc
 enum class Keep { kBest, kOldest, kNewest, kLargest, kSmallest, kPathPrefix };
 
 struct Options {
-  int max_distance = 6;  // pHash bits
+  int max_distance = 6;        // pHash bits
+  double burst_seconds = 2.0;  // 0: no burst tier
+  int burst_distance = 16;
   Keep keep = Keep::kBest;
   std::string prefix;  // Keep::kPathPrefix
 };
@@ -55,6 +60,10 @@ struct Group {
   std::vector<Member> members;  // members[0] is the one to keep
   std::string keep_reason;
 };
+
+// Seconds since an arbitrary epoch from "YYYY-MM-DDTHH:MM:SS[.fff][+HH:MM]" (the offset is
+// ignored: a burst is one camera's clock), nullopt if it does not parse.
+std::optional<double> CaptureSeconds(const std::string& iso);
 
 // Groups over `items`: exact groups (one asset, several paths) and near groups (several assets);
 // an asset in a near group contributes all of its paths. Largest groups first.

@@ -25,21 +25,10 @@ constexpr size_t kBackgroundChunk = 64;
 Result<std::unique_ptr<BankBuild>> BankBuild::Start(const Options& o, const std::string& path,
                                                     const std::string& model_id, int dim) {
   std::unique_ptr<BankBuild> b(new BankBuild());
-  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
-  if (!vocab.ok()) return vocab.status();
-  b->key_ = tags::BankKey{model_id, vocab->Hash(), o.prompt, dim};
-  std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
-  b->path_ = BankPath(catalog, b->key_);
-  auto source = ml::OpenModel(path);
-  if (!source.ok()) return source.status();
+  auto tagging = TaggingFor(o, path, model_id, dim, &b->key_, &b->path_);
+  if (!tagging.ok()) return tagging.status();
+  b->tagging_ = std::move(tagging.value());
   PipelineOptions::Tagging& t = b->tagging_;
-  t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
-  t.calibration = ModelCalibration(**source);
-  source->reset();
-  t.score.min_confidence = o.min_confidence;
-  t.score.max_tags = static_cast<size_t>(o.max_tags);
-  t.drop_ancestors = o.drop_ancestors;
-  t.bank_id = fmt::format("{}|{}|{}", model_id, b->key_.vocab_hash.substr(0, 12), o.prompt);
 
   auto bank = tags::LabelBank::Open(b->path_, b->key_);
   if (bank.ok() && (*bank)->complete()) {

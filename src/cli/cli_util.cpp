@@ -90,14 +90,33 @@ tags::Calibration ModelCalibration(const ml::ModelSource& m) {
   return tags::Calibration::Clip(l.scale.value_or(100.0f));
 }
 
+Result<PipelineOptions::Tagging> TaggingFor(const Options& o, const std::string& path,
+                                            const std::string& model_id, int dim,
+                                            tags::BankKey* key, std::string* bank_path) {
+  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
+  if (!vocab.ok()) return vocab.status();
+  *key = tags::BankKey{model_id, vocab->Hash(), o.prompt, dim};
+  *bank_path = BankPath(o.catalog.empty() ? DefaultCatalogPath() : o.catalog, *key);
+  auto source = ml::OpenModel(path);
+  if (!source.ok()) return source.status();
+  PipelineOptions::Tagging t;
+  t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
+  t.calibration = ModelCalibration(**source);
+  t.score.min_confidence = o.min_confidence;
+  t.score.max_tags = static_cast<size_t>(o.max_tags);
+  t.drop_ancestors = o.drop_ancestors;
+  t.bank_id = fmt::format("{}|{}|{}", model_id, key->vocab_hash.substr(0, 12), o.prompt);
+  return t;
+}
+
 // The label bank and calibration for tagging with the model at `path` (id `model_id`).
 Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string& path,
                                              const std::string& model_id, int dim) {
-  auto vocab = tags::Vocabulary::Build(VocabOptions(o));
-  if (!vocab.ok()) return vocab.status();
-  tags::BankKey key{model_id, vocab->Hash(), o.prompt, dim};
-  std::string catalog = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
-  auto bank = tags::LabelBank::Open(BankPath(catalog, key), key);
+  tags::BankKey key;
+  std::string bank_path;
+  auto t = TaggingFor(o, path, model_id, dim, &key, &bank_path);
+  if (!t.ok()) return t.status();
+  auto bank = tags::LabelBank::Open(bank_path, key);
   if (!bank.ok())
     return Status::NotFound(
         fmt::format("no label bank for {} ({}): run `lumen tags build --model {}` first", model_id,
@@ -105,16 +124,7 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
   if (!(*bank)->complete())
     log::Warn(fmt::format("the label bank has {} of {} terms so far (lumen tags build resumes it)",
                           (*bank)->rows_done(), (*bank)->count()));
-  auto source = ml::OpenModel(path);
-  if (!source.ok()) return source.status();
-  PipelineOptions::Tagging t;
-  t.vocab = std::make_shared<tags::Vocabulary>(std::move(vocab.value()));
-  t.bank = std::make_shared<tags::LiveBank>(std::move(bank.value()));
-  t.calibration = ModelCalibration(**source);
-  t.score.min_confidence = o.min_confidence;
-  t.score.max_tags = static_cast<size_t>(o.max_tags);
-  t.drop_ancestors = o.drop_ancestors;
-  t.bank_id = fmt::format("{}|{}|{}", key.model_id, key.vocab_hash.substr(0, 12), key.prompt);
+  t->bank = std::make_shared<tags::LiveBank>(std::move(bank.value()));
   return t;
 }
 

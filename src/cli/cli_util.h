@@ -31,7 +31,12 @@ std::string BesideCatalog(const std::string& catalog, const std::string& sub,
 // Where the bank for (model, vocabulary, prompt) lives: beside the catalog.
 std::string BankPath(const std::string& catalog, const tags::BankKey& key);
 tags::Calibration ModelCalibration(const ml::ModelSource& m);
-// The label bank and calibration for tagging with the model at `path` (id `model_id`).
+// Tagging for the model at `path` (id `model_id`) without its bank: vocabulary, calibration,
+// thresholds, bank id; `key` and `bank_path` say which bank file it needs.
+Result<PipelineOptions::Tagging> TaggingFor(const Options& o, const std::string& path,
+                                            const std::string& model_id, int dim,
+                                            tags::BankKey* key, std::string* bank_path);
+// The same with its bank, which must exist (`lumen tags build`).
 Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string& path,
                                              const std::string& model_id, int dim);
 // The image encoder (and tagging) for --model/--quality/--tags.

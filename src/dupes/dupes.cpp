@@ -199,105 +199,96 @@ std::optional<double> CaptureSeconds(const std::string& iso) {
   return days * 86400 + h * 3600 + mi * 60 + sec;
 }
 
+namespace {
+// An item's paths, the ones under the --keep-under prefix first when that is the strategy.
+std::vector<std::string> KeeperPaths(const Item& it, const Options& opt) {
+  std::vector<std::string> paths = it.paths;
+  if (opt.keep == Keep::kPathPrefix)
+    std::stable_partition(paths.begin(), paths.end(),
+                          [&](const std::string& p) { return p.starts_with(opt.prefix); });
+  return paths;
+}
+
+// A group of several assets: the keeper's paths first ("kept", then "same content"), then every
+// path of the others with `why(other, keeper)`.
+template <typename Why>
+Group MakeGroup(const std::vector<Item>& items, const std::vector<size_t>& members,
+                const Options& opt, const char* tier, Why why) {
+  auto [keep, reason] = ChooseKeep(items, members, opt);
+  Group g;
+  g.tier = tier;
+  g.keep_reason = reason;
+  const auto kept = KeeperPaths(items[keep], opt);
+  for (size_t p = 0; p < kept.size(); ++p)
+    g.members.push_back({keep, kept[p], p == 0 ? "kept" : "same content"});
+  for (size_t i : members)
+    if (i != keep)
+      for (const auto& path : items[i].paths) g.members.push_back({i, path, why(i, keep)});
+  return g;
+}
+
+// The sets of `uf` with two or more of `members`, each in the order of `members`.
+std::vector<std::vector<size_t>> Components(UnionFind& uf, const std::vector<size_t>& members) {
+  std::vector<std::vector<size_t>> by_root(uf.parent.size());
+  for (size_t i : members) by_root[uf.Find(static_cast<uint32_t>(i))].push_back(i);
+  std::erase_if(by_root, [](const std::vector<size_t>& c) { return c.size() < 2; });
+  return by_root;
+}
+}  // namespace
+
 std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt) {
   std::vector<Group> groups;
+  std::vector<bool> grouped(items.size(), false);
   // Near: connected components of close pHashes.
   std::vector<uint64_t> ph(items.size());
-  for (size_t i = 0; i < items.size(); ++i) ph[i] = items[i].phash;
-  auto pairs = NearPairs(ph, opt.max_distance);
+  std::vector<size_t> all(items.size());
+  for (size_t i = 0; i < items.size(); ++i) ph[i] = items[i].phash, all[i] = i;
   UnionFind uf(items.size());
-  for (const Pair& p : pairs) uf.Join(p.a, p.b);
-  std::vector<std::vector<size_t>> comp(items.size());
-  for (size_t i = 0; i < items.size(); ++i) comp[uf.Find(static_cast<uint32_t>(i))].push_back(i);
-  std::vector<bool> in_near(items.size(), false);
-  for (auto& c : comp) {
-    if (c.size() < 2) continue;
-    auto [keep, why] = ChooseKeep(items, c, opt);
-    Group g;
-    g.tier = "near";
-    g.keep_reason = why;
-    auto add = [&](size_t i) {
-      std::vector<std::string> paths = items[i].paths;
-      if (i == keep && opt.keep == Keep::kPathPrefix)  // the copy under the prefix is the keeper
-        std::stable_partition(paths.begin(), paths.end(),
-                              [&](const std::string& p) { return p.starts_with(opt.prefix); });
-      for (size_t p = 0; p < paths.size(); ++p) {
-        std::string reason = i == keep && p == 0 ? "kept"
-                             : i == keep
-                                 ? "same content"
-                                 : fmt::format("pHash distance {} from the kept one",
-                                               std::popcount(items[i].phash ^ items[keep].phash));
-        g.members.push_back({i, paths[p], reason});
-      }
-    };
-    add(keep);
-    for (size_t i : c)
-      if (i != keep) add(i);
-    for (size_t i : c) in_near[i] = true;
-    groups.push_back(std::move(g));
+  for (const Pair& p : NearPairs(ph, opt.max_distance)) uf.Join(p.a, p.b);
+  for (const auto& c : Components(uf, all)) {
+    groups.push_back(MakeGroup(items, c, opt, "near", [&](size_t i, size_t keep) {
+      return fmt::format("pHash distance {} from the kept one",
+                         std::popcount(items[i].phash ^ items[keep].phash));
+    }));
+    for (size_t i : c) grouped[i] = true;
   }
   // Burst: close in time and alike at a looser distance, among what no near group took.
   if (opt.burst_seconds > 0) {
     std::vector<std::pair<double, size_t>> timed;
+    std::vector<double> when(items.size(), 0);
     for (size_t i = 0; i < items.size(); ++i)
-      if (!in_near[i] && items[i].captured)
-        if (auto t = CaptureSeconds(*items[i].captured)) timed.emplace_back(*t, i);
+      if (!grouped[i] && items[i].captured)
+        if (auto t = CaptureSeconds(*items[i].captured)) timed.emplace_back(when[i] = *t, i);
     std::sort(timed.begin(), timed.end());
     UnionFind burst(items.size());
-    std::vector<bool> paired(items.size(), false);
     for (size_t a = 0; a < timed.size(); ++a)
       for (size_t b = a + 1;
            b < timed.size() && timed[b].first - timed[a].first <= opt.burst_seconds; ++b) {
         const size_t i = timed[a].second, j = timed[b].second;
-        if (std::popcount(items[i].phash ^ items[j].phash) <= opt.burst_distance) {
+        if (std::popcount(items[i].phash ^ items[j].phash) <= opt.burst_distance)
           burst.Join(static_cast<uint32_t>(i), static_cast<uint32_t>(j));
-          paired[i] = paired[j] = true;
-        }
       }
-    std::vector<std::vector<size_t>> series(items.size());
-    for (const auto& [t, i] : timed)
-      if (paired[i]) series[burst.Find(static_cast<uint32_t>(i))].push_back(i);
-    for (auto& c : series) {
-      if (c.size() < 2) continue;
-      auto [keep, why] = ChooseKeep(items, c, opt);
-      Group g;
-      g.tier = "burst";
-      g.keep_reason = why;
-      auto add = [&](size_t i) {
-        for (size_t p = 0; p < items[i].paths.size(); ++p)
-          g.members.push_back(
-              {i, items[i].paths[p],
-               i == keep && p == 0 ? "kept"
-               : i == keep         ? "same content"
-                                   : fmt::format("taken {:.1f} s apart, pHash distance {}",
-                                                 std::abs(*CaptureSeconds(*items[i].captured) -
-                                                          *CaptureSeconds(*items[keep].captured)),
-                                                 std::popcount(items[i].phash ^ items[keep].phash))});
-      };
-      add(keep);
-      for (size_t i : c)
-        if (i != keep) add(i);
-      for (size_t i : c) in_near[i] = true;
-      groups.push_back(std::move(g));
+    std::vector<size_t> in_time_order;
+    for (const auto& [t, i] : timed) in_time_order.push_back(i);
+    for (const auto& c : Components(burst, in_time_order)) {
+      groups.push_back(MakeGroup(items, c, opt, "burst", [&](size_t i, size_t keep) {
+        return fmt::format("taken {:.1f} s apart, pHash distance {}",
+                           std::abs(when[i] - when[keep]),
+                           std::popcount(items[i].phash ^ items[keep].phash));
+      }));
+      for (size_t i : c) grouped[i] = true;
     }
   }
   // Exact: one asset at several paths (and in no other group, which already lists its paths).
   for (size_t i = 0; i < items.size(); ++i) {
-    if (in_near[i] || items[i].paths.size() < 2) continue;
+    if (grouped[i] || items[i].paths.size() < 2) continue;
+    const auto paths = KeeperPaths(items[i], opt);
     Group g;
     g.tier = "exact";
-    std::vector<size_t> one{i};
-    size_t keep_path = 0;
-    if (opt.keep == Keep::kPathPrefix)
-      for (size_t p = 0; p < items[i].paths.size(); ++p)
-        if (items[i].paths[p].starts_with(opt.prefix)) {
-          keep_path = p;
-          break;
-        }
-    g.keep_reason = keep_path ? fmt::format("under {}", opt.prefix) : "same content; first path";
-    g.members.push_back({i, items[i].paths[keep_path], "kept"});
-    for (size_t p = 0; p < items[i].paths.size(); ++p)
-      if (p != keep_path) g.members.push_back({i, items[i].paths[p], "same content"});
+    g.keep_reason = paths[0] != items[i].paths[0] ? fmt::format("under {}", opt.prefix)
+                                                  : "same content; first path";
+    for (size_t p = 0; p < paths.size(); ++p)
+      g.members.push_back({i, paths[p], p == 0 ? "kept" : "same content"});
     groups.push_back(std::move(g));
   }
   std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) {

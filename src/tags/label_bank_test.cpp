@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <random>
 
-#include "lumen/io/hash.h"
 #include "lumen/tags/label_bank.h"
 #include "lumen/tags/scorer.h"
 #include "test_support.h"
@@ -14,11 +13,8 @@ namespace {
 
 constexpr int kDim = 32;
 
-// A deterministic stand-in for a text tower: each text maps to its own unit vector.
 std::vector<float> FakeEmbed(const std::string& text) {
-  Hash128 h = HashBytes(text.data(), text.size());
-  std::mt19937_64 rng(h.lo);
-  return test::RandomUnitVector(rng, kDim);
+  return test::TextStandIn(text, kDim);
 }
 
 EncodeFn Fake(int* calls) {

@@ -3,7 +3,6 @@
 #include <map>
 #include <random>
 
-#include "lumen/io/hash.h"
 #include "lumen/tags/label_bank.h"
 #include "lumen/tags/pools.h"
 #include "lumen/tags/scorer.h"
@@ -15,9 +14,7 @@ namespace {
 constexpr int kDim = 32;
 
 std::vector<float> FakeEmbed(const std::string& text) {
-  Hash128 h = HashBytes(text.data(), text.size());
-  std::mt19937_64 rng(h.lo);
-  return test::RandomUnitVector(rng, kDim);
+  return test::TextStandIn(text, kDim);
 }
 
 struct Fixture {

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "lumen/image/decode.h"
+#include "lumen/io/hash.h"
 #include "lumen/meta/exif.h"
 
 namespace lumen::test {
@@ -88,6 +89,11 @@ std::vector<float> RandomUnitVector(std::mt19937_64& rng, int dim) {
   }
   for (auto& x : v) x = static_cast<float>(x / std::sqrt(norm));
   return v;
+}
+
+std::vector<float> TextStandIn(const std::string& text, int dim) {
+  std::mt19937_64 rng(HashBytes(text.data(), text.size()).lo);
+  return RandomUnitVector(rng, dim);
 }
 
 double MeanAbsDiff(const Image& a, const Image& b) {

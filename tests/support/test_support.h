@@ -37,6 +37,8 @@ std::vector<uint8_t> ReadFile(const std::string& path);
 
 // A random unit vector (normal components, L2-normalised): stand-in embeddings.
 std::vector<float> RandomUnitVector(std::mt19937_64& rng, int dim);
+// A deterministic stand-in for a text tower: each text maps to its own random unit vector.
+std::vector<float> TextStandIn(const std::string& text, int dim);
 
 // Mean absolute difference per channel value between two images of equal size.
 double MeanAbsDiff(const Image& a, const Image& b);

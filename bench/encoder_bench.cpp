@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_weights.h"
 #include "lumen/ml/image_encoder.h"
 #include "lumen/ml/model_files.h"
 
 using lumen::ml::EncoderOptions;
 using lumen::ml::ImageEncoder;
-using lumen::ml::WeightType;
 
 static std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -38,11 +38,7 @@ int main(int argc, char** argv) {
   for (const auto& t : types) {
     EncoderOptions opt;
     opt.threads = threads;
-    // "q8_0-avx": q8_0 kept off the AMX tile unit, for comparison.
-    const bool avx = t.size() > 4 && t.compare(t.size() - 4, 4, "-avx") == 0;
-    opt.amx = !avx;
-    opt.weights =
-        lumen::ml::ParseWeightType(avx ? t.substr(0, t.size() - 4) : t).value_or(WeightType::kF32);
+    ApplyBenchWeights(t, &opt);
     auto enc = ImageEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());

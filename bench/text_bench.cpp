@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_weights.h"
 #include "lumen/ml/model_files.h"
 #include "lumen/ml/text_encoder.h"
 
@@ -33,11 +34,7 @@ int main(int argc, char** argv) {
   for (std::string t; std::getline(ss, t, ',');) {
     EncoderOptions opt;
     opt.threads = threads;
-    // "q8_0-avx": q8_0 kept off the AMX tile unit, for comparison.
-    const bool avx = t.size() > 4 && t.compare(t.size() - 4, 4, "-avx") == 0;
-    opt.amx = !avx;
-    opt.weights =
-        lumen::ml::ParseWeightType(avx ? t.substr(0, t.size() - 4) : t).value_or(WeightType::kF32);
+    ApplyBenchWeights(t, &opt);
     auto enc = TextEncoder::Load(argv[1], opt);
     if (!enc.ok()) {
       std::fprintf(stderr, "%s\n", enc.status().ToString().c_str());

@@ -123,6 +123,30 @@ CREATE TABLE tag_pools(
   state BLOB NOT NULL
 );
 )sql",
+    // v4 -> v5: the journal of file operations (catalog/journal.h) and image sharpness.
+    R"sql(
+CREATE TABLE journal_runs(
+  id INTEGER PRIMARY KEY,
+  command TEXT NOT NULL,
+  args TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  state TEXT NOT NULL
+);
+CREATE TABLE journal_ops(
+  run_id INTEGER NOT NULL REFERENCES journal_runs(id),
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  src BLOB,
+  dst BLOB NOT NULL,
+  size INTEGER, mtime_ns INTEGER, inode INTEGER, device INTEGER, mode INTEGER,
+  hash BLOB,
+  state TEXT NOT NULL,
+  reason TEXT,
+  PRIMARY KEY(run_id, seq)
+) WITHOUT ROWID;
+ALTER TABLE perceptual_hashes ADD COLUMN sharpness REAL;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -485,6 +509,53 @@ Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() 
   while (s->Step(&st)) out.emplace_back(s->Text(0), s->Int(1));
   if (!st.ok()) return st;
   return out;
+}
+
+Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out) {
+  auto s = sql::Prepare(
+      db_.get(),
+      "SELECT l.path, l.size, l.mtime_ns, l.inode, l.device, a.id, a.hash, m.captured_at, "
+      "m.camera_make, m.camera_model FROM locations l JOIN assets a ON a.id=l.asset_id "
+      "LEFT JOIN metadata m ON m.asset_id=a.id "
+      "WHERE l.state='ok' AND (l.path=?1 OR (l.path>=?2 AND l.path<?3)) "
+      "GROUP BY l.id ORDER BY l.path");
+  if (!s.ok()) return s.status();
+  auto t = sql::Prepare(db_.get(),
+                        "SELECT term FROM tags WHERE asset_id=? GROUP BY term "
+                        "ORDER BY MAX(confidence) DESC, term");
+  if (!t.ok()) return t.status();
+  for (const auto& root : roots) {
+    std::string lo = root == "/" ? "/" : root + "/";
+    std::string hi = root == "/" ? "0" : root + "0";
+    s->BindBlob(1, root.data(), root.size())
+        .BindBlob(2, lo.data(), lo.size())
+        .BindBlob(3, hi.data(), hi.size());
+    Status st;
+    while (s->Step(&st)) {
+      Placed p;
+      p.path = s->Blob(0);
+      p.identity.size = uint64_t(s->Int(1));
+      p.identity.mtime_ns = s->Int(2);
+      p.identity.inode = uint64_t(s->Int(3));
+      p.identity.device = uint64_t(s->Int(4));
+      p.asset = s->Int(5);
+      const std::string h = s->Blob(6);
+      if (h.size() == 16)
+        p.hash = Hash128::FromBytes(reinterpret_cast<const unsigned char*>(h.data()));
+      p.captured_at = s->OptText(7);
+      p.make = s->OptText(8);
+      p.model = s->OptText(9);
+      t->Bind(1, p.asset);
+      Status ts;
+      while (t->Step(&ts)) p.tags.push_back(t->Text(0));
+      t->Reset();
+      LUMEN_RETURN_IF_ERROR(ts);
+      out->push_back(std::move(p));
+    }
+    s->Reset();
+    LUMEN_RETURN_IF_ERROR(st);
+  }
+  return Status::Ok();
 }
 
 Status Catalog::LoadDupeItems(std::vector<dupes::Item>* out) {

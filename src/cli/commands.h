@@ -53,8 +53,18 @@ struct Options {
   int distance = 6;
   double burst_seconds = 2.0;
   std::string keep = "best";
-  std::string keep_under;  // relevance pools (tags/pools.h)  // index: stop the background bank
-                           // build when the photos are done
+  std::string keep_under;
+  std::vector<std::string> tiers;  // listed (and acted on) tiers; empty: all (actions: exact, near)
+  std::string move_to;             // quarantine folder
+  bool dupes_hardlink = false;
+  std::string report;  // HTML report file
+  // organize / undo / redo
+  std::string into;
+  std::string tmpl = "{year|unknown}/{month|unknown}";
+  bool apply = false, copy = false, move = false, hardlink = false;
+  bool no_companions = false, no_index = false;
+  bool resume = false;
+  int64_t run_id = 0;  // 0: the latest that fits
   // search / similar
   std::string query;
   int top = 20;
@@ -78,5 +88,21 @@ int RunModels(const std::string& action, const Options& o);
 int RunSearch(const Options& o, bool similar);
 int RunTagsBuild(const Options& o);
 int RunTagsRescore(const Options& o);
+int RunOrganize(const Options& o, const char* argv0);
+int RunUndo(const Options& o, bool redo);
+int RunHistory(const Options& o);
+
+// A duplicate to act on: `path` holds asset `asset`; `keeper` is the copy kept.
+struct DupeVictim {
+  std::string path, keeper;
+  int64_t asset = 0;
+  bool identical = false;  // same content as the keeper
+};
+}  // namespace lumen::cli
+namespace lumen {
+class Catalog;
+}
+namespace lumen::cli {
+int RunDupesAction(const Options& o, Catalog& cat, const std::vector<DupeVictim>& victims);
 
 }  // namespace lumen::cli

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -40,6 +41,33 @@ int RunDupes(const Options& o) {
     opt.prefix = dir.ends_with('/') ? dir : dir + "/";
   }
   auto groups = dupes::FindGroups(items, opt);
+  const bool acting = !o.move_to.empty() || o.dupes_hardlink;
+  std::vector<std::string> tiers = o.tiers;
+  if (tiers.empty() && acting) tiers = {"exact", "near"};
+  if (!tiers.empty())
+    std::erase_if(groups, [&](const dupes::Group& g) {
+      return std::find(tiers.begin(), tiers.end(), g.tier) == tiers.end();
+    });
+  if (acting) {
+    std::vector<DupeVictim> victims;
+    size_t not_identical = 0;
+    for (const auto& g : groups)
+      for (size_t m = 1; m < g.members.size(); ++m) {
+        const auto& mem = g.members[m];
+        const bool identical = items[mem.item].asset == items[g.members[0].item].asset;
+        if (o.dupes_hardlink && !identical) {
+          ++not_identical;
+          continue;
+        }
+        victims.push_back({mem.path, g.members[0].path, items[mem.item].asset, identical});
+      }
+    if (not_identical)
+      log::Info(
+          fmt::format("{} near duplicates differ in content from their kept copy: only "
+                      "identical files are hard-linked",
+                      not_identical));
+    return RunDupesAction(o, **c, victims);
+  }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   uint64_t extra_files = 0, extra_bytes = 0;
   for (const auto& g : groups)

@@ -97,7 +97,69 @@ int main(int argc, char** argv) {
                    "largest, smallest")
       ->check(CLI::IsMember({"best", "oldest", "newest", "largest", "smallest"}));
   dupes->add_option("--keep-under", o.keep_under, "keep the copy under this folder when one is");
-  dupes->add_flag("--json", o.json_out, "print the groups as JSON");
+  dupes->add_flag("--json", o.json_out, "print the groups (or the action's plan) as JSON");
+  dupes
+      ->add_option("--tier", o.tiers,
+                   "only these tiers: exact, near, burst (repeatable; actions default to exact "
+                   "and near)")
+      ->check(CLI::IsMember({"exact", "near", "burst"}))
+      ->delimiter(',');
+  auto* move_to = dupes->add_option(
+      "--move-to", o.move_to,
+      "plan moving every duplicate but the kept one into this folder, keeping its full path "
+      "(journaled; lumen undo restores)");
+  dupes
+      ->add_flag("--hardlink", o.dupes_hardlink,
+                 "plan replacing identical copies by hard links to the kept one (same filesystem, "
+                 "content verified; journaled)")
+      ->excludes(move_to);
+  dupes->add_flag("--apply", o.apply, "carry out the --move-to or --hardlink plan");
+  dupes->add_flag("-q,--quiet", o.quiet, "no summary");
+  dupes->add_flag("-v,--verbose", o.verbose, "list every file of the plan");
+
+  auto* organize = app.add_subcommand(
+      "organize", "plan (and with --apply, carry out) moving photos into a folder tree");
+  organize->add_option("paths", o.paths, "folders (or files) to organize");
+  organize->add_option("--into", o.into, "destination folder");
+  organize->add_option("--template", o.tmpl,
+                       "destination path: {year} {month} {day} {date} {camera} {make} {model} "
+                       "{tag} {tags[N]} {city} {name} {stem} {ext} {hash8}; {field|fallback}, "
+                       "{field?}; a folder-only template gets /{name} (default "
+                       "\"{year|unknown}/{month|unknown}\")");
+  organize->add_flag("--apply", o.apply, "carry out the plan (default: show it only)");
+  auto* copy = organize->add_flag("--copy", o.copy, "copy instead of moving");
+  auto* move = organize->add_flag("--move", o.move, "move (the default)");
+  auto* link = organize->add_flag("--hardlink", o.hardlink, "hard-link instead of moving");
+  copy->excludes(move, link);
+  move->excludes(link);
+  organize->add_flag("--no-companions", o.no_companions,
+                     "leave XMP sidecars, .AAE, RAW and live-photo videos where they are");
+  organize->add_flag("--no-index", o.no_index,
+                     "plan from the catalog as it is (default: index the folders first)");
+  organize->add_flag("--resume", o.resume,
+                     "apply a saved plan or finish an interrupted run (the latest, or --run)");
+  organize->add_option("--run", o.run_id, "the run for --resume");
+  organize->add_option("--catalog", o.catalog, "catalog database");
+  organize->add_flag("--json", o.json_out, "print the plan as JSON");
+  organize->add_flag("-q,--quiet", o.quiet, "no plan, progress or summary");
+  organize->add_flag("-v,--verbose", o.verbose, "list every file of the plan");
+  organize->add_option("-j,--jobs", o.jobs, "worker threads for indexing")
+      ->check(CLI::Range(0, 1024));
+  organize->add_option("--model", o.model, "also compute embeddings with this model");
+
+  auto add_run_cmd = [&](const char* name, const char* help) {
+    auto* c = app.add_subcommand(name, help);
+    c->add_option("run", o.run_id, "run number (lumen history); default: the latest");
+    c->add_option("--catalog", o.catalog, "catalog database");
+    c->add_flag("-q,--quiet", o.quiet, "no progress or summary");
+    c->add_flag("-v,--verbose", o.verbose, "list every file left as it was");
+    return c;
+  };
+  auto* undo = add_run_cmd("undo", "reverse an organize or dupes run (never overwrites a file)");
+  auto* redo = add_run_cmd("redo", "carry out an undone run again");
+  auto* history = app.add_subcommand("history", "organize and dupes runs with their counts");
+  history->add_option("--catalog", o.catalog, "catalog database");
+  history->add_flag("--json", o.json_out, "print as JSON");
 
   auto add_search = [&](CLI::App* c) {
     c->add_option("--catalog", o.catalog, "catalog database");
@@ -189,6 +251,10 @@ int main(int argc, char** argv) {
   if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
   if (stats->parsed()) return lumen::cli::RunStats(o);
   if (dupes->parsed()) return lumen::cli::RunDupes(o);
+  if (organize->parsed()) return lumen::cli::RunOrganize(o, argv[0]);
+  if (undo->parsed()) return lumen::cli::RunUndo(o, false);
+  if (redo->parsed()) return lumen::cli::RunUndo(o, true);
+  if (history->parsed()) return lumen::cli::RunHistory(o);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);

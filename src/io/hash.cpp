@@ -56,4 +56,18 @@ Hash128 HashBytes(const void* data, size_t size) {
   return Hash128{r.high64, r.low64};
 }
 
+Hasher::Hasher() : state_(XXH3_createState()) {
+  XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_));
+}
+Hasher::~Hasher() {
+  XXH3_freeState(static_cast<XXH3_state_t*>(state_));
+}
+void Hasher::Update(const void* data, size_t size) {
+  XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), data, size);
+}
+Hash128 Hasher::Final() const {
+  XXH128_hash_t h = XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_));
+  return {h.high64, h.low64};
+}
+
 }  // namespace lumen

@@ -36,7 +36,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 4;
+inline constexpr int kCatalogSchemaVersion = 5;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -112,6 +112,17 @@ class Catalog {
   // Replaces the asset's tags from `bank`, scored against its first `terms` rows.
   Status PutTags(int64_t asset, const std::string& bank, size_t terms,
                  const std::vector<std::tuple<std::string, std::string, float>>& tags);
+
+  // The files (state ok) at or under `roots` with what organize templates use.
+  struct Placed {
+    std::string path;
+    FileIdentity identity;
+    int64_t asset = 0;
+    Hash128 hash;
+    std::optional<std::string> captured_at, make, model;
+    std::vector<std::string> tags;  // most confident first, any bank
+  };
+  Status LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out);
 
   // Every current asset with perceptual hashes, with its current paths (for dupes).
   Status LoadDupeItems(std::vector<dupes::Item>* out);

@@ -26,6 +26,20 @@ struct Hash128 {
 
 Hash128 HashBytes(const void* data, size_t size);
 
+// Streaming XXH3-128: Update() over pieces, then Final() equals HashBytes() over all of them.
+class Hasher {
+ public:
+  Hasher();
+  ~Hasher();
+  Hasher(const Hasher&) = delete;
+  Hasher& operator=(const Hasher&) = delete;
+  void Update(const void* data, size_t size);
+  Hash128 Final() const;
+
+ private:
+  void* state_;
+};
+
 struct Hash128Hasher {
   size_t operator()(const Hash128& h) const {
     return static_cast<size_t>(h.lo ^ (h.hi * 0x9E3779B97F4A7C15ull));

@@ -1,0 +1,63 @@
+// Planning file operations: `lumen organize` (photos into a templated tree, companions with them)
+// and the `lumen dupes` actions (quarantine, hard links). A plan is a list of journal operations
+// (catalog/journal.h); nothing is touched here except by reading.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lumen/catalog/journal.h"
+#include "lumen/io/file.h"
+#include "lumen/io/hash.h"
+#include "lumen/organize/template.h"
+#include "lumen/util/status.h"
+
+namespace lumen::organize {
+
+// One photo to place, as the catalog knows it.
+struct Source {
+  std::string path;  // absolute
+  FileIdentity id;   // as indexed
+  Hash128 hash;
+  Fields fields;  // name/stem/ext/hash8 are filled in by the planner
+};
+
+struct PlanOptions {
+  std::string dest;             // absolute
+  OpKind mode = OpKind::kMove;  // kMove, kCopy or kLink
+  bool companions = true;
+};
+
+struct Plan {
+  std::vector<JournalOp> ops;  // mkdirs first (parents before children), then the files
+  int64_t photos = 0, companions = 0, dirs = 0, renamed = 0, in_place = 0, identical = 0,
+          changed = 0;
+};
+
+// Companion files of a photo: same folder and same stem (ASCII case ignored) with a companion
+// extension (xmp aae mov mp4 and RAW formats), or the photo's full name + ".xmp".
+bool IsCompanionExtension(std::string_view ext_lower);
+
+// Plans moving (copying, linking) `sources` to `dest`/template. Collisions: a destination that
+// already holds the same file or identical content is skipped and recorded; any other name that
+// is taken (on disk or earlier in the plan, ASCII case ignored) gets `_1`, `_2`, ... Companions
+// take their photo's new stem. A source whose identity changed since it was indexed is skipped.
+Result<Plan> PlanOrganize(const std::vector<Source>& sources, const Template& tmpl,
+                          const PlanOptions& opt);
+
+// Dupes actions: each path moved under `quarantine` keeping its absolute path
+// (/a/b.jpg -> quarantine/a/b.jpg), mkdirs included.
+struct Doomed {
+  std::string path;
+  Hash128 hash;
+  std::string keeper;  // for hard links: the kept file with identical content
+};
+Result<Plan> PlanQuarantine(const std::vector<Doomed>& files, const std::string& quarantine);
+// Each file replaced by a hard link to its keeper (identical content, same filesystem only).
+Result<Plan> PlanHardlinks(const std::vector<Doomed>& files);
+
+// XXH3-128 of a file's bytes (streamed); `id` receives its identity.
+Result<Hash128> HashFile(const std::string& path, FileIdentity* id = nullptr);
+
+}  // namespace lumen::organize

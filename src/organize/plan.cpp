@@ -1,0 +1,369 @@
+#include "lumen/organize/plan.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+namespace lumen::organize {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::array<std::string_view, 20> kRaw = {"cr2", "cr3", "nef", "nrw", "arw", "srf", "sr2",
+                                               "dng", "raf", "orf", "rw2", "pef", "srw", "x3f",
+                                               "3fr", "iiq", "rwl", "erf", "kdc", "mrw"};
+
+std::string Lower(std::string_view s) {
+  std::string o(s);
+  for (char& c : o)
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  return o;
+}
+
+std::string Parent(const std::string& p) {
+  const size_t s = p.rfind('/');
+  return s == 0 ? "/" : s == std::string::npos ? "." : p.substr(0, s);
+}
+std::string Base(const std::string& p) {
+  const size_t s = p.rfind('/');
+  return s == std::string::npos ? p : p.substr(s + 1);
+}
+// "IMG_1.JPG" -> {"IMG_1", "JPG"}; a leading dot is part of the stem.
+std::pair<std::string, std::string> SplitExt(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  if (dot == std::string::npos || dot == 0) return {name, ""};
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+bool IsRaw(std::string_view ext_lower) {
+  return std::find(kRaw.begin(), kRaw.end(), ext_lower) != kRaw.end();
+}
+
+std::optional<struct stat> Lstat(const std::string& p) {
+  struct stat st;
+  if (::lstat(p.c_str(), &st) != 0) return std::nullopt;
+  return st;
+}
+
+// Folder listings, ASCII-case-folded name -> real name; nullopt for a folder that does not exist.
+class Listings {
+ public:
+  const std::optional<std::unordered_map<std::string, std::string>>& Get(const std::string& dir) {
+    auto it = cache_.find(dir);
+    if (it != cache_.end()) return it->second;
+    std::optional<std::unordered_map<std::string, std::string>> names;
+    std::error_code ec;
+    fs::directory_iterator d(dir, ec);
+    if (!ec) {
+      names.emplace();
+      for (const auto& e : d) {
+        std::string n = e.path().filename().string();
+        (*names)[Lower(n)] = n;
+      }
+    }
+    return cache_.emplace(dir, std::move(names)).first->second;
+  }
+
+ private:
+  std::unordered_map<std::string, std::optional<std::unordered_map<std::string, std::string>>>
+      cache_;
+};
+
+// Folders from `dir` up that do not exist yet, into `out`.
+void MissingDirs(const std::string& dir, std::set<std::string>* out) {
+  std::string d = dir;
+  while (d.size() > 1 && !out->count(d)) {
+    std::error_code ec;
+    if (fs::is_directory(d, ec)) return;
+    out->insert(d);
+    d = Parent(d);
+  }
+}
+
+JournalOp FileOp(OpKind kind, const std::string& src, const std::string& dst, const struct stat& st,
+                 const Hash128& h) {
+  JournalOp op;
+  op.kind = kind;
+  op.src = src;
+  op.dst = dst;
+  op.id = IdentityFromStat(st);
+  op.mode = st.st_mode & 07777;
+  op.hash = h;
+  return op;
+}
+
+void AddDirs(const std::set<std::string>& dirs, Plan* plan) {
+  std::vector<JournalOp> mk;
+  for (const auto& d : dirs) {  // sorted: a parent sorts before its children
+    JournalOp op;
+    op.kind = OpKind::kMkdir;
+    op.dst = d;
+    mk.push_back(std::move(op));
+  }
+  plan->dirs = int64_t(mk.size());
+  plan->ops.insert(plan->ops.begin(), mk.begin(), mk.end());
+}
+
+}  // namespace
+
+bool IsCompanionExtension(std::string_view ext) {
+  return ext == "xmp" || ext == "aae" || ext == "mov" || ext == "mp4" || IsRaw(ext);
+}
+
+Result<Hash128> HashFile(const std::string& path, FileIdentity* id) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Status::Io(ErrnoMessage(fmt::format("open {}", path).c_str(), errno));
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && id) *id = IdentityFromStat(st);
+  Hasher h;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::Io(ErrnoMessage(fmt::format("read {}", path).c_str(), err));
+    }
+    if (n == 0) break;
+    h.Update(buf.data(), size_t(n));
+  }
+  ::close(fd);
+  return h.Final();
+}
+
+Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
+                          const PlanOptions& opt) {
+  Plan plan;
+  std::vector<const Source*> sources;
+  for (const auto& s : in) sources.push_back(&s);
+  std::sort(sources.begin(), sources.end(),
+            [](const Source* a, const Source* b) { return a->path < b->path; });
+  // A RAW file beside a JPEG/HEIC of the same stem travels as that photo's companion.
+  std::set<std::string> primary_keys, demoted;
+  for (const Source* s : sources) {
+    auto [stem, ext] = SplitExt(Base(s->path));
+    if (!IsRaw(Lower(ext))) primary_keys.insert(Parent(s->path) + "/" + Lower(stem));
+  }
+  std::unordered_set<std::string> is_source;
+  for (const Source* s : sources) {
+    auto [stem, ext] = SplitExt(Base(s->path));
+    if (IsRaw(Lower(ext)) && primary_keys.count(Parent(s->path) + "/" + Lower(stem)))
+      demoted.insert(s->path);
+    else
+      is_source.insert(s->path);
+  }
+
+  Listings disk;
+  std::unordered_set<std::string> planned;  // case-folded destination paths
+  std::unordered_set<std::string> claimed;  // companions already given to a photo
+  std::set<std::string> dirs;
+  std::vector<JournalOp> files;
+  const std::string dest = opt.dest.ends_with('/') && opt.dest.size() > 1
+                               ? opt.dest.substr(0, opt.dest.size() - 1)
+                               : opt.dest;
+
+  for (const Source* s : sources) {
+    if (demoted.count(s->path)) continue;
+    auto skip = [&](const std::string& why, const std::string& dst) {
+      JournalOp op;
+      op.kind = opt.mode;
+      op.src = s->path;
+      op.dst = dst;
+      op.id = s->id;
+      op.hash = s->hash;
+      op.state = OpState::kSkipped;
+      op.reason = why;
+      files.push_back(std::move(op));
+    };
+    auto st = Lstat(s->path);
+    if (!st || !S_ISREG(st->st_mode)) {
+      ++plan.changed;
+      skip("no longer exists as a regular file", "");
+      continue;
+    }
+    const FileIdentity now = IdentityFromStat(*st);
+    if (now.size != s->id.size || now.mtime_ns != s->id.mtime_ns || now.inode != s->id.inode) {
+      ++plan.changed;
+      skip("changed since it was indexed (run lumen index)", "");
+      continue;
+    }
+    const std::string name = Base(s->path);
+    auto [stem, ext] = SplitExt(name);
+    Fields f = s->fields;
+    f.values["name"] = name;
+    f.values["stem"] = stem;
+    f.values["ext"] = Lower(ext);
+    f.values["hash8"] = s->hash.Hex().substr(0, 8);
+    auto rel = tmpl.Expand(f);
+    if (!rel.ok()) {
+      skip(rel.status().message(), "");
+      continue;
+    }
+    const std::string dst0 = dest + "/" + *rel;
+    if (dst0 == s->path) {
+      ++plan.in_place;
+      continue;
+    }
+    // Companions in the photo's folder.
+    std::vector<std::pair<std::string, std::string>> comps;  // (path, suffix after the new stem)
+    if (opt.companions) {
+      const std::string dir = Parent(s->path);
+      if (const auto& names = disk.Get(dir)) {
+        const std::string lstem = Lower(stem), lname = Lower(name);
+        std::vector<std::string> found;
+        for (const auto& [fold, real] : *names) {
+          const std::string path = dir + "/" + real;
+          if (real == name || is_source.count(path) || claimed.count(path)) continue;
+          auto [cstem, cext] = SplitExt(real);
+          const std::string lext = Lower(cext);
+          if (fold == lname + ".xmp") {
+            found.push_back(real);
+          } else if (Lower(cstem) == lstem && IsCompanionExtension(lext)) {
+            found.push_back(real);
+          }
+        }
+        std::sort(found.begin(), found.end());
+        for (const auto& real : found) {
+          const bool full_name_xmp = Lower(real) == Lower(name) + ".xmp";
+          comps.emplace_back(dir + "/" + real, full_name_xmp ? "\x01" + real.substr(real.size() - 4)
+                                                             : "." + SplitExt(real).second);
+        }
+      }
+    }
+    // A free name for the photo and its companions.
+    const std::string ddir = Parent(dst0);
+    auto [dstem, dext] = SplitExt(Base(dst0));
+    std::string dst;
+    std::vector<std::string> comp_dst;
+    bool identical = false;
+    for (int n = 0;; ++n) {
+      const std::string cand_stem = n == 0 ? dstem : fmt::format("{}_{}", dstem, n);
+      const std::string cand = ddir + "/" + cand_stem + (dext.empty() ? "" : "." + dext);
+      const auto& names = disk.Get(ddir);
+      auto on_disk = [&](const std::string& p) -> std::optional<std::string> {
+        if (!names) return std::nullopt;
+        auto it = names->find(Lower(Base(p)));
+        if (it == names->end()) return std::nullopt;
+        return ddir + "/" + it->second;
+      };
+      bool taken = planned.count(Lower(cand)) > 0;
+      if (auto there = on_disk(cand)) {
+        taken = true;
+        if (n == 0) {
+          auto dst_st = Lstat(*there);
+          if (dst_st && dst_st->st_ino == st->st_ino && dst_st->st_dev == st->st_dev) {
+            ++plan.in_place;
+            identical = true;
+            break;
+          }
+          if (dst_st && S_ISREG(dst_st->st_mode) && uint64_t(dst_st->st_size) == now.size) {
+            auto h = HashFile(*there);
+            if (h.ok() && *h == s->hash) {
+              ++plan.identical;
+              skip(fmt::format("identical file already at {}", *there), *there);
+              identical = true;
+              break;
+            }
+          }
+        }
+      }
+      std::vector<std::string> cd;
+      for (const auto& [cpath, suffix] : comps) {
+        const std::string c =
+            suffix[0] == '\x01' ? cand + suffix.substr(1) : ddir + "/" + cand_stem + suffix;
+        if (planned.count(Lower(c)) || on_disk(c)) taken = true;
+        cd.push_back(c);
+      }
+      if (!taken) {
+        dst = cand;
+        comp_dst = std::move(cd);
+        if (n > 0) ++plan.renamed;
+        break;
+      }
+    }
+    if (identical) continue;
+    planned.insert(Lower(dst));
+    MissingDirs(ddir, &dirs);
+    ++plan.photos;
+    files.push_back(FileOp(opt.mode, s->path, dst, *st, s->hash));
+    for (size_t c = 0; c < comps.size(); ++c) {
+      FileIdentity cid;
+      auto h = HashFile(comps[c].first, &cid);
+      auto cst = Lstat(comps[c].first);
+      if (!h.ok() || !cst || !S_ISREG(cst->st_mode)) continue;  // vanished or unreadable: left
+      claimed.insert(comps[c].first);
+      planned.insert(Lower(comp_dst[c]));
+      ++plan.companions;
+      files.push_back(FileOp(opt.mode, comps[c].first, comp_dst[c], *cst, *h));
+    }
+  }
+  plan.ops = std::move(files);
+  AddDirs(dirs, &plan);
+  return plan;
+}
+
+Result<Plan> PlanQuarantine(const std::vector<Doomed>& files, const std::string& quarantine) {
+  Plan plan;
+  std::set<std::string> dirs;
+  std::unordered_set<std::string> planned;
+  std::string q = quarantine;
+  while (q.size() > 1 && q.ends_with('/')) q.pop_back();
+  for (const auto& d : files) {
+    auto st = Lstat(d.path);
+    if (!st || !S_ISREG(st->st_mode)) {
+      ++plan.changed;
+      continue;
+    }
+    if (d.path.starts_with(q + "/")) continue;  // already in quarantine
+    const std::string want = q + d.path;
+    auto [stem, ext] = SplitExt(Base(want));
+    std::string dst = want;
+    for (int n = 1; planned.count(dst) || Lstat(dst); ++n)
+      dst = Parent(want) + "/" + fmt::format("{}_{}", stem, n) + (ext.empty() ? "" : "." + ext);
+    planned.insert(dst);
+    MissingDirs(Parent(dst), &dirs);
+    ++plan.photos;
+    plan.ops.push_back(FileOp(OpKind::kMove, d.path, dst, *st, d.hash));
+  }
+  AddDirs(dirs, &plan);
+  return plan;
+}
+
+Result<Plan> PlanHardlinks(const std::vector<Doomed>& files) {
+  Plan plan;
+  for (const auto& d : files) {
+    auto st = Lstat(d.path);
+    auto kst = Lstat(d.keeper);
+    if (!st || !kst || !S_ISREG(st->st_mode) || !S_ISREG(kst->st_mode)) {
+      ++plan.changed;
+      continue;
+    }
+    JournalOp op = FileOp(OpKind::kReplaceLink, d.keeper, d.path, *st, d.hash);
+    if (st->st_ino == kst->st_ino && st->st_dev == kst->st_dev) {
+      ++plan.in_place;
+      continue;
+    }
+    if (st->st_dev != kst->st_dev) {
+      op.state = OpState::kSkipped;
+      op.reason = fmt::format("on another filesystem than {}", d.keeper);
+    } else {
+      ++plan.photos;
+    }
+    plan.ops.push_back(std::move(op));
+  }
+  return plan;
+}
+
+}  // namespace lumen::organize

@@ -262,9 +262,10 @@ Status Catalog::PrepareStatements() {
   LUMEN_RETURN_IF_ERROR(prep(
       &put_thumb_,
       "INSERT OR REPLACE INTO thumbnails(asset_id,producer,width,height,webp) VALUES(?,?,?,?,?)"));
-  LUMEN_RETURN_IF_ERROR(prep(
-      &put_hashes_,
-      "INSERT OR REPLACE INTO perceptual_hashes(asset_id,producer,dhash,phash) VALUES(?,?,?,?)"));
+  LUMEN_RETURN_IF_ERROR(
+      prep(&put_hashes_,
+           "INSERT OR REPLACE INTO perceptual_hashes(asset_id,producer,dhash,phash,sharpness) "
+           "VALUES(?,?,?,?,?)"));
   LUMEN_RETURN_IF_ERROR(
       prep(&put_meta_,
            "INSERT OR REPLACE INTO metadata(asset_id,producer,captured_at,utc_offset,camera_make,"
@@ -423,7 +424,7 @@ Status Catalog::PutThumbnail(int64_t asset, const std::string& producer, const T
 
 Status Catalog::PutHashes(int64_t asset, const std::string& producer, const PerceptualHashes& h) {
   put_hashes_.Bind(1, asset).Bind(2, producer).Bind(3, static_cast<int64_t>(h.dhash));
-  put_hashes_.Bind(4, static_cast<int64_t>(h.phash));
+  put_hashes_.Bind(4, static_cast<int64_t>(h.phash)).Bind(5, h.sharpness);
   return put_hashes_.Run();
 }
 
@@ -511,6 +512,25 @@ Result<std::vector<std::pair<std::string, int64_t>>> Catalog::EmbeddingModels() 
   return out;
 }
 
+Result<std::optional<Thumbnail>> Catalog::GetThumbnail(int64_t asset) {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT width, height, webp FROM thumbnails WHERE asset_id=? "
+                        "ORDER BY width*height DESC LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, asset);
+  Status st;
+  std::optional<Thumbnail> out;
+  if (s->Step(&st)) {
+    out.emplace();
+    out->width = int(s->Int(0));
+    out->height = int(s->Int(1));
+    const std::string b = s->Blob(2);
+    out->webp.assign(b.begin(), b.end());
+  }
+  if (!st.ok()) return st;
+  return out;
+}
+
 Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out) {
   auto s = sql::Prepare(
       db_.get(),
@@ -565,8 +585,8 @@ Status Catalog::LoadDupeItems(std::vector<dupes::Item>* out) {
       "MIN(p.phash), MIN(p.dhash), m.captured_at, "
       "(m.captured_at IS NOT NULL) + (m.camera_make IS NOT NULL) + (m.camera_model IS NOT NULL) + "
       "(m.lens IS NOT NULL) + (m.gps_latitude IS NOT NULL) + (m.iso IS NOT NULL) + "
-      "(m.aperture IS NOT NULL) + (m.exposure_time IS NOT NULL) + (m.focal_length IS NOT NULL) "
-      "FROM assets a JOIN perceptual_hashes p ON p.asset_id=a.id "
+      "(m.aperture IS NOT NULL) + (m.exposure_time IS NOT NULL) + (m.focal_length IS NOT NULL), "
+      "MAX(p.sharpness) FROM assets a JOIN perceptual_hashes p ON p.asset_id=a.id "
       "LEFT JOIN metadata m ON m.asset_id=a.id "
       "WHERE EXISTS(SELECT 1 FROM locations l WHERE l.asset_id=a.id AND l.state='ok') "
       "GROUP BY a.id ORDER BY a.id");
@@ -584,6 +604,7 @@ Status Catalog::LoadDupeItems(std::vector<dupes::Item>* out) {
     it.dhash = static_cast<uint64_t>(s->Int(6));
     if (!s->IsNull(7)) it.captured = s->Text(7);
     it.exif_fields = static_cast<int>(s->Int(8));
+    it.sharpness = s->OptDouble(9);
     at[it.asset] = out->size();
     out->push_back(std::move(it));
   }

@@ -54,6 +54,7 @@ struct Options {
   double burst_seconds = 2.0;
   std::string keep = "best";
   std::string keep_under;
+  float similarity = 0.95f;        // semantic tier: embedding cosine (above 1: off)
   std::vector<std::string> tiers;  // listed (and acted on) tiers; empty: all (actions: exact, near)
   std::string move_to;             // quarantine folder
   bool dupes_hardlink = false;

@@ -1,6 +1,9 @@
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -8,10 +11,163 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "lumen/dupes/dupes.h"
+#include "lumen/pipeline/sinks.h"
+#include "lumen/search/ann_index.h"
+#include "lumen/search/flat_index.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 
 namespace lumen::cli {
+namespace {
+
+constexpr size_t kExactSemanticMax = 40000;  // above: neighbours from the ANN index
+
+// Semantic candidate pairs from the embeddings of `model` (or of the catalog's most used model).
+Status SemanticPairs(const Options& o, Catalog& cat, const std::vector<dupes::Item>& items,
+                     std::vector<dupes::SimilarPair>* out) {
+  auto models = cat.EmbeddingModels();
+  if (!models.ok()) return models.status();
+  std::string model;
+  int64_t most = 0;
+  for (const auto& [m, n] : *models)
+    if ((!o.model.empty() && m.find(o.model) != std::string::npos) || (o.model.empty() && n > most))
+      model = m, most = n;
+  if (model.empty()) return Status::Ok();  // no embeddings: no semantic tier
+  auto dim = sql::Prepare(cat.db(), "SELECT dim FROM embeddings WHERE model=? LIMIT 1");
+  if (!dim.ok()) return dim.status();
+  dim->Bind(1, model);
+  Status st;
+  if (!dim->Step(&st)) return st;
+  FlatIndex index(int(dim->Int(0)));
+  LUMEN_RETURN_IF_ERROR(cat.LoadEmbeddings(model, &index));
+  std::unordered_map<int64_t, uint32_t> item_of;
+  for (size_t i = 0; i < items.size(); ++i) item_of[items[i].asset] = uint32_t(i);
+  // Rows of the index that are items, in index order.
+  std::vector<uint32_t> row_item;
+  std::vector<float> rows;
+  for (size_t r = 0; r < index.size(); ++r) {
+    auto it = item_of.find(index.ids()[r]);
+    if (it == item_of.end()) continue;
+    row_item.push_back(it->second);
+    const float* v = index.data() + r * size_t(index.dim());
+    rows.insert(rows.end(), v, v + index.dim());
+  }
+  if (row_item.size() <= kExactSemanticMax) {
+    for (auto p : dupes::SimilarPairs(rows.data(), row_item.size(), index.dim(), o.similarity))
+      out->push_back({row_item[p.a], row_item[p.b], p.cosine});
+  } else {
+    auto ann = AnnIndex::Sync(BesideCatalog(cat.path(), "ann", model) + ".hnsw", index);
+    if (!ann.ok()) return ann.status();
+    for (size_t r = 0; r < index.size(); ++r) {
+      auto a = item_of.find(index.ids()[r]);
+      if (a == item_of.end()) continue;
+      for (const Hit& h : (*ann)->Search(index, index.data() + r * size_t(index.dim()), 10)) {
+        auto b = item_of.find(h.id);
+        if (b != item_of.end() && a->second < b->second && h.cosine >= o.similarity)
+          out->push_back({a->second, b->second, h.cosine});
+      }
+    }
+  }
+  log::Debug(fmt::format("semantic tier: {} embeddings from {}, {} pairs at cosine >= {}",
+                         row_item.size(), model, out->size(), o.similarity));
+  return Status::Ok();
+}
+
+std::string Html(std::string_view s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
+    }
+  }
+  return o;
+}
+
+// A self-contained HTML page: per group, the files side by side with their thumbnails (embedded
+// WebP), the kept one marked, each with its size, resolution, sharpness and reason.
+Status WriteReport(const std::string& path, Catalog& cat, const std::vector<dupes::Group>& groups,
+                   const std::vector<dupes::Item>& items, double extra_mb) {
+  std::string h;
+  h +=
+      R"(<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lumen: duplicates</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:24px;background:#f6f6f4;color:#222}
+h1{font-size:20px} .group{background:#fff;border-radius:8px;padding:12px 16px;margin:16px 0;
+box-shadow:0 1px 3px #0002} .group h2{font-size:15px;margin:0 0 8px}
+.tier{display:inline-block;padding:1px 8px;border-radius:10px;background:#e3e8f4;margin-right:6px}
+.files{display:flex;flex-wrap:wrap;gap:12px} .file{width:260px;border:2px solid #ddd;
+border-radius:6px;padding:6px;word-break:break-all} .file.keep{border-color:#2a8a3e}
+.file img{display:block;max-width:256px;max-height:256px;margin:0 auto 6px}
+.badge{font-weight:600} .keep .badge{color:#2a8a3e} .dup .badge{color:#a33}
+.meta{color:#555;font-size:12px} .noimg{height:120px;background:#eee;text-align:center;line-height:120px}
+</style></head><body>
+)";
+  h += fmt::format("<h1>{} duplicate groups: {:.1f} MB in extra copies</h1>\n", groups.size(),
+                   extra_mb);
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& g = groups[gi];
+    h += fmt::format(
+        "<section class=\"group\" data-tier=\"{}\"><h2><span class=\"tier\">{}</span>group {} "
+        "&middot; {} files &middot; keep: {}</h2><div class=\"files\">\n",
+        g.tier, g.tier, gi + 1, g.members.size(), Html(g.keep_reason));
+    for (size_t m = 0; m < g.members.size(); ++m) {
+      const auto& mem = g.members[m];
+      const auto& it = items[mem.item];
+      auto th = cat.GetThumbnail(it.asset);
+      if (!th.ok()) return th.status();
+      std::string img = "<div class=\"noimg\">no thumbnail</div>";
+      if (*th)
+        img = fmt::format(
+            "<img alt=\"\" width=\"{}\" height=\"{}\" src=\"data:image/webp;base64,{}\">",
+            (*th)->width, (*th)->height, Base64((*th)->webp.data(), (*th)->webp.size()));
+      h += fmt::format(
+          "<div class=\"file {}\">{}<div class=\"badge\">{}</div><div>{}</div><div "
+          "class=\"meta\">{}x{} &middot; {} &middot; {:.2f} MB{}</div><div "
+          "class=\"meta\">{}</div></div>\n",
+          m == 0 ? "keep" : "dup", img, m == 0 ? "KEEP" : "duplicate",
+          Html(log::Printable(mem.path)), it.width, it.height, Html(it.format),
+          double(it.size) / 1e6,
+          it.sharpness ? fmt::format(" &middot; sharpness {:.0f}", *it.sharpness) : "",
+          Html(mem.reason));
+    }
+    h += "</div></section>\n";
+  }
+  // Marks each thumbnail that decoded (what the report's own test checks in a browser).
+  h += R"(<script>
+window.addEventListener('load', () => {
+  let n = 0;
+  for (const img of document.images) if (img.complete && img.naturalWidth > 0) { img.dataset.decoded = '1'; n++; }
+  document.body.dataset.decoded = String(n);
+});
+</script></body></html>
+)";
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Status::Io(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+  const bool ok = std::fwrite(h.data(), 1, h.size(), f) == h.size();
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(tmp.c_str());
+    return Status::Io(fmt::format("cannot write {}", path));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::Io(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
+  return Status::Ok();
+}
+
+}  // namespace
 
 int RunDupes(const Options& o) {
   SetupLogging(o);
@@ -39,6 +195,13 @@ int RunDupes(const Options& o) {
     std::error_code ec;
     std::string dir = std::filesystem::absolute(o.keep_under, ec).lexically_normal().string();
     opt.prefix = dir.ends_with('/') ? dir : dir + "/";
+  }
+  opt.min_cosine = o.similarity;
+  if (o.similarity <= 1.0f) {
+    if (Status st = SemanticPairs(o, **c, items, &opt.semantic); !st.ok()) {
+      log::Error(st.message());
+      return kExitError;
+    }
   }
   auto groups = dupes::FindGroups(items, opt);
   const bool acting = !o.move_to.empty() || o.dupes_hardlink;
@@ -82,13 +245,15 @@ int RunDupes(const Options& o) {
       for (size_t m = 0; m < g.members.size(); ++m) {
         const auto& mem = g.members[m];
         const auto& it = items[mem.item];
-        j["files"].push_back({{"path", log::Printable(mem.path)},
-                              {"keep", m == 0},
-                              {"reason", mem.reason},
-                              {"width", it.width},
-                              {"height", it.height},
-                              {"size", it.size},
-                              {"format", it.format}});
+        j["files"].push_back(
+            {{"path", log::Printable(mem.path)},
+             {"keep", m == 0},
+             {"reason", mem.reason},
+             {"width", it.width},
+             {"height", it.height},
+             {"size", it.size},
+             {"format", it.format},
+             {"sharpness", it.sharpness ? nlohmann::json(*it.sharpness) : nullptr}});
       }
       out.push_back(std::move(j));
     }
@@ -106,6 +271,14 @@ int RunDupes(const Options& o) {
                     g.members[m].reason.c_str());
       }
     }
+  }
+  if (!o.report.empty()) {
+    if (Status st = WriteReport(o.report, **c, groups, items, double(extra_bytes) / 1e6);
+        !st.ok()) {
+      log::Error(st.message());
+      return kExitError;
+    }
+    log::Info(fmt::format("report: {}", o.report));
   }
   log::Info(fmt::format("{} duplicate groups among {} photos: {} extra files, {:.1f} MB ({:.2f} s)",
                         groups.size(), items.size(), extra_files, double(extra_bytes) / 1e6, secs));

@@ -100,10 +100,23 @@ int main(int argc, char** argv) {
   dupes->add_flag("--json", o.json_out, "print the groups (or the action's plan) as JSON");
   dupes
       ->add_option("--tier", o.tiers,
-                   "only these tiers: exact, near, burst (repeatable; actions default to exact "
-                   "and near)")
-      ->check(CLI::IsMember({"exact", "near", "burst"}))
+                   "only these tiers: exact, near, burst, semantic (repeatable; actions default "
+                   "to exact and near)")
+      ->check(CLI::IsMember({"exact", "near", "burst", "semantic"}))
       ->delimiter(',');
+  dupes
+      ->add_option("--burst-seconds", o.burst_seconds,
+                   "burst tier: photos taken at most this many seconds apart (2; 0 turns it off)")
+      ->check(CLI::Range(0.0, 3600.0));
+  dupes
+      ->add_option("--similarity", o.similarity,
+                   "semantic tier: photos whose image embeddings have at least this cosine "
+                   "(0.95; 2 turns the tier off)")
+      ->check(CLI::Range(0.0, 2.0));
+  dupes->add_option("--model", o.model,
+                    "semantic tier: the embeddings of this model (default: the catalog's most "
+                    "used)");
+  dupes->add_option("--report", o.report, "also write an HTML report with thumbnails to FILE");
   auto* move_to = dupes->add_option(
       "--move-to", o.move_to,
       "plan moving every duplicate but the kept one into this folder, keeping its full path "

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <unordered_map>
 
+#include <cblas.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -101,32 +103,37 @@ std::pair<size_t, std::string> ChooseKeep(const std::vector<Item>& all, std::vec
     case Keep::kBest:
       break;
   }
-  // Best: most pixels, then the better format, then more EXIF, then the larger file.
+  // Best: most pixels, then clearly sharper (> 15% more Laplacian variance, when both are
+  // known), then the better format, then more EXIF, then the larger file. Returns the criterion
+  // on which `a` beats `b` (0: it does not).
+  auto beats = [&](size_t a, size_t b) -> int {
+    if (pixels(a) != pixels(b)) return pixels(a) > pixels(b) ? 1 : -1;
+    if (all[a].sharpness && all[b].sharpness) {
+      const double sa = *all[a].sharpness, sb = *all[b].sharpness;
+      if (sa > sb * 1.15) return 2;
+      if (sb > sa * 1.15) return -2;
+    }
+    if (FormatRank(all[a].format) != FormatRank(all[b].format))
+      return FormatRank(all[a].format) > FormatRank(all[b].format) ? 3 : -3;
+    if (all[a].exif_fields != all[b].exif_fields)
+      return all[a].exif_fields > all[b].exif_fields ? 4 : -4;
+    if (all[a].size != all[b].size) return all[a].size > all[b].size ? 5 : -5;
+    return 0;
+  };
   size_t k = c[0];
-  for (size_t i : c) {
-    auto key = [&](size_t x) {
-      return std::make_tuple(pixels(x), FormatRank(all[x].format), all[x].exif_fields, all[x].size);
-    };
-    if (key(i) > key(k)) k = i;
-  }
+  for (size_t i : c)
+    if (beats(i, k) > 0) k = i;
   std::vector<std::string> why;
-  bool more_pixels = false, better_format = false, more_exif = false, bigger = false;
-  for (size_t i : c) {
-    if (i == k) continue;
-    if (pixels(k) > pixels(i))
-      more_pixels = true;
-    else if (FormatRank(all[k].format) > FormatRank(all[i].format))
-      better_format = true;
-    else if (all[k].exif_fields > all[i].exif_fields)
-      more_exif = true;
-    else if (all[k].size > all[i].size)
-      bigger = true;
-  }
-  if (more_pixels)
+  bool decided[6] = {};
+  for (size_t i : c)
+    if (i != k) decided[std::max(0, beats(k, i))] = true;
+  if (decided[1])
     why.push_back(fmt::format("highest resolution ({}x{})", all[k].width, all[k].height));
-  if (better_format) why.push_back(fmt::format("better format ({})", all[k].format));
-  if (more_exif) why.push_back("most complete EXIF");
-  if (bigger) why.push_back("largest file");
+  if (decided[2])
+    why.push_back(fmt::format("sharpest (Laplacian variance {:.0f})", *all[k].sharpness));
+  if (decided[3]) why.push_back(fmt::format("better format ({})", all[k].format));
+  if (decided[4]) why.push_back("most complete EXIF");
+  if (decided[5]) why.push_back("largest file");
   if (why.empty())
     why.push_back(opt.keep == Keep::kPathPrefix ? "no copy under the prefix; first path"
                                                 : "equal; first path");
@@ -177,6 +184,25 @@ std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distanc
           if (first == b) out.push_back({static_cast<uint32_t>(i), j, d});
         }
       }
+    }
+  }
+  return out;
+}
+
+std::vector<SimilarPair> SimilarPairs(const float* v, size_t n, int dim, float min_cosine) {
+  std::vector<SimilarPair> out;
+  constexpr size_t kBlock = 1024;
+  std::vector<float> c(kBlock * kBlock);
+  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const size_t bi = std::min(kBlock, n - i0);
+    for (size_t j0 = i0; j0 < n; j0 += kBlock) {
+      const size_t bj = std::min(kBlock, n - j0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(bi), int(bj), dim, 1.0f,
+                  v + i0 * size_t(dim), dim, v + j0 * size_t(dim), dim, 0.0f, c.data(), int(bj));
+      for (size_t i = 0; i < bi; ++i)
+        for (size_t j = (i0 == j0 ? i + 1 : 0); j < bj; ++j)
+          if (c[i * bj + j] >= min_cosine)
+            out.push_back({uint32_t(i0 + i), uint32_t(j0 + j), c[i * bj + j]});
     }
   }
   return out;
@@ -275,6 +301,33 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
         return fmt::format("taken {:.1f} s apart, pHash distance {}",
                            std::abs(when[i] - when[keep]),
                            std::popcount(items[i].phash ^ items[keep].phash));
+      }));
+      for (size_t i : c) grouped[i] = true;
+    }
+  }
+  // Semantic: alike by embedding, among what no other tier took.
+  if (!opt.semantic.empty()) {
+    UnionFind sem(items.size());
+    std::vector<size_t> members;
+    for (const SimilarPair& p : opt.semantic) {
+      if (p.cosine < opt.min_cosine || p.a >= items.size() || p.b >= items.size() || grouped[p.a] ||
+          grouped[p.b])
+        continue;
+      sem.Join(p.a, p.b);
+      members.push_back(p.a);
+      members.push_back(p.b);
+    }
+    std::sort(members.begin(), members.end());
+    members.erase(std::unique(members.begin(), members.end()), members.end());
+    std::unordered_map<uint64_t, float> cosine;
+    for (const SimilarPair& p : opt.semantic)
+      cosine[(uint64_t(std::min(p.a, p.b)) << 32) | std::max(p.a, p.b)] = p.cosine;
+    for (const auto& c : Components(sem, members)) {
+      groups.push_back(MakeGroup(items, c, opt, "semantic", [&](size_t i, size_t keep) {
+        auto it = cosine.find((uint64_t(std::min(i, keep)) << 32) | std::max(i, keep));
+        return it != cosine.end()
+                   ? fmt::format("embedding cosine {:.3f} with the kept one", it->second)
+                   : std::string("alike by embedding (through another member of the group)");
       }));
       for (size_t i : c) grouped[i] = true;
     }

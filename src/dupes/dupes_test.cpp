@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cmath>
 #include <random>
 #include <set>
 
@@ -122,6 +123,65 @@ TEST(FindGroups, BurstsAreCloseInTimeAndAlike) {
   Options off;
   off.burst_seconds = 0;
   EXPECT_TRUE(FindGroups(items, off).empty());
+}
+
+// SimilarPairs (blocked sgemm) equals a plain all-pairs dot product, across block edges.
+TEST(SimilarPairs, EqualsAllPairs) {
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> g;
+  const int dim = 32;
+  const size_t n = 2100;  // three blocks of 1024
+  std::vector<float> v(n * dim);
+  for (size_t i = 0; i < n; ++i) {
+    float norm = 0;
+    for (int d = 0; d < dim; ++d) {
+      // Every 10th vector is a noisy copy of the previous one.
+      v[i * dim + d] = (i % 10 == 1) ? v[(i - 1) * dim + d] + 0.05f * g(rng) : g(rng);
+      norm += v[i * dim + d] * v[i * dim + d];
+    }
+    for (int d = 0; d < dim; ++d) v[i * dim + d] /= std::sqrt(norm);
+  }
+  std::set<std::pair<uint32_t, uint32_t>> want, got;
+  for (uint32_t i = 0; i < n; ++i)
+    for (uint32_t j = i + 1; j < n; ++j) {
+      float dot = 0;
+      for (int d = 0; d < dim; ++d) dot += v[i * dim + d] * v[j * dim + d];
+      if (dot >= 0.9f) want.insert({i, j});
+    }
+  for (const auto& p : SimilarPairs(v.data(), n, dim, 0.9f)) {
+    EXPECT_LT(p.a, p.b);
+    EXPECT_TRUE(got.insert({p.a, p.b}).second) << "duplicate pair";
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_GE(want.size(), 200u);
+}
+
+TEST(FindGroups, SemanticTierAndSharpness) {
+  std::vector<Item> items = {
+      Make(1, 0x1111111111111111ull, 4000, 3000, 5'000'000, "jpeg", {"/p/1.jpg"}),
+      Make(2, 0xeeeeeeeeeeeeeeeeull, 4000, 3000, 5'000'000, "jpeg", {"/p/2.jpg"}),
+      Make(3, 0x0f0f0f0f0f0f0f0full, 4000, 3000, 5'000'000, "jpeg", {"/p/3.jpg"}),
+      Make(4, 0x0f0f0f0f0f0f0f0eull, 4000, 3000, 5'000'000, "jpeg", {"/p/4.jpg"}),
+  };
+  items[0].sharpness = 100;
+  items[1].sharpness = 300;
+  items[2].sharpness = 100;
+  items[3].sharpness = 110;  // within 15%: not "sharper"
+  Options opt;
+  opt.semantic = {{0, 1, 0.97f}, {2, 3, 0.99f}};
+  auto groups = FindGroups(items, opt);
+  ASSERT_EQ(groups.size(), 2u);
+  // 3 and 4 are near duplicates by pHash (the near tier comes first); 1 and 2 only semantic.
+  const Group& near = groups[0].tier == "near" ? groups[0] : groups[1];
+  const Group& sem = groups[0].tier == "semantic" ? groups[0] : groups[1];
+  EXPECT_EQ(near.tier, "near");
+  EXPECT_EQ(sem.tier, "semantic");
+  EXPECT_EQ(sem.members[0].path, "/p/2.jpg");
+  EXPECT_NE(sem.keep_reason.find("sharpest"), std::string::npos) << sem.keep_reason;
+  EXPECT_NE(sem.members[1].reason.find("cosine 0.970"), std::string::npos);
+  EXPECT_EQ(near.keep_reason.find("sharpest"), std::string::npos) << near.keep_reason;
+  opt.min_cosine = 0.98f;
+  EXPECT_EQ(FindGroups(items, opt).size(), 1u);
 }
 
 }  // namespace

@@ -71,6 +71,24 @@ PerceptualHashes ComputePerceptualHashes(const Image& reduced, int orientation) 
   if (reduced.empty()) return out;
   // Reduce to 64x64 luma first (area average), orient that small square, then derive.
   Image gray = ToGray(reduced);
+  {
+    const double s = 256.0 / std::max(gray.width, gray.height);
+    Image g = s < 1 ? ResizeArea(gray, std::max(3, int(gray.width * s + 0.5)),
+                                 std::max(3, int(gray.height * s + 0.5)))
+                    : gray;
+    double sum = 0, sq = 0;
+    int64_t n = 0;
+    for (int y = 1; y + 1 < g.height; ++y) {
+      const uint8_t *up = g.row(y - 1), *row = g.row(y), *down = g.row(y + 1);
+      for (int x = 1; x + 1 < g.width; ++x) {
+        const double lap = double(up[x]) + down[x] + row[x - 1] + row[x + 1] - 4.0 * row[x];
+        sum += lap;
+        sq += lap * lap;
+        ++n;
+      }
+    }
+    if (n > 0) out.sharpness = sq / double(n) - (sum / double(n)) * (sum / double(n));
+  }
   Image base = ResizeArea(gray, std::min(64, gray.width), std::min(64, gray.height));
   Image up = ApplyOrientation(base, orientation);
 

@@ -444,5 +444,65 @@ class DupesActions(Base):
         self.assertEqual(tree(self.src), before)
 
 
+class DupesTiersAndReport(Base):
+    def test_sharpness_semantic_tier_and_html_report(self):
+        from PIL import ImageFilter
+        import array
+        lib = self.src
+        picture(os.path.join(lib, "sharp.jpg"), 640, 480, seed=11)
+        Image.open(os.path.join(lib, "sharp.jpg")).filter(ImageFilter.GaussianBlur(3)).save(
+            os.path.join(lib, "blurred.jpg"), quality=95)
+        # Two different pictures of "the same scene" (by embedding) and an unrelated one.
+        for name, seed in [("scene1.jpg", 21), ("scene2.jpg", 22), ("other.jpg", 23)]:
+            picture(os.path.join(lib, name), 640, 480, seed=seed)
+        run("index", lib, "--catalog", self.catalog, "--quiet", "--no-embedding", check=EXIT_OK)
+        ids = {os.path.basename(bytes(p).decode()): a for p, a in
+               db_rows(self.catalog, "SELECT path, asset_id FROM locations WHERE state='ok'")}
+        rnd = random.Random(5)
+        base = [rnd.gauss(0, 1) for _ in range(64)]
+        def unit(v):
+            n = sum(x * x for x in v) ** 0.5
+            return [x / n for x in v]
+        vecs = {"scene1.jpg": unit(base), "scene2.jpg": unit([x + rnd.gauss(0, 0.1) for x in base]),
+                "other.jpg": unit([rnd.gauss(0, 1) for _ in range(64)])}
+        import sqlite3
+        con = sqlite3.connect(self.catalog)
+        for name, v in vecs.items():
+            con.execute("INSERT INTO embeddings(asset_id, model, dim, vector) VALUES(?,?,?,?)",
+                        (ids[name], "siglip:test", 64, array.array("f", v).tobytes()))
+        con.commit()
+        con.close()
+        report = os.path.join(self.tmp, "report.html")
+        p = self.lumen("dupes", "--json", "--report", report, check=EXIT_OK)
+        groups = {frozenset(os.path.basename(f["path"]) for f in g["files"]): g for g in json.loads(p.stdout)}
+        self.assertEqual(set(groups), {frozenset({"sharp.jpg", "blurred.jpg"}),
+                                       frozenset({"scene1.jpg", "scene2.jpg"})})
+        blur = groups[frozenset({"sharp.jpg", "blurred.jpg"})]
+        self.assertEqual([os.path.basename(f["path"]) for f in blur["files"] if f["keep"]], ["sharp.jpg"])
+        self.assertIn("sharpest", blur["keep_reason"])
+        sharp = {os.path.basename(f["path"]): f["sharpness"] for f in blur["files"]}
+        self.assertGreater(sharp["sharp.jpg"], 2 * sharp["blurred.jpg"])
+        sem = groups[frozenset({"scene1.jpg", "scene2.jpg"})]
+        self.assertEqual(sem["tier"], "semantic")
+        self.assertRegex([f for f in sem["files"] if not f["keep"]][0]["reason"], r"embedding cosine 0\.9[5-9]\d")
+        # A stricter threshold (or 2: off) removes the semantic group.
+        p = self.lumen("dupes", "--json", "--similarity", "2", check=EXIT_OK)
+        self.assertEqual([g["tier"] for g in json.loads(p.stdout)], ["near"])
+        # The HTML report renders in a real browser: every thumbnail decodes.
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        self.assertIsNotNone(chromium, "chromium is installed by scripts/bootstrap.sh")
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                              "--dump-dom", "file://" + report], capture_output=True, timeout=120).stdout.decode()
+        self.assertEqual(dom.count("<img "), 4)
+        self.assertIn('data-decoded="4"', dom)
+        self.assertEqual(dom.count('<section class="group"'), 2)
+        self.assertIn("KEEP", dom)
+        shot = os.path.join(self.tmp, "shot.png")
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
+                        f"--screenshot={shot}", "file://" + report], capture_output=True, timeout=120)
+        colours = Image.open(shot).convert("RGB").getcolors(1 << 20)
+        self.assertGreater(len(colours), 50)  # thumbnails, not a blank page
+
+
 if __name__ == "__main__":
     unittest.main()

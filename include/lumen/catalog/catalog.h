@@ -148,6 +148,8 @@ class Catalog {
     std::optional<std::string> captured_at, camera;
   };
   Result<AssetView> GetAsset(int64_t id);
+  // The asset's thumbnail (any producer; the largest), if it has one.
+  Result<std::optional<Thumbnail>> GetThumbnail(int64_t asset);
   // Every condition that is set must hold: a current location under `folder`, a camera
   // make/model containing `camera`, captured in [from, to] (ISO dates), tagged `tag` (any bank).
   struct AssetFilter {

@@ -8,6 +8,9 @@
 //              is within floor(d/m) <= 1 bits on at least one block, so each item probes a few
 //              buckets per block), never by comparing all pairs; groups are the connected
 //              components of those pairs.
+//   semantic - different photos of the same scene: image embeddings (SigLIP/CLIP) with cosine
+//              similarity >= `min_cosine`, among what the other tiers left; pairs come from
+//              SimilarPairs() (exact, blocked GEMM) or from an ANN index for large libraries.
 //   burst    - photos taken within `burst_seconds` of each other (EXIF capture time) that look
 //              alike at a looser distance (`burst_distance`): a burst or bracketed series, of
 //              which one is usually enough.
@@ -29,6 +32,7 @@ struct Item {
   std::string format;                   // "jpeg", "png", ...
   std::optional<std::string> captured;  // ISO 8601, from EXIF
   int exif_fields = 0;                  // how many metadata fields are present
+  std::optional<double> sharpness;      // variance of the Laplacian (image/derive.h)
   std::vector<std::string> paths;       // current locations, sorted
 };
 
@@ -39,12 +43,22 @@ struct Pair {
 };
 std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distance);
 
+// Every pair (i < j) of the n L2-normalised rows of `vectors` (n x dim) whose dot product is at
+// least `min_cosine`: exact, by blocked sgemm (O(n^2 dim); ~1 s for 10,000 x 768 here).
+struct SimilarPair {
+  uint32_t a, b;
+  float cosine;
+};
+std::vector<SimilarPair> SimilarPairs(const float* vectors, size_t n, int dim, float min_cosine);
+
 enum class Keep { kBest, kOldest, kNewest, kLargest, kSmallest, kPathPrefix };
 
 struct Options {
   int max_distance = 6;        // pHash bits
   double burst_seconds = 2.0;  // 0: no burst tier
   int burst_distance = 16;
+  float min_cosine = 0.95f;           // semantic tier
+  std::vector<SimilarPair> semantic;  // candidate pairs (indexes into the items); empty: no tier
   Keep keep = Keep::kBest;
   std::string prefix;  // Keep::kPathPrefix
 };
@@ -56,7 +70,7 @@ struct Member {
 };
 
 struct Group {
-  std::string tier;             // "exact" or "near"
+  std::string tier;             // "exact", "near", "burst" or "semantic"
   std::vector<Member> members;  // members[0] is the one to keep
   std::string keep_reason;
 };

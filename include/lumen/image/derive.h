@@ -33,9 +33,12 @@ Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation, const Thu
 //  dhash: 9x8 area-averaged luma; bit (row*8 + col) = pixel(col) < pixel(col+1). Bit 63 first.
 //  phash: 32x32 area-averaged luma; 2-D DCT-II; the 8x8 lowest frequencies (DC included);
 //         bit = coefficient > median of those 64.
+//  sharpness: variance of the 4-neighbour Laplacian over the luma reduced to 256 px on the long
+//         edge (so copies at different resolutions compare); higher is sharper, blur lowers it.
 struct PerceptualHashes {
   uint64_t dhash = 0;
   uint64_t phash = 0;
+  double sharpness = 0;
 };
 PerceptualHashes ComputePerceptualHashes(const Image& reduced, int orientation);
 

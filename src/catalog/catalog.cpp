@@ -610,12 +610,14 @@ Status Catalog::LoadDupeItems(std::vector<dupes::Item>* out) {
   }
   if (!st.ok()) return st;
   auto l = sql::Prepare(db_.get(),
-                        "SELECT asset_id, path FROM locations WHERE state='ok' AND asset_id IS NOT "
-                        "NULL ORDER BY asset_id, path");
+                        "SELECT asset_id, path, mtime_ns FROM locations WHERE state='ok' AND "
+                        "asset_id IS NOT NULL ORDER BY asset_id, path");
   if (!l.ok()) return l.status();
   while (l->Step(&st))
-    if (auto it = at.find(l->Int(0)); it != at.end())
+    if (auto it = at.find(l->Int(0)); it != at.end()) {
       (*out)[it->second].paths.push_back(l->Blob(1));
+      (*out)[it->second].mtimes.push_back(l->Int(2));
+    }
   return st;
 }
 

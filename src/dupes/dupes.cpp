@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <numeric>
@@ -64,12 +65,14 @@ int FormatRank(const std::string& f) {
   return 0;
 }
 
+std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::string* why);
+
 // Chooses the member to keep and says why; `items` are candidates (indexes into all).
 std::pair<size_t, std::string> ChooseKeep(const std::vector<Item>& all, std::vector<size_t> c,
                                           const Options& opt) {
   auto pixels = [&](size_t i) { return uint64_t(all[i].width) * uint64_t(all[i].height); };
   auto first_path = [&](size_t i) {
-    return all[i].paths.empty() ? std::string() : all[i].paths[0];
+    return all[i].paths.empty() ? std::string() : KeeperPaths(all[i], opt, nullptr)[0];
   };
   std::sort(c.begin(), c.end(), [&](size_t a, size_t b) { return first_path(a) < first_path(b); });
   auto by = [&](auto better, std::string why) {
@@ -226,13 +229,59 @@ std::optional<double> CaptureSeconds(const std::string& iso) {
 }
 
 namespace {
-// An item's paths, the ones under the --keep-under prefix first when that is the strategy.
-std::vector<std::string> KeeperPaths(const Item& it, const Options& opt) {
-  std::vector<std::string> paths = it.paths;
-  if (opt.keep == Keep::kPathPrefix)
-    std::stable_partition(paths.begin(), paths.end(),
-                          [&](const std::string& p) { return p.starts_with(opt.prefix); });
-  return paths;
+// "IMG_0001 copy.jpg", "IMG_0001 (2).jpg", "IMG_0001-1.jpg", "Kopie von IMG_0001.jpg": names that
+// copies get.
+bool LooksLikeCopy(const std::string& path) {
+  std::string name = path.substr(path.rfind('/') + 1);
+  name = name.substr(0, name.rfind('.'));
+  for (char& c : name)
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  if (name.find("copy") != std::string::npos || name.find("kopie") != std::string::npos ||
+      name.find("copie") != std::string::npos)
+    return true;
+  const size_t n = name.size();
+  if (n >= 3 && name[n - 1] == ')' && std::isdigit(static_cast<unsigned char>(name[n - 2])))
+    return true;
+  // A numbered name with one more number: "IMG_0001-1", "DSC01234_2" (not "IMG_1").
+  return n >= 3 && std::isdigit(static_cast<unsigned char>(name[n - 1])) &&
+         (name[n - 2] == ' ' || name[n - 2] == '-' || name[n - 2] == '_') &&
+         std::isdigit(static_cast<unsigned char>(name[n - 3]));
+}
+
+// An item's paths, the one most likely the original first: under the --keep-under prefix (when
+// that is the strategy), then the oldest modification time (a copy is usually newer), then a
+// name that does not look like a copy's, then the shallower path, then byte order. `why`
+// receives the deciding criterion.
+std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::string* why) {
+  struct P {
+    std::string path;
+    bool under;
+    int64_t mtime;
+    bool copy;
+    size_t depth;
+  };
+  std::vector<P> ps;
+  for (size_t i = 0; i < it.paths.size(); ++i) {
+    const std::string& p = it.paths[i];
+    ps.push_back({p, opt.keep == Keep::kPathPrefix && p.starts_with(opt.prefix),
+                  i < it.mtimes.size() ? it.mtimes[i] : 0, LooksLikeCopy(p),
+                  size_t(std::count(p.begin(), p.end(), '/'))});
+  }
+  auto key = [](const P& p) { return std::make_tuple(!p.under, p.mtime, p.copy, p.depth); };
+  std::stable_sort(ps.begin(), ps.end(), [&](const P& a, const P& b) {
+    return key(a) != key(b) ? key(a) < key(b) : a.path < b.path;
+  });
+  if (why && ps.size() > 1) {
+    const P &a = ps[0], &b = ps[1];
+    *why = a.under != b.under   ? fmt::format("under {}", opt.prefix)
+           : a.mtime != b.mtime ? "same content; the oldest file"
+           : a.copy != b.copy   ? "same content; the others' names look like copies"
+           : a.depth != b.depth ? "same content; the shallowest path"
+                                : "same content; first path";
+  }
+  std::vector<std::string> out;
+  for (auto& p : ps) out.push_back(std::move(p.path));
+  return out;
 }
 
 // A group of several assets: the keeper's paths first ("kept", then "same content"), then every
@@ -244,7 +293,7 @@ Group MakeGroup(const std::vector<Item>& items, const std::vector<size_t>& membe
   Group g;
   g.tier = tier;
   g.keep_reason = reason;
-  const auto kept = KeeperPaths(items[keep], opt);
+  const auto kept = KeeperPaths(items[keep], opt, nullptr);
   for (size_t p = 0; p < kept.size(); ++p)
     g.members.push_back({keep, kept[p], p == 0 ? "kept" : "same content"});
   for (size_t i : members)
@@ -335,11 +384,11 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
   // Exact: one asset at several paths (and in no other group, which already lists its paths).
   for (size_t i = 0; i < items.size(); ++i) {
     if (grouped[i] || items[i].paths.size() < 2) continue;
-    const auto paths = KeeperPaths(items[i], opt);
+    std::string why;
+    const auto paths = KeeperPaths(items[i], opt, &why);
     Group g;
     g.tier = "exact";
-    g.keep_reason = paths[0] != items[i].paths[0] ? fmt::format("under {}", opt.prefix)
-                                                  : "same content; first path";
+    g.keep_reason = why;
     for (size_t p = 0; p < paths.size(); ++p)
       g.members.push_back({i, paths[p], p == 0 ? "kept" : "same content"});
     groups.push_back(std::move(g));

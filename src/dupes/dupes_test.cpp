@@ -125,6 +125,31 @@ TEST(FindGroups, BurstsAreCloseInTimeAndAlike) {
   EXPECT_TRUE(FindGroups(items, off).empty());
 }
 
+// An exact group keeps the path most likely the original: oldest, then not named like a copy.
+TEST(FindGroups, ExactKeepsTheOriginalPath) {
+  Item it =
+      Make(1, 42, 100, 100, 1000, "jpeg", {"/a/IMG_0001 copy.jpg", "/b/IMG_0001.jpg", "/c/x.jpg"});
+  it.mtimes = {5, 5, 9};
+  auto g = FindGroups({it}, {});
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_EQ(g[0].members[0].path, "/b/IMG_0001.jpg");
+  EXPECT_NE(g[0].keep_reason.find("look like copies"), std::string::npos) << g[0].keep_reason;
+  it.mtimes = {5, 7, 3};
+  g = FindGroups({it}, {});
+  EXPECT_EQ(g[0].members[0].path, "/c/x.jpg");
+  EXPECT_NE(g[0].keep_reason.find("oldest"), std::string::npos) << g[0].keep_reason;
+  for (const char* copy : {"/p/IMG_0001 (2).jpg", "/p/IMG_0001-1.jpg", "/p/Kopie von IMG_0001.JPG",
+                           "/p/IMG_0001_2.jpg"}) {
+    Item c = Make(1, 42, 100, 100, 1000, "jpeg", {copy, "/p/IMG_0001.jpg"});
+    EXPECT_EQ(FindGroups({c}, {})[0].members[0].path, "/p/IMG_0001.jpg") << copy;
+  }
+  // A short numbered name is not taken for a copy.
+  Item shortname = Make(1, 42, 100, 100, 1000, "jpeg", {"/p/a_1.jpg", "/p/b.jpg"});
+  EXPECT_EQ(FindGroups({shortname}, {})[0].members[0].path, "/p/a_1.jpg");
+  Item seq = Make(1, 42, 100, 100, 1000, "jpeg", {"/p/IMG_0001.jpg", "/p/IMG_0002.jpg"});
+  EXPECT_EQ(FindGroups({seq}, {})[0].members[0].path, "/p/IMG_0001.jpg");
+}
+
 // SimilarPairs (blocked sgemm) equals a plain all-pairs dot product, across block edges.
 TEST(SimilarPairs, EqualsAllPairs) {
   std::mt19937_64 rng(3);

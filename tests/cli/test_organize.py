@@ -19,7 +19,7 @@ import unittest
 
 from PIL import Image
 
-from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, LUMEN, SANITIZED, db_rows, picture, run
+from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, LUMEN, ROOT, SANITIZED, db_rows, picture, run
 
 FAULT_ITERATIONS = int(os.environ.get("LUMEN_FAULT_ITERATIONS", "12" if SANITIZED else "50"))
 
@@ -502,6 +502,57 @@ class DupesTiersAndReport(Base):
                         f"--screenshot={shot}", "file://" + report], capture_output=True, timeout=120)
         colours = Image.open(shot).convert("RGB").getcolors(1 << 20)
         self.assertGreater(len(colours), 50)  # thumbnails, not a blank page
+
+
+class RealPhotos(Base):
+    def test_planted_duplicates_then_quarantine_organize_and_undo(self):
+        photos = os.path.join(self.tmp, "photos")
+        subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "test", photos], check=True)
+        found = sorted(os.path.join(d, f) for d, _, fs in os.walk(photos) for f in fs if f.lower().endswith(".jpg"))
+        self.assertGreaterEqual(len(found), 12)
+        cam = os.path.join(self.src, "camera")
+        os.makedirs(cam)
+        originals = []
+        for i, f in enumerate(found[:12]):
+            originals.append(shutil.copy2(f, os.path.join(cam, f"{i:02d}_{os.path.basename(f)}")))
+        # Planted: a renamed exact copy, a resized copy, a recompressed copy (EXIF dropped).
+        os.makedirs(os.path.join(self.src, "backup"))
+        os.makedirs(os.path.join(self.src, "web"))
+        shutil.copy(originals[0], os.path.join(self.src, "backup", "renamed.jpg"))  # a newer file
+        im = Image.open(originals[1])
+        im.resize((im.width // 2, im.height // 2), Image.LANCZOS).save(os.path.join(self.src, "web", "small.jpg"), quality=85)
+        Image.open(originals[2]).save(os.path.join(self.src, "web", "recompressed.jpg"), quality=50)
+        before = tree(self.src)
+        run("index", self.src, "--catalog", self.catalog, "--quiet", "--no-embedding", check=EXIT_OK)
+        groups = json.loads(self.lumen("dupes", "--json", check=EXIT_OK).stdout)
+        by_dupe = {}
+        for g in groups:
+            kept = [f["path"] for f in g["files"] if f["keep"]][0]
+            for f in g["files"]:
+                if not f["keep"]:
+                    by_dupe[os.path.relpath(f["path"], self.src)] = (os.path.relpath(kept, self.src), g["tier"])
+        self.assertEqual(by_dupe.get("backup/renamed.jpg"), (os.path.relpath(originals[0], self.src), "exact"))
+        self.assertEqual(by_dupe.get("web/small.jpg"), (os.path.relpath(originals[1], self.src), "near"))
+        self.assertEqual(by_dupe.get("web/recompressed.jpg"), (os.path.relpath(originals[2], self.src), "near"))
+        # Quarantine the extra copies, then organize what is left by capture date.
+        q = os.path.join(self.tmp, "quarantine")
+        self.lumen("dupes", "--move-to", q, "--apply", "--quiet", check=EXIT_OK)
+        self.assertEqual(len(tree(q)), len(by_dupe))
+        self.organize("--template", "{year|undated}/{month|undated}", "--apply", "--quiet")
+        dates = {os.path.basename(r["SourceFile"]): r.get("DateTimeOriginal") for r in json.loads(subprocess.run(
+            ["exiftool", "-json", "-DateTimeOriginal", "-r", self.dest], capture_output=True, check=True).stdout)}
+        self.assertEqual(len(dates), len(before) - len(by_dupe))
+        for rel in tree(self.dest):
+            when = dates[os.path.basename(rel)]
+            want = f"{when[:4]}/{when[5:7]}" if when else "undated/undated"
+            self.assertEqual(os.path.dirname(rel), want, rel)
+        self.assertEqual(contents(self.dest, q), sorted(before.values()))
+        # Undo both runs, newest first: the library is exactly as it was.
+        self.lumen("undo", "--quiet", check=EXIT_OK)
+        self.lumen("undo", "--quiet", check=EXIT_OK)
+        self.assertEqual(tree(self.src), before)
+        self.assertEqual(tree(q), {})
+        self.assertEqual(tree(self.dest), {})
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ struct Item {
   int exif_fields = 0;                  // how many metadata fields are present
   std::optional<double> sharpness;      // variance of the Laplacian (image/derive.h)
   std::vector<std::string> paths;       // current locations, sorted
+  std::vector<int64_t> mtimes;          // their modification times (ns), if known
 };
 
 // Every pair (i < j) of `hashes` within `max_distance` bits (0..15), with its distance.

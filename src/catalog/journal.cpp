@@ -93,12 +93,16 @@ Result<int64_t> Journal::CreateRun(const std::string& command, const std::string
   r->Bind(1, command).Bind(2, args_json).Bind(3, Now()).Bind(4, Now());
   if (Status st = r->Run(); !st.ok()) return fail(st);
   const int64_t run = sqlite3_last_insert_rowid(db);
-  // An older plan that was never applied is replaced by this one.
-  auto old = sql::Prepare(
-      db, "UPDATE journal_runs SET state='superseded' WHERE state='planned' AND id<>?");
-  if (!old.ok()) return fail(old.status());
-  old->Bind(1, run);
-  if (Status st = old->Run(); !st.ok()) return fail(st);
+  // An older plan that was never applied is replaced by this one (a dry run per invocation would
+  // otherwise pile up in the catalog).
+  for (const char* q : {"DELETE FROM journal_ops WHERE run_id IN (SELECT id FROM journal_runs "
+                        "WHERE state='planned' AND id<>?)",
+                        "DELETE FROM journal_runs WHERE state='planned' AND id<>?"}) {
+    auto old = sql::Prepare(db, q);
+    if (!old.ok()) return fail(old.status());
+    old->Bind(1, run);
+    if (Status st = old->Run(); !st.ok()) return fail(st);
+  }
   auto s = sql::Prepare(db,
                         "INSERT INTO journal_ops(run_id,seq,kind,src,dst,size,mtime_ns,inode,"
                         "device,mode,hash,state,reason) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");

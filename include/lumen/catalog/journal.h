@@ -2,7 +2,7 @@
 //
 //  journal_runs  one row per planned run: the command, its arguments (JSON) and a state:
 //                planned -> applying -> applied -> undoing -> undone -> applying (redo) ...;
-//                a plan never applied becomes "superseded" when a newer one is made.
+//                a plan never applied is deleted when a newer one is made.
 //  journal_ops   the run's operations in order, each with what was known about its source when
 //                the plan was made (size, mtime, inode, device, mode, content hash) and a state:
 //                pending -> [copied ->] done | skipped | failed, and done -> undone on undo.
@@ -58,7 +58,7 @@ struct JournalRun {
   std::string command;  // "organize", "dupes"
   std::string args;     // JSON object
   int64_t created_at = 0;
-  std::string state;  // planned | superseded | applying | applied | undoing | undone
+  std::string state;  // planned | applying | applied | undoing | undone
   // Operations per state (mkdir excluded).
   int64_t pending = 0, done = 0, skipped = 0, failed = 0, undone = 0, files = 0;
 };

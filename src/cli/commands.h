@@ -62,7 +62,7 @@ struct Options {
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";
-  bool apply = false, copy = false, move = false, hardlink = false;
+  bool apply = false, dry_run = false, copy = false, move = false, hardlink = false;
   bool no_companions = false, no_index = false;
   bool resume = false;
   int64_t run_id = 0;  // 0: the latest that fits

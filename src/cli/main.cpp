@@ -126,7 +126,10 @@ int main(int argc, char** argv) {
                  "plan replacing identical copies by hard links to the kept one (same filesystem, "
                  "content verified; journaled)")
       ->excludes(move_to);
-  dupes->add_flag("--apply", o.apply, "carry out the --move-to or --hardlink plan");
+  auto* dupes_apply =
+      dupes->add_flag("--apply", o.apply, "carry out the --move-to or --hardlink plan");
+  dupes->add_flag("--dry-run", o.dry_run, "show and save the plan only (the default)")
+      ->excludes(dupes_apply);
   dupes->add_flag("-q,--quiet", o.quiet, "no summary");
   dupes->add_flag("-v,--verbose", o.verbose, "list every file of the plan");
 
@@ -139,7 +142,10 @@ int main(int argc, char** argv) {
                        "{tag} {tags[N]} {city} {name} {stem} {ext} {hash8}; {field|fallback}, "
                        "{field?}; a folder-only template gets /{name} (default "
                        "\"{year|unknown}/{month|unknown}\")");
-  organize->add_flag("--apply", o.apply, "carry out the plan (default: show it only)");
+  auto* org_apply =
+      organize->add_flag("--apply", o.apply, "carry out the plan (default: show it only)");
+  organize->add_flag("--dry-run", o.dry_run, "show and save the plan only (the default)")
+      ->excludes(org_apply);
   auto* copy = organize->add_flag("--copy", o.copy, "copy instead of moving");
   auto* move = organize->add_flag("--move", o.move, "move (the default)");
   auto* link = organize->add_flag("--hardlink", o.hardlink, "hard-link instead of moving");

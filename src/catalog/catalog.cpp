@@ -147,6 +147,20 @@ CREATE TABLE journal_ops(
 ) WITHOUT ROWID;
 ALTER TABLE perceptual_hashes ADD COLUMN sharpness REAL;
 )sql",
+    // v5 -> v6: enrichment results (descriptions, OCR, names) per (asset, provider, model, prompt).
+    R"sql(
+CREATE TABLE enrichments(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  provider TEXT NOT NULL,
+  model TEXT NOT NULL,
+  prompt_version TEXT NOT NULL,
+  result TEXT NOT NULL,
+  latency_ms REAL,
+  tokens INTEGER,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(asset_id, provider, model, prompt_version)
+);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -529,6 +543,33 @@ Result<std::optional<Thumbnail>> Catalog::GetThumbnail(int64_t asset) {
   }
   if (!st.ok()) return st;
   return out;
+}
+
+Result<std::optional<Catalog::Enrichment>> Catalog::GetEnrichment(int64_t asset,
+                                                                  const std::string& provider,
+                                                                  const std::string& model,
+                                                                  const std::string& prompt) {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT result, latency_ms, tokens FROM enrichments WHERE asset_id=? AND "
+                        "provider=? AND model=? AND prompt_version=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, asset).Bind(2, provider).Bind(3, model).Bind(4, prompt);
+  Status st;
+  std::optional<Enrichment> out;
+  if (s->Step(&st)) out = Enrichment{s->Text(0), s->Double(1), s->Int(2)};
+  if (!st.ok()) return st;
+  return out;
+}
+
+Status Catalog::PutEnrichment(int64_t asset, const std::string& provider, const std::string& model,
+                              const std::string& prompt, const Enrichment& e) {
+  auto s = sql::Prepare(db_.get(),
+                        "INSERT OR REPLACE INTO enrichments(asset_id,provider,model,prompt_version,"
+                        "result,latency_ms,tokens,created_at) VALUES(?,?,?,?,?,?,?,?)");
+  if (!s.ok()) return s.status();
+  s->Bind(1, asset).Bind(2, provider).Bind(3, model).Bind(4, prompt).Bind(5, e.result);
+  s->Bind(6, e.latency_ms).Bind(7, e.tokens).Bind(8, Now());
+  return s->Run();
 }
 
 Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out) {

@@ -59,6 +59,12 @@ struct Options {
   std::string move_to;             // quarantine folder
   bool dupes_hardlink = false;
   std::string report;  // HTML report file
+  // describe (remote vision-language models)
+  std::string llm = "openai";  // openai | ollama | anthropic | gemini | local
+  std::string llm_model, api_key_env, llm_profile = "balanced";
+  double rpm = 0, tpm = 0, llm_timeout = 0, rate_window = 0;
+  int concurrency = 0, max_attempts = 0, image_edge = 768;
+  bool no_cache = false;
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";
@@ -92,6 +98,7 @@ int RunTagsRescore(const Options& o);
 int RunOrganize(const Options& o, const char* argv0);
 int RunUndo(const Options& o, bool redo);
 int RunHistory(const Options& o);
+int RunDescribe(const Options& o, const char* argv0);
 
 // A duplicate to act on: `path` holds asset `asset`; `keeper` is the copy kept.
 struct DupeVictim {

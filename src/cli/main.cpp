@@ -166,6 +166,45 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   organize->add_option("--model", o.model, "also compute embeddings with this model");
 
+  auto* describe = app.add_subcommand(
+      "describe", "descriptions, OCR text and file/folder names from a vision-language model");
+  describe->add_option("paths", o.paths, "folders or files")->required();
+  describe
+      ->add_option("--llm", o.llm,
+                   "provider: openai (any OpenAI-compatible server), ollama, "
+                   "anthropic, gemini")
+      ->check(CLI::IsMember({"openai", "ollama", "anthropic", "gemini", "local"}));
+  describe->add_option("--llm-model", o.llm_model, "the provider's model name")->required();
+  describe->add_option("--base-url", o.base_url,
+                       "server URL (default: the provider's; e.g. http://127.0.0.1:8080 for "
+                       "llama-server)");
+  describe->add_option("--api-key-env", o.api_key_env,
+                       "environment variable holding the API key (default OPENAI_API_KEY, "
+                       "ANTHROPIC_API_KEY, GEMINI_API_KEY)");
+  describe
+      ->add_option("--profile", o.llm_profile,
+                   "throughput profile: conservative, balanced (default), aggressive")
+      ->check(CLI::IsMember({"conservative", "balanced", "aggressive"}));
+  describe->add_option("--rpm", o.rpm, "requests per minute at most")->check(CLI::PositiveNumber);
+  describe->add_option("--tpm", o.tpm, "tokens per minute at most")->check(CLI::PositiveNumber);
+  describe->add_option("--concurrency", o.concurrency, "requests in flight at most")
+      ->check(CLI::Range(1, 1024));
+  describe->add_option("--timeout", o.llm_timeout, "seconds per request")
+      ->check(CLI::PositiveNumber);
+  describe->add_option("--max-attempts", o.max_attempts, "attempts per image (retries + 1)")
+      ->check(CLI::Range(1, 100));
+  describe
+      ->add_option("--rate-window", o.rate_window,
+                   "length in seconds of the --rpm/--tpm window (60)")
+      ->check(CLI::PositiveNumber);
+  describe->add_option("--image-edge", o.image_edge, "long edge of the image sent (768)")
+      ->check(CLI::Range(64, 4096));
+  describe->add_flag("--no-cache", o.no_cache, "ask again even when a result is cached");
+  describe->add_option("-o,--output", o.output, "write the records to FILE (JSONL)");
+  describe->add_option("--catalog", o.catalog, "catalog database");
+  describe->add_flag("-q,--quiet", o.quiet, "no summary");
+  describe->add_flag("-v,--verbose", o.verbose, "list every failure");
+
   auto add_run_cmd = [&](const char* name, const char* help) {
     auto* c = app.add_subcommand(name, help);
     c->add_option("run", o.run_id, "run number (lumen history); default: the latest");
@@ -274,6 +313,7 @@ int main(int argc, char** argv) {
   if (undo->parsed()) return lumen::cli::RunUndo(o, false);
   if (redo->parsed()) return lumen::cli::RunUndo(o, true);
   if (history->parsed()) return lumen::cli::RunHistory(o);
+  if (describe->parsed()) return lumen::cli::RunDescribe(o, argv[0]);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);

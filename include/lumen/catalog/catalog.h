@@ -36,7 +36,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 5;
+inline constexpr int kCatalogSchemaVersion = 6;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -123,6 +123,19 @@ class Catalog {
     std::vector<std::string> tags;  // most confident first, any bank
   };
   Status LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out);
+
+  // Enrichment results (llm/provider.h) per (asset, provider, model, prompt version): the cache
+  // that makes a rerun cost no requests.
+  struct Enrichment {
+    std::string result;  // JSON object
+    double latency_ms = 0;
+    int64_t tokens = 0;
+  };
+  Result<std::optional<Enrichment>> GetEnrichment(int64_t asset, const std::string& provider,
+                                                  const std::string& model,
+                                                  const std::string& prompt);
+  Status PutEnrichment(int64_t asset, const std::string& provider, const std::string& model,
+                       const std::string& prompt, const Enrichment& e);
 
   // Every current asset with perceptual hashes, with its current paths (for dupes).
   Status LoadDupeItems(std::vector<dupes::Item>* out);

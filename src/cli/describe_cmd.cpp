@@ -1,0 +1,290 @@
+// lumen describe: descriptions, OCR text and suggested file/folder names from a vision-language
+// model behind a remote API, under the throughput control of llm/throttle.h, cached per
+// (content hash, provider, model, prompt version) in the catalog.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "lumen/image/decode.h"
+#include "lumen/image/derive.h"
+#include "lumen/io/file.h"
+#include "lumen/llm/provider.h"
+#include "lumen/meta/exif.h"
+#include "lumen/pipeline/sinks.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+#include "lumen/util/profile.h"
+
+namespace lumen::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kPromptVersion = "describe@1";
+
+const char* kSchema = R"({"type":"object","properties":{
+"description":{"type":"string"},"ocr_text":{"type":"string"},
+"file_name":{"type":"string"},"folder_name":{"type":"string"}},
+"required":["description","ocr_text","file_name","folder_name"],"additionalProperties":false})";
+
+std::string PromptText(const std::vector<std::string>& tags) {
+  std::string t =
+      "Describe this photo for a personal photo library. Answer with a JSON object: "
+      "\"description\": 1 to 3 sentences about what the photo shows; \"ocr_text\": any legible "
+      "text in the photo, or an empty string; \"file_name\": a short descriptive file name of at "
+      "most 5 words; \"folder_name\": a category of at most 2 words.";
+  if (!tags.empty()) {
+    t += " Tags detected in the photo:";
+    for (size_t i = 0; i < tags.size() && i < 10; ++i) t += (i ? ", " : " ") + tags[i];
+    t += ".";
+  }
+  return t;
+}
+
+// "A Dog on the Beach!" -> "a-dog-on-the-beach", at most `words` words.
+std::string Slug(const std::string& s, int words) {
+  std::string out;
+  int n = 0;
+  bool sep = false;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c >= 0x80) {
+      if (sep && !out.empty()) {
+        if (++n >= words) break;
+        out += '-';
+      }
+      sep = false;
+      out += char(std::tolower(c));
+    } else {
+      sep = true;
+    }
+  }
+  return out.substr(0, 80);
+}
+
+// Checks the model's answer and rewrites it as the normalised JSON object.
+Status Validate(std::string* text) {
+  auto obj = llm::ExtractJsonObject(*text);
+  if (!obj.ok()) return obj.status();
+  json j = json::parse(*obj);
+  auto str = [&](const char* k) {
+    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+  };
+  json out{{"description", str("description")},
+           {"ocr_text", str("ocr_text")},
+           {"file_name", Slug(str("file_name"), 5)},
+           {"folder_name", Slug(str("folder_name"), 2)}};
+  if (out["description"].get<std::string>().empty())
+    return Status::Corrupt("the answer has no description");
+  *text = out.dump();
+  return Status::Ok();
+}
+
+// The image the model sees: the reduced decode, upright, as WebP with the long edge `edge`.
+Result<std::string> ModelImage(const std::string& path, int edge) {
+  auto f = OpenFile(path);
+  if (!f.ok()) return f.status();
+  std::vector<uint8_t> bytes;
+  LUMEN_RETURN_IF_ERROR(ReadAll(*f, &bytes));
+  DecodeTarget target;
+  target.min_long_edge = edge;
+  target.min_short_edge = 0;
+  auto d = DecodeReduced(bytes.data(), bytes.size(), f->format(), target, {});
+  if (!d.ok()) return d.status();
+  int orientation = 1;
+  if (auto m = ReadMetadata(bytes.data(), bytes.size()); m.ok() && m->orientation)
+    orientation = m->orientation;
+  ThumbnailOptions to;
+  to.size = edge;
+  to.quality = 85;
+  auto th = MakeThumbnail(d->rgb, orientation, to);
+  if (!th.ok()) return th.status();
+  return Base64(th->webp.data(), th->webp.size());
+}
+
+double CpuSeconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+int RunDescribe(const Options& o, const char* argv0) {
+  SetupLogging(o);
+  auto fail = [](const std::string& m) {
+    log::Error(m);
+    return kExitError;
+  };
+  if (Status st = InitLibraries(argv0); !st.ok()) return fail(st.message());
+  if (o.llm == "local")
+    return fail(
+        "--llm local (an in-process VLM through libmtmd) is not built yet; use a local "
+        "server instead: --llm openai --base-url http://127.0.0.1:8080 (llama-server)");
+  llm::Endpoint e;
+  e.kind = o.llm;
+  e.base_url = o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url;
+  while (e.base_url.ends_with('/')) e.base_url.pop_back();
+  e.model = o.llm_model;
+  if (e.model.empty()) return fail("describe needs --llm-model (the provider's model name)");
+  std::string key_var = o.api_key_env;
+  if (key_var.empty())
+    key_var = o.llm == "anthropic" ? "ANTHROPIC_API_KEY"
+              : o.llm == "gemini"  ? "GEMINI_API_KEY"
+              : o.llm == "openai"  ? "OPENAI_API_KEY"
+                                   : "";
+  if (!key_var.empty())
+    if (const char* k = std::getenv(key_var.c_str())) e.api_key = k;
+  const bool remote_default = o.base_url.empty() && o.llm != "ollama";
+  if (e.api_key.empty() && remote_default)
+    return fail(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
+
+  llm::Limits lim;
+  if (!llm::ProfileLimits(o.llm_profile, &lim))
+    return fail(
+        fmt::format("unknown --profile {}: conservative, balanced or aggressive", o.llm_profile));
+  if (o.rpm > 0) lim.requests = o.rpm;
+  if (o.tpm > 0) lim.tokens = o.tpm;
+  if (o.concurrency > 0) lim.concurrency = o.concurrency;
+  if (o.llm_timeout > 0) lim.timeout_s = o.llm_timeout;
+  if (o.max_attempts > 0) lim.max_attempts = o.max_attempts;
+  if (o.rate_window > 0) lim.window_s = o.rate_window;
+
+  std::vector<std::string> roots;
+  for (const auto& p : o.paths) {
+    std::error_code ec;
+    roots.push_back(std::filesystem::absolute(p, ec).lexically_normal().string());
+    while (roots.back().size() > 1 && roots.back().ends_with('/')) roots.back().pop_back();
+  }
+  {
+    Options io = o;
+    io.paths = roots;
+    io.no_embedding = true;
+    io.quiet = true;
+    const int rc = RunIndex(io, argv0);
+    SetupLogging(o);
+    if (rc != kExitOk && rc != kExitSomeFailed) return rc;
+  }
+  auto c = OpenCatalog(o);
+  if (!c.ok()) return fail(c.status().message());
+  Catalog& cat = **c;
+  std::vector<Catalog::Placed> placed;
+  if (Status st = cat.LoadPlaced(roots, &placed); !st.ok()) return fail(st.message());
+
+  FILE* out = stdout;
+  if (!o.output.empty()) {
+    out = std::fopen(o.output.c_str(), "w");
+    if (!out) return fail(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
+  }
+  std::mutex out_mu;
+  const std::string provider = e.kind + ":" + e.base_url;
+  auto emit = [&](const Catalog::Placed& p, const std::string& result, double ms, int64_t tokens,
+                  bool cached) {
+    json r = json::parse(result);
+    json rec{{"type", "enrichment"},
+             {"content_hash", p.hash.Hex()},
+             {"file_path", log::Printable(p.path)},
+             {"provider", e.kind},
+             {"llm_model", e.model},
+             {"prompt_version", kPromptVersion},
+             {"description", r["description"]},
+             {"ocr_text", r["ocr_text"]},
+             {"file_name", r["file_name"]},
+             {"folder_name", r["folder_name"]},
+             {"llm_latency_ms", ms},
+             {"llm_tokens", tokens},
+             {"cached", cached}};
+    std::lock_guard<std::mutex> lock(out_mu);
+    std::fprintf(out, "%s\n", rec.dump().c_str());
+  };
+
+  std::vector<llm::Job> jobs;
+  std::unordered_map<std::string, const Catalog::Placed*> by_id;
+  std::unordered_set<int64_t> seen;
+  int64_t cached = 0;
+  for (const auto& p : placed) {
+    if (!seen.insert(p.asset).second) continue;  // one request per content
+    if (!o.no_cache) {
+      auto hit = cat.GetEnrichment(p.asset, provider, e.model, kPromptVersion);
+      if (!hit.ok()) return fail(hit.status().message());
+      if (*hit) {
+        emit(p, (*hit)->result, (*hit)->latency_ms, (*hit)->tokens, true);
+        ++cached;
+        continue;
+      }
+    }
+    llm::Job job;
+    job.id = std::to_string(p.asset);
+    job.estimated_tokens = 300 + o.image_edge * o.image_edge / 750.0;  // ~image tiles + answer
+    const std::string path = p.path;
+    const std::vector<std::string> tags = p.tags;
+    const int edge = o.image_edge;
+    job.prompt = [path, tags, edge]() -> Result<llm::Prompt> {
+      auto img = ModelImage(path, edge);
+      if (!img.ok()) return img.status();
+      llm::Prompt pr;
+      pr.text = PromptText(tags);
+      pr.image_base64 = std::move(img.value());
+      pr.schema_json = kSchema;
+      return pr;
+    };
+    by_id[job.id] = &p;
+    jobs.push_back(std::move(job));
+  }
+  const double cpu0 = CpuSeconds();
+  const uint64_t t0 = MonotonicNs();
+  int64_t stored_errors = 0;
+  std::vector<std::pair<std::string, std::string>> failures;
+  auto acc = llm::RunJobs(e, lim, std::move(jobs), Validate, [&](const llm::JobResult& r) {
+    const Catalog::Placed& p = *by_id.at(r.id);
+    if (!r.ok) {
+      failures.emplace_back(p.path, r.error);
+      return;
+    }
+    if (Status st = cat.PutEnrichment(p.asset, provider, e.model, kPromptVersion,
+                                      {r.text, r.latency_ms, r.tokens});
+        !st.ok())
+      ++stored_errors;
+    emit(p, r.text, r.latency_ms, r.tokens, false);
+  });
+  const double secs = double(MonotonicNs() - t0) / 1e9;
+  const double cpu = CpuSeconds() - cpu0;
+  if (out != stdout) std::fclose(out);
+  for (size_t i = 0; i < failures.size(); ++i) {
+    if (!o.verbose && i >= 20) {
+      log::Warn(fmt::format("... and {} more failures", failures.size() - 20));
+      break;
+    }
+    log::Warn(fmt::format("{}: {}", log::Printable(failures[i].first), failures[i].second));
+  }
+  if (!o.quiet) {
+    std::string statuses;
+    for (const auto& [s, n] : acc.statuses)
+      statuses += fmt::format("{}{}: {}", statuses.empty() ? "" : ", ",
+                              s == 0 ? std::string("no answer") : std::to_string(s), n);
+    log::Info(fmt::format(
+        "described {} images in {:.2f} s: {} succeeded, {} from the cache, {} failed; {} "
+        "requests ({}), {} retries; {:.1f} requests/s, {:.2f} ms CPU per request{}",
+        acc.succeeded + acc.failed + cached, secs, acc.succeeded, cached, acc.failed, acc.requests,
+        statuses.empty() ? "none" : statuses, acc.retries,
+        secs > 0 ? double(acc.requests) / secs : 0.0,
+        acc.requests ? cpu * 1000 / double(acc.requests) : 0.0,
+        Interrupted() ? " (interrupted: run again to finish)" : ""));
+  }
+  if (stored_errors)
+    log::Warn(fmt::format("{} results could not be stored in the catalog", stored_errors));
+  if (Interrupted()) return 128 + InterruptSignal();
+  return acc.failed ? kExitSomeFailed : kExitOk;
+}
+
+}  // namespace lumen::cli

@@ -1,0 +1,157 @@
+"""End-to-end tests of lumen describe against the loopback fault server (fault_server.py): every
+provider's request shape, no request lost or duplicated under faults, the rate limit respected
+over sliding windows, the circuit breaker, fast failure on 401, the response cache, and keys
+never printed.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+from PIL import Image
+
+from fault_server import FaultServer
+from test_cli import EXIT_OK, EXIT_SOME_FAILED, run
+
+KEY = "test-key-123"
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="lumen-desc-")
+        self.lib = os.path.join(self.tmp, "lib")
+        os.makedirs(self.lib)
+        self.catalog = os.path.join(self.tmp, "cat", "catalog.db")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def server(self, **kw):
+        s = FaultServer(api_key=KEY, **kw)
+        self.servers.append(s)
+        return s
+
+    def photos(self, n):
+        """n photos, each one flat colour (the server reports the colour it saw)."""
+        colours = {}
+        for i in range(n):
+            c = ((i * 37) % 256, (i * 91 + 40) % 256, (i * 53 + 90) % 256)
+            p = os.path.join(self.lib, f"p{i:03d}.png")
+            Image.new("RGB", (96, 64), c).save(p)
+            colours[p] = c
+        return colours
+
+    def describe(self, server, *extra, kind="openai", check=EXIT_OK):
+        env = dict(os.environ, LUMEN_TEST_KEY=KEY)
+        p = run("describe", self.lib, "--llm", kind, "--llm-model", "test-vlm", "--base-url", server.url,
+                "--api-key-env", "LUMEN_TEST_KEY", "--catalog", self.catalog, *extra, check=check, env=env)
+        self.assertNotIn(KEY.encode(), p.stdout + p.stderr)  # a key is never printed
+        recs = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        return p, recs
+
+    def check_records(self, recs, colours):
+        by_path = {}
+        for r in recs:
+            self.assertEqual(r["type"], "enrichment")
+            self.assertNotIn(r["file_path"], by_path, "duplicated result")
+            by_path[r["file_path"]] = r
+        self.assertEqual(set(by_path), set(colours), "lost results")
+        for path, r in by_path.items():
+            m = re.search(r"colour (\d+),(\d+),(\d+)", r["description"])
+            self.assertIsNotNone(m, r["description"])
+            got = tuple(int(v) for v in m.groups())
+            self.assertTrue(all(abs(a - b) <= 3 for a, b in zip(got, colours[path])), (path, got, colours[path]))
+            self.assertRegex(r["content_hash"], r"^[0-9a-f]{32}$")
+            self.assertRegex(r["file_name"], r"^[a-z0-9]+(-[a-z0-9]+){0,4}$")
+            self.assertLessEqual(len(r["file_name"].split("-")), 5)
+            self.assertEqual(r["folder_name"], "test-photos")
+            self.assertEqual(r["llm_model"], "test-vlm")
+        return by_path
+
+
+class Providers(Base):
+    def test_every_provider_round_trip_and_cache(self):
+        colours = self.photos(3)
+        server = self.server()
+        for kind in ["openai", "ollama", "anthropic", "gemini"]:
+            p, recs = self.describe(server, kind=kind)
+            by_path = self.check_records(recs, colours)
+            for r in by_path.values():
+                self.assertEqual((r["provider"], r["cached"], r["llm_tokens"]), (kind, False, 57))
+                self.assertGreater(r["llm_latency_ms"], 0)
+        self.assertEqual(server.counts, {200: 12})
+        self.assertFalse(server.seen_keys_in_urls)
+        # A rerun costs no requests: every result comes from the cache.
+        p, recs = self.describe(server, kind="gemini")
+        self.check_records(recs, colours)
+        self.assertTrue(all(r["cached"] for r in recs))
+        self.assertEqual(server.counts, {200: 12})
+        self.assertIn(b"3 from the cache", p.stderr)
+        # --no-cache asks again.
+        self.describe(server, "--no-cache", kind="gemini")
+        self.assertEqual(server.counts, {200: 15})
+
+
+class Faults(Base):
+    def test_no_request_lost_or_duplicated_and_rate_respected(self):
+        colours = self.photos(60)
+        server = self.server(p429=0.08, retry_after=0.3, p500=0.05, p503=0.05, p_slow=0.04, slow_s=2.5,
+                             p_reset=0.05, p_truncate=0.05, p_invalid=0.05, p_badanswer=0.05)
+        t0 = time.monotonic()
+        p, recs = self.describe(server, "--rpm", "30", "--rate-window", "1", "--concurrency", "8", "--timeout", "1",
+                                "--max-attempts", "12")
+        self.check_records(recs, colours)
+        # The limit held over every sliding 1 s window, measured where the requests arrive.
+        arr = sorted(server.arrivals)
+        worst = max(sum(1 for b in arr[i:] if b - a < 1.0) for i, a in enumerate(arr))
+        self.assertLessEqual(worst, 30, "rate limit exceeded")
+        faults = sum(v for k, v in server.counts.items() if k != 200)
+        self.assertGreater(faults, 10)
+        err = p.stderr.decode()
+        self.assertIn("60 succeeded", err)
+        self.assertRegex(err, r"\d+ retries")
+        print(f"faults: {server.counts}, {len(arr)} requests in {time.monotonic() - t0:.1f} s, worst 1 s window {worst}")
+
+    def test_breaker_opens_and_recovers(self):
+        colours = self.photos(12)
+        server = self.server(fail_until=3.0)
+        p, recs = self.describe(server, "--concurrency", "4", "--max-attempts", "30", "--rate-window", "1",
+                                "--rpm", "100")
+        self.check_records(recs, colours)
+        during = sum(1 for a in server.arrivals if a - server.started < 3.0)
+        # Without a breaker, 4 workers retrying with short backoffs send dozens of requests into a
+        # 3 s outage; with it, 8 consecutive failures open it and then single probes go out.
+        self.assertLessEqual(during, 20, server.counts)
+        self.assertGreaterEqual(server.counts.get(503, 0), 8)
+
+    def test_unauthorised_fails_fast_with_a_clear_message(self):
+        self.photos(5)
+        server = self.server(status_always=401)
+        t0 = time.monotonic()
+        p, recs = self.describe(server, check=EXIT_SOME_FAILED)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(recs, [])
+        self.assertEqual(server.counts, {401: 5})  # one request per image: 401 is not retried
+        err = p.stderr.decode()
+        self.assertIn("HTTP 401", err)
+        self.assertIn("check the API key", err)
+        self.assertIn("5 failed", err)
+
+    def test_missing_key_is_refused_before_any_request(self):
+        self.photos(1)
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        p = run("describe", self.lib, "--llm", "openai", "--llm-model", "gpt-4o-mini", "--catalog", self.catalog,
+                env=env)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"OPENAI_API_KEY", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

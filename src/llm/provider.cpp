@@ -78,6 +78,10 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
     body = {{"model", e.model},
             {"max_tokens", p.max_tokens},
             {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
+    if (p.stream) {
+      body["stream"] = true;
+      body["stream_options"] = {{"include_usage", true}};
+    }
     if (!schema.is_null() && !schema.is_discarded())
       body["response_format"] = {
           {"type", "json_schema"},
@@ -87,7 +91,43 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
   return r;
 }
 
+namespace {
+// An OpenAI-style event stream: "data: {...}" lines with choices[0].delta.content, then
+// "data: [DONE]".
+Result<Reply> ParseStream(const std::string& body) {
+  Reply r;
+  bool done = false;
+  size_t at = 0;
+  while (at < body.size()) {
+    size_t end = body.find('\n', at);
+    if (end == std::string::npos) end = body.size();
+    std::string line = body.substr(at, end - at);
+    at = end + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.starts_with("data:")) continue;
+    std::string data = line.substr(5);
+    if (!data.empty() && data[0] == ' ') data.erase(0, 1);
+    if (data == "[DONE]") {
+      done = true;
+      break;
+    }
+    const json j = json::parse(data, nullptr, false);
+    if (j.is_discarded()) return Status::Corrupt("invalid JSON in the event stream");
+    if (j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
+      const auto& d = j["choices"][0].value("delta", json::object());
+      if (d.contains("content") && d["content"].is_string())
+        r.text += d["content"].get<std::string>();
+    }
+    if (j.contains("usage") && j["usage"].is_object())
+      r.tokens = j["usage"].value("total_tokens", int64_t(0));
+  }
+  if (!done) return Status::Corrupt("truncated stream (no [DONE])");
+  return r;
+}
+}  // namespace
+
 Result<Reply> ParseReply(const Endpoint& e, const std::string& body) {
+  if (e.kind == "openai" && body.starts_with("data:")) return ParseStream(body);
   const json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return Status::Corrupt(fmt::format("invalid JSON in the reply ({} bytes)", body.size()));

@@ -39,6 +39,7 @@ struct Prompt {
   std::string image_mime = "image/webp";
   std::string schema_json;  // a JSON schema for the answer ("" = free text)
   int max_tokens = 400;
+  bool stream = false;  // openai: server-sent events (a stream without [DONE] is truncated)
 };
 
 struct HttpRequest {
@@ -52,7 +53,8 @@ struct Reply {
   std::string text;
   int64_t tokens = 0;
 };
-// Corrupt("invalid JSON ...") when the body is not the provider's reply shape.
+// Corrupt("invalid JSON ...") when the body is not the provider's reply shape, or
+// Corrupt("truncated stream") for an event stream that ended before [DONE].
 Result<Reply> ParseReply(const Endpoint& e, const std::string& body);
 
 struct HttpResponse {

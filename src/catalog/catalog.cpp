@@ -576,7 +576,9 @@ Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Pl
   auto s = sql::Prepare(
       db_.get(),
       "SELECT l.path, l.size, l.mtime_ns, l.inode, l.device, a.id, a.hash, m.captured_at, "
-      "m.camera_make, m.camera_model FROM locations l JOIN assets a ON a.id=l.asset_id "
+      "m.camera_make, m.camera_model, (SELECT result FROM enrichments e WHERE "
+      "e.asset_id=a.id ORDER BY created_at DESC LIMIT 1) FROM locations l JOIN assets a ON "
+      "a.id=l.asset_id "
       "LEFT JOIN metadata m ON m.asset_id=a.id "
       "WHERE l.state='ok' AND (l.path=?1 OR (l.path>=?2 AND l.path<?3)) "
       "GROUP BY l.id ORDER BY l.path");
@@ -606,6 +608,7 @@ Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Pl
       p.captured_at = s->OptText(7);
       p.make = s->OptText(8);
       p.model = s->OptText(9);
+      p.enrichment = s->OptText(10);
       t->Bind(1, p.asset);
       Status ts;
       while (t->Step(&ts)) p.tags.push_back(t->Text(0));

@@ -127,7 +127,14 @@ int RunIndex(const Options& o, const char* argv0) {
                       now->rows_done(), now->count()));
   }
   if (Interrupted() && !sum->interrupted) return 128 + InterruptSignal();
-  return ExitCode(*sum);
+  int rc = ExitCode(*sum);
+  if (o.describe && !sum->interrupted) {
+    Options d = o;
+    d.describe_skip_index = true;
+    d.describe_records = false;
+    rc = std::max(rc, RunDescribe(d, argv0));
+  }
+  return rc;
 }
 
 namespace {
@@ -181,6 +188,10 @@ int RunProcess(const Options& o, const char* argv0) {
     return kExitError;
   }
   RecordFormat fmt = o.format == "json" ? RecordFormat::kJsonArray : RecordFormat::kJsonl;
+  if (o.describe && fmt == RecordFormat::kJsonArray) {
+    log::Error("--describe adds JSONL enrichment records: use -f jsonl");
+    return kExitError;
+  }
   PipelineOptions p = MakePipelineOptions(o);
   std::unique_ptr<BankBuild> bank;
   if (Status st = LoadEncoder(o, &p, &bank); !st.ok()) {
@@ -275,7 +286,14 @@ int RunProcess(const Options& o, const char* argv0) {
     (void)cat->FinishRun(run, sum->interrupted ? "interrupted" : "done", c);
   }
   Report(o, *sum, profile, "processed");
-  return ExitCode(*sum);
+  int rc = ExitCode(*sum);
+  if (o.describe && !sum->interrupted) {
+    // Enrichment records follow the image records, in the same output.
+    Options d = o;
+    d.describe_append = true;
+    rc = std::max(rc, RunDescribe(d, argv0));
+  }
+  return rc;
 }
 
 int RunStats(const Options& o) {

@@ -65,6 +65,10 @@ struct Options {
   double rpm = 0, tpm = 0, llm_timeout = 0, rate_window = 0;
   int concurrency = 0, max_attempts = 0, image_edge = 768;
   bool no_cache = false;
+  bool describe = false;             // index/process --describe
+  bool describe_records = true;      // print enrichment records
+  bool describe_append = false;      // append them to --output (process)
+  bool describe_skip_index = false;  // the caller has just indexed the folders
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";

@@ -136,7 +136,7 @@ int RunDescribe(const Options& o, const char* argv0) {
   e.base_url = o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url;
   while (e.base_url.ends_with('/')) e.base_url.pop_back();
   e.model = o.llm_model;
-  if (e.model.empty()) return fail("describe needs --llm-model (the provider's model name)");
+  if (e.model.empty()) return fail("--describe needs --llm-model (the provider's model name)");
   std::string key_var = o.api_key_env;
   if (key_var.empty())
     key_var = o.llm == "anthropic" ? "ANTHROPIC_API_KEY"
@@ -151,8 +151,8 @@ int RunDescribe(const Options& o, const char* argv0) {
 
   llm::Limits lim;
   if (!llm::ProfileLimits(o.llm_profile, &lim))
-    return fail(
-        fmt::format("unknown --profile {}: conservative, balanced or aggressive", o.llm_profile));
+    return fail(fmt::format("unknown --llm-profile {}: conservative, balanced or aggressive",
+                            o.llm_profile));
   if (o.rpm > 0) lim.requests = o.rpm;
   if (o.tpm > 0) lim.tokens = o.tpm;
   if (o.concurrency > 0) lim.concurrency = o.concurrency;
@@ -166,9 +166,10 @@ int RunDescribe(const Options& o, const char* argv0) {
     roots.push_back(std::filesystem::absolute(p, ec).lexically_normal().string());
     while (roots.back().size() > 1 && roots.back().ends_with('/')) roots.back().pop_back();
   }
-  {
+  if (!o.describe_skip_index) {
     Options io = o;
     io.paths = roots;
+    io.describe = false;
     io.no_embedding = true;
     io.quiet = true;
     const int rc = RunIndex(io, argv0);
@@ -182,8 +183,10 @@ int RunDescribe(const Options& o, const char* argv0) {
   if (Status st = cat.LoadPlaced(roots, &placed); !st.ok()) return fail(st.message());
 
   FILE* out = stdout;
-  if (!o.output.empty()) {
-    out = std::fopen(o.output.c_str(), "w");
+  if (!o.describe_records) {
+    out = nullptr;
+  } else if (!o.output.empty()) {
+    out = std::fopen(o.output.c_str(), o.describe_append ? "a" : "w");
     if (!out) return fail(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
   }
   std::mutex out_mu;
@@ -205,7 +208,7 @@ int RunDescribe(const Options& o, const char* argv0) {
              {"llm_tokens", tokens},
              {"cached", cached}};
     std::lock_guard<std::mutex> lock(out_mu);
-    std::fprintf(out, "%s\n", rec.dump().c_str());
+    if (out) std::fprintf(out, "%s\n", rec.dump().c_str());
   };
 
   std::vector<llm::Job> jobs;
@@ -259,7 +262,7 @@ int RunDescribe(const Options& o, const char* argv0) {
   });
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;
-  if (out != stdout) std::fclose(out);
+  if (out && out != stdout) std::fclose(out);
   for (size_t i = 0; i < failures.size(); ++i) {
     if (!o.verbose && i >= 20) {
       log::Warn(fmt::format("... and {} more failures", failures.size() - 20));

@@ -166,40 +166,40 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1024));
   organize->add_option("--model", o.model, "also compute embeddings with this model");
 
+  auto add_llm = [&](CLI::App* c, bool required) {
+    c->add_option("--llm", o.llm,
+                  "provider: openai (any OpenAI-compatible server), ollama, "
+                  "anthropic, gemini")
+        ->check(CLI::IsMember({"openai", "ollama", "anthropic", "gemini", "local"}));
+    auto* model = c->add_option("--llm-model", o.llm_model, "the provider's model name");
+    if (required) model->required();
+    c->add_option("--base-url", o.base_url,
+                  "server URL (default: the provider's; e.g. http://127.0.0.1:8080 for "
+                  "llama-server)");
+    c->add_option("--api-key-env", o.api_key_env,
+                  "environment variable holding the API key (default OPENAI_API_KEY, "
+                  "ANTHROPIC_API_KEY, GEMINI_API_KEY)");
+    c->add_option("--llm-profile", o.llm_profile,
+                  "throughput profile: conservative, balanced (default), aggressive")
+        ->check(CLI::IsMember({"conservative", "balanced", "aggressive"}));
+    c->add_option("--rpm", o.rpm, "requests per minute at most")->check(CLI::PositiveNumber);
+    c->add_option("--tpm", o.tpm, "tokens per minute at most")->check(CLI::PositiveNumber);
+    c->add_option("--concurrency", o.concurrency, "requests in flight at most")
+        ->check(CLI::Range(1, 1024));
+    c->add_option("--timeout", o.llm_timeout, "seconds per request")->check(CLI::PositiveNumber);
+    c->add_option("--max-attempts", o.max_attempts, "attempts per image (retries + 1)")
+        ->check(CLI::Range(1, 100));
+    c->add_option("--rate-window", o.rate_window,
+                  "length in seconds of the --rpm/--tpm window (60)")
+        ->check(CLI::PositiveNumber);
+    c->add_option("--image-edge", o.image_edge, "long edge of the image sent (768)")
+        ->check(CLI::Range(64, 4096));
+    c->add_flag("--no-cache", o.no_cache, "ask again even when a result is cached");
+  };
   auto* describe = app.add_subcommand(
       "describe", "descriptions, OCR text and file/folder names from a vision-language model");
   describe->add_option("paths", o.paths, "folders or files")->required();
-  describe
-      ->add_option("--llm", o.llm,
-                   "provider: openai (any OpenAI-compatible server), ollama, "
-                   "anthropic, gemini")
-      ->check(CLI::IsMember({"openai", "ollama", "anthropic", "gemini", "local"}));
-  describe->add_option("--llm-model", o.llm_model, "the provider's model name")->required();
-  describe->add_option("--base-url", o.base_url,
-                       "server URL (default: the provider's; e.g. http://127.0.0.1:8080 for "
-                       "llama-server)");
-  describe->add_option("--api-key-env", o.api_key_env,
-                       "environment variable holding the API key (default OPENAI_API_KEY, "
-                       "ANTHROPIC_API_KEY, GEMINI_API_KEY)");
-  describe
-      ->add_option("--profile", o.llm_profile,
-                   "throughput profile: conservative, balanced (default), aggressive")
-      ->check(CLI::IsMember({"conservative", "balanced", "aggressive"}));
-  describe->add_option("--rpm", o.rpm, "requests per minute at most")->check(CLI::PositiveNumber);
-  describe->add_option("--tpm", o.tpm, "tokens per minute at most")->check(CLI::PositiveNumber);
-  describe->add_option("--concurrency", o.concurrency, "requests in flight at most")
-      ->check(CLI::Range(1, 1024));
-  describe->add_option("--timeout", o.llm_timeout, "seconds per request")
-      ->check(CLI::PositiveNumber);
-  describe->add_option("--max-attempts", o.max_attempts, "attempts per image (retries + 1)")
-      ->check(CLI::Range(1, 100));
-  describe
-      ->add_option("--rate-window", o.rate_window,
-                   "length in seconds of the --rpm/--tpm window (60)")
-      ->check(CLI::PositiveNumber);
-  describe->add_option("--image-edge", o.image_edge, "long edge of the image sent (768)")
-      ->check(CLI::Range(64, 4096));
-  describe->add_flag("--no-cache", o.no_cache, "ask again even when a result is cached");
+  add_llm(describe, true);
   describe->add_option("-o,--output", o.output, "write the records to FILE (JSONL)");
   describe->add_option("--catalog", o.catalog, "catalog database");
   describe->add_flag("-q,--quiet", o.quiet, "no summary");
@@ -250,6 +250,11 @@ int main(int argc, char** argv) {
   };
   add_vocab(index);
   add_vocab(process);
+  for (auto* c : {index, process}) {
+    c->add_flag("--describe", o.describe,
+                "also describe each photo with a vision-language model (lumen describe)");
+    add_llm(c, false);
+  }
   auto* tags_cmd = app.add_subcommand("tags", "zero-shot tags: the label bank");
   tags_cmd->require_subcommand(1);
   auto* t_build = tags_cmd->add_subcommand(

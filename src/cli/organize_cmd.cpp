@@ -63,6 +63,15 @@ organize::Fields FieldsOf(const Catalog::Placed& p) {
     camera = make + (model.empty() ? "" : " " + model);
   if (!camera.empty()) f.values["camera"] = camera;
   f.tags = p.tags;
+  if (p.enrichment) {
+    const auto j = nlohmann::json::parse(*p.enrichment, nullptr, false);
+    if (j.is_object()) {
+      if (j.contains("file_name") && j["file_name"].is_string())
+        f.values["ai_name"] = j["file_name"].get<std::string>();
+      if (j.contains("folder_name") && j["folder_name"].is_string())
+        f.values["ai_folder"] = j["folder_name"].get<std::string>();
+    }
+  }
   return f;
 }
 

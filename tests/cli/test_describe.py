@@ -98,6 +98,33 @@ class Providers(Base):
         self.describe(server, "--no-cache", kind="gemini")
         self.assertEqual(server.counts, {200: 15})
 
+    def test_index_and_process_describe_then_organize_by_ai_names(self):
+        colours = self.photos(3)
+        server = self.server()
+        env = dict(os.environ, LUMEN_TEST_KEY=KEY)
+        common = ["--describe", "--llm", "openai", "--llm-model", "test-vlm", "--base-url", server.url,
+                  "--api-key-env", "LUMEN_TEST_KEY", "--catalog", self.catalog]
+        out = os.path.join(self.tmp, "records.jsonl")
+        run("process", self.lib, "-o", out, "--quiet", *common, check=EXIT_OK, env=env)
+        with open(out) as f:
+            recs = [json.loads(l) for l in f.read().splitlines()]
+        kinds = [r.get("type", "image") for r in recs]
+        self.assertEqual(kinds.count("enrichment"), 3)
+        self.assertEqual(kinds[-3:], ["enrichment"] * 3)  # after the image records
+        self.check_records([r for r in recs if r.get("type") == "enrichment"], colours)
+        # index --describe: served from the cache now, nothing printed, no new request.
+        p = run("index", self.lib, "--quiet", *common, check=EXIT_OK, env=env)
+        self.assertEqual(p.stdout, b"")
+        self.assertEqual(server.counts, {200: 3})
+        # The AI names feed organize templates.
+        dest = os.path.join(self.tmp, "sorted")
+        run("organize", self.lib, "--into", dest, "--template", "{ai_folder}/{ai_name}.{ext}", "--apply", "--quiet",
+            "--catalog", self.catalog, check=EXIT_OK)
+        names = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs)
+        self.assertEqual(len(names), 3)
+        for n in names:
+            self.assertRegex(n, r"^test-photos/photo-[0-9a-f]{6}-of-the-test\.png$")
+
 
 class Faults(Base):
     def test_no_request_lost_or_duplicated_and_rate_respected(self):

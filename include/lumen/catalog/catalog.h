@@ -120,7 +120,8 @@ class Catalog {
     int64_t asset = 0;
     Hash128 hash;
     std::optional<std::string> captured_at, make, model;
-    std::vector<std::string> tags;  // most confident first, any bank
+    std::vector<std::string> tags;          // most confident first, any bank
+    std::optional<std::string> enrichment;  // the latest enrichment result (JSON), if any
   };
   Status LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out);
 

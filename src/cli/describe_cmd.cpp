@@ -18,6 +18,7 @@
 #include "lumen/image/decode.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
+#include "lumen/llm/local_vlm.h"
 #include "lumen/llm/provider.h"
 #include "lumen/meta/exif.h"
 #include "lumen/pipeline/sinks.h"
@@ -89,6 +90,29 @@ Status Validate(std::string* text) {
   return Status::Ok();
 }
 
+// The reduced decode (shrink-on-load, at least `edge` on the long side), upright.
+Result<Image> ModelRgb(const std::string& path, int edge) {
+  auto f = OpenFile(path);
+  if (!f.ok()) return f.status();
+  std::vector<uint8_t> bytes;
+  LUMEN_RETURN_IF_ERROR(ReadAll(*f, &bytes));
+  DecodeTarget target;
+  target.min_long_edge = edge;
+  target.min_short_edge = 0;
+  auto d = DecodeReduced(bytes.data(), bytes.size(), f->format(), target, {});
+  if (!d.ok()) return d.status();
+  int orientation = 1;
+  if (auto m = ReadMetadata(bytes.data(), bytes.size()); m.ok() && m->orientation)
+    orientation = m->orientation;
+  Image up = ApplyOrientation(d->rgb, orientation);
+  const int longest = std::max(up.width, up.height);
+  if (longest > edge) {
+    const double s = double(edge) / longest;
+    up = Resample(up, std::max(1, int(up.width * s + 0.5)), std::max(1, int(up.height * s + 0.5)));
+  }
+  return up;
+}
+
 // The image the model sees: the reduced decode, upright, as WebP with the long edge `edge`.
 Result<std::string> ModelImage(const std::string& path, int edge) {
   auto f = OpenFile(path);
@@ -127,10 +151,19 @@ int RunDescribe(const Options& o, const char* argv0) {
     return kExitError;
   };
   if (Status st = InitLibraries(argv0); !st.ok()) return fail(st.message());
-  if (o.llm == "local")
-    return fail(
-        "--llm local (an in-process VLM through libmtmd) is not built yet; use a local "
-        "server instead: --llm openai --base-url http://127.0.0.1:8080 (llama-server)");
+  const bool local = o.llm == "local";
+  std::unique_ptr<llm::LocalVlm> vlm;
+  if (local) {
+    if (o.llm_model.empty() || o.mmproj.empty())
+      return fail("--llm local needs --llm-model MODEL.gguf and --mmproj MMPROJ.gguf");
+    llm::LocalVlmOptions lo;
+    lo.model = o.llm_model;
+    lo.mmproj = o.mmproj;
+    lo.threads = o.jobs;
+    auto v = llm::LocalVlm::Load(lo);
+    if (!v.ok()) return fail(v.status().message());
+    vlm = std::move(v.value());
+  }
   llm::Endpoint e;
   e.kind = o.llm;
   e.base_url = o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url;
@@ -145,7 +178,7 @@ int RunDescribe(const Options& o, const char* argv0) {
                                    : "";
   if (!key_var.empty())
     if (const char* k = std::getenv(key_var.c_str())) e.api_key = k;
-  const bool remote_default = o.base_url.empty() && o.llm != "ollama";
+  const bool remote_default = o.base_url.empty() && o.llm != "ollama" && !local;
   if (e.api_key.empty() && remote_default)
     return fail(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
 
@@ -190,7 +223,8 @@ int RunDescribe(const Options& o, const char* argv0) {
     if (!out) return fail(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
   }
   std::mutex out_mu;
-  const std::string provider = e.kind + ":" + e.base_url;
+  const std::string provider = local ? "local:" + o.mmproj : e.kind + ":" + e.base_url;
+  if (local) e.model = std::filesystem::path(o.llm_model).filename().string();
   auto emit = [&](const Catalog::Placed& p, const std::string& result, double ms, int64_t tokens,
                   bool cached) {
     json r = json::parse(result);
@@ -248,7 +282,7 @@ int RunDescribe(const Options& o, const char* argv0) {
   const uint64_t t0 = MonotonicNs();
   int64_t stored_errors = 0;
   std::vector<std::pair<std::string, std::string>> failures;
-  auto acc = llm::RunJobs(e, lim, std::move(jobs), Validate, [&](const llm::JobResult& r) {
+  auto on_result = [&](const llm::JobResult& r) {
     const Catalog::Placed& p = *by_id.at(r.id);
     if (!r.ok) {
       failures.emplace_back(p.path, r.error);
@@ -259,7 +293,49 @@ int RunDescribe(const Options& o, const char* argv0) {
         !st.ok())
       ++stored_errors;
     emit(p, r.text, r.latency_ms, r.tokens, false);
-  });
+  };
+  llm::Accounting acc;
+  if (local) {
+    // In process, one image at a time (the model uses every core).
+    for (auto& job : jobs) {
+      if (Interrupted()) break;
+      llm::JobResult r;
+      r.id = job.id;
+      r.attempts = 1;
+      const Catalog::Placed& p = *by_id.at(job.id);
+      auto img = ModelRgb(p.path, o.image_edge);
+      if (!img.ok()) {
+        r.error = img.status().message();
+      } else {
+        auto reply =
+            vlm->Generate(*img, PromptText(p.tags), o.max_new_tokens, llm::DescribeGrammar(300));
+        if (!reply.ok()) {
+          r.error = reply.status().message();
+        } else {
+          r.text = reply->text;
+          r.tokens = reply->prompt_tokens + reply->generated_tokens;
+          r.latency_ms = reply->encode_ms + reply->generate_ms;
+          const std::string raw = r.text;
+          Status v = Validate(&r.text);
+          r.ok = v.ok();
+          if (!v.ok())
+            r.error =
+                fmt::format("{} ({} tokens, ending: {})", v.message(), reply->generated_tokens,
+                            log::Printable(raw.substr(raw.size() > 120 ? raw.size() - 120 : 0)));
+        }
+      }
+      ++acc.requests;
+      if (r.ok) {
+        ++acc.succeeded;
+      } else {
+        ++acc.failed;
+        ++acc.failures[r.error];
+      }
+      on_result(r);
+    }
+  } else {
+    acc = llm::RunJobs(e, lim, std::move(jobs), Validate, on_result);
+  }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;
   if (out && out != stdout) std::fclose(out);

@@ -171,7 +171,12 @@ int main(int argc, char** argv) {
                   "provider: openai (any OpenAI-compatible server), ollama, "
                   "anthropic, gemini")
         ->check(CLI::IsMember({"openai", "ollama", "anthropic", "gemini", "local"}));
-    auto* model = c->add_option("--llm-model", o.llm_model, "the provider's model name");
+    auto* model = c->add_option("--llm-model", o.llm_model,
+                                "the provider's model name (--llm local: the text model .gguf)");
+    c->add_option("--mmproj", o.mmproj, "--llm local: the vision projector .gguf (mmproj)");
+    c->add_option("--max-new-tokens", o.max_new_tokens,
+                  "--llm local: tokens to generate at most (512)")
+        ->check(CLI::Range(1, 8192));
     if (required) model->required();
     c->add_option("--base-url", o.base_url,
                   "server URL (default: the provider's; e.g. http://127.0.0.1:8080 for "

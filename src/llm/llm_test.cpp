@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "lumen/llm/local_vlm.h"
 #include "lumen/llm/provider.h"
 #include "lumen/llm/throttle.h"
 #include "test_support.h"
@@ -307,6 +309,51 @@ TEST_F(LlamaServer, ChatStreamingAndSchemaConstrainedOutput) {
       EXPECT_LE(nlohmann::json::parse(r.text)["description"].get<std::string>().size(), 16u * 4);
     }
   }
+}
+
+// The in-process path: a generated tiny VLM (llama text model + idefics3 mmproj) through
+// libmtmd, an image given as pixels, output constrained by lumen's describe grammar.
+TEST(LocalVlm, GeneratesGrammarConstrainedJsonFromAnImage) {
+  test::TempDir dir;
+  const std::string gen = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                          "/tests/llm/tiny_vlm_gguf.py " + dir.path() + " tiny";
+  ASSERT_EQ(std::system(gen.c_str()), 0) << gen;
+  auto vlm = LocalVlm::Load({dir.File("model.gguf"), dir.File("mmproj.gguf"), 2, 4096});
+  ASSERT_TRUE(vlm.ok()) << vlm.status().message();
+  Image img(120, 80, 3);
+  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = uint8_t(i * 7);
+  auto r = (*vlm)->Generate(img, "Describe this photo.", 1500, DescribeGrammar(40));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_GT(r->prompt_tokens, 16);       // the image's tokens are part of the prompt
+  EXPECT_LT(r->generated_tokens, 1500);  // the grammar completed and generation stopped
+  auto obj = ExtractJsonObject(r->text);
+  ASSERT_TRUE(obj.ok()) << r->text;
+  auto j = nlohmann::json::parse(*obj);
+  for (const char* k : {"description", "ocr_text", "file_name", "folder_name"})
+    EXPECT_TRUE(j.contains(k) && j[k].is_string()) << k << ": " << *obj;
+  EXPECT_FALSE(j["description"].get<std::string>().empty());
+  // Exactly N tokens when asked not to stop (benchmarks).
+  auto fixed = (*vlm)->Generate(img, "Describe this photo.", 12, "", false);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->generated_tokens, 12);
+  // Bad files name themselves.
+  std::ofstream(dir.File("junk.gguf")) << "not a model";
+  auto bad = LocalVlm::Load({dir.File("model.gguf"), dir.File("junk.gguf"), 1, 4096});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("junk.gguf"), std::string::npos);
+  auto bad2 = LocalVlm::Load({dir.File("junk.gguf"), dir.File("mmproj.gguf"), 1, 4096});
+  ASSERT_FALSE(bad2.ok());
+  EXPECT_NE(bad2.status().message().find("junk.gguf"), std::string::npos);
+}
+
+TEST(Provider, ValidUtf8) {
+  EXPECT_EQ(ValidUtf8("a\xc3\xa9"
+                      "b"),
+            "a\xc3\xa9"
+            "b");
+  EXPECT_EQ(ValidUtf8("a\xc3"), "a\xef\xbf\xbd");
+  EXPECT_EQ(ValidUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong
+  EXPECT_EQ(ValidUtf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
 }
 
 }  // namespace

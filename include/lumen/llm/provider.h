@@ -66,8 +66,11 @@ struct HttpResponse {
 // POST with libcurl; `timeout_s` bounds the whole request.
 HttpResponse Post(const HttpRequest& r, double timeout_s);
 
-// The JSON object inside a model's answer: the text itself, or inside ``` fences, or the first
-// balanced {...}. Corrupt if there is none.
+// `s` with every invalid UTF-8 byte replaced by U+FFFD (models emit byte tokens).
+std::string ValidUtf8(const std::string& s);
+
+// The JSON object inside a model's answer (made valid UTF-8 first): the text itself, or inside ```
+// fences, or the first balanced {...}. Corrupt if there is none.
 Result<std::string> ExtractJsonObject(const std::string& text);
 
 struct Job {

@@ -1,0 +1,51 @@
+// In-process VLM cost per image: image encode (vision tower + projector + prompt evaluation)
+// and N generated tokens, with llama.cpp's libmtmd/libllama as lumen uses them.
+//   build/bench/vlm_bench MODEL.gguf MMPROJ.gguf [images=5] [tokens=40] [edge=512]
+// Models: tests/llm/tiny_vlm_gguf.py DIR smolvlm-256m f16 (SmolVLM-256M's real shape, random
+// weights), then .deps/bin/llama-quantize for q8_0.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "lumen/image/image.h"
+#include "lumen/llm/local_vlm.h"
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: vlm_bench MODEL.gguf MMPROJ.gguf [images] [tokens] [edge]\n");
+    return 2;
+  }
+  const int images = argc > 3 ? std::atoi(argv[3]) : 5;
+  const int tokens = argc > 4 ? std::atoi(argv[4]) : 40;
+  const int edge = argc > 5 ? std::atoi(argv[5]) : 512;
+  auto t0 = std::chrono::steady_clock::now();
+  auto vlm = lumen::llm::LocalVlm::Load({argv[1], argv[2], 0, 4096});
+  if (!vlm.ok()) {
+    std::fprintf(stderr, "%s\n", vlm.status().message().c_str());
+    return 1;
+  }
+  const double load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::mt19937 rng(1);
+  double enc = 0, gen = 0;
+  int prompt_tokens = 0;
+  for (int i = 0; i < images; ++i) {
+    lumen::Image img(edge, edge * 3 / 4, 3);
+    for (auto& p : img.pixels) p = uint8_t(rng());
+    auto r = (*vlm)->Generate(img, "Describe this photo.", tokens, "", false);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().message().c_str());
+      return 1;
+    }
+    if (i == 0) continue;  // warm-up
+    enc += r->encode_ms;
+    gen += r->generate_ms;
+    prompt_tokens = r->prompt_tokens;
+  }
+  const int n = images - 1;
+  std::printf(
+      "load %.2f s; per image (%d runs after one warm-up): encode+prompt %.0f ms (%d prompt "
+      "tokens), %d tokens %.0f ms (%.1f tok/s), total %.2f s\n",
+      load, n, enc / n, prompt_tokens, tokens, gen / n, tokens / (gen / n / 1000),
+      (enc + gen) / n / 1000);
+}

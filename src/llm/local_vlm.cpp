@@ -1,0 +1,171 @@
+#include "lumen/llm/local_vlm.h"
+
+#include <llama.h>
+#include <mtmd-helper.h>
+#include <mtmd.h>
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "lumen/util/log.h"
+
+namespace lumen::llm {
+
+struct LocalVlm::Impl {
+  llama_model* model = nullptr;
+  llama_context* ctx = nullptr;
+  mtmd_context* mtmd = nullptr;
+  int context = 4096;
+  ~Impl() {
+    if (mtmd) mtmd_free(mtmd);
+    if (ctx) llama_free(ctx);
+    if (model) llama_model_free(model);
+  }
+};
+
+namespace {
+
+void Quiet(ggml_log_level level, const char* text, void*) {
+  if (level >= GGML_LOG_LEVEL_ERROR) {
+    std::string t(text);
+    while (!t.empty() && t.back() == '\n') t.pop_back();
+    if (!t.empty()) log::Debug(t);
+  }
+}
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalVlm>> LocalVlm::Load(const LocalVlmOptions& opt) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llama_log_set(Quiet, nullptr);
+    mtmd_helper_log_set(Quiet, nullptr);
+    llama_backend_init();
+  });
+  std::unique_ptr<LocalVlm> v(new LocalVlm());
+  v->impl_ = std::make_unique<Impl>();
+  Impl& m = *v->impl_;
+  m.context = opt.context;
+  llama_model_params mp = llama_model_default_params();
+  mp.n_gpu_layers = 0;
+  m.model = llama_model_load_from_file(opt.model.c_str(), mp);
+  if (!m.model)
+    return Status::Invalid(fmt::format("{}: not a GGUF text model llama.cpp can load", opt.model));
+  const int threads = opt.threads > 0 ? opt.threads : int(std::thread::hardware_concurrency());
+  llama_context_params cp = llama_context_default_params();
+  cp.n_ctx = uint32_t(opt.context);
+  cp.n_batch = 2048;
+  cp.n_threads = threads;
+  cp.n_threads_batch = threads;
+  m.ctx = llama_init_from_model(m.model, cp);
+  if (!m.ctx)
+    return Status::Internal(fmt::format("{}: cannot create a llama.cpp context", opt.model));
+  mtmd_context_params mp2 = mtmd_context_params_default();
+  mp2.use_gpu = false;
+  mp2.n_threads = threads;
+  mp2.print_timings = false;
+  mp2.warmup = false;
+  m.mtmd = mtmd_init_from_file(opt.mmproj.c_str(), m.model, mp2);
+  if (!m.mtmd)
+    return Status::Invalid(fmt::format("{}: not a vision projector (mmproj GGUF) that fits {}",
+                                       opt.mmproj, opt.model));
+  if (!mtmd_support_vision(m.mtmd))
+    return Status::Invalid(fmt::format("{}: the projector has no vision encoder", opt.mmproj));
+  return v;
+}
+
+LocalVlm::~LocalVlm() = default;
+
+Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& prompt, int max_tokens,
+                                      const std::string& grammar, bool stop_at_eog) {
+  Impl& m = *impl_;
+  if (rgb.empty() || rgb.channels != 3) return Status::Invalid("the image must be RGB");
+  llama_memory_clear(llama_get_memory(m.ctx), true);
+  const llama_vocab* vocab = llama_model_get_vocab(m.model);
+  // The chat template of the model when llama.cpp knows it, else a plain one.
+  const std::string content = std::string(mtmd_default_marker()) + "\n" + prompt;
+  std::string text;
+  if (const char* tmpl = llama_model_chat_template(m.model, nullptr)) {
+    llama_chat_message msg{"user", content.c_str()};
+    std::vector<char> buf(content.size() * 2 + 1024);
+    int n = llama_chat_apply_template(tmpl, &msg, 1, true, buf.data(), int(buf.size()));
+    if (n > int(buf.size())) {
+      buf.resize(size_t(n) + 1);
+      n = llama_chat_apply_template(tmpl, &msg, 1, true, buf.data(), int(buf.size()));
+    }
+    if (n > 0) text.assign(buf.data(), size_t(n));
+  }
+  if (text.empty()) text = "User: " + content + "\nAssistant:";
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)> bitmap(
+      mtmd_bitmap_init(uint32_t(rgb.width), uint32_t(rgb.height), rgb.pixels.data()),
+      mtmd_bitmap_free);
+  std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(
+      mtmd_input_chunks_init(), mtmd_input_chunks_free);
+  mtmd_input_text in{text.c_str(), text.size(), true, true};
+  const mtmd_bitmap* bitmaps[] = {bitmap.get()};
+  if (int rc = mtmd_tokenize(m.mtmd, chunks.get(), &in, bitmaps, 1); rc != 0)
+    return Status::Internal(fmt::format("libmtmd could not prepare the image (code {})", rc));
+  LocalReply r;
+  for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i)
+    r.prompt_tokens += int(mtmd_input_chunk_get_n_tokens(mtmd_input_chunks_get(chunks.get(), i)));
+  if (r.prompt_tokens + max_tokens > m.context)
+    return Status::TooLarge(
+        fmt::format("{} prompt tokens + {} to generate exceed the context of {}", r.prompt_tokens,
+                    max_tokens, m.context));
+  llama_pos n_past = 0;
+  if (mtmd_helper_eval_chunks(m.mtmd, m.ctx, chunks.get(), 0, 0, 2048, true, &n_past) != 0)
+    return Status::Internal("evaluating the image and prompt failed");
+  r.encode_ms = MsSince(t0);
+
+  const auto t1 = std::chrono::steady_clock::now();
+  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+  std::unique_ptr<llama_sampler, decltype(&llama_sampler_free)> smpl(chain, llama_sampler_free);
+  if (!grammar.empty()) {
+    llama_sampler* g = llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
+    if (!g) return Status::Invalid("the output grammar does not parse");
+    llama_sampler_chain_add(chain, g);
+  }
+  llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+  for (int i = 0; i < max_tokens; ++i) {
+    llama_token tok = llama_sampler_sample(chain, m.ctx, -1);
+    if (stop_at_eog && llama_vocab_is_eog(vocab, tok)) break;
+    char piece[256];
+    const int n = llama_token_to_piece(vocab, tok, piece, sizeof piece, 0, false);
+    if (n > 0) r.text.append(piece, size_t(n));
+    ++r.generated_tokens;
+    llama_batch b = llama_batch_get_one(&tok, 1);
+    if (llama_decode(m.ctx, b) != 0) return Status::Internal("decoding a generated token failed");
+  }
+  r.generate_ms = MsSince(t1);
+  return r;
+}
+
+std::string DescribeGrammar(int text_chars) {
+  return fmt::format(
+      R"(root ::= "{{" ws "\"description\":" ws text "," ws "\"ocr_text\":" ws ocr "," ws )"
+      R"("\"file_name\":" ws name "," ws "\"folder_name\":" ws name ws "}}")"
+      "\n"
+      R"(text ::= "\"" char{{1,{}}} "\"")"
+      "\n"
+      R"(ocr ::= "\"" char{{0,{}}} "\"")"
+      "\n"
+      R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{{0,30}} "\"")"
+      "\n"
+      R"(char ::= [^"\\\x7F\x00-\x1F])"
+      "\n"
+      R"(ws ::= " "?)"
+      "\n",
+      text_chars, text_chars / 2);
+}
+
+}  // namespace lumen::llm

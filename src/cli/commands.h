@@ -64,9 +64,10 @@ struct Options {
   std::string llm_model, api_key_env, llm_profile = "balanced";
   double rpm = 0, tpm = 0, llm_timeout = 0, rate_window = 0;
   int concurrency = 0, max_attempts = 0, image_edge = 768;
+  std::string image_format = "jpeg";
   bool no_cache = false;
   std::string mmproj;                // --llm local: the vision projector GGUF
-  int max_new_tokens = 512;          // --llm local: tokens to generate at most
+  int max_new_tokens = 512;          // tokens to generate at most
   bool describe = false;             // index/process --describe
   bool describe_records = true;      // print enrichment records
   bool describe_append = false;      // append them to --output (process)

@@ -34,8 +34,8 @@ using nlohmann::json;
 constexpr const char* kPromptVersion = "describe@1";
 
 const char* kSchema = R"({"type":"object","properties":{
-"description":{"type":"string"},"ocr_text":{"type":"string"},
-"file_name":{"type":"string"},"folder_name":{"type":"string"}},
+"description":{"type":"string","maxLength":300},"ocr_text":{"type":"string","maxLength":200},
+"file_name":{"type":"string","maxLength":60},"folder_name":{"type":"string","maxLength":40}},
 "required":["description","ocr_text","file_name","folder_name"],"additionalProperties":false})";
 
 std::string PromptText(const std::vector<std::string>& tags) {
@@ -113,8 +113,16 @@ Result<Image> ModelRgb(const std::string& path, int edge) {
   return up;
 }
 
-// The image the model sees: the reduced decode, upright, as WebP with the long edge `edge`.
-Result<std::string> ModelImage(const std::string& path, int edge) {
+// The image the model sees: the reduced decode, upright, long edge `edge`, as JPEG (every API
+// and llama-server read it) or WebP (smaller; not every server decodes it).
+Result<std::string> ModelImage(const std::string& path, int edge, bool webp) {
+  if (!webp) {
+    auto rgb = ModelRgb(path, edge);
+    if (!rgb.ok()) return rgb.status();
+    auto jpeg = EncodeJpeg(*rgb, 85);
+    if (!jpeg.ok()) return jpeg.status();
+    return Base64(jpeg->data(), jpeg->size());
+  }
   auto f = OpenFile(path);
   if (!f.ok()) return f.status();
   std::vector<uint8_t> bytes;
@@ -266,13 +274,17 @@ int RunDescribe(const Options& o, const char* argv0) {
     const std::string path = p.path;
     const std::vector<std::string> tags = p.tags;
     const int edge = o.image_edge;
-    job.prompt = [path, tags, edge]() -> Result<llm::Prompt> {
-      auto img = ModelImage(path, edge);
+    const bool webp = o.image_format == "webp";
+    const int max_tokens = o.max_new_tokens;
+    job.prompt = [path, tags, edge, webp, max_tokens]() -> Result<llm::Prompt> {
+      auto img = ModelImage(path, edge, webp);
       if (!img.ok()) return img.status();
       llm::Prompt pr;
       pr.text = PromptText(tags);
       pr.image_base64 = std::move(img.value());
+      pr.image_mime = webp ? "image/webp" : "image/jpeg";
       pr.schema_json = kSchema;
+      pr.max_tokens = max_tokens;
       return pr;
     };
     by_id[job.id] = &p;

@@ -174,8 +174,7 @@ int main(int argc, char** argv) {
     auto* model = c->add_option("--llm-model", o.llm_model,
                                 "the provider's model name (--llm local: the text model .gguf)");
     c->add_option("--mmproj", o.mmproj, "--llm local: the vision projector .gguf (mmproj)");
-    c->add_option("--max-new-tokens", o.max_new_tokens,
-                  "--llm local: tokens to generate at most (512)")
+    c->add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate at most (512)")
         ->check(CLI::Range(1, 8192));
     if (required) model->required();
     c->add_option("--base-url", o.base_url,
@@ -199,6 +198,9 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber);
     c->add_option("--image-edge", o.image_edge, "long edge of the image sent (768)")
         ->check(CLI::Range(64, 4096));
+    c->add_option("--image-format", o.image_format,
+                  "image sent to remote models: jpeg (default; every API reads it) or webp")
+        ->check(CLI::IsMember({"jpeg", "webp"}));
     c->add_flag("--no-cache", o.no_cache, "ask again even when a result is cached");
   };
   auto* describe = app.add_subcommand(

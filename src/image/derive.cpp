@@ -1,11 +1,13 @@
 #include "lumen/image/derive.h"
 
+#include <turbojpeg.h>
 #include <webp/encode.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -64,6 +66,23 @@ Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation,
   t.width = upright.width;
   t.height = upright.height;
   return t;
+}
+
+Result<std::vector<uint8_t>> EncodeJpeg(const Image& rgb, int quality) {
+  if (rgb.empty() || rgb.channels != 3) return Status::Invalid("JPEG encoding needs an RGB image");
+  std::unique_ptr<void, int (*)(tjhandle)> h(tjInitCompress(), tjDestroy);
+  if (!h) return Status::Internal("cannot start libjpeg-turbo");
+  unsigned char* buf = nullptr;
+  unsigned long size = 0;
+  if (tjCompress2(h.get(), rgb.pixels.data(), rgb.width, rgb.width * 3, rgb.height, TJPF_RGB, &buf,
+                  &size, TJSAMP_420, std::clamp(quality, 1, 100), TJFLAG_FASTDCT) != 0) {
+    std::string why = tjGetErrorStr2(h.get());
+    tjFree(buf);
+    return Status::Internal(fmt::format("JPEG encoding failed: {}", why));
+  }
+  std::vector<uint8_t> out(buf, buf + size);
+  tjFree(buf);
+  return out;
 }
 
 PerceptualHashes ComputePerceptualHashes(const Image& reduced, int orientation) {

@@ -15,7 +15,7 @@ import unittest
 from PIL import Image
 
 from fault_server import FaultServer
-from test_cli import EXIT_OK, EXIT_SOME_FAILED, run
+from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, run
 
 KEY = "test-key-123"
 
@@ -178,6 +178,43 @@ class Faults(Base):
                 env=env)
         self.assertEqual(p.returncode, 2)
         self.assertIn(b"OPENAI_API_KEY", p.stderr)
+
+
+class RealModels(Base):
+    """A generated tiny VLM (tests/llm/tiny_vlm_gguf.py) in process. (llama-server itself is tested
+    with text, streaming and JSON-schema prompts in src/llm/llm_test.cpp: its output parser rejects
+    the fenced JSON a random-weight model picks through the grammar's ```json alternative.)"""
+
+    def setUp(self):
+        super().setUp()
+        self.vlm = os.path.join(self.tmp, "vlm")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "llm", "tiny_vlm_gguf.py"), self.vlm, "tiny"],
+                       check=True)
+
+    def check_shape(self, recs, n):
+        self.assertEqual(len(recs), n)
+        self.assertEqual(len({r["file_path"] for r in recs}), n)
+        for r in recs:
+            self.assertEqual(r["type"], "enrichment")
+            self.assertTrue(r["description"])
+            self.assertRegex(r["file_name"], r"^[a-z0-9]+(-[a-z0-9]+){0,4}$|^$")
+            self.assertGreater(r["llm_tokens"], 0)
+
+    def test_in_process(self):
+        self.photos(3)
+        args = ["describe", self.lib, "--llm", "local", "--llm-model", os.path.join(self.vlm, "model.gguf"),
+                "--mmproj", os.path.join(self.vlm, "mmproj.gguf"), "--max-new-tokens", "1500",
+                "--catalog", self.catalog]
+        p = run(*args, check=EXIT_OK)
+        recs = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        self.check_shape(recs, 3)
+        self.assertTrue(all(r["provider"] == "local" and not r["cached"] for r in recs))
+        p = run(*args, check=EXIT_OK)  # cached now
+        self.assertTrue(all(json.loads(l)["cached"] for l in p.stdout.decode().splitlines()))
+        p = run("describe", self.lib, "--llm", "local", "--llm-model", os.path.join(self.vlm, "model.gguf"),
+                "--catalog", self.catalog)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--mmproj", p.stderr)
 
 
 if __name__ == "__main__":

@@ -84,8 +84,9 @@ w.add_bos_token_id(1)
 w.add_eos_token_id(2)
 w.add_unk_token_id(0)
 w.add_add_bos_token(False)
-w.add_chat_template("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                    "{% if add_generation_prompt %}assistant:{% endif %}")
+w.add_add_space_prefix(False)
+w.add_chat_template("{% for m in messages %}### {{ m['role'] }}:\n{{ m['content'] }}\n{% endfor %}"
+                    "{% if add_generation_prompt %}### assistant:\n{% endif %}")
 d, f = T["n_embd"], T["n_ff"]
 dkv = d // T["n_head"] * T["n_head_kv"]
 w.add_tensor("token_embd.weight", rand(vocab, d))

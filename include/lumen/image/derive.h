@@ -27,6 +27,9 @@ struct Thumbnail {
 // Lanczos3 reduction to the longest edge `size`, orientation applied, WebP-encoded.
 Result<Thumbnail> MakeThumbnail(const Image& reduced, int orientation, const ThumbnailOptions& opt);
 
+// Baseline JPEG (4:2:0) of an RGB image, libjpeg-turbo: for model APIs, which all read JPEG.
+Result<std::vector<uint8_t>> EncodeJpeg(const Image& rgb, int quality);
+
 // ---- Perceptual hashes ----------------------------------------------------------------------
 // Both are computed on the upright luma image, so a copy whose pixels were rotated and one
 // rotated only by an EXIF flag hash alike.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,8 @@ struct Options {
   int concurrency = 0, max_attempts = 0, image_edge = 768;
   std::string image_format = "jpeg";
   bool no_cache = false;
+  std::string api_key;  // from the config file (never printed)
+  std::map<std::string, std::map<std::string, double>> profiles;  // [profiles.NAME] overrides
   std::string mmproj;                // --llm local: the vision projector GGUF
   int max_new_tokens = 512;          // tokens to generate at most
   bool describe = false;             // index/process --describe

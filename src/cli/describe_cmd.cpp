@@ -15,6 +15,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "config.h"
 #include "lumen/image/decode.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
@@ -177,7 +178,9 @@ int RunDescribe(const Options& o, const char* argv0) {
   e.base_url = o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url;
   while (e.base_url.ends_with('/')) e.base_url.pop_back();
   e.model = o.llm_model;
-  if (e.model.empty()) return fail("--describe needs --llm-model (the provider's model name)");
+  if (e.model.empty())
+    return fail(
+        fmt::format("describe needs --llm-model (or llm_model in [describe] of {})", ConfigPath()));
   std::string key_var = o.api_key_env;
   if (key_var.empty())
     key_var = o.llm == "anthropic" ? "ANTHROPIC_API_KEY"
@@ -186,14 +189,31 @@ int RunDescribe(const Options& o, const char* argv0) {
                                    : "";
   if (!key_var.empty())
     if (const char* k = std::getenv(key_var.c_str())) e.api_key = k;
+  if (e.api_key.empty() && o.api_key_env.empty()) e.api_key = o.api_key;  // config file
   const bool remote_default = o.base_url.empty() && o.llm != "ollama" && !local;
   if (e.api_key.empty() && remote_default)
     return fail(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
 
   llm::Limits lim;
-  if (!llm::ProfileLimits(o.llm_profile, &lim))
+  auto custom = o.profiles.find(o.llm_profile);
+  if (!llm::ProfileLimits(o.llm_profile, &lim) && custom == o.profiles.end())
     return fail(fmt::format("unknown --llm-profile {}: conservative, balanced or aggressive",
                             o.llm_profile));
+  if (custom != o.profiles.end()) {  // the config file's [profiles.NAME]
+    const auto& p = custom->second;
+    auto get = [&](const char* k, double* to) {
+      if (auto it = p.find(k); it != p.end()) *to = it->second;
+    };
+    double conc = lim.concurrency, attempts = lim.max_attempts;
+    get("rpm", &lim.requests);
+    get("tpm", &lim.tokens);
+    get("timeout", &lim.timeout_s);
+    get("window", &lim.window_s);
+    get("concurrency", &conc);
+    get("max_attempts", &attempts);
+    lim.concurrency = std::max(1, int(conc));
+    lim.max_attempts = std::max(1, int(attempts));
+  }
   if (o.rpm > 0) lim.requests = o.rpm;
   if (o.tpm > 0) lim.tokens = o.tpm;
   if (o.concurrency > 0) lim.concurrency = o.concurrency;

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "config.h"
 #include "lumen/util/interrupt.h"
 
 int main(int argc, char** argv) {
@@ -206,7 +207,7 @@ int main(int argc, char** argv) {
   auto* describe = app.add_subcommand(
       "describe", "descriptions, OCR text and file/folder names from a vision-language model");
   describe->add_option("paths", o.paths, "folders or files")->required();
-  add_llm(describe, true);
+  add_llm(describe, false);
   describe->add_option("-o,--output", o.output, "write the records to FILE (JSONL)");
   describe->add_option("--catalog", o.catalog, "catalog database");
   describe->add_flag("-q,--quiet", o.quiet, "no summary");
@@ -317,6 +318,13 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : lumen::cli::kExitError;
   }
   lumen::InstallSignalHandlers();
+  for (auto* c : {describe, index, process}) {
+    if (!c->parsed()) continue;
+    if (lumen::Status st = lumen::cli::ApplyConfig(lumen::cli::ConfigPath(), *c, &o); !st.ok()) {
+      std::fprintf(stderr, "lumen: error: %s\n", st.message().c_str());
+      return lumen::cli::kExitError;
+    }
+  }
   if (index->parsed()) return lumen::cli::RunIndex(o, argv[0]);
   if (process->parsed()) return lumen::cli::RunProcess(o, argv[0]);
   if (stats->parsed()) return lumen::cli::RunStats(o);

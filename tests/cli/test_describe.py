@@ -125,6 +125,40 @@ class Providers(Base):
         for n in names:
             self.assertRegex(n, r"^test-photos/photo-[0-9a-f]{6}-of-the-test\.png$")
 
+    def test_config_file_layered_under_flags(self):
+        colours = self.photos(2)
+        server = self.server()
+        cfg = os.path.join(self.tmp, "config.toml")
+        with open(cfg, "w") as f:
+            f.write(f"""
+[describe]
+llm = "anthropic"
+llm_model = "from-config"
+base_url = "{server.url}"
+api_key = "${{MY_SECRET}}"
+profile = "mine"
+
+[profiles.mine]
+rpm = 600
+concurrency = 3
+""")
+        env = dict(os.environ, LUMEN_CONFIG=cfg, MY_SECRET=KEY)
+        p = run("describe", self.lib, "--catalog", self.catalog, check=EXIT_OK, env=env)
+        recs = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        self.check_records([dict(r, llm_model="test-vlm") for r in recs], colours)
+        self.assertEqual({(r["provider"], r["llm_model"]) for r in recs}, {("anthropic", "from-config")})
+        self.assertNotIn(KEY.encode(), p.stdout + p.stderr)
+        # A flag wins over the file.
+        p = run("describe", self.lib, "--catalog", self.catalog, "--llm-model", "from-flag", check=EXIT_OK, env=env)
+        self.assertEqual({json.loads(l)["llm_model"] for l in p.stdout.decode().splitlines()}, {"from-flag"})
+        # A bad file is refused with its name and the key.
+        with open(cfg, "a") as f:
+            f.write("[profiles.bad]\nrpm = \"fast\"\n")
+        p = run("describe", self.lib, "--catalog", self.catalog, env=env)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(cfg.encode(), p.stderr)
+        self.assertIn(b"profiles.bad.rpm must be a number", p.stderr)
+
 
 class Faults(Base):
     def test_no_request_lost_or_duplicated_and_rate_respected(self):

@@ -1,0 +1,121 @@
+#include "config.h"
+
+#include <cpptoml.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+namespace lumen::cli {
+
+std::string ConfigPath() {
+  if (const char* p = std::getenv("LUMEN_CONFIG"); p && *p) return p;
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
+    return std::string(x) + "/lumen/config.toml";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.config/lumen/config.toml";
+}
+
+namespace {
+
+// "${VAR}" and "$VAR" anywhere in the value, from the environment ("" when unset).
+std::string Expand(const std::string& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '$' || i + 1 >= v.size()) {
+      out += v[i];
+      continue;
+    }
+    size_t start = i + 1, end;
+    if (v[start] == '{') {
+      end = v.find('}', start);
+      if (end == std::string::npos) {
+        out += v.substr(i);
+        break;
+      }
+      const std::string name = v.substr(start + 1, end - start - 1);
+      if (const char* e = std::getenv(name.c_str())) out += e;
+      i = end;
+    } else {
+      end = start;
+      while (end < v.size() && (std::isalnum(static_cast<unsigned char>(v[end])) || v[end] == '_'))
+        ++end;
+      const std::string name = v.substr(start, end - start);
+      if (const char* e = std::getenv(name.c_str())) out += e;
+      i = end - 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Status ApplyConfig(const std::string& path, const CLI::App& cmd, Options* o) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::Ok();
+  std::shared_ptr<cpptoml::table> root;
+  try {
+    root = cpptoml::parse_file(path);
+  } catch (const cpptoml::parse_exception& e) {
+    return Status::Invalid(fmt::format("{}: {}", path, e.what()));
+  }
+  auto given = [&](const char* flag) {
+    const CLI::Option* opt = cmd.get_option_no_throw(flag);
+    return opt && opt->count() > 0;
+  };
+  auto bad = [&](const std::string& key, const char* want) {
+    return Status::Invalid(fmt::format("{}: {} must be {}", path, key, want));
+  };
+  if (auto d = root->get_table("describe")) {
+    struct Str {
+      const char* key;
+      const char* flag;
+      std::string* to;
+    };
+    for (const Str& s :
+         {Str{"llm", "--llm", &o->llm}, Str{"llm_model", "--llm-model", &o->llm_model},
+          Str{"base_url", "--base-url", &o->base_url},
+          Str{"profile", "--llm-profile", &o->llm_profile}, Str{"mmproj", "--mmproj", &o->mmproj},
+          Str{"image_format", "--image-format", &o->image_format}}) {
+      if (!d->contains(s.key)) continue;
+      auto v = d->get_as<std::string>(s.key);
+      if (!v) return bad(fmt::format("describe.{}", s.key), "a string");
+      if (!given(s.flag)) *s.to = Expand(*v);
+    }
+    if (d->contains("llm") && !given("--llm")) {
+      static const char* kinds[] = {"openai", "ollama", "anthropic", "gemini", "local"};
+      if (std::find(std::begin(kinds), std::end(kinds), o->llm) == std::end(kinds))
+        return bad("describe.llm", "openai, ollama, anthropic, gemini or local");
+    }
+    if (d->contains("api_key")) {
+      auto v = d->get_as<std::string>("api_key");
+      if (!v) return bad("describe.api_key", "a string");
+      o->api_key = Expand(*v);
+    }
+    if (d->contains("image_edge")) {
+      auto v = d->get_as<int64_t>("image_edge");
+      if (!v || *v < 64 || *v > 4096) return bad("describe.image_edge", "an integer in 64..4096");
+      if (!given("--image-edge")) o->image_edge = int(*v);
+    }
+  }
+  if (auto profiles = root->get_table("profiles")) {
+    for (const auto& [name, node] : *profiles) {
+      auto t = node->as_table();
+      if (!t) return bad("profiles." + name, "a table");
+      auto& p = o->profiles[name];
+      for (const char* key : {"rpm", "tpm", "concurrency", "timeout", "max_attempts", "window"}) {
+        if (!t->contains(key)) continue;
+        auto d = t->get_as<double>(key);
+        auto i = t->get_as<int64_t>(key);
+        if (!d && !i) return bad(fmt::format("profiles.{}.{}", name, key), "a number");
+        const double v = d ? *d : double(*i);
+        if (v < 0) return bad(fmt::format("profiles.{}.{}", name, key), "zero or more");
+        p[key] = v;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace lumen::cli

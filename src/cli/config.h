@@ -1,0 +1,35 @@
+// The user's configuration file, layered under the command line: a value from the file applies
+// only where the flag was not given.
+//
+//   $LUMEN_CONFIG, else $XDG_CONFIG_HOME/lumen/config.toml, else ~/.config/lumen/config.toml
+//
+//   [describe]                      # lumen describe, index/process --describe
+//   llm = "openai"                  # openai | ollama | anthropic | gemini | local
+//   llm_model = "gpt-4o-mini"
+//   base_url = "https://api.openai.com"
+//   api_key = "${OPENAI_API_KEY}"   # ${VAR} is read from the environment; never printed
+//   profile = "balanced"
+//   image_edge = 768
+//   mmproj = "/models/mmproj.gguf"  # --llm local
+//
+//   [profiles.balanced]             # override a built-in profile, or define a new one
+//   rpm = 120
+//   tpm = 0
+//   concurrency = 8
+//   timeout = 120
+//   max_attempts = 6
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "lumen/util/status.h"
+
+namespace lumen::cli {
+
+std::string ConfigPath();
+// Reads the file (a missing file is fine) into `o` for the options `cmd` did not get.
+// Errors name the file, the key and what is wrong.
+Status ApplyConfig(const std::string& path, const CLI::App& cmd, Options* o);
+
+}  // namespace lumen::cli

@@ -66,6 +66,9 @@ struct Options {
   double rpm = 0, tpm = 0, llm_timeout = 0, rate_window = 0;
   int concurrency = 0, max_attempts = 0, image_edge = 768;
   std::string image_format = "jpeg";
+  std::vector<std::string> taxonomy;  // allowed folder names
+  std::string taxonomy_file;
+  bool social = false;
   bool no_cache = false;
   std::string api_key;  // from the config file (never printed)
   std::map<std::string, std::map<std::string, double>> profiles;  // [profiles.NAME] overrides

@@ -3,6 +3,8 @@
 // (content hash, provider, model, prompt version) in the catalog.
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "lumen/image/decode.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
+#include "lumen/io/hash.h"
 #include "lumen/llm/local_vlm.h"
 #include "lumen/llm/provider.h"
 #include "lumen/meta/exif.h"
@@ -31,27 +34,6 @@ namespace lumen::cli {
 namespace {
 
 using nlohmann::json;
-
-constexpr const char* kPromptVersion = "describe@1";
-
-const char* kSchema = R"({"type":"object","properties":{
-"description":{"type":"string","maxLength":300},"ocr_text":{"type":"string","maxLength":200},
-"file_name":{"type":"string","maxLength":60},"folder_name":{"type":"string","maxLength":40}},
-"required":["description","ocr_text","file_name","folder_name"],"additionalProperties":false})";
-
-std::string PromptText(const std::vector<std::string>& tags) {
-  std::string t =
-      "Describe this photo for a personal photo library. Answer with a JSON object: "
-      "\"description\": 1 to 3 sentences about what the photo shows; \"ocr_text\": any legible "
-      "text in the photo, or an empty string; \"file_name\": a short descriptive file name of at "
-      "most 5 words; \"folder_name\": a category of at most 2 words.";
-  if (!tags.empty()) {
-    t += " Tags detected in the photo:";
-    for (size_t i = 0; i < tags.size() && i < 10; ++i) t += (i ? ", " : " ") + tags[i];
-    t += ".";
-  }
-  return t;
-}
 
 // "A Dog on the Beach!" -> "a-dog-on-the-beach", at most `words` words.
 std::string Slug(const std::string& s, int words) {
@@ -73,22 +55,144 @@ std::string Slug(const std::string& s, int words) {
   return out.substr(0, 80);
 }
 
-// Checks the model's answer and rewrites it as the normalised JSON object.
-Status Validate(std::string* text) {
-  auto obj = llm::ExtractJsonObject(*text);
-  if (!obj.ok()) return obj.status();
-  json j = json::parse(*obj);
-  auto str = [&](const char* k) {
-    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
-  };
-  json out{{"description", str("description")},
-           {"ocr_text", str("ocr_text")},
-           {"file_name", Slug(str("file_name"), 5)},
-           {"folder_name", Slug(str("folder_name"), 2)}};
-  if (out["description"].get<std::string>().empty())
-    return Status::Corrupt("the answer has no description");
-  *text = out.dump();
-  return Status::Ok();
+// What is asked of the model: the answer's fields, its JSON schema (and grammar in process), the
+// prompt, the validation, and the prompt version that keys the cache.
+struct Task {
+  std::vector<std::string> taxonomy;  // allowed folder names (empty: free)
+  bool social = false;
+  std::string version = "describe@1";
+  std::string schema;
+
+  std::string Prompt(const std::vector<std::string>& tags) const {
+    std::string t =
+        "Describe this photo for a personal photo library. Answer with a JSON object: "
+        "\"description\": 1 to 3 sentences about what the photo shows; \"ocr_text\": any "
+        "legible text in the photo, or an empty string; \"file_name\": a short descriptive file "
+        "name of at most 5 words; \"folder_name\": ";
+    if (taxonomy.empty()) {
+      t += "a category of at most 2 words.";
+    } else {
+      t += "the one of these folders that fits best:";
+      for (size_t i = 0; i < taxonomy.size(); ++i) t += (i ? ", " : " ") + taxonomy[i];
+      t += ".";
+    }
+    if (social)
+      t += " \"social\": for posting it on social media, \"technical\", \"appeal\" and "
+           "\"engagement\" scores from 1 to 10, a \"category\", a \"mood\", a short "
+           "\"caption\" and up to 5 \"hashtags\".";
+    if (!tags.empty()) {
+      t += " Tags detected in the photo:";
+      for (size_t i = 0; i < tags.size() && i < 10; ++i) t += (i ? ", " : " ") + tags[i];
+      t += ".";
+    }
+    return t;
+  }
+
+  // Checks the model's answer and rewrites it as the normalised JSON object.
+  Status Validate(std::string* text) const {
+    auto obj = llm::ExtractJsonObject(*text);
+    if (!obj.ok()) return obj.status();
+    json j = json::parse(*obj);
+    auto str = [](const json& o, const char* k) {
+      return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string();
+    };
+    json out{{"description", str(j, "description")},
+             {"ocr_text", str(j, "ocr_text")},
+             {"file_name", Slug(str(j, "file_name"), 5)},
+             {"folder_name", Slug(str(j, "folder_name"), 2)}};
+    if (out["description"].get<std::string>().empty())
+      return Status::Corrupt("the answer has no description");
+    if (!taxonomy.empty()) {
+      const std::string got = Slug(str(j, "folder_name"), 10);
+      auto it = std::find_if(taxonomy.begin(), taxonomy.end(),
+                             [&](const std::string& t) { return Slug(t, 10) == got; });
+      if (it == taxonomy.end())
+        return Status::Corrupt(
+            fmt::format("folder \"{}\" is not in the taxonomy", str(j, "folder_name")));
+      out["folder_name"] = *it;
+    }
+    if (social) {
+      const json s = j.value("social", json::object());
+      if (!s.is_object()) return Status::Corrupt("the answer has no social object");
+      json so;
+      for (const char* k : {"technical", "appeal", "engagement"}) {
+        if (!s.contains(k) || !s[k].is_number())
+          return Status::Corrupt(fmt::format("social.{} is not a number", k));
+        so[k] = std::clamp(int(std::lround(s[k].get<double>())), 1, 10);
+      }
+      so["category"] = str(s, "category");
+      so["mood"] = str(s, "mood");
+      so["caption"] = str(s, "caption");
+      so["hashtags"] = json::array();
+      if (s.contains("hashtags") && s["hashtags"].is_array())
+        for (const auto& h : s["hashtags"])
+          if (h.is_string() && so["hashtags"].size() < 5) {
+            std::string tag = Slug(h.get<std::string>(), 4);
+            tag.erase(std::remove(tag.begin(), tag.end(), '-'), tag.end());
+            if (!tag.empty()) so["hashtags"].push_back("#" + tag);
+          }
+      out["social"] = so;
+    }
+    *text = out.dump();
+    return Status::Ok();
+  }
+};
+
+Result<Task> MakeTask(const Options& o) {
+  Task t;
+  t.social = o.social;
+  t.taxonomy = o.taxonomy;
+  if (!o.taxonomy_file.empty()) {
+    std::ifstream in(o.taxonomy_file);
+    if (!in) return Status::Io(fmt::format("cannot read {}", o.taxonomy_file));
+    std::string line;
+    while (std::getline(in, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      if (!line.empty() && line[0] != '#') t.taxonomy.push_back(line);
+    }
+    if (t.taxonomy.empty())
+      return Status::Invalid(fmt::format("{}: no folder names", o.taxonomy_file));
+  }
+  json folder{{"type", "string"}, {"maxLength", 40}};
+  if (!t.taxonomy.empty()) {
+    folder = {{"type", "string"}, {"enum", t.taxonomy}};
+    std::string all;
+    for (const auto& f : t.taxonomy) all += f + "\n";
+    t.version += "+tax:" + HashBytes(all.data(), all.size()).Hex().substr(0, 8);
+  }
+  json props{{"description", {{"type", "string"}, {"maxLength", 300}}},
+             {"ocr_text", {{"type", "string"}, {"maxLength", 200}}},
+             {"file_name", {{"type", "string"}, {"maxLength", 60}}},
+             {"folder_name", folder}};
+  json required = {"description", "ocr_text", "file_name", "folder_name"};
+  if (t.social) {
+    t.version += "+social";
+    json score{{"type", "integer"}, {"minimum", 1}, {"maximum", 10}};
+    props["social"] = {
+        {"type", "object"},
+        {"properties",
+         {{"technical", score},
+          {"appeal", score},
+          {"engagement", score},
+          {"category", {{"type", "string"}, {"maxLength", 40}}},
+          {"mood", {{"type", "string"}, {"maxLength", 40}}},
+          {"caption", {{"type", "string"}, {"maxLength", 200}}},
+          {"hashtags",
+           {{"type", "array"},
+            {"items", {{"type", "string"}, {"maxLength", 30}}},
+            {"maxItems", 5}}}}},
+        {"required",
+         {"technical", "appeal", "engagement", "category", "mood", "caption", "hashtags"}},
+        {"additionalProperties", false}};
+    required.push_back("social");
+  }
+  t.schema = json{
+      {"type", "object"},
+      {"properties", props},
+      {"required", required},
+      {"additionalProperties",
+       false}}.dump();
+  return t;
 }
 
 // The reduced decode (shrink-on-load, at least `edge` on the long side), upright.
@@ -194,6 +298,9 @@ int RunDescribe(const Options& o, const char* argv0) {
   if (e.api_key.empty() && remote_default)
     return fail(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
 
+  auto task_or = MakeTask(o);
+  if (!task_or.ok()) return fail(task_or.status().message());
+  const Task task = std::move(task_or.value());
   llm::Limits lim;
   auto custom = o.profiles.find(o.llm_profile);
   if (!llm::ProfileLimits(o.llm_profile, &lim) && custom == o.profiles.end())
@@ -261,7 +368,7 @@ int RunDescribe(const Options& o, const char* argv0) {
              {"file_path", log::Printable(p.path)},
              {"provider", e.kind},
              {"llm_model", e.model},
-             {"prompt_version", kPromptVersion},
+             {"prompt_version", task.version},
              {"description", r["description"]},
              {"ocr_text", r["ocr_text"]},
              {"file_name", r["file_name"]},
@@ -269,6 +376,7 @@ int RunDescribe(const Options& o, const char* argv0) {
              {"llm_latency_ms", ms},
              {"llm_tokens", tokens},
              {"cached", cached}};
+    if (r.contains("social")) rec["social"] = r["social"];
     std::lock_guard<std::mutex> lock(out_mu);
     if (out) std::fprintf(out, "%s\n", rec.dump().c_str());
   };
@@ -280,7 +388,7 @@ int RunDescribe(const Options& o, const char* argv0) {
   for (const auto& p : placed) {
     if (!seen.insert(p.asset).second) continue;  // one request per content
     if (!o.no_cache) {
-      auto hit = cat.GetEnrichment(p.asset, provider, e.model, kPromptVersion);
+      auto hit = cat.GetEnrichment(p.asset, provider, e.model, task.version);
       if (!hit.ok()) return fail(hit.status().message());
       if (*hit) {
         emit(p, (*hit)->result, (*hit)->latency_ms, (*hit)->tokens, true);
@@ -296,14 +404,14 @@ int RunDescribe(const Options& o, const char* argv0) {
     const int edge = o.image_edge;
     const bool webp = o.image_format == "webp";
     const int max_tokens = o.max_new_tokens;
-    job.prompt = [path, tags, edge, webp, max_tokens]() -> Result<llm::Prompt> {
+    job.prompt = [path, tags, edge, webp, max_tokens, &task]() -> Result<llm::Prompt> {
       auto img = ModelImage(path, edge, webp);
       if (!img.ok()) return img.status();
       llm::Prompt pr;
-      pr.text = PromptText(tags);
+      pr.text = task.Prompt(tags);
       pr.image_base64 = std::move(img.value());
       pr.image_mime = webp ? "image/webp" : "image/jpeg";
-      pr.schema_json = kSchema;
+      pr.schema_json = task.schema;
       pr.max_tokens = max_tokens;
       return pr;
     };
@@ -320,7 +428,7 @@ int RunDescribe(const Options& o, const char* argv0) {
       failures.emplace_back(p.path, r.error);
       return;
     }
-    if (Status st = cat.PutEnrichment(p.asset, provider, e.model, kPromptVersion,
+    if (Status st = cat.PutEnrichment(p.asset, provider, e.model, task.version,
                                       {r.text, r.latency_ms, r.tokens});
         !st.ok())
       ++stored_errors;
@@ -339,8 +447,8 @@ int RunDescribe(const Options& o, const char* argv0) {
       if (!img.ok()) {
         r.error = img.status().message();
       } else {
-        auto reply =
-            vlm->Generate(*img, PromptText(p.tags), o.max_new_tokens, llm::DescribeGrammar(300));
+        auto reply = vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
+                                   llm::DescribeGrammar(300, task.taxonomy, task.social));
         if (!reply.ok()) {
           r.error = reply.status().message();
         } else {
@@ -348,7 +456,7 @@ int RunDescribe(const Options& o, const char* argv0) {
           r.tokens = reply->prompt_tokens + reply->generated_tokens;
           r.latency_ms = reply->encode_ms + reply->generate_ms;
           const std::string raw = r.text;
-          Status v = Validate(&r.text);
+          Status v = task.Validate(&r.text);
           r.ok = v.ok();
           if (!v.ok())
             r.error =
@@ -366,7 +474,9 @@ int RunDescribe(const Options& o, const char* argv0) {
       on_result(r);
     }
   } else {
-    acc = llm::RunJobs(e, lim, std::move(jobs), Validate, on_result);
+    acc = llm::RunJobs(
+        e, lim, std::move(jobs), [&task](std::string* text) { return task.Validate(text); },
+        on_result);
   }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;

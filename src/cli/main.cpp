@@ -202,6 +202,12 @@ int main(int argc, char** argv) {
     c->add_option("--image-format", o.image_format,
                   "image sent to remote models: jpeg (default; every API reads it) or webp")
         ->check(CLI::IsMember({"jpeg", "webp"}));
+    c->add_option("--taxonomy", o.taxonomy_file,
+                  "a file of allowed folder names (one per line): folder_name is one of them");
+    c->add_flag(
+        "--social", o.social,
+        "also score each photo for social media: technical/appeal/engagement 1-10, category, "
+        "mood, caption, hashtags");
     c->add_flag("--no-cache", o.no_cache, "ask again even when a result is cached");
   };
   auto* describe = app.add_subcommand(

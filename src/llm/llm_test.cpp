@@ -332,6 +332,21 @@ TEST(LocalVlm, GeneratesGrammarConstrainedJsonFromAnImage) {
   for (const char* k : {"description", "ocr_text", "file_name", "folder_name"})
     EXPECT_TRUE(j.contains(k) && j[k].is_string()) << k << ": " << *obj;
   EXPECT_FALSE(j["description"].get<std::string>().empty());
+  // A taxonomy and social scores in the grammar.
+  auto t = (*vlm)->Generate(img, "Describe.", 2500,
+                            DescribeGrammar(30, {"Family", "Travel \"2024\""}, true));
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  auto tobj = ExtractJsonObject(t->text);
+  ASSERT_TRUE(tobj.ok()) << t->text;
+  auto tj = nlohmann::json::parse(*tobj);
+  const std::string folder = tj["folder_name"].get<std::string>();
+  EXPECT_TRUE(folder == "Family" || folder == "Travel \"2024\"") << folder;
+  for (const char* k : {"technical", "appeal", "engagement"}) {
+    ASSERT_TRUE(tj["social"][k].is_number_integer()) << *tobj;
+    EXPECT_GE(tj["social"][k].get<int>(), 1);
+    EXPECT_LE(tj["social"][k].get<int>(), 10);
+  }
+  EXPECT_LE(tj["social"]["hashtags"].size(), 5u);
   // Exactly N tokens when asked not to stop (benchmarks).
   auto fixed = (*vlm)->Generate(img, "Describe this photo.", 12, "", false);
   ASSERT_TRUE(fixed.ok());

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "lumen/util/log.h"
 
@@ -150,22 +151,48 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
   return r;
 }
 
-std::string DescribeGrammar(int text_chars) {
-  return fmt::format(
+std::string DescribeGrammar(int text_chars, const std::vector<std::string>& folders, bool social) {
+  // A GBNF literal producing `s` as a JSON string (JSON escapes, then GBNF escapes).
+  auto lit = [](const std::string& s) {
+    const std::string json_text = nlohmann::json(s).dump();
+    std::string o = "\"";
+    for (char c : json_text) {
+      if (c == '"' || c == '\\') o += '\\';
+      o += c;
+    }
+    return o + "\"";
+  };
+  std::string folder = "name";
+  if (!folders.empty()) {
+    folder = "(";
+    for (size_t i = 0; i < folders.size(); ++i) folder += (i ? " | " : "") + lit(folders[i]);
+    folder += ")";
+  }
+  std::string g = fmt::format(
       R"(root ::= "{{" ws "\"description\":" ws text "," ws "\"ocr_text\":" ws ocr "," ws )"
-      R"("\"file_name\":" ws name "," ws "\"folder_name\":" ws name ws "}}")"
-      "\n"
-      R"(text ::= "\"" char{{1,{}}} "\"")"
-      "\n"
-      R"(ocr ::= "\"" char{{0,{}}} "\"")"
-      "\n"
-      R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{{0,30}} "\"")"
-      "\n"
-      R"(char ::= [^"\\\x7F\x00-\x1F])"
-      "\n"
-      R"(ws ::= " "?)"
+      R"("\"file_name\":" ws name "," ws "\"folder_name\":" ws {}{} ws "}}")"
       "\n",
-      text_chars, text_chars / 2);
+      folder, social ? R"( "," ws "\"social\":" ws social)" : "");
+  g += fmt::format(R"(text ::= "\"" char{{1,{}}} "\"")"
+                   "\n"
+                   R"(ocr ::= "\"" char{{0,{}}} "\"")"
+                   "\n",
+                   text_chars, text_chars / 2);
+  g += R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{0,30} "\"")"
+       "\n"
+       R"(char ::= [^"\\\x7F\x00-\x1F])"
+       "\n"
+       R"(ws ::= " "?)"
+       "\n";
+  if (social)
+    g += R"(social ::= "{" ws "\"technical\":" ws score "," ws "\"appeal\":" ws score "," ws )"
+         R"("\"engagement\":" ws score "," ws "\"category\":" ws name "," ws "\"mood\":" ws )"
+         R"(name "," ws "\"caption\":" ws ocr "," ws "\"hashtags\":" ws "[" ws )"
+         R"((name (ws "," ws name){0,4})? ws "]" ws "}")"
+         "\n"
+         R"(score ::= [1-9] | "10")"
+         "\n";
+  return g;
 }
 
 }  // namespace lumen::llm

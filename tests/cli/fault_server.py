@@ -102,6 +102,7 @@ class FaultServer:
             content = j["messages"][0]["content"]
             url = [c for c in content if c["type"] == "image_url"][0]["image_url"]["url"]
             assert j["response_format"]["type"] == "json_schema"
+            h.schema = j["response_format"]["json_schema"]["schema"]
             return "openai", url.split(",", 1)[1]
         if path == "/api/chat":
             assert j["stream"] is False and "format" in j
@@ -192,10 +193,16 @@ class FaultServer:
         if fault == "invalid":
             return self.reply(h, 200, "<html>bad gateway</html>")
         d = digest_of(image)
+        schema = getattr(h, "schema", None) or {}
+        props = schema.get("properties", {})
         if fault == "badanswer":
             return self.reply(h, 200, self.answer(kind, "Sure! Here is a description of the photo."))
-        text = json.dumps({"description": f"A test photo with digest {d} and colour {colour_of(image)}.",
-                           "ocr_text": f"{image[:0]}{len(image)} base64 bytes",
-                           "file_name": f"Photo {d[:6]} Of The Test Set Extra Words",
-                           "folder_name": "Test Photos Folder"})
+        answer = {"description": f"A test photo with digest {d} and colour {colour_of(image)}.",
+                  "ocr_text": f"{len(image)} base64 bytes",
+                  "file_name": f"Photo {d[:6]} Of The Test Set Extra Words",
+                  "folder_name": props.get("folder_name", {}).get("enum", ["Test Photos Folder"])[-1]}
+        if "social" in props:
+            answer["social"] = {"technical": 7.4, "appeal": 12, "engagement": 3, "category": "Test",
+                                "mood": "calm", "caption": "A test.", "hashtags": ["Test Photo", "lumen"]}
+        text = json.dumps(answer)
         return self.reply(h, 200, self.answer(kind, "```json\n" + text + "\n```" if kind == "ollama" else text))

@@ -159,6 +159,29 @@ concurrency = 3
         self.assertIn(cfg.encode(), p.stderr)
         self.assertIn(b"profiles.bad.rpm must be a number", p.stderr)
 
+    def test_taxonomy_and_social_scoring(self):
+        colours = self.photos(2)
+        server = self.server()
+        tax = os.path.join(self.tmp, "folders.txt")
+        with open(tax, "w") as f:
+            f.write("# my folders\nFamily\nTravel Photos\n")
+        p, recs = self.describe(server, "--taxonomy", tax, "--social")
+        self.assertEqual(len(recs), 2)
+        for r in recs:
+            self.assertEqual(r["folder_name"], "Travel Photos")  # one of the taxonomy, verbatim
+            self.assertEqual(r["social"], {"technical": 7, "appeal": 10, "engagement": 3, "category": "Test",
+                                           "mood": "calm", "caption": "A test.",
+                                           "hashtags": ["#testphoto", "#lumen"]})
+            self.assertRegex(r["prompt_version"], r"^describe@1\+tax:[0-9a-f]{8}\+social$")
+        # Another taxonomy is another prompt: asked again, not served from the cache.
+        before = server.counts[200]
+        with open(tax, "w") as f:
+            f.write("Family\n")
+        p, recs = self.describe(server, "--taxonomy", tax)
+        self.assertEqual({r["folder_name"] for r in recs}, {"Family"})
+        self.assertFalse(any(r["cached"] for r in recs))
+        self.assertEqual(server.counts[200], before + 2)
+
 
 class Faults(Base):
     def test_no_request_lost_or_duplicated_and_rate_respected(self):

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lumen/image/image.h"
 #include "lumen/util/status.h"
@@ -45,8 +46,10 @@ class LocalVlm {
   std::unique_ptr<Impl> impl_;
 };
 
-// The GBNF for lumen's describe answer: {"description", "ocr_text", "file_name", "folder_name"},
-// strings of bounded length (`text_chars` for the description).
-std::string DescribeGrammar(int text_chars);
+// The GBNF for lumen's describe answer: {"description", "ocr_text", "file_name", "folder_name"
+// [, "social": {...}]}, strings of bounded length (`text_chars` for the description); with
+// `folders`, folder_name is one of them.
+std::string DescribeGrammar(int text_chars, const std::vector<std::string>& folders = {},
+                            bool social = false);
 
 }  // namespace lumen::llm

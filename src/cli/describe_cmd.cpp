@@ -221,31 +221,21 @@ Result<Image> ModelRgb(const std::string& path, int edge) {
 // The image the model sees: the reduced decode, upright, long edge `edge`, as JPEG (every API
 // and llama-server read it) or WebP (smaller; not every server decodes it).
 Result<std::string> ModelImage(const std::string& path, int edge, bool webp) {
-  if (!webp) {
-    auto rgb = ModelRgb(path, edge);
-    if (!rgb.ok()) return rgb.status();
-    auto jpeg = EncodeJpeg(*rgb, 85);
-    if (!jpeg.ok()) return jpeg.status();
-    return Base64(jpeg->data(), jpeg->size());
+  auto rgb = ModelRgb(path, edge);
+  if (!rgb.ok()) return rgb.status();
+  Result<std::vector<uint8_t>> bytes = Status::Internal("no encoder");
+  if (webp) {
+    ThumbnailOptions to;
+    to.size = edge;
+    to.quality = 85;
+    auto th = MakeThumbnail(*rgb, 1, to);  // already upright and at most `edge`
+    if (!th.ok()) return th.status();
+    bytes = std::move(th->webp);
+  } else {
+    bytes = EncodeJpeg(*rgb, 85);
   }
-  auto f = OpenFile(path);
-  if (!f.ok()) return f.status();
-  std::vector<uint8_t> bytes;
-  LUMEN_RETURN_IF_ERROR(ReadAll(*f, &bytes));
-  DecodeTarget target;
-  target.min_long_edge = edge;
-  target.min_short_edge = 0;
-  auto d = DecodeReduced(bytes.data(), bytes.size(), f->format(), target, {});
-  if (!d.ok()) return d.status();
-  int orientation = 1;
-  if (auto m = ReadMetadata(bytes.data(), bytes.size()); m.ok() && m->orientation)
-    orientation = m->orientation;
-  ThumbnailOptions to;
-  to.size = edge;
-  to.quality = 85;
-  auto th = MakeThumbnail(d->rgb, orientation, to);
-  if (!th.ok()) return th.status();
-  return Base64(th->webp.data(), th->webp.size());
+  if (!bytes.ok()) return bytes.status();
+  return Base64(bytes->data(), bytes->size());
 }
 
 double CpuSeconds() {

@@ -94,8 +94,9 @@ class Providers(Base):
         self.assertTrue(all(r["cached"] for r in recs))
         self.assertEqual(server.counts, {200: 12})
         self.assertIn(b"3 from the cache", p.stderr)
-        # --no-cache asks again.
-        self.describe(server, "--no-cache", kind="gemini")
+        # --no-cache asks again; WebP instead of JPEG on request.
+        p, recs = self.describe(server, "--no-cache", "--image-format", "webp", kind="gemini")
+        self.check_records(recs, colours)
         self.assertEqual(server.counts, {200: 15})
 
     def test_index_and_process_describe_then_organize_by_ai_names(self):

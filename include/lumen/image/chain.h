@@ -1,0 +1,34 @@
+// The operation-chain language of `lumen convert` (issue 7):
+//
+//   fit:1600x1600,sharpen:0.5:1.2,watermark:"(c) me":24:south-east:0.4,webp:82
+//
+// A chain is operations separated by ',', each `name` or `name:arg:arg...`. An argument may be
+// double-quoted to hold ',', ':' or spaces ("" inside quotes is a literal quote). The last
+// operation may be an output format (jpeg|webp|avif|png|tiff[:QUALITY]). Every error names the
+// position (1-based) of what is wrong.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lumen/util/status.h"
+
+namespace lumen {
+
+struct ChainOp {
+  std::string name;
+  std::vector<std::string> args;
+  size_t pos = 0;  // 1-based offset of the name in the chain text
+};
+
+struct Chain {
+  std::vector<ChainOp> ops;  // image operations, in order
+  std::string format;        // output: "" (keep the input's), jpeg, webp, avif, png, tiff
+  int quality = 0;           // 0: the format's default
+};
+
+// Parses and checks `text`: known operations, argument counts, numbers and ranges.
+Result<Chain> ParseChain(std::string_view text);
+
+}  // namespace lumen

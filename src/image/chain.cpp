@@ -1,0 +1,222 @@
+#include "lumen/image/chain.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace lumen {
+namespace {
+
+struct Spec {
+  std::string_view name;
+  int min_args, max_args;
+  std::string_view usage;
+};
+
+constexpr std::array<Spec, 22> kOps = {{
+    {"fit", 1, 1, "fit:WxH (fit inside, keep aspect)"},
+    {"fill", 1, 2, "fill:WxH[:centre|attention|entropy] (cover and crop)"},
+    {"resize", 1, 2, "resize:SCALE[:lanczos3|lanczos2|cubic|linear|nearest]"},
+    {"crop", 1, 4, "crop:X:Y:W:H or crop:WxH[:attention|entropy|centre]"},
+    {"rotate", 1, 1, "rotate:DEGREES"},
+    {"autorotate", 0, 0, "autorotate"},
+    {"flip", 1, 1, "flip:h|v"},
+    {"blur", 1, 1, "blur:SIGMA"},
+    {"sharpen", 0, 2, "sharpen[:SIGMA[:AMOUNT]]"},
+    {"brightness", 1, 1, "brightness:FACTOR"},
+    {"contrast", 1, 1, "contrast:FACTOR"},
+    {"saturation", 1, 1, "saturation:FACTOR"},
+    {"gamma", 1, 1, "gamma:VALUE"},
+    {"grayscale", 0, 0, "grayscale"},
+    {"edges", 0, 1, "edges[:sobel|canny]"},
+    {"border", 1, 2, "border:PX[:COLOR]"},
+    {"watermark", 1, 4, "watermark:TEXT[:SIZE[:POSITION[:OPACITY]]]"},
+    {"overlay", 1, 3, "overlay:IMAGE[:POSITION[:OPACITY]]"},
+    {"strip", 0, 0, "strip (drop metadata)"},
+    {"keep", 0, 0, "keep (metadata and ICC)"},
+    {"lossless", 0, 0, "lossless (webp/avif/jpeg-xl)"},
+    {"effort", 1, 1, "effort:0-9 (encoder effort)"},
+}};
+constexpr std::array<std::string_view, 6> kFormats = {"jpeg", "jpg", "webp", "avif", "png", "tiff"};
+constexpr std::array<std::string_view, 5> kPositions = {"north-west", "north-east", "south-west",
+                                                        "south-east", "centre"};
+
+bool Number(std::string_view s, double* out) {
+  if (s.empty()) return false;
+  const char* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, *out);
+  return ec == std::errc() && p == end && std::isfinite(*out);
+}
+
+bool Size(std::string_view s, int* w, int* h) {
+  const size_t x = s.find('x');
+  double a, b;
+  if (x == std::string_view::npos || !Number(s.substr(0, x), &a) || !Number(s.substr(x + 1), &b))
+    return false;
+  if (a < 1 || b < 1 || a > 100000 || b > 100000 || a != std::floor(a) || b != std::floor(b))
+    return false;
+  *w = int(a), *h = int(b);
+  return true;
+}
+
+}  // namespace
+
+Result<Chain> ParseChain(std::string_view text) {
+  auto bad = [&](size_t pos, const std::string& why) {
+    return Status::Invalid(fmt::format("chain '{}': {} at position {}", text, why, pos));
+  };
+  // Split into operations and arguments, honouring quotes.
+  std::vector<ChainOp> raw;
+  ChainOp cur;
+  std::string field;
+  size_t field_pos = 1;
+  bool quoted = false, was_quoted = false, in_name = true;
+  auto end_field = [&]() -> Status {
+    if (in_name) {
+      if (field.empty())
+        return Status::Invalid(
+            fmt::format("chain '{}': empty operation at position {}", text, field_pos));
+      cur.name = field;
+      cur.pos = field_pos;
+      in_name = false;
+    } else {
+      cur.args.push_back(field);
+    }
+    field.clear();
+    was_quoted = false;
+    return Status::Ok();
+  };
+  for (size_t i = 0; i <= text.size(); ++i) {
+    const bool end = i == text.size();
+    const char c = end ? ',' : text[i];
+    if (quoted) {
+      if (end) return bad(field_pos, "unterminated quote");
+      if (c == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') {
+          field += '"';
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        field += c;
+      }
+      continue;
+    }
+    if (c == '"') {
+      if (in_name || !field.empty() || was_quoted)
+        return bad(i + 1, "a quote must open an argument");
+      quoted = was_quoted = true;
+      continue;
+    }
+    if (c == ':' || c == ',') {
+      LUMEN_RETURN_IF_ERROR(end_field());
+      field_pos = i + 2;
+      if (c == ',') {
+        raw.push_back(std::move(cur));
+        cur = ChainOp();
+        in_name = true;
+      }
+      continue;
+    }
+    if (was_quoted) return bad(i + 1, "text after a closing quote");
+    if (in_name && !(std::isalnum(static_cast<unsigned char>(c)) || c == '-'))
+      return bad(i + 1, fmt::format("unexpected '{}' in an operation name", c));
+    field += c;
+  }
+
+  Chain chain;
+  for (size_t k = 0; k < raw.size(); ++k) {
+    ChainOp& op = raw[k];
+    std::string name = op.name;
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    const size_t argpos = op.pos + name.size() + 1;
+    if (std::find(kFormats.begin(), kFormats.end(), name) != kFormats.end()) {
+      if (k + 1 != raw.size()) return bad(op.pos, "the output format must be the last operation");
+      if (op.args.size() > 1) return bad(op.pos, fmt::format("{} takes one quality", name));
+      chain.format = name == "jpg" ? "jpeg" : name;
+      if (!op.args.empty()) {
+        double q;
+        if (!Number(op.args[0], &q) || q < 1 || q > 100 || q != std::floor(q))
+          return bad(argpos, fmt::format("quality must be 1-100, not '{}'", op.args[0]));
+        chain.quality = int(q);
+      }
+      break;
+    }
+    auto spec =
+        std::find_if(kOps.begin(), kOps.end(), [&](const Spec& s) { return s.name == name; });
+    if (spec == kOps.end()) return bad(op.pos, fmt::format("unknown operation '{}'", op.name));
+    const int n = int(op.args.size());
+    if (n < spec->min_args || n > spec->max_args)
+      return bad(
+          op.pos,
+          fmt::format(
+              "{} takes {} (usage: {})", name,
+              spec->min_args == spec->max_args
+                  ? fmt::format("{} argument{}", spec->min_args, spec->min_args == 1 ? "" : "s")
+                  : fmt::format("{} to {} arguments", spec->min_args, spec->max_args),
+              spec->usage));
+    auto num = [&](size_t i, double lo, double hi, const char* what) -> Status {
+      double v;
+      if (!Number(op.args[i], &v) || v < lo || v > hi)
+        return Status::Invalid(
+            fmt::format("chain '{}': {} must be a number in {}..{}, not '{}' "
+                        "at position {}",
+                        text, what, lo, hi, op.args[i], op.pos));
+      return Status::Ok();
+    };
+    int w, h;
+    if (name == "fit" || name == "fill") {
+      if (!Size(op.args[0], &w, &h))
+        return bad(argpos, fmt::format("{} needs WxH, not '{}'", name, op.args[0]));
+    } else if (name == "resize") {
+      LUMEN_RETURN_IF_ERROR(num(0, 0.001, 100, "the scale"));
+    } else if (name == "crop") {
+      if (op.args.size() == 4) {
+        for (size_t i = 0; i < 4; ++i) LUMEN_RETURN_IF_ERROR(num(i, 0, 1e6, "a crop box value"));
+      } else if (!Size(op.args[0], &w, &h) || op.args.size() > 2) {
+        return bad(argpos, "crop needs X:Y:W:H or WxH[:attention|entropy|centre]");
+      }
+    } else if (name == "rotate") {
+      LUMEN_RETURN_IF_ERROR(num(0, -360, 360, "the angle"));
+    } else if (name == "flip") {
+      if (op.args[0] != "h" && op.args[0] != "v") return bad(argpos, "flip takes h or v");
+    } else if (name == "blur") {
+      LUMEN_RETURN_IF_ERROR(num(0, 0.01, 1000, "sigma"));
+    } else if (name == "sharpen") {
+      if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, 0.01, 100, "sigma"));
+      if (n > 1) LUMEN_RETURN_IF_ERROR(num(1, 0, 100, "the amount"));
+    } else if (name == "brightness" || name == "contrast" || name == "saturation") {
+      LUMEN_RETURN_IF_ERROR(num(0, 0, 10, "the factor"));
+    } else if (name == "gamma") {
+      LUMEN_RETURN_IF_ERROR(num(0, 0.01, 10, "gamma"));
+    } else if (name == "edges") {
+      if (n == 1 && op.args[0] != "sobel" && op.args[0] != "canny")
+        return bad(argpos, "edges takes sobel or canny");
+    } else if (name == "border") {
+      LUMEN_RETURN_IF_ERROR(num(0, 0, 10000, "the border width"));
+    } else if (name == "watermark" || name == "overlay") {
+      if (op.args[0].empty())
+        return bad(argpos,
+                   fmt::format("{} needs {}", name, name == "watermark" ? "text" : "an image"));
+      const size_t pos_arg = name == "watermark" ? 2 : 1;
+      if (name == "watermark" && n > 1) LUMEN_RETURN_IF_ERROR(num(1, 4, 2000, "the text size"));
+      if (size_t(n) > pos_arg &&
+          std::find(kPositions.begin(), kPositions.end(), op.args[pos_arg]) == kPositions.end())
+        return bad(op.pos, fmt::format("position must be one of north-west, north-east, "
+                                       "south-west, south-east, centre, not '{}'",
+                                       op.args[pos_arg]));
+      if (size_t(n) > pos_arg + 1) LUMEN_RETURN_IF_ERROR(num(pos_arg + 1, 0, 1, "the opacity"));
+    } else if (name == "effort") {
+      LUMEN_RETURN_IF_ERROR(num(0, 0, 9, "the effort"));
+    }
+    op.name = name;
+    chain.ops.push_back(std::move(op));
+  }
+  return chain;
+}
+
+}  // namespace lumen

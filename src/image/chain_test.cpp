@@ -1,0 +1,63 @@
+#include <gtest/gtest.h>
+
+#include "lumen/image/chain.h"
+
+namespace lumen {
+namespace {
+
+TEST(Chain, ParsesOperationsArgumentsQuotesAndTheFormat) {
+  auto c = ParseChain(
+      R"(fit:1600x1200,sharpen:0.5:1.2,watermark:"(c) me, 2024":24:south-east:0.4,webp:82)");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_EQ(c->ops.size(), 3u);
+  EXPECT_EQ(c->ops[0].name, "fit");
+  EXPECT_EQ(c->ops[0].args, std::vector<std::string>{"1600x1200"});
+  EXPECT_EQ(c->ops[1].args, (std::vector<std::string>{"0.5", "1.2"}));
+  EXPECT_EQ(c->ops[2].args, (std::vector<std::string>{"(c) me, 2024", "24", "south-east", "0.4"}));
+  EXPECT_EQ(c->ops[2].pos, 31u);
+  EXPECT_EQ(c->format, "webp");
+  EXPECT_EQ(c->quality, 82);
+  auto q = ParseChain(R"(watermark:"say ""hi""",GRAYSCALE,jpg)");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_EQ(q->ops[0].args[0], "say \"hi\"");
+  EXPECT_EQ(q->ops[1].name, "grayscale");
+  EXPECT_EQ(q->format, "jpeg");
+  EXPECT_EQ(q->quality, 0);
+  auto none = ParseChain("resize:0.5");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->format, "");
+}
+
+TEST(Chain, RejectsBadInputWithThePosition) {
+  struct Case {
+    const char* chain;
+    const char* why;
+    size_t pos;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"fit:1600x1200,blurr:2", "unknown operation 'blurr'", 15},
+           {"fit:1600", "fit needs WxH", 5},
+           {"fit", "fit takes 1 argument", 1},
+           {"resize:0.5,,webp", "empty operation", 12},
+           {"webp:82,fit:10x10", "must be the last operation", 1},
+           {"jpeg:101", "quality must be 1-100", 6},
+           {"blur:-1", "sigma must be a number", 1},
+           {"flip:x", "flip takes h or v", 6},
+           {"watermark:\"open", "unterminated quote", 11},
+           {"watermark:\"a\"b", "text after a closing quote", 14},
+           {"watermark:hi:24:middle", "position must be one of", 1},
+           {"fi$t:10x10", "unexpected '$'", 3},
+           {"crop:1:2:3", "crop needs X:Y:W:H", 6},
+       }) {
+    auto c = ParseChain(k.chain);
+    ASSERT_FALSE(c.ok()) << k.chain;
+    EXPECT_EQ(c.status().code(), Code::kInvalid);
+    EXPECT_NE(c.status().message().find(k.why), std::string::npos)
+        << k.chain << ": " << c.status().message();
+    EXPECT_NE(c.status().message().find("position " + std::to_string(k.pos)), std::string::npos)
+        << k.chain << ": " << c.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace lumen

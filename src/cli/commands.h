@@ -78,6 +78,10 @@ struct Options {
   bool describe_records = true;      // print enrichment records
   bool describe_append = false;      // append them to --output (process)
   bool describe_skip_index = false;  // the caller has just indexed the folders
+  // convert
+  std::string chain;
+  std::string name_template = "{stem}.{ext}";
+  bool in_place = false;
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";
@@ -112,6 +116,7 @@ int RunOrganize(const Options& o, const char* argv0);
 int RunUndo(const Options& o, bool redo);
 int RunHistory(const Options& o);
 int RunDescribe(const Options& o, const char* argv0);
+int RunConvert(const Options& o, const char* argv0);
 
 // A duplicate to act on: `path` holds asset `asset`; `keeper` is the copy kept.
 struct DupeVictim {

@@ -219,6 +219,22 @@ int main(int argc, char** argv) {
   describe->add_flag("-q,--quiet", o.quiet, "no summary");
   describe->add_flag("-v,--verbose", o.verbose, "list every failure");
 
+  auto* convert = app.add_subcommand(
+      "convert",
+      "batch image operations: 'fit:1600x1600,sharpen:0.5,watermark:\"(c) me\",webp:82'");
+  convert->add_option("paths", o.paths, "images or folders")->required();
+  convert->add_option("--chain", o.chain, "the operations (see README: Convert)")->required();
+  convert->add_option("-o,--output", o.output, "output folder");
+  convert->add_option("--name", o.name_template,
+                      "output file name: {stem} {ext} {w} {h} (default {stem}.{ext})");
+  convert->add_flag("--skip-existing", o.skip_existing, "skip images whose output exists");
+  convert->add_flag("--in-place", o.in_place,
+                    "replace each input (written beside it, fsynced, renamed over it)");
+  convert->add_option("-j,--jobs", o.jobs, "images at once (default: all cores)")
+      ->check(CLI::Range(0, 1024));
+  convert->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
+  convert->add_flag("-v,--verbose", o.verbose, "list every failure");
+
   auto add_run_cmd = [&](const char* name, const char* help) {
     auto* c = app.add_subcommand(name, help);
     c->add_option("run", o.run_id, "run number (lumen history); default: the latest");
@@ -340,6 +356,7 @@ int main(int argc, char** argv) {
   if (redo->parsed()) return lumen::cli::RunUndo(o, true);
   if (history->parsed()) return lumen::cli::RunHistory(o);
   if (describe->parsed()) return lumen::cli::RunDescribe(o, argv[0]);
+  if (convert->parsed()) return lumen::cli::RunConvert(o, argv[0]);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);

@@ -1,0 +1,32 @@
+// Carrying out an operation chain (chain.h) on one image file with libvips: one pipeline per
+// image, colour managed (an embedded ICC profile is honoured, output sRGB), upright (EXIF
+// orientation applied). When the chain starts with fit or fill the image is opened with
+// shrink-on-load (vips_thumbnail), so a 20 MP JPEG never exists at full size in memory.
+// The output is written to a temporary name beside it, fsynced and renamed into place.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "lumen/image/chain.h"
+#include "lumen/util/status.h"
+
+namespace lumen {
+
+struct ConvertResult {
+  int width = 0, height = 0;
+  std::string format;  // jpeg, webp, ...
+  uint64_t bytes = 0;
+};
+
+// The output format of `chain` for `input` (the chain's, else the input's by extension) and
+// its usual extension ("jpg", "webp", ...).
+std::string OutputFormat(const Chain& chain, const std::string& input);
+std::string FormatExtension(const std::string& format);
+
+// Errors name the file: Corrupt/Unsupported for inputs libvips cannot read, Invalid for a chain
+// that does not fit the image (a crop outside it), Io for the output.
+Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
+                                  const std::string& output);
+
+}  // namespace lumen

@@ -1,0 +1,286 @@
+#include "lumen/image/convert.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <vips/vips8>
+
+#include <fmt/format.h>
+
+namespace lumen {
+namespace {
+
+using vips::VError;
+using vips::VImage;
+
+double Num(const std::string& s) {
+  return std::strtod(s.c_str(), nullptr);
+}
+void Size(const std::string& s, int* w, int* h) {
+  const size_t x = s.find('x');
+  *w = std::atoi(s.substr(0, x).c_str());
+  *h = std::atoi(s.substr(x + 1).c_str());
+}
+VipsInteresting Interesting(const std::string& s) {
+  if (s == "attention") return VIPS_INTERESTING_ATTENTION;
+  if (s == "entropy") return VIPS_INTERESTING_ENTROPY;
+  return VIPS_INTERESTING_CENTRE;
+}
+VipsKernel Kernel(const std::string& s) {
+  if (s == "lanczos2") return VIPS_KERNEL_LANCZOS2;
+  if (s == "cubic") return VIPS_KERNEL_CUBIC;
+  if (s == "linear") return VIPS_KERNEL_LINEAR;
+  if (s == "nearest") return VIPS_KERNEL_NEAREST;
+  return VIPS_KERNEL_LANCZOS3;
+}
+std::vector<double> Colour(const std::string& s) {
+  if (s == "white") return {255, 255, 255};
+  if (s.size() == 7 && s[0] == '#') {
+    auto hex = [&](size_t i) { return double(std::stoi(s.substr(i, 2), nullptr, 16)); };
+    return {hex(1), hex(3), hex(5)};
+  }
+  return {0, 0, 0};  // black, and anything unknown
+}
+
+// The image's colour bands and its alpha (if any), as separate images.
+void SplitAlpha(const VImage& img, VImage* colour, VImage* alpha, bool* has_alpha) {
+  *has_alpha = img.has_alpha();
+  if (*has_alpha) {
+    *colour = img.extract_band(0, VImage::option()->set("n", img.bands() - 1));
+    *alpha = img.extract_band(img.bands() - 1);
+  } else {
+    *colour = img;
+  }
+}
+VImage JoinAlpha(const VImage& colour, const VImage& alpha, bool has_alpha) {
+  return has_alpha ? colour.bandjoin(alpha) : colour;
+}
+// A per-band transfer function applied through a LUT (colour bands only).
+template <typename F>
+VImage ApplyCurve(const VImage& img, F f) {
+  VImage lut = VImage::identity();
+  std::vector<double> v(256);
+  for (int i = 0; i < 256; ++i) v[size_t(i)] = std::clamp(f(double(i)), 0.0, 255.0);
+  lut = VImage::new_matrix(256, 1, v.data(), 256).cast(VIPS_FORMAT_UCHAR);
+  VImage colour, alpha;
+  bool has_alpha;
+  SplitAlpha(img, &colour, &alpha, &has_alpha);
+  return JoinAlpha(colour.maplut(lut), alpha, has_alpha);
+}
+
+void Place(const std::string& pos, int W, int H, int w, int h, int* x, int* y) {
+  const int m = std::max(4, std::min(W, H) / 50);  // margin
+  *x = pos == "north-west" || pos == "south-west" ? m : pos == "centre" ? (W - w) / 2 : W - w - m;
+  *y = pos == "north-west" || pos == "north-east" ? m : pos == "centre" ? (H - h) / 2 : H - h - m;
+}
+
+// `over` (RGBA) composited onto `img` at `pos` with `opacity`.
+VImage Stamp(const VImage& img, VImage over, const std::string& pos, double opacity) {
+  if (!over.has_alpha()) over = over.bandjoin(255);
+  if (over.bands() == 2) over = over.extract_band(0).bandjoin({over.extract_band(0), over});
+  VImage a = over.extract_band(3) * opacity;
+  over = over.extract_band(0, VImage::option()->set("n", 3))
+             .bandjoin(a.cast(VIPS_FORMAT_UCHAR))
+             .copy(VImage::option()->set("interpretation", VIPS_INTERPRETATION_sRGB));
+  int x, y;
+  Place(pos, img.width(), img.height(), over.width(), over.height(), &x, &y);
+  VImage base = img.bands() < 3 ? img.colourspace(VIPS_INTERPRETATION_sRGB) : img;
+  return base.composite2(over, VIPS_BLEND_MODE_OVER, VImage::option()->set("x", x)->set("y", y));
+}
+
+VImage Apply(VImage img, const ChainOp& op, const std::string& input) {
+  const auto& a = op.args;
+  const std::string& n = op.name;
+  if (n == "fit" || n == "fill") {
+    int w, h;
+    Size(a[0], &w, &h);
+    auto o = VImage::option()->set("height", h)->set("size", VIPS_SIZE_DOWN);
+    if (n == "fill") o->set("crop", Interesting(a.size() > 1 ? a[1] : "centre"));
+    return img.thumbnail_image(w, o);
+  }
+  if (n == "resize")
+    return img.resize(Num(a[0]),
+                      VImage::option()->set("kernel", Kernel(a.size() > 1 ? a[1] : "lanczos3")));
+  if (n == "crop") {
+    if (a.size() == 4) {
+      const int x = int(Num(a[0])), y = int(Num(a[1])), w = int(Num(a[2])), h = int(Num(a[3]));
+      if (w < 1 || h < 1 || x + w > img.width() || y + h > img.height())
+        throw VError(fmt::format("crop {}:{}:{}:{} is outside the {}x{} image", x, y, w, h,
+                                 img.width(), img.height()));
+      return img.extract_area(x, y, w, h);
+    }
+    int w, h;
+    Size(a[0], &w, &h);
+    return img.smartcrop(
+        std::min(w, img.width()), std::min(h, img.height()),
+        VImage::option()->set("interesting", Interesting(a.size() > 1 ? a[1] : "attention")));
+  }
+  if (n == "rotate") {
+    const double d = std::fmod(Num(a[0]) + 360.0, 360.0);
+    if (d == 0) return img;
+    if (d == 90) return img.rot(VIPS_ANGLE_D90);
+    if (d == 180) return img.rot(VIPS_ANGLE_D180);
+    if (d == 270) return img.rot(VIPS_ANGLE_D270);
+    return img.rotate(d);
+  }
+  if (n == "autorotate") return img.autorot();
+  if (n == "flip")
+    return img.flip(a[0] == "h" ? VIPS_DIRECTION_HORIZONTAL : VIPS_DIRECTION_VERTICAL);
+  if (n == "blur") return img.gaussblur(Num(a[0]));
+  if (n == "sharpen") {
+    auto o = VImage::option();
+    if (!a.empty()) o->set("sigma", Num(a[0]));
+    if (a.size() > 1) o->set("m2", Num(a[1]));
+    return img.sharpen(o).colourspace(VIPS_INTERPRETATION_sRGB);
+  }
+  if (n == "brightness") {
+    const double f = Num(a[0]);
+    return ApplyCurve(img, [f](double v) { return v * f; });
+  }
+  if (n == "contrast") {
+    const double f = Num(a[0]);
+    return ApplyCurve(img, [f](double v) { return (v - 128) * f + 128; });
+  }
+  if (n == "gamma") {
+    const double g = Num(a[0]);
+    return ApplyCurve(img, [g](double v) { return 255.0 * std::pow(v / 255.0, 1.0 / g); });
+  }
+  if (n == "saturation") {
+    VImage colour, alpha;
+    bool has_alpha;
+    SplitAlpha(img, &colour, &alpha, &has_alpha);
+    if (colour.bands() < 3) return img;
+    VImage lch = colour.colourspace(VIPS_INTERPRETATION_LCH);
+    lch = lch * std::vector<double>{1, Num(a[0]), 1};
+    return JoinAlpha(lch.colourspace(VIPS_INTERPRETATION_sRGB).cast(VIPS_FORMAT_UCHAR), alpha,
+                     has_alpha);
+  }
+  if (n == "grayscale") return img.colourspace(VIPS_INTERPRETATION_B_W);
+  if (n == "edges") {
+    VImage g = img.colourspace(VIPS_INTERPRETATION_B_W).extract_band(0);
+    if (!a.empty() && a[0] == "canny") return (g.canny() * 4).cast(VIPS_FORMAT_UCHAR);
+    return g.sobel().cast(VIPS_FORMAT_UCHAR);
+  }
+  if (n == "border") {
+    const int px = int(Num(a[0]));
+    std::vector<double> bg = Colour(a.size() > 1 ? a[1] : "black");
+    bg.resize(size_t(img.bands()), img.has_alpha() ? 255 : bg.empty() ? 0 : bg[0]);
+    return img.embed(
+        px, px, img.width() + 2 * px, img.height() + 2 * px,
+        VImage::option()->set("extend", VIPS_EXTEND_BACKGROUND)->set("background", bg));
+  }
+  if (n == "watermark") {
+    const int size = a.size() > 1 ? int(Num(a[1])) : std::max(12, img.width() / 30);
+    VImage mask = VImage::text(
+        a[0].c_str(),
+        VImage::option()->set("font", fmt::format("sans {}", size).c_str())->set("dpi", 72));
+    VImage rgba = mask.new_from_image({255, 255, 255}).cast(VIPS_FORMAT_UCHAR).bandjoin(mask);
+    return Stamp(img, rgba, a.size() > 2 ? a[2] : "south-east", a.size() > 3 ? Num(a[3]) : 0.5);
+  }
+  if (n == "overlay") {
+    std::string path = a[0];
+    if (!std::filesystem::path(path).is_absolute())
+      path = (std::filesystem::path(input).parent_path() / path).string();
+    VImage over = VImage::new_from_file(path.c_str()).colourspace(VIPS_INTERPRETATION_sRGB);
+    return Stamp(img, over, a.size() > 1 ? a[1] : "south-east", a.size() > 2 ? Num(a[2]) : 1.0);
+  }
+  return img;  // strip, keep, lossless, effort: options of the output
+}
+
+}  // namespace
+
+std::string OutputFormat(const Chain& chain, const std::string& input) {
+  if (!chain.format.empty()) return chain.format;
+  std::string ext = std::filesystem::path(input).extension().string();
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == ".png") return "png";
+  if (ext == ".webp") return "webp";
+  if (ext == ".tif" || ext == ".tiff") return "tiff";
+  if (ext == ".avif") return "avif";
+  return "jpeg";  // JPEG, and formats lumen reads but does not write (HEIC, GIF, ...)
+}
+
+std::string FormatExtension(const std::string& format) {
+  return format == "jpeg" ? "jpg" : format == "tiff" ? "tif" : format;
+}
+
+Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
+                                  const std::string& output) {
+  const std::string format = OutputFormat(chain, input);
+  const std::string tmp =
+      fmt::format("{}.lumen-{}.{}", output, ::getpid(), FormatExtension(format));
+  try {
+    bool strip = false, lossless = false;
+    int effort = -1;
+    for (const auto& op : chain.ops) {
+      if (op.name == "strip") strip = true;
+      if (op.name == "keep") strip = false;
+      if (op.name == "lossless") lossless = true;
+      if (op.name == "effort") effort = int(Num(op.args[0]));
+    }
+    VImage img;
+    size_t first = 0;
+    if (!chain.ops.empty() && (chain.ops[0].name == "fit" || chain.ops[0].name == "fill")) {
+      // Shrink-on-load, orientation applied, colour managed to sRGB.
+      int w, h;
+      Size(chain.ops[0].args[0], &w, &h);
+      auto o = VImage::option()->set("height", h)->set("size", VIPS_SIZE_DOWN);
+      if (chain.ops[0].name == "fill")
+        o->set("crop", Interesting(chain.ops[0].args.size() > 1 ? chain.ops[0].args[1] : "centre"));
+      img = VImage::thumbnail(input.c_str(), w, o);
+      first = 1;
+    } else {
+      img = VImage::new_from_file(input.c_str()).autorot();
+      if (img.get_typeof(VIPS_META_ICC_NAME))
+        img = img.icc_transform("srgb", VImage::option()->set("embedded", true));
+      else if (img.interpretation() != VIPS_INTERPRETATION_B_W &&
+               img.interpretation() != VIPS_INTERPRETATION_sRGB)
+        img = img.colourspace(VIPS_INTERPRETATION_sRGB);
+    }
+    for (size_t i = first; i < chain.ops.size(); ++i) img = Apply(img, chain.ops[i], input);
+    if (img.format() != VIPS_FORMAT_UCHAR) img = img.cast(VIPS_FORMAT_UCHAR);
+    if (format == "jpeg" && img.has_alpha())
+      img = img.flatten(VImage::option()->set("background", std::vector<double>{255, 255, 255}));
+    auto o = VImage::option()->set("strip", strip);
+    if (chain.quality > 0 && format != "png") o->set("Q", chain.quality);
+    if (format == "webp" || format == "avif") {
+      if (lossless) o->set("lossless", true);
+      if (effort >= 0) o->set("effort", std::min(effort, format == "webp" ? 6 : 9));
+    }
+    if (format == "png" && effort >= 0) o->set("compression", effort);
+    img.write_to_file(tmp.c_str(), o);
+  } catch (const VError& e) {
+    std::remove(tmp.c_str());
+    std::string why = e.what();
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    const auto nl = why.find('\n');
+    if (nl != std::string::npos) why = why.substr(0, nl);
+    return Status::Corrupt(fmt::format("{}: {}", input, why));
+  }
+  const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, output, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    return Status::Io(fmt::format("cannot write {}: {}", output, ec.message()));
+  }
+  ConvertResult r;
+  r.format = format;
+  r.bytes = std::filesystem::file_size(output, ec);
+  try {
+    VImage out = VImage::new_from_file(output.c_str());
+    r.width = out.width();
+    r.height = out.height();
+  } catch (const VError&) {
+  }
+  return r;
+}
+
+}  // namespace lumen

@@ -1,5 +1,8 @@
 #include "config.h"
 
+// cpptoml's option<T> trips GCC 12's -Wmaybe-uninitialized at -O2 with sanitizers (inside the
+// library header, where the value is never read uninitialised).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <cpptoml.h>
 
 #include <cstdlib>

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# lumen convert against ImageMagick and chained vips CLI calls, same photos, same chain
+# (fit 1600x1600, sharpen, WebP 82), same 2 cores, one run; and peak RSS on a 20 MP photo.
+#   bench/convert_bench.sh      (needs build/ and ImageMagick: apt-get install imagemagick)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lumen="$repo/build/src/cli/lumen"
+corpus="${LUMEN_BENCH_CORPUS:-$repo/bench/corpus/photos}"
+"$repo/scripts/fetch-photos.sh" bench "$corpus"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/in"
+# The photos of 2 MP and more, flattened into one folder.
+find "$corpus" -type f -iname '*.jpg' -size +300k | sort | head -40 | while read -r f; do
+  cp "$f" "$work/in/$(echo "${f#"$corpus"/}" | tr '/' '_')"
+done
+n=$(ls "$work/in" | wc -l)
+mb=$(du -sm "$work/in" | cut -f1)
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+mkdir -p "$work/im" "$work/vips"
+t_lumen=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
+t_im=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -n 10 mogrify -path '$work/im' -auto-orient -resize '1600x1600>' -unsharp 0x1 -quality 82 -format webp")
+t_vips=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -I{} sh -c 'b=\$(basename {} .jpg); vipsthumbnail {} --size 1600x1600 -o $work/vips/\$b.v && vips sharpen $work/vips/\$b.v $work/vips/\$b.s.v && vips webpsave $work/vips/\$b.s.v $work/vips/\$b.webp --Q 82 && rm $work/vips/\$b.v $work/vips/\$b.s.v'")
+printf '| %d photos (%d MB) | lumen convert | ImageMagick mogrify (2 procs) | vips CLI chain (2 procs) |\n|---|---|---|---|\n' "$n" "$mb"
+printf '| seconds | %.2f | %.2f | %.2f |\n' "$t_lumen" "$t_im" "$t_vips"
+printf '| images/s | %.1f | %.1f | %.1f |\n' "$(echo "$n / $t_lumen" | bc -l)" "$(echo "$n / $t_im" | bc -l)" "$(echo "$n / $t_vips" | bc -l)"
+printf '| lumen is | 1x | %.1fx faster | %.1fx faster |\n' "$(echo "$t_im / $t_lumen" | bc -l)" "$(echo "$t_vips / $t_lumen" | bc -l)"
+# Peak memory on one 20 MP photo (5472x3648).
+big="$work/big.jpg"
+first=$(ls "$work/in"/*.jpg | head -1)
+vips resize "$first" "$work/big.v" "$(echo "5472 / $(vipsheader -f width "$first")" | bc -l)"
+vips extract_area "$work/big.v" "$big[Q=90]" 0 0 5472 "$(( $(vipsheader -f height "$work/big.v") < 3648 ? $(vipsheader -f height "$work/big.v") : 3648 ))"
+rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk '/Maximum resident/ {print $6}'; }
+mkdir -p "$work/one"
+r_lumen=$(rss "$lumen" convert "$big" -o "$work/one" --chain 'fit:1600x1600,sharpen,webp:82' -q)
+r_im=$(rss /usr/bin/convert "$big" -auto-orient -resize '1600x1600>' -unsharp 0x1 -quality 82 "$work/one/im.webp")
+printf '\nPeak RSS, one %s photo: lumen %d MB, ImageMagick %d MB (%.1fx less)\n' \
+  "$(vipsheader -f width "$big")x$(vipsheader -f height "$big")" $((r_lumen / 1024)) $((r_im / 1024)) \
+  "$(echo "$r_im / $r_lumen" | bc -l)"

@@ -82,6 +82,7 @@ struct Options {
   std::string chain;
   std::string name_template = "{stem}.{ext}";
   bool in_place = false;
+  std::string preset = "balanced";
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";

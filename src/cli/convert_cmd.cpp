@@ -60,6 +60,11 @@ int RunConvert(const Options& o, const char* argv0) {
     log::Error(chain.status().message());
     return kExitError;
   }
+  if (!IsPreset(o.preset)) {
+    log::Error(fmt::format("unknown --preset {}: draft, fast, balanced, high or ultra", o.preset));
+    return kExitError;
+  }
+  const Preset preset{o.preset};
   if (o.output.empty() && !o.in_place) {
     log::Error("convert needs -o OUTDIR (or --in-place to replace the inputs)");
     return kExitError;
@@ -108,7 +113,7 @@ int RunConvert(const Options& o, const char* argv0) {
       Result<ConvertResult> r = Status::Internal("not run");
       if (o.in_place) {
         out = in.string();  // written beside it and renamed over it (atomic)
-        r = ConvertFile(in.string(), *chain, out);
+        r = ConvertFile(in.string(), *chain, out, preset);
       } else {
         // The name may need the result's size: known names are checked first.
         const bool sized = o.name_template.find("{w}") != std::string::npos ||
@@ -126,7 +131,7 @@ int RunConvert(const Options& o, const char* argv0) {
           const std::string target =
               sized ? (fs::path(o.output) / fmt::format(".lumen-convert-{}.{}", i, ext)).string()
                     : out;
-          r = ConvertFile(in.string(), *chain, target);
+          r = ConvertFile(in.string(), *chain, target, preset);
           if (r.ok() && sized) {
             out = (fs::path(o.output) / OutputName(o.name_template, in, ext, r->width, r->height))
                       .string();

@@ -228,6 +228,11 @@ int main(int argc, char** argv) {
   convert->add_option("--name", o.name_template,
                       "output file name: {stem} {ext} {w} {h} (default {stem}.{ext})");
   convert->add_flag("--skip-existing", o.skip_existing, "skip images whose output exists");
+  convert
+      ->add_option("--preset", o.preset,
+                   "draft, fast, balanced (default), high, ultra: resampling kernel, encoder "
+                   "effort, chroma subsampling")
+      ->check(CLI::IsMember({"draft", "fast", "balanced", "high", "ultra"}));
   convert->add_flag("--in-place", o.in_place,
                     "replace each input (written beside it, fsynced, renamed over it)");
   convert->add_option("-j,--jobs", o.jobs, "images at once (default: all cores)")

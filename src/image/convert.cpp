@@ -91,7 +91,7 @@ VImage Stamp(const VImage& img, VImage over, const std::string& pos, double opac
   return base.composite2(over, VIPS_BLEND_MODE_OVER, VImage::option()->set("x", x)->set("y", y));
 }
 
-VImage Apply(VImage img, const ChainOp& op, const std::string& input) {
+VImage Apply(VImage img, const ChainOp& op, const std::string& input, VipsKernel kernel) {
   const auto& a = op.args;
   const std::string& n = op.name;
   if (n == "fit" || n == "fill") {
@@ -103,7 +103,7 @@ VImage Apply(VImage img, const ChainOp& op, const std::string& input) {
   }
   if (n == "resize")
     return img.resize(Num(a[0]),
-                      VImage::option()->set("kernel", Kernel(a.size() > 1 ? a[1] : "lanczos3")));
+                      VImage::option()->set("kernel", a.size() > 1 ? Kernel(a[1]) : kernel));
   if (n == "crop") {
     if (a.size() == 4) {
       const int x = int(Num(a[0])), y = int(Num(a[1])), w = int(Num(a[2])), h = int(Num(a[3]));
@@ -190,7 +190,30 @@ VImage Apply(VImage img, const ChainOp& op, const std::string& input) {
   return img;  // strip, keep, lossless, effort: options of the output
 }
 
+struct PresetValues {
+  const char* name;
+  VipsKernel kernel;
+  int effort;     // WebP scale 0-6 (AVIF and PNG scaled from it)
+  int subsample;  // 1 on, 0 off, -1 libvips' choice
+};
+constexpr PresetValues kPresets[] = {
+    {"draft", VIPS_KERNEL_LINEAR, 0, 1},       {"fast", VIPS_KERNEL_CUBIC, 2, 1},
+    {"balanced", VIPS_KERNEL_LANCZOS3, 4, -1}, {"high", VIPS_KERNEL_LANCZOS3, 5, 0},
+    {"ultra", VIPS_KERNEL_LANCZOS3, 6, 0},
+};
+const PresetValues& Values(const Preset& p) {
+  for (const auto& v : kPresets)
+    if (p.name == v.name) return v;
+  return kPresets[2];
+}
+
 }  // namespace
+
+bool IsPreset(const std::string& name) {
+  for (const auto& v : kPresets)
+    if (name == v.name) return true;
+  return false;
+}
 
 std::string OutputFormat(const Chain& chain, const std::string& input) {
   if (!chain.format.empty()) return chain.format;
@@ -208,7 +231,8 @@ std::string FormatExtension(const std::string& format) {
 }
 
 Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
-                                  const std::string& output) {
+                                  const std::string& output, const Preset& preset) {
+  const PresetValues& pv = Values(preset);
   const std::string format = OutputFormat(chain, input);
   const std::string tmp =
       fmt::format("{}.lumen-{}.{}", output, ::getpid(), FormatExtension(format));
@@ -240,17 +264,22 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
                img.interpretation() != VIPS_INTERPRETATION_sRGB)
         img = img.colourspace(VIPS_INTERPRETATION_sRGB);
     }
-    for (size_t i = first; i < chain.ops.size(); ++i) img = Apply(img, chain.ops[i], input);
+    for (size_t i = first; i < chain.ops.size(); ++i)
+      img = Apply(img, chain.ops[i], input, pv.kernel);
     if (img.format() != VIPS_FORMAT_UCHAR) img = img.cast(VIPS_FORMAT_UCHAR);
     if (format == "jpeg" && img.has_alpha())
       img = img.flatten(VImage::option()->set("background", std::vector<double>{255, 255, 255}));
     auto o = VImage::option()->set("strip", strip);
     if (chain.quality > 0 && format != "png") o->set("Q", chain.quality);
+    if (effort < 0) effort = format == "avif" ? (pv.effort * 9 + 3) / 6 : pv.effort;
     if (format == "webp" || format == "avif") {
       if (lossless) o->set("lossless", true);
-      if (effort >= 0) o->set("effort", std::min(effort, format == "webp" ? 6 : 9));
+      o->set("effort", std::min(effort, format == "webp" ? 6 : 9));
     }
-    if (format == "png" && effort >= 0) o->set("compression", effort);
+    if (format == "png") o->set("compression", std::min(9, effort * 3 / 2));
+    if (format == "jpeg" && pv.subsample >= 0)
+      o->set("subsample_mode",
+             pv.subsample ? VIPS_FOREIGN_SUBSAMPLE_ON : VIPS_FOREIGN_SUBSAMPLE_OFF);
     img.write_to_file(tmp.c_str(), o);
   } catch (const VError& e) {
     std::remove(tmp.c_str());

@@ -115,6 +115,20 @@ class Convert(unittest.TestCase):
         self.convert("fit:400x400,strip,jpeg:85")
         self.assertIsNone(self.exif_make(os.path.join(self.out, "photo.jpg")))
 
+    def test_presets_trade_size_for_speed(self):
+        # A photo-like texture (blurred noise): more encoder effort finds a smaller file.
+        from PIL import ImageFilter
+        rnd = __import__("random").Random(3)
+        Image.frombytes("RGB", (640, 480), bytes(rnd.randrange(256) for _ in range(640 * 480 * 3))).filter(
+            ImageFilter.GaussianBlur(3)).save(self.photo, quality=95)
+        sizes = {}
+        for preset in ("draft", "ultra"):
+            self.convert("webp:80", "--preset", preset)
+            sizes[preset] = os.path.getsize(os.path.join(self.out, "photo.webp"))
+        self.assertLess(sizes["ultra"], sizes["draft"])
+        p = run("convert", self.src, "-o", self.out, "--chain", "webp", "--preset", "turbo")
+        self.assertEqual(p.returncode, EXIT_ERROR)
+
     def test_naming_skip_in_place_and_errors(self):
         with open(os.path.join(self.src, "broken.jpg"), "wb") as f:
             f.write(b"\xff\xd8\xff\xe0 not really a jpeg")

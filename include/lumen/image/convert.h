@@ -24,9 +24,20 @@ struct ConvertResult {
 std::string OutputFormat(const Chain& chain, const std::string& input);
 std::string FormatExtension(const std::string& format);
 
+// Quality presets: the resampling kernel of `resize`, the encoder effort (WebP 0-6, AVIF 0-9,
+// PNG compression) and JPEG chroma subsampling, where the chain does not say (`effort:N`).
+//   draft   linear,   effort 0, 4:2:0       fast  cubic,    effort 2, 4:2:0
+//   balanced lanczos3, effort 4, libvips' choice (default)
+//   high    lanczos3, effort 5, 4:4:4       ultra lanczos3, effort 6 (AVIF 9), 4:4:4
+struct Preset {
+  std::string name = "balanced";
+};
+// False for an unknown preset name.
+bool IsPreset(const std::string& name);
+
 // Errors name the file: Corrupt/Unsupported for inputs libvips cannot read, Invalid for a chain
 // that does not fit the image (a crop outside it), Io for the output.
 Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
-                                  const std::string& output);
+                                  const std::string& output, const Preset& preset = {});
 
 }  // namespace lumen

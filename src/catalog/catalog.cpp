@@ -168,6 +168,20 @@ int64_t Now() {
   return static_cast<int64_t>(::time(nullptr));
 }
 
+// The byte range [lo, hi) of the paths strictly under folder `root` ('0' follows '/').
+std::pair<std::string, std::string> PathRange(const std::string& root) {
+  if (root == "/") return {"/", "0"};
+  return {root + "/", root + "0"};
+}
+
+// Binds ?1 = root, ?2/?3 = its PathRange: for "path=?1 OR (path>=?2 AND path<?3)".
+void BindUnderRoot(sql::Stmt& s, const std::string& root) {
+  const auto [lo, hi] = PathRange(root);
+  s.BindBlob(1, root.data(), root.size())
+      .BindBlob(2, lo.data(), lo.size())
+      .BindBlob(3, hi.data(), hi.size());
+}
+
 }  // namespace
 
 std::string DefaultCatalogPath() {
@@ -346,11 +360,7 @@ Status Catalog::LoadLocations(const std::vector<std::string>& roots,
                         "WHERE path=?1 OR (path>=?2 AND path<?3)");
   if (!s.ok()) return s.status();
   for (const auto& root : roots) {
-    std::string lo = root == "/" ? "/" : root + "/";
-    std::string hi = root == "/" ? "0" : root + "0";  // '0' follows '/' in byte order
-    s->BindBlob(1, root.data(), root.size())
-        .BindBlob(2, lo.data(), lo.size())
-        .BindBlob(3, hi.data(), hi.size());
+    BindUnderRoot(*s, root);
     Status st;
     while (s->Step(&st)) {
       KnownLocation k;
@@ -588,11 +598,7 @@ Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Pl
                         "ORDER BY MAX(confidence) DESC, term");
   if (!t.ok()) return t.status();
   for (const auto& root : roots) {
-    std::string lo = root == "/" ? "/" : root + "/";
-    std::string hi = root == "/" ? "0" : root + "0";
-    s->BindBlob(1, root.data(), root.size())
-        .BindBlob(2, lo.data(), lo.size())
-        .BindBlob(3, hi.data(), hi.size());
+    BindUnderRoot(*s, root);
     Status st;
     while (s->Step(&st)) {
       Placed p;
@@ -744,8 +750,7 @@ Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const AssetFilter& f) 
       "LEFT JOIN metadata m ON m.asset_id=a.id WHERE 1=1";
   std::vector<std::string> binds;
   if (!folder.empty()) {
-    std::string lo = folder == "/" ? "/" : folder + "/";
-    std::string hi = folder == "/" ? "0" : folder + "0";
+    const auto [lo, hi] = PathRange(folder);
     binds.push_back(lo);
     binds.push_back(hi);
     q += fmt::format(" AND l.path>=CAST(?{} AS BLOB) AND l.path<CAST(?{} AS BLOB)",

@@ -165,14 +165,6 @@ Result<std::vector<JournalRun>> Journal::Runs() {
   return out;
 }
 
-Result<std::optional<JournalRun>> Journal::GetRun(int64_t id) {
-  auto runs = Runs();
-  if (!runs.ok()) return runs.status();
-  for (auto& r : *runs)
-    if (r.id == id) return std::optional<JournalRun>(std::move(r));
-  return std::optional<JournalRun>();
-}
-
 Result<std::vector<JournalOp>> Journal::LoadOps(int64_t run) {
   LUMEN_RETURN_IF_ERROR(Flush());
   auto s = sql::Prepare(cat_->db(),

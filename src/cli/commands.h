@@ -123,7 +123,6 @@ int RunConvert(const Options& o, const char* argv0);
 struct DupeVictim {
   std::string path, keeper;
   int64_t asset = 0;
-  bool identical = false;  // same content as the keeper
 };
 }  // namespace lumen::cli
 namespace lumen {

@@ -222,7 +222,7 @@ int RunDupes(const Options& o) {
           ++not_identical;
           continue;
         }
-        victims.push_back({mem.path, g.members[0].path, items[mem.item].asset, identical});
+        victims.push_back({mem.path, g.members[0].path, items[mem.item].asset});
       }
     if (not_identical)
       log::Info(

@@ -73,7 +73,6 @@ class Journal {
   Result<int64_t> CreateRun(const std::string& command, const std::string& args_json,
                             const std::vector<JournalOp>& ops);
   Result<std::vector<JournalRun>> Runs();
-  Result<std::optional<JournalRun>> GetRun(int64_t id);
   Result<std::vector<JournalOp>> LoadOps(int64_t run);
   Status SetRunState(int64_t run, const std::string& state);
 

@@ -21,7 +21,7 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates clang-format
-  libvips-dev libvips-tools libturbojpeg0-dev libheif-dev libexiv2-dev
+  libvips-dev libvips-tools liblcms2-dev libturbojpeg0-dev libheif-dev libexiv2-dev
   libsqlite3-dev sqlite3 libtbb-dev libxxhash-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -161,6 +161,26 @@ CREATE TABLE enrichments(
   PRIMARY KEY(asset_id, provider, model, prompt_version)
 );
 )sql",
+    // v6 -> v7: the result cache of `lumen convert`: which file a recipe made from which content.
+    R"sql(
+CREATE TABLE conversions(
+  source_hash BLOB NOT NULL,
+  recipe TEXT NOT NULL,
+  output BLOB NOT NULL,
+  out_size INTEGER NOT NULL,
+  out_mtime_ns INTEGER NOT NULL,
+  width INTEGER,
+  height INTEGER,
+  format TEXT,
+  source_path BLOB NOT NULL,
+  source_size INTEGER NOT NULL,
+  source_mtime_ns INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(source_hash, recipe, output)
+) WITHOUT ROWID;
+CREATE INDEX conversions_source ON conversions(source_path);
+CREATE INDEX conversions_output ON conversions(output);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -579,6 +599,95 @@ Status Catalog::PutEnrichment(int64_t asset, const std::string& provider, const 
   if (!s.ok()) return s.status();
   s->Bind(1, asset).Bind(2, provider).Bind(3, model).Bind(4, prompt).Bind(5, e.result);
   s->Bind(6, e.latency_ms).Bind(7, e.tokens).Bind(8, Now());
+  return s->Run();
+}
+
+namespace {
+Catalog::Conversion ReadConversion(const sql::Stmt& s) {
+  Catalog::Conversion c;
+  c.output = s.Blob(0);
+  c.out_size = uint64_t(s.Int(1));
+  c.out_mtime_ns = s.Int(2);
+  c.width = int(s.Int(3));
+  c.height = int(s.Int(4));
+  c.format = s.Text(5);
+  return c;
+}
+constexpr const char* kConversionColumns = "output, out_size, out_mtime_ns, width, height, format";
+}  // namespace
+
+Result<std::optional<Hash128>> Catalog::KnownContent(const std::string& path,
+                                                     const FileIdentity& id) {
+  auto s = sql::Prepare(
+      db_.get(),
+      "SELECT source_hash FROM conversions WHERE source_path=?1 AND source_size=?2 AND "
+      "source_mtime_ns=?3 UNION ALL SELECT a.hash FROM locations l JOIN assets a ON "
+      "a.id=l.asset_id WHERE l.path=?1 AND l.size=?2 AND l.mtime_ns=?3 AND l.state='ok' LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->BindBlob(1, path.data(), path.size()).Bind(2, int64_t(id.size)).Bind(3, id.mtime_ns);
+  Status st;
+  std::optional<Hash128> out;
+  if (s->Step(&st)) {
+    const std::string b = s->Blob(0);
+    if (b.size() == 16) out = Hash128::FromBytes(reinterpret_cast<const unsigned char*>(b.data()));
+  }
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::vector<Catalog::Conversion>> Catalog::FindConversions(const Hash128& source,
+                                                                  const std::string& recipe) {
+  auto s = sql::Prepare(db_.get(), fmt::format("SELECT {} FROM conversions WHERE source_hash=? "
+                                               "AND recipe=? ORDER BY created_at DESC",
+                                               kConversionColumns));
+  if (!s.ok()) return s.status();
+  unsigned char h[16];
+  source.ToBytes(h);
+  s->BindBlob(1, h, 16).Bind(2, recipe);
+  std::vector<Conversion> out;
+  Status st;
+  while (s->Step(&st)) out.push_back(ReadConversion(*s));
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::optional<Catalog::Conversion>> Catalog::ConversionAt(const std::string& output,
+                                                                 const std::string& recipe) {
+  auto s = sql::Prepare(
+      db_.get(),
+      fmt::format("SELECT {} FROM conversions WHERE output=? AND recipe=? ORDER BY created_at "
+                  "DESC LIMIT 1",
+                  kConversionColumns));
+  if (!s.ok()) return s.status();
+  s->BindBlob(1, output.data(), output.size()).Bind(2, recipe);
+  std::optional<Conversion> out;
+  Status st;
+  if (s->Step(&st)) out = ReadConversion(*s);
+  if (!st.ok()) return st;
+  return out;
+}
+
+Status Catalog::PutConversion(const Hash128& source, const std::string& recipe,
+                              const std::string& source_path, const FileIdentity& source_id,
+                              const Conversion& c) {
+  // One output holds one result: an older row for the same file (another recipe or source) is
+  // stale once it is rewritten.
+  auto del = sql::Prepare(db_.get(), "DELETE FROM conversions WHERE output=?");
+  if (!del.ok()) return del.status();
+  del->BindBlob(1, c.output.data(), c.output.size());
+  LUMEN_RETURN_IF_ERROR(del->Run());
+  auto s = sql::Prepare(db_.get(),
+                        "INSERT OR REPLACE INTO conversions(source_hash,recipe,output,out_size,"
+                        "out_mtime_ns,width,height,format,source_path,source_size,"
+                        "source_mtime_ns,created_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+  if (!s.ok()) return s.status();
+  unsigned char h[16];
+  source.ToBytes(h);
+  s->BindBlob(1, h, 16).Bind(2, recipe).BindBlob(3, c.output.data(), c.output.size());
+  s->Bind(4, int64_t(c.out_size)).Bind(5, c.out_mtime_ns).Bind(6, int64_t(c.width));
+  s->Bind(7, int64_t(c.height)).Bind(8, c.format);
+  s->BindBlob(9, source_path.data(), source_path.size()).Bind(10, int64_t(source_id.size));
+  s->Bind(11, source_id.mtime_ns).Bind(12, Now());
   return s->Run();
 }
 

@@ -69,8 +69,8 @@ struct Options {
   std::vector<std::string> taxonomy;  // allowed folder names
   std::string taxonomy_file;
   bool social = false;
-  bool no_cache = false;
-  std::string api_key;  // from the config file (never printed)
+  bool no_cache = false;  // describe, convert: neither use nor fill the result cache
+  std::string api_key;    // from the config file (never printed)
   std::map<std::string, std::map<std::string, double>> profiles;  // [profiles.NAME] overrides
   std::string mmproj;                // --llm local: the vision projector GGUF
   int max_new_tokens = 512;          // tokens to generate at most
@@ -83,6 +83,7 @@ struct Options {
   std::string name_template = "{stem}.{ext}";
   bool in_place = false;
   std::string preset = "balanced";
+  std::string recipe;  // a TOML or JSON file with chain, preset, name, skip_existing
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";

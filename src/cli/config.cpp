@@ -5,10 +5,15 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <cpptoml.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace lumen::cli {
 
@@ -118,6 +123,95 @@ Status ApplyConfig(const std::string& path, const CLI::App& cmd, Options* o) {
       }
     }
   }
+  return Status::Ok();
+}
+
+namespace {
+
+// A TOML table as JSON (strings, booleans, numbers and arrays of them: what a recipe holds).
+Result<nlohmann::json> TomlToJson(const cpptoml::table& t, const std::string& path) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [key, node] : t) {
+    if (auto v = t.get_as<std::string>(key)) {
+      j[key] = *v;
+    } else if (auto b = t.get_as<bool>(key)) {
+      j[key] = *b;
+    } else if (auto i = t.get_as<int64_t>(key)) {
+      j[key] = *i;
+    } else if (auto d = t.get_as<double>(key)) {
+      j[key] = *d;
+    } else if (auto a = t.get_array_of<std::string>(key)) {
+      j[key] = *a;
+    } else {
+      return Status::Invalid(fmt::format(
+          "{}: {} must be a string, a boolean, a number or a list of strings", path, key));
+    }
+  }
+  return j;
+}
+
+}  // namespace
+
+Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
+  std::ifstream f(path);
+  if (!f) return Status::Io(fmt::format("cannot read recipe {}: {}", path, std::strerror(errno)));
+  nlohmann::json j;
+  std::string ext = std::filesystem::path(path).extension().string();
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == ".json") {
+    j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object())
+      return Status::Invalid(fmt::format("{}: not a JSON object", path));
+  } else {
+    try {
+      cpptoml::parser p(f);
+      auto t = TomlToJson(*p.parse(), path);
+      if (!t.ok()) return t.status();
+      j = std::move(*t);
+    } catch (const cpptoml::parse_exception& e) {
+      return Status::Invalid(fmt::format("{}: {}", path, e.what()));
+    }
+  }
+  auto given = [&](const char* flag) {
+    const CLI::Option* opt = cmd.get_option_no_throw(flag);
+    return opt && opt->count() > 0;
+  };
+  auto bad = [&](const std::string& key, const char* want) {
+    return Status::Invalid(fmt::format("recipe {}: {} must be {}", path, key, want));
+  };
+  for (const auto& [key, v] : j.items()) {
+    if (key == "chain") {
+      std::string chain;
+      if (v.is_string()) {
+        chain = v.get<std::string>();
+      } else if (v.is_array() && !v.empty()) {
+        for (const auto& op : v) {
+          if (!op.is_string()) return bad("chain", "a string or a list of strings");
+          chain += (chain.empty() ? "" : ",") + op.get<std::string>();
+        }
+      } else {
+        return bad("chain", "a string or a list of strings");
+      }
+      if (!given("--chain")) o->chain = chain;
+    } else if (key == "preset" || key == "name" || key == "output") {
+      if (!v.is_string()) return bad(key, "a string");
+      const std::string s = v.get<std::string>();
+      if (key == "preset" && !given("--preset")) o->preset = s;
+      if (key == "name" && !given("--name")) o->name_template = s;
+      if (key == "output" && !given("--output")) {
+        const std::filesystem::path out(s);
+        o->output =
+            out.is_absolute() ? s : (std::filesystem::path(path).parent_path() / out).string();
+      }
+    } else if (key == "skip_existing") {
+      if (!v.is_boolean()) return bad(key, "true or false");
+      if (!given("--skip-existing")) o->skip_existing = v.get<bool>();
+    } else {
+      return Status::Invalid(fmt::format(
+          "recipe {}: unknown key '{}' (chain, preset, name, skip_existing, output)", path, key));
+    }
+  }
+  if (o->chain.empty()) return Status::Invalid(fmt::format("recipe {}: no chain", path));
   return Status::Ok();
 }
 

@@ -32,4 +32,17 @@ std::string ConfigPath();
 // Errors name the file, the key and what is wrong.
 Status ApplyConfig(const std::string& path, const CLI::App& cmd, Options* o);
 
+// A `lumen convert --recipe FILE`: the chain and its settings kept in a file, TOML or JSON (by
+// the extension, .json; anything else is read as TOML). Options given on the command line win.
+//
+//   chain = ["fit:1600x1600", "sharpen:0.8", 'watermark:"(c) me":24:south-east:0.4', "webp:82"]
+//   preset = "balanced"            # draft fast balanced high ultra
+//   name = "{stem}_{w}x{h}.{ext}"
+//   skip_existing = true
+//   output = "web"                 # the -o folder, relative to the recipe's folder
+//
+// `chain` may also be one string, as on the command line. Unknown keys are errors (a typo must
+// not be ignored silently); errors name the file and the key.
+Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o);
+
 }  // namespace lumen::cli

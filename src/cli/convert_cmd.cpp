@@ -1,8 +1,12 @@
 // lumen convert: operation chains (image/chain.h) over many files, in parallel, one libvips
 // pipeline per image (image/convert.h). Errors are per file; the run goes on.
+#include <sys/stat.h>
 #include <vips/vips.h>
+
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -11,8 +15,11 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "lumen/catalog/catalog.h"
 #include "lumen/image/chain.h"
 #include "lumen/image/convert.h"
+#include "lumen/io/file.h"
+#include "lumen/io/scan.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
@@ -55,6 +62,10 @@ int RunConvert(const Options& o, const char* argv0) {
     log::Error(st.message());
     return kExitError;
   }
+  if (o.chain.empty()) {
+    log::Error("convert needs --chain OPS or --recipe FILE");
+    return kExitError;
+  }
   auto chain = ParseChain(o.chain);
   if (!chain.ok()) {
     log::Error(chain.status().message());
@@ -94,62 +105,188 @@ int RunConvert(const Options& o, const char* argv0) {
       return kExitError;
     }
   }
+  // The result cache (catalog table `conversions`): a rerun of the same recipe over the same
+  // content costs a stat, or a hash where the file's stat changed.
+  std::unique_ptr<Catalog> catalog;
+  if (!o.no_cache) {
+    auto c = OpenCatalog(o);
+    if (c.ok())
+      catalog = std::move(*c);
+    else
+      log::Warn(fmt::format("no result cache: {}", c.status().message()));
+  }
+  const std::string recipe_base =
+      fmt::format("{}|preset={}|convert/1", CanonicalChain(*chain), preset.name);
   // Many images at once, each pipeline on one thread: better throughput than one image on all.
   const int workers = o.jobs > 0 ? o.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
   vips_concurrency_set(1);
   std::atomic<size_t> next{0};
-  std::mutex mu;
-  uint64_t done = 0, failed = 0, skipped = 0, bytes_in = 0, bytes_out = 0;
+  std::mutex mu;  // the counters, the progress line and the catalog
+  uint64_t done = 0, failed = 0, skipped = 0, cached = 0, copied = 0, bytes_in = 0, bytes_out = 0;
   std::vector<std::pair<std::string, std::string>> failures;
   const uint64_t t0 = MonotonicNs();
   Progress progress(Progress::Detect(o.quiet, o.json_logs));
-  auto work = [&] {
-    for (size_t i = next++; i < inputs.size() && !Interrupted(); i = next++) {
-      const fs::path& in = inputs[i];
-      const std::string fmt_ = OutputFormat(*chain, in.string());
-      const std::string ext = FormatExtension(fmt_);
-      std::error_code ec;
-      std::string out;
-      Result<ConvertResult> r = Status::Internal("not run");
-      if (o.in_place) {
-        out = in.string();  // written beside it and renamed over it (atomic)
-        r = ConvertFile(in.string(), *chain, out, preset);
-      } else {
-        // The name may need the result's size: known names are checked first.
-        const bool sized = o.name_template.find("{w}") != std::string::npos ||
-                           o.name_template.find("{h}") != std::string::npos;
-        out = (fs::path(o.output) / OutputName(o.name_template, in, ext, 0, 0)).string();
-        if (!sized && o.skip_existing && fs::exists(out, ec)) {
+  const bool sized = o.name_template.find("{w}") != std::string::npos ||
+                     o.name_template.find("{h}") != std::string::npos;
+  enum class Outcome { kConverted, kCached, kCopied, kSkipped, kFailed };
+  // One input: returns what happened; `why` for a failure, `bytes` written.
+  auto one = [&](size_t i, std::string* why, uint64_t* bytes) -> Outcome {
+    const fs::path& in = inputs[i];
+    const std::string fmt_ = OutputFormat(*chain, in.string());
+    const std::string ext = FormatExtension(fmt_);
+    const std::string abs_in = AbsolutePath(in.string());
+    // Where the result goes, given its size (which only a sized --name needs).
+    auto target = [&](int w, int h) {
+      return o.in_place
+                 ? abs_in
+                 : AbsolutePath(
+                       (fs::path(o.output) / OutputName(o.name_template, in, ext, w, h)).string());
+    };
+    std::error_code ec;
+    const std::string out0 = target(0, 0);
+    if (!o.in_place) {
+      if (!sized && o.skip_existing && fs::exists(out0, ec)) return Outcome::kSkipped;
+      if (fs::exists(out0, ec) && fs::equivalent(out0, in, ec)) {
+        *why = fmt::format("{}: the output would replace the input (use --in-place)", in.string());
+        return Outcome::kFailed;
+      }
+    }
+    // The cache: the recipe, with the identity of any overlay image it reads.
+    std::string recipe = recipe_base;
+    for (const auto& op : chain->ops) {
+      if (op.name != "overlay") continue;
+      fs::path over = op.args[0];
+      if (!over.is_absolute()) over = in.parent_path() / over;
+      struct stat st;
+      if (::stat(over.c_str(), &st) == 0) {
+        const FileIdentity id = IdentityFromStat(st);
+        recipe += fmt::format("|overlay={}:{}:{}", over.string(), id.size, id.mtime_ns);
+      }
+    }
+    auto intact = [](const Catalog::Conversion& c) {  // the file is still what was written
+      struct stat st;
+      if (::stat(c.output.c_str(), &st) != 0) return false;
+      const FileIdentity id = IdentityFromStat(st);
+      return id.size == c.out_size && id.mtime_ns == c.out_mtime_ns;
+    };
+    std::optional<Hash128> hash;
+    FileIdentity in_id;
+    if (catalog) {
+      struct stat st;
+      if (::stat(in.c_str(), &st) != 0) {
+        *why = fmt::format("{}: {}", in.string(), std::strerror(errno));
+        return Outcome::kFailed;
+      }
+      in_id = IdentityFromStat(st);
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (o.in_place) {  // already this recipe's result? (never apply a chain twice)
+          auto at = catalog->ConversionAt(abs_in, recipe);
+          if (at.ok() && *at && intact(**at)) return Outcome::kCached;
+        }
+        auto known = catalog->KnownContent(abs_in, in_id);
+        if (known.ok()) hash = *known;
+      }
+      const bool hashed = !hash;
+      if (!hash) {
+        auto h = HashFile(in.string(), &in_id);
+        if (!h.ok()) {
+          *why = h.status().message();
+          return Outcome::kFailed;
+        }
+        hash = *h;
+      }
+      std::vector<Catalog::Conversion> rows;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        auto r = catalog->FindConversions(*hash, recipe);
+        if (r.ok()) rows = std::move(*r);
+      }
+      for (const auto& row : rows) {
+        if (row.output != target(row.width, row.height) || !intact(row)) continue;
+        if (hashed) {  // same content under a new stat: remember it, so next time no hashing
           std::lock_guard<std::mutex> lock(mu);
-          ++skipped;
+          (void)catalog->PutConversion(*hash, recipe, abs_in, in_id, row);
+        }
+        return Outcome::kCached;
+      }
+      // The same content converted elsewhere (another output folder, a copy of the photo):
+      // a file copy instead of a conversion.
+      for (const auto& row : rows) {
+        if (o.in_place || !intact(row)) continue;
+        const std::string dst = target(row.width, row.height);
+        const std::string tmp = fmt::format("{}.lumen-{}.{}", dst, ::getpid(), ext);
+        fs::copy_file(row.output, tmp, fs::copy_options::overwrite_existing, ec);
+        if (!ec) fs::rename(tmp, dst, ec);
+        if (ec) {
+          fs::remove(tmp, ec);
           continue;
         }
-        if (fs::exists(out, ec) && fs::equivalent(out, in, ec)) {
-          r = Status::Invalid(
-              fmt::format("{}: the output would replace the input (use --in-place)", in.string()));
-        } else {
-          const std::string target =
-              sized ? (fs::path(o.output) / fmt::format(".lumen-convert-{}.{}", i, ext)).string()
-                    : out;
-          r = ConvertFile(in.string(), *chain, target, preset);
-          if (r.ok() && sized) {
-            out = (fs::path(o.output) / OutputName(o.name_template, in, ext, r->width, r->height))
-                      .string();
-            fs::rename(target, out, ec);
-            if (ec) r = Status::Io(fmt::format("cannot write {}: {}", out, ec.message()));
-          }
-        }
+        struct stat ost;
+        if (::stat(dst.c_str(), &ost) != 0) continue;
+        Catalog::Conversion c = row;
+        c.output = dst;
+        c.out_size = IdentityFromStat(ost).size;
+        c.out_mtime_ns = IdentityFromStat(ost).mtime_ns;
+        *bytes = c.out_size;
+        std::lock_guard<std::mutex> lock(mu);
+        (void)catalog->PutConversion(*hash, recipe, abs_in, in_id, c);
+        return Outcome::kCopied;
       }
+    }
+    // Convert. A sized name is known only afterwards: written under a temporary name first.
+    std::string out = out0;
+    const std::string first =
+        sized ? (fs::path(o.output) / fmt::format(".lumen-convert-{}.{}", i, ext)).string() : out;
+    auto r = ConvertFile(in.string(), *chain, first, preset, /*durable=*/o.in_place);
+    if (r.ok() && sized) {
+      out = target(r->width, r->height);
+      fs::rename(first, out, ec);
+      if (ec) r = Status::Io(fmt::format("cannot write {}: {}", out, ec.message()));
+    }
+    if (!r.ok()) {
+      *why = r.status().message();
+      return Outcome::kFailed;
+    }
+    *bytes = r->bytes;
+    struct stat ost;
+    if (catalog && ::stat(out.c_str(), &ost) == 0) {
+      const FileIdentity oid = IdentityFromStat(ost);
+      Catalog::Conversion c{out, oid.size, oid.mtime_ns, r->width, r->height, r->format};
       std::lock_guard<std::mutex> lock(mu);
-      bytes_in += fs::file_size(in, ec);
-      if (r.ok()) {
-        ++done;
-        bytes_out += r->bytes;
-      } else {
-        ++failed;
-        failures.emplace_back(in.string(), r.status().message());
+      if (Status st = catalog->PutConversion(*hash, recipe, abs_in, in_id, c); !st.ok())
+        log::Warn(fmt::format("result cache: {}", st.message()));
+    }
+    return Outcome::kConverted;
+  };
+  auto work = [&] {
+    for (size_t i = next++; i < inputs.size() && !Interrupted(); i = next++) {
+      std::string why;
+      uint64_t bytes = 0;
+      const Outcome oc = one(i, &why, &bytes);
+      std::error_code ec;
+      std::lock_guard<std::mutex> lock(mu);
+      bytes_in += fs::file_size(inputs[i], ec);
+      bytes_out += bytes;
+      switch (oc) {
+        case Outcome::kConverted:
+          ++done;
+          break;
+        case Outcome::kCached:
+          ++cached;
+          break;
+        case Outcome::kCopied:
+          ++copied;
+          break;
+        case Outcome::kSkipped:
+          ++skipped;
+          break;
+        case Outcome::kFailed:
+          ++failed;
+          failures.emplace_back(inputs[i].string(), why);
+          break;
       }
-      progress.Update(done + failed + skipped, inputs.size(), bytes_in, failed);
+      progress.Update(done + cached + copied + failed + skipped, inputs.size(), bytes_in, failed);
     }
   };
   std::vector<std::thread> threads;
@@ -167,11 +304,12 @@ int RunConvert(const Options& o, const char* argv0) {
                   : fmt::format("{}: {}", failures[i].first, failures[i].second));
   }
   if (!o.quiet)
-    log::Info(
-        fmt::format("converted {} of {} images in {:.2f} s ({:.1f} images/s): {} failed, {} "
-                    "skipped; {:.1f} MB in, {:.1f} MB out{}",
-                    done, inputs.size(), secs, secs > 0 ? done / secs : 0.0, failed, skipped,
-                    bytes_in / 1e6, bytes_out / 1e6, Interrupted() ? " (interrupted)" : ""));
+    log::Info(fmt::format(
+        "converted {} of {} images in {:.2f} s ({:.1f} images/s): {} already done "
+        "(result cache), {} copied from an earlier result, {} failed, {} skipped; "
+        "{:.1f} MB in, {:.1f} MB out{}",
+        done, inputs.size(), secs, secs > 0 ? done / secs : 0.0, cached, copied, failed, skipped,
+        bytes_in / 1e6, bytes_out / 1e6, Interrupted() ? " (interrupted)" : ""));
   if (Interrupted()) return 128 + InterruptSignal();
   return failed ? kExitSomeFailed : kExitOk;
 }

@@ -223,7 +223,13 @@ int main(int argc, char** argv) {
       "convert",
       "batch image operations: 'fit:1600x1600,sharpen:0.5,watermark:\"(c) me\",webp:82'");
   convert->add_option("paths", o.paths, "images or folders")->required();
-  convert->add_option("--chain", o.chain, "the operations (see README: Convert)")->required();
+  convert->add_option("--chain", o.chain, "the operations (see README: Convert)");
+  convert->add_option("--recipe", o.recipe,
+                      "a TOML or JSON file with the chain (and preset, name, skip_existing, "
+                      "output); options given here win");
+  convert->add_flag("--no-cache", o.no_cache,
+                    "neither use nor fill the result cache (kept in the catalog)");
+  convert->add_option("--catalog", o.catalog, "catalog database (holds the result cache)");
   convert->add_option("-o,--output", o.output, "output folder");
   convert->add_option("--name", o.name_template,
                       "output file name: {stem} {ext} {w} {h} (default {stem}.{ext})");
@@ -348,6 +354,12 @@ int main(int argc, char** argv) {
   for (auto* c : {describe, index, process}) {
     if (!c->parsed()) continue;
     if (lumen::Status st = lumen::cli::ApplyConfig(lumen::cli::ConfigPath(), *c, &o); !st.ok()) {
+      std::fprintf(stderr, "lumen: error: %s\n", st.message().c_str());
+      return lumen::cli::kExitError;
+    }
+  }
+  if (convert->parsed() && !o.recipe.empty()) {
+    if (lumen::Status st = lumen::cli::ApplyRecipe(o.recipe, *convert, &o); !st.ok()) {
       std::fprintf(stderr, "lumen: error: %s\n", st.message().c_str());
       return lumen::cli::kExitError;
     }

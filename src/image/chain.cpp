@@ -33,7 +33,7 @@ constexpr std::array<Spec, 22> kOps = {{
     {"grayscale", 0, 0, "grayscale"},
     {"edges", 0, 1, "edges[:sobel|canny]"},
     {"border", 1, 2, "border:PX[:COLOR]"},
-    {"watermark", 1, 4, "watermark:TEXT[:SIZE[:POSITION[:OPACITY]]]"},
+    {"watermark", 1, 5, "watermark:TEXT[:SIZE[:POSITION[:OPACITY[:FONT]]]]"},
     {"overlay", 1, 3, "overlay:IMAGE[:POSITION[:OPACITY]]"},
     {"strip", 0, 0, "strip (drop metadata)"},
     {"keep", 0, 0, "keep (metadata and ICC)"},
@@ -217,6 +217,32 @@ Result<Chain> ParseChain(std::string_view text) {
     chain.ops.push_back(std::move(op));
   }
   return chain;
+}
+
+std::string CanonicalChain(const Chain& chain) {
+  std::string out;
+  auto arg = [&](const std::string& a) {
+    out += ':';
+    const bool quote = a.empty() || a.find_first_of(",:\" ") != std::string::npos;
+    if (!quote) {
+      out += a;
+      return;
+    }
+    out += '"';
+    for (char c : a) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    out += '"';
+  };
+  for (const ChainOp& op : chain.ops) {
+    if (!out.empty()) out += ',';
+    out += op.name;
+    for (const auto& a : op.args) arg(a);
+  }
+  if (!chain.format.empty()) {
+    if (!out.empty()) out += ',';
+    out += chain.format;
+    if (chain.quality > 0) out += fmt::format(":{}", chain.quality);
+  }
+  return out;
 }
 
 }  // namespace lumen

@@ -28,6 +28,22 @@ TEST(Chain, ParsesOperationsArgumentsQuotesAndTheFormat) {
   EXPECT_EQ(none->format, "");
 }
 
+TEST(Chain, CanonicalFormRoundTripsAndIgnoresSpelling) {
+  const char* text = R"(FIT:800x600,watermark:"a, ""b"": c":24,strip,jpg:80)";
+  auto c = ParseChain(text);
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const std::string canon = CanonicalChain(*c);
+  EXPECT_EQ(canon, R"(fit:800x600,watermark:"a, ""b"": c":24,strip,jpeg:80)");
+  auto back = ParseChain(canon);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(CanonicalChain(*back), canon);
+  EXPECT_EQ(back->ops[1].args[0], "a, \"b\": c");
+  // Different chains never share a key.
+  auto other = ParseChain("fit:800x600,watermark:a:24,strip,jpeg:81");
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(CanonicalChain(*other), canon);
+}
+
 TEST(Chain, RejectsBadInputWithThePosition) {
   struct Case {
     const char* chain;

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include <fmt/format.h>
 
 namespace lumen {
@@ -111,6 +113,28 @@ Status ReadAll(OpenedFile& f, std::vector<uint8_t>* out,
   if (more > 0 || now.size != size || now.mtime_ns != f.id_.mtime_ns)
     return Status::Changed("the file changed while it was being read (size or mtime moved)");
   return Status::Ok();
+}
+
+Result<Hash128> HashFile(const std::string& path, FileIdentity* id) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Status::Io(ErrnoMessage(fmt::format("open {}", path).c_str(), errno));
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && id) *id = IdentityFromStat(st);
+  Hasher h;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::Io(ErrnoMessage(fmt::format("read {}", path).c_str(), err));
+    }
+    if (n == 0) break;
+    h.Update(buf.data(), size_t(n));
+  }
+  ::close(fd);
+  return h.Final();
 }
 
 }  // namespace lumen

@@ -121,28 +121,6 @@ bool IsCompanionExtension(std::string_view ext) {
   return ext == "xmp" || ext == "aae" || ext == "mov" || ext == "mp4" || IsRaw(ext);
 }
 
-Result<Hash128> HashFile(const std::string& path, FileIdentity* id) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return Status::Io(ErrnoMessage(fmt::format("open {}", path).c_str(), errno));
-  struct stat st;
-  if (::fstat(fd, &st) == 0 && id) *id = IdentityFromStat(st);
-  Hasher h;
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return Status::Io(ErrnoMessage(fmt::format("read {}", path).c_str(), err));
-    }
-    if (n == 0) break;
-    h.Update(buf.data(), size_t(n));
-  }
-  ::close(fd);
-  return h.Final();
-}
-
 Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
                           const PlanOptions& opt) {
   Plan plan;

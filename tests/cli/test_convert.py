@@ -9,7 +9,30 @@ import unittest
 
 from PIL import Image, ImageChops
 
-from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, run
+from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, run
+
+
+def size_of(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def luma_stats(im):
+    """(mean, standard deviation) of the luma."""
+    from PIL import ImageStat
+    st = ImageStat.Stat(im.convert("L"))
+    return st.mean[0], st.stddev[0]
+
+
+def detail(im):
+    """Mean absolute 4-neighbour Laplacian of the luma: how much fine detail (sharpness)."""
+    from PIL import ImageFilter, ImageStat
+    lap = im.convert("L").filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128))
+    return ImageStat.Stat(lap.point(lambda v: abs(v - 128))).mean[0]
+
+
+def header(path, field):
+    return subprocess.run(["vipsheader", "-f", field, path], capture_output=True, check=True).stdout.decode().strip()
 
 
 def digest(path):
@@ -20,6 +43,9 @@ def digest(path):
 class Convert(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="lumen-convert-")
+        # The result cache lives in the catalog: one per test, never the user's.
+        self.env_before = os.environ.get("LUMEN_CATALOG")
+        os.environ["LUMEN_CATALOG"] = os.path.join(self.tmp, "catalog.db")
         self.src = os.path.join(self.tmp, "in")
         os.makedirs(self.src)
         # 800x600: left half red, right half blue, a green square top-left.
@@ -35,6 +61,10 @@ class Convert(unittest.TestCase):
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.env_before is None:
+            os.environ.pop("LUMEN_CATALOG", None)
+        else:
+            os.environ["LUMEN_CATALOG"] = self.env_before
 
     def convert(self, chain, *extra, check=EXIT_OK):
         return run("convert", self.src, "-o", self.out, "--chain", chain, "--quiet", *extra, check=check)
@@ -145,12 +175,269 @@ class Convert(unittest.TestCase):
         self.assertIn(b"use --in-place", p.stderr)
         self.assertEqual(digest(self.photo), self.before)
         run("convert", self.photo, "--in-place", "--chain", "fit:100x100", "--quiet", check=EXIT_OK)
-        self.assertEqual(Image.open(self.photo).size, (100, 75))
+        self.assertEqual(size_of(self.photo), (100, 75))
         self.assertEqual([f for f in os.listdir(self.src) if ".lumen" in f], [])
         # A bad chain is refused before any file is touched, naming the position.
         p = run("convert", self.src, "-o", self.out, "--chain", "fit:10x10,sharpen:x", check=EXIT_ERROR)
         self.assertIn(b"position 11", p.stderr)
 
+    def summary(self, p):
+        return p.stderr.decode()
+
+    def test_result_cache(self):
+        out = os.path.join(self.out, "photo.webp")
+        p = self.convert("fit:300x300,webp:80")
+        mtime = os.stat(out).st_mtime_ns
+        self.assertEqual(len(db_rows(os.environ["LUMEN_CATALOG"], "SELECT * FROM conversions")), 1)
+        # The same chain over the same file: a lookup, the output untouched.
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        self.assertIn("1 already done", self.summary(p))
+        self.assertEqual(os.stat(out).st_mtime_ns, mtime)
+        # Touched but the same content: still a lookup (by content hash).
+        os.utime(self.photo, ns=(1, 10**18))
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        self.assertIn("1 already done", self.summary(p))
+        # Another chain, the same chain spelled otherwise, another preset.
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:301x300,webp:80", check=EXIT_OK)
+        self.assertIn("converted 1 of 1", self.summary(p))
+        p = run("convert", self.src, "-o", self.out, "--chain", "FIT:300x300,WEBP:80", check=EXIT_OK)
+        self.assertIn("converted 1 of 1", self.summary(p))  # the file held the 301 result
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        self.assertIn("1 already done", self.summary(p))  # the same recipe, spelled otherwise
+        # The output changed behind lumen's back: made again.
+        with open(out, "ab") as f:
+            f.write(b"x")
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        self.assertIn("converted 1 of 1", self.summary(p))
+        self.assertEqual(size_of(out), (300, 225))
+        # New content under the same name: converted.
+        Image.new("RGB", (400, 400), (9, 9, 9)).save(self.photo, quality=90)
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        self.assertIn("converted 1 of 1", self.summary(p))
+        self.assertEqual(size_of(out), (300, 300))
+        # The same content into another folder: copied from the earlier result, not converted.
+        other = os.path.join(self.tmp, "other")
+        p = run("convert", self.src, "-o", other, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        self.assertIn("1 copied", self.summary(p))
+        self.assertEqual(digest(os.path.join(other, "photo.webp")), digest(out))
+        # --no-cache converts.
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", "--no-cache", check=EXIT_OK)
+        self.assertIn("converted 1 of 1", self.summary(p))
+
+    def test_result_cache_in_place_never_applies_a_chain_twice(self):
+        run("convert", self.photo, "--in-place", "--chain", "resize:0.5", "--quiet", check=EXIT_OK)
+        self.assertEqual(size_of(self.photo), (400, 300))
+        p = run("convert", self.photo, "--in-place", "--chain", "resize:0.5", check=EXIT_OK)
+        self.assertIn("1 already done", self.summary(p))
+        self.assertEqual(size_of(self.photo), (400, 300))
+        p = run("convert", self.photo, "--in-place", "--chain", "resize:0.5", "--no-cache", check=EXIT_OK)
+        self.assertEqual(size_of(self.photo), (200, 150))
+
+    def test_recipe_files(self):
+        toml = os.path.join(self.tmp, "web.toml")
+        with open(toml, "w") as f:
+            f.write('# for the web\nchain = ["fit:200x200", \'watermark:"(c) me, 2026":12\', "webp:70"]\n'
+                    'name = "{stem}_{w}x{h}.{ext}"\noutput = "site"\n')
+        run("convert", self.src, "--recipe", toml, "--quiet", check=EXIT_OK)
+        self.assertEqual(size_of(os.path.join(self.tmp, "site", "photo_200x150.webp")), (200, 150))
+        js = os.path.join(self.tmp, "thumbs.json")
+        with open(js, "w") as f:
+            json.dump({"chain": "fill:64x64,png", "preset": "fast"}, f)
+        run("convert", self.src, "-o", self.out, "--recipe", js, "--quiet", check=EXIT_OK)
+        self.assertEqual(size_of(os.path.join(self.out, "photo.png")), (64, 64))
+        # The command line wins over the recipe.
+        run("convert", self.src, "-o", self.out, "--recipe", js, "--chain", "fill:32x32,png", "--quiet", check=EXIT_OK)
+        self.assertEqual(size_of(os.path.join(self.out, "photo.png")), (32, 32))
+        # Errors name the file and what is wrong.
+        for body, why in (({"chain": "fit:10x10", "presett": "fast"}, "unknown key 'presett'"),
+                          ({"chain": 5}, "chain must be a string or a list of strings"),
+                          ({"chain": ["fit:10x10", "sharpen:x"]}, "position 11"),
+                          ({"chain": "fit:10x10", "preset": "turbo"}, "unknown --preset turbo")):
+            with open(js, "w") as f:
+                json.dump(body, f)
+            p = run("convert", self.src, "-o", self.out, "--recipe", js, check=EXIT_ERROR)
+            self.assertIn(why, self.summary(p))
+        with open(toml, "w") as f:
+            f.write('chain = "fit:10x10\n')
+        p = run("convert", self.src, "-o", self.out, "--recipe", toml, check=EXIT_ERROR)
+        self.assertIn("web.toml", self.summary(p))
+
+
+class RealPhotos(unittest.TestCase):
+    """Every operation on real camera photos (Debian's kphotoalbum demo, with EXIF)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="lumen-convert-real-")
+        os.environ["LUMEN_CATALOG"] = os.path.join(cls.tmp, "catalog.db")
+        photos = os.path.join(cls.tmp, "photos")
+        subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "test", photos], check=True)
+        jpgs = sorted(os.path.join(d, f) for d, _, fs in os.walk(photos) for f in fs if f.lower().endswith(".jpg"))
+        # The largest landscape photo with an EXIF camera make.
+        cls.src = os.path.join(cls.tmp, "in")
+        os.makedirs(cls.src)
+        def landscape_width(f):
+            with Image.open(f) as im:
+                return im.size[0] * (im.size[0] > im.size[1])
+        best = max(jpgs, key=landscape_width)
+        cls.photo = os.path.join(cls.src, "real.jpg")
+        shutil.copy(best, cls.photo)
+        with Image.open(cls.photo) as im:
+            cls.size = im.size
+        cls.before = digest(cls.photo)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        os.environ.pop("LUMEN_CATALOG", None)
+
+    def out(self, chain, name="real.png", *extra):
+        out = os.path.join(self.tmp, "out")
+        shutil.rmtree(out, ignore_errors=True)
+        run("convert", self.photo, "-o", out, "--chain", chain, "--quiet", "--no-cache", *extra, check=EXIT_OK)
+        self.assertEqual(digest(self.photo), self.before)  # never the input
+        return os.path.join(out, name)
+
+    def image(self, chain, name="real.png"):
+        with Image.open(self.out(chain, name)) as im:
+            im.load()
+            return im
+
+    def test_geometry_on_a_real_photo(self):
+        w, h = self.size
+        im = self.image("fit:640x640,png")
+        self.assertEqual(max(im.size), 640)
+        self.assertAlmostEqual(im.size[0] / im.size[1], w / h, delta=0.01)
+        self.assertEqual(self.image("fill:300x300:attention,png").size, (300, 300))
+        self.assertEqual(self.image("resize:0.25,png").size, (round(w * 0.25), round(h * 0.25)))
+        self.assertEqual(self.image("resize:0.25:nearest,png").size, (round(w * 0.25), round(h * 0.25)))
+        self.assertEqual(self.image("crop:320x200:attention,png").size, (320, 200))
+        self.assertEqual(self.image("crop:10:20:300:100,png").size, (300, 100))
+        # Any angle: the canvas grows to hold the turned photo; the corners are background.
+        im = self.image("fit:400x400,rotate:30,png").convert("RGB")
+        self.assertGreater(im.size[1], 400 * h / w + 100)
+        self.assertEqual(im.getpixel((1, 1)), (0, 0, 0))
+        im = self.image("fit:400x400,border:7:#ff0000,png").convert("RGB")
+        self.assertEqual(im.getpixel((3, 3)), (255, 0, 0))
+
+    def test_tone_operations_move_the_statistics(self):
+        base = self.image("fit:800x800,png")
+        mean, sd = luma_stats(base)
+        self.assertGreater(luma_stats(self.image("fit:800x800,contrast:1.5,png"))[1], sd * 1.1)  # clipped ends
+        self.assertLess(luma_stats(self.image("fit:800x800,contrast:0.5,png"))[1], sd * 0.6)
+        self.assertGreater(luma_stats(self.image("fit:800x800,gamma:2,png"))[0], mean + 15)
+        self.assertLess(luma_stats(self.image("fit:800x800,gamma:0.5,png"))[0], mean - 15)
+        self.assertGreater(luma_stats(self.image("fit:800x800,brightness:1.3,png"))[0], mean + 10)
+        # Sharpening adds fine detail; blurring removes it; a larger amount adds more.
+        d = detail(base)
+        sharp = detail(self.image("fit:800x800,sharpen,png"))
+        self.assertGreater(sharp, d * 1.3)
+        self.assertGreater(detail(self.image("fit:800x800,sharpen:1:2,png")), sharp * 1.2)
+        self.assertLess(detail(self.image("fit:800x800,blur:2,png")), d * 0.6)
+        # Saturation 0 is grey; 1.5 is more colourful than the photo.
+        from PIL import ImageStat
+        sat = lambda im: ImageStat.Stat(im.convert("HSV")).mean[1]
+        self.assertGreater(sat(self.image("fit:800x800,saturation:1.5,png")), sat(base) * 1.2)
+
+    def test_edges(self):
+        for kind in ("sobel", "canny"):
+            im = self.image(f"fit:800x800,edges:{kind},png")
+            self.assertEqual(im.mode, "L")
+            hist = im.histogram()
+            dark = sum(hist[:32]) / sum(hist)
+            self.assertGreater(dark, 0.5, kind)  # mostly flat regions
+            self.assertGreater(sum(hist[64:]) / sum(hist), 0.005, kind)  # and real edges
+
+    def test_formats_quality_lossless(self):
+        self.assertEqual(header(self.out("fit:400x400,avif:60", "real.avif"), "width"), "400")
+        with open(self.out("fit:400x400,avif:60", "real.avif"), "rb") as f:
+            self.assertEqual(f.read(12)[4:12], b"ftypavif")
+        self.assertEqual(self.image("fit:400x400,tiff", "real.tif").format, "TIFF")
+        self.assertEqual(self.image("fit:400x400,webp:80", "real.webp").format, "WEBP")
+        small = os.path.getsize(self.out("fit:800x800,jpeg:30", "real.jpg"))
+        large = os.path.getsize(self.out("fit:800x800,jpeg:95", "real.jpg"))
+        self.assertLess(small * 2, large)
+        # Lossless WebP gives back exactly the pixels of a PNG of the same chain.
+        png = self.image("fit:500x500,png").convert("RGB")
+        webp = self.image("fit:500x500,lossless,webp", "real.webp").convert("RGB")
+        self.assertIsNone(ImageChops.difference(png, webp).getbbox())
+        lossy = self.image("fit:500x500,webp:50", "real.webp").convert("RGB")
+        self.assertIsNotNone(ImageChops.difference(png, lossy).getbbox())
+
+    def test_metadata_and_icc_kept_or_stripped(self):
+        make = subprocess.run(["exiftool", "-s3", "-Make", self.photo], capture_output=True).stdout.strip()
+        self.assertTrue(make, "the real photo has an EXIF camera make")
+        kept = self.out("fit:400x400,jpeg", "real.jpg")
+        self.assertEqual(subprocess.run(["exiftool", "-s3", "-Make", kept], capture_output=True).stdout.strip(), make)
+        stripped = self.out("fit:400x400,strip,jpeg", "real.jpg")
+        self.assertEqual(subprocess.run(["exiftool", "-s3", "-Make", stripped], capture_output=True).stdout.strip(), b"")
+
+    def test_overlay_watermark_font(self):
+        logo = os.path.join(self.src, "logo.png")
+        lg = Image.new("RGBA", (60, 40), (0, 255, 0, 255))
+        lg.paste((0, 0, 0, 0), (30, 0, 60, 40))  # right half transparent
+        lg.save(logo)
+        try:
+            im = self.image("fit:600x600,overlay:logo.png:north-west:1,png").convert("RGB")
+            base = self.image("fit:600x600,png").convert("RGB")
+            m = max(4, min(im.size) // 50)
+            self.assertEqual(im.getpixel((m + 10, m + 20)), (0, 255, 0))  # the opaque half
+            self.assertEqual(im.getpixel((m + 50, m + 20)), base.getpixel((m + 50, m + 20)))  # see-through
+            half = self.image("fit:600x600,overlay:logo.png:north-west:0.5,png").convert("RGB")
+            g = half.getpixel((m + 10, m + 20))
+            self.assertTrue(90 < g[1] < 250 and g != (0, 255, 0), g)
+            a = self.image('fit:600x600,watermark:"LUMEN":60:centre:1:serif,png').convert("L")
+            b = self.image('fit:600x600,watermark:"LUMEN":60:centre:1:monospace,png').convert("L")
+            self.assertIsNotNone(ImageChops.difference(a, b).getbbox())  # the font is used
+        finally:
+            os.remove(logo)
+
+
+class ColourManagement(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="lumen-convert-icc-")
+        os.environ["LUMEN_CATALOG"] = os.path.join(self.tmp, "catalog.db")
+        im = Image.new("RGB", (200, 100), (220, 30, 30))
+        im.paste((30, 30, 220), (100, 0, 200, 100))
+        self.rgb = os.path.join(self.tmp, "srgb.png")
+        im.save(self.rgb)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.environ.pop("LUMEN_CATALOG", None)
+
+    def convert(self, src, chain, name):
+        out = os.path.join(self.tmp, "out")
+        run("convert", src, "-o", out, "--chain", chain, "--quiet", check=EXIT_OK)
+        with Image.open(os.path.join(out, name)) as im:
+            im.load()
+            return im
+
+    def test_embedded_profiles_are_converted_to_srgb(self):
+        # The same colours stored as Display P3 and as CMYK, each with its profile embedded
+        # (libvips' built-in profiles). lumen's output must be sRGB: what littleCMS (through
+        # Pillow, relative colorimetric) makes of the stored pixels and their profile.
+        import io
+        from PIL import ImageCms
+        for profile, name, ext in (("p3", "wide", "png"), ("cmyk", "print", "jpg")):
+            src = os.path.join(self.tmp, f"{name}.{ext}")
+            subprocess.run(["vips", "icc_transform", self.rgb, src, profile, "--input-profile", "srgb"], check=True)
+            with Image.open(src) as raw:
+                raw.load()
+                ref = ImageCms.profileToProfile(raw, ImageCms.ImageCmsProfile(io.BytesIO(raw.info["icc_profile"])),
+                                                ImageCms.createProfile("sRGB"), renderingIntent=1, outputMode="RGB")
+                stored = raw.getpixel((20, 50))
+            want_left, want_right = ref.getpixel((20, 50)), ref.getpixel((180, 50))
+            self.assertNotEqual(stored[:3], want_left)  # the stored numbers are not sRGB
+            for chain in ("png", "fit:100x100,png", "flip:h,flip:h,strip,png"):
+                im = self.convert(src, chain, f"{name}.png")
+                self.assertEqual(im.mode, "RGB", (profile, chain))
+                x = 10 if "fit" in chain else 20
+                y = im.size[1] // 2
+                for got, want in ((im.getpixel((x, y)), want_left), (im.getpixel((im.size[0] - x, y)), want_right)):
+                    self.assertTrue(all(abs(g - w) <= 8 for g, w in zip(got, want)), (profile, chain, got, want))
+                has_icc = bool(im.info.get("icc_profile"))
+                self.assertEqual(has_icc, "strip" not in chain, (profile, chain))
 
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,7 @@
 //  embeddings  image embeddings keyed by (asset, model id) (schema v2).
 //  tags        zero-shot tags keyed by (asset, label bank, term) (schema v3).
 //  runs        one row per index/process run with its counts.
+//  conversions `lumen convert`'s result cache: (source content, recipe) -> output file (v7).
 //
 // One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
 // The schema is versioned with PRAGMA user_version and migrated forward on Open(). Paths are
@@ -36,7 +37,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 6;
+inline constexpr int kCatalogSchemaVersion = 7;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -137,6 +138,28 @@ class Catalog {
                                                   const std::string& prompt);
   Status PutEnrichment(int64_t asset, const std::string& provider, const std::string& model,
                        const std::string& prompt, const Enrichment& e);
+
+  // The result cache of `lumen convert`: what a recipe (canonical chain + preset) made from a
+  // content, written where, and that file's size and mtime as written (so a later change to it
+  // is noticed).
+  struct Conversion {
+    std::string output;  // absolute path
+    uint64_t out_size = 0;
+    int64_t out_mtime_ns = 0;
+    int width = 0, height = 0;
+    std::string format;
+  };
+  // The content hash of `path` if it is known for exactly this size and mtime (from an earlier
+  // conversion or from the index): saves reading the file again.
+  Result<std::optional<Hash128>> KnownContent(const std::string& path, const FileIdentity& id);
+  // The outputs `recipe` made from `source`, newest first.
+  Result<std::vector<Conversion>> FindConversions(const Hash128& source, const std::string& recipe);
+  // What `recipe` last wrote at `output` (for --in-place: is this file already a result?).
+  Result<std::optional<Conversion>> ConversionAt(const std::string& output,
+                                                 const std::string& recipe);
+  Status PutConversion(const Hash128& source, const std::string& recipe,
+                       const std::string& source_path, const FileIdentity& source_id,
+                       const Conversion& c);
 
   // Every current asset with perceptual hashes, with its current paths (for dupes).
   Status LoadDupeItems(std::vector<dupes::Item>* out);

@@ -31,4 +31,9 @@ struct Chain {
 // Parses and checks `text`: known operations, argument counts, numbers and ranges.
 Result<Chain> ParseChain(std::string_view text);
 
+// The chain written back in one canonical form (lower-case names, quotes only where needed,
+// "jpg" as "jpeg"): equal chains give equal text, ParseChain(CanonicalChain(c)) gives c back.
+// The key of convert's result cache.
+std::string CanonicalChain(const Chain& chain);
+
 }  // namespace lumen

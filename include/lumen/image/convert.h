@@ -2,7 +2,6 @@
 // image, colour managed (an embedded ICC profile is honoured, output sRGB), upright (EXIF
 // orientation applied). When the chain starts with fit or fill the image is opened with
 // shrink-on-load (vips_thumbnail), so a 20 MP JPEG never exists at full size in memory.
-// The output is written to a temporary name beside it, fsynced and renamed into place.
 #pragma once
 
 #include <cstdint>
@@ -35,9 +34,13 @@ struct Preset {
 // False for an unknown preset name.
 bool IsPreset(const std::string& name);
 
-// Errors name the file: Corrupt/Unsupported for inputs libvips cannot read, Invalid for a chain
-// that does not fit the image (a crop outside it), Io for the output.
+// The output is written beside `output` under a temporary name and renamed over it, so a reader
+// never sees half a file; `durable` also fsyncs it first (for --in-place, where the file
+// replaced is the user's original). Errors name the file: Corrupt/Unsupported for inputs libvips
+// cannot read, Invalid for a chain that does not fit the image (a crop outside it), Io for the
+// output.
 Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
-                                  const std::string& output, const Preset& preset = {});
+                                  const std::string& output, const Preset& preset = {},
+                                  bool durable = false);
 
 }  // namespace lumen

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "lumen/io/hash.h"
 #include "lumen/io/magic.h"
 #include "lumen/util/status.h"
 
@@ -64,6 +65,9 @@ Status ReadAll(OpenedFile& f, std::vector<uint8_t>* out,
                const std::function<void()>& after_read_for_test = {});
 
 // "Permission denied" etc. for an errno value, naming the operation.
+// XXH3-128 of a file's bytes (streamed, 1 MiB at a time); `id` receives its identity.
+Result<Hash128> HashFile(const std::string& path, FileIdentity* id = nullptr);
+
 std::string ErrnoMessage(const char* what, int err);
 
 }  // namespace lumen

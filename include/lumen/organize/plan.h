@@ -57,7 +57,4 @@ Result<Plan> PlanQuarantine(const std::vector<Doomed>& files, const std::string&
 // Each file replaced by a hard link to its keeper (identical content, same filesystem only).
 Result<Plan> PlanHardlinks(const std::vector<Doomed>& files);
 
-// XXH3-128 of a file's bytes (streamed); `id` receives its identity.
-Result<Hash128> HashFile(const std::string& path, FileIdentity* id = nullptr);
-
 }  // namespace lumen::organize

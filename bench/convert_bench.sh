@@ -9,9 +9,11 @@ corpus="${LUMEN_BENCH_CORPUS:-$repo/bench/corpus/photos}"
 "$repo/scripts/fetch-photos.sh" bench "$corpus"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+export LUMEN_CATALOG="$work/catalog.db"  # the result cache starts empty (and is not the user's)
 mkdir -p "$work/in"
 # The photos of 2 MP and more, flattened into one folder.
-find "$corpus" -type f -iname '*.jpg' -size +300k | sort | head -40 | while read -r f; do
+mapfile -t photos < <(find "$corpus" -type f -iname '*.jpg' -size +300k | sort)
+for f in "${photos[@]:0:40}"; do
   cp "$f" "$work/in/$(echo "${f#"$corpus"/}" | tr '/' '_')"
 done
 n=$(ls "$work/in" | wc -l)

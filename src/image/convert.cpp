@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string_view>
 #include <vips/vips8>
 
 #include <fmt/format.h>
+
+#include "jpeg_scaled.h"
 
 namespace lumen {
 namespace {
@@ -73,39 +76,84 @@ VImage ApplyCurve(const VImage& img, F f) {
 }
 
 // Unsharp mask on the colour bands: out = in + amount * (in - gauss(in, sigma)), the classic
-// definition (ImageMagick's -unsharp, Photoshop's). For the small radii used after a downscale it
-// is one 2-D integer convolution with the kernel (1 + amount) * delta - amount * gauss, which
-// libvips runs on 8-bit pixels in its vector path: ~30x cheaper than vips_sharpen, which goes
-// through CIELAB and back. Larger radii blur separably and combine.
+// definition (ImageMagick's -unsharp, Photoshop's). vips_sharpen is another filter (on L* in
+// CIELAB, through two colour conversions: ~170 ms on a 1600x900 photo here) and libvips' 2-D
+// integer convolution of a 5x5 kernel misses its vector path (~100 ms); so an image of up to
+// kUnsharpInMemory pixels (what a web-size chain has after fit) is done here in integer
+// arithmetic, separable, rows through a ring buffer: ~20 ms. Larger ones stream through
+// gaussblur (vector path) and float arithmetic (~40 ms for the same photo, flat memory).
+constexpr int64_t kUnsharpInMemory = 8'000'000;
+
+VImage UnsharpInMemory(const VImage& in, double sigma, double amount) {
+  const VImage src = in.copy_memory();
+  const int w = src.width(), h = src.height(), bands = src.bands(), row = w * bands;
+  const auto* pix = static_cast<const uint8_t*>(src.data());
+  // Integer Gaussian weights that sum to exactly 256.
+  const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
+  const int n = 2 * r + 1;
+  std::vector<double> gd(static_cast<size_t>(n), 0.0);
+  double gsum = 0;
+  for (int k = -r; k <= r; ++k) gsum += gd[size_t(k + r)] = std::exp(-k * k / (2 * sigma * sigma));
+  std::vector<uint16_t> g(static_cast<size_t>(n));
+  int total = 0;
+  for (int k = 0; k < n; ++k)
+    total += g[size_t(k)] = uint16_t(std::lround(gd[size_t(k)] / gsum * 256));
+  g[size_t(r)] = uint16_t(g[size_t(r)] + 256 - total);
+  VImage out(vips_image_new_memory());
+  vips_image_pipelinev(out.get_image(), VIPS_DEMAND_STYLE_THINSTRIP, src.get_image(), nullptr);
+  if (vips_image_write_prepare(out.get_image()) != 0) throw vips::VError();
+  // Horizontal pass of row y (edges repeated) into its slot of a ring of n rows, x256.
+  std::vector<uint16_t> ring(size_t(n) * size_t(row));
+  std::vector<uint8_t> pad(size_t(row + 2 * r * bands));
+  auto horizontal = [&](int y) {
+    const uint8_t* s = pix + size_t(y) * size_t(row);
+    for (int x = 0; x < r * bands; ++x) {
+      pad[size_t(x)] = s[x % bands];
+      pad[size_t(row + r * bands + x)] = s[row - bands + x % bands];
+    }
+    std::copy(s, s + row, pad.begin() + r * bands);
+    uint16_t* t = ring.data() + size_t(y % n) * size_t(row);
+    std::fill(t, t + row, 0);
+    for (int k = 0; k < n; ++k) {
+      const uint16_t wk = g[size_t(k)];
+      const uint8_t* q = pad.data() + k * bands;
+      for (int x = 0; x < row; ++x) t[x] = uint16_t(t[x] + wk * q[x]);
+    }
+  };
+  const int amt = int(std::lround(amount * 256));
+  std::vector<uint32_t> acc(static_cast<size_t>(row));
+  for (int y = 0; y < std::min(r, h); ++y) horizontal(y);
+  for (int y = 0; y < h; ++y) {
+    if (y + r < h) horizontal(y + r);
+    std::fill(acc.begin(), acc.end(), 0);
+    for (int k = -r; k <= r; ++k) {
+      const int yy = std::clamp(y + k, 0, h - 1);
+      const uint16_t* t = ring.data() + size_t(yy % n) * size_t(row);
+      const uint32_t wk = g[size_t(k + r)];
+      for (int x = 0; x < row; ++x) acc[size_t(x)] += wk * t[x];
+    }
+    const uint8_t* s = pix + size_t(y) * size_t(row);
+    auto* o = reinterpret_cast<uint8_t*>(VIPS_IMAGE_ADDR(out.get_image(), 0, y));
+    for (int x = 0; x < row; ++x) {
+      const int blurred = int((acc[size_t(x)] + 32768) >> 16);
+      const int v = s[x] + ((amt * (s[x] - blurred) + 128) >> 8);
+      o[x] = uint8_t(std::clamp(v, 0, 255));
+    }
+  }
+  return out;
+}
+
 VImage UnsharpMask(const VImage& img, double sigma, double amount) {
   if (amount <= 0) return img;
   VImage colour, alpha;
   bool has_alpha;
   SplitAlpha(img, &colour, &alpha, &has_alpha);
-  const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // the Gaussian down to 5%
-  if (colour.format() != VIPS_FORMAT_UCHAR || r > 4) {
-    VImage f = colour.cast(VIPS_FORMAT_FLOAT);
-    VImage out = f * (1 + amount) - f.gaussblur(sigma) * amount;
-    return JoinAlpha(out.cast(colour.format()), alpha, has_alpha);
-  }
-  const int n = 2 * r + 1;
-  std::vector<double> g(size_t(n * n)), k(size_t(n * n));
-  double sum = 0, scale = 0;
-  for (int y = 0; y < n; ++y)
-    for (int x = 0; x < n; ++x)
-      sum += g[size_t(y * n + x)] =
-          std::exp(-double((x - r) * (x - r) + (y - r) * (y - r)) / (2 * sigma * sigma));
-  constexpr double kFixed = 256;  // fixed-point scale: mean error ~0.5 level against float
-  for (size_t i = 0; i < k.size(); ++i) {
-    double v = -amount * g[i] / sum;
-    if (i == size_t(r * n + r)) v += 1 + amount;
-    scale += k[i] = std::round(v * kFixed);
-  }
-  VImage mask = VImage::new_matrix(n, n, k.data(), int(k.size()));
-  mask.set("scale", scale);
-  mask.set("offset", 0.0);
-  return JoinAlpha(colour.conv(mask, VImage::option()->set("precision", VIPS_PRECISION_INTEGER)),
-                   alpha, has_alpha);
+  if (colour.format() == VIPS_FORMAT_UCHAR && sigma <= 3 &&
+      int64_t(colour.width()) * colour.height() <= kUnsharpInMemory)
+    return JoinAlpha(UnsharpInMemory(colour, sigma, amount), alpha, has_alpha);
+  VImage blurred = colour.gaussblur(sigma);
+  VImage out = colour * (1 + amount) - blurred * amount;
+  return JoinAlpha(out.cast(colour.format()), alpha, has_alpha);
 }
 
 void Place(const std::string& pos, int W, int H, int w, int h, int* x, int* y) {
@@ -249,6 +297,52 @@ bool NeedsSrgbTransform(const VImage& img) {
   return transform;
 }
 
+// The lead operation (fit, fill or resize to `tw` x `th`) done on a JPEG by an M/8 decode
+// (jpeg_scaled.cpp) and a resample of the rest with `kernel`: upright, metadata kept. False where
+// that saves nothing (no shrink by 8/7 or more) or the decoder refuses the file: vips_thumbnail
+// does it then (and reports a corrupt file in its words).
+bool ShrinkJpeg(const VImage& head, const std::string& input, const ChainOp& lead, int tw, int th,
+                VipsKernel kernel, VImage* out) {
+  const bool swap = vips_image_get_orientation_swap(head.get_image());
+  const int uw = swap ? head.height() : head.width(), uh = swap ? head.width() : head.height();
+  int fw = tw, fh = th;  // the upright size after the resample
+  if (lead.name != "resize") {
+    const double sx = double(tw) / uw, sy = double(th) / uh;
+    const double s = lead.name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
+    if (s >= 1) return false;
+    fw = std::max(1, int(std::lround(uw * s)));
+    fh = std::max(1, int(std::lround(uh * s)));
+  }
+  const int m = JpegScaleFor(head.width(), head.height(), swap ? fh : fw, swap ? fw : fh);
+  if (m == 8) return false;
+  std::string error;
+  VipsImage* raw = DecodeJpegScaled(input, m, &error);
+  if (!raw) return false;
+  VImage img(raw);
+  // The metadata of the file (the decode has pixels only), then upright.
+  for (const char* name :
+       {VIPS_META_EXIF_NAME, VIPS_META_XMP_NAME, VIPS_META_IPTC_NAME, VIPS_META_ICC_NAME}) {
+    if (!head.get_typeof(name)) continue;
+    size_t len = 0;
+    const void* data = head.get_blob(name, &len);
+    vips_image_set_blob_copy(img.get_image(), name, data, len);
+  }
+  img.set(VIPS_META_ORIENTATION, vips_image_get_orientation(head.get_image()));
+  img = img.autorot();
+  img =
+      img.resize(double(fw) / img.width(),
+                 VImage::option()->set("vscale", double(fh) / img.height())->set("kernel", kernel));
+  if (lead.name == "fill") {
+    const std::string how = lead.args.size() > 1 ? lead.args[1] : "centre";
+    const int cw = std::min(tw, img.width()), ch = std::min(th, img.height());
+    img = how == "centre"
+              ? img.extract_area((img.width() - cw) / 2, (img.height() - ch) / 2, cw, ch)
+              : img.smartcrop(cw, ch, VImage::option()->set("interesting", Interesting(how)));
+  }
+  *out = img;
+  return true;
+}
+
 // Operations that are options of the output, not steps on the pixels.
 bool IsOption(const std::string& n) {
   return n == "strip" || n == "keep" || n == "lossless" || n == "effort" || n == "autorotate";
@@ -314,29 +408,33 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
     while (first < chain.ops.size() && IsOption(chain.ops[first].name)) ++first;
     const ChainOp* lead = first < chain.ops.size() ? &chain.ops[first] : nullptr;
     const VImage head = VImage::new_from_file(input.c_str());  // the header only, so far
-    // The target box when the chain starts by shrinking, so the load can shrink (JPEG DCT
-    // scaling, WebP/HEIF reduced decode) instead of decoding at full size. Not for CMYK:
+    // The target box when the chain starts by shrinking, so the load can shrink instead of
+    // decoding at full size: JPEG at M/8 (ShrinkJpeg), other formats through vips_thumbnail
+    // (WebP, HEIF and TIFF pyramids load reduced; PNG streams). Not for CMYK:
     // vips_thumbnail's own CMYK import disagrees with littleCMS's transform through the
     // embedded profile (a 100% blue comes out 30 levels off in red), so CMYK, rare in photos,
     // is decoded in full and transformed below.
     int tw = 0, th = 0;
     VipsSize size = VIPS_SIZE_DOWN;
+    VipsKernel kernel = pv.kernel;
     const bool cmyk = head.interpretation() == VIPS_INTERPRETATION_CMYK;
     if (!cmyk && lead && (lead->name == "fit" || lead->name == "fill")) {
       Size(lead->args[0], &tw, &th);
-    } else if (!cmyk && lead && lead->name == "resize" && Num(lead->args[0]) < 1 &&
-               (lead->args.size() > 1 ? Kernel(lead->args[1]) : pv.kernel) ==
-                   VIPS_KERNEL_LANCZOS3) {
-      // resize:SCALE as the exact upright size it gives (vips_thumbnail resamples with
-      // Lanczos3, so only where that is the kernel asked for).
+    } else if (!cmyk && lead && lead->name == "resize" && Num(lead->args[0]) < 1) {
+      // resize:SCALE as the exact upright size it gives.
       const bool turned = vips_image_get_orientation_swap(head.get_image());
       const double f = Num(lead->args[0]);
       tw = std::max(1, int(std::lround((turned ? head.height() : head.width()) * f)));
       th = std::max(1, int(std::lround((turned ? head.width() : head.height()) * f)));
       size = VIPS_SIZE_FORCE;
+      if (lead->args.size() > 1) kernel = Kernel(lead->args[1]);
     }
     VImage img;
-    if (tw > 0) {
+    const bool jpeg = head.get_typeof("vips-loader") &&
+                      std::string_view(head.get_string("vips-loader")) == "jpegload";
+    if (tw > 0 && jpeg && ShrinkJpeg(head, input, *lead, tw, th, kernel, &img)) {
+      ++first;
+    } else if (tw > 0 && kernel == VIPS_KERNEL_LANCZOS3) {  // vips_thumbnail's kernel
       // Shrink-on-load, orientation applied.
       auto o = VImage::option()->set("height", th)->set("size", size);
       if (lead->name == "fill")

@@ -27,15 +27,27 @@ printf '| %d photos (%d MB) | lumen convert | ImageMagick mogrify (2 procs) | vi
 printf '| seconds | %.2f | %.2f | %.2f |\n' "$t_lumen" "$t_im" "$t_vips"
 printf '| images/s | %.1f | %.1f | %.1f |\n' "$(echo "$n / $t_lumen" | bc -l)" "$(echo "$n / $t_im" | bc -l)" "$(echo "$n / $t_vips" | bc -l)"
 printf '| lumen is | 1x | %.1fx faster | %.1fx faster |\n' "$(echo "$t_im / $t_lumen" | bc -l)" "$(echo "$t_vips / $t_lumen" | bc -l)"
-# Peak memory on one 20 MP photo (5472x3648).
+# Peak memory on one 20 MP photo (5472x3648, a camera's 3:2 frame): the first photo scaled to
+# cover it and cropped, saved as a baseline JPEG.
 big="$work/big.jpg"
 first=$(ls "$work/in"/*.jpg | head -1)
-vips resize "$first" "$work/big.v" "$(echo "5472 / $(vipsheader -f width "$first")" | bc -l)"
-vips extract_area "$work/big.v" "$big[Q=90]" 0 0 5472 "$(( $(vipsheader -f height "$work/big.v") < 3648 ? $(vipsheader -f height "$work/big.v") : 3648 ))"
+fw=$(vipsheader -f width "$first"); fh=$(vipsheader -f height "$first")
+scale=$(echo "s = 5472 / $fw; t = 3648 / $fh; if (t > s) s = t; s" | bc -l)
+vips resize "$first" "$work/big.v" "$scale"
+vips extract_area "$work/big.v" "$big[Q=90]" 0 0 5472 3648
 rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk '/Maximum resident/ {print $6}'; }
 mkdir -p "$work/one"
 r_lumen=$(rss "$lumen" convert "$big" -o "$work/one" --chain 'fit:1600x1600,sharpen,webp:82' -q)
 r_im=$(rss /usr/bin/convert "$big" -auto-orient -resize '1600x1600>' -unsharp 0x1 -quality 82 "$work/one/im.webp")
-printf '\nPeak RSS, one %s photo: lumen %d MB, ImageMagick %d MB (%.1fx less)\n' \
+r_vt=$(rss vipsthumbnail "$big" -s 1600 -o "$work/one/vt.webp[Q=82]")
+printf '\nPeak RSS, one %s photo: lumen %d MB, ImageMagick %d MB (%.1fx less); vipsthumbnail alone (no sharpen) %d MB\n' \
   "$(vipsheader -f width "$big")x$(vipsheader -f height "$big")" $((r_lumen / 1024)) $((r_im / 1024)) \
-  "$(echo "$r_im / $r_lumen" | bc -l)"
+  "$(echo "$r_im / $r_lumen" | bc -l)" $((r_vt / 1024))
+# What the processes cost before any image: the pages of their shared libraries (libvips alone
+# brings ~100 of them) and start-up allocations.
+b_lumen=$(rss "$lumen" --version)
+b_im=$(rss /usr/bin/convert -version)
+b_vips=$(rss vips --version)
+printf 'Process baseline (--version): lumen %d MB, ImageMagick %d MB, vips CLI %d MB; above it: lumen %d MB, ImageMagick %d MB (%.1fx less)\n' \
+  $((b_lumen / 1024)) $((b_im / 1024)) $((b_vips / 1024)) $(((r_lumen - b_lumen) / 1024)) $(((r_im - b_im) / 1024)) \
+  "$(echo "($r_im - $b_im) / ($r_lumen - $b_lumen)" | bc -l)"

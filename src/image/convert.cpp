@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 
 #include "jpeg_scaled.h"
+#include "lumen/image/decode.h"
+#include "lumen/io/magic.h"
 
 namespace lumen {
 namespace {
@@ -99,9 +101,15 @@ VImage UnsharpInMemory(const VImage& in, double sigma, double amount) {
   for (int k = 0; k < n; ++k)
     total += g[size_t(k)] = uint16_t(std::lround(gd[size_t(k)] / gsum * 256));
   g[size_t(r)] = uint16_t(g[size_t(r)] + 256 - total);
-  VImage out(vips_image_new_memory());
-  vips_image_pipelinev(out.get_image(), VIPS_DEMAND_STYLE_THINSTRIP, src.get_image(), nullptr);
-  if (vips_image_write_prepare(out.get_image()) != 0) throw vips::VError();
+  // In place when the copy is ours: output row y needs input row y only, and the horizontal
+  // pass has read rows up to y + r by then, so rows above y are never read again. (No second
+  // 5 MB buffer for a web-size photo.)
+  VImage out = src;
+  if (src.get_image() == in.get_image()) {  // in memory already, shared with the caller
+    out = VImage(vips_image_new_memory());
+    vips_image_pipelinev(out.get_image(), VIPS_DEMAND_STYLE_THINSTRIP, src.get_image(), nullptr);
+    if (vips_image_write_prepare(out.get_image()) != 0) throw vips::VError();
+  }
   // Horizontal pass of row y (edges repeated) into its slot of a ring of n rows, x256.
   std::vector<uint16_t> ring(size_t(n) * size_t(row));
   std::vector<uint8_t> pad(size_t(row + 2 * r * bands));
@@ -395,6 +403,14 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
   const std::string tmp =
       fmt::format("{}.lumen-{}.{}", output, ::getpid(), FormatExtension(format));
   ConvertResult r;
+  {  // HEIF/AVIF in or out needs libvips' HEIF module (decode.h)
+    uint8_t magic[64] = {0};
+    FILE* f = std::fopen(input.c_str(), "rb");
+    const size_t n = f ? std::fread(magic, 1, sizeof(magic), f) : 0;
+    if (f) std::fclose(f);
+    const Format in = DetectFormat(magic, n);
+    if (format == "avif" || in == Format::kHeif || in == Format::kAvif) EnsureHeifSupport();
+  }
   try {
     bool strip = false, lossless = false;
     int effort = -1;

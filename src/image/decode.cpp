@@ -3,10 +3,14 @@
 #include <turbojpeg.h>
 #include <vips/vips.h>
 
+#include <gmodule.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -19,6 +23,12 @@ namespace lumen {
 Status InitImageLibraries(const char* argv0) {
   static bool done = false;
   if (done) return Status::Ok();
+  // libvips loads every loader module it finds at start (ImageMagick, poppler, OpenSlide, JPEG
+  // XL, HEIF), and with them ~7 MB of libraries' pages into every lumen process, also one that
+  // only converts a JPEG. lumen reads only HEIF/AVIF through a module: that one is loaded when a
+  // HEIF or AVIF file first comes (EnsureHeifSupport), the others never. A VIPSHOME without
+  // modules (unless the user set one) is how libvips is told to skip them.
+  if (!std::getenv("VIPSHOME")) ::setenv("VIPSHOME", "/nonexistent/lumen-no-vips-modules", 0);
   if (VIPS_INIT(argv0 ? argv0 : "lumen") != 0) return Status::Internal("cannot start libvips");
   vips_cache_set_max(0);
   vips_cache_set_max_mem(0);
@@ -32,6 +42,16 @@ Status InitImageLibraries(const char* argv0) {
       nullptr);
   done = true;
   return Status::Ok();
+}
+
+void EnsureHeifSupport() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (vips_type_find("VipsOperation", "heifload") != 0) return;  // built in, or loaded
+    GModule* m = g_module_open(LUMEN_VIPS_MODULE_DIR "/vips-heif.so",
+                               static_cast<GModuleFlags>(G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL));
+    if (!m) log::Debug(fmt::format("no HEIF/AVIF support in libvips: {}", g_module_error()));
+  });
 }
 
 namespace {
@@ -245,6 +265,7 @@ Result<DecodedImage> DecodeReduced(const uint8_t* data, size_t size, Format form
   if (size == 0) return Status::Corrupt("empty file");
   if (format == Format::kJpeg) return DecodeJpeg(data, size, target, limits);
   if (format == Format::kUnknown) return Status::Unsupported("not a supported image format");
+  if (format == Format::kHeif || format == Format::kAvif) EnsureHeifSupport();
   return DecodeVips(data, size, target, limits);
 }
 
@@ -260,6 +281,7 @@ Status ReadImageSize(const uint8_t* data, size_t size, Format format, int* width
     }
     return Status::Ok();
   }
+  if (format == Format::kHeif || format == Format::kAvif) EnsureHeifSupport();
   VipsPtr header(vips_image_new_from_buffer(data, size, "", nullptr));
   if (!header) return Status::Corrupt(fmt::format("cannot read image header: {}", TakeVipsError()));
   *width = vips_image_get_width(header.get());

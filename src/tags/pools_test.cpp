@@ -91,7 +91,9 @@ TEST(RelevancePools, NeverDropsAnActiveTermsTagAndSavesWork) {
                                [&](const Tag& p) { return p.term == t.term; });
         ASSERT_NE(it, pooled[i].end())
             << "batch " << batch << ": active term " << t.term << " dropped";
-        EXPECT_FLOAT_EQ(it->confidence, t.confidence);
+        // The pooled pass scores a subset of the bank in one product: OpenBLAS may block it
+        // differently from the full one, so the last bits may differ (seen on AMD EPYC).
+        EXPECT_NEAR(it->confidence, t.confidence, 1e-5);
         ++checked;
       }
   }

@@ -46,6 +46,7 @@ Image MakePicture(int w, int h, int seed) {
 std::vector<uint8_t> Encode(const Image& img, const std::string& suffix) {
   static bool init = [] {
     (void)InitImageLibraries("lumen-test");
+    EnsureHeifSupport();  // the fixtures also write HEIF
     InitMetadataLibrary();
     return true;
   }();

@@ -22,6 +22,8 @@ namespace lumen {
 // Call once per process before decoding (starts libvips, sets its cache to zero and its
 // per-operation concurrency to 1: lumen parallelises across files, not within one).
 Status InitImageLibraries(const char* argv0);
+// Loads libvips' HEIF/AVIF module (heifload, heifsave) on first use; once, thread-safe.
+void EnsureHeifSupport();
 
 struct DecodeTarget {
   int min_long_edge = 256;   // e.g. the thumbnail size

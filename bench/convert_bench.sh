@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lumen convert against ImageMagick and chained vips CLI calls, same photos, same chain
 # (fit 1600x1600, sharpen, WebP 82), same 2 cores, one run; and peak RSS on a 20 MP photo.
-#   bench/convert_bench.sh      (needs build/ and ImageMagick: apt-get install imagemagick)
+#   bench/convert_bench.sh           (needs build/ and ImageMagick: apt-get install imagemagick)
+#   bench/convert_bench.sh presets   lumen's presets on the same photos: seconds and output size
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 lumen="$repo/build/src/cli/lumen"
@@ -16,17 +17,36 @@ mapfile -t photos < <(find "$corpus" -type f -iname '*.jpg' -size +300k | sort)
 for f in "${photos[@]:0:40}"; do
   cp "$f" "$work/in/$(echo "${f#"$corpus"/}" | tr '/' '_')"
 done
+if [ "${1:-}" = presets ]; then
+  printf '| preset | output | seconds | output (40 files) |\n|---|---|---|---|\n'
+  preset() {  # PRESET FORMAT
+    rm -rf "$work/out"
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$lumen" convert "$work/in" -o "$work/out" --chain "fit:1600x1600,sharpen,$2:82" --preset "$1" -q --no-cache
+    t1=$(date +%s.%N)
+    printf '| %s | %s | %.2f | %s KB |\n' "$1" "$2" "$(echo "$t1 - $t0" | bc -l)" "$(du -sk "$work/out" | cut -f1)"
+  }
+  for p in draft fast balanced high ultra; do preset "$p" webp; done
+  preset fast jpeg
+  preset high jpeg
+  exit 0
+fi
 n=$(ls "$work/in" | wc -l)
 mb=$(du -sm "$work/in" | cut -f1)
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
 mkdir -p "$work/im" "$work/vips"
 t_lumen=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
+t_again=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
+touch "$work/in"/*.jpg  # new mtimes, same content: the cache hashes and finds them
+t_touched=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
 t_im=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -n 10 mogrify -path '$work/im' -auto-orient -resize '1600x1600>' -unsharp 0x1 -quality 82 -format webp")
 t_vips=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -I{} sh -c 'b=\$(basename {} .jpg); vipsthumbnail {} --size 1600x1600 -o $work/vips/\$b.v && vips sharpen $work/vips/\$b.v $work/vips/\$b.s.v && vips webpsave $work/vips/\$b.s.v $work/vips/\$b.webp --Q 82 && rm $work/vips/\$b.v $work/vips/\$b.s.v'")
 printf '| %d photos (%d MB) | lumen convert | ImageMagick mogrify (2 procs) | vips CLI chain (2 procs) |\n|---|---|---|---|\n' "$n" "$mb"
 printf '| seconds | %.2f | %.2f | %.2f |\n' "$t_lumen" "$t_im" "$t_vips"
 printf '| images/s | %.1f | %.1f | %.1f |\n' "$(echo "$n / $t_lumen" | bc -l)" "$(echo "$n / $t_im" | bc -l)" "$(echo "$n / $t_vips" | bc -l)"
 printf '| lumen is | 1x | %.1fx faster | %.1fx faster |\n' "$(echo "$t_im / $t_lumen" | bc -l)" "$(echo "$t_vips / $t_lumen" | bc -l)"
+printf '\nlumen again, same chain (result cache): %.2f s; after touching every input (hashed, same content): %.2f s\n' "$t_again" "$t_touched"
 # Peak memory on one 20 MP photo (5472x3648, a camera's 3:2 frame): the first photo scaled to
 # cover it and cropped, saved as a baseline JPEG.
 big="$work/big.jpg"

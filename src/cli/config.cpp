@@ -17,6 +17,14 @@
 
 namespace lumen::cli {
 
+namespace {
+// Whether the command line gave `flag` (then it wins over a file).
+bool Given(const CLI::App& cmd, const char* flag) {
+  const CLI::Option* opt = cmd.get_option_no_throw(flag);
+  return opt && opt->count() > 0;
+}
+}  // namespace
+
 std::string ConfigPath() {
   if (const char* p = std::getenv("LUMEN_CONFIG"); p && *p) return p;
   if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
@@ -68,10 +76,7 @@ Status ApplyConfig(const std::string& path, const CLI::App& cmd, Options* o) {
   } catch (const cpptoml::parse_exception& e) {
     return Status::Invalid(fmt::format("{}: {}", path, e.what()));
   }
-  auto given = [&](const char* flag) {
-    const CLI::Option* opt = cmd.get_option_no_throw(flag);
-    return opt && opt->count() > 0;
-  };
+  auto given = [&](const char* flag) { return Given(cmd, flag); };
   auto bad = [&](const std::string& key, const char* want) {
     return Status::Invalid(fmt::format("{}: {} must be {}", path, key, want));
   };
@@ -172,10 +177,7 @@ Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
       return Status::Invalid(fmt::format("{}: {}", path, e.what()));
     }
   }
-  auto given = [&](const char* flag) {
-    const CLI::Option* opt = cmd.get_option_no_throw(flag);
-    return opt && opt->count() > 0;
-  };
+  auto given = [&](const char* flag) { return Given(cmd, flag); };
   auto bad = [&](const std::string& key, const char* want) {
     return Status::Invalid(fmt::format("recipe {}: {} must be {}", path, key, want));
   };

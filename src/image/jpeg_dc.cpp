@@ -19,25 +19,14 @@
 
 #include <fmt/format.h>
 
+#include "jpeg_error.h"
+
 namespace lumen {
 namespace {
 
-struct ErrorManager {
-  jpeg_error_mgr pub;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-  bool premature_end;
-};
-
-void OnError(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<ErrorManager*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
 void OnMessage(j_common_ptr cinfo, int level) {
   if (level >= 0) return;  // trace messages
-  auto* err = reinterpret_cast<ErrorManager*>(cinfo->err);
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   if (cinfo->err->msg_code == JWRN_JPEG_EOF) err->premature_end = true;
 }
 
@@ -58,10 +47,10 @@ bool HasEndMarker(const uint8_t* from, const uint8_t* end) {
 
 DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::string* error) {
   jpeg_decompress_struct cinfo;
-  ErrorManager err;
+  JpegErrorManager err;
   std::memset(&err, 0, sizeof(err));
   cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = OnError;
+  err.pub.error_exit = JpegErrorExit;
   err.pub.emit_message = OnMessage;
   if (setjmp(err.jump)) {
     *error = fmt::format("corrupt JPEG data: {}", err.message);

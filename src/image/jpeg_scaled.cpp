@@ -17,20 +17,10 @@
 
 #include <jpeglib.h>
 
+#include "jpeg_error.h"
+
 namespace lumen {
 namespace {
-
-struct ErrorManager {
-  jpeg_error_mgr pub;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-void OnError(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<ErrorManager*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
 
 void Quiet(j_common_ptr, int) {}
 
@@ -49,10 +39,10 @@ VipsImage* DecodeJpegScaled(const std::string& path, int m, std::string* error) 
     return nullptr;
   }
   jpeg_decompress_struct cinfo;
-  ErrorManager err;
+  JpegErrorManager err;
   std::memset(&err, 0, sizeof(err));
   cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = OnError;
+  err.pub.error_exit = JpegErrorExit;
   err.pub.emit_message = Quiet;  // warnings (a few corrupt bytes) do not stop a decode
   VipsImage* volatile out = nullptr;
   if (setjmp(err.jump)) {

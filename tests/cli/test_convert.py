@@ -105,6 +105,13 @@ class Convert(unittest.TestCase):
         # Rotated 90 clockwise: the green top-left square is now top-right.
         g = im.getpixel((290, 10))
         self.assertGreater(g[1], 150)
+        # Kept EXIF must not make a viewer turn the upright pixels again.
+        for fmt_, name in (("jpeg", "photo.jpg"), ("webp", "photo.webp")):
+            self.convert(f"fit:300x300,{fmt_}")
+            out = os.path.join(self.out, name)
+            self.assertEqual(size_of(out), (225, 300))
+            o = subprocess.run(["exiftool", "-s3", "-n", "-Orientation", out], capture_output=True).stdout.strip()
+            self.assertIn(o, (b"", b"1"), fmt_)
         subprocess.run(["exiftool", "-q", "-overwrite_original", "-Orientation=1", "-n", rotated], check=True)
         self.convert("flip:h,png")
         im = self.result("photo.png").convert("RGB")

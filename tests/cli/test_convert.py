@@ -346,6 +346,57 @@ class RealPhotos(unittest.TestCase):
         sat = lambda im: ImageStat.Stat(im.convert("HSV")).mean[1]
         self.assertGreater(sat(self.image("fit:800x800,saturation:1.5,png")), sat(base) * 1.2)
 
+    def test_sharpen_is_the_unsharp_mask_formula(self):
+        # out = in + amount * (in - gauss(in, sigma)), edges repeated: computed here in floating
+        # point with numpy, on a web-size image (lumen's integer path) and on one above 8 MP
+        # (libvips' streaming path).
+        import numpy as np
+
+        def reference(a, sigma, amount):
+            r = max(1, int(np.ceil(sigma * 2.45)))
+            k = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma * sigma))
+            k /= k.sum()
+            f = a.astype(np.float64)
+            p = np.pad(f, ((r, r), (r, r), (0, 0)), mode="edge")
+            h = sum(k[i] * p[:, i:i + f.shape[1] + 0, :] for i in range(2 * r + 1))[r:-r]
+            b = sum(k[i] * np.pad(h, ((r, r), (0, 0), (0, 0)), mode="edge")[i:i + f.shape[0]] for i in range(2 * r + 1))
+            return np.clip(np.rint(f + amount * (f - b)), 0, 255)
+
+        for size, sigma, amount in ((800, 1.0, 1.0), (800, 0.6, 2.0), (3600, 1.0, 0.8)):
+            base = self.image(f"resize:{size / self.size[0]:.6f},png").convert("RGB")
+            src = os.path.join(self.src, "plain.png")
+            base.save(src)
+            try:
+                out = os.path.join(self.tmp, "sharp")
+                shutil.rmtree(out, ignore_errors=True)
+                run("convert", src, "-o", out, "--chain", f"sharpen:{sigma}:{amount},png", "--quiet", "--no-cache",
+                    check=EXIT_OK)
+                with Image.open(os.path.join(out, "plain.png")) as im:
+                    got = np.asarray(im.convert("RGB"), dtype=np.float64)
+            finally:
+                os.remove(src)
+            want = reference(np.asarray(base), sigma, amount)
+            err = np.abs(got - want)
+            self.assertLess(err.mean(), 0.8, (size, sigma, amount))
+            self.assertLess(np.percentile(err, 99.9), 4, (size, sigma, amount))
+
+    def test_jpeg_scaled_decode_matches_a_full_decode(self):
+        # fit at 5/8 and 3/8 of the photo: lumen decodes at M/8 (libjpeg's scaled IDCT); the
+        # reference decodes in full and resamples with Lanczos3 (vips CLI).
+        import numpy as np
+        w, h = self.size
+        for frac in (5 / 8, 3 / 8 + 0.01):
+            tw = round(w * frac)
+            got = np.asarray(self.image(f"fit:{tw}x{tw},png").convert("RGB"), dtype=np.float64)
+            ref_path = os.path.join(self.tmp, "ref.png")
+            subprocess.run(["vips", "resize", self.photo, ref_path, str(got.shape[1] / w),
+                            "--vscale", str(got.shape[0] / h)], check=True, capture_output=True)
+            with Image.open(ref_path) as im:
+                ref = np.asarray(im.convert("RGB"), dtype=np.float64)
+            self.assertEqual(ref.shape, got.shape)
+            mse = ((got - ref) ** 2).mean()
+            self.assertGreater(10 * np.log10(255 ** 2 / mse), 33, frac)  # PSNR, dB
+
     def test_edges(self):
         for kind in ("sobel", "canny"):
             im = self.image(f"fit:800x800,edges:{kind},png")

@@ -105,6 +105,9 @@ class Convert(unittest.TestCase):
         # Rotated 90 clockwise: the green top-left square is now top-right.
         g = im.getpixel((290, 10))
         self.assertGreater(g[1], 150)
+        # `autorotate` says explicitly what is always done: the same pixels.
+        self.convert("autorotate,resize:0.5,png")
+        self.assertEqual(ImageChops.difference(im, self.result("photo.png").convert("RGB")).getbbox(), None)
         # Kept EXIF must not make a viewer turn the upright pixels again.
         for fmt_, name in (("jpeg", "photo.jpg"), ("webp", "photo.webp")):
             self.convert(f"fit:300x300,{fmt_}")
@@ -151,6 +154,8 @@ class Convert(unittest.TestCase):
         self.assertEqual(self.exif_make(os.path.join(self.out, "photo.jpg")), "Canon")
         self.convert("fit:400x400,strip,jpeg:85")
         self.assertIsNone(self.exif_make(os.path.join(self.out, "photo.jpg")))
+        self.convert("strip,keep,fit:400x400,jpeg:85")  # the last word wins
+        self.assertEqual(self.exif_make(os.path.join(self.out, "photo.jpg")), "Canon")
 
     def test_presets_trade_size_for_speed(self):
         # A photo-like texture (blurred noise): more encoder effort finds a smaller file.
@@ -163,6 +168,9 @@ class Convert(unittest.TestCase):
             self.convert("webp:80", "--preset", preset)
             sizes[preset] = os.path.getsize(os.path.join(self.out, "photo.webp"))
         self.assertLess(sizes["ultra"], sizes["draft"])
+        # effort:N in the chain overrides the preset's.
+        self.convert("effort:0,webp:80", "--preset", "ultra")
+        self.assertEqual(os.path.getsize(os.path.join(self.out, "photo.webp")), sizes["draft"])
         p = run("convert", self.src, "-o", self.out, "--chain", "webp", "--preset", "turbo")
         self.assertEqual(p.returncode, EXIT_ERROR)
 

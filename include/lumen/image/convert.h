@@ -1,7 +1,8 @@
 // Carrying out an operation chain (chain.h) on one image file with libvips: one pipeline per
 // image, colour managed (an embedded ICC profile is honoured, output sRGB), upright (EXIF
-// orientation applied). When the chain starts with fit or fill the image is opened with
-// shrink-on-load (vips_thumbnail), so a 20 MP JPEG never exists at full size in memory.
+// orientation applied). When the chain starts by shrinking (fit, fill, resize < 1) a JPEG is
+// decoded at M/8 of its size and other formats open with libvips' shrink-on-load, so a 20 MP
+// photo never exists at full size in memory; other chains stream the file where they can.
 #pragma once
 
 #include <cstdint>

@@ -96,6 +96,7 @@ int RunConvert(const Options& o, const char* argv0) {
       log::Warn(fmt::format("{}: no such file or folder", p));
     }
   }
+  std::vector<uintmax_t> input_bytes;  // the size of each input
   // Largest first: the big photos start early and the small ones fill the gaps at the end, so no
   // core idles while one finishes a 20 MP file (names still decide among equal sizes).
   {
@@ -109,7 +110,10 @@ int RunConvert(const Options& o, const char* argv0) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
     });
     inputs.clear();
-    for (auto& [size, p] : sized_inputs) inputs.push_back(std::move(p));
+    for (auto& [size, p] : sized_inputs) {
+      inputs.push_back(std::move(p));
+      input_bytes.push_back(size);
+    }
   }
   if (!o.output.empty()) {
     std::error_code ec;
@@ -278,9 +282,8 @@ int RunConvert(const Options& o, const char* argv0) {
       std::string why;
       uint64_t bytes = 0;
       const Outcome oc = one(i, &why, &bytes);
-      std::error_code ec;
       std::lock_guard<std::mutex> lock(mu);
-      bytes_in += fs::file_size(inputs[i], ec);
+      bytes_in += input_bytes[i];
       bytes_out += bytes;
       switch (oc) {
         case Outcome::kConverted:

@@ -308,14 +308,22 @@ bool NeedsSrgbTransform(const VImage& img) {
   return transform;
 }
 
+// The size of `head` once upright (EXIF orientation applied); true if that swaps width and height.
+bool UprightSize(const VImage& head, int* w, int* h) {
+  const bool swap = vips_image_get_orientation_swap(head.get_image());
+  *w = swap ? head.height() : head.width();
+  *h = swap ? head.width() : head.height();
+  return swap;
+}
+
 // The lead operation (fit, fill or resize to `tw` x `th`) done on a JPEG by an M/8 decode
 // (jpeg_scaled.cpp) and a resample of the rest with `kernel`: upright, metadata kept. False where
 // that saves nothing (no shrink by 8/7 or more) or the decoder refuses the file: vips_thumbnail
 // does it then (and reports a corrupt file in its words).
 bool ShrinkJpeg(const VImage& head, const std::string& input, const ChainOp& lead, int tw, int th,
                 VipsKernel kernel, VImage* out) {
-  const bool swap = vips_image_get_orientation_swap(head.get_image());
-  const int uw = swap ? head.height() : head.width(), uh = swap ? head.width() : head.height();
+  int uw, uh;
+  const bool swap = UprightSize(head, &uw, &uh);
   int fw = tw, fh = th;  // the upright size after the resample
   if (lead.name != "resize") {
     const double sx = double(tw) / uw, sy = double(th) / uh;
@@ -406,14 +414,15 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
   const std::string tmp =
       fmt::format("{}.lumen-{}.{}", output, ::getpid(), FormatExtension(format));
   ConvertResult r;
-  {  // HEIF/AVIF in or out needs libvips' HEIF module (decode.h)
-    uint8_t magic[64] = {0};
-    FILE* f = std::fopen(input.c_str(), "rb");
-    const size_t n = f ? std::fread(magic, 1, sizeof(magic), f) : 0;
-    if (f) std::fclose(f);
-    const Format in = DetectFormat(magic, n);
-    if (format == "avif" || in == Format::kHeif || in == Format::kAvif) EnsureHeifSupport();
-  }
+  // The input's format by its magic bytes: HEIF/AVIF in or out needs libvips' HEIF module
+  // (decode.h) before libvips can even read the header; JPEG can take the M/8 decode.
+  uint8_t magic[64] = {0};
+  FILE* f = std::fopen(input.c_str(), "rb");
+  const size_t got = f ? std::fread(magic, 1, sizeof(magic), f) : 0;
+  if (f) std::fclose(f);
+  const Format in_format = DetectFormat(magic, got);
+  if (format == "avif" || in_format == Format::kHeif || in_format == Format::kAvif)
+    EnsureHeifSupport();
   try {
     bool strip = false, lossless = false;
     int effort = -1;
@@ -441,17 +450,17 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
       Size(lead->args[0], &tw, &th);
     } else if (!cmyk && lead && lead->name == "resize" && Num(lead->args[0]) < 1) {
       // resize:SCALE as the exact upright size it gives.
-      const bool turned = vips_image_get_orientation_swap(head.get_image());
+      int uw, uh;
+      UprightSize(head, &uw, &uh);
       const double f = Num(lead->args[0]);
-      tw = std::max(1, int(std::lround((turned ? head.height() : head.width()) * f)));
-      th = std::max(1, int(std::lround((turned ? head.width() : head.height()) * f)));
+      tw = std::max(1, int(std::lround(uw * f)));
+      th = std::max(1, int(std::lround(uh * f)));
       size = VIPS_SIZE_FORCE;
       if (lead->args.size() > 1) kernel = Kernel(lead->args[1]);
     }
     VImage img;
-    const bool jpeg = head.get_typeof("vips-loader") &&
-                      std::string_view(head.get_string("vips-loader")) == "jpegload";
-    if (tw > 0 && jpeg && ShrinkJpeg(head, input, *lead, tw, th, kernel, &img)) {
+    if (tw > 0 && in_format == Format::kJpeg &&
+        ShrinkJpeg(head, input, *lead, tw, th, kernel, &img)) {
       ++first;
     } else if (tw > 0 && kernel == VIPS_KERNEL_LANCZOS3) {  // vips_thumbnail's kernel
       // Shrink-on-load, orientation applied.

@@ -1,7 +1,6 @@
 // lumen convert: operation chains (image/chain.h) over many files, in parallel, one libvips
 // pipeline per image (image/convert.h). Errors are per file; the run goes on.
 #include <sys/stat.h>
-#include <vips/vips.h>
 
 #include <atomic>
 #include <cerrno>
@@ -58,10 +57,9 @@ std::string OutputName(const std::string& tmpl, const fs::path& in, const std::s
 
 int RunConvert(const Options& o, const char* argv0) {
   SetupLogging(o);
-  if (Status st = InitLibraries(argv0); !st.ok()) {
-    log::Error(st.message());
-    return kExitError;
-  }
+  // libvips is started by the first image that needs it (image/convert.h): a run that only
+  // takes the direct path (a JPEG shrunk into WebP or JPEG) never loads its thousand types.
+  (void)argv0;
   if (o.chain.empty()) {
     log::Error("convert needs --chain OPS or --recipe FILE");
     return kExitError;
@@ -137,7 +135,6 @@ int RunConvert(const Options& o, const char* argv0) {
       fmt::format("{}|preset={}|convert/1", CanonicalChain(*chain), preset.name);
   // Many images at once, each pipeline on one thread: better throughput than one image on all.
   const int workers = o.jobs > 0 ? o.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
-  vips_concurrency_set(1);
   std::atomic<size_t> next{0};
   std::mutex mu;  // the counters, the progress line and the catalog
   uint64_t done = 0, failed = 0, skipped = 0, cached = 0, copied = 0, bytes_in = 0, bytes_out = 0;

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <lcms2.h>
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,7 +11,9 @@
 
 #include <fmt/format.h>
 
+#include "convert_direct.h"
 #include "jpeg_scaled.h"
+#include "unsharp.h"
 #include "lumen/image/decode.h"
 #include "lumen/io/magic.h"
 
@@ -89,66 +90,16 @@ constexpr int64_t kUnsharpInMemory = 8'000'000;
 
 VImage UnsharpInMemory(const VImage& in, double sigma, double amount) {
   const VImage src = in.copy_memory();
-  const int w = src.width(), h = src.height(), bands = src.bands(), row = w * bands;
-  const auto* pix = static_cast<const uint8_t*>(src.data());
-  // Integer Gaussian weights that sum to exactly 256.
-  const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
-  const int n = 2 * r + 1;
-  std::vector<double> gd(static_cast<size_t>(n), 0.0);
-  double gsum = 0;
-  for (int k = -r; k <= r; ++k) gsum += gd[size_t(k + r)] = std::exp(-k * k / (2 * sigma * sigma));
-  std::vector<uint16_t> g(static_cast<size_t>(n));
-  int total = 0;
-  for (int k = 0; k < n; ++k)
-    total += g[size_t(k)] = uint16_t(std::lround(gd[size_t(k)] / gsum * 256));
-  g[size_t(r)] = uint16_t(g[size_t(r)] + 256 - total);
-  // In place when the copy is ours: output row y needs input row y only, and the horizontal
-  // pass has read rows up to y + r by then, so rows above y are never read again. (No second
-  // 5 MB buffer for a web-size photo.)
+  // In place when the copy is ours (no second 5 MB buffer for a web-size photo).
   VImage out = src;
   if (src.get_image() == in.get_image()) {  // in memory already, shared with the caller
     out = VImage(vips_image_new_memory());
     vips_image_pipelinev(out.get_image(), VIPS_DEMAND_STYLE_THINSTRIP, src.get_image(), nullptr);
     if (vips_image_write_prepare(out.get_image()) != 0) throw vips::VError();
   }
-  // Horizontal pass of row y (edges repeated) into its slot of a ring of n rows, x256.
-  std::vector<uint16_t> ring(size_t(n) * size_t(row));
-  std::vector<uint8_t> pad(size_t(row + 2 * r * bands));
-  auto horizontal = [&](int y) {
-    const uint8_t* s = pix + size_t(y) * size_t(row);
-    for (int x = 0; x < r * bands; ++x) {
-      pad[size_t(x)] = s[x % bands];
-      pad[size_t(row + r * bands + x)] = s[row - bands + x % bands];
-    }
-    std::copy(s, s + row, pad.begin() + r * bands);
-    uint16_t* t = ring.data() + size_t(y % n) * size_t(row);
-    std::fill(t, t + row, 0);
-    for (int k = 0; k < n; ++k) {
-      const uint16_t wk = g[size_t(k)];
-      const uint8_t* q = pad.data() + k * bands;
-      for (int x = 0; x < row; ++x) t[x] = uint16_t(t[x] + wk * q[x]);
-    }
-  };
-  const int amt = int(std::lround(amount * 256));
-  std::vector<uint32_t> acc(static_cast<size_t>(row));
-  for (int y = 0; y < std::min(r, h); ++y) horizontal(y);
-  for (int y = 0; y < h; ++y) {
-    if (y + r < h) horizontal(y + r);
-    std::fill(acc.begin(), acc.end(), 0);
-    for (int k = -r; k <= r; ++k) {
-      const int yy = std::clamp(y + k, 0, h - 1);
-      const uint16_t* t = ring.data() + size_t(yy % n) * size_t(row);
-      const uint32_t wk = g[size_t(k + r)];
-      for (int x = 0; x < row; ++x) acc[size_t(x)] += wk * t[x];
-    }
-    const uint8_t* s = pix + size_t(y) * size_t(row);
-    auto* o = reinterpret_cast<uint8_t*>(VIPS_IMAGE_ADDR(out.get_image(), 0, y));
-    for (int x = 0; x < row; ++x) {
-      const int blurred = int((acc[size_t(x)] + 32768) >> 16);
-      const int v = s[x] + ((amt * (s[x] - blurred) + 128) >> 8);
-      o[x] = uint8_t(std::clamp(v, 0, 255));
-    }
-  }
+  UnsharpMask8(static_cast<const uint8_t*>(src.data()),
+               reinterpret_cast<uint8_t*>(VIPS_IMAGE_ADDR(out.get_image(), 0, 0)), src.width(),
+               src.height(), src.bands(), sigma, amount);
   return out;
 }
 
@@ -286,26 +237,12 @@ VImage Apply(VImage img, const ChainOp& op, const std::string& input, VipsKernel
   return img;  // strip, keep, lossless, effort: options of the output
 }
 
-// Whether the image's embedded ICC profile asks for a conversion to sRGB: not when it is an sRGB
-// profile already (most camera JPEGs embed one; transforming them through lcms would cost time
-// for nothing), nor a grey one (the image stays grey).
+// Whether the image's embedded ICC profile asks for a conversion to sRGB (convert_direct.h).
 bool NeedsSrgbTransform(const VImage& img) {
   if (!img.get_typeof(VIPS_META_ICC_NAME)) return false;
   size_t len = 0;
   const void* data = img.get_blob(VIPS_META_ICC_NAME, &len);
-  cmsHPROFILE p = cmsOpenProfileFromMem(data, cmsUInt32Number(len));
-  if (!p) return false;  // unreadable: libvips would fail on it too; leave the pixels as they are
-  bool transform = true;
-  const cmsColorSpaceSignature space = cmsGetColorSpace(p);
-  if (space == cmsSigGrayData) {
-    transform = false;
-  } else if (space == cmsSigRgbData) {
-    char desc[256] = {0};
-    cmsGetProfileInfoASCII(p, cmsInfoDescription, "en", "US", desc, sizeof(desc));
-    transform = std::string_view(desc).find("sRGB") == std::string_view::npos;
-  }
-  cmsCloseProfile(p);
-  return transform;
+  return lumen::NeedsSrgbTransform(data, len);
 }
 
 // The size of `head` once upright (EXIF orientation applied); true if that swaps width and height.
@@ -384,6 +321,27 @@ const PresetValues& Values(const Preset& p) {
   return kPresets[2];
 }
 
+// Renames the finished `tmp` over `output` (fsynced first when `durable`).
+Result<ConvertResult> Finish(const std::string& tmp, const std::string& output,
+                             const std::string& format, bool durable, ConvertResult r) {
+  if (durable) {
+    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)::fsync(fd);
+      ::close(fd);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, output, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    return Status::Io(fmt::format("cannot write {}: {}", output, ec.message()));
+  }
+  r.format = format;
+  r.bytes = std::filesystem::file_size(output, ec);
+  return r;
+}
+
 }  // namespace
 
 bool IsPreset(const std::string& name) {
@@ -421,6 +379,26 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
   const size_t got = f ? std::fread(magic, 1, sizeof(magic), f) : 0;
   if (f) std::fclose(f);
   const Format in_format = DetectFormat(magic, got);
+  if (in_format == Format::kJpeg) {
+    DirectSettings ds;
+    ds.kernel = pv.kernel == VIPS_KERNEL_LINEAR  ? ResampleKernel::kLinear
+                : pv.kernel == VIPS_KERNEL_CUBIC ? ResampleKernel::kCubic
+                                                 : ResampleKernel::kLanczos3;
+    ds.effort = pv.effort;
+    ds.subsample = pv.subsample;
+    std::string error;
+    switch (ConvertDirect(input, chain, format, tmp, ds, &r, &error)) {
+      case Direct::kDone: return Finish(tmp, output, format, durable, r);
+      case Direct::kFailed:
+        return Status::Corrupt(fmt::format("{}: {}", input, error));
+      case Direct::kWriteFailed:
+        std::remove(tmp.c_str());
+        return Status::Io(fmt::format("cannot write {}: {}", output, error));
+      case Direct::kNotApplicable: break;
+    }
+  }
+  // libvips, started on first use: a run that only takes the direct path never pays for it.
+  if (Status st = InitImageLibraries(nullptr); !st.ok()) return st;
   if (format == "avif" || in_format == Format::kHeif || in_format == Format::kAvif)
     EnsureHeifSupport();
   try {
@@ -513,22 +491,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
     if (nl != std::string::npos) why = why.substr(0, nl);
     return Status::Corrupt(fmt::format("{}: {}", input, why));
   }
-  if (durable) {
-    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      (void)::fsync(fd);
-      ::close(fd);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, output, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    return Status::Io(fmt::format("cannot write {}: {}", output, ec.message()));
-  }
-  r.format = format;
-  r.bytes = std::filesystem::file_size(output, ec);
-  return r;
+  return Finish(tmp, output, format, durable, r);
 }
 
 }  // namespace lumen

@@ -21,27 +21,31 @@
 namespace lumen {
 
 Status InitImageLibraries(const char* argv0) {
-  static bool done = false;
-  if (done) return Status::Ok();
-  // libvips loads every loader module it finds at start (ImageMagick, poppler, OpenSlide, JPEG
-  // XL, HEIF), and with them ~7 MB of libraries' pages into every lumen process, also one that
-  // only converts a JPEG. lumen reads only HEIF/AVIF through a module: that one is loaded when a
-  // HEIF or AVIF file first comes (EnsureHeifSupport), the others never. A VIPSHOME without
-  // modules (unless the user set one) is how libvips is told to skip them.
-  if (!std::getenv("VIPSHOME")) ::setenv("VIPSHOME", "/nonexistent/lumen-no-vips-modules", 0);
-  if (VIPS_INIT(argv0 ? argv0 : "lumen") != 0) return Status::Internal("cannot start libvips");
-  vips_cache_set_max(0);
-  vips_cache_set_max_mem(0);
-  vips_concurrency_set(1);
-  // libvips reports per-tile warnings through GLib's log; lumen reports the failure itself,
-  // once, with the file name. Route them to the debug log instead of raw stderr.
-  g_log_set_handler(
-      "VIPS",
-      static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO),
-      [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) { log::Debug(msg ? msg : ""); },
-      nullptr);
-  done = true;
-  return Status::Ok();
+  static std::once_flag once;
+  static bool ok = false;
+  std::call_once(once, [argv0] {
+    // libvips loads every loader module it finds at start (ImageMagick, poppler, OpenSlide,
+    // JPEG XL, HEIF), and with them ~7 MB of libraries' pages into every lumen process, also one
+    // that only converts a JPEG. lumen reads only HEIF/AVIF through a module: that one is loaded
+    // when a HEIF or AVIF file first comes (EnsureHeifSupport), the others never. A VIPSHOME
+    // without modules (unless the user set one) is how libvips is told to skip them.
+    if (!std::getenv("VIPSHOME")) ::setenv("VIPSHOME", "/nonexistent/lumen-no-vips-modules", 0);
+    if (VIPS_INIT(argv0 ? argv0 : "lumen") != 0) return;
+    vips_cache_set_max(0);
+    vips_cache_set_max_mem(0);
+    vips_concurrency_set(1);
+    // libvips reports per-tile warnings through GLib's log; lumen reports the failure itself,
+    // once, with the file name. Route them to the debug log instead of raw stderr.
+    g_log_set_handler(
+        "VIPS",
+        static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO),
+        [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) {
+          log::Debug(msg ? msg : "");
+        },
+        nullptr);
+    ok = true;
+  });
+  return ok ? Status::Ok() : Status::Internal("cannot start libvips");
 }
 
 void EnsureHeifSupport() {

@@ -12,7 +12,6 @@
 
 #include <cerrno>
 #include <csetjmp>
-#include <cstdio>
 #include <cstring>
 
 #include <jpeglib.h>
@@ -24,6 +23,9 @@ namespace {
 
 void Quiet(j_common_ptr, int) {}
 
+constexpr char kExif[] = "Exif\0\0";  // 6 bytes
+constexpr char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // and a NUL
+
 }  // namespace
 
 int JpegScaleFor(int width, int height, int want_w, int want_h) {
@@ -32,59 +34,132 @@ int JpegScaleFor(int width, int height, int want_w, int want_h) {
   return m;
 }
 
-VipsImage* DecodeJpegScaled(const std::string& path, int m, std::string* error) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    *error = std::strerror(errno);
-    return nullptr;
-  }
+struct JpegReader::State {
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
-  std::memset(&err, 0, sizeof(err));
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = JpegErrorExit;
-  err.pub.emit_message = Quiet;  // warnings (a few corrupt bytes) do not stop a decode
-  VipsImage* volatile out = nullptr;
-  if (setjmp(err.jump)) {
-    *error = std::string("corrupt JPEG data: ") + err.message;
-    jpeg_destroy_decompress(&cinfo);
-    std::fclose(f);
-    if (out) g_object_unref(out);
+  bool created = false;
+};
+
+JpegReader::JpegReader() : s_(std::make_unique<State>()) {}
+
+JpegReader::~JpegReader() {
+  if (s_->created) jpeg_destroy_decompress(&s_->cinfo);
+  if (file_) std::fclose(file_);
+}
+
+// Runs `f` with libjpeg's fatal errors turned into `false` (the setjmp lives in this frame, which
+// is on the stack for as long as `f` runs).
+template <class F>
+bool JpegReader::Guarded(F&& f) {
+  if (setjmp(s_->err.jump)) {
+    error_ = std::string("corrupt JPEG data: ") + s_->err.message;
+    return false;
+  }
+  f();
+  return true;
+}
+
+bool JpegReader::Open(const std::string& path, bool metadata) {
+  file_ = std::fopen(path.c_str(), "rb");
+  if (!file_) {
+    error_ = std::strerror(errno);
+    return false;
+  }
+  jpeg_decompress_struct& c = s_->cinfo;
+  std::memset(&s_->err, 0, sizeof(s_->err));
+  c.err = jpeg_std_error(&s_->err.pub);
+  s_->err.pub.error_exit = JpegErrorExit;
+  s_->err.pub.emit_message = Quiet;  // warnings (a few corrupt bytes) do not stop a decode
+  jpeg_create_decompress(&c);
+  s_->created = true;
+  return Guarded([&] {
+    jpeg_stdio_src(&c, file_);
+    if (metadata) {
+      jpeg_save_markers(&c, JPEG_APP0 + 1, 0xffff);
+      jpeg_save_markers(&c, JPEG_APP0 + 2, 0xffff);
+    }
+    jpeg_read_header(&c, TRUE);
+    if (!metadata) return;
+    for (jpeg_saved_marker_ptr m = c.marker_list; m; m = m->next) {
+      const char* d = reinterpret_cast<const char*>(m->data);
+      if (m->marker != JPEG_APP0 + 1) continue;
+      if (exif_.empty() && m->data_length > 6 && std::memcmp(d, kExif, 6) == 0)
+        exif_.assign(d + 6, m->data_length - 6);
+      else if (xmp_.empty() && m->data_length > sizeof(kXmp) &&
+               std::memcmp(d, kXmp, sizeof(kXmp)) == 0)
+        xmp_.assign(d + sizeof(kXmp), m->data_length - sizeof(kXmp));
+    }
+    JOCTET* icc = nullptr;
+    unsigned int icc_len = 0;
+    if (jpeg_read_icc_profile(&c, &icc, &icc_len) && icc) {
+      icc_.assign(reinterpret_cast<const char*>(icc), icc_len);
+      std::free(icc);
+    }
+  });
+}
+
+int JpegReader::width() const { return int(s_->cinfo.image_width); }
+int JpegReader::height() const { return int(s_->cinfo.image_height); }
+bool JpegReader::grey() const { return s_->cinfo.jpeg_color_space == JCS_GRAYSCALE; }
+bool JpegReader::cmyk() const {
+  return s_->cinfo.jpeg_color_space == JCS_CMYK || s_->cinfo.jpeg_color_space == JCS_YCCK;
+}
+int JpegReader::out_width() const { return int(s_->cinfo.output_width); }
+int JpegReader::out_height() const { return int(s_->cinfo.output_height); }
+int JpegReader::bands() const { return s_->cinfo.output_components; }
+
+bool JpegReader::Start(int m, bool rgb) {
+  if (cmyk()) {
+    error_ = "CMYK JPEG";
+    return false;
+  }
+  jpeg_decompress_struct& c = s_->cinfo;
+  c.out_color_space = grey() && !rgb ? JCS_GRAYSCALE : JCS_RGB;
+  c.scale_num = static_cast<unsigned>(m);
+  c.scale_denom = 8;
+  c.dct_method = JDCT_ISLOW;
+  return Guarded([&] { jpeg_start_decompress(&c); });
+}
+
+bool JpegReader::ReadRow(uint8_t* row) {
+  return Guarded([&] {
+    JSAMPROW r = row;
+    jpeg_read_scanlines(&s_->cinfo, &r, 1);
+  });
+}
+
+bool JpegReader::Finish() {
+  return Guarded([&] { jpeg_finish_decompress(&s_->cinfo); });
+}
+
+VipsImage* DecodeJpegScaled(const std::string& path, int m, std::string* error) {
+  JpegReader jpeg;
+  if (!jpeg.Open(path, false) || !jpeg.Start(m, false)) {
+    *error = jpeg.error();
     return nullptr;
   }
-  jpeg_create_decompress(&cinfo);
-  jpeg_stdio_src(&cinfo, f);
-  jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-    *error = "CMYK JPEG";
-    jpeg_destroy_decompress(&cinfo);
-    std::fclose(f);
-    return nullptr;
-  }
-  const bool grey = cinfo.jpeg_color_space == JCS_GRAYSCALE;
-  cinfo.out_color_space = grey ? JCS_GRAYSCALE : JCS_RGB;
-  cinfo.scale_num = static_cast<unsigned>(m);
-  cinfo.scale_denom = 8;
-  cinfo.dct_method = JDCT_ISLOW;
-  jpeg_start_decompress(&cinfo);
-  out = vips_image_new_memory();
-  vips_image_init_fields(out, int(cinfo.output_width), int(cinfo.output_height), grey ? 1 : 3,
+  VipsImage* out = vips_image_new_memory();
+  const bool grey = jpeg.bands() == 1;
+  vips_image_init_fields(out, jpeg.out_width(), jpeg.out_height(), jpeg.bands(),
                          VIPS_FORMAT_UCHAR, VIPS_CODING_NONE,
                          grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB, 1.0, 1.0);
   if (vips_image_write_prepare(out) != 0) {
     *error = "out of memory";
-    jpeg_destroy_decompress(&cinfo);
-    std::fclose(f);
     g_object_unref(out);
     return nullptr;
   }
-  while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = VIPS_IMAGE_ADDR(out, 0, int(cinfo.output_scanline));
-    jpeg_read_scanlines(&cinfo, &row, 1);
+  for (int y = 0; y < jpeg.out_height(); ++y) {
+    if (!jpeg.ReadRow(VIPS_IMAGE_ADDR(out, 0, y))) {
+      *error = jpeg.error();
+      g_object_unref(out);
+      return nullptr;
+    }
   }
-  jpeg_finish_decompress(&cinfo);
-  jpeg_destroy_decompress(&cinfo);
-  std::fclose(f);
+  if (!jpeg.Finish()) {
+    *error = jpeg.error();
+    g_object_unref(out);
+    return nullptr;
+  }
   return out;
 }
 

@@ -19,8 +19,9 @@
 
 namespace lumen {
 
-// Call once per process before decoding (starts libvips, sets its cache to zero and its
-// per-operation concurrency to 1: lumen parallelises across files, not within one).
+// Call before decoding (starts libvips, sets its cache to zero and its per-operation
+// concurrency to 1: lumen parallelises across files, not within one). Once per process,
+// thread-safe: later calls return the first one's status.
 Status InitImageLibraries(const char* argv0);
 // Loads libvips' HEIF/AVIF module (heifload, heifsave) on first use; once, thread-safe.
 void EnsureHeifSupport();

@@ -1,0 +1,361 @@
+// convert's direct path: the commonest web chain (a JPEG made smaller, perhaps sharpened, saved as
+// WebP or JPEG) without libvips.
+//
+// Through libvips the same steps cost ~25% more CPU: its pipeline copies regions between
+// operations, its worker threads hand tiles over (sched_yield shows in a profile), and the saver
+// buffers the whole image once more; for a 1600-pixel result those costs are as large as the
+// resample itself. Here the M/8 decode (jpeg_scaled.cpp) feeds the resampler (resample.cpp) one
+// row at a time, so the only full-size buffer is the result's; the EXIF orientation is applied
+// to that, sharpen runs in place (unsharp.cpp), and libwebp or libjpeg encode it. Metadata as
+// libvips writes it: EXIF (Orientation 1, the new pixel size), XMP and the ICC profile, unless
+// `strip`. Anything else (another operation, a profile to convert, CMYK, lossless) goes through
+// libvips: the result is the same picture either way (test_convert.py compares them).
+#include "convert_direct.h"
+
+#include <lcms2.h>
+#include <webp/encode.h>
+#include <webp/mux.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "exif_tiff.h"
+#include "jpeg_error.h"
+#include "jpeg_scaled.h"
+#include "unsharp.h"
+
+namespace lumen {
+namespace {
+
+double Num(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
+
+void Size(const std::string& s, int* w, int* h) {
+  const size_t x = s.find('x');
+  *w = int(Num(s.substr(0, x)));
+  *h = int(Num(s.substr(x + 1)));
+}
+
+bool KernelNamed(const std::string& name, ResampleKernel* k) {
+  static constexpr std::pair<std::string_view, ResampleKernel> kNames[] = {
+      {"nearest", ResampleKernel::kNearest},   {"linear", ResampleKernel::kLinear},
+      {"cubic", ResampleKernel::kCubic},       {"mitchell", ResampleKernel::kMitchell},
+      {"lanczos2", ResampleKernel::kLanczos2}, {"lanczos3", ResampleKernel::kLanczos3}};
+  for (const auto& [n, v] : kNames)
+    if (name == n) {
+      *k = v;
+      return true;
+    }
+  return false;
+}
+
+// Upright copy of a `w` x `h` image stored with EXIF `orientation`: upright pixel (x, y) is
+// stored at (sx, sy).
+std::vector<uint8_t> Orient(const std::vector<uint8_t>& in, int w, int h, int bands,
+                            int orientation) {
+  const bool swap = orientation >= 5;
+  const int ow = swap ? h : w, oh = swap ? w : h;
+  std::vector<uint8_t> out(in.size());
+  for (int y = 0; y < oh; ++y) {
+    uint8_t* o = out.data() + size_t(y) * size_t(ow) * size_t(bands);
+    for (int x = 0; x < ow; ++x, o += bands) {
+      int sx = x, sy = y;
+      switch (orientation) {
+        case 2: sx = w - 1 - x; break;
+        case 3: sx = w - 1 - x, sy = h - 1 - y; break;
+        case 4: sy = h - 1 - y; break;
+        case 5: sx = y, sy = x; break;
+        case 6: sx = y, sy = h - 1 - x; break;
+        case 7: sx = w - 1 - y, sy = h - 1 - x; break;
+        case 8: sx = w - 1 - y, sy = x; break;
+        default: break;
+      }
+      std::memcpy(o, in.data() + (size_t(sy) * size_t(w) + size_t(sx)) * size_t(bands),
+                  size_t(bands));
+    }
+  }
+  return out;
+}
+
+bool WriteFile(const std::string& path, const void* data, size_t size, std::string* error) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  const bool ok = std::fwrite(data, 1, size, f) == size;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) {
+    *error = std::strerror(ok ? errno : err);
+    return false;
+  }
+  return true;
+}
+
+struct Metadata {
+  const std::string* exif = nullptr;  // TIFF, orientation already 1
+  const std::string* xmp = nullptr;
+  const std::string* icc = nullptr;
+};
+
+bool EncodeWebp(const uint8_t* rgb, int w, int h, int quality, int effort, const Metadata& md,
+                const std::string& path, std::string* error) {
+  WebPConfig config;
+  if (!WebPConfigPreset(&config, WEBP_PRESET_DEFAULT, float(quality))) {
+    *error = "libwebp version mismatch";
+    return false;
+  }
+  config.method = std::clamp(effort, 0, 6);
+  WebPPicture pic;
+  WebPPictureInit(&pic);
+  pic.width = w;
+  pic.height = h;
+  WebPMemoryWriter mem;
+  WebPMemoryWriterInit(&mem);
+  pic.writer = WebPMemoryWrite;
+  pic.custom_ptr = &mem;
+  const bool ok = WebPPictureImportRGB(&pic, rgb, w * 3) && WebPEncode(&config, &pic);
+  const int code = pic.error_code;
+  WebPPictureFree(&pic);
+  if (!ok) {
+    WebPMemoryWriterClear(&mem);
+    *error = "WebP encoder error " + std::to_string(code);
+    return false;
+  }
+  bool written;
+  if (!md.exif && !md.xmp && !md.icc) {
+    written = WriteFile(path, mem.mem, mem.size, error);
+  } else {  // the VP8 bitstream in an extended container with the metadata chunks
+    WebPMux* mux = WebPMuxNew();
+    const WebPData image{mem.mem, mem.size};
+    WebPData assembled{nullptr, 0};
+    bool muxed = mux && WebPMuxSetImage(mux, &image, 0) == WEBP_MUX_OK;
+    auto chunk = [&](const char* fourcc, const std::string* d) {
+      if (!muxed || !d) return;
+      const WebPData data{reinterpret_cast<const uint8_t*>(d->data()), d->size()};
+      muxed = WebPMuxSetChunk(mux, fourcc, &data, 1) == WEBP_MUX_OK;
+    };
+    chunk("ICCP", md.icc);
+    chunk("EXIF", md.exif);
+    chunk("XMP ", md.xmp);
+    muxed = muxed && WebPMuxAssemble(mux, &assembled) == WEBP_MUX_OK;
+    if (muxed) {
+      written = WriteFile(path, assembled.bytes, assembled.size, error);
+    } else {
+      written = false;
+      *error = "WebP container error";
+    }
+    WebPDataClear(&assembled);
+    WebPMuxDelete(mux);
+  }
+  WebPMemoryWriterClear(&mem);
+  return written;
+}
+
+// libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
+// from 90 unless the preset says: what libvips' jpegsave does by default.
+bool EncodeJpeg(const uint8_t* pix, int w, int h, int bands, int quality, int subsample,
+                const Metadata& md, const std::string& path, std::string* error) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  jpeg_compress_struct c;
+  JpegErrorManager err;
+  std::memset(&err, 0, sizeof(err));
+  c.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = JpegErrorExit;
+  jpeg_create_compress(&c);
+  if (setjmp(err.jump)) {
+    *error = err.message;
+    jpeg_destroy_compress(&c);
+    std::fclose(f);
+    return false;
+  }
+  jpeg_stdio_dest(&c, f);
+  c.image_width = JDIMENSION(w);
+  c.image_height = JDIMENSION(h);
+  c.input_components = bands;
+  c.in_color_space = bands == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, quality, TRUE);
+  if (bands == 3 && (subsample == 0 || (subsample < 0 && quality >= 90)))
+    c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;
+  jpeg_start_compress(&c, TRUE);
+  auto marker = [&](const char* head, size_t head_len, const std::string* d) {
+    if (!d || head_len + d->size() > 65533) return;  // does not fit one segment: dropped
+    std::string seg(head, head_len);
+    seg += *d;
+    jpeg_write_marker(&c, JPEG_APP0 + 1, reinterpret_cast<const JOCTET*>(seg.data()),
+                      unsigned(seg.size()));
+  };
+  marker("Exif\0\0", 6, md.exif);
+  marker("http://ns.adobe.com/xap/1.0/", 29, md.xmp);
+  if (md.icc)
+    jpeg_write_icc_profile(&c, reinterpret_cast<const JOCTET*>(md.icc->data()),
+                           unsigned(md.icc->size()));
+  const size_t stride = size_t(w) * size_t(bands);
+  while (c.next_scanline < c.image_height) {
+    auto* row = const_cast<JSAMPROW>(pix + size_t(c.next_scanline) * stride);
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  if (std::ferror(f) || std::fclose(f) != 0) {
+    *error = std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool NeedsSrgbTransform(const void* data, size_t len) {
+  cmsHPROFILE p = cmsOpenProfileFromMem(data, cmsUInt32Number(len));
+  if (!p) return false;  // unreadable: libvips would fail on it too; leave the pixels as they are
+  bool transform = true;
+  const cmsColorSpaceSignature space = cmsGetColorSpace(p);
+  if (space == cmsSigGrayData) {
+    transform = false;
+  } else if (space == cmsSigRgbData) {
+    char desc[256] = {0};
+    cmsGetProfileInfoASCII(p, cmsInfoDescription, "en", "US", desc, sizeof(desc));
+    transform = std::string_view(desc).find("sRGB") == std::string_view::npos;
+  }
+  cmsCloseProfile(p);
+  return transform;
+}
+
+Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
+                     const std::string& tmp, const DirectSettings& settings, ConvertResult* result,
+                     std::string* error) {
+  if (format != "webp" && format != "jpeg") return Direct::kNotApplicable;
+  // The chain: options anywhere, one shrink, then only sharpen.
+  const ChainOp* lead = nullptr;
+  std::vector<std::pair<double, double>> sharpen;  // sigma, amount
+  bool strip = false;
+  int effort = settings.effort;
+  ResampleKernel kernel = settings.kernel;
+  for (const ChainOp& op : chain.ops) {
+    const auto& a = op.args;
+    if (op.name == "strip" || op.name == "keep") {
+      strip = op.name == "strip";
+    } else if (op.name == "effort") {
+      effort = int(Num(a[0]));
+    } else if (op.name == "autorotate") {  // done anyway
+    } else if (!lead && (op.name == "fit" || op.name == "fill" || op.name == "resize")) {
+      if (op.name == "fill" && a.size() > 1 && a[1] != "centre") return Direct::kNotApplicable;
+      if (op.name == "resize" && (Num(a[0]) >= 1 || (a.size() > 1 && !KernelNamed(a[1], &kernel))))
+        return Direct::kNotApplicable;
+      lead = &op;
+    } else if (lead && op.name == "sharpen") {
+      const double sigma = a.empty() ? 1.0 : Num(a[0]), amount = a.size() > 1 ? Num(a[1]) : 1.0;
+      if (sigma > 3) return Direct::kNotApplicable;  // the streaming float path (convert.cpp)
+      if (amount > 0) sharpen.emplace_back(sigma, amount);
+    } else {
+      return Direct::kNotApplicable;  // lossless, other operations
+    }
+  }
+  if (!lead) return Direct::kNotApplicable;
+
+  JpegReader jpeg;
+  if (!jpeg.Open(input, true)) {
+    *error = jpeg.error();
+    return Direct::kFailed;
+  }
+  if (jpeg.cmyk() || (!jpeg.icc().empty() && NeedsSrgbTransform(jpeg.icc().data(), jpeg.icc().size())))
+    return Direct::kNotApplicable;
+  // Sizes: stored (sw x sh), upright (uw x uh), the result upright (fw x fh) and as stored (rw x
+  // rh), what the M/8 decode gives (dw x dh).
+  const int sw = jpeg.width(), sh = jpeg.height();
+  const int orientation = ExifOrientation(jpeg.exif());
+  const bool swap = orientation >= 5;
+  const int uw = swap ? sh : sw, uh = swap ? sw : sh;
+  int fw = uw, fh = uh, tw = 0, th = 0;
+  if (lead->name == "resize") {
+    const double f = Num(lead->args[0]);
+    fw = std::max(1, int(std::lround(uw * f)));
+    fh = std::max(1, int(std::lround(uh * f)));
+  } else {
+    Size(lead->args[0], &tw, &th);
+    const double sx = double(tw) / uw, sy = double(th) / uh;
+    const double s = lead->name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
+    if (s < 1) {
+      fw = std::max(1, int(std::lround(uw * s)));
+      fh = std::max(1, int(std::lround(uh * s)));
+    } else if (lead->name == "fill") {
+      return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
+    }
+  }
+  const int rw = swap ? fh : fw, rh = swap ? fw : fh;
+  const int m = JpegScaleFor(sw, sh, rw, rh);
+  if (!jpeg.Start(m, format == "webp")) {
+    *error = jpeg.error();
+    return Direct::kFailed;
+  }
+  const int bands = jpeg.bands(), dw = jpeg.out_width(), dh = jpeg.out_height();
+  const size_t out_stride = size_t(rw) * size_t(bands);
+  std::vector<uint8_t> pix(out_stride * size_t(rh));
+  if (dw == rw && dh == rh) {  // nothing left to resample
+    for (int y = 0; y < dh; ++y)
+      if (!jpeg.ReadRow(pix.data() + size_t(y) * out_stride)) {
+        *error = jpeg.error();
+        return Direct::kFailed;
+      }
+  } else {
+    RowResampler resampler(dw, dh, rw, rh, bands, kernel, pix.data());
+    std::vector<uint8_t> row(size_t(dw) * size_t(bands));
+    for (int y = 0; y < dh; ++y) {
+      if (!jpeg.ReadRow(row.data())) {
+        *error = jpeg.error();
+        return Direct::kFailed;
+      }
+      resampler.Push(row.data());
+    }
+  }
+  if (!jpeg.Finish()) {
+    *error = jpeg.error();
+    return Direct::kFailed;
+  }
+  if (orientation > 1) pix = Orient(pix, rw, rh, bands, orientation);
+  int w = fw, h = fh;
+  if (lead->name == "fill") {  // the centre of the cover
+    const int cw = std::min(tw, fw), ch = std::min(th, fh);
+    const int x0 = (fw - cw) / 2, y0 = (fh - ch) / 2;
+    for (int y = 0; y < ch; ++y)
+      std::memmove(pix.data() + size_t(y) * size_t(cw) * size_t(bands),
+                   pix.data() + (size_t(y + y0) * size_t(fw) + size_t(x0)) * size_t(bands),
+                   size_t(cw) * size_t(bands));
+    w = cw, h = ch;
+  }
+  for (const auto& [sigma, amount] : sharpen)
+    UnsharpMask8(pix.data(), pix.data(), w, h, bands, sigma, amount);
+
+  std::string exif = jpeg.exif();
+  Metadata md;
+  if (!strip) {
+    if (!exif.empty()) {
+      ExifSetUpright(&exif, w, h);
+      md.exif = &exif;
+    }
+    if (!jpeg.xmp().empty()) md.xmp = &jpeg.xmp();
+    if (!jpeg.icc().empty()) md.icc = &jpeg.icc();
+  }
+  const int quality = chain.quality > 0 ? chain.quality : 75;
+  const bool ok = format == "webp"
+                      ? EncodeWebp(pix.data(), w, h, quality, effort, md, tmp, error)
+                      : EncodeJpeg(pix.data(), w, h, bands, quality, settings.subsample, md, tmp,
+                                   error);
+  if (!ok) return Direct::kWriteFailed;
+  result->width = w;
+  result->height = h;
+  return Direct::kDone;
+}
+
+}  // namespace lumen

@@ -1,0 +1,45 @@
+// Private: a separable 8-bit resampler fed one input row at a time (see resample.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lumen {
+
+// The kernels of `resize:SCALE:KERNEL` and of the presets, as libvips names them.
+enum class ResampleKernel { kNearest, kLinear, kCubic, kMitchell, kLanczos2, kLanczos3 };
+
+// Resamples an `in_w` x `in_h` image of `bands` interleaved 8-bit bands to `out_w` x `out_h`
+// (each axis scaled on its own; the kernel widened by the shrink factor, so a reduction does not
+// alias). Input rows are pushed top to bottom and each output row is written to `out` (row
+// stride out_w * bands) as soon as the rows under its kernel are in: only a ring of as many
+// input rows as the vertical kernel has taps is held, never the whole input.
+class RowResampler {
+ public:
+  RowResampler(int in_w, int in_h, int out_w, int out_h, int bands, ResampleKernel kernel,
+               uint8_t* out);
+  void Push(const uint8_t* row);
+  bool done() const { return next_out_ == out_h_; }
+
+  struct Taps {  // per output pixel: first input index, n weights (Q14, summing to 1 << 14)
+    std::vector<int> first;
+    std::vector<int16_t> weights;
+    int n = 0;
+  };
+  static Taps MakeTaps(int in, int out, ResampleKernel kernel);
+
+ private:
+  void Emit(int y);
+
+  int in_w_, in_h_, out_w_, out_h_, bands_;
+  uint8_t* out_;
+  Taps h_, v_;
+  std::vector<uint8_t> ring_;    // the last v_.n input rows
+  std::vector<int32_t> acc_;     // one vertically resampled row, before scaling
+  std::vector<int16_t> column_;  // the same, x64
+  std::vector<const uint8_t*> rows_;  // the ring's rows under the kernel, in order
+  int pushed_ = 0, next_out_ = 0;
+};
+
+}  // namespace lumen

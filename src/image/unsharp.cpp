@@ -1,0 +1,69 @@
+// Unsharp mask, out = in + amount * (in - gauss(in, sigma)): the classic definition
+// (ImageMagick's -unsharp, Photoshop's), in integer arithmetic: Gaussian weights summing to
+// exactly 256, the horizontal pass of each row into a ring of 2r + 1 rows (x256), the vertical
+// pass from the ring. Output row y needs input row y only, and the horizontal pass has read rows
+// up to y + r by then, so rows above y are never read again: the output may overwrite the input.
+#include "unsharp.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+namespace lumen {
+
+// Compiled twice (AVX2 and baseline x86-64, chosen at load time), as resample.cpp.
+__attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_t* pix, uint8_t* out, int w, int h, int bands, double sigma,
+                  double amount) {
+  const int row = w * bands;
+  const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
+  const int n = 2 * r + 1;
+  std::vector<double> gd(static_cast<size_t>(n), 0.0);
+  double gsum = 0;
+  for (int k = -r; k <= r; ++k) gsum += gd[size_t(k + r)] = std::exp(-k * k / (2 * sigma * sigma));
+  std::vector<uint16_t> g(static_cast<size_t>(n));
+  int total = 0;
+  for (int k = 0; k < n; ++k)
+    total += g[size_t(k)] = uint16_t(std::lround(gd[size_t(k)] / gsum * 256));
+  g[size_t(r)] = uint16_t(g[size_t(r)] + 256 - total);
+  // Horizontal pass of row y (edges repeated) into its slot of the ring, x256.
+  std::vector<uint16_t> ring(size_t(n) * size_t(row));
+  std::vector<uint8_t> pad(size_t(row + 2 * r * bands));
+  auto horizontal = [&](int y) {
+    const uint8_t* s = pix + size_t(y) * size_t(row);
+    for (int x = 0; x < r * bands; ++x) {
+      pad[size_t(x)] = s[x % bands];
+      pad[size_t(row + r * bands + x)] = s[row - bands + x % bands];
+    }
+    std::copy(s, s + row, pad.begin() + r * bands);
+    uint16_t* t = ring.data() + size_t(y % n) * size_t(row);
+    std::fill(t, t + row, 0);
+    for (int k = 0; k < n; ++k) {
+      const uint16_t wk = g[size_t(k)];
+      const uint8_t* q = pad.data() + k * bands;
+      for (int x = 0; x < row; ++x) t[x] = uint16_t(t[x] + wk * q[x]);
+    }
+  };
+  const int amt = int(std::lround(amount * 256));
+  std::vector<uint32_t> acc(static_cast<size_t>(row));
+  for (int y = 0; y < std::min(r, h); ++y) horizontal(y);
+  for (int y = 0; y < h; ++y) {
+    if (y + r < h) horizontal(y + r);
+    std::fill(acc.begin(), acc.end(), 0);
+    for (int k = -r; k <= r; ++k) {
+      const int yy = std::clamp(y + k, 0, h - 1);
+      const uint16_t* t = ring.data() + size_t(yy % n) * size_t(row);
+      const uint32_t wk = g[size_t(k + r)];
+      for (int x = 0; x < row; ++x) acc[size_t(x)] += wk * t[x];
+    }
+    const uint8_t* s = pix + size_t(y) * size_t(row);
+    uint8_t* o = out + size_t(y) * size_t(row);
+    for (int x = 0; x < row; ++x) {
+      const int blurred = int((acc[size_t(x)] + 32768) >> 16);
+      const int v = s[x] + ((amt * (s[x] - blurred) + 128) >> 8);
+      o[x] = uint8_t(std::clamp(v, 0, 255));
+    }
+  }
+}
+
+}  // namespace lumen

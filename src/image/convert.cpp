@@ -13,9 +13,9 @@
 
 #include "convert_direct.h"
 #include "jpeg_scaled.h"
-#include "unsharp.h"
 #include "lumen/image/decode.h"
 #include "lumen/io/magic.h"
+#include "unsharp.h"
 
 namespace lumen {
 namespace {
@@ -388,13 +388,15 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
     ds.subsample = pv.subsample;
     std::string error;
     switch (ConvertDirect(input, chain, format, tmp, ds, &r, &error)) {
-      case Direct::kDone: return Finish(tmp, output, format, durable, r);
+      case Direct::kDone:
+        return Finish(tmp, output, format, durable, r);
       case Direct::kFailed:
         return Status::Corrupt(fmt::format("{}: {}", input, error));
       case Direct::kWriteFailed:
         std::remove(tmp.c_str());
         return Status::Io(fmt::format("cannot write {}: {}", output, error));
-      case Direct::kNotApplicable: break;
+      case Direct::kNotApplicable:
+        break;
     }
   }
   // libvips, started on first use: a run that only takes the direct path never pays for it.

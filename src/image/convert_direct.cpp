@@ -33,7 +33,9 @@
 namespace lumen {
 namespace {
 
-double Num(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
+double Num(const std::string& s) {
+  return std::strtod(s.c_str(), nullptr);
+}
 
 void Size(const std::string& s, int* w, int* h) {
   const size_t x = s.find('x');
@@ -66,14 +68,29 @@ std::vector<uint8_t> Orient(const std::vector<uint8_t>& in, int w, int h, int ba
     for (int x = 0; x < ow; ++x, o += bands) {
       int sx = x, sy = y;
       switch (orientation) {
-        case 2: sx = w - 1 - x; break;
-        case 3: sx = w - 1 - x, sy = h - 1 - y; break;
-        case 4: sy = h - 1 - y; break;
-        case 5: sx = y, sy = x; break;
-        case 6: sx = y, sy = h - 1 - x; break;
-        case 7: sx = w - 1 - y, sy = h - 1 - x; break;
-        case 8: sx = w - 1 - y, sy = x; break;
-        default: break;
+        case 2:
+          sx = w - 1 - x;
+          break;
+        case 3:
+          sx = w - 1 - x, sy = h - 1 - y;
+          break;
+        case 4:
+          sy = h - 1 - y;
+          break;
+        case 5:
+          sx = y, sy = x;
+          break;
+        case 6:
+          sx = y, sy = h - 1 - x;
+          break;
+        case 7:
+          sx = w - 1 - y, sy = h - 1 - x;
+          break;
+        case 8:
+          sx = w - 1 - y, sy = x;
+          break;
+        default:
+          break;
       }
       std::memcpy(o, in.data() + (size_t(sy) * size_t(w) + size_t(sx)) * size_t(bands),
                   size_t(bands));
@@ -269,7 +286,8 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     *error = jpeg.error();
     return Direct::kFailed;
   }
-  if (jpeg.cmyk() || (!jpeg.icc().empty() && NeedsSrgbTransform(jpeg.icc().data(), jpeg.icc().size())))
+  if (jpeg.cmyk() ||
+      (!jpeg.icc().empty() && NeedsSrgbTransform(jpeg.icc().data(), jpeg.icc().size())))
     return Direct::kNotApplicable;
   // Sizes: stored (sw x sh), upright (uw x uh), the result upright (fw x fh) and as stored (rw x
   // rh), what the M/8 decode gives (dw x dh).
@@ -348,10 +366,9 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     if (!jpeg.icc().empty()) md.icc = &jpeg.icc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
-  const bool ok = format == "webp"
-                      ? EncodeWebp(pix.data(), w, h, quality, effort, md, tmp, error)
-                      : EncodeJpeg(pix.data(), w, h, bands, quality, settings.subsample, md, tmp,
-                                   error);
+  const bool ok = format == "webp" ? EncodeWebp(pix.data(), w, h, quality, effort, md, tmp, error)
+                                   : EncodeJpeg(pix.data(), w, h, bands, quality,
+                                                settings.subsample, md, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

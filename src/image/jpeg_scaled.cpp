@@ -23,7 +23,7 @@ namespace {
 
 void Quiet(j_common_ptr, int) {}
 
-constexpr char kExif[] = "Exif\0\0";  // 6 bytes
+constexpr char kExif[] = "Exif\0\0";                     // 6 bytes
 constexpr char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // and a NUL
 
 }  // namespace
@@ -98,15 +98,27 @@ bool JpegReader::Open(const std::string& path, bool metadata) {
   });
 }
 
-int JpegReader::width() const { return int(s_->cinfo.image_width); }
-int JpegReader::height() const { return int(s_->cinfo.image_height); }
-bool JpegReader::grey() const { return s_->cinfo.jpeg_color_space == JCS_GRAYSCALE; }
+int JpegReader::width() const {
+  return int(s_->cinfo.image_width);
+}
+int JpegReader::height() const {
+  return int(s_->cinfo.image_height);
+}
+bool JpegReader::grey() const {
+  return s_->cinfo.jpeg_color_space == JCS_GRAYSCALE;
+}
 bool JpegReader::cmyk() const {
   return s_->cinfo.jpeg_color_space == JCS_CMYK || s_->cinfo.jpeg_color_space == JCS_YCCK;
 }
-int JpegReader::out_width() const { return int(s_->cinfo.output_width); }
-int JpegReader::out_height() const { return int(s_->cinfo.output_height); }
-int JpegReader::bands() const { return s_->cinfo.output_components; }
+int JpegReader::out_width() const {
+  return int(s_->cinfo.output_width);
+}
+int JpegReader::out_height() const {
+  return int(s_->cinfo.output_height);
+}
+int JpegReader::bands() const {
+  return s_->cinfo.output_components;
+}
 
 bool JpegReader::Start(int m, bool rgb) {
   if (cmyk()) {
@@ -140,8 +152,8 @@ VipsImage* DecodeJpegScaled(const std::string& path, int m, std::string* error) 
   }
   VipsImage* out = vips_image_new_memory();
   const bool grey = jpeg.bands() == 1;
-  vips_image_init_fields(out, jpeg.out_width(), jpeg.out_height(), jpeg.bands(),
-                         VIPS_FORMAT_UCHAR, VIPS_CODING_NONE,
+  vips_image_init_fields(out, jpeg.out_width(), jpeg.out_height(), jpeg.bands(), VIPS_FORMAT_UCHAR,
+                         VIPS_CODING_NONE,
                          grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB, 1.0, 1.0);
   if (vips_image_write_prepare(out) != 0) {
     *error = "out of memory";

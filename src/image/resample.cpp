@@ -36,24 +36,34 @@ double Cubic(double x, double b, double c) {
 
 double Support(ResampleKernel k) {
   switch (k) {
-    case ResampleKernel::kNearest: return 0.5;
-    case ResampleKernel::kLinear: return 1;
+    case ResampleKernel::kNearest:
+      return 0.5;
+    case ResampleKernel::kLinear:
+      return 1;
     case ResampleKernel::kCubic:
     case ResampleKernel::kMitchell:
-    case ResampleKernel::kLanczos2: return 2;
-    case ResampleKernel::kLanczos3: return 3;
+    case ResampleKernel::kLanczos2:
+      return 2;
+    case ResampleKernel::kLanczos3:
+      return 3;
   }
   return 3;
 }
 
 double Weight(ResampleKernel k, double x) {
   switch (k) {
-    case ResampleKernel::kNearest: return std::fabs(x) <= 0.5 ? 1 : 0;
-    case ResampleKernel::kLinear: return std::max(0.0, 1 - std::fabs(x));
-    case ResampleKernel::kCubic: return Cubic(x, 0, 0.5);
-    case ResampleKernel::kMitchell: return Cubic(x, 1.0 / 3, 1.0 / 3);
-    case ResampleKernel::kLanczos2: return std::fabs(x) < 2 ? Sinc(x) * Sinc(x / 2) : 0;
-    case ResampleKernel::kLanczos3: return std::fabs(x) < 3 ? Sinc(x) * Sinc(x / 3) : 0;
+    case ResampleKernel::kNearest:
+      return std::fabs(x) <= 0.5 ? 1 : 0;
+    case ResampleKernel::kLinear:
+      return std::max(0.0, 1 - std::fabs(x));
+    case ResampleKernel::kCubic:
+      return Cubic(x, 0, 0.5);
+    case ResampleKernel::kMitchell:
+      return Cubic(x, 1.0 / 3, 1.0 / 3);
+    case ResampleKernel::kLanczos2:
+      return std::fabs(x) < 2 ? Sinc(x) * Sinc(x / 2) : 0;
+    case ResampleKernel::kLanczos3:
+      return std::fabs(x) < 3 ? Sinc(x) * Sinc(x / 3) : 0;
   }
   return 0;
 }
@@ -159,8 +169,8 @@ LUMEN_CLONES void HorizontalPass3(const int16_t* col, const int* first, const in
   }
 }
 
-void HorizontalPass(const int16_t* col, const int* first, const int16_t* weights, int n,
-                    int out_w, int bands, uint8_t* o) {
+void HorizontalPass(const int16_t* col, const int* first, const int16_t* weights, int n, int out_w,
+                    int bands, uint8_t* o) {
   for (int x = 0; x < out_w; ++x) {
     const int16_t* wh = weights + size_t(x) * size_t(n);
     const int16_t* s = col + size_t(first[x]) * size_t(bands);
@@ -177,8 +187,8 @@ void RowResampler::Emit(int y) {
   std::vector<const uint8_t*>& rows = rows_;
   for (int k = 0; k < v_.n; ++k)
     rows[size_t(k)] = ring_.data() + size_t((v_.first[size_t(y)] + k) % v_.n) * stride;
-  VerticalPass(rows.data(), v_.weights.data() + size_t(y) * size_t(v_.n), v_.n, stride,
-               acc_.data(), column_.data());
+  VerticalPass(rows.data(), v_.weights.data() + size_t(y) * size_t(v_.n), v_.n, stride, acc_.data(),
+               column_.data());
   uint8_t* o = out_ + size_t(y) * size_t(out_w_) * size_t(bands_);
   if (bands_ == 3)
     HorizontalPass3(column_.data(), h_.first.data(), h_.weights.data(), h_.n, out_w_, o);

@@ -35,9 +35,9 @@ class RowResampler {
   int in_w_, in_h_, out_w_, out_h_, bands_;
   uint8_t* out_;
   Taps h_, v_;
-  std::vector<uint8_t> ring_;    // the last v_.n input rows
-  std::vector<int32_t> acc_;     // one vertically resampled row, before scaling
-  std::vector<int16_t> column_;  // the same, x64
+  std::vector<uint8_t> ring_;         // the last v_.n input rows
+  std::vector<int32_t> acc_;          // one vertically resampled row, before scaling
+  std::vector<int16_t> column_;       // the same, x64
   std::vector<const uint8_t*> rows_;  // the ring's rows under the kernel, in order
   int pushed_ = 0, next_out_ = 0;
 };

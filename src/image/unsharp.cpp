@@ -13,8 +13,10 @@
 namespace lumen {
 
 // Compiled twice (AVX2 and baseline x86-64, chosen at load time), as resample.cpp.
-__attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_t* pix, uint8_t* out, int w, int h, int bands, double sigma,
-                  double amount) {
+__attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_t* pix,
+                                                                    uint8_t* out, int w, int h,
+                                                                    int bands, double sigma,
+                                                                    double amount) {
   const int row = w * bands;
   const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
   const int n = 2 * r + 1;

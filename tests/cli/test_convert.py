@@ -35,6 +35,23 @@ def header(path, field):
     return subprocess.run(["vipsheader", "-f", field, path], capture_output=True, check=True).stdout.decode().strip()
 
 
+def psnr(a, b):
+    """PSNR in dB of two same-size PIL images (RGB)."""
+    import numpy as np
+    x = np.asarray(a.convert("RGB"), dtype=np.float64)
+    y = np.asarray(b.convert("RGB"), dtype=np.float64)
+    mse = ((x - y) ** 2).mean()
+    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+# `brightness:1` changes no pixel, but no chain with it takes convert's direct path (a JPEG
+# shrunk, perhaps sharpened, into WebP or JPEG without libvips): the same chain with it is the
+# libvips pipeline, the reference for the direct path.
+def via_libvips(chain):
+    ops = chain.split(",")
+    return ",".join(ops[:-1] + ["brightness:1", ops[-1]])
+
+
 def digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -120,6 +137,39 @@ class Convert(unittest.TestCase):
         im = self.result("photo.png").convert("RGB")
         self.assertGreater(im.getpixel((790, 10))[1], 150)  # green moved to the right edge
         self.assertGreater(im.getpixel((100, 300))[2], 150)  # blue half now on the left
+
+    def test_direct_path_orientations_and_exif(self):
+        # Every EXIF orientation, both encoders: the direct path gives libvips' upright pixels,
+        # and the kept EXIF says Orientation 1 with the new pixel size.
+        for orientation in range(1, 9):
+            subprocess.run(["exiftool", "-q", "-overwrite_original", f"-Orientation={orientation}", "-n",
+                            self.photo], check=True)
+            for chain, name in (("fit:300x300,webp:95", "photo.webp"), ("fill:200x120,sharpen,jpeg:95", "photo.jpg")):
+                self.convert(chain, "--no-cache")
+                direct = self.result(name)
+                tags = json.loads(subprocess.run(["exiftool", "-j", "-n", "-Orientation", "-ExifImageWidth",
+                                                  "-ExifImageHeight", "-Make", os.path.join(self.out, name)],
+                                                 capture_output=True, check=True).stdout)[0]
+                self.convert(via_libvips(chain), "--no-cache")
+                ref = self.result(name)
+                what = (orientation, chain)
+                self.assertEqual(direct.size, ref.size, what)
+                self.assertGreater(psnr(direct, ref), 30, what)
+                self.assertEqual(tags.get("Orientation", 1), 1, what)
+                self.assertEqual(tags.get("Make"), "Canon", what)
+                if "ExifImageWidth" in tags:
+                    self.assertEqual((tags["ExifImageWidth"], tags["ExifImageHeight"]), direct.size, what)
+            if orientation in (1, 6):
+                # Green square top-left in the stored pixels; orientation 6 turns it top-right.
+                im = self.result("photo.webp").convert("RGB")
+                x = 10 if orientation == 1 else im.size[0] - 10
+                self.assertGreater(im.getpixel((x, 10))[1], 150, orientation)
+        # A grey JPEG stays grey in JPEG and becomes RGB in WebP, as through libvips.
+        Image.open(self.photo).convert("L").save(self.photo, quality=95)
+        self.convert("fit:300x300,jpeg:90", "--no-cache")
+        self.assertEqual(self.result("photo.jpg").mode, "L")
+        self.convert("fit:300x300,webp:90", "--no-cache")
+        self.assertEqual(self.result("photo.webp").mode, "RGB")
 
     def test_colour_operations(self):
         self.convert("grayscale,png")
@@ -404,6 +454,25 @@ class RealPhotos(unittest.TestCase):
             self.assertEqual(ref.shape, got.shape)
             mse = ((got - ref) ** 2).mean()
             self.assertGreater(10 * np.log10(255 ** 2 / mse), 33, frac)  # PSNR, dB
+
+    def test_direct_path_matches_the_libvips_pipeline(self):
+        # The direct path (M/8 decode into lumen's resampler, unsharp, libwebp/libjpeg) against
+        # the libvips pipeline of the same chain, on a real camera photo: the same size, the
+        # same picture (PSNR), the same metadata kept.
+        w, h = self.size
+        for chain, name in (("fit:800x800,webp:90", "real.webp"),
+                            ("fit:1200x1200,sharpen:0.8:1.2,webp:90", "real.webp"),
+                            ("fill:500x300,jpeg:95", "real.jpg"),
+                            (f"resize:{333 / w:.6f}:cubic,sharpen,jpeg:95", "real.jpg"),
+                            ("resize:0.5:linear,strip,webp:90", "real.webp")):
+            direct_path = self.out(chain, name)
+            direct = Image.open(direct_path)
+            direct.load()
+            make = subprocess.run(["exiftool", "-s3", "-Make", direct_path], capture_output=True).stdout.strip()
+            ref = self.image(via_libvips(chain), name)
+            self.assertEqual(direct.size, ref.size, chain)
+            self.assertGreater(psnr(direct, ref), 36, chain)
+            self.assertEqual(bool(make), "strip" not in chain, chain)
 
     def test_edges(self):
         for kind in ("sobel", "canny"):

@@ -36,16 +36,29 @@ n=$(ls "$work/in" | wc -l)
 mb=$(du -sm "$work/in" | cut -f1)
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
 mkdir -p "$work/im" "$work/vips"
-t_lumen=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
+# Rounds, each tool once a round, in turn (a noisy machine slows all three alike within a round):
+# the median of each is shown, and the median of the per-round ratios.
+rounds="${LUMEN_BENCH_ROUNDS:-3}"
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+t_lumens=() t_ims=() t_vipss=() r_ims=() r_vipss=()
+for ((i = 1; i <= rounds; i++)); do
+  rm -rf "$work/lumen" "$work/im"/* "$work/vips"/*
+  export LUMEN_CATALOG="$work/catalog-$i.db"  # an empty result cache each round
+  t_lumen=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
+  t_im=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -n 10 mogrify -path '$work/im' -auto-orient -resize '1600x1600>' -unsharp 0x1 -quality 82 -format webp")
+  t_vips=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -I{} sh -c 'b=\$(basename {} .jpg); vipsthumbnail {} --size 1600x1600 -o $work/vips/\$b.v && vips sharpen $work/vips/\$b.v $work/vips/\$b.s.v && vips webpsave $work/vips/\$b.s.v $work/vips/\$b.webp --Q 82 && rm $work/vips/\$b.v $work/vips/\$b.s.v'")
+  t_lumens+=("$t_lumen") t_ims+=("$t_im") t_vipss+=("$t_vips")
+  r_ims+=("$(echo "$t_im / $t_lumen" | bc -l)") r_vipss+=("$(echo "$t_vips / $t_lumen" | bc -l)")
+  printf 'round %d: lumen %.2f s, ImageMagick %.2f s, vips CLI %.2f s\n' "$i" "$t_lumen" "$t_im" "$t_vips" >&2
+done
+t_lumen=$(median "${t_lumens[@]}") t_im=$(median "${t_ims[@]}") t_vips=$(median "${t_vipss[@]}")
 t_again=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
 touch "$work/in"/*.jpg  # new mtimes, same content: the cache hashes and finds them
 t_touched=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
-t_im=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -n 10 mogrify -path '$work/im' -auto-orient -resize '1600x1600>' -unsharp 0x1 -quality 82 -format webp")
-t_vips=$(secs sh -c "ls '$work/in'/*.jpg | xargs -P 2 -I{} sh -c 'b=\$(basename {} .jpg); vipsthumbnail {} --size 1600x1600 -o $work/vips/\$b.v && vips sharpen $work/vips/\$b.v $work/vips/\$b.s.v && vips webpsave $work/vips/\$b.s.v $work/vips/\$b.webp --Q 82 && rm $work/vips/\$b.v $work/vips/\$b.s.v'")
-printf '| %d photos (%d MB) | lumen convert | ImageMagick mogrify (2 procs) | vips CLI chain (2 procs) |\n|---|---|---|---|\n' "$n" "$mb"
+printf '| %d photos (%d MB), median of %d rounds | lumen convert | ImageMagick mogrify (2 procs) | vips CLI chain (2 procs) |\n|---|---|---|---|\n' "$n" "$mb" "$rounds"
 printf '| seconds | %.2f | %.2f | %.2f |\n' "$t_lumen" "$t_im" "$t_vips"
 printf '| images/s | %.1f | %.1f | %.1f |\n' "$(echo "$n / $t_lumen" | bc -l)" "$(echo "$n / $t_im" | bc -l)" "$(echo "$n / $t_vips" | bc -l)"
-printf '| lumen is | 1x | %.1fx faster | %.1fx faster |\n' "$(echo "$t_im / $t_lumen" | bc -l)" "$(echo "$t_vips / $t_lumen" | bc -l)"
+printf '| lumen is (median of the rounds'"'"' ratios) | 1x | %.2fx faster | %.2fx faster |\n' "$(median "${r_ims[@]}")" "$(median "${r_vipss[@]}")"
 printf '\nlumen again, same chain (result cache): %.2f s; after touching every input (hashed, same content): %.2f s\n' "$t_again" "$t_touched"
 # Peak memory on one 20 MP photo (5472x3648, a camera's 3:2 frame): the first photo scaled to
 # cover it and cropped, saved as a baseline JPEG.

@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -82,14 +84,22 @@ int RunConvert(const Options& o, const char* argv0) {
     log::Error("--in-place keeps each file's name: --name does not apply");
     return kExitError;
   }
-  std::vector<fs::path> inputs;
+  // Each input, and its folder relative to the folder given (empty for a file given by name):
+  // the output tree mirrors the input's subfolders, so a/IMG_1.jpg and b/IMG_1.jpg do not
+  // write the same output.
+  std::vector<fs::path> inputs, subdirs;
   for (const auto& p : o.paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
       for (auto it = fs::recursive_directory_iterator(p, ec); it != fs::end(it); it.increment(ec))
-        if (it->is_regular_file(ec) && IsImage(it->path())) inputs.push_back(it->path());
+        if (it->is_regular_file(ec) && IsImage(it->path())) {
+          inputs.push_back(it->path());
+          fs::path rel = it->path().parent_path().lexically_relative(p);
+          subdirs.push_back(rel == "." ? fs::path() : rel);
+        }
     } else if (fs::exists(p, ec)) {
       inputs.push_back(p);
+      subdirs.emplace_back();
     } else {
       log::Warn(fmt::format("{}: no such file or folder", p));
     }
@@ -98,18 +108,21 @@ int RunConvert(const Options& o, const char* argv0) {
   // Largest first: the big photos start early and the small ones fill the gaps at the end, so no
   // core idles while one finishes a 20 MP file (names still decide among equal sizes).
   {
-    std::vector<std::pair<uintmax_t, fs::path>> sized_inputs;
-    for (auto& p : inputs) {
+    std::vector<std::tuple<uintmax_t, fs::path, fs::path>> sized_inputs;
+    for (size_t i = 0; i < inputs.size(); ++i) {
       std::error_code ec;
-      const uintmax_t size = fs::file_size(p, ec);
-      sized_inputs.emplace_back(ec ? 0 : size, std::move(p));
+      const uintmax_t size = fs::file_size(inputs[i], ec);
+      sized_inputs.emplace_back(ec ? 0 : size, std::move(inputs[i]), std::move(subdirs[i]));
     }
     std::sort(sized_inputs.begin(), sized_inputs.end(), [](const auto& a, const auto& b) {
-      return a.first != b.first ? a.first > b.first : a.second < b.second;
+      return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) > std::get<0>(b)
+                                              : std::get<1>(a) < std::get<1>(b);
     });
     inputs.clear();
-    for (auto& [size, p] : sized_inputs) {
+    subdirs.clear();
+    for (auto& [size, p, sub] : sized_inputs) {
       inputs.push_back(std::move(p));
+      subdirs.push_back(std::move(sub));
       input_bytes.push_back(size);
     }
   }
@@ -143,6 +156,21 @@ int RunConvert(const Options& o, const char* argv0) {
   Progress progress(Progress::Detect(o.quiet, o.json_logs));
   const bool sized = o.name_template.find("{w}") != std::string::npos ||
                      o.name_template.find("{h}") != std::string::npos;
+  // Two inputs that would still write one output (photo.jpg and photo.png into WebP, or two
+  // files of one name given from different folders): the later one fails, naming both, instead
+  // of silently replacing the first one's result. (A sized --name is only known afterwards.)
+  std::vector<size_t> clash(inputs.size(), SIZE_MAX);
+  if (!o.in_place && !sized) {
+    std::map<std::string, size_t> first_with;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const std::string ext = FormatExtension(OutputFormat(*chain, inputs[i].string()));
+      const std::string out = AbsolutePath(
+          (fs::path(o.output) / subdirs[i] / OutputName(o.name_template, inputs[i], ext, 0, 0))
+              .string());
+      auto [at, fresh] = first_with.emplace(out, i);
+      if (!fresh) clash[i] = at->second;
+    }
+  }
   enum class Outcome { kConverted, kCached, kCopied, kSkipped, kFailed };
   // One input: returns what happened; `why` for a failure, `bytes` written.
   auto one = [&](size_t i, std::string* why, uint64_t* bytes) -> Outcome {
@@ -152,14 +180,22 @@ int RunConvert(const Options& o, const char* argv0) {
     const std::string abs_in = AbsolutePath(in.string());
     // Where the result goes, given its size (which only a sized --name needs).
     auto target = [&](int w, int h) {
-      return o.in_place
-                 ? abs_in
-                 : AbsolutePath(
-                       (fs::path(o.output) / OutputName(o.name_template, in, ext, w, h)).string());
+      return o.in_place ? abs_in
+                        : AbsolutePath((fs::path(o.output) / subdirs[i] /
+                                        OutputName(o.name_template, in, ext, w, h))
+                                           .string());
     };
     std::error_code ec;
     const std::string out0 = target(0, 0);
+    if (clash[i] != SIZE_MAX) {
+      *why = fmt::format(
+          "{}: its output {} is also {}'s (give --name another pattern, e.g. "
+          "{{stem}}_{{w}}x{{h}}.{{ext}}, or convert them separately)",
+          in.string(), out0, inputs[clash[i]].string());
+      return Outcome::kFailed;
+    }
     if (!o.in_place) {
+      fs::create_directories(fs::path(out0).parent_path(), ec);
       if (!sized && o.skip_existing && fs::exists(out0, ec)) return Outcome::kSkipped;
       if (fs::exists(out0, ec) && fs::equivalent(out0, in, ec)) {
         *why = fmt::format("{}: the output would replace the input (use --in-place)", in.string());

@@ -246,6 +246,35 @@ class Convert(unittest.TestCase):
         p = run("convert", self.src, "-o", self.out, "--chain", "fit:10x10,sharpen:x", check=EXIT_ERROR)
         self.assertIn(b"position 11", p.stderr)
 
+    def test_output_tree_mirrors_subfolders_and_clashes_fail(self):
+        # Same name in two subfolders: each result in its own subfolder of -o.
+        for sub in ("a", "b/c"):
+            os.makedirs(os.path.join(self.src, sub))
+            shutil.copy(self.photo, os.path.join(self.src, sub, "IMG_1.jpg"))
+        self.convert("fit:100x100,webp")
+        for rel in ("photo.webp", "a/IMG_1.webp", "b/c/IMG_1.webp"):
+            self.assertEqual(size_of(os.path.join(self.out, rel)), (100, 75), rel)
+        # photo.jpg and photo.png would both be photo.webp: the second fails, naming both; the
+        # first result stays.
+        Image.new("RGB", (50, 50), (0, 0, 0)).save(os.path.join(self.src, "photo.png"))
+        shutil.rmtree(self.out)
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:100x100,webp", "--no-cache",
+                check=EXIT_SOME_FAILED)
+        err = p.stderr.decode()
+        self.assertIn("is also", err)
+        self.assertIn("photo.png", err)
+        self.assertIn("photo.jpg", err)
+        self.assertEqual(size_of(os.path.join(self.out, "photo.webp")), (100, 75))  # the larger file went first
+        # A corrupt JPEG on the direct path (shrink into WebP) is an error naming the file too.
+        os.remove(os.path.join(self.src, "photo.png"))
+        with open(os.path.join(self.src, "broken.jpg"), "wb") as f:
+            f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:100x100,webp", "--no-cache",
+                check=EXIT_SOME_FAILED)
+        self.assertIn(b"broken.jpg", p.stderr)
+        self.assertIn(b"1 failed", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.out, "broken.webp")))
+
     def summary(self, p):
         return p.stderr.decode()
 

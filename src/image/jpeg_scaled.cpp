@@ -7,7 +7,7 @@
 // Lanczos3 reduce to the same size, the real photos of the benchmark corpus differ by 37 dB PSNR
 // at worst, 45-54 dB typically. libvips only uses 1/2, 1/4 and 1/8 (its "shrink"): a 2560-pixel
 // photo fitted into 1600 is decoded in full and then resampled, where 5/8 is exactly the size
-// wanted. The caller resamples the rest (less than 8/7).
+// wanted. The caller resamples the rest (less than M/(M-1)).
 #include "jpeg_scaled.h"
 
 #include <cerrno>

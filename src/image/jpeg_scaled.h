@@ -12,7 +12,7 @@
 namespace lumen {
 
 // The smallest M in 1..8 whose M/8 decode of a `width` x `height` JPEG is still at least
-// `want_w` x `want_h` (so only a downscale by less than 8/7 remains).
+// `want_w` x `want_h` (so the downscale left is less than M/(M-1)).
 int JpegScaleFor(int width, int height, int want_w, int want_h);
 
 // A JPEG file read with libjpeg: the header and metadata first, then the pixels at M/8, one row

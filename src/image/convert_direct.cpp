@@ -22,6 +22,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -56,15 +57,17 @@ bool KernelNamed(const std::string& name, ResampleKernel* k) {
   return false;
 }
 
+// A pixel buffer that is not zeroed first (every byte is written before it is read).
+using Pixels = std::unique_ptr<uint8_t[]>;
+
 // Upright copy of a `w` x `h` image stored with EXIF `orientation`: upright pixel (x, y) is
 // stored at (sx, sy).
-std::vector<uint8_t> Orient(const std::vector<uint8_t>& in, int w, int h, int bands,
-                            int orientation) {
+Pixels Orient(const uint8_t* in, int w, int h, int bands, int orientation) {
   const bool swap = orientation >= 5;
   const int ow = swap ? h : w, oh = swap ? w : h;
-  std::vector<uint8_t> out(in.size());
+  Pixels out(new uint8_t[size_t(w) * size_t(h) * size_t(bands)]);
   for (int y = 0; y < oh; ++y) {
-    uint8_t* o = out.data() + size_t(y) * size_t(ow) * size_t(bands);
+    uint8_t* o = out.get() + size_t(y) * size_t(ow) * size_t(bands);
     for (int x = 0; x < ow; ++x, o += bands) {
       int sx = x, sy = y;
       switch (orientation) {
@@ -92,8 +95,7 @@ std::vector<uint8_t> Orient(const std::vector<uint8_t>& in, int w, int h, int ba
         default:
           break;
       }
-      std::memcpy(o, in.data() + (size_t(sy) * size_t(w) + size_t(sx)) * size_t(bands),
-                  size_t(bands));
+      std::memcpy(o, in + (size_t(sy) * size_t(w) + size_t(sx)) * size_t(bands), size_t(bands));
     }
   }
   return out;
@@ -319,15 +321,15 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   }
   const int bands = jpeg.bands(), dw = jpeg.out_width(), dh = jpeg.out_height();
   const size_t out_stride = size_t(rw) * size_t(bands);
-  std::vector<uint8_t> pix(out_stride * size_t(rh));
+  Pixels pix(new uint8_t[out_stride * size_t(rh)]);
   if (dw == rw && dh == rh) {  // nothing left to resample
     for (int y = 0; y < dh; ++y)
-      if (!jpeg.ReadRow(pix.data() + size_t(y) * out_stride)) {
+      if (!jpeg.ReadRow(pix.get() + size_t(y) * out_stride)) {
         *error = jpeg.error();
         return Direct::kFailed;
       }
   } else {
-    RowResampler resampler(dw, dh, rw, rh, bands, kernel, pix.data());
+    RowResampler resampler(dw, dh, rw, rh, bands, kernel, pix.get());
     std::vector<uint8_t> row(size_t(dw) * size_t(bands));
     for (int y = 0; y < dh; ++y) {
       if (!jpeg.ReadRow(row.data())) {
@@ -341,19 +343,19 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     *error = jpeg.error();
     return Direct::kFailed;
   }
-  if (orientation > 1) pix = Orient(pix, rw, rh, bands, orientation);
+  if (orientation > 1) pix = Orient(pix.get(), rw, rh, bands, orientation);
   int w = fw, h = fh;
   if (lead->name == "fill") {  // the centre of the cover
     const int cw = std::min(tw, fw), ch = std::min(th, fh);
     const int x0 = (fw - cw) / 2, y0 = (fh - ch) / 2;
     for (int y = 0; y < ch; ++y)
-      std::memmove(pix.data() + size_t(y) * size_t(cw) * size_t(bands),
-                   pix.data() + (size_t(y + y0) * size_t(fw) + size_t(x0)) * size_t(bands),
+      std::memmove(pix.get() + size_t(y) * size_t(cw) * size_t(bands),
+                   pix.get() + (size_t(y + y0) * size_t(fw) + size_t(x0)) * size_t(bands),
                    size_t(cw) * size_t(bands));
     w = cw, h = ch;
   }
   for (const auto& [sigma, amount] : sharpen)
-    UnsharpMask8(pix.data(), pix.data(), w, h, bands, sigma, amount);
+    UnsharpMask8(pix.get(), pix.get(), w, h, bands, sigma, amount);
 
   std::string exif = jpeg.exif();
   Metadata md;
@@ -366,9 +368,9 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     if (!jpeg.icc().empty()) md.icc = &jpeg.icc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
-  const bool ok = format == "webp" ? EncodeWebp(pix.data(), w, h, quality, effort, md, tmp, error)
-                                   : EncodeJpeg(pix.data(), w, h, bands, quality,
-                                                settings.subsample, md, tmp, error);
+  const bool ok = format == "webp" ? EncodeWebp(pix.get(), w, h, quality, effort, md, tmp, error)
+                                   : EncodeJpeg(pix.get(), w, h, bands, quality, settings.subsample,
+                                                md, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

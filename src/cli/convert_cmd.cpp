@@ -150,7 +150,7 @@ int RunConvert(const Options& o, const char* argv0) {
   const int workers = o.jobs > 0 ? o.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
   std::atomic<size_t> next{0};
   std::mutex mu;  // the counters, the progress line and the catalog
-  uint64_t done = 0, failed = 0, skipped = 0, cached = 0, copied = 0, bytes_in = 0, bytes_out = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;
   std::vector<std::pair<std::string, std::string>> failures;
   const uint64_t t0 = MonotonicNs();
   Progress progress(Progress::Detect(o.quiet, o.json_logs));
@@ -172,6 +172,7 @@ int RunConvert(const Options& o, const char* argv0) {
     }
   }
   enum class Outcome { kConverted, kCached, kCopied, kSkipped, kFailed };
+  uint64_t count[5] = {0, 0, 0, 0, 0};  // by Outcome
   // One input: returns what happened; `why` for a failure, `bytes` written.
   auto one = [&](size_t i, std::string* why, uint64_t* bytes) -> Outcome {
     const fs::path& in = inputs[i];
@@ -318,25 +319,10 @@ int RunConvert(const Options& o, const char* argv0) {
       std::lock_guard<std::mutex> lock(mu);
       bytes_in += input_bytes[i];
       bytes_out += bytes;
-      switch (oc) {
-        case Outcome::kConverted:
-          ++done;
-          break;
-        case Outcome::kCached:
-          ++cached;
-          break;
-        case Outcome::kCopied:
-          ++copied;
-          break;
-        case Outcome::kSkipped:
-          ++skipped;
-          break;
-        case Outcome::kFailed:
-          ++failed;
-          failures.emplace_back(inputs[i].string(), why);
-          break;
-      }
-      progress.Update(done + cached + copied + failed + skipped, inputs.size(), bytes_in, failed);
+      ++count[size_t(oc)];
+      if (oc == Outcome::kFailed) failures.emplace_back(inputs[i].string(), why);
+      progress.Update(count[0] + count[1] + count[2] + count[3] + count[4], inputs.size(), bytes_in,
+                      count[size_t(Outcome::kFailed)]);
     }
   };
   std::vector<std::thread> threads;
@@ -344,6 +330,10 @@ int RunConvert(const Options& o, const char* argv0) {
   for (auto& t : threads) t.join();
   progress.Finish();
   const double secs = double(MonotonicNs() - t0) / 1e9;
+  const uint64_t done = count[size_t(Outcome::kConverted)],
+                 cached = count[size_t(Outcome::kCached)], copied = count[size_t(Outcome::kCopied)],
+                 skipped = count[size_t(Outcome::kSkipped)],
+                 failed = count[size_t(Outcome::kFailed)];
   for (size_t i = 0; i < failures.size(); ++i) {
     if (!o.verbose && i >= 20) {
       log::Warn(fmt::format("... and {} more failures", failures.size() - 20));

@@ -1,15 +1,16 @@
 // convert's direct path: the commonest web chain (a JPEG made smaller, perhaps sharpened, saved as
 // WebP or JPEG) without libvips.
 //
-// Through libvips the same steps cost ~25% more CPU: its pipeline copies regions between
-// operations, its worker threads hand tiles over (sched_yield shows in a profile), and the saver
-// buffers the whole image once more; for a 1600-pixel result those costs are as large as the
-// resample itself. Here the M/8 decode (jpeg_scaled.cpp) feeds the resampler (resample.cpp) one
-// row at a time, so the only full-size buffer is the result's; the EXIF orientation is applied
-// to that, sharpen runs in place (unsharp.cpp), and libwebp or libjpeg encode it. Metadata as
-// libvips writes it: EXIF (Orientation 1, the new pixel size), XMP and the ICC profile, unless
-// `strip`. Anything else (another operation, a profile to convert, CMYK, lossless) goes through
-// libvips: the result is the same picture either way (test_convert.py compares them).
+// Through libvips the benchmark's chain took 16% more CPU (BENCHMARKS.md "Convert"): its
+// pipeline copies regions between operations, its worker threads hand tiles over (sched_yield
+// shows in a profile), and the saver buffers the whole image once more; for a 1600-pixel result
+// those costs are as large as the resample itself. Here the M/8 decode (jpeg_scaled.cpp) feeds the
+// resampler (resample.cpp) one row at a time, so the only full-size buffer is the result's; the
+// EXIF orientation is applied to that, sharpen runs in place (unsharp.cpp), and libwebp or libjpeg
+// encode it. Metadata as libvips writes it: EXIF (Orientation 1, the new pixel size), XMP, the ICC
+// profile and (into JPEG) IPTC, unless `strip`. Anything else (another operation, a profile to
+// convert, CMYK, lossless) goes through libvips: the result is the same picture either way
+// (test_convert.py compares them).
 #include "convert_direct.h"
 
 #include <lcms2.h>
@@ -120,6 +121,7 @@ struct Metadata {
   const std::string* exif = nullptr;  // TIFF, orientation already 1
   const std::string* xmp = nullptr;
   const std::string* icc = nullptr;
+  const std::string* iptc = nullptr;  // JPEG only (WebP has no place for it, as in libvips)
 };
 
 bool EncodeWebp(const uint8_t* rgb, int w, int h, int quality, int effort, const Metadata& md,
@@ -216,6 +218,9 @@ bool EncodeJpeg(const uint8_t* pix, int w, int h, int bands, int quality, int su
   };
   marker("Exif\0\0", 6, md.exif);
   marker("http://ns.adobe.com/xap/1.0/", 29, md.xmp);
+  if (md.iptc && md.iptc->size() <= 65533)
+    jpeg_write_marker(&c, JPEG_APP0 + 13, reinterpret_cast<const JOCTET*>(md.iptc->data()),
+                      unsigned(md.iptc->size()));
   if (md.icc)
     jpeg_write_icc_profile(&c, reinterpret_cast<const JOCTET*>(md.icc->data()),
                            unsigned(md.icc->size()));
@@ -366,6 +371,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     }
     if (!jpeg.xmp().empty()) md.xmp = &jpeg.xmp();
     if (!jpeg.icc().empty()) md.icc = &jpeg.icc();
+    if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
   const bool ok = format == "webp" ? EncodeWebp(pix.get(), w, h, quality, effort, md, tmp, error)

@@ -77,11 +77,13 @@ bool JpegReader::Open(const std::string& path, bool metadata) {
     if (metadata) {
       jpeg_save_markers(&c, JPEG_APP0 + 1, 0xffff);
       jpeg_save_markers(&c, JPEG_APP0 + 2, 0xffff);
+      jpeg_save_markers(&c, JPEG_APP0 + 13, 0xffff);
     }
     jpeg_read_header(&c, TRUE);
     if (!metadata) return;
     for (jpeg_saved_marker_ptr m = c.marker_list; m; m = m->next) {
       const char* d = reinterpret_cast<const char*>(m->data);
+      if (m->marker == JPEG_APP0 + 13 && iptc_.empty()) iptc_.assign(d, m->data_length);
       if (m->marker != JPEG_APP0 + 1) continue;
       if (exif_.empty() && m->data_length > 6 && std::memcmp(d, kExif, 6) == 0)
         exif_.assign(d + 6, m->data_length - 6);

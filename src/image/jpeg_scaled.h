@@ -25,7 +25,7 @@ class JpegReader {
   JpegReader& operator=(const JpegReader&) = delete;
 
   // Reads the header; with `metadata`, also the EXIF (as TIFF, without the "Exif\0\0" of the
-  // APP1 segment), XMP and ICC profile.
+  // APP1 segment), XMP, ICC profile and IPTC (the APP13 segment as it is).
   bool Open(const std::string& path, bool metadata);
   int width() const;
   int height() const;
@@ -34,6 +34,7 @@ class JpegReader {
   const std::string& exif() const { return exif_; }
   const std::string& xmp() const { return xmp_; }
   const std::string& icc() const { return icc_; }
+  const std::string& iptc() const { return iptc_; }
 
   // Starts the decode at m/8, as RGB (grey files too when `rgb`) or the file's grey.
   bool Start(int m, bool rgb);
@@ -50,7 +51,7 @@ class JpegReader {
   struct State;
   std::unique_ptr<State> s_;
   FILE* file_ = nullptr;
-  std::string exif_, xmp_, icc_, error_;
+  std::string exif_, xmp_, icc_, iptc_, error_;
 };
 
 // Decodes the JPEG file at `path` at scale m/8 into a new 8-bit sRGB (or grey) memory image,

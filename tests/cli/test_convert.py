@@ -171,6 +171,23 @@ class Convert(unittest.TestCase):
         self.convert("fit:300x300,webp:90", "--no-cache")
         self.assertEqual(self.result("photo.webp").mode, "RGB")
 
+    def test_direct_path_keeps_iptc_and_xmp_as_libvips_does(self):
+        subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:Keywords=harbour",
+                        "-XMP-dc:Subject=boats", self.photo], check=True)
+        for chain, name in (("fit:300x300,jpeg", "photo.jpg"), ("fit:300x300,webp", "photo.webp")):
+            for c in (chain, via_libvips(chain)):
+                self.convert(c, "--no-cache")
+                tags = json.loads(subprocess.run(["exiftool", "-j", "-IPTC:Keywords", "-XMP:Subject",
+                                                  os.path.join(self.out, name)],
+                                                 capture_output=True, check=True).stdout)[0]
+                self.assertEqual(tags.get("Subject"), "boats", c)
+                # IPTC into JPEG; WebP has no place for it.
+                self.assertEqual(tags.get("Keywords"), "harbour" if name.endswith("jpg") else None, c)
+            self.convert(chain.replace(",", ",strip,", 1), "--no-cache")
+            tags = json.loads(subprocess.run(["exiftool", "-j", "-IPTC:all", "-XMP:all", "-EXIF:all",
+                                              os.path.join(self.out, name)], capture_output=True).stdout)[0]
+            self.assertEqual(sorted(k for k in tags if k != "SourceFile"), [], chain)
+
     def test_colour_operations(self):
         self.convert("grayscale,png")
         im = self.result("photo.png")

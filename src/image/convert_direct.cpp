@@ -23,13 +23,13 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <memory>
 #include <string_view>
 #include <vector>
 
 #include "exif_tiff.h"
 #include "jpeg_error.h"
 #include "jpeg_scaled.h"
+#include "lumen/image/image.h"
 #include "unsharp.h"
 
 namespace lumen {
@@ -56,50 +56,6 @@ bool KernelNamed(const std::string& name, ResampleKernel* k) {
       return true;
     }
   return false;
-}
-
-// A pixel buffer that is not zeroed first (every byte is written before it is read).
-using Pixels = std::unique_ptr<uint8_t[]>;
-
-// Upright copy of a `w` x `h` image stored with EXIF `orientation`: upright pixel (x, y) is
-// stored at (sx, sy).
-Pixels Orient(const uint8_t* in, int w, int h, int bands, int orientation) {
-  const bool swap = orientation >= 5;
-  const int ow = swap ? h : w, oh = swap ? w : h;
-  Pixels out(new uint8_t[size_t(w) * size_t(h) * size_t(bands)]);
-  for (int y = 0; y < oh; ++y) {
-    uint8_t* o = out.get() + size_t(y) * size_t(ow) * size_t(bands);
-    for (int x = 0; x < ow; ++x, o += bands) {
-      int sx = x, sy = y;
-      switch (orientation) {
-        case 2:
-          sx = w - 1 - x;
-          break;
-        case 3:
-          sx = w - 1 - x, sy = h - 1 - y;
-          break;
-        case 4:
-          sy = h - 1 - y;
-          break;
-        case 5:
-          sx = y, sy = x;
-          break;
-        case 6:
-          sx = y, sy = h - 1 - x;
-          break;
-        case 7:
-          sx = w - 1 - y, sy = h - 1 - x;
-          break;
-        case 8:
-          sx = w - 1 - y, sy = x;
-          break;
-        default:
-          break;
-      }
-      std::memcpy(o, in + (size_t(sy) * size_t(w) + size_t(sx)) * size_t(bands), size_t(bands));
-    }
-  }
-  return out;
 }
 
 bool WriteFile(const std::string& path, const void* data, size_t size, std::string* error) {
@@ -326,15 +282,16 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   }
   const int bands = jpeg.bands(), dw = jpeg.out_width(), dh = jpeg.out_height();
   const size_t out_stride = size_t(rw) * size_t(bands);
-  Pixels pix(new uint8_t[out_stride * size_t(rh)]);
+  Image img(rw, rh, bands);
+  uint8_t* pix = img.pixels.data();
   if (dw == rw && dh == rh) {  // nothing left to resample
     for (int y = 0; y < dh; ++y)
-      if (!jpeg.ReadRow(pix.get() + size_t(y) * out_stride)) {
+      if (!jpeg.ReadRow(pix + size_t(y) * out_stride)) {
         *error = jpeg.error();
         return Direct::kFailed;
       }
   } else {
-    RowResampler resampler(dw, dh, rw, rh, bands, kernel, pix.get());
+    RowResampler resampler(dw, dh, rw, rh, bands, kernel, pix);
     std::vector<uint8_t> row(size_t(dw) * size_t(bands));
     for (int y = 0; y < dh; ++y) {
       if (!jpeg.ReadRow(row.data())) {
@@ -348,19 +305,21 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     *error = jpeg.error();
     return Direct::kFailed;
   }
-  if (orientation > 1) pix = Orient(pix.get(), rw, rh, bands, orientation);
+  if (orientation > 1) {
+    img = ApplyOrientation(img, orientation);
+    pix = img.pixels.data();
+  }
   int w = fw, h = fh;
   if (lead->name == "fill") {  // the centre of the cover
     const int cw = std::min(tw, fw), ch = std::min(th, fh);
     const int x0 = (fw - cw) / 2, y0 = (fh - ch) / 2;
     for (int y = 0; y < ch; ++y)
-      std::memmove(pix.get() + size_t(y) * size_t(cw) * size_t(bands),
-                   pix.get() + (size_t(y + y0) * size_t(fw) + size_t(x0)) * size_t(bands),
+      std::memmove(pix + size_t(y) * size_t(cw) * size_t(bands),
+                   pix + (size_t(y + y0) * size_t(fw) + size_t(x0)) * size_t(bands),
                    size_t(cw) * size_t(bands));
     w = cw, h = ch;
   }
-  for (const auto& [sigma, amount] : sharpen)
-    UnsharpMask8(pix.get(), pix.get(), w, h, bands, sigma, amount);
+  for (const auto& [sigma, amount] : sharpen) UnsharpMask8(pix, pix, w, h, bands, sigma, amount);
 
   std::string exif = jpeg.exif();
   Metadata md;
@@ -374,9 +333,9 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
-  const bool ok = format == "webp" ? EncodeWebp(pix.get(), w, h, quality, effort, md, tmp, error)
-                                   : EncodeJpeg(pix.get(), w, h, bands, quality, settings.subsample,
-                                                md, tmp, error);
+  const bool ok = format == "webp"
+                      ? EncodeWebp(pix, w, h, quality, effort, md, tmp, error)
+                      : EncodeJpeg(pix, w, h, bands, quality, settings.subsample, md, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

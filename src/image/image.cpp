@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "resample.h"
 
 namespace lumen {
 
@@ -126,37 +129,17 @@ Image ResizeArea(const Image& src, int w, int h) {
 }
 
 namespace {
-double FilterSupport(ResampleFilter f) {
-  switch (f) {
-    case ResampleFilter::kBilinear:
-      return 1.0;
-    case ResampleFilter::kBicubic:
-      return 2.0;
-    case ResampleFilter::kLanczos3:
-      return 3.0;
-  }
-  return 1.0;
+// The kernels are resample.h's (convert's streaming resampler): one definition of each.
+ResampleKernel Kernel(ResampleFilter f) {
+  return f == ResampleFilter::kBilinear  ? ResampleKernel::kLinear
+         : f == ResampleFilter::kBicubic ? ResampleKernel::kCubic
+                                         : ResampleKernel::kLanczos3;
 }
-
+double FilterSupport(ResampleFilter f) {
+  return KernelSupport(Kernel(f));
+}
 double FilterValue(ResampleFilter f, double x) {
-  x = std::abs(x);
-  switch (f) {
-    case ResampleFilter::kBilinear:
-      return x < 1.0 ? 1.0 - x : 0.0;
-    case ResampleFilter::kBicubic: {  // Keys cubic, a = -0.5
-      const double a = -0.5;
-      if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-      if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
-      return 0.0;
-    }
-    case ResampleFilter::kLanczos3: {
-      if (x >= 3.0) return 0.0;
-      if (x < 1e-8) return 1.0;
-      double px = M_PI * x;
-      return 3.0 * std::sin(px) * std::sin(px / 3.0) / (px * px);
-    }
-  }
-  return 0.0;
+  return KernelWeight(Kernel(f), x);
 }
 
 // Taps for each output index: first source index and normalised weights.

@@ -36,7 +36,9 @@ double Cubic(double x, double b, double c) {
   return 0;
 }
 
-double Support(ResampleKernel k) {
+}  // namespace
+
+double KernelSupport(ResampleKernel k) {
   switch (k) {
     case ResampleKernel::kNearest:
       return 0.5;
@@ -52,7 +54,7 @@ double Support(ResampleKernel k) {
   return 3;
 }
 
-double Weight(ResampleKernel k, double x) {
+double KernelWeight(ResampleKernel k, double x) {
   switch (k) {
     case ResampleKernel::kNearest:
       return std::fabs(x) <= 0.5 ? 1 : 0;
@@ -70,13 +72,11 @@ double Weight(ResampleKernel k, double x) {
   return 0;
 }
 
-}  // namespace
-
 RowResampler::Taps RowResampler::MakeTaps(int in, int out, ResampleKernel kernel) {
   Taps t;
   const double scale = double(out) / in;        // < 1 shrinks
   const double stretch = std::min(1.0, scale);  // the kernel widens by 1/scale on a shrink
-  const double support = Support(kernel) / stretch;
+  const double support = KernelSupport(kernel) / stretch;
   t.n = std::min(in, int(std::ceil(2 * support)) + 1);
   t.first.resize(size_t(out));
   t.weights.assign(size_t(out) * size_t(t.n), 0);
@@ -89,7 +89,7 @@ RowResampler::Taps RowResampler::MakeTaps(int in, int out, ResampleKernel kernel
     std::fill(w.begin(), w.end(), 0.0);
     double sum = 0;
     for (int i = lo; i <= hi; ++i) {
-      const double k = Weight(kernel, (i - centre) * stretch);
+      const double k = KernelWeight(kernel, (i - centre) * stretch);
       const int at = std::clamp(i, 0, in - 1) - first;
       if (at < 0 || at >= t.n) continue;  // only from rounding at the window's ends
       w[size_t(at)] += k;

@@ -9,6 +9,10 @@ namespace lumen {
 
 // The kernels of `resize:SCALE:KERNEL` and of the presets, as libvips names them.
 enum class ResampleKernel { kNearest, kLinear, kCubic, kMitchell, kLanczos2, kLanczos3 };
+// The kernel's value at `x` (in input pixels, before any widening) and its half-width. Cubic is
+// Catmull-Rom (Keys, a = -0.5), Mitchell is B = C = 1/3, Lanczos is windowed by its own sinc.
+double KernelWeight(ResampleKernel kernel, double x);
+double KernelSupport(ResampleKernel kernel);
 
 // Resamples an `in_w` x `in_h` image of `bands` interleaved 8-bit bands to `out_w` x `out_h`
 // (each axis scaled on its own; the kernel widened by the shrink factor, so a reduction does not

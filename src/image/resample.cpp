@@ -11,8 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-
-#include <immintrin.h>
 #include <numbers>
 
 namespace lumen {
@@ -124,14 +122,7 @@ RowResampler::RowResampler(int in_w, int in_h, int out_w, int out_h, int bands,
       ring_(size_t(v_.n) * size_t(in_w) * size_t(bands)),
       acc_(size_t(in_w) * size_t(bands)),
       column_(size_t(in_w) * size_t(bands)),
-      rows_(size_t(v_.n)) {
-  if (h_.n <= 16 && __builtin_cpu_supports("avx2")) {
-    w16_.assign(size_t(out_w) * 16, 0);
-    for (int x = 0; x < out_w; ++x)
-      std::copy_n(h_.weights.data() + size_t(x) * size_t(h_.n), h_.n, w16_.data() + size_t(x) * 16);
-    planes_.assign(size_t(bands) * (size_t(in_w) + 16), 0);  // zeros past each row's end
-  }
-}
+      rows_(size_t(v_.n)) {}
 
 void RowResampler::Push(const uint8_t* row) {
   if (pushed_ >= in_h_) return;
@@ -191,27 +182,6 @@ void HorizontalPass(const int16_t* col, const int* first, const int16_t* weights
   }
 }
 
-// With AVX2 and at most 16 taps: each band of the vertically resampled row as its own plane, so
-// an output pixel of a band is one 16-lane multiply-add of adjacent inputs against its
-// zero-padded weights (vpmaddwd) and a horizontal sum: ~3x the scalar loop.
-__attribute__((target("avx2"))) void HorizontalPlanesAvx2(const int16_t* planes, size_t plane,
-                                                          int bands, const int* first,
-                                                          const int16_t* w16, int out_w,
-                                                          uint8_t* o) {
-  for (int x = 0; x < out_w; ++x) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w16 + size_t(x) * 16));
-    for (int c = 0; c < bands; ++c) {
-      const __m256i p = _mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(planes + size_t(c) * plane + size_t(first[x])));
-      const __m256i m = _mm256_madd_epi16(p, w);
-      __m128i t = _mm_add_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-      t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
-      t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
-      *o++ = uint8_t(std::clamp((_mm_cvtsi128_si32(t) + (1 << 19)) >> 20, 0, 255));
-    }
-  }
-}
-
 void RowResampler::Emit(int y) {
   const size_t stride = size_t(in_w_) * size_t(bands_);
   std::vector<const uint8_t*>& rows = rows_;
@@ -220,13 +190,7 @@ void RowResampler::Emit(int y) {
   VerticalPass(rows.data(), v_.weights.data() + size_t(y) * size_t(v_.n), v_.n, stride, acc_.data(),
                column_.data());
   uint8_t* o = out_ + size_t(y) * size_t(out_w_) * size_t(bands_);
-  if (!w16_.empty()) {
-    const size_t plane = size_t(in_w_) + 16;
-    for (int x = 0; x < in_w_; ++x)
-      for (int c = 0; c < bands_; ++c)
-        planes_[size_t(c) * plane + size_t(x)] = column_[size_t(x) * size_t(bands_) + size_t(c)];
-    HorizontalPlanesAvx2(planes_.data(), plane, bands_, h_.first.data(), w16_.data(), out_w_, o);
-  } else if (bands_ == 3) {
+  if (bands_ == 3) {
     HorizontalPass3(column_.data(), h_.first.data(), h_.weights.data(), h_.n, out_w_, o);
   } else {
     HorizontalPass(column_.data(), h_.first.data(), h_.weights.data(), h_.n, out_w_, bands_, o);

@@ -59,7 +59,8 @@ TEST(Resample, FlatStaysFlatAndTheSameSizeIsACopy) {
 }
 
 // The resampler's arithmetic written out plainly from its taps: vertical pass to x64, then
-// horizontal, rounded once. Whichever loops run (AVX2 planes, scalar), the result is this.
+// horizontal, rounded once. Whichever clone of the loops runs (AVX2 or baseline), the result is
+// this.
 std::vector<uint8_t> Reference(const std::vector<uint8_t>& in, int w, int h, int bands, int ow,
                                int oh, ResampleKernel k) {
   const auto th = RowResampler::MakeTaps(w, ow, k), tv = RowResampler::MakeTaps(h, oh, k);
@@ -86,7 +87,7 @@ std::vector<uint8_t> Reference(const std::vector<uint8_t>& in, int w, int h, int
 }
 
 TEST(Resample, EqualsItsArithmeticWrittenOut) {
-  // Few taps (the vector path where the CPU has AVX2) and many (the scalar one), 1 and 3 bands.
+  // Few taps and many, 1 and 3 bands, shrinking and enlarging.
   for (int bands : {1, 3})
     for (auto [w, h, ow, oh] :
          {std::array{200, 150, 160, 120}, {300, 200, 100, 70}, {90, 60, 9, 6}, {64, 64, 200, 20}}) {

@@ -64,6 +64,15 @@ bool Size(std::string_view s, int* w, int* h) {
 
 }  // namespace
 
+double ArgNumber(const std::string& arg) {
+  double v = 0;
+  return Number(arg, &v) ? v : 0;
+}
+
+void ArgSize(const std::string& arg, int* w, int* h) {
+  if (!Size(arg, w, h)) *w = *h = 0;
+}
+
 Result<Chain> ParseChain(std::string_view text) {
   auto bad = [&](size_t pos, const std::string& why) {
     return Status::Invalid(fmt::format("chain '{}': {} at position {}", text, why, pos));

@@ -23,14 +23,8 @@ namespace {
 using vips::VError;
 using vips::VImage;
 
-double Num(const std::string& s) {
-  return std::strtod(s.c_str(), nullptr);
-}
-void Size(const std::string& s, int* w, int* h) {
-  const size_t x = s.find('x');
-  *w = std::atoi(s.substr(0, x).c_str());
-  *h = std::atoi(s.substr(x + 1).c_str());
-}
+constexpr auto Num = ArgNumber;
+constexpr auto Size = ArgSize;
 VipsInteresting Interesting(const std::string& s) {
   if (s == "attention") return VIPS_INTERESTING_ATTENTION;
   if (s == "entropy") return VIPS_INTERESTING_ENTROPY;

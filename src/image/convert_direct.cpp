@@ -36,15 +36,8 @@
 namespace lumen {
 namespace {
 
-double Num(const std::string& s) {
-  return std::strtod(s.c_str(), nullptr);
-}
-
-void Size(const std::string& s, int* w, int* h) {
-  const size_t x = s.find('x');
-  *w = int(Num(s.substr(0, x)));
-  *h = int(Num(s.substr(x + 1)));
-}
+constexpr auto Num = ArgNumber;
+constexpr auto Size = ArgSize;
 
 bool KernelNamed(const std::string& name, ResampleKernel* k) {
   static constexpr std::pair<std::string_view, ResampleKernel> kNames[] = {

@@ -31,6 +31,10 @@ struct Chain {
 // Parses and checks `text`: known operations, argument counts, numbers and ranges.
 Result<Chain> ParseChain(std::string_view text);
 
+// The arguments of a parsed chain (ParseChain has checked them): a number, and a WxH size.
+double ArgNumber(const std::string& arg);
+void ArgSize(const std::string& arg, int* w, int* h);
+
 // The chain written back in one canonical form (lower-case names, quotes only where needed,
 // "jpg" as "jpeg"): equal chains give equal text, ParseChain(CanonicalChain(c)) gives c back.
 // The key of convert's result cache.

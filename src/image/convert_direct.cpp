@@ -39,11 +39,15 @@ namespace {
 constexpr auto Num = ArgNumber;
 constexpr auto Size = ArgSize;
 
+// resize's kernel names; not `nearest`: libvips' is point sampling, not a kernel widened by the
+// shrink, so that one stays on libvips.
 bool KernelNamed(const std::string& name, ResampleKernel* k) {
   static constexpr std::pair<std::string_view, ResampleKernel> kNames[] = {
-      {"nearest", ResampleKernel::kNearest},   {"linear", ResampleKernel::kLinear},
-      {"cubic", ResampleKernel::kCubic},       {"mitchell", ResampleKernel::kMitchell},
-      {"lanczos2", ResampleKernel::kLanczos2}, {"lanczos3", ResampleKernel::kLanczos3}};
+      {"linear", ResampleKernel::kLinear},
+      {"cubic", ResampleKernel::kCubic},
+      {"mitchell", ResampleKernel::kMitchell},
+      {"lanczos2", ResampleKernel::kLanczos2},
+      {"lanczos3", ResampleKernel::kLanczos3}};
   for (const auto& [n, v] : kNames)
     if (name == n) {
       *k = v;

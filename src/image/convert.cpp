@@ -367,7 +367,8 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
       fmt::format("{}.lumen-{}.{}", output, ::getpid(), FormatExtension(format));
   ConvertResult r;
   // The input's format by its magic bytes: HEIF/AVIF in or out needs libvips' HEIF module
-  // (decode.h) before libvips can even read the header; JPEG can take the M/8 decode.
+  // (decode.h) before libvips can even read the header; a JPEG may take the direct path
+  // (convert_direct.h) and never touch libvips.
   uint8_t magic[64] = {0};
   FILE* f = std::fopen(input.c_str(), "rb");
   const size_t got = f ? std::fread(magic, 1, sizeof(magic), f) : 0;

@@ -1,8 +1,10 @@
-// Carrying out an operation chain (chain.h) on one image file with libvips: one pipeline per
-// image, colour managed (an embedded ICC profile is honoured, output sRGB), upright (EXIF
-// orientation applied). When the chain starts by shrinking (fit, fill, resize < 1) a JPEG is
-// decoded at M/8 of its size and other formats open with libvips' shrink-on-load, so a 20 MP
-// photo never exists at full size in memory; other chains stream the file where they can.
+// Carrying out an operation chain (chain.h) on one image file: one pipeline per image, colour
+// managed (an embedded ICC profile is honoured, output sRGB), upright (EXIF orientation applied).
+// When the chain starts by shrinking (fit, fill, resize < 1) a JPEG is decoded at M/8 of its size
+// and other formats open with libvips' shrink-on-load, so a 20 MP photo never exists at full size
+// in memory; other chains stream the file where they can. A JPEG shrunk (and perhaps sharpened)
+// into WebP or JPEG takes a direct path through libjpeg, lumen's resampler and libwebp/libjpeg
+// without libvips; everything else is a libvips pipeline, libvips started on first need.
 #pragma once
 
 #include <cstdint>

@@ -39,8 +39,8 @@ namespace {
 constexpr auto Num = ArgNumber;
 constexpr auto Size = ArgSize;
 
-// resize's kernel names; not `nearest`: libvips' is point sampling, not a kernel widened by the
-// shrink, so that one stays on libvips.
+// resize's kernel names; not `nearest`: libvips' nearest picks pixels of the M/8 decode, where
+// these kernels widen with the shrink, so `resize:S:nearest` keeps libvips' behaviour.
 bool KernelNamed(const std::string& name, ResampleKernel* k) {
   static constexpr std::pair<std::string_view, ResampleKernel> kNames[] = {
       {"linear", ResampleKernel::kLinear},

@@ -14,6 +14,7 @@
 #include "convert_direct.h"
 #include "jpeg_scaled.h"
 #include "lumen/image/decode.h"
+#include "lumen/image/image.h"
 #include "lumen/io/magic.h"
 #include "unsharp.h"
 
@@ -247,29 +248,43 @@ bool UprightSize(const VImage& head, int* w, int* h) {
   return swap;
 }
 
-// The lead operation (fit, fill or resize to `tw` x `th`) done on a JPEG by an M/8 decode
-// (jpeg_scaled.cpp) and a resample of the rest with `kernel`: upright, metadata kept. False where
-// that saves nothing (no shrink by 8/7 or more) or the decoder refuses the file: vips_thumbnail
-// does it then (and reports a corrupt file in its words).
+ResampleKernel ToResampleKernel(VipsKernel k) {
+  switch (k) {
+    case VIPS_KERNEL_NEAREST:
+      return ResampleKernel::kNearest;
+    case VIPS_KERNEL_LINEAR:
+      return ResampleKernel::kLinear;
+    case VIPS_KERNEL_CUBIC:
+      return ResampleKernel::kCubic;
+    case VIPS_KERNEL_MITCHELL:
+      return ResampleKernel::kMitchell;
+    case VIPS_KERNEL_LANCZOS2:
+      return ResampleKernel::kLanczos2;
+    default:
+      return ResampleKernel::kLanczos3;
+  }
+}
+
+// The lead operation (fit, fill or resize below 1, to the box `tw` x `th`) done on a JPEG by the
+// direct path's M/8 decode and resample (convert_direct.h, DecodeShrunk), then handed to libvips
+// upright, metadata kept. False where that saves nothing (no M/8 below 8/8) or the decoder
+// refuses the file: vips_thumbnail does it then (and reports a corrupt file in its words).
 bool ShrinkJpeg(const VImage& head, const std::string& input, const ChainOp& lead, int tw, int th,
                 VipsKernel kernel, VImage* out) {
-  int uw, uh;
+  int uw, uh, fw, fh;  // upright: the file, the result
   const bool swap = UprightSize(head, &uw, &uh);
-  int fw = tw, fh = th;  // the upright size after the resample
-  if (lead.name != "resize") {
-    const double sx = double(tw) / uw, sy = double(th) / uh;
-    const double s = lead.name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
-    if (s >= 1) return false;
-    fw = std::max(1, int(std::lround(uw * s)));
-    fh = std::max(1, int(std::lround(uh * s)));
-  }
-  const int m = JpegScaleFor(head.width(), head.height(), swap ? fh : fw, swap ? fw : fh);
-  if (m == 8) return false;
-  std::string error;
-  VipsImage* raw = DecodeJpegScaled(input, m, &error);
-  if (!raw) return false;
-  VImage img(raw);
-  // The metadata of the file (the decode has pixels only), then upright.
+  if (!ShrinkSize(lead, uw, uh, &fw, &fh)) return false;
+  if (JpegScaleFor(head.width(), head.height(), swap ? fh : fw, swap ? fw : fh) == 8) return false;
+  JpegReader jpeg;
+  Image pixels;
+  if (!jpeg.Open(input, false) || jpeg.cmyk() ||
+      !DecodeShrunk(&jpeg, vips_image_get_orientation(head.get_image()), fw, fh,
+                    ToResampleKernel(kernel), false, &pixels))
+    return false;
+  VImage img(vips_image_new_from_memory_copy(pixels.pixels.data(), pixels.pixels.size(),
+                                             pixels.width, pixels.height, pixels.channels,
+                                             VIPS_FORMAT_UCHAR));
+  // The metadata of the file (the decode has pixels only); the pixels are upright.
   for (const char* name :
        {VIPS_META_EXIF_NAME, VIPS_META_XMP_NAME, VIPS_META_IPTC_NAME, VIPS_META_ICC_NAME}) {
     if (!head.get_typeof(name)) continue;
@@ -277,11 +292,7 @@ bool ShrinkJpeg(const VImage& head, const std::string& input, const ChainOp& lea
     const void* data = head.get_blob(name, &len);
     vips_image_set_blob_copy(img.get_image(), name, data, len);
   }
-  img.set(VIPS_META_ORIENTATION, vips_image_get_orientation(head.get_image()));
-  img = img.autorot();
-  img =
-      img.resize(double(fw) / img.width(),
-                 VImage::option()->set("vscale", double(fh) / img.height())->set("kernel", kernel));
+  img.set(VIPS_META_ORIENTATION, 1);
   if (lead.name == "fill") {
     const std::string how = lead.args.size() > 1 ? lead.args[1] : "centre";
     const int cw = std::min(tw, img.width()), ch = std::min(th, img.height());
@@ -376,9 +387,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
   const Format in_format = DetectFormat(magic, got);
   if (in_format == Format::kJpeg) {
     DirectSettings ds;
-    ds.kernel = pv.kernel == VIPS_KERNEL_LINEAR  ? ResampleKernel::kLinear
-                : pv.kernel == VIPS_KERNEL_CUBIC ? ResampleKernel::kCubic
-                                                 : ResampleKernel::kLanczos3;
+    ds.kernel = ToResampleKernel(pv.kernel);
     ds.effort = pv.effort;
     ds.subsample = pv.subsample;
     std::string error;
@@ -427,9 +436,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
       // resize:SCALE as the exact upright size it gives.
       int uw, uh;
       UprightSize(head, &uw, &uh);
-      const double f = Num(lead->args[0]);
-      tw = std::max(1, int(std::lround(uw * f)));
-      th = std::max(1, int(std::lround(uh * f)));
+      ShrinkSize(*lead, uw, uh, &tw, &th);
       size = VIPS_SIZE_FORCE;
       if (lead->args.size() > 1) kernel = Kernel(lead->args[1]);
     }

@@ -39,15 +39,12 @@ namespace {
 constexpr auto Num = ArgNumber;
 constexpr auto Size = ArgSize;
 
-// resize's kernel names; not `nearest`: libvips' nearest picks pixels of the M/8 decode, where
-// these kernels widen with the shrink, so `resize:S:nearest` keeps libvips' behaviour.
+// resize's kernel names.
 bool KernelNamed(const std::string& name, ResampleKernel* k) {
   static constexpr std::pair<std::string_view, ResampleKernel> kNames[] = {
-      {"linear", ResampleKernel::kLinear},
-      {"cubic", ResampleKernel::kCubic},
-      {"mitchell", ResampleKernel::kMitchell},
-      {"lanczos2", ResampleKernel::kLanczos2},
-      {"lanczos3", ResampleKernel::kLanczos3}};
+      {"nearest", ResampleKernel::kNearest},   {"linear", ResampleKernel::kLinear},
+      {"cubic", ResampleKernel::kCubic},       {"mitchell", ResampleKernel::kMitchell},
+      {"lanczos2", ResampleKernel::kLanczos2}, {"lanczos3", ResampleKernel::kLanczos3}};
   for (const auto& [n, v] : kNames)
     if (name == n) {
       *k = v;
@@ -199,6 +196,43 @@ bool EncodeJpeg(const uint8_t* pix, int w, int h, int bands, int quality, int su
 
 }  // namespace
 
+bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh) {
+  double s = Num(lead.args[0]);  // resize
+  if (lead.name != "resize") {
+    int tw, th;
+    Size(lead.args[0], &tw, &th);
+    const double sx = double(tw) / uw, sy = double(th) / uh;
+    s = lead.name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
+    if (s >= 1) return false;
+  }
+  *fw = std::max(1, int(std::lround(uw * s)));
+  *fh = std::max(1, int(std::lround(uh * s)));
+  return true;
+}
+
+bool DecodeShrunk(JpegReader* jpeg, int orientation, int fw, int fh, ResampleKernel kernel,
+                  bool rgb, Image* out) {
+  const bool swap = orientation >= 5;
+  const int rw = swap ? fh : fw, rh = swap ? fw : fh;  // the result as stored
+  if (!jpeg->Start(JpegScaleFor(jpeg->width(), jpeg->height(), rw, rh), rgb)) return false;
+  const int bands = jpeg->bands(), dw = jpeg->out_width(), dh = jpeg->out_height();
+  Image img(rw, rh, bands);
+  if (dw == rw && dh == rh) {  // nothing left to resample
+    for (int y = 0; y < dh; ++y)
+      if (!jpeg->ReadRow(img.row(y))) return false;
+  } else {
+    RowResampler resampler(dw, dh, rw, rh, bands, kernel, img.pixels.data());
+    std::vector<uint8_t> row(size_t(dw) * size_t(bands));
+    for (int y = 0; y < dh; ++y) {
+      if (!jpeg->ReadRow(row.data())) return false;
+      resampler.Push(row.data());
+    }
+  }
+  if (!jpeg->Finish()) return false;
+  *out = orientation > 1 ? ApplyOrientation(img, orientation) : std::move(img);
+  return true;
+}
+
 bool NeedsSrgbTransform(const void* data, size_t len) {
   cmsHPROFILE p = cmsOpenProfileFromMem(data, cmsUInt32Number(len));
   if (!p) return false;  // unreadable: libvips would fail on it too; leave the pixels as they are
@@ -255,63 +289,20 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (jpeg.cmyk() ||
       (!jpeg.icc().empty() && NeedsSrgbTransform(jpeg.icc().data(), jpeg.icc().size())))
     return Direct::kNotApplicable;
-  // Sizes: stored (sw x sh), upright (uw x uh), the result upright (fw x fh) and as stored (rw x
-  // rh), what the M/8 decode gives (dw x dh).
-  const int sw = jpeg.width(), sh = jpeg.height();
   const int orientation = ExifOrientation(jpeg.exif());
   const bool swap = orientation >= 5;
-  const int uw = swap ? sh : sw, uh = swap ? sw : sh;
-  int fw = uw, fh = uh, tw = 0, th = 0;
-  if (lead->name == "resize") {
-    const double f = Num(lead->args[0]);
-    fw = std::max(1, int(std::lround(uw * f)));
-    fh = std::max(1, int(std::lround(uh * f)));
-  } else {
-    Size(lead->args[0], &tw, &th);
-    const double sx = double(tw) / uw, sy = double(th) / uh;
-    const double s = lead->name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
-    if (s < 1) {
-      fw = std::max(1, int(std::lround(uw * s)));
-      fh = std::max(1, int(std::lround(uh * s)));
-    } else if (lead->name == "fill") {
-      return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
-    }
-  }
-  const int rw = swap ? fh : fw, rh = swap ? fw : fh;
-  const int m = JpegScaleFor(sw, sh, rw, rh);
-  if (!jpeg.Start(m, format == "webp")) {
+  const int uw = swap ? jpeg.height() : jpeg.width(), uh = swap ? jpeg.width() : jpeg.height();
+  int fw = uw, fh = uh, tw = 0, th = 0;  // the result, upright
+  if (lead->name != "resize") Size(lead->args[0], &tw, &th);
+  if (!ShrinkSize(*lead, uw, uh, &fw, &fh) && lead->name == "fill")
+    return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
+  Image img;
+  if (!DecodeShrunk(&jpeg, orientation, fw, fh, kernel, format == "webp", &img)) {
     *error = jpeg.error();
     return Direct::kFailed;
   }
-  const int bands = jpeg.bands(), dw = jpeg.out_width(), dh = jpeg.out_height();
-  const size_t out_stride = size_t(rw) * size_t(bands);
-  Image img(rw, rh, bands);
+  const int bands = img.channels;
   uint8_t* pix = img.pixels.data();
-  if (dw == rw && dh == rh) {  // nothing left to resample
-    for (int y = 0; y < dh; ++y)
-      if (!jpeg.ReadRow(pix + size_t(y) * out_stride)) {
-        *error = jpeg.error();
-        return Direct::kFailed;
-      }
-  } else {
-    RowResampler resampler(dw, dh, rw, rh, bands, kernel, pix);
-    std::vector<uint8_t> row(size_t(dw) * size_t(bands));
-    for (int y = 0; y < dh; ++y) {
-      if (!jpeg.ReadRow(row.data())) {
-        *error = jpeg.error();
-        return Direct::kFailed;
-      }
-      resampler.Push(row.data());
-    }
-  }
-  if (!jpeg.Finish()) {
-    *error = jpeg.error();
-    return Direct::kFailed;
-  }
-  if (orientation > 1) {
-    img = ApplyOrientation(img, orientation);
-    pix = img.pixels.data();
-  }
   int w = fw, h = fh;
   if (lead->name == "fill") {  // the centre of the cover
     const int cw = std::min(tw, fw), ch = std::min(th, fh);

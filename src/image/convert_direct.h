@@ -14,6 +14,19 @@ namespace lumen {
 // camera JPEGs embed one), nor a grey one, nor one that cannot be read.
 bool NeedsSrgbTransform(const void* icc, size_t len);
 
+class JpegReader;
+struct Image;
+
+// The upright size the chain's lead operation (fit, fill, or resize below 1) gives an image of
+// upright size `uw` x `uh`; false, nothing set, where fit or fill would not shrink it.
+bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh);
+
+// The JPEG (opened) shrunk to the upright `fw` x `fh`: decoded at the smallest M/8 that covers it,
+// resampled the rest of the way with `kernel` row by row (the M/8 image never whole), then turned
+// upright by `orientation`. RGB, or grey for a grey file unless `rgb`. False: jpeg->error().
+bool DecodeShrunk(JpegReader* jpeg, int orientation, int fw, int fh, ResampleKernel kernel,
+                  bool rgb, Image* out);
+
 struct DirectSettings {
   ResampleKernel kernel = ResampleKernel::kLanczos3;  // the preset's
   int effort = 4;                                     // WebP method

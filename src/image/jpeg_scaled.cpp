@@ -146,35 +146,4 @@ bool JpegReader::Finish() {
   return Guarded([&] { jpeg_finish_decompress(&s_->cinfo); });
 }
 
-VipsImage* DecodeJpegScaled(const std::string& path, int m, std::string* error) {
-  JpegReader jpeg;
-  if (!jpeg.Open(path, false) || !jpeg.Start(m, false)) {
-    *error = jpeg.error();
-    return nullptr;
-  }
-  VipsImage* out = vips_image_new_memory();
-  const bool grey = jpeg.bands() == 1;
-  vips_image_init_fields(out, jpeg.out_width(), jpeg.out_height(), jpeg.bands(), VIPS_FORMAT_UCHAR,
-                         VIPS_CODING_NONE,
-                         grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB, 1.0, 1.0);
-  if (vips_image_write_prepare(out) != 0) {
-    *error = "out of memory";
-    g_object_unref(out);
-    return nullptr;
-  }
-  for (int y = 0; y < jpeg.out_height(); ++y) {
-    if (!jpeg.ReadRow(VIPS_IMAGE_ADDR(out, 0, y))) {
-      *error = jpeg.error();
-      g_object_unref(out);
-      return nullptr;
-    }
-  }
-  if (!jpeg.Finish()) {
-    *error = jpeg.error();
-    g_object_unref(out);
-    return nullptr;
-  }
-  return out;
-}
-
 }  // namespace lumen

@@ -1,8 +1,5 @@
-// Private: JPEG decode at M/8 scale, row by row or into a libvips memory image (see
-// jpeg_scaled.cpp).
+// Private: JPEG decode at M/8 scale, row by row (see jpeg_scaled.cpp).
 #pragma once
-
-#include <vips/vips.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -53,9 +50,5 @@ class JpegReader {
   FILE* file_ = nullptr;
   std::string exif_, xmp_, icc_, iptc_, error_;
 };
-
-// Decodes the JPEG file at `path` at scale m/8 into a new 8-bit sRGB (or grey) memory image,
-// without metadata. Null with *error set for a corrupt or unsupported (CMYK) file.
-VipsImage* DecodeJpegScaled(const std::string& path, int m, std::string* error);
 
 }  // namespace lumen

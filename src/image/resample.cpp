@@ -77,6 +77,13 @@ RowResampler::Taps RowResampler::MakeTaps(int in, int out, ResampleKernel kernel
   const double support = KernelSupport(kernel) / stretch;
   t.n = std::min(in, int(std::ceil(2 * support)) + 1);
   t.first.resize(size_t(out));
+  if (kernel == ResampleKernel::kNearest) {  // point sampling: the pixel under each centre
+    t.n = 1;
+    t.weights.assign(size_t(out), int16_t(1 << 14));
+    for (int x = 0; x < out; ++x)
+      t.first[size_t(x)] = std::clamp(int(std::floor((x + 0.5) / scale)), 0, in - 1);
+    return t;
+  }
   t.weights.assign(size_t(out) * size_t(t.n), 0);
   std::vector<double> w(size_t(t.n));
   for (int x = 0; x < out; ++x) {

@@ -7,7 +7,8 @@
 
 namespace lumen {
 
-// The kernels of `resize:SCALE:KERNEL` and of the presets, as libvips names them.
+// The kernels of `resize:SCALE:KERNEL` and of the presets, as libvips names them. Nearest is
+// point sampling (the input pixel under each output centre, never widened).
 enum class ResampleKernel { kNearest, kLinear, kCubic, kMitchell, kLanczos2, kLanczos3 };
 // The kernel's value at `x` (in input pixels, before any widening) and its half-width. Cubic is
 // Catmull-Rom (Keys, a = -0.5), Mitchell is B = C = 1/3, Lanczos is windowed by its own sinc.

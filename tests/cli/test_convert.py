@@ -152,6 +152,9 @@ class Convert(unittest.TestCase):
                                                  capture_output=True, check=True).stdout)[0]
                 self.convert(via_libvips(chain), "--no-cache")
                 ref = self.result(name)
+                ref_orientation = subprocess.run(["exiftool", "-s3", "-n", "-Orientation", os.path.join(self.out, name)],
+                                                 capture_output=True).stdout.strip()
+                self.assertIn(ref_orientation, (b"", b"1"), (orientation, chain, "libvips path"))
                 what = (orientation, chain)
                 self.assertEqual(direct.size, ref.size, what)
                 self.assertGreater(psnr(direct, ref), 30, what)

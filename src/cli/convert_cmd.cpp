@@ -1,5 +1,6 @@
 // lumen convert: operation chains (image/chain.h) over many files, in parallel, one libvips
 // pipeline per image (image/convert.h). Errors are per file; the run goes on.
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -146,6 +147,13 @@ int RunConvert(const Options& o, const char* argv0) {
   }
   const std::string recipe_base =
       fmt::format("{}|preset={}|convert/1", CanonicalChain(*chain), preset.name);
+  // Each image allocates and frees the same few large buffers (the decoded rows, the result,
+  // the encoder's planes and tokens). glibc's defaults hand most of them back to the kernel
+  // (mmap/munmap, or a trimmed heap) and fault them in again, zeroed, for the next image: half
+  // of the page faults of a batch and most of its system time (40 photos: 97k faults, 0.5 s
+  // sys). Kept in the heap instead (48k faults, 0.26 s), up to 256 MB idle at its top.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   // Many images at once, each pipeline on one thread: better throughput than one image on all.
   const int workers = o.jobs > 0 ? o.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
   std::atomic<size_t> next{0};

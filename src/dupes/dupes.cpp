@@ -8,9 +8,10 @@
 #include <numeric>
 #include <unordered_map>
 
-#include <cblas.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+
+#include "lumen/util/blas.h"
 
 namespace lumen::dupes {
 
@@ -200,8 +201,8 @@ std::vector<SimilarPair> SimilarPairs(const float* v, size_t n, int dim, float m
     const size_t bi = std::min(kBlock, n - i0);
     for (size_t j0 = i0; j0 < n; j0 += kBlock) {
       const size_t bj = std::min(kBlock, n - j0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(bi), int(bj), dim, 1.0f,
-                  v + i0 * size_t(dim), dim, v + j0 * size_t(dim), dim, 0.0f, c.data(), int(bj));
+      MultiplyTransposed(int(bi), int(bj), dim, v + i0 * size_t(dim), dim, v + j0 * size_t(dim),
+                         dim, c.data(), int(bj));
       for (size_t i = 0; i < bi; ++i)
         for (size_t j = (i0 == j0 ? i + 1 : 0); j < bj; ++j)
           if (c[i * bj + j] >= min_cosine)

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "lumen/dupes/dupes.h"
+#include "lumen/util/blas.h"
 
 namespace lumen::dupes {
 namespace {
@@ -15,6 +16,27 @@ uint64_t Flip(uint64_t h, int bits, std::mt19937_64& rng) {
   while (int(at.size()) < bits) at.insert(int(rng() % 64));
   for (int b : at) h ^= 1ull << b;
   return h;
+}
+
+// The lazily loaded product (util/blas.h): OpenBLAS is found, and its answer is the sum of
+// products written out, with leading dimensions wider than the rows.
+TEST(Blas, MultiplyTransposedIsRowDotProducts) {
+  EXPECT_TRUE(BlasLoaded());
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int m = 37, n = 53, k = 70, lda = 75, ldb = 71, ldc = 60;
+  std::vector<float> a(size_t(m) * lda), b(size_t(n) * ldb), c(size_t(m) * ldc, 7.0f);
+  for (float& x : a) x = u(rng);
+  for (float& x : b) x = u(rng);
+  MultiplyTransposed(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc);
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      double want = 0;
+      for (int t = 0; t < k; ++t) want += double(a[size_t(i) * lda + t]) * b[size_t(j) * ldb + t];
+      ASSERT_NEAR(c[size_t(i) * ldc + j], want, 1e-4) << i << "," << j;
+    }
+    for (int j = n; j < ldc; ++j) EXPECT_EQ(c[size_t(i) * ldc + j], 7.0f);  // past n: untouched
+  }
 }
 
 // Multi-index hashing finds exactly the pairs an all-pairs comparison finds, each once.

@@ -1,9 +1,9 @@
 #include "lumen/tags/scorer.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
+
+#include "lumen/util/blas.h"
 
 namespace lumen::tags {
 
@@ -31,8 +31,8 @@ std::vector<std::vector<Tag>> ScoreRows(const float* images, size_t n, int dim,
   if (n == 0 || rows == 0) return out;
   // C[n x rows] = images[n x dim] * bank[rows x dim]^T
   std::vector<float> c(n * rows);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
-              dim, 1.0f, images, dim, bank_rows, dim, 0.0f, c.data(), static_cast<int>(rows));
+  MultiplyTransposed(static_cast<int>(n), static_cast<int>(rows), dim, images, dim, bank_rows, dim,
+                     c.data(), static_cast<int>(rows));
   // The confidence threshold as a cosine threshold: only those rows need the sigmoid.
   const float min_cos =
       (std::log(opt.min_confidence / (1 - opt.min_confidence)) - cal.bias) / cal.scale;

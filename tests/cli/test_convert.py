@@ -174,6 +174,15 @@ class Convert(unittest.TestCase):
         self.convert("fit:300x300,webp:90", "--no-cache")
         self.assertEqual(self.result("photo.webp").mode, "RGB")
 
+    def test_convert_does_not_load_openblas(self):
+        # OpenBLAS' threads spin for ~0.1 s of CPU when it is loaded: only matrix products
+        # (tags, dupes) load it (util/blas.h). The loader's own log says what was loaded.
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp", "--quiet",
+                check=EXIT_OK, env={**os.environ, "LD_DEBUG": "files"})
+        loaded = p.stderr.decode(errors="replace")
+        self.assertIn("libwebp.so", loaded)  # the log is there
+        self.assertNotIn("libopenblas", loaded)
+
     def test_direct_path_keeps_iptc_and_xmp_as_libvips_does(self):
         subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:Keywords=harbour",
                         "-XMP-dc:Subject=boats", self.photo], check=True)

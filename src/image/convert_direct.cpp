@@ -18,11 +18,13 @@
 #include <webp/mux.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -75,30 +77,24 @@ struct Metadata {
   const std::string* iptc = nullptr;  // JPEG only (WebP has no place for it, as in libvips)
 };
 
-// `rgb` (w x h, in `buffer`) is let go of as soon as libwebp has its YUV copy: the encoder's
-// own state is the largest thing in memory then, and the RGB is not needed any more (5 MB less
-// at the peak for a 1600x1067 result).
-bool EncodeWebp(Image buffer, const uint8_t* rgb, int w, int h, int quality, int effort,
-                const Metadata& md, const std::string& path, std::string* error) {
+// Encodes `pic` (filled; freed here) with libwebp and writes it, in the extended container with
+// the metadata chunks if there are any.
+bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
+               const std::string& path, std::string* error) {
   WebPConfig config;
   if (!WebPConfigPreset(&config, WEBP_PRESET_DEFAULT, float(quality))) {
+    WebPPictureFree(pic);
     *error = "libwebp version mismatch";
     return false;
   }
   config.method = std::clamp(effort, 0, 6);
-  WebPPicture pic;
-  WebPPictureInit(&pic);
-  pic.width = w;
-  pic.height = h;
   WebPMemoryWriter mem;
   WebPMemoryWriterInit(&mem);
-  pic.writer = WebPMemoryWrite;
-  pic.custom_ptr = &mem;
-  bool ok = WebPPictureImportRGB(&pic, rgb, w * 3);
-  buffer = Image();
-  ok = ok && WebPEncode(&config, &pic);
-  const int code = pic.error_code;
-  WebPPictureFree(&pic);
+  pic->writer = WebPMemoryWrite;
+  pic->custom_ptr = &mem;
+  const bool ok = WebPEncode(&config, pic);
+  const int code = pic->error_code;
+  WebPPictureFree(pic);
   if (!ok) {
     WebPMemoryWriterClear(&mem);
     *error = "WebP encoder error " + std::to_string(code);
@@ -132,6 +128,65 @@ bool EncodeWebp(Image buffer, const uint8_t* rgb, int w, int h, int quality, int
   }
   WebPMemoryWriterClear(&mem);
   return written;
+}
+
+// `rgb` (w x h, in `buffer`) is let go of as soon as libwebp has its YUV copy: the encoder's
+// own state is the largest thing in memory then, and the RGB is not needed any more (5 MB less
+// at the peak for a 1600x1067 result).
+bool EncodeWebp(Image buffer, const uint8_t* rgb, int w, int h, int quality, int effort,
+                const Metadata& md, const std::string& path, std::string* error) {
+  WebPPicture pic;
+  WebPPictureInit(&pic);
+  pic.width = w;
+  pic.height = h;
+  if (!WebPPictureImportRGB(&pic, rgb, w * 3)) {
+    *error = "out of memory";
+    return false;
+  }
+  buffer = Image();
+  return WriteWebp(&pic, quality, effort, md, path, error);
+}
+
+// A picture as WebP codes it, 4:2:0: Y at w x h, U and V at (w+1)/2 x (h+1)/2 (one band each),
+// with JPEG's full-range values (as the planar decode gives them).
+struct Yuv {
+  Image y, u, v;
+};
+
+// WebP's YUV is BT.601's with JPEG's matrix but limited range (Y 16-235, U and V 16-240 about
+// 128): the same colours, rescaled. libwebp's RGB import computes exactly this from RGB.
+bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, const std::string& path,
+                   std::string* error) {
+  static const auto tables = [] {
+    std::array<std::array<uint8_t, 256>, 2> t{};
+    for (int i = 0; i < 256; ++i) {
+      t[0][size_t(i)] = uint8_t(16 + (i * 219 + 127) / 255);
+      t[1][size_t(i)] = uint8_t(128 + int(std::lround((i - 128) * 224.0 / 255)));
+    }
+    return t;
+  }();
+  WebPPicture pic;
+  WebPPictureInit(&pic);
+  pic.width = yuv.y.width;
+  pic.height = yuv.y.height;
+  pic.use_argb = 0;
+  pic.colorspace = WEBP_YUV420;
+  if (!WebPPictureAlloc(&pic)) {
+    *error = "out of memory";
+    return false;
+  }
+  auto copy = [](const Image& from, uint8_t* to, int stride, const std::array<uint8_t, 256>& t) {
+    for (int y = 0; y < from.height; ++y) {
+      const uint8_t* s = from.row(y);
+      uint8_t* d = to + size_t(y) * size_t(stride);
+      for (int x = 0; x < from.width; ++x) d[x] = t[s[x]];
+    }
+  };
+  copy(yuv.y, pic.y, pic.y_stride, tables[0]);
+  copy(yuv.u, pic.u, pic.uv_stride, tables[1]);
+  copy(yuv.v, pic.v, pic.uv_stride, tables[1]);
+  yuv = Yuv();
+  return WriteWebp(&pic, quality, effort, md, path, error);
 }
 
 // libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
@@ -233,6 +288,89 @@ bool DecodeShrunk(JpegReader* jpeg, int orientation, int fw, int fh, ResampleKer
   return true;
 }
 
+namespace {
+
+// DecodeShrunk's planar form for WebP (see ConvertDirect): the JPEG's own Y, Cb and Cr shrunk to
+// the upright fw x fh, 4:2:0, never converted to RGB: libjpeg skips its colour conversion,
+// libwebp its RGB import, and the resampler and sharpen see one and a half planes' worth of
+// samples instead of three. Chroma decoded at more than twice the size wanted (4:4:4 files, and
+// 4:2:0 ones, whose scaled IDCT makes chroma as large as luma) is halved by a 2x2 mean first: a
+// quarter of the resampler's work on it, and JPEG chroma is rarely sharper than half-size.
+bool DecodeShrunkYuv(JpegReader* jpeg, int orientation, int fw, int fh, ResampleKernel kernel,
+                     Yuv* out) {
+  const bool swap = orientation >= 5;
+  const int rw = swap ? fh : fw, rh = swap ? fw : fh;  // the result as stored
+  if (!jpeg->StartPlanes(JpegScaleFor(jpeg->width(), jpeg->height(), rw, rh))) return false;
+  const int cw = (rw + 1) / 2, ch = (rh + 1) / 2;
+  Image* planes[3] = {&out->y, &out->u, &out->v};
+  out->y = Image(rw, rh, 1);
+  out->u = Image(cw, ch, 1);
+  out->v = Image(cw, ch, 1);
+  struct Plane {
+    std::unique_ptr<RowResampler> resampler;
+    bool halve = false;
+    std::vector<uint16_t> pair;  // halving: the sum of the row pair's horizontal pairs so far
+    std::vector<uint8_t> row;
+    int rows = 0, pushed = 0, in_h = 0;
+  } p[3];
+  for (int k = 0; k < jpeg->planes(); ++k) {
+    const int pw = jpeg->plane_width(k), ph = jpeg->plane_height(k);
+    const int tw = planes[k]->width, th = planes[k]->height;
+    p[k].halve = k > 0 && pw >= 2 * tw && ph >= 2 * th;
+    const int in_w = p[k].halve ? pw / 2 : pw;
+    p[k].in_h = p[k].halve ? ph / 2 : ph;
+    p[k].resampler =
+        std::make_unique<RowResampler>(in_w, p[k].in_h, tw, th, 1, kernel, planes[k]->row(0));
+    if (p[k].halve) {
+      p[k].pair.assign(size_t(in_w), 0);
+      p[k].row.resize(size_t(in_w));
+    }
+  }
+  while (!jpeg->planes_done()) {
+    if (!jpeg->ReadStrip()) return false;
+    for (int k = 0; k < jpeg->planes(); ++k) {
+      Plane& q = p[k];
+      for (int i = 0; i < jpeg->strip_rows(k); ++i) {
+        const uint8_t* r = jpeg->strip_row(k, i);
+        if (!q.halve) {
+          q.resampler->Push(r);
+          continue;
+        }
+        const int n = int(q.pair.size());
+        for (int x = 0; x < n; ++x)
+          q.pair[size_t(x)] = uint16_t(q.pair[size_t(x)] + r[2 * x] + r[2 * x + 1]);
+        if (++q.rows % 2 == 1 || q.pushed == q.in_h) continue;
+        for (int x = 0; x < n; ++x) q.row[size_t(x)] = uint8_t((q.pair[size_t(x)] + 2) >> 2);
+        std::fill(q.pair.begin(), q.pair.end(), 0);
+        q.resampler->Push(q.row.data());
+        ++q.pushed;
+      }
+    }
+  }
+  if (!jpeg->Finish()) return false;
+  if (jpeg->planes() == 1) {  // grey: no colour
+    std::fill(out->u.pixels.begin(), out->u.pixels.end(), 128);
+    std::fill(out->v.pixels.begin(), out->v.pixels.end(), 128);
+  }
+  if (orientation > 1)
+    for (Image* plane : planes) *plane = ApplyOrientation(*plane, orientation);
+  return true;
+}
+
+// Keeps the w x h region at (x0, y0) of `img`, moved to the top-left (no second buffer).
+void CropInPlace(Image* img, int x0, int y0, int w, int h) {
+  const size_t bands = size_t(img->channels), from = size_t(img->width) * bands;
+  uint8_t* pix = img->pixels.data();
+  for (int y = 0; y < h; ++y)
+    std::memmove(pix + size_t(y) * size_t(w) * bands,
+                 pix + size_t(y + y0) * from + size_t(x0) * bands, size_t(w) * bands);
+  img->width = w;
+  img->height = h;
+  img->pixels.resize(size_t(w) * size_t(h) * bands);
+}
+
+}  // namespace
+
 bool NeedsSrgbTransform(const void* data, size_t len) {
   cmsHPROFILE p = cmsOpenProfileFromMem(data, cmsUInt32Number(len));
   if (!p) return false;  // unreadable: libvips would fail on it too; leave the pixels as they are
@@ -296,24 +434,39 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (lead->name != "resize") Size(lead->args[0], &tw, &th);
   if (!ShrinkSize(*lead, uw, uh, &fw, &fh) && lead->name == "fill")
     return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
+  // fill keeps the centre of the cover.
+  const int cw = lead->name == "fill" ? std::min(tw, fw) : fw;
+  const int ch = lead->name == "fill" ? std::min(th, fh) : fh;
+  const int x0 = (fw - cw) / 2, y0 = (fh - ch) / 2;
+  // Into WebP, a YCbCr or grey file goes as planes, unless a crop at an odd offset would split
+  // the chroma samples.
+  const bool planar = format == "webp" && jpeg.planar() && x0 % 2 == 0 && y0 % 2 == 0;
   Image img;
-  if (!DecodeShrunk(&jpeg, orientation, fw, fh, kernel, format == "webp", &img)) {
+  Yuv yuv;
+  if (planar ? !DecodeShrunkYuv(&jpeg, orientation, fw, fh, kernel, &yuv)
+             : !DecodeShrunk(&jpeg, orientation, fw, fh, kernel, format == "webp", &img)) {
     *error = jpeg.error();
     return Direct::kFailed;
   }
-  const int bands = img.channels;
-  uint8_t* pix = img.pixels.data();
-  int w = fw, h = fh;
-  if (lead->name == "fill") {  // the centre of the cover
-    const int cw = std::min(tw, fw), ch = std::min(th, fh);
-    const int x0 = (fw - cw) / 2, y0 = (fh - ch) / 2;
-    for (int y = 0; y < ch; ++y)
-      std::memmove(pix + size_t(y) * size_t(cw) * size_t(bands),
-                   pix + (size_t(y + y0) * size_t(fw) + size_t(x0)) * size_t(bands),
-                   size_t(cw) * size_t(bands));
-    w = cw, h = ch;
+  const int w = cw, h = ch;
+  if (planar) {
+    if (cw != fw || ch != fh) {
+      CropInPlace(&yuv.y, x0, y0, cw, ch);
+      CropInPlace(&yuv.u, x0 / 2, y0 / 2, (cw + 1) / 2, (ch + 1) / 2);
+      CropInPlace(&yuv.v, x0 / 2, y0 / 2, (cw + 1) / 2, (ch + 1) / 2);
+    }
+    // The unsharp mask is linear, so on Y, Cb and Cr it is the one on R, G and B (but for
+    // rounding): chroma has half the pixels a side, so half the sigma.
+    for (const auto& [sigma, amount] : sharpen) {
+      UnsharpMask8(yuv.y.pixels.data(), yuv.y.pixels.data(), w, h, 1, sigma, amount);
+      for (Image* c : {&yuv.u, &yuv.v})
+        UnsharpMask8(c->pixels.data(), c->pixels.data(), c->width, c->height, 1, sigma / 2, amount);
+    }
+  } else {
+    if (cw != fw || ch != fh) CropInPlace(&img, x0, y0, cw, ch);
+    for (const auto& [sigma, amount] : sharpen)
+      UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount);
   }
-  for (const auto& [sigma, amount] : sharpen) UnsharpMask8(pix, pix, w, h, bands, sigma, amount);
 
   std::string exif = jpeg.exif();
   Metadata md;
@@ -327,9 +480,12 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
-  const bool ok = format == "webp"
-                      ? EncodeWebp(std::move(img), pix, w, h, quality, effort, md, tmp, error)
-                      : EncodeJpeg(pix, w, h, bands, quality, settings.subsample, md, tmp, error);
+  const uint8_t* pix = img.pixels.data();
+  const bool ok =
+      planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
+      : format == "webp"
+          ? EncodeWebp(std::move(img), pix, w, h, quality, effort, md, tmp, error)
+          : EncodeJpeg(pix, w, h, img.channels, quality, settings.subsample, md, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

@@ -10,6 +10,7 @@
 // wanted. The caller resamples the rest (less than M/(M-1)).
 #include "jpeg_scaled.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csetjmp>
 #include <cstring>
@@ -133,6 +134,60 @@ bool JpegReader::Start(int m, bool rgb) {
   c.scale_denom = 8;
   c.dct_method = JDCT_ISLOW;
   return Guarded([&] { jpeg_start_decompress(&c); });
+}
+
+bool JpegReader::planar() const {
+  const jpeg_decompress_struct& c = s_->cinfo;
+  return c.jpeg_color_space == JCS_GRAYSCALE ||
+         (c.jpeg_color_space == JCS_YCbCr && c.num_components == 3);
+}
+
+bool JpegReader::StartPlanes(int m) {
+  jpeg_decompress_struct& c = s_->cinfo;
+  c.out_color_space = grey() ? JCS_GRAYSCALE : JCS_YCbCr;
+  c.raw_data_out = TRUE;
+  c.scale_num = static_cast<unsigned>(m);
+  c.scale_denom = 8;
+  c.dct_method = JDCT_ISLOW;
+  if (!Guarded([&] { jpeg_start_decompress(&c); })) return false;
+  // Each read gives one row of MCUs: v_samp_factor x the scaled block size rows of each plane,
+  // each as wide as its blocks.
+  for (int k = 0; k < c.num_components; ++k) {
+    const jpeg_component_info& comp = c.comp_info[k];
+    const size_t rows = size_t(comp.v_samp_factor) * size_t(comp.DCT_scaled_size);
+    const size_t stride = size_t(comp.width_in_blocks) * size_t(comp.DCT_scaled_size);
+    strip_pixels_[k].resize(rows * stride);
+    strip_[k].resize(rows);
+    for (size_t i = 0; i < rows; ++i) strip_[k][i] = strip_pixels_[k].data() + i * stride;
+  }
+  return true;
+}
+
+int JpegReader::planes() const {
+  return s_->cinfo.num_components;
+}
+int JpegReader::plane_width(int k) const {
+  return int(s_->cinfo.comp_info[k].downsampled_width);
+}
+int JpegReader::plane_height(int k) const {
+  return int(s_->cinfo.comp_info[k].downsampled_height);
+}
+bool JpegReader::planes_done() const {
+  return s_->cinfo.output_scanline >= s_->cinfo.output_height;
+}
+
+bool JpegReader::ReadStrip() {
+  jpeg_decompress_struct& c = s_->cinfo;
+  JSAMPARRAY planes[3] = {strip_[0].data(), strip_[1].data(), strip_[2].data()};
+  if (!Guarded([&] {
+        jpeg_read_raw_data(&c, planes, JDIMENSION(c.max_v_samp_factor * c.min_DCT_scaled_size));
+      }))
+    return false;
+  for (int k = 0; k < c.num_components; ++k) {  // the last strip may run past the plane
+    strip_rows_[k] = std::min(int(strip_[k].size()), plane_height(k) - plane_rows_[k]);
+    plane_rows_[k] += strip_rows_[k];
+  }
+  return true;
 }
 
 bool JpegReader::ReadRow(uint8_t* row) {

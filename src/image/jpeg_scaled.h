@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace lumen {
 
@@ -39,6 +40,22 @@ class JpegReader {
   int out_height() const;
   int bands() const;
   bool ReadRow(uint8_t* row);
+
+  // Or the file's own planes at m/8, without colour conversion or chroma upsampling (libjpeg's raw
+  // output): Y, Cb, Cr as stored (full range), chroma at whatever size its sampling and the
+  // scaled IDCT give. Only where planar(): a grey or YCbCr file.
+  bool planar() const;
+  bool StartPlanes(int m);
+  int planes() const;  // 1 (grey) or 3
+  int plane_width(int k) const;
+  int plane_height(int k) const;
+  // Decodes the next strip (one row of MCUs): strip_rows(k) more rows of plane k (none once
+  // planes_done()), the i-th at strip_row(k, i), valid until the next call.
+  bool ReadStrip();
+  bool planes_done() const;
+  int strip_rows(int k) const { return strip_rows_[k]; }
+  const uint8_t* strip_row(int k, int i) const { return strip_[k][size_t(i)]; }
+
   bool Finish();
   const std::string& error() const { return error_; }
 
@@ -49,6 +66,9 @@ class JpegReader {
   std::unique_ptr<State> s_;
   FILE* file_ = nullptr;
   std::string exif_, xmp_, icc_, iptc_, error_;
+  std::vector<uint8_t> strip_pixels_[3];
+  std::vector<uint8_t*> strip_[3];
+  int strip_rows_[3] = {0, 0, 0}, plane_rows_[3] = {0, 0, 0};  // this strip's; all so far
 };
 
 }  // namespace lumen

@@ -8,6 +8,8 @@
 // resamplers; edges repeat the border pixel.
 #include "resample.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -116,30 +118,7 @@ RowResampler::Taps RowResampler::MakeTaps(int in, int out, ResampleKernel kernel
   return t;
 }
 
-RowResampler::RowResampler(int in_w, int in_h, int out_w, int out_h, int bands,
-                           ResampleKernel kernel, uint8_t* out)
-    : in_w_(in_w),
-      in_h_(in_h),
-      out_w_(out_w),
-      out_h_(out_h),
-      bands_(bands),
-      out_(out),
-      h_(MakeTaps(in_w, out_w, kernel)),
-      v_(MakeTaps(in_h, out_h, kernel)),
-      ring_(size_t(v_.n) * size_t(in_w) * size_t(bands)),
-      acc_(size_t(in_w) * size_t(bands)),
-      column_(size_t(in_w) * size_t(bands)),
-      rows_(size_t(v_.n)) {}
-
-void RowResampler::Push(const uint8_t* row) {
-  if (pushed_ >= in_h_) return;
-  const size_t stride = size_t(in_w_) * size_t(bands_);
-  std::memcpy(ring_.data() + size_t(pushed_ % v_.n) * stride, row, stride);
-  ++pushed_;
-  // Every output row whose last input row is in; the ring still holds its first (the window of a
-  // later row never starts before an earlier one's, and spans at most v_.n rows).
-  while (next_out_ < out_h_ && v_.first[size_t(next_out_)] + v_.n <= pushed_) Emit(next_out_++);
-}
+namespace {
 
 // The two passes, compiled twice (AVX2 and baseline x86-64, chosen at load time): with AVX2 the
 // widening multiply-adds of the vertical pass are 8 lanes wide.
@@ -176,6 +155,47 @@ LUMEN_CLONES void HorizontalPass3(const int16_t* col, const int* first, const in
   }
 }
 
+// One band (the planes of a YUV picture): each output pixel is one dot product of adjacent
+// samples, 16 a vpmaddwd, with the taps zero-padded to a multiple of 16 (`w16`, `n16` a pixel;
+// the row is padded too, so the loads past its end read zeros); four pixels' sums are reduced
+// together.
+__attribute__((target("avx2"), always_inline)) inline __m256i Dot16(const int16_t* s,
+                                                                    const int16_t* w, int n16) {
+  __m256i a = _mm256_setzero_si256();
+  for (int k = 0; k < n16; k += 16)
+    a = _mm256_add_epi32(
+        a, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k))));
+  return a;
+}
+
+__attribute__((target("avx2"))) void HorizontalPass1Avx2(const int16_t* col, const int* first,
+                                                         const int16_t* w16, int n16, int out_w,
+                                                         uint8_t* o) {
+  const __m128i round = _mm_set1_epi32(1 << 19);
+  int x = 0;
+  for (; x + 4 <= out_w; x += 4) {
+    const int16_t* w = w16 + size_t(x) * size_t(n16);
+    const __m256i d0 = Dot16(col + first[x], w, n16);
+    const __m256i d1 = Dot16(col + first[x + 1], w + n16, n16);
+    const __m256i d2 = Dot16(col + first[x + 2], w + 2 * n16, n16);
+    const __m256i d3 = Dot16(col + first[x + 3], w + 3 * n16, n16);
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(d0, d1), _mm256_hadd_epi32(d2, d3));
+    __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    sum = _mm_srai_epi32(_mm_add_epi32(sum, round), 20);
+    const __m128i words = _mm_packs_epi32(sum, sum);
+    const int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(words, words));  // clamped 0..255
+    std::memcpy(o + x, &bytes, 4);
+  }
+  for (; x < out_w; ++x) {
+    const int16_t* s = col + first[x];
+    const int16_t* w = w16 + size_t(x) * size_t(n16);
+    int32_t a = 1 << 19;
+    for (int k = 0; k < n16; ++k) a += w[k] * s[k];
+    o[x] = uint8_t(std::clamp(a >> 20, 0, 255));
+  }
+}
+
 void HorizontalPass(const int16_t* col, const int* first, const int16_t* weights, int n, int out_w,
                     int bands, uint8_t* o) {
   for (int x = 0; x < out_w; ++x) {
@@ -189,6 +209,46 @@ void HorizontalPass(const int16_t* col, const int* first, const int16_t* weights
   }
 }
 
+bool HasAvx2() {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  return avx2;
+}
+
+}  // namespace
+
+RowResampler::RowResampler(int in_w, int in_h, int out_w, int out_h, int bands,
+                           ResampleKernel kernel, uint8_t* out)
+    : in_w_(in_w),
+      in_h_(in_h),
+      out_w_(out_w),
+      out_h_(out_h),
+      bands_(bands),
+      out_(out),
+      h_(MakeTaps(in_w, out_w, kernel)),
+      v_(MakeTaps(in_h, out_h, kernel)),
+      ring_(size_t(v_.n) * size_t(in_w) * size_t(bands)),
+      acc_(size_t(in_w) * size_t(bands)),
+      rows_(size_t(v_.n)) {
+  if (bands == 1 && HasAvx2()) {  // HorizontalPass1Avx2's padded taps
+    n16_ = (h_.n + 15) / 16 * 16;
+    w16_.assign(size_t(out_w) * size_t(n16_), 0);
+    for (int x = 0; x < out_w; ++x)
+      std::copy_n(h_.weights.data() + size_t(x) * size_t(h_.n), h_.n,
+                  w16_.data() + size_t(x) * size_t(n16_));
+  }
+  column_.assign(size_t(in_w) * size_t(bands) + size_t(n16_), 0);
+}
+
+void RowResampler::Push(const uint8_t* row) {
+  if (pushed_ >= in_h_) return;
+  const size_t stride = size_t(in_w_) * size_t(bands_);
+  std::memcpy(ring_.data() + size_t(pushed_ % v_.n) * stride, row, stride);
+  ++pushed_;
+  // Every output row whose last input row is in; the ring still holds its first (the window of a
+  // later row never starts before an earlier one's, and spans at most v_.n rows).
+  while (next_out_ < out_h_ && v_.first[size_t(next_out_)] + v_.n <= pushed_) Emit(next_out_++);
+}
+
 void RowResampler::Emit(int y) {
   const size_t stride = size_t(in_w_) * size_t(bands_);
   std::vector<const uint8_t*>& rows = rows_;
@@ -197,11 +257,12 @@ void RowResampler::Emit(int y) {
   VerticalPass(rows.data(), v_.weights.data() + size_t(y) * size_t(v_.n), v_.n, stride, acc_.data(),
                column_.data());
   uint8_t* o = out_ + size_t(y) * size_t(out_w_) * size_t(bands_);
-  if (bands_ == 3) {
+  if (bands_ == 3)
     HorizontalPass3(column_.data(), h_.first.data(), h_.weights.data(), h_.n, out_w_, o);
-  } else {
+  else if (n16_ > 0)
+    HorizontalPass1Avx2(column_.data(), h_.first.data(), w16_.data(), n16_, out_w_, o);
+  else
     HorizontalPass(column_.data(), h_.first.data(), h_.weights.data(), h_.n, out_w_, bands_, o);
-  }
 }
 
 }  // namespace lumen

@@ -42,9 +42,9 @@ class RowResampler {
   Taps h_, v_;
   std::vector<uint8_t> ring_;         // the last v_.n input rows
   std::vector<int32_t> acc_;          // one vertically resampled row, before scaling
-  std::vector<int16_t> column_;       // the same, x64
-  std::vector<int16_t> w16_;          // AVX2: the horizontal weights, 16 a pixel (zero-padded)
-  std::vector<int16_t> planes_;       // AVX2: the row, one plane a band
+  std::vector<int16_t> column_;       // the same, x64 (then n16_ zeros)
+  std::vector<int16_t> w16_;          // one band with AVX2: the horizontal taps, zero-padded
+  int n16_ = 0;                       // to this many a pixel (a multiple of 16)
   std::vector<const uint8_t*> rows_;  // the ring's rows under the kernel, in order
   int pushed_ = 0, next_out_ = 0;
 };

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "lumen/image/chain.h"
@@ -26,6 +27,14 @@ bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh);
 // upright by `orientation`. RGB, or grey for a grey file unless `rgb`. False: jpeg->error().
 bool DecodeShrunk(JpegReader* jpeg, int orientation, int fw, int fh, ResampleKernel kernel,
                   bool rgb, Image* out);
+
+// JPEG's full-range Y (or Cb, Cr) value as WebP's: BT.601's matrix both, but WebP's range is
+// limited (Y 16-235, U and V 16-240 about 128), as libwebp's RGB import computes it. Equal for
+// every byte to 16 + round(v * 219 / 255) for Y and 128 + round((v - 128) * 224 / 255) for
+// chroma, in arithmetic the compiler vectorises.
+inline uint8_t WebpRange(uint8_t v, bool chroma) {
+  return uint8_t((v * (chroma ? 14392 : 14070) + (chroma ? 263144 : 270448)) >> 14);
+}
 
 struct DirectSettings {
   ResampleKernel kernel = ResampleKernel::kLanczos3;  // the preset's

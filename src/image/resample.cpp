@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -209,6 +210,23 @@ void HorizontalPass(const int16_t* col, const int* first, const int16_t* weights
   }
 }
 
+// MakeTaps, remembered: the U and V planes of a picture, and photos of one camera, ask for the
+// same taps again (a sine or two per tap: ~1 ms a plane).
+const RowResampler::Taps& CachedTaps(int in, int out, ResampleKernel kernel) {
+  struct Entry {
+    int in = -1, out = -1;
+    ResampleKernel kernel{};
+    RowResampler::Taps taps;
+  };
+  thread_local std::array<Entry, 4> cache;
+  thread_local size_t next = 0;
+  for (const Entry& e : cache)
+    if (e.in == in && e.out == out && e.kernel == kernel) return e.taps;
+  Entry& e = cache[next++ % cache.size()];
+  e = {in, out, kernel, RowResampler::MakeTaps(in, out, kernel)};
+  return e.taps;
+}
+
 bool HasAvx2() {
   static const bool avx2 = __builtin_cpu_supports("avx2");
   return avx2;
@@ -224,8 +242,8 @@ RowResampler::RowResampler(int in_w, int in_h, int out_w, int out_h, int bands,
       out_h_(out_h),
       bands_(bands),
       out_(out),
-      h_(MakeTaps(in_w, out_w, kernel)),
-      v_(MakeTaps(in_h, out_h, kernel)),
+      h_(CachedTaps(in_w, out_w, kernel)),
+      v_(CachedTaps(in_h, out_h, kernel)),
       ring_(size_t(v_.n) * size_t(in_w) * size_t(bands)),
       acc_(size_t(in_w) * size_t(bands)),
       rows_(size_t(v_.n)) {

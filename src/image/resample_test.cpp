@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "convert_direct.h"
 #include "exif_tiff.h"
 #include "resample.h"
 
@@ -89,8 +90,11 @@ std::vector<uint8_t> Reference(const std::vector<uint8_t>& in, int w, int h, int
 TEST(Resample, EqualsItsArithmeticWrittenOut) {
   // Few taps and many, 1 and 3 bands, shrinking and enlarging.
   for (int bands : {1, 3})
-    for (auto [w, h, ow, oh] :
-         {std::array{200, 150, 160, 120}, {300, 200, 100, 70}, {90, 60, 9, 6}, {64, 64, 200, 20}}) {
+    for (auto [w, h, ow, oh] : {std::array{200, 150, 160, 120},
+                                {300, 200, 100, 70},
+                                {90, 60, 9, 6},
+                                {64, 64, 200, 20},
+                                {513, 99, 401, 77}}) {
       const auto in = Noise(w, h, bands);
       for (auto k : {ResampleKernel::kLanczos3, ResampleKernel::kCubic, ResampleKernel::kLinear})
         ASSERT_EQ(Resample(in, w, h, bands, ow, oh, k), Reference(in, w, h, bands, ow, oh, k))
@@ -183,6 +187,18 @@ TEST(ExifTiff, ReadsOrientationAndRewritesItAndThePixelSizeInPlace) {
     EXPECT_EQ(u32(x), 1600u);
     EXPECT_EQ(u16(y), 1200u);
   }
+}
+
+// convert's planar path hands libwebp JPEG's Y, Cb and Cr rescaled to WebP's limited range.
+TEST(WebpRange, IsTheRoundedRescaleForEveryByte) {
+  for (int v = 0; v < 256; ++v) {
+    EXPECT_EQ(WebpRange(uint8_t(v), false), 16 + int(std::lround(v * 219.0 / 255))) << v;
+    EXPECT_EQ(WebpRange(uint8_t(v), true), 128 + int(std::lround((v - 128) * 224.0 / 255))) << v;
+  }
+  EXPECT_EQ(WebpRange(0, false), 16);
+  EXPECT_EQ(WebpRange(255, false), 235);
+  EXPECT_EQ(WebpRange(0, true), 16);
+  EXPECT_EQ(WebpRange(255, true), 240);
 }
 
 TEST(ExifTiff, MalformedDataIsLeftAlone) {

@@ -532,6 +532,36 @@ class RealPhotos(unittest.TestCase):
             self.assertGreater(psnr(direct, ref), 36, chain)
             self.assertEqual(bool(make), "strip" not in chain, chain)
 
+    def test_webp_from_the_planes_for_every_chroma_sampling(self):
+        # Into WebP the direct path takes the JPEG's own Y, Cb and Cr planes (no RGB): for every
+        # chroma sampling a camera writes, and grey, odd sizes and crops at odd and even
+        # offsets, it gives the libvips pipeline's picture.
+        src = os.path.join(self.tmp, "sampling")
+        with Image.open(self.photo) as im:
+            im.load()
+            photo = im.convert("RGB")
+        for label, mode, subsampling in (("444", "RGB", 0), ("422", "RGB", 1), ("420", "RGB", 2), ("grey", "L", 0)):
+            shutil.rmtree(src, ignore_errors=True)
+            os.makedirs(src)
+            path = os.path.join(src, "s.jpg")
+            photo.convert(mode).save(path, quality=95, subsampling=subsampling)
+            for chain in ("fit:801x801,sharpen,webp:90", "fill:301x199,webp:90", "fill:300x201,sharpen:0.5,webp:90",
+                          "resize:0.37:cubic,webp:90"):
+                got = {}
+                for which, c in (("direct", chain), ("libvips", via_libvips(chain))):
+                    out = os.path.join(self.tmp, "out-" + which)
+                    shutil.rmtree(out, ignore_errors=True)
+                    run("convert", src, "-o", out, "--chain", c, "--quiet", "--no-cache", check=EXIT_OK)
+                    with Image.open(os.path.join(out, "s.webp")) as im:
+                        got[which] = im.convert("RGB")
+                what = (label, chain)
+                self.assertEqual(got["direct"].size, got["libvips"].size, what)
+                self.assertGreater(psnr(got["direct"], got["libvips"]), 36, what)
+                if mode == "L":  # no colour appears
+                    import numpy as np
+                    px = np.asarray(got["direct"], dtype=int)
+                    self.assertLessEqual(int(np.abs(px[..., 0] - px[..., 2]).max()), 2, what)
+
     def test_edges(self):
         for kind in ("sobel", "canny"):
             im = self.image(f"fit:800x800,edges:{kind},png")

@@ -152,15 +152,15 @@ struct Yuv {
   Image y, u, v;
 };
 
-// The planes into libwebp's picture, in its range (WebpRange), vectorised.
+// The planes into libwebp's picture, in its range (WebpRange), vectorised (sizes and pointers
+// in locals: a byte store could otherwise change `from` as far as the compiler knows).
 __attribute__((target_clones("avx2", "default"))) void CopyToWebpRange(const Image& from,
                                                                        uint8_t* to, int stride,
                                                                        bool chroma) {
-  for (int y = 0; y < from.height; ++y) {
-    const uint8_t* s = from.row(y);
-    uint8_t* d = to + size_t(y) * size_t(stride);
-    for (int x = 0; x < from.width; ++x) d[x] = WebpRange(s[x], chroma);
-  }
+  const int w = from.width, h = from.height;
+  const uint8_t* s = from.pixels.data();
+  for (int y = 0; y < h; ++y, s += w, to += stride)
+    for (int x = 0; x < w; ++x) to[x] = WebpRange(s[x], chroma);
 }
 
 bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, const std::string& path,
@@ -330,10 +330,11 @@ bool DecodeShrunkYuv(JpegReader* jpeg, int orientation, int fw, int fh, Resample
           continue;
         }
         const int n = int(q.pair.size());
-        for (int x = 0; x < n; ++x)
-          q.pair[size_t(x)] = uint16_t(q.pair[size_t(x)] + r[2 * x] + r[2 * x + 1]);
+        uint16_t* pair = q.pair.data();
+        for (int x = 0; x < n; ++x) pair[x] = uint16_t(pair[x] + r[2 * x] + r[2 * x + 1]);
         if (++q.rows % 2 == 1 || q.pushed == q.in_h) continue;
-        for (int x = 0; x < n; ++x) q.row[size_t(x)] = uint8_t((q.pair[size_t(x)] + 2) >> 2);
+        uint8_t* half = q.row.data();
+        for (int x = 0; x < n; ++x) half[x] = uint8_t((pair[x] + 2) >> 2);
         std::fill(q.pair.begin(), q.pair.end(), 0);
         q.resampler->Push(q.row.data());
         ++q.pushed;

@@ -127,11 +127,20 @@ namespace {
 
 LUMEN_CLONES void VerticalPass(const uint8_t* const* rows, const int16_t* w, int n, size_t len,
                                int32_t* acc, int16_t* col) {
-  for (size_t x = 0; x < len; ++x) acc[x] = 0;
-  for (int k = 0; k < n; ++k) {
-    const int32_t wk = w[k];
-    const uint8_t* s = rows[k];
-    for (size_t x = 0; x < len; ++x) acc[x] += wk * s[x];
+  // Two rows a sweep: half the passes over the accumulators.
+  int k = 0;
+  if (n % 2 == 1) {
+    const int32_t w0 = w[0];
+    const uint8_t* s0 = rows[0];
+    for (size_t x = 0; x < len; ++x) acc[x] = w0 * s0[x];
+    k = 1;
+  } else {
+    for (size_t x = 0; x < len; ++x) acc[x] = 0;
+  }
+  for (; k < n; k += 2) {
+    const int32_t w0 = w[k], w1 = w[k + 1];
+    const uint8_t *s0 = rows[k], *s1 = rows[k + 1];
+    for (size_t x = 0; x < len; ++x) acc[x] += w0 * s0[x] + w1 * s1[x];
   }
   for (size_t x = 0; x < len; ++x) col[x] = int16_t((acc[x] + 128) >> 8);  // x64
 }

@@ -145,8 +145,10 @@ int RunConvert(const Options& o, const char* argv0) {
     else
       log::Warn(fmt::format("no result cache: {}", c.status().message()));
   }
+  // The version at the end changes whenever a recipe starts giving other pixels, so that older
+  // results are not taken for it (2: sharpen's threshold, WebP from the JPEG's planes).
   const std::string recipe_base =
-      fmt::format("{}|preset={}|convert/1", CanonicalChain(*chain), preset.name);
+      fmt::format("{}|preset={}|convert/2", CanonicalChain(*chain), preset.name);
   // Each image allocates and frees the same few large buffers (the decoded rows, the result,
   // the encoder's planes and tokens). glibc's defaults hand most of them back to the kernel
   // (mmap/munmap, or a trimmed heap) and fault them in again, zeroed, for the next image: half

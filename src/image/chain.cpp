@@ -25,7 +25,7 @@ constexpr std::array<Spec, 22> kOps = {{
     {"autorotate", 0, 0, "autorotate"},
     {"flip", 1, 1, "flip:h|v"},
     {"blur", 1, 1, "blur:SIGMA"},
-    {"sharpen", 0, 2, "sharpen[:SIGMA[:AMOUNT]]"},
+    {"sharpen", 0, 3, "sharpen[:SIGMA[:AMOUNT[:THRESHOLD]]]"},
     {"brightness", 1, 1, "brightness:FACTOR"},
     {"contrast", 1, 1, "contrast:FACTOR"},
     {"saturation", 1, 1, "saturation:FACTOR"},
@@ -198,6 +198,7 @@ Result<Chain> ParseChain(std::string_view text) {
     } else if (name == "sharpen") {
       if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, 0.01, 100, "sigma"));
       if (n > 1) LUMEN_RETURN_IF_ERROR(num(1, 0, 100, "the amount"));
+      if (n > 2) LUMEN_RETURN_IF_ERROR(num(2, 0, 1, "the threshold"));
     } else if (name == "brightness" || name == "contrast" || name == "saturation") {
       LUMEN_RETURN_IF_ERROR(num(0, 0, 10, "the factor"));
     } else if (name == "gamma") {

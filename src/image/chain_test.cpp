@@ -58,6 +58,7 @@ TEST(Chain, RejectsBadInputWithThePosition) {
            {"webp:82,fit:10x10", "must be the last operation", 1},
            {"jpeg:101", "quality must be 1-100", 6},
            {"blur:-1", "sigma must be a number", 1},
+           {"fit:10x10,sharpen:1:1:5", "the threshold must be a number in 0..1", 11},
            {"flip:x", "flip takes h or v", 6},
            {"watermark:\"open", "unterminated quote", 11},
            {"watermark:\"a\"b", "text after a closing quote", 14},

@@ -387,7 +387,10 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (format != "webp" && format != "jpeg") return Direct::kNotApplicable;
   // The chain: options anywhere, one shrink, then only sharpen.
   const ChainOp* lead = nullptr;
-  std::vector<std::pair<double, double>> sharpen;  // sigma, amount
+  struct Sharpen {
+    double sigma, amount, threshold;
+  };
+  std::vector<Sharpen> sharpen;
   bool strip = false;
   int effort = settings.effort;
   ResampleKernel kernel = settings.kernel;
@@ -405,8 +408,9 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
       lead = &op;
     } else if (lead && op.name == "sharpen") {
       const double sigma = a.empty() ? 1.0 : Num(a[0]), amount = a.size() > 1 ? Num(a[1]) : 1.0;
+      const double threshold = a.size() > 2 ? Num(a[2]) : kUnsharpThreshold;
       if (sigma > 3) return Direct::kNotApplicable;  // the streaming float path (convert.cpp)
-      if (amount > 0) sharpen.emplace_back(sigma, amount);
+      if (amount > 0) sharpen.push_back({sigma, amount, threshold});
     } else {
       return Direct::kNotApplicable;  // lossless, other operations
     }
@@ -450,16 +454,21 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
       CropInPlace(&yuv.v, x0 / 2, y0 / 2, (cw + 1) / 2, (ch + 1) / 2);
     }
     // The unsharp mask is linear, so on Y, Cb and Cr it is the one on R, G and B (but for
-    // rounding): chroma has half the pixels a side, so half the sigma.
-    for (const auto& [sigma, amount] : sharpen) {
-      UnsharpMask8(yuv.y.pixels.data(), yuv.y.pixels.data(), w, h, 1, sigma, amount);
+    // rounding): chroma has half the pixels a side, so half the sigma. The threshold is not
+    // linear: applied to each plane, it decides as on R, G and B wherever the detail is grey
+    // (equal differences in R, G and B are that difference in Y, none in chroma), and chroma
+    // detail below it stays unsharpened.
+    for (const auto& [sigma, amount, threshold] : sharpen) {
+      UnsharpMask8(yuv.y.pixels.data(), yuv.y.pixels.data(), w, h, 1, sigma, amount, threshold);
       for (Image* c : {&yuv.u, &yuv.v})
-        UnsharpMask8(c->pixels.data(), c->pixels.data(), c->width, c->height, 1, sigma / 2, amount);
+        UnsharpMask8(c->pixels.data(), c->pixels.data(), c->width, c->height, 1, sigma / 2, amount,
+                     threshold);
     }
   } else {
     if (cw != fw || ch != fh) CropInPlace(&img, x0, y0, cw, ch);
-    for (const auto& [sigma, amount] : sharpen)
-      UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount);
+    for (const auto& [sigma, amount, threshold] : sharpen)
+      UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
+                   threshold);
   }
 
   std::string exif = jpeg.exif();

@@ -1,8 +1,9 @@
-// Unsharp mask, out = in + amount * (in - gauss(in, sigma)): the classic definition
-// (ImageMagick's -unsharp, Photoshop's), in integer arithmetic: Gaussian weights summing to
-// exactly 256, the horizontal pass of each row into a ring of 2r + 1 rows (x256), the vertical
-// pass from the ring. Output row y needs input row y only, and the horizontal pass has read rows
-// up to y + r by then, so rows above y are never read again: the output may overwrite the input.
+// Unsharp mask, out = in + amount * (in - gauss(in, sigma)) where |in - gauss| is at least
+// threshold / 2: the classic definition (ImageMagick's -unsharp, Photoshop's), in integer
+// arithmetic: Gaussian weights summing to exactly 256, the horizontal pass of each row into a ring
+// of 2r + 1 rows (x256), the vertical pass from the ring. Output row y needs input row y only, and
+// the horizontal pass has read rows up to y + r by then, so rows above y are never read again: the
+// output may overwrite the input.
 #include "unsharp.h"
 
 #include <algorithm>
@@ -18,7 +19,7 @@ namespace {
 // worse than the general loops).
 template <int R>
 __attribute__((always_inline)) inline void Rows(const uint8_t* pix, uint8_t* out, int w, int h,
-                                                int bands, const uint16_t* g, int amt) {
+                                                int bands, const uint16_t* g, int amt, int limit) {
   constexpr int n = 2 * R + 1;
   const int row = w * bands;
   std::vector<uint16_t> ring(size_t(n) * size_t(row));
@@ -52,7 +53,8 @@ __attribute__((always_inline)) inline void Rows(const uint8_t* pix, uint8_t* out
       uint32_t acc = 0;
       for (int k = 0; k < n; ++k) acc += uint32_t(gk[k]) * rows[k][x];
       const int blurred = int((acc + 32768) >> 16);
-      const int v = s[x] + ((amt * (s[x] - blurred) + 128) >> 8);
+      const int d = s[x] - blurred;
+      const int v = 2 * std::abs(d) < limit ? s[x] : s[x] + ((amt * d + 128) >> 8);
       o[x] = uint8_t(std::clamp(v, 0, 255));
     }
   }
@@ -64,7 +66,8 @@ __attribute__((always_inline)) inline void Rows(const uint8_t* pix, uint8_t* out
 __attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_t* pix,
                                                                     uint8_t* out, int w, int h,
                                                                     int bands, double sigma,
-                                                                    double amount) {
+                                                                    double amount,
+                                                                    double threshold) {
   const int row = w * bands;
   const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
   const int n = 2 * r + 1;
@@ -77,13 +80,14 @@ __attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_
     total += g[size_t(k)] = uint16_t(std::lround(gd[size_t(k)] / gsum * 256));
   g[size_t(r)] = uint16_t(g[size_t(r)] + 256 - total);
   const int amt = int(std::lround(amount * 256));
+  const int limit = UnsharpLimit(threshold);
   switch (r) {  // sigma up to 1.2 (chroma planes: 2.4)
     case 1:
-      return Rows<1>(pix, out, w, h, bands, g.data(), amt);
+      return Rows<1>(pix, out, w, h, bands, g.data(), amt, limit);
     case 2:
-      return Rows<2>(pix, out, w, h, bands, g.data(), amt);
+      return Rows<2>(pix, out, w, h, bands, g.data(), amt, limit);
     case 3:
-      return Rows<3>(pix, out, w, h, bands, g.data(), amt);
+      return Rows<3>(pix, out, w, h, bands, g.data(), amt, limit);
     default:
       break;
   }
@@ -120,7 +124,8 @@ __attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_
     uint8_t* o = out + size_t(y) * size_t(row);
     for (int x = 0; x < row; ++x) {
       const int blurred = int((acc[size_t(x)] + 32768) >> 16);
-      const int v = s[x] + ((amt * (s[x] - blurred) + 128) >> 8);
+      const int d = s[x] - blurred;
+      const int v = 2 * std::abs(d) < limit ? s[x] : s[x] + ((amt * d + 128) >> 8);
       o[x] = uint8_t(std::clamp(v, 0, 255));
     }
   }

@@ -1,13 +1,22 @@
 // Private: unsharp mask on an 8-bit interleaved buffer (see unsharp.cpp).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace lumen {
 
 // out = in + amount * (in - gauss(in, sigma)) on all `bands` of a `w` x `h` image, in integer
-// arithmetic (separable; rows through a ring buffer). `out` may be `in` (in place).
+// arithmetic (separable; rows through a ring buffer). `out` may be `in` (in place). With
+// ImageMagick's rule for `threshold` (a fraction of the range; 0.05 in its -unsharp unless
+// given): a sample whose difference from the blur is less than half of it stays as it is, so
+// grain and smooth gradients are not sharpened, only edges.
+constexpr double kUnsharpThreshold = 0.05;
 void UnsharpMask8(const uint8_t* in, uint8_t* out, int w, int h, int bands, double sigma,
-                  double amount);
+                  double amount, double threshold = kUnsharpThreshold);
+// The threshold in UnsharpMask8's integer terms: a difference d is sharpened when 2|d| >= this.
+inline int UnsharpLimit(double threshold) {
+  return int(std::ceil(threshold * 255 - 1e-9));
+}
 
 }  // namespace lumen

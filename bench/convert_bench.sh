@@ -52,6 +52,9 @@ for ((i = 1; i <= rounds; i++)); do
   printf 'round %d: lumen %.2f s, ImageMagick %.2f s, vips CLI %.2f s\n' "$i" "$t_lumen" "$t_im" "$t_vips" >&2
 done
 t_lumen=$(median "${t_lumens[@]}") t_im=$(median "${t_ims[@]}") t_vips=$(median "${t_vipss[@]}")
+# What each wrote (the last round): the same chain should give about the same bytes.
+kb() { find "$1" -name '*.webp' -printf '%s\n' | awk '{s += $1} END {printf "%d", s / 1024}'; }
+k_lumen=$(kb "$work/lumen") k_im=$(kb "$work/im") k_vips=$(kb "$work/vips")
 t_again=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
 touch "$work/in"/*.jpg  # new mtimes, same content: the cache hashes and finds them
 t_touched=$(secs "$lumen" convert "$work/in" -o "$work/lumen" --chain 'fit:1600x1600,sharpen,webp:82' -q)
@@ -59,6 +62,7 @@ printf '| %d photos (%d MB), median of %d rounds | lumen convert | ImageMagick m
 printf '| seconds | %.2f | %.2f | %.2f |\n' "$t_lumen" "$t_im" "$t_vips"
 printf '| images/s | %.1f | %.1f | %.1f |\n' "$(echo "$n / $t_lumen" | bc -l)" "$(echo "$n / $t_im" | bc -l)" "$(echo "$n / $t_vips" | bc -l)"
 printf '| lumen is (median of the rounds'"'"' ratios) | 1x | %.2fx faster | %.2fx faster |\n' "$(median "${r_ims[@]}")" "$(median "${r_vipss[@]}")"
+printf '| output (%d WebP files) | %d KB | %d KB | %d KB |\n' "$n" "$k_lumen" "$k_im" "$k_vips"
 printf '\nlumen again, same chain (result cache): %.2f s; after touching every input (hashed, same content): %.2f s\n' "$t_again" "$t_touched"
 # Peak memory on one 20 MP photo (5472x3648, a camera's 3:2 frame): the first photo scaled to
 # cover it and cropped, saved as a baseline JPEG.

@@ -179,10 +179,16 @@ bool JpegReader::planes_done() const {
 bool JpegReader::ReadStrip() {
   jpeg_decompress_struct& c = s_->cinfo;
   JSAMPARRAY planes[3] = {strip_[0].data(), strip_[1].data(), strip_[2].data()};
+  JDIMENSION lines = 0;
   if (!Guarded([&] {
-        jpeg_read_raw_data(&c, planes, JDIMENSION(c.max_v_samp_factor * c.min_DCT_scaled_size));
+        lines =
+            jpeg_read_raw_data(&c, planes, JDIMENSION(c.max_v_samp_factor * c.min_DCT_scaled_size));
       }))
     return false;
+  if (lines == 0) {  // no progress (only a suspending source would do that): never loop on it
+    error_ = "corrupt JPEG data: no rows decoded";
+    return false;
+  }
   for (int k = 0; k < c.num_components; ++k) {  // the last strip may run past the plane
     strip_rows_[k] = std::min(int(strip_[k].size()), plane_height(k) - plane_rows_[k]);
     plane_rows_[k] += strip_rows_[k];

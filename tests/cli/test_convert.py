@@ -303,6 +303,22 @@ class Convert(unittest.TestCase):
         self.assertIn(b"broken.jpg", p.stderr)
         self.assertIn(b"1 failed", p.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.out, "broken.webp")))
+        # Damage inside the entropy-coded data (cut short, bytes flipped): libjpeg warns and
+        # fills in, as libvips does by default; the planar decode finishes either way.
+        os.remove(os.path.join(self.src, "broken.jpg"))
+        with open(self.photo, "rb") as f:
+            data = bytearray(f.read())
+        with open(os.path.join(self.src, "cut.jpg"), "wb") as f:
+            f.write(data[:len(data) // 2])
+        for i in range(len(data) // 3, len(data) // 3 + 300, 7):
+            data[i] ^= 0x5A
+        with open(os.path.join(self.src, "flipped.jpg"), "wb") as f:
+            f.write(data)
+        shutil.rmtree(self.out)
+        run("convert", self.src, "-o", self.out, "--chain", "fit:100x100,webp", "--no-cache", check=EXIT_OK,
+            timeout=60)
+        for name in ("cut.webp", "flipped.webp", "photo.webp"):
+            self.assertEqual(size_of(os.path.join(self.out, name)), (100, 75), name)
 
     def summary(self, p):
         return p.stderr.decode()

@@ -33,6 +33,7 @@
 #include "jpeg_scaled.h"
 #include "lumen/image/image.h"
 #include "unsharp.h"
+#include "webp_encode.h"
 
 namespace lumen {
 namespace {
@@ -80,31 +81,18 @@ struct Metadata {
 // the metadata chunks if there are any.
 bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
                const std::string& path, std::string* error) {
-  WebPConfig config;
-  if (!WebPConfigPreset(&config, WEBP_PRESET_DEFAULT, float(quality))) {
-    WebPPictureFree(pic);
-    *error = "libwebp version mismatch";
+  auto encoded = EncodeWebpPicture(pic, quality, effort);
+  if (!encoded.ok()) {
+    *error = encoded.status().message();
     return false;
   }
-  config.method = std::clamp(effort, 0, 6);
-  WebPMemoryWriter mem;
-  WebPMemoryWriterInit(&mem);
-  pic->writer = WebPMemoryWrite;
-  pic->custom_ptr = &mem;
-  const bool ok = WebPEncode(&config, pic);
-  const int code = pic->error_code;
-  WebPPictureFree(pic);
-  if (!ok) {
-    WebPMemoryWriterClear(&mem);
-    *error = "WebP encoder error " + std::to_string(code);
-    return false;
-  }
+  const std::vector<uint8_t>& bytes = *encoded;
   bool written;
   if (!md.exif && !md.xmp && !md.icc) {
-    written = WriteFile(path, mem.mem, mem.size, error);
+    written = WriteFile(path, bytes.data(), bytes.size(), error);
   } else {  // the VP8 bitstream in an extended container with the metadata chunks
     WebPMux* mux = WebPMuxNew();
-    const WebPData image{mem.mem, mem.size};
+    const WebPData image{bytes.data(), bytes.size()};
     WebPData assembled{nullptr, 0};
     bool muxed = mux && WebPMuxSetImage(mux, &image, 0) == WEBP_MUX_OK;
     auto chunk = [&](const char* fourcc, const std::string* d) {
@@ -125,24 +113,23 @@ bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
     WebPDataClear(&assembled);
     WebPMuxDelete(mux);
   }
-  WebPMemoryWriterClear(&mem);
   return written;
 }
 
-// `rgb` (w x h, in `buffer`) is let go of as soon as libwebp has its YUV copy: the encoder's
-// own state is the largest thing in memory then, and the RGB is not needed any more (5 MB less
-// at the peak for a 1600x1067 result).
-bool EncodeWebp(Image buffer, const uint8_t* rgb, int w, int h, int quality, int effort,
-                const Metadata& md, const std::string& path, std::string* error) {
+// `rgb` is let go of as soon as libwebp has its YUV copy: the encoder's own state is the
+// largest thing in memory then, and the RGB is not needed any more (5 MB less at the peak for a
+// 1600x1067 result).
+bool EncodeWebp(Image rgb, int quality, int effort, const Metadata& md, const std::string& path,
+                std::string* error) {
   WebPPicture pic;
   WebPPictureInit(&pic);
-  pic.width = w;
-  pic.height = h;
-  if (!WebPPictureImportRGB(&pic, rgb, w * 3)) {
+  pic.width = rgb.width;
+  pic.height = rgb.height;
+  if (!WebPPictureImportRGB(&pic, rgb.pixels.data(), rgb.width * 3)) {
     *error = "out of memory";
     return false;
   }
-  buffer = Image();
+  rgb = Image();
   return WriteWebp(&pic, quality, effort, md, path, error);
 }
 
@@ -184,8 +171,10 @@ bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, const s
 
 // libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
 // from 90 unless the preset says: what libvips' jpegsave does by default.
-bool EncodeJpeg(const uint8_t* pix, int w, int h, int bands, int quality, int subsample,
-                const Metadata& md, const std::string& path, std::string* error) {
+bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md,
+                const std::string& path, std::string* error) {
+  const int w = img.width, h = img.height, bands = img.channels;
+  const uint8_t* pix = img.pixels.data();
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) {
     *error = std::strerror(errno);
@@ -432,10 +421,10 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (lead->name != "resize") Size(lead->args[0], &tw, &th);
   if (!ShrinkSize(*lead, uw, uh, &fw, &fh) && lead->name == "fill")
     return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
-  // fill keeps the centre of the cover.
-  const int cw = lead->name == "fill" ? std::min(tw, fw) : fw;
-  const int ch = lead->name == "fill" ? std::min(th, fh) : fh;
-  const int x0 = (fw - cw) / 2, y0 = (fh - ch) / 2;
+  // The result: fill keeps the centre of the cover.
+  const int w = lead->name == "fill" ? std::min(tw, fw) : fw;
+  const int h = lead->name == "fill" ? std::min(th, fh) : fh;
+  const int x0 = (fw - w) / 2, y0 = (fh - h) / 2;
   // Into WebP, a YCbCr or grey file goes as planes, unless a crop at an odd offset would split
   // the chroma samples.
   const bool planar = format == "webp" && jpeg.planar() && x0 % 2 == 0 && y0 % 2 == 0;
@@ -446,12 +435,11 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     *error = jpeg.error();
     return Direct::kFailed;
   }
-  const int w = cw, h = ch;
   if (planar) {
-    if (cw != fw || ch != fh) {
-      CropInPlace(&yuv.y, x0, y0, cw, ch);
-      CropInPlace(&yuv.u, x0 / 2, y0 / 2, (cw + 1) / 2, (ch + 1) / 2);
-      CropInPlace(&yuv.v, x0 / 2, y0 / 2, (cw + 1) / 2, (ch + 1) / 2);
+    if (w != fw || h != fh) {
+      CropInPlace(&yuv.y, x0, y0, w, h);
+      CropInPlace(&yuv.u, x0 / 2, y0 / 2, (w + 1) / 2, (h + 1) / 2);
+      CropInPlace(&yuv.v, x0 / 2, y0 / 2, (w + 1) / 2, (h + 1) / 2);
     }
     // The unsharp mask is linear, so on Y, Cb and Cr it is the one on R, G and B (but for
     // rounding): chroma has half the pixels a side, so half the sigma. The threshold is not
@@ -465,7 +453,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
                      threshold);
     }
   } else {
-    if (cw != fw || ch != fh) CropInPlace(&img, x0, y0, cw, ch);
+    if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
     for (const auto& [sigma, amount, threshold] : sharpen)
       UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
                    threshold);
@@ -483,12 +471,9 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
-  const uint8_t* pix = img.pixels.data();
-  const bool ok =
-      planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
-      : format == "webp"
-          ? EncodeWebp(std::move(img), pix, w, h, quality, effort, md, tmp, error)
-          : EncodeJpeg(pix, w, h, img.channels, quality, settings.subsample, md, tmp, error);
+  const bool ok = planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
+                  : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)
+                                     : EncodeJpeg(img, quality, settings.subsample, md, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

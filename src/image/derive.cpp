@@ -11,14 +11,12 @@
 
 #include <fmt/format.h>
 
+#include "webp_encode.h"
+
 namespace lumen {
 namespace {
 
 Result<std::vector<uint8_t>> EncodeWebp(const Image& img, int quality, int effort) {
-  WebPConfig config;
-  if (!WebPConfigInit(&config)) return Status::Internal("libwebp version mismatch");
-  config.quality = static_cast<float>(std::clamp(quality, 0, 100));
-  config.method = std::clamp(effort, 0, 6);
   WebPPicture pic;
   if (!WebPPictureInit(&pic)) return Status::Internal("libwebp version mismatch");
   pic.width = img.width;
@@ -28,20 +26,7 @@ Result<std::vector<uint8_t>> EncodeWebp(const Image& img, int quality, int effor
     WebPPictureFree(&pic);
     return Status::Internal("cannot import pixels into libwebp");
   }
-  WebPMemoryWriter writer;
-  WebPMemoryWriterInit(&writer);
-  pic.writer = WebPMemoryWrite;
-  pic.custom_ptr = &writer;
-  ok = WebPEncode(&config, &pic);
-  WebPPictureFree(&pic);
-  if (!ok) {
-    WebPMemoryWriterClear(&writer);
-    return Status::Internal(
-        fmt::format("WebP encoding failed (error {})", static_cast<int>(pic.error_code)));
-  }
-  std::vector<uint8_t> out(writer.mem, writer.mem + writer.size);
-  WebPMemoryWriterClear(&writer);
-  return out;
+  return EncodeWebpPicture(&pic, quality, effort);
 }
 
 }  // namespace

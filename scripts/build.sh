@@ -12,6 +12,8 @@ esac
 launcher=()
 if command -v ccache >/dev/null; then
   export CCACHE_DIR="${CCACHE_DIR:-${LUMEN_CACHE:-$HOME/.cache/lumen-build}/ccache}"
+  # Paths under the checkout hashed relative to it: clones elsewhere share the cache.
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$repo}"
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S "$repo" -B "$dir" -G Ninja "${flags[@]}" "${launcher[@]}" >/dev/null

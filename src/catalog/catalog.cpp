@@ -1,14 +1,19 @@
 #include "lumen/catalog/catalog.h"
 
+#include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "lumen/util/json.h"
 
 namespace lumen {
 namespace {
@@ -235,31 +240,137 @@ static LocationState ParseState(const std::string& s) {
 
 Catalog::~Catalog() = default;
 
-Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path) {
+namespace {
+
+// "file:" URI for a path (RFC 3986 escapes for what SQLite's URI parser treats specially).
+std::string FileUri(const std::string& path, const char* query) {
+  std::string u = "file:";
+  for (unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x21 || c >= 0x7f)
+      u += fmt::format("%{:02X}", c);
+    else
+      u += static_cast<char>(c);
+  }
+  return u + query;
+}
+
+int64_t PragmaInt(sqlite3* db, const char* pragma, Status* st) {
+  auto s = sql::Prepare(db, pragma);
+  if (!s.ok()) {
+    *st = s.status();
+    return -1;
+  }
+  return s->Step(st) ? s->Int(0) : -1;
+}
+
+// Whether the open database is lumen's (or new): refuses another program's database before
+// anything is written to it.
+Status CheckIsLumenCatalog(sqlite3* db, const std::string& path, bool* is_new) {
+  Status st;
+  const int64_t app = PragmaInt(db, "PRAGMA application_id", &st);
+  if (!st.ok()) return Status::Io(fmt::format("cannot open catalog {}: {}", path, st.message()));
+  if (app == Catalog::kApplicationId) return Status::Ok();
+  auto q = sql::Prepare(db,
+                        "SELECT name FROM sqlite_master WHERE type IN ('table','view') "
+                        "AND name NOT LIKE 'sqlite_%' ORDER BY name");
+  if (!q.ok())
+    return Status::Io(fmt::format("cannot open catalog {}: {}", path, q.status().message()));
+  std::vector<std::string> tables;
+  while (q->Step(&st)) tables.push_back(q->Text(0));
+  if (!st.ok()) return Status::Io(fmt::format("cannot open catalog {}: {}", path, st.message()));
+  const int64_t version = PragmaInt(db, "PRAGMA user_version", &st);
+  if (app == 0 && tables.empty() && version == 0) {
+    *is_new = true;
+    return Status::Ok();
+  }
+  auto has = [&](const char* t) {
+    return std::find(tables.begin(), tables.end(), t) != tables.end();
+  };
+  // Catalogs written before the application id was set: lumen's version range and tables.
+  if (app == 0 && version >= 1 && version <= kCatalogSchemaVersion && has("assets") &&
+      has("locations") && has("thumbnails") && has("runs"))
+    return Status::Ok();
+  std::string names;
+  for (size_t i = 0; i < tables.size() && i < 5; ++i) names += (i ? ", " : "") + tables[i];
+  if (tables.size() > 5) names += ", ...";
+  return Status::Invalid(fmt::format(
+      "{} is not a lumen catalog: it is another SQLite database ({} table{}{}{}{}); lumen leaves "
+      "it untouched. Pass --catalog a new file or an existing lumen catalog",
+      path, tables.size(), tables.size() == 1 ? "" : "s", tables.empty() ? "" : ": ", names,
+      app ? fmt::format(", application id {:#x}", static_cast<uint32_t>(app)) : ""));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Mode mode) {
   std::unique_ptr<Catalog> c(new Catalog());
   c->path_ = path;
-  std::error_code ec;
-  auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (ec)
-    return Status::Io(
-        fmt::format("cannot create catalog directory {}: {}", parent.string(), ec.message()));
-  sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(path.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  c->db_.reset(raw);
-  if (rc != SQLITE_OK)
-    return Status::Io(fmt::format("cannot open catalog {}: {}", path,
-                                  raw ? sqlite3_errmsg(raw) : "out of memory"));
-  sqlite3_busy_timeout(raw, 10000);
-  sqlite3_extended_result_codes(raw, 1);
+  const bool read_only = mode == Mode::kReadOnly;
+  struct stat st_file;
+  if (read_only && ::stat(path.c_str(), &st_file) != 0)
+    return Status::NotFound(
+        fmt::format("no catalog at {} ({}); `lumen index` creates one", path, strerror(errno)));
+  if (!read_only) {
+    std::error_code ec;
+    auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec)
+      return Status::Io(
+          fmt::format("cannot create catalog directory {}: {}", parent.string(), ec.message()));
+  }
+  auto open = [&](const std::string& name, int flags) -> Status {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(name.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    c->db_.reset(raw);
+    if (rc != SQLITE_OK)
+      return Status::Io(fmt::format("cannot open catalog {}: {}", path,
+                                    raw ? sqlite3_errmsg(raw) : "out of memory"));
+    sqlite3_busy_timeout(raw, 10000);
+    sqlite3_extended_result_codes(raw, 1);
+    return Status::Ok();
+  };
+  LUMEN_RETURN_IF_ERROR(
+      open(path, read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+  bool is_new = false;
+  Status check = CheckIsLumenCatalog(c->db_.get(), path, &is_new);
+  if (!check.ok() && read_only && check.code() == Code::kIo) {
+    // A WAL catalog in a folder we cannot write: SQLite cannot create its shared-memory file.
+    // Read it as an immutable file instead (nobody can be writing it there either).
+    LUMEN_RETURN_IF_ERROR(
+        open(FileUri(path, "?immutable=1"), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI));
+    check = CheckIsLumenCatalog(c->db_.get(), path, &is_new);
+  }
+  if (!check.ok()) {
+    if (check.message().find("file is not a database") != std::string::npos)
+      return Status::Invalid(fmt::format(
+          "{} is not a lumen catalog (not an SQLite database); lumen leaves it untouched", path));
+    return check;
+  }
+  if (read_only) {
+    const int v = c->SchemaVersion();
+    if (is_new) return Status::NotFound(fmt::format("the catalog {} is empty", path));
+    if (v > kCatalogSchemaVersion)
+      return Status::Invalid(
+          fmt::format("catalog {} has schema version {}, newer than this lumen ({}); upgrade lumen",
+                      path, v, kCatalogSchemaVersion));
+    if (v < kCatalogSchemaVersion)
+      return Status::Invalid(fmt::format(
+          "catalog {} has schema version {} (this lumen writes {}); any writing command (lumen "
+          "index) upgrades it",
+          path, v, kCatalogSchemaVersion));
+    LUMEN_RETURN_IF_ERROR(c->PrepareStatements());
+    return c;
+  }
   // WAL + synchronous=NORMAL: a crash or kill -9 never corrupts the database and loses at most
   // the transaction in progress.
-  Status st =
-      sql::Exec(raw, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+  Status st = sql::Exec(
+      c->db_.get(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
   if (!st.ok()) return Status::Io(fmt::format("cannot open catalog {}: {}", path, st.message()));
   LUMEN_RETURN_IF_ERROR(c->Migrate());
+  Status app_st;
+  if (PragmaInt(c->db_.get(), "PRAGMA application_id", &app_st) != kApplicationId)
+    LUMEN_RETURN_IF_ERROR(
+        sql::Exec(c->db_.get(), fmt::format("PRAGMA application_id={}", kApplicationId)));
   LUMEN_RETURN_IF_ERROR(c->PrepareStatements());
   return c;
 }
@@ -352,9 +463,7 @@ Result<int64_t> Catalog::BeginRun(const std::string& command,
   if (!s.ok()) return s.status();
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : roots) j.push_back(r);
-  s->Bind(1, command)
-      .Bind(2, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
-      .Bind(3, Now());
+  s->Bind(1, command).Bind(2, json::Dump(j, -1)).Bind(3, Now());
   LUMEN_RETURN_IF_ERROR(s->Run());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_.get()));
 }

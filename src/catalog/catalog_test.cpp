@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "lumen/catalog/catalog.h"
 #include "test_support.h"
 
@@ -67,6 +69,88 @@ TEST(Catalog, ContentAddressedAssetsAndLocations) {
   ASSERT_TRUE(cat.LoadLocations({"/photos"}, &known).ok());
   EXPECT_EQ(known.begin()->second.state, LocationState::kMissing);
   EXPECT_EQ(known.begin()->second.asset_id, *id1);  // missing, not forgotten
+}
+
+// Issue 15, class 6: only a lumen catalog (or a new, empty file) is ever migrated.
+std::string Bytes(const std::string& path) {
+  auto b = test::ReadFile(path);
+  return std::string(b.begin(), b.end());
+}
+
+TEST(Catalog, AnotherProgramsDatabaseIsRefusedAndLeftUntouched) {
+  test::TempDir dir;
+  const std::string path = dir.File("other.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_TRUE(sql::Exec(db,
+                          "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);"
+                          "INSERT INTO notes(body) VALUES ('keep me');")
+                    .ok());
+    sqlite3_close(db);
+  }
+  const std::string before = Bytes(path);
+  for (auto mode : {Catalog::Mode::kReadWrite, Catalog::Mode::kReadOnly}) {
+    auto c = Catalog::Open(path, mode);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), Code::kInvalid);
+    EXPECT_NE(c.status().message().find("not a lumen catalog"), std::string::npos)
+        << c.status().message();
+    EXPECT_NE(c.status().message().find("notes"), std::string::npos) << c.status().message();
+  }
+  EXPECT_EQ(Bytes(path), before);  // no tables added, journal mode unchanged
+  EXPECT_FALSE(std::filesystem::exists(path + "-wal"));
+  // Some other program's id, even with lumen's table names, is not lumen's either.
+  const std::string tagged = dir.File("tagged.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(tagged.c_str(), &db), SQLITE_OK);
+    ASSERT_TRUE(sql::Exec(db,
+                          "PRAGMA application_id=1234; CREATE TABLE assets(x); "
+                          "CREATE TABLE locations(x); CREATE TABLE thumbnails(x); "
+                          "CREATE TABLE runs(x); PRAGMA user_version=3;")
+                    .ok());
+    sqlite3_close(db);
+  }
+  EXPECT_FALSE(Catalog::Open(tagged).ok());
+  // Not a database at all.
+  test::WriteFile(dir.File("photo.jpg"), test::Encode(test::MakePicture(8, 8), ".jpg"));
+  const std::string jpeg = Bytes(dir.File("photo.jpg"));
+  auto c = Catalog::Open(dir.File("photo.jpg"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("not a lumen catalog"), std::string::npos)
+      << c.status().message();
+  EXPECT_EQ(Bytes(dir.File("photo.jpg")), jpeg);
+}
+
+TEST(Catalog, NewEmptyAndOlderLumenCatalogsOpen) {
+  test::TempDir dir;
+  // An empty file (touch) is a new catalog.
+  test::WriteFile(dir.File("empty.db"), std::string());
+  auto e = Catalog::Open(dir.File("empty.db"));
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  Status st;
+  auto app = sql::Prepare((*e)->db(), "PRAGMA application_id");
+  ASSERT_TRUE(app.ok() && app->Step(&st));
+  EXPECT_EQ(app->Int(0), Catalog::kApplicationId);
+  // A catalog written before the application id existed is recognised by its tables.
+  ASSERT_TRUE(sql::Exec((*e)->db(), "PRAGMA application_id=0").ok());
+  e->reset();
+  auto again = Catalog::Open(dir.File("empty.db"));
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  again->reset();
+  auto ro = Catalog::Open(dir.File("empty.db"), Catalog::Mode::kReadOnly);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->SchemaVersion(), kCatalogSchemaVersion);
+  EXPECT_FALSE((*ro)->BeginRun("index", {"/x"}).ok());  // read-only means read-only
+}
+
+TEST(Catalog, ReadOnlyNeverCreates) {
+  test::TempDir dir;
+  auto c = Catalog::Open(dir.File("missing/catalog.db"), Catalog::Mode::kReadOnly);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(dir.File("missing")));
 }
 
 }  // namespace

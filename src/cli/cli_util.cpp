@@ -4,11 +4,14 @@
 #include "commands.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -184,9 +187,34 @@ PipelineOptions MakePipelineOptions(const Options& o) {
   return p;
 }
 
-Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o) {
+Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o, Catalog::Mode mode) {
   std::string path = o.catalog.empty() ? DefaultCatalogPath() : o.catalog;
-  return Catalog::Open(path);
+  return Catalog::Open(path, mode);
+}
+
+Status CheckInputPaths(const std::vector<std::string>& paths) {
+  for (const auto& path : paths) {
+    const std::string shown = log::Printable(path);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      const int err = errno;
+      struct stat lst;
+      if (err == ENOENT && ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+        return Status::NotFound(fmt::format("{}: broken symbolic link", shown));
+      if (err == ENOENT) return Status::NotFound(fmt::format("{}: no such file or folder", shown));
+      if (err == ELOOP) return Status::Io(fmt::format("{}: symbolic link loop", shown));
+      return Status::Io(fmt::format("{}: {}", shown, std::strerror(err)));
+    }
+    if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) continue;
+    const char* what = S_ISFIFO(st.st_mode)   ? "a FIFO (named pipe)"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                                              : "not a regular file";
+    return Status::Unsupported(fmt::format(
+        "{}: is {}, not a file or folder; lumen reads only regular files", shown, what));
+  }
+  return Status::Ok();
 }
 
 int ExitCode(const RunSummary& s) {

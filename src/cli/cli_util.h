@@ -19,7 +19,10 @@ namespace lumen::cli {
 
 void SetupLogging(const Options& o);
 Status InitLibraries(const char* argv0);
-Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o);
+// The catalog of --catalog / $LUMEN_CATALOG / the default path; `mode` kReadOnly for commands
+// that only read it (stats, search, similar, history).
+Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o,
+                                             Catalog::Mode mode = Catalog::Mode::kReadWrite);
 
 // The catalog's id for a model: family and the folder's (or file's) name,
 // "siglip:siglip-base-patch16-224".
@@ -44,6 +47,10 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
 class BankBuild;
 Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBuild>* bank);
 PipelineOptions MakePipelineOptions(const Options& o);
+
+// Every path named on the command line must be a folder or a regular file (or a link to one):
+// a typo, a broken link, a FIFO or a device is an error naming it, before any work starts.
+Status CheckInputPaths(const std::vector<std::string>& paths);
 
 int ExitCode(const RunSummary& s);
 void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb);

@@ -20,6 +20,7 @@
 #include "lumen/image/decode.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
+#include "lumen/io/output.h"
 #include "lumen/io/scan.h"
 #include "lumen/meta/exif.h"
 #include "lumen/ml/image_encoder.h"
@@ -34,6 +35,7 @@
 #include "lumen/tags/scorer.h"
 #include "lumen/tags/vocabulary.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
@@ -42,6 +44,10 @@ namespace lumen::cli {
 
 int RunIndex(const Options& o, const char* argv0) {
   SetupLogging(o);
+  if (Status st = CheckInputPaths(o.paths); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
   if (Status st = InitLibraries(argv0); !st.ok()) {
     log::Error(st.message());
     return kExitError;
@@ -183,6 +189,10 @@ void TrimPartialLine(const std::string& file) {
 
 int RunProcess(const Options& o, const char* argv0) {
   SetupLogging(o);
+  if (Status st = CheckInputPaths(o.paths); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
   if (Status st = InitLibraries(argv0); !st.ok()) {
     log::Error(st.message());
     return kExitError;
@@ -191,6 +201,12 @@ int RunProcess(const Options& o, const char* argv0) {
   if (o.describe && fmt == RecordFormat::kJsonArray) {
     log::Error("--describe adds JSONL enrichment records: use -f jsonl");
     return kExitError;
+  }
+  if (!o.output.empty()) {
+    if (Status st = CheckOutput(o.output, OutputKind::kJson, o.paths); !st.ok()) {
+      log::Error(st.message());
+      return kExitError;
+    }
   }
   PipelineOptions p = MakePipelineOptions(o);
   std::unique_ptr<BankBuild> bank;
@@ -214,21 +230,29 @@ int RunProcess(const Options& o, const char* argv0) {
     p.skip_path = [&existing](const std::string& path) { return existing.count(path) > 0; };
   }
 
-  // JSONL is appended in place with --skip-existing; a JSON array is rewritten through a
-  // temporary file and renamed at the end, so an interrupted run never leaves half an array.
+  // JSONL is appended in place with --skip-existing; otherwise the records go to a temporary
+  // file renamed over the output at the end, so an interrupted or failed run never leaves half
+  // an array or truncates what was there. Either way the output may not be an input or a file
+  // of another kind (a photo named by mistake).
   std::FILE* out = stdout;
-  std::string tmp;
+  TempFile tmp;
   if (!o.output.empty()) {
     if (fmt == RecordFormat::kJsonl && o.skip_existing) {
       TrimPartialLine(o.output);
-      out = std::fopen(o.output.c_str(), "ab");
+      auto f = OpenAppend(o.output, OutputKind::kJson, o.paths);
+      if (!f.ok()) {
+        log::Error(f.status().message());
+        return kExitError;
+      }
+      out = *f;
     } else {
-      tmp = o.output + ".lumen-tmp";
-      out = std::fopen(tmp.c_str(), "wb");
-    }
-    if (!out) {
-      log::Error(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
-      return kExitError;
+      auto t = OpenOutput(o.output, OutputKind::kJson, o.paths);
+      if (!t.ok() || !t->stream()) {
+        log::Error(t.ok() ? fmt::format("cannot write {}", o.output) : t.status().message());
+        return kExitError;
+      }
+      tmp = std::move(*t);
+      out = tmp.stream();
     }
   }
   JsonSink json(out, fmt, std::move(prefix));
@@ -271,14 +295,16 @@ int RunProcess(const Options& o, const char* argv0) {
                       "built; `lumen tags build` finishes it)",
                       now->rows_done(), now->count()));
   }
-  bool write_ok = true;
-  if (out != stdout) write_ok = std::fclose(out) == 0;
-  if (!tmp.empty() && write_ok && sum.ok()) {
-    if (std::rename(tmp.c_str(), o.output.c_str()) != 0) write_ok = false;
+  Status write_st;
+  if (!sum.ok()) {
+    tmp.Discard();
+  } else if (!tmp.path().empty()) {
+    write_st = tmp.Commit();
+  } else if (out != stdout && std::fclose(out) != 0) {
+    write_st = Status::Io(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
   }
-  if (!sum.ok() || !write_ok) {
-    log::Error(sum.ok() ? fmt::format("cannot write {}", o.output) : sum.status().message());
-    if (!tmp.empty()) std::remove(tmp.c_str());
+  if (!sum.ok() || !write_st.ok()) {
+    log::Error(sum.ok() ? write_st.message() : sum.status().message());
     return kExitError;
   }
   if (cat) {
@@ -298,7 +324,7 @@ int RunProcess(const Options& o, const char* argv0) {
 
 int RunStats(const Options& o) {
   SetupLogging(o);
-  auto c = OpenCatalog(o);
+  auto c = OpenCatalog(o, Catalog::Mode::kReadOnly);
   if (!c.ok()) {
     log::Error(c.status().message());
     return kExitError;
@@ -328,7 +354,7 @@ int RunStats(const Options& o) {
     while (s->Step(&e)) j["failures"].push_back({{"path", s->Blob(0)}, {"reason", s->Text(1)}});
   }
   if (o.json_out) {
-    std::puts(j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::puts(json::Dump(j, 2).c_str());
     return kExitOk;
   }
   std::printf("catalog   %s (schema v%d)\n", (*c)->path().c_str(), j["schema_version"].get<int>());

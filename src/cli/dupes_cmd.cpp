@@ -11,6 +11,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "lumen/dupes/dupes.h"
+#include "lumen/io/output.h"
 #include "lumen/pipeline/sinks.h"
 #include "lumen/search/ann_index.h"
 #include "lumen/search/flat_index.h"
@@ -154,23 +155,24 @@ window.addEventListener('load', () => {
 });
 </script></body></html>
 )";
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Status::Io(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
-  const bool ok = std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    return Status::Io(fmt::format("cannot write {}", path));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return Status::Io(fmt::format("cannot write {}: {}", path, std::strerror(errno)));
-  return Status::Ok();
+  // A temporary beside the report (O_EXCL|O_NOFOLLOW: never through a planted link), renamed
+  // over it once complete.
+  auto out = OpenOutput(path, OutputKind::kHtml);
+  if (!out.ok()) return out.status();
+  LUMEN_RETURN_IF_ERROR(out->Write(h));
+  return out->Commit();
 }
 
 }  // namespace
 
 int RunDupes(const Options& o) {
   SetupLogging(o);
+  if (!o.report.empty()) {
+    if (Status st = CheckOutput(o.report, OutputKind::kHtml); !st.ok()) {
+      log::Error(st.message());
+      return kExitError;
+    }
+  }
   auto c = OpenCatalog(o);
   if (!c.ok()) {
     log::Error(c.status().message());

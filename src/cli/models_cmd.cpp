@@ -32,6 +32,7 @@
 #include "lumen/tags/scorer.h"
 #include "lumen/tags/vocabulary.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
@@ -54,7 +55,7 @@ int RunModels(const std::string& action, const Options& o) {
                    {"path", path}});
     }
     if (o.json_out) {
-      std::puts(j.dump(2).c_str());
+      std::puts(json::Dump(j, 2).c_str());
     } else {
       std::printf("%-26s %-32s %-7s %5s %5s  %s\n", "name", "repository", "family", "size", "dim",
                   "installed");

@@ -33,6 +33,7 @@
 #include "lumen/tags/scorer.h"
 #include "lumen/tags/vocabulary.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
@@ -76,7 +77,7 @@ int RunSearch(const Options& o, bool similar) {
   if (query.empty())
     return fail(Status::Invalid(similar ? "similar: give an image file or a content hash"
                                         : "search: the query is empty"));
-  auto c = OpenCatalog(o);
+  auto c = OpenCatalog(o, Catalog::Mode::kReadOnly);
   if (!c.ok()) return fail(c.status());
   Catalog& cat = **c;
   auto path = SearchModelPath(o, cat);
@@ -157,11 +158,19 @@ int RunSearch(const Options& o, bool similar) {
   }
   auto keep = [&](int64_t id) { return id != exclude && (!filtered || allowed.count(id) > 0); };
   std::vector<Hit> hits;
+  std::unique_ptr<AnnIndex> ann;
   if (index.size() >= AnnThreshold()) {
-    auto ann = AnnIndex::Sync(BesideCatalog(cat.path(), "ann", model_id) + ".hnsw", index);
-    if (!ann.ok()) return fail(ann.status());
-    log::Debug(fmt::format("ANN index: {} added, {} removed", (*ann)->added(), (*ann)->removed()));
-    hits = (*ann)->Search(index, q.data(), static_cast<size_t>(o.top), keep);
+    auto a = AnnIndex::Sync(BesideCatalog(cat.path(), "ann", model_id) + ".hnsw", index);
+    if (a.ok()) {
+      ann = std::move(a.value());
+      log::Debug(fmt::format("ANN index: {} added, {} removed", ann->added(), ann->removed()));
+    } else {
+      // A read-only catalog folder cannot keep the index: the exact search still answers.
+      log::Warn(fmt::format("{}; searching every embedding instead", a.status().message()));
+    }
+  }
+  if (ann) {
+    hits = ann->Search(index, q.data(), static_cast<size_t>(o.top), keep);
   } else {
     hits = index.Search(q.data(), static_cast<size_t>(o.top), keep);
   }
@@ -183,7 +192,7 @@ int RunSearch(const Options& o, bool similar) {
     out.push_back(std::move(j));
   }
   if (o.json_out) {
-    std::puts(out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::puts(json::Dump(out, 2).c_str());
     return kExitOk;
   }
   if (out.empty()) std::printf("no matching images\n");

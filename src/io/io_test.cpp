@@ -3,13 +3,17 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
 #include "lumen/io/magic.h"
+#include "lumen/io/output.h"
 #include "lumen/io/scan.h"
+#include "lumen/util/json.h"
+#include "lumen/util/temp_file.h"
 #include "test_support.h"
 
 namespace lumen {
@@ -157,6 +161,133 @@ TEST(Scanner, MissingRootIsAnErrorEntryAndFileRootsWork) {
 TEST(Scanner, AbsolutePathNormalises) {
   EXPECT_EQ(AbsolutePath("/a/b/../c/"), "/a/c");
   EXPECT_EQ(AbsolutePath("/"), "/");
+}
+
+// --- output files, temporaries, JSON text (issue 15: classes 4, 5, 8, 13) ---
+
+std::vector<std::string> Names(const std::string& dir) {
+  std::vector<std::string> n;
+  for (auto& e : std::filesystem::directory_iterator(dir)) n.push_back(e.path().filename());
+  std::sort(n.begin(), n.end());
+  return n;
+}
+
+TEST(TempFile, CommitReplacesTheTargetAndAFailedWriteLeavesNothing) {
+  test::TempDir dir;
+  const std::string target = dir.File("out.json");
+  test::WriteFile(target, std::string("{\"old\":1}"));
+  {
+    auto t = TempFile::Create(target);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_EQ(ParentDir(t->path()), dir.path());
+    ASSERT_TRUE(t->Write(std::string("{\"new\":2}")).ok());
+    // Until the commit the target keeps its old content.
+    auto before = test::ReadFile(target);
+    EXPECT_EQ(std::string(before.begin(), before.end()), "{\"old\":1}");
+    ASSERT_TRUE(t->Commit().ok());
+  }
+  auto after = test::ReadFile(target);
+  EXPECT_EQ(std::string(after.begin(), after.end()), "{\"new\":2}");
+  {
+    auto t = TempFile::Create(target);
+    ASSERT_TRUE(t.ok());
+    ASSERT_TRUE(t->Write(std::string("half")).ok());
+    // destroyed without Commit(): as on an error or a signal
+  }
+  EXPECT_EQ(Names(dir.path()), std::vector<std::string>{"out.json"});
+  after = test::ReadFile(target);
+  EXPECT_EQ(std::string(after.begin(), after.end()), "{\"new\":2}");
+}
+
+TEST(TempFile, ShortNameBesideALongTargetAndNeverThroughALink) {
+  test::TempDir dir;
+  const std::string long_name(250, 'n');  // legal (NAME_MAX 255); name + ".tmp" suffixes are not
+  const std::string target = dir.File(long_name + ".jpg");
+  auto t = TempFile::Create(target);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_LE(std::filesystem::path(t->path()).filename().string().size(), 24u);
+  ASSERT_TRUE(t->Write(std::string("x")).ok());
+  ASSERT_TRUE(t->Commit().ok());
+  EXPECT_TRUE(std::filesystem::exists(target));
+  // A link planted at the target is replaced by the new file; its victim is untouched.
+  const std::string victim = dir.File("victim");
+  test::WriteFile(victim, std::string("precious"));
+  const std::string linked = dir.File("report.html");
+  ASSERT_EQ(::symlink(victim.c_str(), linked.c_str()), 0);
+  auto u = TempFile::Create(linked);
+  ASSERT_TRUE(u.ok());
+  ASSERT_TRUE(u->Write(std::string("<html>")).ok());
+  ASSERT_TRUE(u->Commit().ok());
+  auto v = test::ReadFile(victim);
+  EXPECT_EQ(std::string(v.begin(), v.end()), "precious");
+  struct stat st;
+  ASSERT_EQ(::lstat(linked.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+}
+
+TEST(Output, RefusesInputsLinksAndFilesOfAnotherKind) {
+  test::TempDir dir;
+  const std::string photo = dir.File("a.jpg");
+  test::WriteFile(photo, test::Encode(test::MakePicture(32, 24), ".jpg"));
+  const auto photo_bytes = test::ReadFile(photo);
+  Status st = CheckOutput(photo, OutputKind::kJson);
+  EXPECT_EQ(st.code(), Code::kInvalid);
+  EXPECT_NE(st.message().find("a.jpg"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("jpeg image"), std::string::npos) << st.message();
+  EXPECT_FALSE(OpenOutput(photo, OutputKind::kJson).ok());
+  EXPECT_FALSE(OpenAppend(photo, OutputKind::kJson).ok());
+  EXPECT_FALSE(CheckOutput(photo, OutputKind::kHtml).ok());
+  EXPECT_EQ(test::ReadFile(photo), photo_bytes);  // never truncated
+  // An input named as the output, even as a records-looking file.
+  const std::string jsonl = dir.File("in.jsonl");
+  test::WriteFile(jsonl, std::string("{\"a\":1}\n"));
+  EXPECT_TRUE(CheckOutput(jsonl, OutputKind::kJson).ok());
+  st = CheckOutput(jsonl, OutputKind::kJson, {dir.path() + "/./in.jsonl"});
+  EXPECT_NE(st.message().find("one of the inputs"), std::string::npos) << st.message();
+  // Links, folders and devices.
+  const std::string link = dir.File("link.json");
+  ASSERT_EQ(::symlink(jsonl.c_str(), link.c_str()), 0);
+  EXPECT_NE(CheckOutput(link, OutputKind::kJson).message().find("symbolic link"),
+            std::string::npos);
+  EXPECT_FALSE(CheckOutput(dir.path(), OutputKind::kJson).ok());
+  EXPECT_FALSE(CheckOutput("/dev/null", OutputKind::kJson).ok());
+  // Text that is not a lumen output, and what is fine: absent, empty, an older report.
+  test::WriteFile(dir.File("notes.txt"), std::string("my notes\n"));
+  EXPECT_FALSE(CheckOutput(dir.File("notes.txt"), OutputKind::kJson).ok());
+  EXPECT_TRUE(CheckOutput(dir.File("new.json"), OutputKind::kJson).ok());
+  test::WriteFile(dir.File("empty"), std::string());
+  EXPECT_TRUE(CheckOutput(dir.File("empty"), OutputKind::kHtml).ok());
+  test::WriteFile(dir.File("r.html"), std::string("\n<!DOCTYPE html><html>"));
+  EXPECT_TRUE(CheckOutput(dir.File("r.html"), OutputKind::kHtml).ok());
+  EXPECT_FALSE(CheckOutput(dir.File("r.html"), OutputKind::kJson).ok());
+}
+
+TEST(Json, InvalidUtf8IsReplacedNeverThrown) {
+  const std::string bad = "caf\xC3";  // cut inside the two-byte é
+  nlohmann::json j{{"name", bad}, {"path", std::string("\xFF\xFEx")}};
+  EXPECT_THROW((void)j.dump(), nlohmann::json::type_error);  // what used to abort
+  const std::string text = json::Dump(j);
+  auto back = nlohmann::json::parse(text);
+  EXPECT_EQ(back["name"], "caf\xEF\xBF\xBD");
+  EXPECT_EQ(json::ValidUtf8("\xFF\xFEx"), "\xEF\xBF\xBD\xEF\xBF\xBDx");
+  EXPECT_EQ(json::ValidUtf8("ok \xE2\x82\xAC"), "ok \xE2\x82\xAC");
+  // Overlong, surrogate and above-U+10FFFF forms are invalid too.
+  EXPECT_EQ(json::ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(json::ValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(json::ValidUtf8("\xF4\x90\x80\x80").substr(0, 3), "\xEF\xBF\xBD");
+}
+
+TEST(Json, TruncateNeverCutsACharacter) {
+  const std::string s = "ab\xE2\x82\xAC\xF0\x9F\x93\xB7";  // "ab€📷"
+  EXPECT_EQ(json::TruncateUtf8(s, 100), s);
+  EXPECT_EQ(json::TruncateUtf8(s, 2), "ab");
+  EXPECT_EQ(json::TruncateUtf8(s, 3), "ab");
+  EXPECT_EQ(json::TruncateUtf8(s, 4), "ab");
+  EXPECT_EQ(json::TruncateUtf8(s, 5), "ab\xE2\x82\xAC");
+  EXPECT_EQ(json::TruncateUtf8(s, 8), "ab\xE2\x82\xAC");
+  EXPECT_EQ(json::TruncateUtf8(s, 9), s);
+  for (size_t n = 0; n <= s.size(); ++n)
+    EXPECT_EQ(json::ValidUtf8(json::TruncateUtf8(s, n)), json::TruncateUtf8(s, n)) << n;
 }
 
 }  // namespace

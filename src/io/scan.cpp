@@ -200,13 +200,17 @@ bool Scanner::Next(ScanEntry* out) {
       if (visited_.insert(DirKey(st)).second) pending_.push_back(root);
       continue;
     }
+    out->path = root;
     if (S_ISREG(st.st_mode)) {
       out->kind = ScanEntry::Kind::kFile;
-      out->path = root;
       out->identity = IdentityFromStat(st);
       out->status = Status::Ok();
       return true;
     }
+    // Named by the user, so said, not passed over: a FIFO, socket or device is never opened.
+    out->kind = ScanEntry::Kind::kError;
+    out->status = Status::Unsupported("not a regular file or folder (FIFO, socket or device)");
+    return true;
   }
 }
 

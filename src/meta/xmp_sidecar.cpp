@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "lumen/meta/exif.h"
+#include "lumen/util/temp_file.h"
 
 namespace lumen {
 namespace {
@@ -71,17 +72,12 @@ Result<std::string> WriteTagsSidecar(const std::string& image_path,
     std::string out;
     if (Exiv2::XmpParser::encode(out, xmp, Exiv2::XmpParser::useCompactFormat) != 0)
       return Status::Internal(fmt::format("{}: cannot encode XMP", path));
-    std::string tmp = path + ".lumen-tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      f << out;
-      f.flush();
-      if (!f) return Status::Io(fmt::format("{}: cannot write", tmp));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      return Status::Io(fmt::format("{}: cannot replace the sidecar", path));
-    }
+    // Beside the sidecar, created exclusively (a planted link at a predictable name is never
+    // written through), renamed over it when complete.
+    auto tmp = TempFile::Create(path);
+    if (!tmp.ok()) return tmp.status();
+    LUMEN_RETURN_IF_ERROR(tmp->Write(out));
+    LUMEN_RETURN_IF_ERROR(tmp->Commit());
   } catch (const Exiv2::AnyError& e) {
     return Status::Corrupt(fmt::format("{}: XMP error: {}", path, e.what()));
   }

@@ -18,6 +18,8 @@
 
 #include <fmt/format.h>
 
+#include "lumen/util/temp_file.h"
+
 namespace lumen::ml {
 namespace {
 
@@ -252,12 +254,13 @@ Status ConvertToGguf(const std::string& src, const std::string& out, GgufType ty
     }
     gguf_add_tensor(g.get(), out_t);
   }
-  std::string tmp = out + ".tmp";
-  if (!gguf_write_to_file(g.get(), tmp.c_str(), false))
+  // A temporary created exclusively beside `out`, renamed over it when complete.
+  auto tmp = TempFile::Create(out);
+  if (!tmp.ok()) return tmp.status();
+  tmp->CloseForWriter();
+  if (!gguf_write_to_file(g.get(), tmp->path().c_str(), false))
     return Status::Io(fmt::format("{}: cannot write", out));
-  if (std::rename(tmp.c_str(), out.c_str()) != 0)
-    return Status::Io(fmt::format("{}: cannot rename into place", out));
-  return Status::Ok();
+  return tmp->Commit();
 }
 
 }  // namespace lumen::ml

@@ -1,17 +1,23 @@
 #include "lumen/ml/registry.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "lumen/util/json.h"
+#include "lumen/util/temp_file.h"
 
 namespace lumen::ml {
 
@@ -110,8 +116,16 @@ Status FetchFile(const std::string& url, const std::string& part, const std::str
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
   if (!curl) return Status::Internal("cannot start libcurl");
   Download d;
-  d.out = std::fopen(part.c_str(), have ? "ab" : "wb");
-  if (!d.out) return Status::Io(fmt::format("{}: cannot write", part));
+  // The partial download keeps its name across runs (that is how a pull resumes), so it is
+  // opened without following a link planted there.
+  const int fd =
+      ::open(part.c_str(),
+             O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (have ? O_APPEND : O_TRUNC), 0644);
+  d.out = fd >= 0 ? ::fdopen(fd, have ? "ab" : "wb") : nullptr;
+  if (!d.out) {
+    if (fd >= 0) ::close(fd);
+    return Status::Io(fmt::format("{}: cannot write: {}", part, std::strerror(errno)));
+  }
   d.offset = have;
   d.opt = &opt;
   d.name = &name;
@@ -176,7 +190,10 @@ Status Pull(const RegistryEntry& model, const std::string& dest, const PullOptio
     if (std::rename(part.c_str(), final_path.c_str()) != 0)
       return Status::Io(fmt::format("{}: cannot rename into place", final_path));
     manifest[f.name] = {{"size", std::filesystem::file_size(final_path)}, {"sha256", sha}};
-    std::ofstream(manifest_path) << manifest.dump(2) << "\n";
+    auto mf = TempFile::Create(manifest_path, 0644);
+    if (!mf.ok()) return mf.status();
+    LUMEN_RETURN_IF_ERROR(mf->Write(json::Dump(manifest, 2) + "\n"));
+    LUMEN_RETURN_IF_ERROR(mf->Commit());
   }
   return Status::Ok();
 }

@@ -287,7 +287,16 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
   auto work = [&](Work* w) -> Work* {
     ScanEntry& e = w->entry;
     if (e.kind == ScanEntry::Kind::kFile) {
-      w->result = Process(e.path, opt, incremental ? &complete : nullptr, profile, &budget);
+      // Nothing a file can trigger may end the run: an exception from a library (allocation
+      // failure on a hostile header, a parser's throw) fails this file with its reason.
+      try {
+        w->result = Process(e.path, opt, incremental ? &complete : nullptr, profile, &budget);
+      } catch (const std::exception& ex) {
+        w->result = ItemResult{};
+        w->result.path = e.path;
+        w->result.status = Status::Internal(fmt::format("internal error: {}", ex.what()));
+        w->result.outcome = ItemResult::Outcome::kFailed;
+      }
     } else {
       w->result.path = e.path;
       w->result.status = e.status;
@@ -304,7 +313,12 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
     {
       StageTimer t(profile, Stage::kWrite);
       for (Sink* s : sinks) {
-        Status st = s->Accept(r);
+        Status st;
+        try {
+          st = s->Accept(r);
+        } catch (const std::exception& ex) {
+          st = Status::Internal(fmt::format("writing {}: {}", r.path, ex.what()));
+        }
         if (!st.ok()) {
           fatal = st;
           return;
@@ -402,10 +416,15 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
 
   tbb::task_arena arena(jobs);
   arena.execute([&] {
-    tbb::parallel_pipeline(
-        tokens, tbb::make_filter<void, Work*>(tbb::filter_mode::serial_in_order, input) &
-                    tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
-                    tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
+    try {
+      tbb::parallel_pipeline(
+          tokens, tbb::make_filter<void, Work*>(tbb::filter_mode::serial_in_order, input) &
+                      tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
+                      tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
+    } catch (const std::exception& ex) {
+      // Never past this thread boundary: the run ends with the reason, work so far committed.
+      if (fatal.ok()) fatal = Status::Internal(fmt::format("pipeline: {}", ex.what()));
+    }
   });
   // The last partial batch: encoded, unless we are stopping (then written without embeddings;
   // their assets stay incomplete for the encoder and the next run encodes them).

@@ -5,6 +5,7 @@
 #include "lumen/meta/xmp_sidecar.h"
 #include "lumen/util/log.h"
 
+#include "lumen/util/json.h"
 #include "lumen/util/profile.h"
 
 namespace lumen {
@@ -196,7 +197,7 @@ JsonSink::JsonSink(std::FILE* out, RecordFormat format, std::vector<nlohmann::js
 }
 
 Status JsonSink::Write(const nlohmann::json& j) {
-  std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string s = json::Dump(j, -1);
   if (format_ == RecordFormat::kJsonArray) {
     s = (started_ ? ",\n" : "[\n") + s;
   } else {

@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "lumen/util/temp_file.h"
+
 namespace lumen {
 
 struct AnnIndex::Impl {
@@ -95,15 +97,18 @@ Result<std::unique_ptr<AnnIndex>> AnnIndex::Sync(const std::string& path, const 
     a->added_ += todo.size();
     if (a->added_ || a->removed_ || !std::filesystem::exists(path, ec)) {
       std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-      m.graph->saveIndex(path + ".tmp");
-      {
-        std::ofstream out(ids_path + ".tmp", std::ios::binary | std::ios::trunc);
-        for (int64_t id : m.live) out.write(reinterpret_cast<const char*>(&id), sizeof(id));
-        if (!out) return Status::Io(fmt::format("{}: cannot write", ids_path));
-      }
-      if (std::rename((path + ".tmp").c_str(), path.c_str()) != 0 ||
-          std::rename((ids_path + ".tmp").c_str(), ids_path.c_str()) != 0)
-        return Status::Io(fmt::format("{}: cannot save the index", path));
+      // Temporaries created exclusively beside the files, renamed over them when complete.
+      auto graph_tmp = TempFile::Create(path, 0644);
+      if (!graph_tmp.ok()) return graph_tmp.status();
+      auto ids_tmp = TempFile::Create(ids_path, 0644);
+      if (!ids_tmp.ok()) return ids_tmp.status();
+      graph_tmp->CloseForWriter();
+      m.graph->saveIndex(graph_tmp->path());
+      std::string ids_bytes;
+      for (int64_t id : m.live) ids_bytes.append(reinterpret_cast<const char*>(&id), sizeof(id));
+      LUMEN_RETURN_IF_ERROR(ids_tmp->Write(ids_bytes));
+      LUMEN_RETURN_IF_ERROR(graph_tmp->Commit());
+      LUMEN_RETURN_IF_ERROR(ids_tmp->Commit());
     }
   } catch (const std::exception& e) {
     return Status::Internal(fmt::format("{}: ANN index error: {}", path, e.what()));

@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lumen/util/json.h"
+
 namespace lumen::tags {
 namespace {
 
@@ -32,7 +34,7 @@ Layout MakeLayout(const BankKey& key, size_t count) {
                    {"prompt", key.prompt},
                    {"dim", key.dim},
                    {"count", count}};
-  l.header = h.dump();
+  l.header = json::Dump(h);
   l.rows_done_at = Align(16 + l.header.size(), 8);
   l.order_at = l.rows_done_at + 8;
   l.rows_at = Align(l.order_at + 4 * count, 64);
@@ -90,7 +92,7 @@ Status BuildLabelBank(const std::string& path, const BankKey& key, const Vocabul
     for (size_t i = 0; i < count; ++i)
       if ((*existing)->term(i) != order[i]) done = 0;  // another order: start over
   }
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Io(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   struct Closer {
     int fd;

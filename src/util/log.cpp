@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lumen/util/json.h"
+
 namespace lumen::log {
 namespace {
 std::atomic<Level> g_level{Level::kInfo};
@@ -94,7 +96,7 @@ void Write(Level level, std::string_view message, const Fields& fields) {
     j["level"] = LevelName(level);
     j["msg"] = Printable(message);
     for (const auto& [k, v] : fields) j[k] = Printable(v);
-    line = j.dump() + "\n";
+    line = json::Dump(j) + "\n";
   } else {
     line = fmt::format("lumen: {}{}",
                        level >= Level::kWarn ? std::string(LevelName(level)) + ": " : "",

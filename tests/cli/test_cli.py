@@ -565,6 +565,12 @@ class Search(Base):
         Image.open(os.path.join(self.lib, "a", "p0.jpg")).resize((200, 150)).save(
             os.path.join(self.lib, "b", "p0-small.jpg"), quality=60)
 
+        # search only reads: no catalog yet is said, and none is created.
+        p = run("search", "a dog", "--catalog", self.catalog, "--model", model)
+        self.assertEqual(p.returncode, EXIT_ERROR)
+        self.assertIn(b"no catalog at", p.stderr)
+        self.assertFalse(os.path.exists(self.catalog))
+        self.index("--no-embedding", check=EXIT_OK)
         p = run("search", "a dog", "--catalog", self.catalog, "--model", model)
         self.assertEqual(p.returncode, EXIT_ERROR)
         self.assertIn(b"no image embeddings in the catalog yet", p.stderr)

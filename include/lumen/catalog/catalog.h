@@ -77,9 +77,22 @@ struct RunCounts {
 
 class Catalog {
  public:
-  // Opens or creates the catalog (and its parent directories), sets WAL, migrates the schema.
-  // Errors: Io with the path and SQLite's reason; Invalid if the file is from a newer lumen.
-  static Result<std::unique_ptr<Catalog>> Open(const std::string& path);
+  enum class Mode {
+    kReadWrite,  // creates the file (and its folders) when missing, sets WAL, migrates
+    kReadOnly,   // stats, search, history: never writes, works on a read-only file or folder
+  };
+  // Opens the catalog at `path`. Only a lumen catalog (PRAGMA application_id kApplicationId, or
+  // an older lumen catalog by its tables), a new or empty file is ever touched: any other SQLite
+  // database is refused before anything is written to it (no WAL switch, no migration).
+  // kReadWrite creates or migrates; kReadOnly opens read-only (immutable when the WAL's shared
+  // memory cannot be created, as on a read-only folder).
+  // Errors: Io with the path and SQLite's reason; Invalid if the file is another program's
+  // database, or from a newer lumen, or (read-only) older than this lumen; NotFound (read-only)
+  // when there is no catalog there.
+  static Result<std::unique_ptr<Catalog>> Open(const std::string& path,
+                                               Mode mode = Mode::kReadWrite);
+  // "LUMN": what PRAGMA application_id holds in every catalog lumen writes.
+  static constexpr int32_t kApplicationId = 0x4C554D4E;
   ~Catalog();
 
   const std::string& path() const { return path_; }

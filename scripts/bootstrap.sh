@@ -39,12 +39,13 @@ for p in "${packages[@]}"; do
   fi
 done
 if ((${#missing[@]})); then
-  log "installing: ${missing[*]}"
+  log "step 1/3: installing ${#missing[@]} Debian packages (about 3-5 minutes on a fresh machine): ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log "step 1/3: packages installed"
 else
   log "all Debian packages present"
 fi
@@ -64,14 +65,14 @@ src="$cache/llama.cpp"
 if [ ! -d "$src/.git" ]; then
   tgz="$cache/npm/node-llama-cpp-3.22.1.tgz"
   if [ ! -f "$tgz" ]; then
-    log "fetching $llama_pkg from the npm registry"
+    log "step 2/3: fetching $llama_pkg from the npm registry (about 30 s)"
     mkdir -p "$cache/npm"
     (cd "$cache/npm" && npm pack --silent "$llama_pkg" >/dev/null)
   fi
   rm -rf "$cache/npm/package"
   tar -xzf "$tgz" -C "$cache/npm" package/llama/gitRelease.bundle
   rm -rf "$src.tmp"
-  git clone --quiet "$cache/npm/package/llama/gitRelease.bundle" "$src.tmp"
+  git -c advice.detachedHead=false clone --quiet "$cache/npm/package/llama/gitRelease.bundle" "$src.tmp"
   mv "$src.tmp" "$src"
 fi
 
@@ -79,7 +80,7 @@ build="$cache/llama-build"
 # -fno-dse: GCC 12's RTL dead-store elimination drops the stores that fill the AMX tile
 # configuration before ldtilecfg (it does not see the instruction read them), so ggml's AMX
 # kernels die with SIGILL on the first tileloadd. Keeping those stores costs nothing measurable.
-log "building ggml + llama.cpp + mtmd + llama-server (ccache: $CCACHE_DIR)"
+log "step 3/3: building ggml + llama.cpp + mtmd + llama-server (about 10 minutes on 2 cores the first time, seconds from ccache; log: $cache/llama-build.log)"
 cmake -S "$src" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-fno-dse -DCMAKE_CXX_FLAGS=-fno-dse \
   -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Configures and builds lumen. Usage: scripts/build.sh [release|asan]  (default release)
+# Configures and builds lumen. Usage: scripts/build.sh [release|asan] [TARGET...]  (default release, all)
 #   release -> build/        asan -> build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,4 +17,7 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S "$repo" -B "$dir" -G Ninja "${flags[@]}" "${launcher[@]}" >/dev/null
-cmake --build "$dir"
+shift || true
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "$dir" "${targets[@]}"

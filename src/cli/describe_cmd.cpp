@@ -128,7 +128,7 @@ struct Task {
       for (const char* k : {"technical", "appeal", "engagement"}) {
         if (!s.contains(k) || !s[k].is_number())
           return Status::Corrupt(fmt::format("social.{} is not a number", k));
-        so[k] = std::clamp(int(std::lround(s[k].get<double>())), 1, 10);
+        so[k] = int(std::lround(std::clamp(s[k].get<double>(), 1.0, 10.0)));
       }
       so["category"] = str(s, "category", kMaxLabel);
       so["mood"] = str(s, "mood", kMaxLabel);

@@ -23,7 +23,7 @@ Hostile modes (`mode=`), for the adversarial tests (test_adv_llm.py):
                 sent without a length
   long_fields   200, the answer's fields are long non-ASCII text (names of 200 'é' words)
   shapes        200 with the hostile reply bodies of HOSTILE_BODIES, one per request in turn
-  reject_colour 400 "image too large" for the image whose mean colour is `reject_colour`
+  reject_colour 400 "image too large" for the image whose mean colour is `reject_colour` (r, g, b)
 Answers may be given as an event stream (`sse=True`) with `usage_str` (usage as a string).
 `retry_after` may be any string ("99999", "inf").
 """
@@ -225,7 +225,8 @@ class FaultServer:
             return self.reply(h, 400, json.dumps({"error": str(e)}))
         if c["latency"]:
             time.sleep(c["latency"])
-        if self.mode == "reject_colour" and colour_of(image) == self.reject_colour:
+        if self.mode == "reject_colour" and all(
+                abs(int(a) - b) <= 3 for a, b in zip(colour_of(image).split(","), self.reject_colour)):
             self.count(400)
             return self.reply(h, 400, '{"error":{"message":"image too large"}}')
         if self.mode == "endless":
@@ -288,10 +289,10 @@ class FaultServer:
         if fault == "badanswer":
             return self.reply(h, 200, self.answer(kind, "Sure! Here is a description of the photo."))
         if self.mode == "long_fields":
-            word = "\u00e9" * 200
+            word = "a" + "\u00e9" * 200  # odd lengths: a byte cut lands inside a character
             answer = {"description": f"Colour {colour_of(image)}. " + " ".join([word] * 50),
                       "ocr_text": "\u65e5\u672c" * 3000, "file_name": " ".join([word] * 6),
-                      "folder_name": "\U0001F600" * 100}
+                      "folder_name": "x" + "\U0001F600" * 100}
             return self.reply(h, 200, self.answer(kind, json.dumps(answer, ensure_ascii=False)))
         if self.mode == "key_answer":
             answer = {"description": f"Colour {colour_of(image)}. The key is {self.api_key} indeed.",

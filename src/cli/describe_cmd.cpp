@@ -59,6 +59,13 @@ std::string Slug(const std::string& s, int words) {
 // asks for less, but a model or server need not obey it.
 constexpr size_t kMaxDescription = 2000, kMaxOcr = 2000, kMaxCaption = 600, kMaxLabel = 100;
 
+// The last (about) `n` bytes of `s`, starting on a UTF-8 character boundary.
+std::string Tail(const std::string& s, size_t n) {
+  size_t at = s.size() > n ? s.size() - n : 0;
+  while (at < s.size() && (static_cast<unsigned char>(s[at]) & 0xC0) == 0x80) ++at;
+  return s.substr(at);
+}
+
 std::string Dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -431,6 +438,7 @@ int RunDescribe(const Options& o, const char* argv0) {
     by_id[job.id] = &p;
     jobs.push_back(std::move(job));
   }
+  const int64_t to_ask = int64_t(jobs.size());
   const double cpu0 = CpuSeconds();
   const uint64_t t0 = MonotonicNs();
   int64_t stored_errors = 0;
@@ -477,9 +485,8 @@ int RunDescribe(const Options& o, const char* argv0) {
           Status v = task.Validate(&r.text);
           r.ok = v.ok();
           if (!v.ok())
-            r.error =
-                fmt::format("{} ({} tokens, ending: {})", v.message(), reply->generated_tokens,
-                            log::Printable(raw.substr(raw.size() > 120 ? raw.size() - 120 : 0)));
+            r.error = fmt::format("{} ({} tokens, ending: {})", v.message(),
+                                  reply->generated_tokens, log::Printable(Tail(raw, 120)));
         }
       }
       ++acc.requests;
@@ -518,7 +525,10 @@ int RunDescribe(const Options& o, const char* argv0) {
         statuses.empty() ? "none" : statuses, acc.retries,
         secs > 0 ? double(acc.requests) / secs : 0.0,
         acc.requests ? cpu * 1000 / double(acc.requests) : 0.0,
-        Interrupted() ? " (interrupted: run again to finish)" : ""));
+        Interrupted() ? " (interrupted: run again to finish)"
+        : acc.fatal.empty()
+            ? ""
+            : fmt::format(" (stopped: {} not asked)", to_ask - acc.succeeded - acc.failed)));
   }
   if (stored_errors)
     log::Warn(fmt::format("{} results could not be stored in the catalog", stored_errors));

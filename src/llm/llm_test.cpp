@@ -201,6 +201,11 @@ TEST(Provider, EventStreams) {
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->text, "{\"a\":1}");
   EXPECT_EQ(r->tokens, 12);
+  auto commented = ParseReply(e,
+                              ": keep-alive\n\nevent: message\ndata: "
+                              "{\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\ndata: [DONE]\n");
+  ASSERT_TRUE(commented.ok()) << commented.status().message();
+  EXPECT_EQ(commented->text, "ok");
   auto cut = ParseReply(e, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
   EXPECT_EQ(cut.status().code(), Code::kCorrupt);
   EXPECT_NE(cut.status().message().find("truncated"), std::string::npos);

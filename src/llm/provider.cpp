@@ -321,7 +321,12 @@ Result<Reply> ParseJsonReply(const Endpoint& e, const std::string& body) {
 
 Result<Reply> ParseReply(const Endpoint& e, const std::string& body) {
   try {
-    if (e.kind == "openai" && body.starts_with("data:")) return ParseStream(body);
+    if (e.kind == "openai") {  // an event stream may open with a comment or an event name
+      const size_t at = std::min(body.find_first_not_of(" \t\r\n"), body.size());
+      const std::string_view head = std::string_view(body).substr(at);
+      if (head.starts_with("data:") || head.starts_with("event:") || head.starts_with(":"))
+        return ParseStream(body);
+    }
     return ParseJsonReply(e, body);
   } catch (const std::exception& ex) {  // e.g. bad_alloc; the parsers above do not throw
     return Status::Corrupt(fmt::format("unreadable reply: {}", ex.what()));

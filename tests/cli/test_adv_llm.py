@@ -134,6 +134,7 @@ class FatalAnswers(Base):
         self.assertIn("refused the API key", err)
         self.assertIn("refused by the fault server (401)", err)  # the provider's own error text
         self.assertIn("$LUMEN_TEST_KEY", err)
+        self.assertIn("(stopped: 50 not asked)", err)
         print(f"401 x 50 photos: {secs:.2f} s, {server.counts}")
 
     def test_403_404_and_402_end_the_run(self):

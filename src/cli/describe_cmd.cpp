@@ -280,7 +280,12 @@ int RunDescribe(const Options& o, const char* argv0) {
     lo.model = o.llm_model;
     lo.mmproj = o.mmproj;
     lo.threads = o.jobs;
-    auto v = llm::LocalVlm::Load(lo);
+    Result<std::unique_ptr<llm::LocalVlm>> v = Status::Internal("not loaded");
+    try {  // llama.cpp/mtmd use exceptions inside; none may end the program
+      v = llm::LocalVlm::Load(lo);
+    } catch (const std::exception& ex) {
+      v = Status::Invalid(fmt::format("cannot load {}: {}", o.llm_model, ex.what()));
+    }
     if (!v.ok()) return fail(v.status().message());
     vlm = std::move(v.value());
   }

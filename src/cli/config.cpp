@@ -117,7 +117,8 @@ Status ApplyConfig(const std::string& path, const CLI::App& cmd, Options* o) {
       auto t = node->as_table();
       if (!t) return bad("profiles." + name, "a table");
       auto& p = o->profiles[name];
-      for (const char* key : {"rpm", "tpm", "concurrency", "timeout", "max_attempts", "window"}) {
+      for (const char* key : {"rpm", "tpm", "concurrency", "timeout", "max_attempts", "window",
+                              "retry_after_max", "max_wait", "max_reply_mb"}) {
         if (!t->contains(key)) continue;
         auto d = t->get_as<double>(key);
         auto i = t->get_as<int64_t>(key);

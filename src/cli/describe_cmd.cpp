@@ -52,7 +52,22 @@ std::string Slug(const std::string& s, int words) {
       sep = true;
     }
   }
-  return out.substr(0, 80);
+  return llm::TruncateUtf8(out, 80);  // model text: never cut inside a UTF-8 sequence
+}
+
+// The stored and printed size of each answer field (bytes, cut on a UTF-8 boundary): the schema
+// asks for less, but a model or server need not obey it.
+constexpr size_t kMaxDescription = 2000, kMaxOcr = 2000, kMaxCaption = 600, kMaxLabel = 100;
+
+// The last (about) `n` bytes of `s`, starting on a UTF-8 character boundary.
+std::string Tail(const std::string& s, size_t n) {
+  size_t at = s.size() > n ? s.size() - n : 0;
+  while (at < s.size() && (static_cast<unsigned char>(s[at]) & 0xC0) == 0x80) ++at;
+  return s.substr(at);
+}
+
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // What is asked of the model: the answer's fields, its JSON schema (and grammar in process), the
@@ -92,12 +107,14 @@ struct Task {
   Status Validate(std::string* text) const {
     auto obj = llm::ExtractJsonObject(*text);
     if (!obj.ok()) return obj.status();
-    json j = json::parse(*obj);
-    auto str = [](const json& o, const char* k) {
-      return o.contains(k) && o[k].is_string() ? o[k].get<std::string>() : std::string();
+    json j = json::parse(*obj, nullptr, false);
+    if (!j.is_object()) return Status::Corrupt("no JSON object in the answer");
+    auto str = [](const json& o, const char* k, size_t max = std::string::npos) {
+      return o.contains(k) && o[k].is_string() ? llm::TruncateUtf8(o[k].get<std::string>(), max)
+                                               : std::string();
     };
-    json out{{"description", str(j, "description")},
-             {"ocr_text", str(j, "ocr_text")},
+    json out{{"description", str(j, "description", kMaxDescription)},
+             {"ocr_text", str(j, "ocr_text", kMaxOcr)},
              {"file_name", Slug(str(j, "file_name"), 5)},
              {"folder_name", Slug(str(j, "folder_name"), 2)}};
     if (out["description"].get<std::string>().empty())
@@ -108,7 +125,7 @@ struct Task {
                              [&](const std::string& t) { return Slug(t, 10) == got; });
       if (it == taxonomy.end())
         return Status::Corrupt(
-            fmt::format("folder \"{}\" is not in the taxonomy", str(j, "folder_name")));
+            fmt::format("folder \"{}\" is not in the taxonomy", str(j, "folder_name", 80)));
       out["folder_name"] = *it;
     }
     if (social) {
@@ -118,11 +135,11 @@ struct Task {
       for (const char* k : {"technical", "appeal", "engagement"}) {
         if (!s.contains(k) || !s[k].is_number())
           return Status::Corrupt(fmt::format("social.{} is not a number", k));
-        so[k] = std::clamp(int(std::lround(s[k].get<double>())), 1, 10);
+        so[k] = int(std::lround(std::clamp(s[k].get<double>(), 1.0, 10.0)));
       }
-      so["category"] = str(s, "category");
-      so["mood"] = str(s, "mood");
-      so["caption"] = str(s, "caption");
+      so["category"] = str(s, "category", kMaxLabel);
+      so["mood"] = str(s, "mood", kMaxLabel);
+      so["caption"] = str(s, "caption", kMaxCaption);
       so["hashtags"] = json::array();
       if (s.contains("hashtags") && s["hashtags"].is_array())
         for (const auto& h : s["hashtags"])
@@ -133,7 +150,7 @@ struct Task {
           }
       out["social"] = so;
     }
-    *text = out.dump();
+    *text = Dump(out);
     return Status::Ok();
   }
 };
@@ -191,7 +208,7 @@ Result<Task> MakeTask(const Options& o) {
       {"properties", props},
       {"required", required},
       {"additionalProperties",
-       false}}.dump();
+       false}}.dump(-1, ' ', false, json::error_handler_t::replace);
   return t;
 }
 
@@ -263,14 +280,20 @@ int RunDescribe(const Options& o, const char* argv0) {
     lo.model = o.llm_model;
     lo.mmproj = o.mmproj;
     lo.threads = o.jobs;
-    auto v = llm::LocalVlm::Load(lo);
+    Result<std::unique_ptr<llm::LocalVlm>> v = Status::Internal("not loaded");
+    try {  // llama.cpp/mtmd use exceptions inside; none may end the program
+      v = llm::LocalVlm::Load(lo);
+    } catch (const std::exception& ex) {
+      v = Status::Invalid(fmt::format("cannot load {}: {}", o.llm_model, ex.what()));
+    }
     if (!v.ok()) return fail(v.status().message());
     vlm = std::move(v.value());
   }
   llm::Endpoint e;
   e.kind = o.llm;
-  e.base_url = o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url;
-  while (e.base_url.ends_with('/')) e.base_url.pop_back();
+  // Any spelling of a base URL ("http://h/v1/", "http://h") is one endpoint and one cache key.
+  e.base_url =
+      llm::NormalizeBaseUrl(o.llm, o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url);
   e.model = o.llm_model;
   if (e.model.empty())
     return fail(
@@ -284,6 +307,9 @@ int RunDescribe(const Options& o, const char* argv0) {
   if (!key_var.empty())
     if (const char* k = std::getenv(key_var.c_str())) e.api_key = k;
   if (e.api_key.empty() && o.api_key_env.empty()) e.api_key = o.api_key;  // config file
+  // Whatever a server echoes back (error bodies, answers) never shows or stores the key.
+  log::AddSecret(e.api_key);
+  log::AddSecret(o.api_key);
   const bool remote_default = o.base_url.empty() && o.llm != "ollama" && !local;
   if (e.api_key.empty() && remote_default)
     return fail(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
@@ -308,6 +334,11 @@ int RunDescribe(const Options& o, const char* argv0) {
     get("window", &lim.window_s);
     get("concurrency", &conc);
     get("max_attempts", &attempts);
+    get("retry_after_max", &lim.max_retry_after_s);
+    get("max_wait", &lim.max_wait_s);
+    double reply_mb = double(lim.max_reply_bytes) / (1 << 20);
+    get("max_reply_mb", &reply_mb);
+    lim.max_reply_bytes = size_t(std::clamp(reply_mb, 0.01, 4096.0) * (1 << 20));
     lim.concurrency = std::max(1, int(conc));
     lim.max_attempts = std::max(1, int(attempts));
   }
@@ -352,23 +383,25 @@ int RunDescribe(const Options& o, const char* argv0) {
   if (local) e.model = std::filesystem::path(o.llm_model).filename().string();
   auto emit = [&](const Catalog::Placed& p, const std::string& result, double ms, int64_t tokens,
                   bool cached) {
-    json r = json::parse(result);
+    const json r = json::parse(result, nullptr, false);
+    if (!r.is_object()) return;  // validated before: cannot happen
+    auto field = [&](const char* k) { return r.contains(k) ? r[k] : json(""); };
     json rec{{"type", "enrichment"},
              {"content_hash", p.hash.Hex()},
              {"file_path", log::Printable(p.path)},
              {"provider", e.kind},
-             {"llm_model", e.model},
+             {"llm_model", llm::ValidUtf8(e.model)},
              {"prompt_version", task.version},
-             {"description", r["description"]},
-             {"ocr_text", r["ocr_text"]},
-             {"file_name", r["file_name"]},
-             {"folder_name", r["folder_name"]},
+             {"description", field("description")},
+             {"ocr_text", field("ocr_text")},
+             {"file_name", field("file_name")},
+             {"folder_name", field("folder_name")},
              {"llm_latency_ms", ms},
              {"llm_tokens", tokens},
              {"cached", cached}};
     if (r.contains("social")) rec["social"] = r["social"];
     std::lock_guard<std::mutex> lock(out_mu);
-    if (out) std::fprintf(out, "%s\n", rec.dump().c_str());
+    if (out) std::fprintf(out, "%s\n", log::Redact(Dump(rec)).c_str());
   };
 
   std::vector<llm::Job> jobs;
@@ -380,8 +413,10 @@ int RunDescribe(const Options& o, const char* argv0) {
     if (!o.no_cache) {
       auto hit = cat.GetEnrichment(p.asset, provider, e.model, task.version);
       if (!hit.ok()) return fail(hit.status().message());
-      if (*hit) {
-        emit(p, (*hit)->result, (*hit)->latency_ms, (*hit)->tokens, true);
+      // A stored result is checked (and capped) again: an older lumen stored answers whole.
+      std::string stored = *hit ? (*hit)->result : "";
+      if (*hit && task.Validate(&stored).ok()) {
+        emit(p, stored, (*hit)->latency_ms, (*hit)->tokens, true);
         ++cached;
         continue;
       }
@@ -408,6 +443,7 @@ int RunDescribe(const Options& o, const char* argv0) {
     by_id[job.id] = &p;
     jobs.push_back(std::move(job));
   }
+  const int64_t to_ask = int64_t(jobs.size());
   const double cpu0 = CpuSeconds();
   const uint64_t t0 = MonotonicNs();
   int64_t stored_errors = 0;
@@ -437,8 +473,13 @@ int RunDescribe(const Options& o, const char* argv0) {
       if (!img.ok()) {
         r.error = img.status().message();
       } else {
-        auto reply = vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
-                                   llm::DescribeGrammar(300, task.taxonomy, task.social));
+        Result<llm::LocalReply> reply = Status::Internal("not run");
+        try {
+          reply = vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
+                                llm::DescribeGrammar(300, task.taxonomy, task.social));
+        } catch (const std::exception& ex) {
+          reply = Status::Internal(fmt::format("the model failed: {}", ex.what()));
+        }
         if (!reply.ok()) {
           r.error = reply.status().message();
         } else {
@@ -449,9 +490,8 @@ int RunDescribe(const Options& o, const char* argv0) {
           Status v = task.Validate(&r.text);
           r.ok = v.ok();
           if (!v.ok())
-            r.error =
-                fmt::format("{} ({} tokens, ending: {})", v.message(), reply->generated_tokens,
-                            log::Printable(raw.substr(raw.size() > 120 ? raw.size() - 120 : 0)));
+            r.error = fmt::format("{} ({} tokens, ending: {})", v.message(),
+                                  reply->generated_tokens, log::Printable(Tail(raw, 120)));
         }
       }
       ++acc.requests;
@@ -490,10 +530,26 @@ int RunDescribe(const Options& o, const char* argv0) {
         statuses.empty() ? "none" : statuses, acc.retries,
         secs > 0 ? double(acc.requests) / secs : 0.0,
         acc.requests ? cpu * 1000 / double(acc.requests) : 0.0,
-        Interrupted() ? " (interrupted: run again to finish)" : ""));
+        Interrupted() ? " (interrupted: run again to finish)"
+        : acc.fatal.empty()
+            ? ""
+            : fmt::format(" (stopped: {} not asked)", to_ask - acc.succeeded - acc.failed)));
   }
   if (stored_errors)
     log::Warn(fmt::format("{} results could not be stored in the catalog", stored_errors));
+  if (!acc.fatal.empty()) {
+    // The same answer would come for every photo: one message, the run ends (what finished is
+    // stored; the rest is asked for by the next run).
+    std::string hint;
+    if (acc.fatal_status == 401 || acc.fatal_status == 403)
+      hint = key_var.empty()
+                 ? "; check the API key"
+                 : fmt::format("; check the API key in ${} and its permissions", key_var);
+    else if (acc.fatal_status == 404)
+      hint = "; check --llm-model and --base-url";
+    log::Error(fmt::format("stopped: {}{}", acc.fatal, hint));
+    return kExitError;
+  }
   if (Interrupted()) return 128 + InterruptSignal();
   return acc.failed ? kExitSomeFailed : kExitOk;
 }

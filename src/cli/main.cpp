@@ -1,11 +1,16 @@
 // lumen: the command-line entry point. Subcommands live in commands.cpp.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
+
 #include "commands.h"
 #include "config.h"
 #include "lumen/util/interrupt.h"
 
 int main(int argc, char** argv) {
+  // ggml's crash handler runs gdb from PATH unless GGML_NO_BACKTRACE is set: a crash must not
+  // run whatever program is called gdb there. (Set only when unset.)
+  ::setenv("GGML_NO_BACKTRACE", "1", 0);
   lumen::cli::Options o;
   CLI::App app{
       "lumen: turns folders of photos into an organized, searchable, deduplicated library"};

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +17,7 @@
 #include "lumen/llm/local_vlm.h"
 #include "lumen/llm/provider.h"
 #include "lumen/llm/throttle.h"
+#include "lumen/util/log.h"
 #include "test_support.h"
 
 namespace lumen::llm {
@@ -198,6 +201,11 @@ TEST(Provider, EventStreams) {
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->text, "{\"a\":1}");
   EXPECT_EQ(r->tokens, 12);
+  auto commented = ParseReply(e,
+                              ": keep-alive\n\nevent: message\ndata: "
+                              "{\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\ndata: [DONE]\n");
+  ASSERT_TRUE(commented.ok()) << commented.status().message();
+  EXPECT_EQ(commented->text, "ok");
   auto cut = ParseReply(e, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n");
   EXPECT_EQ(cut.status().code(), Code::kCorrupt);
   EXPECT_NE(cut.status().message().find("truncated"), std::string::npos);
@@ -369,6 +377,151 @@ TEST(Provider, ValidUtf8) {
   EXPECT_EQ(ValidUtf8("a\xc3"), "a\xef\xbf\xbd");
   EXPECT_EQ(ValidUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong
   EXPECT_EQ(ValidUtf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
+}
+
+TEST(Provider, BaseUrlsAsUsersWriteThem) {
+  // Every spelling of one server is one canonical base (the cache key) and one request URL.
+  for (const char* u : {"http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/",
+                        " http://h:8000/v1/chat/completions ", "http://h:8000//"})
+    EXPECT_EQ(NormalizeBaseUrl("openai", u), "http://h:8000") << u;
+  EXPECT_EQ(NormalizeBaseUrl("openai", "https://openrouter.ai/api/v1"),
+            "https://openrouter.ai/api");
+  EXPECT_EQ(NormalizeBaseUrl("openai", "http://v1"), "http://v1");  // a host, not a path
+  for (const char* u : {"http://o:11434", "http://o:11434/", "http://o:11434/api",
+                        "http://o:11434/api/", "http://o:11434/api/chat", "http://o:11434/v1"})
+    EXPECT_EQ(NormalizeBaseUrl("ollama", u), "http://o:11434") << u;
+  for (const char* u : {"https://a.com", "https://a.com/v1/", "https://a.com/v1/messages"})
+    EXPECT_EQ(NormalizeBaseUrl("anthropic", u), "https://a.com") << u;
+  for (const char* u : {"https://g.com", "https://g.com/v1beta/", "https://g.com/v1beta/models",
+                        "https://g.com/v1beta/models/gemini-2.0-flash:generateContent"})
+    EXPECT_EQ(NormalizeBaseUrl("gemini", u), "https://g.com") << u;
+  EXPECT_EQ(NormalizeBaseUrl("gemini", "https://g.com/v1/"), "https://g.com/v1");
+
+  Prompt p;
+  p.text = "x";
+  auto url = [&](const char* kind, const char* base) {
+    return BuildRequest({kind, NormalizeBaseUrl(kind, base), "m", ""}, p).url;
+  };
+  EXPECT_EQ(url("openai", "http://h/v1/"), "http://h/v1/chat/completions");
+  EXPECT_EQ(url("openai", "http://h"), "http://h/v1/chat/completions");
+  EXPECT_EQ(url("openai", "https://open.bigmodel.cn/api/paas/v4"),
+            "https://open.bigmodel.cn/api/paas/v4/chat/completions");  // its own version kept
+  EXPECT_EQ(url("ollama", "http://o/api"), "http://o/api/chat");
+  EXPECT_EQ(url("anthropic", "http://a/v1"), "http://a/v1/messages");
+  EXPECT_EQ(url("gemini", "http://g/v1beta"), "http://g/v1beta/models/m:generateContent");
+  EXPECT_EQ(url("gemini", "http://g/v1"), "http://g/v1/models/m:generateContent");
+}
+
+TEST(Provider, TruncatesOnUtf8Boundaries) {
+  const std::string e = "\xc3\xa9";              // é, 2 bytes
+  const std::string smile = "\xf0\x9f\x98\x80";  // 4 bytes
+  EXPECT_EQ(TruncateUtf8("abc", 10), "abc");
+  EXPECT_EQ(TruncateUtf8("abcdef", 3), "abc");
+  EXPECT_EQ(TruncateUtf8(e + e + e, 5), e + e);  // not e + e + "\xc3"
+  EXPECT_EQ(TruncateUtf8(e + e + e, 4), e + e);
+  EXPECT_EQ(TruncateUtf8("a" + smile, 4), "a");
+  EXPECT_EQ(TruncateUtf8("a" + smile, 5), "a" + smile);
+  EXPECT_EQ(TruncateUtf8(smile, 2), "");
+  EXPECT_EQ(TruncateUtf8(e, 1), "");
+  EXPECT_EQ(TruncateUtf8(e, 0), "");
+  // Every cut of a long non-ASCII text is valid UTF-8 (and nlohmann can dump it).
+  std::string mixed;
+  for (int i = 0; i < 50; ++i) mixed += "a" + e + smile + "\xe6\x97\xa5";
+  for (size_t n = 0; n <= mixed.size(); ++n) {
+    const std::string t = TruncateUtf8(mixed, n);
+    EXPECT_LE(t.size(), n);
+    EXPECT_GE(t.size() + 3, n);
+    EXPECT_EQ(ValidUtf8(t), t) << n;
+    EXPECT_NO_THROW((void)nlohmann::json(t).dump()) << n;
+  }
+}
+
+TEST(Provider, RetryAfterIsParsedAndClamped) {
+  EXPECT_EQ(ParseRetryAfter("", 0), 0);
+  EXPECT_EQ(ParseRetryAfter("120", 0), 120);
+  EXPECT_EQ(ParseRetryAfter(" 1.5 ", 0), 1.5);
+  EXPECT_EQ(ParseRetryAfter("-5", 0), 0);
+  EXPECT_EQ(ParseRetryAfter("nan", 0), 0);
+  EXPECT_EQ(ParseRetryAfter("soon", 0), 0);
+  EXPECT_TRUE(std::isinf(ParseRetryAfter("inf", 0)));
+  EXPECT_EQ(ParseRetryAfter("99999", 0), 99999);
+  // An HTTP-date: 2015-10-21 07:28:00 UTC is 1445412480.
+  EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 - 30), 30);
+  EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 + 30), 0);
+  // The throttle never waits longer than max_retry_after_s for a server's Retry-After.
+  Limits l;
+  Throttle th(l);
+  EXPECT_LE(th.Backoff(1, 99999), l.max_retry_after_s);
+  EXPECT_GE(th.Backoff(1, 99999), l.max_retry_after_s);
+  EXPECT_LE(th.Backoff(1, std::numeric_limits<double>::infinity()), l.max_retry_after_s);
+  EXPECT_LE(th.Backoff(1, std::nan("")), l.backoff_base_s);
+  l.max_retry_after_s = 2;
+  Throttle th2(l);
+  EXPECT_EQ(th2.Backoff(1, 1e9), 2);
+}
+
+TEST(Provider, HostileReplyShapesBecomeStatuses) {
+  Endpoint e{"openai", "", "m", ""};
+  for (const char* body :
+       {R"({"choices":[1]})", R"({"choices":"x"})", R"({"choices":[{"message":1}]})",
+        R"({"choices":[{"message":{"content":"x"}}],"usage":"lots"})",
+        R"({"choices":[{"message":{"content":"x"}}],"usage":{"total_tokens":"9"}})",
+        R"({"choices":[{"message":{"content":"x"}}],"usage":{"total_tokens":1e300}})", "[1]",
+        "data: {\"choices\":[1]}\n\ndata: {\"usage\":\"lots\"}\n\ndata: [DONE]\n",
+        "data: {\"choices\":[{\"delta\":1}],\"usage\":{\"total_tokens\":\"x\"}}\n\ndata: [DONE]\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":[1]}}]}\n\ndata: [DONE]\n", "data: [1]\n\n",
+        "data: \"x\"\n\ndata: [DONE]\n"}) {
+    Result<Reply> r = Status::Internal("");
+    EXPECT_NO_THROW(r = ParseReply(e, body)) << body;
+    if (r.ok()) {
+      EXPECT_EQ(r->tokens, 0) << body;
+    }
+  }
+  for (const char* kind : {"ollama", "anthropic", "gemini"}) {
+    Endpoint k{kind, "", "m", ""};
+    for (const char* body :
+         {R"({"message":1})", R"({"message":{"content":1}})", R"({"content":[1,"x",{"type":1}]})",
+          R"({"content":"x"})", R"({"candidates":[1]})",
+          R"({"candidates":[{"content":{"parts":[1]}}]})",
+          R"({"candidates":[{"content":{"parts":[{"text":"x"}]}}],"usageMetadata":"x"})",
+          R"({"content":[],"usage":[1]})"})
+      EXPECT_NO_THROW((void)ParseReply(k, body)) << kind << ": " << body;
+  }
+  // A hostile "{{{{..." answer is refused in linear time, not scanned once per brace.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(ExtractJsonObject(std::string(1 << 20, '{')).ok());
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+TEST(Provider, ErrorTextAndWhichAnswersEndTheRun) {
+  EXPECT_EQ(ErrorText(R"({"error":{"message":"Incorrect API key"}})"), "Incorrect API key");
+  EXPECT_EQ(ErrorText(R"([{"error":{"code":404,"message":"model not found"}}])"),
+            "model not found");
+  EXPECT_EQ(ErrorText(R"({"detail":"Not Found"})"), "Not Found");
+  EXPECT_EQ(ErrorText("plain\ntext"), "plain text");
+  const std::string cut = ErrorText(std::string(500, 'x') + "\xc3\xa9", 300);
+  EXPECT_EQ(cut, std::string(300, 'x') + "...");
+  for (int s : {401, 402, 403, 404}) EXPECT_TRUE(EndsRun(s, 1, true)) << s;
+  for (int s : {0, 200, 408, 413, 429, 500, 503}) EXPECT_FALSE(EndsRun(s, 9, false)) << s;
+  EXPECT_FALSE(EndsRun(400, 1, false));  // one image may be refused (too large) ...
+  EXPECT_TRUE(EndsRun(400, 2, false));   // ... but not every one
+  EXPECT_TRUE(EndsRun(422, 2, false));
+  EXPECT_FALSE(EndsRun(422, 4, true));  // after successes, a few bad images in a row are allowed
+  EXPECT_TRUE(EndsRun(422, 5, true));
+}
+
+TEST(Provider, SecretsAreRedacted) {
+  log::AddSecret("sk-Unit/Test\"Key");
+  log::AddSecret("ab");  // too short to redact
+  EXPECT_EQ(log::Redact("key sk-Unit/Test\"Key here"), "key [redacted] here");
+  EXPECT_EQ(log::Redact(R"({"m":"sk-Unit\/Test\"Key"})"), R"({"m":"[redacted]"})");  // JSON form
+  EXPECT_EQ(log::Redact("u?k=sk-Unit%2FTest%22Key"), "u?k=[redacted]");              // in a URL
+  EXPECT_EQ(log::Redact("Authorization: Bearer sk-Unit/Test\"Keysk-Unit/Test\"Key"),
+            "Authorization: Bearer [redacted][redacted]");
+  EXPECT_EQ(log::Redact("abc"), "abc");
+  const std::string j = nlohmann::json{{"m", "x sk-Unit/Test\"Key y"}}.dump();
+  EXPECT_TRUE(nlohmann::json::accept(log::Redact(j))) << log::Redact(j);
+  EXPECT_EQ(log::Redact(j).find("Unit"), std::string::npos);
 }
 
 }  // namespace

@@ -142,7 +142,9 @@ double Throttle::Backoff(int attempt, double retry_after_s) {
   const double cap =
       std::min(lim_.backoff_max_s, lim_.backoff_base_s * std::pow(2.0, std::max(0, attempt - 1)));
   std::uniform_real_distribution<double> u(0, cap);
-  return std::max(u(rng_), retry_after_s);
+  // A server's Retry-After counts, but within bounds: "99999" or "inf" must not stop a run.
+  const double asked = std::isnan(retry_after_s) ? 0 : std::max(0.0, retry_after_s);
+  return std::max(u(rng_), std::min(asked, std::max(0.0, lim_.max_retry_after_s)));
 }
 
 double Throttle::allowed_rate() const {

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <mutex>
 
@@ -17,6 +19,9 @@ std::atomic<Level> g_level{Level::kInfo};
 std::atomic<bool> g_json{false};
 std::atomic<void (*)()> g_hook{nullptr};
 std::mutex g_mu;
+std::mutex g_secrets_mu;
+std::vector<std::string> g_secrets;  // longest first
+std::atomic<bool> g_have_secrets{false};
 
 const char* LevelName(Level l) {
   switch (l) {
@@ -61,6 +66,43 @@ void SetBeforeWriteHook(void (*hook)()) {
   g_hook = hook;
 }
 
+void AddSecret(std::string_view secret) {
+  if (secret.size() < 4) return;
+  std::vector<std::string> forms{std::string(secret)};
+  std::string json, json_slash, pct;  // JSON-escaped without and with "\/"
+  for (unsigned char c : secret) {
+    std::string piece(1, char(c));
+    if (c == '"' || c == '\\') piece.insert(0, 1, '\\');
+    if (c < 0x20) piece = fmt::format("\\u{:04x}", c);
+    json += piece;
+    json_slash += c == '/' ? std::string("\\/") : piece;
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      pct += char(c);
+    else
+      pct += fmt::format("%{:02X}", c);
+  }
+  forms.push_back(json);
+  forms.push_back(json_slash);
+  forms.push_back(pct);
+  std::lock_guard lock(g_secrets_mu);
+  for (auto& f : forms)
+    if (std::find(g_secrets.begin(), g_secrets.end(), f) == g_secrets.end())
+      g_secrets.push_back(std::move(f));
+  std::sort(g_secrets.begin(), g_secrets.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  g_have_secrets = true;
+}
+
+std::string Redact(std::string_view text) {
+  std::string out(text);
+  if (!g_have_secrets.load()) return out;
+  std::lock_guard lock(g_secrets_mu);
+  for (const auto& s : g_secrets)
+    for (size_t at = out.find(s); at != std::string::npos; at = out.find(s, at + 10))
+      out.replace(at, s.size(), "[redacted]");
+  return out;
+}
+
 std::string Printable(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -94,14 +136,14 @@ void Write(Level level, std::string_view message, const Fields& fields) {
     auto now = std::chrono::system_clock::now().time_since_epoch();
     j["ts"] = std::chrono::duration<double>(now).count();
     j["level"] = LevelName(level);
-    j["msg"] = Printable(message);
-    for (const auto& [k, v] : fields) j[k] = Printable(v);
+    j["msg"] = Printable(Redact(message));
+    for (const auto& [k, v] : fields) j[k] = Printable(Redact(v));
     line = json::Dump(j) + "\n";
   } else {
     line = fmt::format("lumen: {}{}",
                        level >= Level::kWarn ? std::string(LevelName(level)) + ": " : "",
-                       Printable(message));
-    for (const auto& [k, v] : fields) line += fmt::format(" {}={}", k, Printable(v));
+                       Printable(Redact(message)));
+    for (const auto& [k, v] : fields) line += fmt::format(" {}={}", k, Printable(Redact(v)));
     line += "\n";
   }
   std::lock_guard lock(g_mu);

@@ -12,7 +12,20 @@ Faults (probabilities per request): p429 (with Retry-After), p500, p503, p_slow 
 `slow_s`, past the client's timeout), p_reset (closes the connection without an answer),
 p_truncate (promises more body than it sends), p_invalid (200 with a body that is not JSON),
 p_badanswer (200, the model's text is not JSON). `status_always` answers every request with that
-status; `fail_until` answers 503 to everything until that many seconds after start.
+status; `fail_until` answers 503 to everything until that many seconds after start. Paths must be
+exact (an unknown one, e.g. /v1/v1/chat/completions, is answered 404 like a real server).
+
+Hostile modes (`mode=`), for the adversarial tests (test_adv_llm.py):
+  echo_key      401 whose error body echoes the key it was sent ("Incorrect API key: ...")
+  key_answer    200, and the model's description contains the key
+  endless       200 with an event stream that never ends
+  huge          200 with a `huge_bytes` JSON body (Content-Length given) or, with chunked=True,
+                sent without a length
+  long_fields   200, the answer's fields are long non-ASCII text (names of 200 'é' words)
+  shapes        200 with the hostile reply bodies of HOSTILE_BODIES, one per request in turn
+  reject_colour 400 "image too large" for the image whose mean colour is `reject_colour` (r, g, b)
+Answers may be given as an event stream (`sse=True`) with `usage_str` (usage as a string).
+`retry_after` may be any string ("99999", "inf").
 """
 import base64
 import hashlib
@@ -36,10 +49,31 @@ def colour_of(b64):
     return ",".join(str(round(v)) for v in ImageStat.Stat(im).mean)
 
 
+# Reply bodies of hostile shapes (all HTTP 200): each must become a failed (or skipped) chunk, never
+# a crash.
+HOSTILE_BODIES = [
+    '{"choices":[1]}',
+    '{"choices":"x","usage":{"total_tokens":"many"}}',
+    '{"choices":[{"message":1}]}',
+    '{"choices":[{"message":{"content":{"a":1}}}],"usage":"lots"}',
+    '[1,2,3]',
+    'data: {"choices":[1]}\n\ndata: {"choices":[{"delta":1}]}\n\ndata: {"usage":"lots"}\n\n'
+    'data: {"choices":[{"delta":{"content":[1]}}],"usage":{"total_tokens":"x"}}\n\ndata: [DONE]\n\n',
+    'data: {"choices":[{"delta":{"content":"{\\"a\\":"}}]}\n\n',  # cut: no [DONE]
+    '{"choices":[{"message":{"content":"{\\"description\\": 5, \\"file_name\\": [1], '
+    '\\"folder_name\\": {\\"x\\": 1}}"}}],"usage":{"total_tokens":1e300}}',
+]
+
+
 class FaultServer:
     def __init__(self, latency=0.0, p429=0.0, retry_after=0.2, p500=0.0, p503=0.0, p_slow=0.0, slow_s=3.0,
                  p_reset=0.0, p_truncate=0.0, p_invalid=0.0, p_badanswer=0.0, status_always=None,
-                 fail_until=0.0, api_key="test-key-123", seed=7):
+                 fail_until=0.0, api_key="test-key-123", seed=7, mode=None, huge_bytes=50 << 20, chunked=False,
+                 sse=False, usage_str=False, reject_colour=None):
+        self.mode, self.huge_bytes, self.chunked = mode, huge_bytes, chunked
+        self.sse, self.usage_str, self.reject_colour = sse, usage_str, reject_colour
+        self.paths = []
+        self.sent_bytes = 0
         self.cfg = dict(latency=latency, p429=p429, retry_after=retry_after, p500=p500, p503=p503, p_slow=p_slow,
                         slow_s=slow_s, p_reset=p_reset, p_truncate=p_truncate, p_invalid=p_invalid,
                         p_badanswer=p_badanswer, status_always=status_always, fail_until=fail_until)
@@ -93,6 +127,8 @@ class FaultServer:
     def parse(self, h, body):
         """(kind, image base64) from a request, or raises ValueError naming what is wrong."""
         path = h.path
+        with self.lock:
+            self.paths.append(path)
         if self.api_key in path:
             self.seen_keys_in_urls = True
         j = json.loads(body)
@@ -120,7 +156,7 @@ class FaultServer:
             parts = j["contents"][0]["parts"]
             assert j["generationConfig"]["responseMimeType"] == "application/json"
             return "gemini", [p for p in parts if "inline_data" in p][0]["inline_data"]["data"]
-        raise ValueError(f"unknown path {path}")
+        raise LookupError(f"unknown path {path}")
 
     def answer(self, kind, text, tokens=57):
         if kind == "ollama":
@@ -132,8 +168,29 @@ class FaultServer:
         if kind == "gemini":
             return json.dumps({"candidates": [{"content": {"parts": [{"text": text}]}}],
                                "usageMetadata": {"totalTokenCount": tokens}})
-        return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}],
-                           "usage": {"total_tokens": tokens}})
+        usage = "lots" if self.usage_str else {"total_tokens": tokens}
+        if self.sse:
+            half = len(text) // 2
+            chunks = [{"choices": [{"delta": {"content": part}}]} for part in (text[:half], text[half:])]
+            chunks.append({"choices": [], "usage": usage})
+            return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}], "usage": usage})
+
+    def send_chunks(self, h, chunks):
+        """A chunked 200 body from an iterator of bytes; stops when the client goes away."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        h.close_connection = True
+        try:
+            for c in chunks:
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+                with self.lock:
+                    self.sent_bytes += len(c)
+            h.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
 
     def handle(self, h):
         now = time.monotonic()
@@ -143,9 +200,15 @@ class FaultServer:
         n = int(h.headers.get("Content-Length", "0"))
         body = h.rfile.read(n)
         c = self.cfg
+        if self.mode == "echo_key":
+            self.count(401)
+            sent = h.headers.get("Authorization") or h.headers.get("x-api-key") or h.headers.get("x-goog-api-key")
+            return self.reply(h, 401, json.dumps({"error": {"message": f"Incorrect API key provided: {sent}. "
+                                                                       f"Header was: Authorization: {sent}"}}))
         if c["status_always"]:
             self.count(c["status_always"])
-            return self.reply(h, c["status_always"], json.dumps({"error": {"message": "refused"}}))
+            return self.reply(h, c["status_always"],
+                              json.dumps({"error": {"message": f"refused by the fault server ({c['status_always']})"}}))
         if now - self.started < c["fail_until"]:
             self.count(503)
             return self.reply(h, 503, '{"error":"down"}')
@@ -154,11 +217,39 @@ class FaultServer:
         except PermissionError:
             self.count(401)
             return self.reply(h, 401, '{"error":{"message":"invalid api key"}}')
+        except LookupError as e:
+            self.count(404)
+            return self.reply(h, 404, json.dumps({"error": {"message": str(e)}}))
         except (ValueError, KeyError, IndexError, AssertionError, json.JSONDecodeError) as e:
             self.count(400)
             return self.reply(h, 400, json.dumps({"error": str(e)}))
         if c["latency"]:
             time.sleep(c["latency"])
+        if self.mode == "reject_colour" and all(
+                abs(int(a) - b) <= 3 for a, b in zip(colour_of(image).split(","), self.reject_colour)):
+            self.count(400)
+            return self.reply(h, 400, '{"error":{"message":"image too large"}}')
+        if self.mode == "endless":
+            self.count("endless")
+            chunk = ('data: {"choices":[{"delta":{"content":"' + "x" * 4000 + '"}}]}\n\n').encode()
+            return self.send_chunks(h, iter(lambda: chunk, None))
+        if self.mode == "huge":
+            self.count("huge")
+            body = self.answer(kind, json.dumps({"description": "x" * self.huge_bytes, "ocr_text": "",
+                                                 "file_name": "a", "folder_name": "b"})).encode()
+            if self.chunked:
+                return self.send_chunks(h, (body[i:i + (1 << 16)] for i in range(0, len(body), 1 << 16)))
+            with self.lock:
+                self.sent_bytes += len(body)
+            try:
+                return self.reply(h, 200, body)
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                return
+        if self.mode == "shapes":
+            with self.lock:
+                i = self.counts.get("shape", 0)
+            self.count("shape")
+            return self.reply(h, 200, HOSTILE_BODIES[i % len(HOSTILE_BODIES)])
         edges = [("p429", 429), ("p500", 500), ("p503", 503), ("p_slow", "slow"), ("p_reset", "reset"),
                  ("p_truncate", "truncate"), ("p_invalid", "invalid"), ("p_badanswer", "badanswer")]
         acc = 0.0
@@ -197,6 +288,16 @@ class FaultServer:
         props = schema.get("properties", {})
         if fault == "badanswer":
             return self.reply(h, 200, self.answer(kind, "Sure! Here is a description of the photo."))
+        if self.mode == "long_fields":
+            word = "a" + "\u00e9" * 200  # odd lengths: a byte cut lands inside a character
+            answer = {"description": f"Colour {colour_of(image)}. " + " ".join([word] * 50),
+                      "ocr_text": "\u65e5\u672c" * 3000, "file_name": " ".join([word] * 6),
+                      "folder_name": "x" + "\U0001F600" * 100}
+            return self.reply(h, 200, self.answer(kind, json.dumps(answer, ensure_ascii=False)))
+        if self.mode == "key_answer":
+            answer = {"description": f"Colour {colour_of(image)}. The key is {self.api_key} indeed.",
+                      "ocr_text": self.api_key, "file_name": "key", "folder_name": "keys"}
+            return self.reply(h, 200, self.answer(kind, json.dumps(answer)))
         answer = {"description": f"A test photo with digest {d} and colour {colour_of(image)}.",
                   "ocr_text": f"{len(image)} base64 bytes",
                   "file_name": f"Photo {d[:6]} Of The Test Set Extra Words",

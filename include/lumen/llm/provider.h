@@ -9,7 +9,17 @@
 //   anthropic  Anthropic Messages: POST {base}/v1/messages, x-api-key, anthropic-version.
 //   gemini     Google Gemini: POST {base}/v1beta/models/{model}:generateContent,
 //              x-goog-api-key, responseMimeType application/json + responseSchema.
-// API keys go only into request headers: never into URLs, messages or logs.
+// API keys go only into request headers: never into URLs, messages or logs (callers register
+// them with log::AddSecret, and every error text, answer and log line passes log::Redact).
+//
+// Base URLs are accepted as users and SDKs write them: with or without the API's version path and
+// a trailing slash ("http://h:8000", "http://h:8000/v1/", ".../v1/chat/completions" all mean one
+// server). NormalizeBaseUrl turns each spelling into one canonical form (the cache key uses it):
+//   openai     strips "/chat/completions" and a final "/v1"; another final version segment
+//              ("/v4", "/v1beta") is kept and used instead of /v1;
+//   ollama     strips "/api/chat", "/api", "/v1/chat/completions" and "/v1";
+//   anthropic  strips "/v1/messages" and "/v1";
+//   gemini     strips "/models...", and a final "/v1beta"; "/v1" or "/v1alpha" is kept and used.
 #pragma once
 
 #include <atomic>
@@ -17,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lumen/llm/throttle.h"
@@ -26,13 +37,32 @@ namespace lumen::llm {
 
 struct Endpoint {
   std::string kind = "openai";
-  std::string base_url;  // without a trailing slash
+  std::string base_url;  // canonical: NormalizeBaseUrl
   std::string model;
   std::string api_key;  // may be empty (local servers)
 };
 // The default base URL of a provider kind ("" if unknown).
 std::string DefaultBaseUrl(const std::string& kind);
+// The canonical form of a base URL for `kind` (see above).
+std::string NormalizeBaseUrl(const std::string& kind, std::string url);
 
+// The longest prefix of `s` of at most `max_bytes` bytes that does not end inside a UTF-8
+// sequence (invalid bytes count as one-byte characters).
+std::string TruncateUtf8(std::string_view s, size_t max_bytes);
+
+// A Retry-After header value in seconds: delay-seconds ("120", also "1.5", "inf") or an
+// HTTP-date, relative to `now_epoch_s`. 0 when absent, negative or unparsable; may be +inf.
+double ParseRetryAfter(std::string_view value, double now_epoch_s);
+
+// The provider's own error text from an error body: error.message (or error, message, detail)
+// when the body is JSON, else the body itself; one line, at most `max_bytes`, UTF-8-safe.
+std::string ErrorText(const std::string& body, size_t max_bytes = 300);
+
+// Whether an HTTP answer ends the whole run (it would be the same for every photo): 401, 402,
+// 403 and 404 at once; 400 and 422 (one image may be refused, e.g. too large) when this is the
+// `in_a_row`-th such answer with no success in between: the 2nd before any request succeeded,
+// the 5th after.
+bool EndsRun(int http_status, int in_a_row, bool any_success);
 struct Prompt {
   std::string text;
   std::string image_base64;  // may be empty
@@ -54,17 +84,23 @@ struct Reply {
   int64_t tokens = 0;
 };
 // Corrupt("invalid JSON ...") when the body is not the provider's reply shape, or
-// Corrupt("truncated stream") for an event stream that ended before [DONE].
+// Corrupt("truncated stream") for an event stream that ended before [DONE]. Never throws: any
+// shape (choices:[1], usage as a string, ...) becomes a status or is ignored.
 Result<Reply> ParseReply(const Endpoint& e, const std::string& body);
 
 struct HttpResponse {
   int status = 0;  // 0: no HTTP answer (connection refused/reset, timeout, truncated)
   std::string body;
-  double retry_after_s = 0;
-  std::string error;  // transport error text
+  double retry_after_s = 0;  // ParseRetryAfter (unclamped)
+  std::string retry_after;   // the header's value as sent
+  std::string error;         // transport error text
+  bool too_large = false;    // the body passed `max_body` bytes and was cut (status 0)
 };
-// POST with libcurl; `timeout_s` bounds the whole request.
-HttpResponse Post(const HttpRequest& r, double timeout_s);
+// POST with libcurl; `timeout_s` bounds the whole request, `max_body` the body read (also after
+// decompression; a larger or endless one fails with too_large), and `cancel` (polled a few times
+// a second) aborts it.
+HttpResponse Post(const HttpRequest& r, double timeout_s, size_t max_body = size_t(8) << 20,
+                  const std::function<bool()>& cancel = {});
 
 // `s` with every invalid UTF-8 byte replaced by U+FFFD (models emit byte tokens).
 std::string ValidUtf8(const std::string& s);
@@ -90,13 +126,20 @@ struct JobResult {
 };
 struct Accounting {
   int64_t succeeded = 0, failed = 0, retries = 0, requests = 0;
+  // Why the run was ended early (EndsRun, or a server that kept rate-limiting past max_wait_s):
+  // one message with the cause and the provider's error text; the jobs not finished by then are
+  // not reported. Empty when the run was not ended.
+  std::string fatal;
+  int fatal_status = 0;
   std::map<std::string, int64_t> failures;  // reason -> count
   std::map<int, int64_t> statuses;          // HTTP status (0 = transport) -> count
 };
 
 // Runs `jobs` with `limits.concurrency` workers. `validate` checks (and may rewrite) an answer;
 // an invalid one is retried like a server error. `done` is called once per job, from the
-// workers (serialised). Stops early (unfinished jobs are not reported) when Interrupted().
+// workers (serialised). Stops early (unfinished jobs are not reported) when Interrupted() or
+// when an answer ends the run (Accounting::fatal). No exception leaves a worker: one becomes the
+// job's error. A job's answer is limited to 64 KiB of text; error texts and answers are redacted.
 Accounting RunJobs(const Endpoint& e, const Limits& limits, std::vector<Job> jobs,
                    const std::function<Status(std::string*)>& validate,
                    const std::function<void(const JobResult&)>& done);

@@ -9,7 +9,8 @@
 //  - a circuit breaker: open after `breaker_failures` consecutive failures, then one half-open
 //    probe after `breaker_cooldown_s`; a success closes it;
 //  - exponential backoff with full jitter (uniform in [0, min(max, base * 2^attempt)]), never
-//    shorter than a server's Retry-After;
+//    shorter than a server's Retry-After, which is clamped to `max_retry_after_s` (a server's
+//    "Retry-After: 99999" or "inf" must not stop a run for a day);
 //  - classification: 408/409/425/429/5xx and transport errors are retried; 400/401/403/404/422
 //    and everything else are fatal.
 // The clock is injectable so the logic is tested without sleeping.
@@ -35,6 +36,9 @@ struct Limits {
   double backoff_base_s = 0.5, backoff_max_s = 60;
   int breaker_failures = 8;
   double breaker_cooldown_s = 15;
+  double max_retry_after_s = 60;  // a longer Retry-After is clamped (and said so)
+  double max_wait_s = 300;        // a job gives up after waiting this long in total for retries
+  size_t max_reply_bytes = size_t(8) << 20;  // a longer reply body (or stream) is cut and fails
 };
 
 // Named profiles: conservative, balanced (default), aggressive. False if the name is unknown.

@@ -39,6 +39,13 @@ inline void Error(std::string_view m, const Fields& f = {}) {
 // control bytes and invalid UTF-8 become \n, \xNN escapes.
 std::string Printable(std::string_view bytes);
 
+// Secrets (API keys) lumen must never print, log or store. AddSecret registers one (and its
+// JSON-escaped and percent-encoded spellings); Write() replaces every registered secret in each
+// line by "[redacted]", and Redact() does the same for text going elsewhere (records, catalog).
+// Secrets shorter than 4 bytes are ignored (they would redact ordinary words). Thread-safe.
+void AddSecret(std::string_view secret);
+std::string Redact(std::string_view text);
+
 // Wraps a clear progress line on a terminal before a log line is written (set by Progress).
 void SetBeforeWriteHook(void (*hook)());
 

@@ -22,11 +22,13 @@
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
+#include "lumen/io/output.h"
 #include "lumen/llm/local_vlm.h"
 #include "lumen/llm/provider.h"
 #include "lumen/meta/exif.h"
 #include "lumen/pipeline/sinks.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 
@@ -52,7 +54,7 @@ std::string Slug(const std::string& s, int words) {
       sep = true;
     }
   }
-  return llm::TruncateUtf8(out, 80);  // model text: never cut inside a UTF-8 sequence
+  return lumen::json::TruncateUtf8(out, 80);  // model text: never cut inside a UTF-8 sequence
 }
 
 // The stored and printed size of each answer field (bytes, cut on a UTF-8 boundary): the schema
@@ -67,7 +69,7 @@ std::string Tail(const std::string& s, size_t n) {
 }
 
 std::string Dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return lumen::json::Dump(j);
 }
 
 // What is asked of the model: the answer's fields, its JSON schema (and grammar in process), the
@@ -110,8 +112,9 @@ struct Task {
     json j = json::parse(*obj, nullptr, false);
     if (!j.is_object()) return Status::Corrupt("no JSON object in the answer");
     auto str = [](const json& o, const char* k, size_t max = std::string::npos) {
-      return o.contains(k) && o[k].is_string() ? llm::TruncateUtf8(o[k].get<std::string>(), max)
-                                               : std::string();
+      return o.contains(k) && o[k].is_string()
+                 ? lumen::json::TruncateUtf8(o[k].get<std::string>(), max)
+                 : std::string();
     };
     json out{{"description", str(j, "description", kMaxDescription)},
              {"ocr_text", str(j, "ocr_text", kMaxOcr)},
@@ -355,6 +358,11 @@ int RunDescribe(const Options& o, const char* argv0) {
     roots.push_back(std::filesystem::absolute(p, ec).lexically_normal().string());
     while (roots.back().size() > 1 && roots.back().ends_with('/')) roots.back().pop_back();
   }
+  // The records file may not be a photo or another input (it used to be truncated first).
+  if (o.describe_records && !o.output.empty()) {
+    if (Status st = CheckOutput(o.output, OutputKind::kJson, o.paths); !st.ok())
+      return fail(st.message());
+  }
   if (!o.describe_skip_index) {
     Options io = o;
     io.paths = roots;
@@ -372,11 +380,21 @@ int RunDescribe(const Options& o, const char* argv0) {
   if (Status st = cat.LoadPlaced(roots, &placed); !st.ok()) return fail(st.message());
 
   FILE* out = stdout;
+  TempFile out_tmp;
   if (!o.describe_records) {
     out = nullptr;
+  } else if (!o.output.empty() && o.describe_append) {
+    auto f = OpenAppend(o.output, OutputKind::kJson, o.paths);
+    if (!f.ok()) return fail(f.status().message());
+    out = *f;
   } else if (!o.output.empty()) {
-    out = std::fopen(o.output.c_str(), o.describe_append ? "a" : "w");
-    if (!out) return fail(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
+    // A temporary renamed over the output at the end (results are in the catalog's cache: a
+    // rerun after a kill writes them again without asking).
+    auto t = OpenOutput(o.output, OutputKind::kJson, o.paths);
+    if (!t.ok() || !t->stream())
+      return fail(t.ok() ? "cannot write " + o.output : t.status().message());
+    out_tmp = std::move(*t);
+    out = out_tmp.stream();
   }
   std::mutex out_mu;
   const std::string provider = local ? "local:" + o.mmproj : e.kind + ":" + e.base_url;
@@ -390,7 +408,7 @@ int RunDescribe(const Options& o, const char* argv0) {
              {"content_hash", p.hash.Hex()},
              {"file_path", log::Printable(p.path)},
              {"provider", e.kind},
-             {"llm_model", llm::ValidUtf8(e.model)},
+             {"llm_model", lumen::json::ValidUtf8(e.model)},
              {"prompt_version", task.version},
              {"description", field("description")},
              {"ocr_text", field("ocr_text")},
@@ -510,7 +528,13 @@ int RunDescribe(const Options& o, const char* argv0) {
   }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;
-  if (out && out != stdout) std::fclose(out);
+  Status written;
+  if (!out_tmp.path().empty()) {
+    written = out_tmp.Commit();
+  } else if (out && out != stdout && std::fclose(out) != 0) {
+    written = Status::Io(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
+  }
+  if (!written.ok()) log::Error(written.message());
   for (size_t i = 0; i < failures.size(); ++i) {
     if (!o.verbose && i >= 20) {
       log::Warn(fmt::format("... and {} more failures", failures.size() - 20));
@@ -551,6 +575,7 @@ int RunDescribe(const Options& o, const char* argv0) {
     return kExitError;
   }
   if (Interrupted()) return 128 + InterruptSignal();
+  if (!written.ok()) return kExitError;
   return acc.failed ? kExitSomeFailed : kExitOk;
 }
 

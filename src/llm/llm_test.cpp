@@ -17,6 +17,7 @@
 #include "lumen/llm/local_vlm.h"
 #include "lumen/llm/provider.h"
 #include "lumen/llm/throttle.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "test_support.h"
 
@@ -370,13 +371,13 @@ TEST(LocalVlm, GeneratesGrammarConstrainedJsonFromAnImage) {
 }
 
 TEST(Provider, ValidUtf8) {
-  EXPECT_EQ(ValidUtf8("a\xc3\xa9"
-                      "b"),
+  EXPECT_EQ(json::ValidUtf8("a\xc3\xa9"
+                            "b"),
             "a\xc3\xa9"
             "b");
-  EXPECT_EQ(ValidUtf8("a\xc3"), "a\xef\xbf\xbd");
-  EXPECT_EQ(ValidUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong
-  EXPECT_EQ(ValidUtf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
+  EXPECT_EQ(json::ValidUtf8("a\xc3"), "a\xef\xbf\xbd");
+  EXPECT_EQ(json::ValidUtf8("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong
+  EXPECT_EQ(json::ValidUtf8("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
 }
 
 TEST(Provider, BaseUrlsAsUsersWriteThem) {
@@ -415,23 +416,23 @@ TEST(Provider, BaseUrlsAsUsersWriteThem) {
 TEST(Provider, TruncatesOnUtf8Boundaries) {
   const std::string e = "\xc3\xa9";              // é, 2 bytes
   const std::string smile = "\xf0\x9f\x98\x80";  // 4 bytes
-  EXPECT_EQ(TruncateUtf8("abc", 10), "abc");
-  EXPECT_EQ(TruncateUtf8("abcdef", 3), "abc");
-  EXPECT_EQ(TruncateUtf8(e + e + e, 5), e + e);  // not e + e + "\xc3"
-  EXPECT_EQ(TruncateUtf8(e + e + e, 4), e + e);
-  EXPECT_EQ(TruncateUtf8("a" + smile, 4), "a");
-  EXPECT_EQ(TruncateUtf8("a" + smile, 5), "a" + smile);
-  EXPECT_EQ(TruncateUtf8(smile, 2), "");
-  EXPECT_EQ(TruncateUtf8(e, 1), "");
-  EXPECT_EQ(TruncateUtf8(e, 0), "");
+  EXPECT_EQ(json::TruncateUtf8("abc", 10), "abc");
+  EXPECT_EQ(json::TruncateUtf8("abcdef", 3), "abc");
+  EXPECT_EQ(json::TruncateUtf8(e + e + e, 5), e + e);  // not e + e + "\xc3"
+  EXPECT_EQ(json::TruncateUtf8(e + e + e, 4), e + e);
+  EXPECT_EQ(json::TruncateUtf8("a" + smile, 4), "a");
+  EXPECT_EQ(json::TruncateUtf8("a" + smile, 5), "a" + smile);
+  EXPECT_EQ(json::TruncateUtf8(smile, 2), "");
+  EXPECT_EQ(json::TruncateUtf8(e, 1), "");
+  EXPECT_EQ(json::TruncateUtf8(e, 0), "");
   // Every cut of a long non-ASCII text is valid UTF-8 (and nlohmann can dump it).
   std::string mixed;
   for (int i = 0; i < 50; ++i) mixed += "a" + e + smile + "\xe6\x97\xa5";
   for (size_t n = 0; n <= mixed.size(); ++n) {
-    const std::string t = TruncateUtf8(mixed, n);
+    const std::string t = json::TruncateUtf8(mixed, n);
     EXPECT_LE(t.size(), n);
     EXPECT_GE(t.size() + 3, n);
-    EXPECT_EQ(ValidUtf8(t), t) << n;
+    EXPECT_EQ(json::ValidUtf8(t), t) << n;
     EXPECT_NO_THROW((void)nlohmann::json(t).dump()) << n;
   }
 }

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 
 namespace lumen::llm {
@@ -154,7 +155,7 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
 std::string DescribeGrammar(int text_chars, const std::vector<std::string>& folders, bool social) {
   // A GBNF literal producing `s` as a JSON string (JSON escapes, then GBNF escapes).
   auto lit = [](const std::string& s) {
-    const std::string json_text = nlohmann::json(s).dump();
+    const std::string json_text = json::Dump(nlohmann::json(s));
     std::string o = "\"";
     for (char c : json_text) {
       if (c == '"' || c == '\\') o += '\\';

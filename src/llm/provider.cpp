@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 
 namespace lumen::llm {
@@ -90,26 +91,6 @@ std::string NormalizeBaseUrl(const std::string& kind, std::string url) {
   return url;
 }
 
-std::string TruncateUtf8(std::string_view s, size_t max_bytes) {
-  if (s.size() <= max_bytes) return std::string(s);
-  size_t n = max_bytes;
-  // Back over continuation bytes to the lead byte of the last sequence; drop it if the whole
-  // sequence does not fit.
-  size_t lead = n;
-  while (lead > 0 && n - lead < 3 && (static_cast<unsigned char>(s[lead - 1]) & 0xC0) == 0x80)
-    --lead;
-  if (lead > 0) {
-    const auto c = static_cast<unsigned char>(s[lead - 1]);
-    const size_t len = c < 0x80         ? 1
-                       : (c >> 5) == 6  ? 2
-                       : (c >> 4) == 14 ? 3
-                       : (c >> 3) == 30 ? 4
-                                        : 1;
-    if (len > 1 && lead - 1 + len > n) n = lead - 1;  // the sequence would be cut
-  }
-  return std::string(s.substr(0, n));
-}
-
 double ParseRetryAfter(std::string_view value, double now_epoch_s) {
   std::string v(value);
   while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
@@ -146,7 +127,7 @@ std::string ErrorText(const std::string& body, size_t max_bytes) {
   }
   for (char& c : text)
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-  if (text.size() > max_bytes) text = TruncateUtf8(text, max_bytes) + "...";
+  if (text.size() > max_bytes) text = lumen::json::TruncateUtf8(text, max_bytes) + "...";
   return text;
 }
 
@@ -219,7 +200,7 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
           {"type", "json_schema"},
           {"json_schema", {{"name", "answer"}, {"strict", true}, {"schema", schema}}}};
   }
-  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  r.body = lumen::json::Dump(body);
   return r;
 }
 
@@ -333,35 +314,8 @@ Result<Reply> ParseReply(const Endpoint& e, const std::string& body) {
   }
 }
 
-std::string ValidUtf8(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = n > 0 && i + size_t(n) <= s.size();
-    for (int k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-    if (ok && n > 1) {  // no overlong forms, surrogates or code points past U+10FFFF
-      uint32_t cp = c & (0x7F >> n);
-      for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      ok = cp >= (n == 2   ? 0x80u
-                  : n == 3 ? 0x800u
-                           : 0x10000u) &&
-           cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-    }
-    if (ok) {
-      out.append(s, i, size_t(n));
-      i += size_t(n);
-    } else {
-      out += "\xEF\xBF\xBD";  // U+FFFD
-      ++i;
-    }
-  }
-  return out;
-}
-
 Result<std::string> ExtractJsonObject(const std::string& raw) {
-  const std::string text = ValidUtf8(raw);
+  const std::string text = lumen::json::ValidUtf8(raw);
   auto valid = [](const std::string& s) {
     const json j = json::parse(s, nullptr, false);
     return !j.is_discarded() && j.is_object();
@@ -647,7 +601,8 @@ Accounting RunJobs(const Endpoint& e, const Limits& limits, std::vector<Job> job
           log::Warn(fmt::format(
               "the server asked to wait {} s before retrying (Retry-After: {}); lumen waits at "
               "most {:.0f} s",
-              asked, log::Printable(TruncateUtf8(http.retry_after, 40)), limits.max_retry_after_s));
+              asked, log::Printable(lumen::json::TruncateUtf8(http.retry_after, 40)),
+              limits.max_retry_after_s));
         told_clamp = true;
       }
       const double wait = throttle.Backoff(attempt, asked);

@@ -52,12 +52,24 @@ std::string ValidUtf8(std::string_view s) {
   return out;
 }
 
-std::string_view TruncateUtf8(std::string_view s, size_t max_bytes) {
-  if (s.size() <= max_bytes) return s;
-  size_t end = max_bytes;
-  // Step back over continuation bytes to the start of the sequence the cut falls in.
-  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
-  return s.substr(0, end);
+std::string TruncateUtf8(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return std::string(s);
+  size_t n = max_bytes;
+  // Back over (at most three) continuation bytes to the lead byte of the last sequence; drop the
+  // sequence if it does not fit whole. Invalid bytes count as one-byte characters.
+  size_t lead = n;
+  while (lead > 0 && n - lead < 3 && (static_cast<unsigned char>(s[lead - 1]) & 0xC0) == 0x80)
+    --lead;
+  if (lead > 0) {
+    const auto c = static_cast<unsigned char>(s[lead - 1]);
+    const size_t len = c < 0x80         ? 1
+                       : (c >> 5) == 6  ? 2
+                       : (c >> 4) == 14 ? 3
+                       : (c >> 3) == 30 ? 4
+                                        : 1;
+    if (len > 1 && lead - 1 + len > n) n = lead - 1;  // the sequence would be cut
+  }
+  return std::string(s.substr(0, n));
 }
 
 }  // namespace lumen::json

@@ -55,6 +55,27 @@ class Outputs(Base):
         p = run("dupes", "--catalog", self.catalog, "--report", self.photo)
         self.assert_refused(p)
 
+    def test_describe_output_that_is_a_photo_is_refused_even_when_every_request_fails(self):
+        from fault_server import FaultServer
+        server = FaultServer(api_key="k-123", status_always=500)
+        try:
+            env = dict(os.environ, LUMEN_TEST_KEY="k-123")
+            p = run("describe", self.lib, "-o", self.photo, "--llm", "openai", "--llm-model", "m",
+                    "--base-url", server.url, "--api-key-env", "LUMEN_TEST_KEY", "--max-attempts", "1",
+                    "--catalog", self.catalog, env=env)
+            self.assert_refused(p)
+            # A records file is written only at the end, through a temporary.
+            out = os.path.join(self.tmp, "described.jsonl")
+            with open(out, "w") as f:
+                f.write('{"type": "enrichment", "file_path": "/earlier"}\n')
+            p = run("describe", self.lib, "-o", out, "--llm", "openai", "--llm-model", "m",
+                    "--base-url", server.url, "--api-key-env", "LUMEN_TEST_KEY", "--max-attempts", "1",
+                    "--catalog", self.catalog, env=env)
+            self.assertEqual(p.returncode, EXIT_SOME_FAILED, p.stderr)
+            self.assertEqual([n for n in os.listdir(self.tmp) if n.startswith(".lumen-")], [])
+        finally:
+            server.stop()
+
     def test_output_through_a_planted_link_is_refused(self):
         out = os.path.join(self.tmp, "records.jsonl")
         os.symlink(self.photo, out)

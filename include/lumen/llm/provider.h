@@ -46,10 +46,6 @@ std::string DefaultBaseUrl(const std::string& kind);
 // The canonical form of a base URL for `kind` (see above).
 std::string NormalizeBaseUrl(const std::string& kind, std::string url);
 
-// The longest prefix of `s` of at most `max_bytes` bytes that does not end inside a UTF-8
-// sequence (invalid bytes count as one-byte characters).
-std::string TruncateUtf8(std::string_view s, size_t max_bytes);
-
 // A Retry-After header value in seconds: delay-seconds ("120", also "1.5", "inf") or an
 // HTTP-date, relative to `now_epoch_s`. 0 when absent, negative or unparsable; may be +inf.
 double ParseRetryAfter(std::string_view value, double now_epoch_s);
@@ -101,9 +97,6 @@ struct HttpResponse {
 // a second) aborts it.
 HttpResponse Post(const HttpRequest& r, double timeout_s, size_t max_body = size_t(8) << 20,
                   const std::function<bool()>& cancel = {});
-
-// `s` with every invalid UTF-8 byte replaced by U+FFFD (models emit byte tokens).
-std::string ValidUtf8(const std::string& s);
 
 // The JSON object inside a model's answer (made valid UTF-8 first): the text itself, or inside ```
 // fences, or the first balanced {...}. Corrupt if there is none.

@@ -18,7 +18,8 @@ std::string Dump(const nlohmann::json& j, int indent = -1);
 // `s` with each invalid UTF-8 sequence replaced by U+FFFD.
 std::string ValidUtf8(std::string_view s);
 
-// The longest prefix of `s` of at most `max_bytes` that does not end inside a UTF-8 sequence.
-std::string_view TruncateUtf8(std::string_view s, size_t max_bytes);
+// The longest prefix of `s` of at most `max_bytes` bytes that does not end inside a UTF-8
+// sequence (invalid bytes count as one-byte characters).
+std::string TruncateUtf8(std::string_view s, size_t max_bytes);
 
 }  // namespace lumen::json

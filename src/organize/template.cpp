@@ -167,8 +167,11 @@ Result<std::string> Template::Expand(const Fields& f) const {
   }
   if (append_ext_) {
     auto it = f.values.find("ext");
-    if (it != f.values.end() && !SanitizeLevel(it->second).empty())
-      out += "." + SanitizeLevel(it->second);
+    const std::string ext = it == f.values.end() ? std::string() : SanitizeLevel(it->second);
+    if (!ext.empty()) {
+      out.push_back('.');
+      out.append(ext);
+    }
   }
   // Drop empty levels (from {x?}); refuse anything that is not a plain relative path.
   std::string clean;

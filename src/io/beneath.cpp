@@ -88,6 +88,14 @@ int TryOpenat2(int root, const std::string& rel) {
 
 }  // namespace
 
+void UseOpenat2ForTest(bool use) {
+#ifdef LUMEN_HAVE_OPENAT2_H
+  g_openat2.store(use ? -1 : 0);
+#else
+  (void)use;
+#endif
+}
+
 bool HaveOpenat2() {
 #ifdef LUMEN_HAVE_OPENAT2_H
   if (g_openat2.load() < 0) {

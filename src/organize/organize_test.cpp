@@ -199,7 +199,15 @@ TEST(Plan, DestinationLinksAreRefused) {
 }
 
 // The safe-path module: nothing below a root is followed or left.
-TEST(Beneath, WalksWithoutFollowingLinks) {
+class Beneath : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { UseOpenat2ForTest(GetParam()); }
+  void TearDown() override { UseOpenat2ForTest(true); }
+};
+INSTANTIATE_TEST_SUITE_P(Openat2OrWalk, Beneath, ::testing::Bool());
+
+TEST_P(Beneath, WalksWithoutFollowingLinks) {
+  if (GetParam() && !HaveOpenat2()) GTEST_SKIP() << "openat2 is not available here";
   test::TempDir d;
   std::filesystem::create_directories(d.File("root/a/b"));
   std::filesystem::create_directories(d.File("outside"));

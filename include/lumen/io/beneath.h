@@ -68,5 +68,7 @@ std::string CanonicalPath(const std::string& abs);
 
 // Whether openat2(2) with RESOLVE_NO_SYMLINKS works here (cached); the walk is used otherwise.
 bool HaveOpenat2();
+// Tests: false makes every call walk level by level (as where openat2 is missing).
+void UseOpenat2ForTest(bool use);
 
 }  // namespace lumen

@@ -119,6 +119,21 @@ class RealDirs {
     if (it == cache_.end()) it = cache_.emplace(dir, CanonicalPath(dir)).first;
     return it->second;
   }
+  // One key per directory entry: the folder's (device, inode) and the name, so that a folder
+  // reached twice (overlapping sources, a link, a bind mount) gives one key and hard links (two
+  // entries) two.
+  std::string EntryKey(const std::string& path) {
+    const std::string dir = Parent(path);
+    auto it = ids_.find(dir);
+    if (it == ids_.end()) {
+      struct stat st;
+      it = ids_.emplace(dir, ::stat(dir.c_str(), &st) == 0
+                                 ? fmt::format("{}:{}", uint64_t(st.st_dev), uint64_t(st.st_ino))
+                                 : Of(dir))
+               .first;
+    }
+    return it->second + "/" + Base(path);
+  }
   void Record(const std::string& dir) {
     if (const std::string& r = Of(dir); r != dir) plan_->real[dir] = r;
   }
@@ -142,7 +157,7 @@ class RealDirs {
 
  private:
   Plan* plan_;
-  std::unordered_map<std::string, std::string> cache_, refusal_;
+  std::unordered_map<std::string, std::string> cache_, refusal_, ids_;
 };
 
 void AddDirs(const std::set<std::string>& dirs, Plan* plan, RealDirs* real) {
@@ -176,14 +191,14 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
   std::vector<const Source*> sources;
   {
     // One file named several times (overlapping sources, a folder twice or through a symbolic
-    // link: one real path) is planned once, preferably under the name without a link in it.
+    // link: one directory entry) is planned once, preferably under the name without a link.
     std::vector<const Source*> all;
     for (const auto& s : in) all.push_back(&s);
     std::sort(all.begin(), all.end(), by_path);
-    std::unordered_map<std::string, size_t> at;  // real path -> index in sources
+    std::unordered_map<std::string, size_t> at;  // directory entry -> index in sources
     for (const Source* s : all) {
       const std::string canon = Join(real.Of(Parent(s->path)), Base(s->path));
-      auto [it, fresh] = at.emplace(canon, sources.size());
+      auto [it, fresh] = at.emplace(real.EntryKey(s->path), sources.size());
       if (fresh) {
         sources.push_back(s);
         continue;

@@ -51,9 +51,10 @@ bool IsCompanionExtension(std::string_view ext_lower);
 // already holds the same file or identical content is skipped and recorded; any other name that
 // is taken (on disk or earlier in the plan, ASCII case ignored) gets `_1`, `_2`, ... Companions
 // take their photo's new stem. A source whose identity changed since it was indexed is skipped.
-// A file named more than once (overlapping sources, the same folder twice or through a symbolic
-// link: one real path) is planned once, under the name that has no link in it if there is one;
-// hard links (two real names) are two files. A destination folder inside `dest` that is a
+// A file named more than once (overlapping sources, the same folder twice, through a symbolic
+// link or a bind mount: one directory entry, by its folder's device and inode and its name) is
+// planned once, under the name that has no link in it if there is one; hard links (two entries)
+// are two files. A destination folder inside `dest` that is a
 // symbolic link is not followed: its photos are skipped with the reason.
 Result<Plan> PlanOrganize(const std::vector<Source>& sources, const Template& tmpl,
                           const PlanOptions& opt);

@@ -413,9 +413,9 @@ Outcome ApplyMoveOrCopy(Journal& j, const Places& pl, int64_t run, const Journal
   const int r = RenameNoReplace(s.at(), d.at());
   if (r == 0) {
     FaultPoint();
-    // What arrived must be the file that was checked (not something swapped in meanwhile).
+    // What arrived must be a regular file (not a link swapped in after the check).
     auto now = Lstat(d.at());
-    if (!now || !S_ISREG(now->st_mode) || !SameFile(*now, *src)) {
+    if (!now || !S_ISREG(now->st_mode)) {
       if (RenameNoReplace(d.at(), s.at()) != 0)
         return Fail(fmt::format("{} was replaced while it was being moved; it is now at {}", op.src,
                                 op.dst));

@@ -300,6 +300,37 @@ TEST(Execute, PlantedLinksAreNotFollowed) {
   EXPECT_TRUE(std::filesystem::exists(d.File("src/x.jpg")));
 }
 
+// A destination reached through a link the user named (--into LINK) works, recorded by its real
+// path; runs planned before that record existed map their dest as it resolves when applied.
+TEST(Execute, DestinationNamedThroughALink) {
+  for (const bool legacy : {false, true}) {
+    test::TempDir d;
+    Write(d.File("src/x.jpg"), "x bytes");
+    std::filesystem::create_directories(d.File("real-dest"));
+    std::filesystem::create_directory_symlink(d.File("real-dest"), d.File("dest"));
+    auto cat = Catalog::Open(d.File("cat.db"));
+    ASSERT_TRUE(cat.ok());
+    auto plan = PlanOrganize({SourceFor(d.File("src/x.jpg"), "2001")}, *Template::Parse("{year}"),
+                             {d.File("dest"), OpKind::kMove, true});
+    ASSERT_TRUE(plan.ok());
+    ASSERT_EQ(plan->real.count(d.File("dest")), 1u);
+    std::string args = "{\"dest\":\"" + d.File("dest") + "\"";
+    if (!legacy)
+      args += ",\"real\":{\"" + d.File("dest") + "\":\"" + plan->real[d.File("dest")] + "\"}";
+    args += "}";
+    Journal j(cat->get());
+    auto run = j.CreateRun("organize", args, plan->ops);
+    ASSERT_TRUE(run.ok());
+    auto r = ApplyRun(j, *run, false, nullptr);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->done, 1) << (r->problems.empty() ? "" : r->problems[0].second);
+    EXPECT_TRUE(std::filesystem::exists(d.File("real-dest/2001/x.jpg"))) << legacy;
+    auto u = UndoRun(j, *run, nullptr);
+    ASSERT_TRUE(u.ok());
+    EXPECT_TRUE(std::filesystem::exists(d.File("src/x.jpg"))) << legacy;
+  }
+}
+
 TEST(Execute, ApplyThenUndoRestoresEverything) {
   test::TempDir d;
   Write(d.File("src/x.jpg"), "x bytes");

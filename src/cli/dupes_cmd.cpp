@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -214,7 +215,10 @@ int RunDupes(const Options& o) {
       return std::find(tiers.begin(), tiers.end(), g.tier) == tiers.end();
     });
   if (acting) {
+    // Each file once. A near (burst, semantic) duplicate goes with all of its identical copies,
+    // which its group lists once (their exact group has the rest).
     std::vector<DupeVictim> victims;
+    std::unordered_set<std::string> named;
     size_t not_identical = 0;
     for (const auto& g : groups)
       for (size_t m = 1; m < g.members.size(); ++m) {
@@ -224,7 +228,14 @@ int RunDupes(const Options& o) {
           ++not_identical;
           continue;
         }
-        victims.push_back({mem.path, g.members[0].path, items[mem.item].asset});
+        if (g.tier == "exact") {
+          if (named.insert(mem.path).second)
+            victims.push_back({mem.path, g.members[0].path, items[mem.item].asset});
+          continue;
+        }
+        for (const auto& path : items[mem.item].paths)
+          if (named.insert(path).second)
+            victims.push_back({path, g.members[0].path, items[mem.item].asset});
       }
     if (not_identical)
       log::Info(

@@ -101,8 +101,13 @@ void PrintPlan(const organize::Plan& plan, const std::string& dest, bool verbose
   for (const auto& op : plan.ops)
     if (op.state == OpState::kSkipped && (verbose || op.reason.starts_with("identical")))
       std::printf("  = %s: %s\n", P(op.src).c_str(), P(op.reason).c_str());
-    else if (op.state == OpState::kSkipped)
+    else if (op.state == OpState::kSkipped && op.reason != organize::kNoDescription)
       log::Warn(fmt::format("{}: {}", P(op.src), op.reason));
+  if (plan.undescribed && !verbose)
+    log::Warn(fmt::format(
+        "{} photos skipped: the template uses {{ai_name}}/{{ai_folder}} and they have {} "
+        "(--verbose lists them; a fallback such as {{ai_name|untitled}} places them anyway)",
+        plan.undescribed, organize::kNoDescription));
 }
 
 nlohmann::json PlanJson(int64_t run, const organize::Plan& plan) {
@@ -113,7 +118,10 @@ nlohmann::json PlanJson(int64_t run, const organize::Plan& plan) {
                    {"renamed", plan.renamed},
                    {"identical", plan.identical},
                    {"in_place", plan.in_place},
-                   {"changed", plan.changed}};
+                   {"changed", plan.changed},
+                   {"overlap", plan.overlap},
+                   {"undescribed", plan.undescribed},
+                   {"refused", plan.refused}};
   j["operations"] = nlohmann::json::array();
   for (const auto& op : plan.ops) {
     nlohmann::json o{
@@ -184,6 +192,19 @@ int Apply(const Options& o, Catalog& cat, int64_t run, bool redo) {
                     next.c_str());
 }
 
+// The plan summary's rarer counts.
+std::string Extra(const organize::Plan& plan) {
+  std::string s;
+  if (plan.overlap)
+    s += fmt::format(", {} named twice by overlapping sources (planned once)", plan.overlap);
+  if (plan.undescribed)
+    s += fmt::format(", {} without an AI description (skipped; run lumen describe)",
+                     plan.undescribed);
+  if (plan.refused)
+    s += fmt::format(", {} not placed: a destination folder is a symbolic link", plan.refused);
+  return s;
+}
+
 // Writes the plan to the journal, shows it, applies it with --apply.
 int PlanAndMaybeApply(const Options& o, Catalog& cat, const std::string& command,
                       const nlohmann::json& args, const organize::Plan& plan,
@@ -193,16 +214,22 @@ int PlanAndMaybeApply(const Options& o, Catalog& cat, const std::string& command
     if (op.kind != OpKind::kMkdir && op.state == OpState::kPending) ++to_do;
   if (to_do == 0) {
     if (o.json_out) std::printf("%s\n", PlanJson(0, plan).dump(2).c_str());
-    if (!o.quiet)
+    if (!o.quiet) {
+      if (!o.json_out) PrintPlan(plan, dest, o.verbose);
       log::Info(
           fmt::format("nothing to do: {} already in place, {} identical at the destination, "
-                      "{} changed since indexed",
-                      plan.in_place, plan.identical, plan.changed));
+                      "{} changed since indexed{}",
+                      plan.in_place, plan.identical, plan.changed, Extra(plan)));
+    }
     return kExitOk;
   }
   Journal j(&cat);
+  // Where the plan's folders really are: apply, resume and undo follow no link (execute.h).
+  nlohmann::json stored = args;
+  stored["real"] = nlohmann::json::object();
+  for (const auto& [spelled, real] : plan.real) stored["real"][spelled] = real;
   auto run = j.CreateRun(
-      command, args.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), plan.ops);
+      command, stored.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), plan.ops);
   if (!run.ok()) {
     log::Error(run.status().message());
     return kExitError;
@@ -214,11 +241,12 @@ int PlanAndMaybeApply(const Options& o, Catalog& cat, const std::string& command
   if (!o.quiet)
     log::Info(fmt::format(
         "plan (run {}): {} {} photos{} into {}, {} new folders; {} renamed to avoid a name "
-        "collision, {} skipped as identical to a file already there, {} already in place{}",
+        "collision, {} skipped as identical to a file already there, {} already in place{}{}",
         *run, Verb(mode, false), plan.photos,
         plan.companions ? fmt::format(" and {} companion files", plan.companions) : "", P(dest),
         plan.dirs, plan.renamed, plan.identical, plan.in_place,
-        plan.changed ? fmt::format(", {} changed since indexed (skipped)", plan.changed) : ""));
+        plan.changed ? fmt::format(", {} changed since indexed (skipped)", plan.changed) : "",
+        Extra(plan)));
   if (!o.apply) {
     if (!o.quiet)
       log::Info(

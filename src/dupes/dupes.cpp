@@ -285,8 +285,8 @@ std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::st
   return out;
 }
 
-// A group of several assets: the keeper's paths first ("kept", then "same content"), then every
-// path of the others with `why(other, keeper)`.
+// A group of several assets, one path each (the one its exact group keeps; its other paths are
+// in that exact group): the keeper first, then the others with `why(other, keeper)`.
 template <typename Why>
 Group MakeGroup(const std::vector<Item>& items, const std::vector<size_t>& members,
                 const Options& opt, const char* tier, Why why) {
@@ -294,12 +294,19 @@ Group MakeGroup(const std::vector<Item>& items, const std::vector<size_t>& membe
   Group g;
   g.tier = tier;
   g.keep_reason = reason;
+  auto copies = [](size_t n) {
+    return n > 1 ? fmt::format("; {} identical {} in an exact group", n - 1,
+                               n == 2 ? "copy" : "copies")
+                 : std::string();
+  };
   const auto kept = KeeperPaths(items[keep], opt, nullptr);
-  for (size_t p = 0; p < kept.size(); ++p)
-    g.members.push_back({keep, kept[p], p == 0 ? "kept" : "same content"});
-  for (size_t i : members)
-    if (i != keep)
-      for (const auto& path : items[i].paths) g.members.push_back({i, path, why(i, keep)});
+  if (kept.empty()) return g;
+  g.members.push_back({keep, kept[0], "kept" + copies(kept.size())});
+  for (size_t i : members) {
+    if (i == keep) continue;
+    const auto paths = KeeperPaths(items[i], opt, nullptr);
+    if (!paths.empty()) g.members.push_back({i, paths[0], why(i, keep) + copies(paths.size())});
+  }
   return g;
 }
 
@@ -382,9 +389,10 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
       for (size_t i : c) grouped[i] = true;
     }
   }
-  // Exact: one asset at several paths (and in no other group, which already lists its paths).
+  // Exact: one asset at several paths, whether or not it is also near another asset (a near
+  // group lists one of its paths, the one kept here), so that every byte-identical set is here.
   for (size_t i = 0; i < items.size(); ++i) {
-    if (grouped[i] || items[i].paths.size() < 2) continue;
+    if (items[i].paths.size() < 2) continue;
     std::string why;
     const auto paths = KeeperPaths(items[i], opt, &why);
     Group g;

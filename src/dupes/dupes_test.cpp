@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cmath>
+#include <map>
 #include <random>
 #include <set>
 
@@ -83,10 +84,11 @@ TEST(FindGroups, TiersKeepBestAndStrategies) {
       Make(5, 0x5555555555555555ull, 800, 600, 90'000, "jpeg", {"/p/alone.jpg"}),
   };
   auto groups = FindGroups(items, {});
-  ASSERT_EQ(groups.size(), 2u);
+  ASSERT_EQ(groups.size(), 3u);  // near, and the exact groups of a.jpg and other.jpg
   const Group& near = groups[0];
   EXPECT_EQ(near.tier, "near");
-  ASSERT_EQ(near.members.size(), 4u);  // a.jpg (2 paths), a-small.jpg, a.png
+  ASSERT_EQ(near.members.size(),
+            3u);  // a.jpg (once: its copy is in its exact group), a-small, a.png
   // Equal resolution: PNG beats JPEG.
   EXPECT_EQ(near.members[0].path, "/export/a.png");
   EXPECT_NE(near.keep_reason.find("better format (png)"), std::string::npos) << near.keep_reason;
@@ -97,6 +99,12 @@ TEST(FindGroups, TiersKeepBestAndStrategies) {
   EXPECT_EQ(exact.tier, "exact");
   ASSERT_EQ(exact.members.size(), 2u);
   EXPECT_EQ(exact.members[1].reason, "same content");
+  EXPECT_EQ(groups[2].tier, "exact");
+  // Every path is a duplicate in at most one group.
+  std::map<std::string, int> dup_in;
+  for (const Group& g : groups)
+    for (size_t m = 1; m < g.members.size(); ++m) ++dup_in[g.members[m].path];
+  for (const auto& [path, n] : dup_in) EXPECT_EQ(n, 1) << path;
 
   Options o;
   o.keep = Keep::kOldest;
@@ -109,13 +117,39 @@ TEST(FindGroups, TiersKeepBestAndStrategies) {
   o.prefix = "/backup/";
   EXPECT_EQ(FindGroups(items, o)[0].members[0].path, "/backup/a.jpg");
   o.prefix = "/p/copy/";
-  EXPECT_EQ(FindGroups(items, o)[1].members[0].path, "/p/copy/other.jpg");
+  EXPECT_EQ(FindGroups(items, o)[2].members[0].path, "/p/copy/other.jpg");
   // A tighter distance splits the near group: only the 1-bit PNG stays with a.jpg.
   Options tight;
   tight.max_distance = 1;
   auto g = FindGroups(items, tight);
-  ASSERT_EQ(g.size(), 2u);
-  EXPECT_EQ(g[0].members.size(), 3u);
+  ASSERT_EQ(g.size(), 3u);
+  EXPECT_EQ(g[0].tier, "near");
+  EXPECT_EQ(g[0].members.size(), 2u);
+}
+
+// Byte-identical copies of a photo that is itself a near duplicate of a better one: the near
+// group has the photo once, and its copies still form an exact group (--tier exact, --hardlink).
+TEST(FindGroups, IdenticalCopiesOfANearDuplicateStayAnExactGroup) {
+  const uint64_t base = 0x0f0f0f0f12345678ull;
+  std::vector<Item> items = {
+      Make(1, base, 4000, 3000, 5'000'000, "jpeg", {"/p/big.jpg"}, "2020-01-01", 9),
+      Make(2, base ^ 0b11, 800, 600, 90'000, "jpeg", {"/p/small.jpg", "/q/small copy.jpg"}),
+  };
+  auto groups = FindGroups(items, {});
+  ASSERT_EQ(groups.size(), 2u);
+  const Group* near = groups[0].tier == "near" ? &groups[0] : &groups[1];
+  const Group* exact = groups[0].tier == "exact" ? &groups[0] : &groups[1];
+  ASSERT_EQ(near->tier, "near");
+  ASSERT_EQ(exact->tier, "exact");
+  ASSERT_EQ(near->members.size(), 2u);
+  EXPECT_EQ(near->members[0].path, "/p/big.jpg");
+  EXPECT_EQ(near->members[1].path, "/p/small.jpg");
+  EXPECT_NE(near->members[1].reason.find("1 identical copy"), std::string::npos)
+      << near->members[1].reason;
+  ASSERT_EQ(exact->members.size(), 2u);
+  EXPECT_EQ(exact->members[0].path, "/p/small.jpg");
+  EXPECT_EQ(exact->members[1].path, "/q/small copy.jpg");
+  EXPECT_EQ(exact->members[0].item, exact->members[1].item);
 }
 
 TEST(FindGroups, BurstsAreCloseInTimeAndAlike) {

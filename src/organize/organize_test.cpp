@@ -1,12 +1,16 @@
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 
 #include "lumen/catalog/catalog.h"
 #include "lumen/catalog/journal.h"
+#include "lumen/io/beneath.h"
 #include "lumen/organize/execute.h"
 #include "lumen/organize/plan.h"
 #include "lumen/organize/template.h"
@@ -39,6 +43,33 @@ TEST(Template, FieldsFallbacksAndFolderTemplates) {
   EXPECT_EQ(Expand("{camera|no camera}/{name}"), "no camera/IMG_1.JPG");
   EXPECT_EQ(Expand("{city?}/{make}"), "Canon/IMG_1.JPG");  // an empty level disappears
   EXPECT_EQ(Expand("{name}"), "IMG_1.JPG");
+}
+
+// A file name without an extension keeps the photo's; a missing description is not made up.
+TEST(Template, ExtensionsAndDescriptions) {
+  Fields f = Photo();
+  f.values["ai_name"] = "dog-on-beach";
+  f.values["ai_folder"] = "pets";
+  f.values["hash8"] = "abcd1234";
+  EXPECT_EQ(Expand("{ai_folder}/{ai_name}", f), "pets/dog-on-beach.jpg");
+  EXPECT_EQ(Expand("{ai_folder}/{ai_name}.{ext}", f), "pets/dog-on-beach.jpg");
+  EXPECT_EQ(Expand("{ai_folder}/{ai_name}.jpeg", f), "pets/dog-on-beach.jpeg");
+  EXPECT_EQ(Expand("{year}/{stem}_{hash8}", f), "2023/IMG_1_abcd1234.jpg");
+  EXPECT_EQ(Expand("{year}/{stem}.{hash8}", f), "2023/IMG_1.abcd1234.jpg");
+  EXPECT_EQ(Expand("{ai_folder}/{name}", f), "pets/IMG_1.JPG");
+  Fields noext = f;
+  noext.values.erase("ext");
+  EXPECT_EQ(Expand("{ai_folder}/{ai_name}", noext), "pets/dog-on-beach");
+  // No description: NotFound with the reason, unless the template says what to use instead.
+  Fields bare = Photo();
+  auto t = Template::Parse("{ai_folder}/{ai_name}");
+  auto r = t->Expand(bare);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kNotFound);
+  EXPECT_EQ(r.status().message(), kNoDescription);
+  EXPECT_FALSE(Template::Parse("{ai_folder}")->Expand(bare).ok());
+  EXPECT_EQ(Expand("{ai_folder|unsorted}/{ai_name|untitled}", bare), "unsorted/untitled.jpg");
+  EXPECT_EQ(Expand("{ai_folder?}/{stem}", bare), "IMG_1.jpg");
 }
 
 TEST(Template, RefusesEscapesWithThePosition) {
@@ -114,6 +145,190 @@ TEST(Plan, CollisionsCompanionsAndIdenticalFiles) {
   EXPECT_EQ(plan->renamed, 2);
   EXPECT_EQ(plan->companions, 2);
   EXPECT_EQ(plan->dirs, 0);
+}
+
+// Overlapping sources (the same file twice, through a folder link, or a folder and a file in it):
+// each file is planned once, under the name without a link.
+TEST(Plan, OverlappingSourcesPlanEachFileOnce) {
+  test::TempDir d;
+  Write(d.File("src/sub/a.jpg"), "a");
+  Write(d.File("src/b.jpg"), "b");
+  std::filesystem::create_directory_symlink(d.File("src"), d.File("alias"));
+  std::vector<Source> in = {
+      SourceFor(d.File("src/sub/a.jpg"), "2020"), SourceFor(d.File("src/b.jpg"), "2020"),
+      SourceFor(d.File("src/sub/a.jpg"), "2020"),  // `organize src src/sub`
+      SourceFor(d.File("alias/sub/a.jpg"), "2020"), SourceFor(d.File("alias/b.jpg"), "2020")};
+  auto plan = PlanOrganize(in, *Template::Parse("{year}"), {d.File("dest"), OpKind::kMove, true});
+  ASSERT_TRUE(plan.ok());
+  std::map<std::string, std::string> moves;
+  for (const auto& op : plan->ops)
+    if (op.kind == OpKind::kMove) moves[op.src.substr(d.path().size() + 1)] = op.dst;
+  EXPECT_EQ(moves.size(), 2u);
+  EXPECT_TRUE(moves.count("src/sub/a.jpg"));
+  EXPECT_TRUE(moves.count("src/b.jpg"));
+  EXPECT_EQ(plan->photos, 2);
+  EXPECT_EQ(plan->overlap, 3);
+  // Hard links are two names: both are placed.
+  Write(d.File("h/x.jpg"), "x");
+  std::filesystem::create_hard_link(d.File("h/x.jpg"), d.File("h/y.jpg"));
+  auto hp = PlanOrganize({SourceFor(d.File("h/x.jpg"), "1"), SourceFor(d.File("h/y.jpg"), "1")},
+                         *Template::Parse("{year}"), {d.File("dest"), OpKind::kMove, true});
+  ASSERT_TRUE(hp.ok());
+  EXPECT_EQ(hp->photos, 2);
+}
+
+// A destination folder that is a symbolic link is not planned into.
+TEST(Plan, DestinationLinksAreRefused) {
+  test::TempDir d;
+  Write(d.File("src/a.jpg"), "a");
+  Write(d.File("src/b.jpg"), "b");
+  std::filesystem::create_directories(d.File("elsewhere"));
+  std::filesystem::create_directories(d.File("dest"));
+  std::filesystem::create_directory_symlink(d.File("elsewhere"), d.File("dest/2005"));
+  auto plan =
+      PlanOrganize({SourceFor(d.File("src/a.jpg"), "2005"), SourceFor(d.File("src/b.jpg"), "2006")},
+                   *Template::Parse("{year}"), {d.File("dest"), OpKind::kMove, true});
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(plan->photos, 1);
+  EXPECT_EQ(plan->refused, 1);
+  for (const auto& op : plan->ops)
+    if (op.src == d.File("src/a.jpg")) {
+      EXPECT_EQ(op.state, OpState::kSkipped);
+      EXPECT_NE(op.reason.find("symbolic link"), std::string::npos) << op.reason;
+    }
+}
+
+// The safe-path module: nothing below a root is followed or left.
+class Beneath : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { UseOpenat2ForTest(GetParam()); }
+  void TearDown() override { UseOpenat2ForTest(true); }
+};
+INSTANTIATE_TEST_SUITE_P(Openat2OrWalk, Beneath, ::testing::Bool());
+
+TEST_P(Beneath, WalksWithoutFollowingLinks) {
+  if (GetParam() && !HaveOpenat2()) GTEST_SKIP() << "openat2 is not available here";
+  test::TempDir d;
+  std::filesystem::create_directories(d.File("root/a/b"));
+  std::filesystem::create_directories(d.File("outside"));
+  std::filesystem::create_directory_symlink(d.File("outside"), d.File("root/a/link"));
+  Write(d.File("root/a/file"), "f");
+  UniqueFd root(::open(d.File("root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(root.ok());
+  EXPECT_TRUE(OpenDirBeneath(root.get(), "a/b", false).ok());
+  EXPECT_TRUE(OpenDirBeneath(root.get(), "", false).ok());
+  // Created level by level.
+  auto made = OpenDirBeneath(root.get(), "a/new/deeper", true);
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_TRUE(std::filesystem::is_directory(d.File("root/a/new/deeper")));
+  // A link anywhere is refused with its name, never followed, never created through.
+  for (const char* rel : {"a/link", "a/link/x", "a/link/x/y"}) {
+    auto r = OpenDirBeneath(root.get(), rel, true, "ROOT");
+    ASSERT_FALSE(r.ok()) << rel;
+    EXPECT_EQ(r.status().code(), Code::kIo) << rel;
+    EXPECT_NE(r.status().message().find("ROOT/a/link is a symbolic link"), std::string::npos)
+        << r.status().message();
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(d.File("outside")));
+  auto notdir = OpenDirBeneath(root.get(), "a/file/x", true, "ROOT");
+  ASSERT_FALSE(notdir.ok());
+  EXPECT_NE(notdir.status().message().find("ROOT/a/file is not a folder"), std::string::npos)
+      << notdir.status().message();
+  auto missing = OpenDirBeneath(root.get(), "a/none", false);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  // Escapes are refused before anything is opened.
+  for (const char* rel : {"..", "a/../..", "/etc", "a//b", "./a", "a/."}) {
+    auto r = OpenDirBeneath(root.get(), rel, true);
+    ASSERT_FALSE(r.ok()) << rel;
+    EXPECT_EQ(r.status().code(), Code::kInvalid) << rel;
+  }
+  // Absolute paths: no level may be a link.
+  EXPECT_TRUE(OpenDirNoSymlinks(d.File("root/a/b"), false).ok());
+  EXPECT_FALSE(OpenDirNoSymlinks(d.File("root/a/link"), false).ok());
+  auto parent = OpenParentNoSymlinks(d.File("root/a/link/file.jpg"), true);
+  ASSERT_FALSE(parent.ok());
+  auto ok = OpenParentNoSymlinks(d.File("root/a/b/file.jpg"), false);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->name, "file.jpg");
+  EXPECT_FALSE(OpenParentNoSymlinks("/", false).ok());
+  // CanonicalPath resolves links in what exists and keeps the rest.
+  EXPECT_EQ(CanonicalPath(d.File("root/a/link/not/yet")),
+            CanonicalPath(d.File("outside")) + "/not/yet");
+  EXPECT_EQ(CanonicalPath("/"), "/");
+}
+
+// Links planted after the plan, inside the destination and where a source folder was, are not
+// followed by apply or undo: nothing lands outside, every file exists once.
+TEST(Execute, PlantedLinksAreNotFollowed) {
+  test::TempDir d;
+  Write(d.File("src/x.jpg"), "x bytes");
+  Write(d.File("src/y.jpg"), "y bytes");
+  std::filesystem::create_directories(d.File("elsewhere"));
+  auto cat = Catalog::Open(d.File("cat.db"));
+  ASSERT_TRUE(cat.ok());
+  auto plan =
+      PlanOrganize({SourceFor(d.File("src/x.jpg"), "2005"), SourceFor(d.File("src/y.jpg"), "2006")},
+                   *Template::Parse("{year}"), {d.File("dest"), OpKind::kMove, true});
+  ASSERT_TRUE(plan.ok());
+  Journal j(cat->get());
+  auto run = j.CreateRun("organize", "{\"real\":{}}", plan->ops);
+  ASSERT_TRUE(run.ok());
+  std::filesystem::create_directories(d.File("dest"));
+  std::filesystem::create_directory_symlink(d.File("elsewhere"), d.File("dest/2005"));
+  auto r = ApplyRun(j, *run, false, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->done, 1);
+  EXPECT_GE(r->failed, 1);
+  EXPECT_TRUE(std::filesystem::is_empty(d.File("elsewhere")));
+  EXPECT_TRUE(std::filesystem::exists(d.File("src/x.jpg")));
+  EXPECT_TRUE(std::filesystem::exists(d.File("dest/2006/y.jpg")));
+  // The source folder replaced by a link: undo does not write through it.
+  std::filesystem::rename(d.File("src"), d.File("src.old"));
+  std::filesystem::create_directory_symlink(d.File("elsewhere"), d.File("src"));
+  auto u = UndoRun(j, *run, nullptr);
+  ASSERT_TRUE(u.ok());
+  EXPECT_TRUE(std::filesystem::is_empty(d.File("elsewhere")));
+  EXPECT_TRUE(std::filesystem::exists(d.File("dest/2006/y.jpg")));
+  EXPECT_TRUE(std::filesystem::exists(d.File("src.old/x.jpg")));
+  // Put back, undo finishes.
+  std::filesystem::remove(d.File("src"));
+  std::filesystem::rename(d.File("src.old"), d.File("src"));
+  u = UndoRun(j, *run, nullptr);
+  ASSERT_TRUE(u.ok());
+  EXPECT_TRUE(std::filesystem::exists(d.File("src/y.jpg")));
+  EXPECT_TRUE(std::filesystem::exists(d.File("src/x.jpg")));
+}
+
+// A destination reached through a link the user named (--into LINK) works, recorded by its real
+// path; runs planned before that record existed map their dest as it resolves when applied.
+TEST(Execute, DestinationNamedThroughALink) {
+  for (const bool legacy : {false, true}) {
+    test::TempDir d;
+    Write(d.File("src/x.jpg"), "x bytes");
+    std::filesystem::create_directories(d.File("real-dest"));
+    std::filesystem::create_directory_symlink(d.File("real-dest"), d.File("dest"));
+    auto cat = Catalog::Open(d.File("cat.db"));
+    ASSERT_TRUE(cat.ok());
+    auto plan = PlanOrganize({SourceFor(d.File("src/x.jpg"), "2001")}, *Template::Parse("{year}"),
+                             {d.File("dest"), OpKind::kMove, true});
+    ASSERT_TRUE(plan.ok());
+    ASSERT_EQ(plan->real.count(d.File("dest")), 1u);
+    std::string args = "{\"dest\":\"" + d.File("dest") + "\"";
+    if (!legacy)
+      args += ",\"real\":{\"" + d.File("dest") + "\":\"" + plan->real[d.File("dest")] + "\"}";
+    args += "}";
+    Journal j(cat->get());
+    auto run = j.CreateRun("organize", args, plan->ops);
+    ASSERT_TRUE(run.ok());
+    auto r = ApplyRun(j, *run, false, nullptr);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->done, 1) << (r->problems.empty() ? "" : r->problems[0].second);
+    EXPECT_TRUE(std::filesystem::exists(d.File("real-dest/2001/x.jpg"))) << legacy;
+    auto u = UndoRun(j, *run, nullptr);
+    ASSERT_TRUE(u.ok());
+    EXPECT_TRUE(std::filesystem::exists(d.File("src/x.jpg"))) << legacy;
+  }
 }
 
 TEST(Execute, ApplyThenUndoRestoresEverything) {

@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "lumen/io/beneath.h"
+
 namespace lumen::organize {
 namespace {
 
@@ -103,9 +105,65 @@ JournalOp FileOp(OpKind kind, const std::string& src, const std::string& dst, co
   return op;
 }
 
-void AddDirs(const std::set<std::string>& dirs, Plan* plan) {
+std::string Join(const std::string& dir, const std::string& name) {
+  return dir.ends_with('/') ? dir + name : dir + "/" + name;
+}
+
+// Where folders really are (symbolic links resolved), cached; the ones whose real path differs
+// from their spelling are recorded in the plan (Plan::real).
+class RealDirs {
+ public:
+  explicit RealDirs(Plan* plan) : plan_(plan) {}
+  const std::string& Of(const std::string& dir) {
+    auto it = cache_.find(dir);
+    if (it == cache_.end()) it = cache_.emplace(dir, CanonicalPath(dir)).first;
+    return it->second;
+  }
+  // One key per directory entry: the folder's (device, inode) and the name, so that a folder
+  // reached twice (overlapping sources, a link, a bind mount) gives one key and hard links (two
+  // entries) two.
+  std::string EntryKey(const std::string& path) {
+    const std::string dir = Parent(path);
+    auto it = ids_.find(dir);
+    if (it == ids_.end()) {
+      struct stat st;
+      it = ids_.emplace(dir, ::stat(dir.c_str(), &st) == 0
+                                 ? fmt::format("{}:{}", uint64_t(st.st_dev), uint64_t(st.st_ino))
+                                 : Of(dir))
+               .first;
+    }
+    return it->second + "/" + Base(path);
+  }
+  void Record(const std::string& dir) {
+    if (const std::string& r = Of(dir); r != dir) plan_->real[dir] = r;
+  }
+  // Why files cannot be put in `dir` (beneath `root`, which is recorded): a level inside `root`
+  // is a symbolic link or not a folder. Empty when it can be (a missing level is made at apply).
+  const std::string& Refusal(const std::string& root, const std::string& dir) {
+    auto it = refusal_.find(dir);
+    if (it != refusal_.end()) return it->second;
+    std::string why;
+    if (dir.size() > root.size() && dir.starts_with(root) && dir[root.size()] == '/') {
+      auto root_fd = OpenDirNoSymlinks(Of(root), false);
+      if (root_fd.ok()) {
+        auto d = OpenDirBeneath(root_fd->get(), dir.substr(root.size() + 1), false, root);
+        if (!d.ok() && d.status().code() != Code::kNotFound)
+          why = fmt::format("not placed: {} (a destination is never written through a link)",
+                            d.status().message());
+      }
+    }
+    return refusal_.emplace(dir, std::move(why)).first->second;
+  }
+
+ private:
+  Plan* plan_;
+  std::unordered_map<std::string, std::string> cache_, refusal_, ids_;
+};
+
+void AddDirs(const std::set<std::string>& dirs, Plan* plan, RealDirs* real) {
   std::vector<JournalOp> mk;
   for (const auto& d : dirs) {  // sorted: a parent sorts before its children
+    real->Record(Parent(d));
     JournalOp op;
     op.kind = OpKind::kMkdir;
     op.dst = d;
@@ -124,10 +182,32 @@ bool IsCompanionExtension(std::string_view ext) {
 Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
                           const PlanOptions& opt) {
   Plan plan;
+  RealDirs real(&plan);
+  const std::string dest = opt.dest.ends_with('/') && opt.dest.size() > 1
+                               ? opt.dest.substr(0, opt.dest.size() - 1)
+                               : opt.dest;
+  real.Record(dest);
+  auto by_path = [](const Source* a, const Source* b) { return a->path < b->path; };
   std::vector<const Source*> sources;
-  for (const auto& s : in) sources.push_back(&s);
-  std::sort(sources.begin(), sources.end(),
-            [](const Source* a, const Source* b) { return a->path < b->path; });
+  {
+    // One file named several times (overlapping sources, a folder twice or through a symbolic
+    // link: one directory entry) is planned once, preferably under the name without a link.
+    std::vector<const Source*> all;
+    for (const auto& s : in) all.push_back(&s);
+    std::sort(all.begin(), all.end(), by_path);
+    std::unordered_map<std::string, size_t> at;  // directory entry -> index in sources
+    for (const Source* s : all) {
+      const std::string canon = Join(real.Of(Parent(s->path)), Base(s->path));
+      auto [it, fresh] = at.emplace(real.EntryKey(s->path), sources.size());
+      if (fresh) {
+        sources.push_back(s);
+        continue;
+      }
+      ++plan.overlap;
+      if (s->path == canon && sources[it->second]->path != canon) sources[it->second] = s;
+    }
+    std::sort(sources.begin(), sources.end(), by_path);
+  }
   // A RAW file beside a JPEG/HEIC of the same stem travels as that photo's companion.
   std::set<std::string> primary_keys, demoted;
   for (const Source* s : sources) {
@@ -148,9 +228,6 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
   std::unordered_set<std::string> claimed;  // companions already given to a photo
   std::set<std::string> dirs;
   std::vector<JournalOp> files;
-  const std::string dest = opt.dest.ends_with('/') && opt.dest.size() > 1
-                               ? opt.dest.substr(0, opt.dest.size() - 1)
-                               : opt.dest;
 
   for (const Source* s : sources) {
     if (demoted.count(s->path)) continue;
@@ -186,6 +263,7 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
     f.values["hash8"] = s->hash.Hex().substr(0, 8);
     auto rel = tmpl.Expand(f);
     if (!rel.ok()) {
+      if (rel.status().code() == Code::kNotFound) ++plan.undescribed;
       skip(rel.status().message(), "");
       continue;
     }
@@ -222,6 +300,11 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
     }
     // A free name for the photo and its companions.
     const std::string ddir = Parent(dst0);
+    if (const std::string& why = real.Refusal(dest, ddir); !why.empty()) {
+      ++plan.refused;
+      skip(why, dst0);
+      continue;
+    }
     auto [dstem, dext] = SplitExt(Base(dst0));
     std::string dst;
     std::vector<std::string> comp_dst;
@@ -274,6 +357,7 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
     if (identical) continue;
     planned.insert(Lower(dst));
     MissingDirs(ddir, &dirs);
+    real.Record(Parent(s->path));
     ++plan.photos;
     files.push_back(FileOp(opt.mode, s->path, dst, *st, s->hash));
     for (size_t c = 0; c < comps.size(); ++c) {
@@ -288,17 +372,21 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
     }
   }
   plan.ops = std::move(files);
-  AddDirs(dirs, &plan);
+  AddDirs(dirs, &plan, &real);
   return plan;
 }
 
 Result<Plan> PlanQuarantine(const std::vector<Doomed>& files, const std::string& quarantine) {
   Plan plan;
+  RealDirs real(&plan);
   std::set<std::string> dirs;
   std::unordered_set<std::string> planned;
   std::string q = quarantine;
   while (q.size() > 1 && q.ends_with('/')) q.pop_back();
+  real.Record(q);
+  std::unordered_set<std::string> seen;
   for (const auto& d : files) {
+    if (!seen.insert(d.path).second) continue;  // named twice: moved once
     auto st = Lstat(d.path);
     if (!st || !S_ISREG(st->st_mode)) {
       ++plan.changed;
@@ -310,18 +398,32 @@ Result<Plan> PlanQuarantine(const std::vector<Doomed>& files, const std::string&
     std::string dst = want;
     for (int n = 1; planned.count(dst) || Lstat(dst); ++n)
       dst = Parent(want) + "/" + fmt::format("{}_{}", stem, n) + (ext.empty() ? "" : "." + ext);
+    if (const std::string& why = real.Refusal(q, Parent(dst)); !why.empty()) {
+      ++plan.refused;
+      JournalOp op = FileOp(OpKind::kMove, d.path, dst, *st, d.hash);
+      op.state = OpState::kSkipped;
+      op.reason = why;
+      plan.ops.push_back(std::move(op));
+      continue;
+    }
     planned.insert(dst);
     MissingDirs(Parent(dst), &dirs);
+    real.Record(Parent(d.path));
     ++plan.photos;
     plan.ops.push_back(FileOp(OpKind::kMove, d.path, dst, *st, d.hash));
   }
-  AddDirs(dirs, &plan);
+  AddDirs(dirs, &plan, &real);
   return plan;
 }
 
 Result<Plan> PlanHardlinks(const std::vector<Doomed>& files) {
   Plan plan;
+  RealDirs real(&plan);
+  std::unordered_set<std::string> seen;
   for (const auto& d : files) {
+    if (!seen.insert(d.path).second) continue;  // named twice: once is enough
+    real.Record(Parent(d.path));
+    real.Record(Parent(d.keeper));
     auto st = Lstat(d.path);
     auto kst = Lstat(d.keeper);
     if (!st || !kst || !S_ISREG(st->st_mode) || !S_ISREG(kst->st_mode)) {

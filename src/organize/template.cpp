@@ -125,7 +125,21 @@ Result<Template> Template::Parse(std::string_view text) {
     name.field = true;
     name.text = "name";
     t.parts_.push_back(std::move(name));
+    return t;
   }
+  // A file name without an extension ("{ai_folder}/{ai_name}", "{stem}_{hash8}") keeps the
+  // photo's own: unless the last level has {ext} or {name}, or ends in a literal ".xyz".
+  bool has_ext = false;
+  for (size_t i = seen_slash ? last_slash : 0; i < t.parts_.size(); ++i)
+    if (t.parts_[i].field && (t.parts_[i].text == "ext" || t.parts_[i].text == "name"))
+      has_ext = true;
+  if (!t.parts_.back().field) {
+    const std::string& tail = t.parts_.back().text;
+    const size_t dot = tail.rfind('.');
+    if (dot != std::string::npos && dot + 1 < tail.size() && tail.find('/', dot) == tail.npos)
+      has_ext = true;
+  }
+  t.append_ext_ = !has_ext;
   return t;
 }
 
@@ -145,8 +159,19 @@ Result<std::string> Template::Expand(const Fields& f) const {
       v = it->second;
     }
     v = SanitizeLevel(v);
+    if (v.empty() && !p.optional && !p.has_fallback &&
+        (p.text == "ai_name" || p.text == "ai_folder"))
+      return Status::NotFound(kNoDescription);
     if (v.empty()) v = p.optional ? std::string() : p.has_fallback ? p.fallback : "unknown";
     out += v;
+  }
+  if (append_ext_) {
+    auto it = f.values.find("ext");
+    const std::string ext = it == f.values.end() ? std::string() : SanitizeLevel(it->second);
+    if (!ext.empty()) {
+      out.push_back('.');
+      out.append(ext);
+    }
   }
   // Drop empty levels (from {x?}); refuse anything that is not a plain relative path.
   std::string clean;

@@ -1,6 +1,8 @@
 // The journal of file operations (organize, dupes actions), kept in the catalog (schema v5).
 //
-//  journal_runs  one row per planned run: the command, its arguments (JSON) and a state:
+//  journal_runs  one row per planned run: the command, its arguments (JSON: the CLI's, plus
+//                "real", the plan's folders reached through symbolic links by their real paths,
+//                organize/plan.h Plan::real) and a state:
 //                planned -> applying -> applied -> undoing -> undone -> applying (redo) ...;
 //                a plan never applied is deleted when a newer one is made.
 //  journal_ops   the run's operations in order, each with what was known about its source when

@@ -80,8 +80,10 @@ struct Group {
 // ignored: a burst is one camera's clock), nullopt if it does not parse.
 std::optional<double> CaptureSeconds(const std::string& iso);
 
-// Groups over `items`: exact groups (one asset, several paths) and near groups (several assets);
-// an asset in a near group contributes all of its paths. Largest groups first.
+// Groups over `items`: an exact group for every asset at several paths (byte-identical files),
+// and near/burst/semantic groups of several assets, in which each asset appears once, by the path
+// its exact group keeps (so a file is never a duplicate in two groups, and the byte-identical
+// copies of a near duplicate stay visible to `--tier exact` and `--hardlink`). Largest first.
 std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt);
 
 }  // namespace lumen::dupes

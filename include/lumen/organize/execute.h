@@ -14,6 +14,15 @@
 //         name, rename it over the duplicate. Undo writes an independent copy back (mode and
 //         mtime restored).
 //
+// No symbolic link is followed where a file is put or taken: each end of an operation is opened
+// as a folder descriptor, level by level without following links (io/beneath.h), through the
+// real path its folder had when the plan was made (the run's "real" argument: folders reached
+// through links then; every other path as written), and the filesystem calls act relative to it
+// (renameat2, linkat, openat(O_NOFOLLOW), unlinkat). So a link planted inside the destination
+// (DEST/2005 -> elsewhere) before apply or resume, or where an original folder was before undo,
+// fails that operation with its name; a planned file that is now a link is skipped, and a move
+// that finds something else arrived puts it back.
+//
 // Nothing is overwritten: a destination that appeared after the plan, a source that changed
 // after the plan (size/mtime/inode, then hash), or a file that changed after the run (on undo)
 // is skipped with its reason. A full disk stops the run (resume later); other errors fail that

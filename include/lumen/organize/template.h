@@ -6,7 +6,13 @@
 // `{name?}` (nothing when missing; an empty folder level disappears). A missing field without
 // either becomes "unknown". Fields: year month day date camera make model tag tags[N] city
 // name stem ext hash8 ai_name ai_folder. When the last level of the template names no file
-// field (name stem ext hash8 ai_name), the template is a folder and `/{name}` is appended.
+// field (name stem ext hash8 ai_name), the template is a folder and `/{name}` is appended. When
+// it names a file but gives it no extension (no {ext} or {name}, no literal ".xyz" at the end, as
+// in `{ai_folder}/{ai_name}`), the photo's own extension is appended.
+//
+// {ai_name} and {ai_folder} come from `lumen describe`. A photo without a description is not
+// given a made-up name: Expand() returns NotFound(kNoDescription) and the planner skips it,
+// unless the field has a fallback or is optional ({ai_name|untitled}, {ai_folder?}).
 //
 // Safety: a template that is absolute, has a `.` or `..` level, or contains NUL or control
 // characters is refused when parsed; field values are sanitised (`/`, `\`, control characters
@@ -22,6 +28,8 @@
 #include "lumen/util/status.h"
 
 namespace lumen::organize {
+
+inline constexpr const char* kNoDescription = "no AI description yet; run lumen describe";
 
 // One photo's values. A field absent from `values` (or empty) is missing.
 struct Fields {
@@ -51,6 +59,7 @@ class Template {
   };
   std::string text_;
   std::vector<Part> parts_;
+  bool append_ext_ = false;  // the file name has no extension of its own
 };
 
 // A value made safe as (part of) one path level.

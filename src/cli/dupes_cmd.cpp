@@ -16,6 +16,7 @@
 #include "lumen/pipeline/sinks.h"
 #include "lumen/search/ann_index.h"
 #include "lumen/search/flat_index.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 
@@ -270,7 +271,7 @@ int RunDupes(const Options& o) {
       }
       out.push_back(std::move(j));
     }
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", json::Dump(out, 2).c_str());
   } else {
     for (size_t i = 0; i < groups.size(); ++i) {
       const auto& g = groups[i];

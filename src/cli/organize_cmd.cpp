@@ -15,6 +15,7 @@
 #include "lumen/organize/plan.h"
 #include "lumen/organize/template.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
@@ -213,7 +214,7 @@ int PlanAndMaybeApply(const Options& o, Catalog& cat, const std::string& command
   for (const auto& op : plan.ops)
     if (op.kind != OpKind::kMkdir && op.state == OpState::kPending) ++to_do;
   if (to_do == 0) {
-    if (o.json_out) std::printf("%s\n", PlanJson(0, plan).dump(2).c_str());
+    if (o.json_out) std::printf("%s\n", json::Dump(PlanJson(0, plan), 2).c_str());
     if (!o.quiet) {
       if (!o.json_out) PrintPlan(plan, dest, o.verbose);
       log::Info(
@@ -228,14 +229,13 @@ int PlanAndMaybeApply(const Options& o, Catalog& cat, const std::string& command
   nlohmann::json stored = args;
   stored["real"] = nlohmann::json::object();
   for (const auto& [spelled, real] : plan.real) stored["real"][spelled] = real;
-  auto run = j.CreateRun(
-      command, stored.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), plan.ops);
+  auto run = j.CreateRun(command, json::Dump(stored), plan.ops);
   if (!run.ok()) {
     log::Error(run.status().message());
     return kExitError;
   }
   if (o.json_out)
-    std::printf("%s\n", PlanJson(*run, plan).dump(2).c_str());
+    std::printf("%s\n", json::Dump(PlanJson(*run, plan), 2).c_str());
   else if (!o.quiet)
     PrintPlan(plan, dest, o.verbose);
   if (!o.quiet)
@@ -410,7 +410,7 @@ int RunUndo(const Options& o, bool redo) {
 
 int RunHistory(const Options& o) {
   SetupLogging(o);
-  auto c = OpenCatalog(o);
+  auto c = OpenCatalog(o, Catalog::Mode::kReadOnly);
   if (!c.ok()) {
     log::Error(c.status().message());
     return kExitError;
@@ -457,7 +457,7 @@ int RunHistory(const Options& o) {
         (long long)r.undone, (long long)r.pending, (long long)r.skipped, (long long)r.failed,
         what.c_str());
   }
-  if (o.json_out) std::printf("%s\n", out.dump(2).c_str());
+  if (o.json_out) std::printf("%s\n", json::Dump(out, 2).c_str());
   return kExitOk;
 }
 

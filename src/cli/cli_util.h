@@ -44,6 +44,9 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
 class BankBuild;
 Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBuild>* bank);
 PipelineOptions MakePipelineOptions(const Options& o);
+// The input limits of every command that reads images (--max-file-size, --max-pixels; the scan
+// limit's default): index and process through MakePipelineOptions, convert directly.
+DecodeLimits InputLimits(const Options& o);
 
 int ExitCode(const RunSummary& s);
 void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb);

@@ -201,9 +201,18 @@ Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
       if (key == "preset" && !given("--preset")) o->preset = s;
       if (key == "name" && !given("--name")) o->name_template = s;
       if (key == "output" && !given("--output")) {
+        // A recipe is not trusted (it may come from anyone): its output is a folder beside it,
+        // never an absolute path or one that climbs out with "..". -o on the command line is
+        // what names any other folder.
         const std::filesystem::path out(s);
-        o->output =
-            out.is_absolute() ? s : (std::filesystem::path(path).parent_path() / out).string();
+        bool climbs = false;
+        for (const auto& part : out) climbs = climbs || part == "..";
+        if (s.empty() || out.is_absolute() || climbs)
+          return Status::Invalid(fmt::format(
+              "recipe {}: output '{}' must be a folder inside the recipe's own folder (no "
+              "absolute path, no '..'); give -o for another one",
+              path, s));
+        o->output = (std::filesystem::path(path).parent_path() / out).string();
       }
     } else if (key == "skip_existing") {
       if (!v.is_boolean()) return bad(key, "true or false");

@@ -25,6 +25,7 @@
 #include "lumen/util/interrupt.h"
 #include "lumen/util/profile.h"
 #include "unsharp.h"
+#include "vips_util.h"
 
 namespace lumen {
 namespace {
@@ -540,6 +541,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
   if (Status st = InitImageLibraries(nullptr); !st.ok()) return st;
   if (format == "avif" || in_format == Format::kHeif || in_format == Format::kAvif)
     EnsureHeifSupport();
+  (void)TakeLastVipsWarning();  // this file's warnings only
   EvalGuard guard;
   guard.deadline_ns = deadline;
   JpegLimits jpeg_limits;
@@ -647,6 +649,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     std::string why = FirstLine(e.what());
     vips_error_clear();
     if (guard.why) return LimitStatus(input, guard.why);
+    if (why.empty()) why = TakeLastVipsWarning();
     if (why.empty()) why = "libvips could not read or convert it and gave no reason";
     return Status::Corrupt(fmt::format("{}: {}", input, why));
   } catch (const std::exception& e) {  // std::bad_alloc and the like: never past this point

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -20,6 +21,17 @@
 #include "vips_util.h"
 
 namespace lumen {
+
+namespace {
+std::string& LastWarning() {
+  thread_local std::string last;
+  return last;
+}
+}  // namespace
+
+std::string TakeLastVipsWarning() {
+  return std::exchange(LastWarning(), std::string());
+}
 
 Status InitImageLibraries(const char* argv0) {
   static std::once_flag once;
@@ -45,7 +57,9 @@ Status InitImageLibraries(const char* argv0) {
         [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) {
           std::string_view m = msg ? msg : "";
           while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.remove_suffix(1);
-          if (!m.empty()) log::Debug(fmt::format("libvips: {}", m));
+          if (m.empty() || m == LastWarning()) return;  // once, not once per row
+          LastWarning() = m;
+          log::Debug(fmt::format("libvips: {}", m));
         },
         nullptr);
     ok = true;

@@ -173,7 +173,7 @@ Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
       auto t = TomlToJson(*p.parse(), path);
       if (!t.ok()) return t.status();
       j = std::move(*t);
-    } catch (const cpptoml::parse_exception& e) {
+    } catch (const std::exception& e) {  // cpptoml's parse_exception, and anything else
       return Status::Invalid(fmt::format("{}: {}", path, e.what()));
     }
   }
@@ -213,6 +213,10 @@ Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
               "absolute path, no '..'); give -o for another one",
               path, s));
         o->output = (std::filesystem::path(path).parent_path() / out).string();
+        // Opened beneath the recipe's folder without following links (convert_cmd.cpp).
+        o->output_base = std::filesystem::path(path).parent_path().string();
+        if (o->output_base.empty()) o->output_base = ".";
+        o->output_rel = s;
       }
     } else if (key == "skip_existing") {
       if (!v.is_boolean()) return bad(key, "true or false");

@@ -354,7 +354,21 @@ int RunConvert(const Options& o, const char* argv0) {
   // The output folder: every output is created relative to it, beneath it (OpenDirBeneath).
   Fd out_root;
   const std::string out_abs = o.output.empty() ? std::string() : AbsolutePath(o.output);
-  if (!o.output.empty()) {
+  if (!o.output.empty() && !o.output_base.empty()) {
+    // A recipe's output: beneath the recipe's folder, no link followed (a recipe is not trusted).
+    const std::string& base = o.output_base;
+    const Fd base_fd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!base_fd.ok()) {
+      log::Error(fmt::format("cannot open {}: {}", base, std::strerror(errno)));
+      return kExitError;
+    }
+    auto d = OpenDirBeneath(base_fd.get(), fs::path(o.output_rel), base);
+    if (!d.ok()) {
+      log::Error(fmt::format("recipe {}: output: {}", o.recipe, d.status().message()));
+      return kExitError;
+    }
+    out_root = std::move(*d);
+  } else if (!o.output.empty()) {
     std::error_code ec;
     fs::create_directories(o.output, ec);
     if (!ec) out_root = Fd(::open(o.output.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -176,6 +176,18 @@ class OutputConfinement(Base):
             self.assertIn(b"must be a folder inside the recipe's own folder", p.stderr, output)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "escape")))
         self.assertFalse(os.path.exists("/tmp/lumen-adv-escape"))
+        # A link planted where the recipe's output folder goes is not followed either.
+        elsewhere = os.path.join(self.tmp, "elsewhere")
+        os.makedirs(elsewhere)
+        os.symlink(elsewhere, os.path.join(recipes, "site"))
+        with open(recipe, "w") as f:
+            f.write('chain = "fit:100x100,webp"\noutput = "site"\n')
+        p = run("convert", self.photo, "--recipe", recipe, check=EXIT_ERROR)
+        self.assertIn(b"symbolic link", p.stderr)
+        self.assertEqual(os.listdir(elsewhere), [])
+        os.remove(os.path.join(recipes, "site"))
+        run("convert", self.photo, "--recipe", recipe, check=EXIT_OK)
+        self.assertTrue(os.path.isfile(os.path.join(recipes, "site", "photo.webp")))
         with open(recipe, "w") as f:
             f.write('chain = "fit:100x100,webp"\noutput = "site"\nname = "../../{stem}.{ext}"\n')
         p = run("convert", self.photo, "--recipe", recipe, check=EXIT_SOME_FAILED)

@@ -776,6 +776,29 @@ Result<std::optional<Catalog::Conversion>> Catalog::ConversionAt(const std::stri
   return out;
 }
 
+Result<std::optional<Catalog::ConversionOwner>> Catalog::ConversionOwnerAt(
+    const std::string& output) {
+  auto s = sql::Prepare(db_.get(),
+                        fmt::format("SELECT {}, source_hash, source_path FROM conversions WHERE "
+                                    "output=? ORDER BY created_at DESC LIMIT 1",
+                                    kConversionColumns));
+  if (!s.ok()) return s.status();
+  s->BindBlob(1, output.data(), output.size());
+  std::optional<ConversionOwner> out;
+  Status st;
+  if (s->Step(&st)) {
+    ConversionOwner o;
+    o.written = ReadConversion(*s);
+    const std::string h = s->Blob(6);
+    if (h.size() == 16)
+      o.source = Hash128::FromBytes(reinterpret_cast<const unsigned char*>(h.data()));
+    o.source_path = s->Blob(7);
+    out = std::move(o);
+  }
+  if (!st.ok()) return st;
+  return out;
+}
+
 Status Catalog::PutConversion(const Hash128& source, const std::string& recipe,
                               const std::string& source_path, const FileIdentity& source_id,
                               const Conversion& c) {

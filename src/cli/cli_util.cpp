@@ -169,6 +169,13 @@ Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBui
   return Status::Ok();
 }
 
+DecodeLimits InputLimits(const Options& o) {
+  DecodeLimits l;
+  l.max_pixels = static_cast<uint64_t>(o.max_megapixels * 1e6);
+  l.max_file_bytes = static_cast<uint64_t>(o.max_file_mb * 1048576.0);
+  return l;
+}
+
 PipelineOptions MakePipelineOptions(const Options& o) {
   PipelineOptions p;
   p.roots = o.paths;
@@ -177,8 +184,8 @@ PipelineOptions MakePipelineOptions(const Options& o) {
   p.jobs = o.jobs;
   p.thumbnails = !o.no_thumbnail;
   p.thumbnail.size = o.thumbnail_size;
-  p.limits.max_pixels = static_cast<uint64_t>(o.max_megapixels * 1e6);
-  p.max_file_bytes = static_cast<uint64_t>(o.max_file_mb * 1048576.0);
+  p.limits = InputLimits(o);
+  p.max_file_bytes = p.limits.max_file_bytes;
   p.limit = o.limit;
   if (o.model_input_size > 0) {
     p.model_input = true;

@@ -47,6 +47,9 @@ Result<PipelineOptions::Tagging> LoadTagging(const Options& o, const std::string
 class BankBuild;
 Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBuild>* bank);
 PipelineOptions MakePipelineOptions(const Options& o);
+// The input limits of every command that reads images (--max-file-size, --max-pixels; the scan
+// limit's default): index and process through MakePipelineOptions, convert directly.
+DecodeLimits InputLimits(const Options& o);
 
 // Every path named on the command line must be a folder or a regular file (or a link to one):
 // a typo, a broken link, a FIFO or a device is an error naming it, before any work starts.

@@ -84,6 +84,11 @@ struct Options {
   bool in_place = false;
   std::string preset = "balanced";
   std::string recipe;  // a TOML or JSON file with chain, preset, name, skip_existing
+  // -o from a recipe's `output`: that folder, relative to the recipe's folder, must stay inside
+  // it (no link followed); empty otherwise.
+  std::string output_base, output_rel;
+  bool overwrite = false;     // replace existing outputs lumen has no record of writing
+  double time_limit_s = 120;  // one image's conversion at most
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";

@@ -174,7 +174,7 @@ Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
       auto t = TomlToJson(*p.parse(), path);
       if (!t.ok()) return t.status();
       j = std::move(*t);
-    } catch (const cpptoml::parse_exception& e) {
+    } catch (const std::exception& e) {  // cpptoml's parse_exception, and anything else
       return Status::Invalid(fmt::format("{}: {}", path, e.what()));
     }
   }
@@ -202,9 +202,22 @@ Status ApplyRecipe(const std::string& path, const CLI::App& cmd, Options* o) {
       if (key == "preset" && !given("--preset")) o->preset = s;
       if (key == "name" && !given("--name")) o->name_template = s;
       if (key == "output" && !given("--output")) {
+        // A recipe is not trusted (it may come from anyone): its output is a folder beside it,
+        // never an absolute path or one that climbs out with "..". -o on the command line is
+        // what names any other folder.
         const std::filesystem::path out(s);
-        o->output =
-            out.is_absolute() ? s : (std::filesystem::path(path).parent_path() / out).string();
+        bool climbs = false;
+        for (const auto& part : out) climbs = climbs || part == "..";
+        if (s.empty() || out.is_absolute() || climbs)
+          return Status::Invalid(fmt::format(
+              "recipe {}: output '{}' must be a folder inside the recipe's own folder (no "
+              "absolute path, no '..'); give -o for another one",
+              path, s));
+        o->output = (std::filesystem::path(path).parent_path() / out).string();
+        // Opened beneath the recipe's folder without following links (convert_cmd.cpp).
+        o->output_base = std::filesystem::path(path).parent_path().string();
+        if (o->output_base.empty()) o->output_base = ".";
+        o->output_rel = s;
       }
     } else if (key == "skip_existing") {
       if (!v.is_boolean()) return bad(key, "true or false");

@@ -1,15 +1,22 @@
 // lumen convert: operation chains (image/chain.h) over many files, in parallel, one libvips
 // pipeline per image (image/convert.h). Errors are per file; the run goes on.
+#include <fcntl.h>
 #include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <tuple>
 
@@ -56,6 +63,208 @@ std::string OutputName(const std::string& tmpl, const fs::path& in, const std::s
   return out;
 }
 
+// An open file descriptor, closed with its owner.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// An output name from --name (or a recipe's name), once filled in: a relative path whose
+// components are names, never "..", "." or empty ("{stem}" of "...jpg" is ".."), so that it
+// stays inside -o.
+Status CheckOutputName(const fs::path& rel, const std::string& tmpl) {
+  bool ok = !rel.empty() && rel.is_relative() && !rel.has_root_name();
+  for (const auto& part : rel) ok = ok && !part.empty() && part != "." && part != "..";
+  if (!ok)
+    return Status::Invalid(fmt::format(
+        "output name '{}' (from --name '{}') leaves the output folder: names are relative to -o, "
+        "without '..' or a leading '/'",
+        rel.string(), tmpl));
+  return Status::Ok();
+}
+
+// The folder `rel` beneath the open folder `root` (shown as `shown`), made where missing, every
+// component opened with O_NOFOLLOW relative to the one before: a symbolic link planted inside
+// the output folder is refused, never followed.
+Result<Fd> OpenDirBeneath(int root, const fs::path& rel, const std::string& shown) {
+  Fd dir(::fcntl(root, F_DUPFD_CLOEXEC, 0));
+  if (!dir.ok()) return Status::Io(fmt::format("{}: {}", shown, std::strerror(errno)));
+  fs::path at = shown;
+  for (const auto& part : rel) {
+    at /= part;
+    if (::mkdirat(dir.get(), part.c_str(), 0777) != 0 && errno != EEXIST)
+      return Status::Io(fmt::format("cannot create {}: {}", at.string(), std::strerror(errno)));
+    Fd next(::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.ok()) {
+      const int err = errno;
+      struct stat st;
+      if ((err == ELOOP || err == ENOTDIR) &&
+          ::fstatat(dir.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        return Status::Invalid(fmt::format(
+            "{} is a symbolic link inside the output folder: not followed (outputs stay inside "
+            "-o)",
+            at.string()));
+      return Status::Io(fmt::format("cannot open {}: {}", at.string(), std::strerror(err)));
+    }
+    dir = std::move(next);
+  }
+  return dir;
+}
+
+// Temporary files being written, for removal when the watchdog ends the run (RunConvert) or a
+// second signal ends the process (util/interrupt.h, SetHardStopHook): each as its folder (a
+// descriptor of its own) and name, in fixed slots that a signal handler can walk
+// (async-signal-safe: atomics and unlinkat only).
+struct TempSlot {
+  std::atomic<int> dir{-1};
+  char name[32] = {};
+};
+constexpr size_t kTempSlots = 2048;  // more than --jobs allows, one temporary file per worker
+TempSlot g_temps[kTempSlots];
+
+void RemoveTemps() {
+  for (auto& slot : g_temps) {
+    const int dir = slot.dir.exchange(-1);
+    if (dir >= 0) (void)::unlinkat(dir, slot.name, 0);
+  }
+}
+
+// A new file in `dir` under a short random name (".lumen-XXXXXXXX.tmp": a 255-byte output name
+// still has room), created with O_CREAT|O_EXCL|O_NOFOLLOW, so that nothing already there (a
+// planted link, another file) is written through; removed by its destructor unless Keep()
+// after it has been renamed into place.
+class TempFile {
+ public:
+  static Result<TempFile> Create(int dir, const std::string& shown_dir, mode_t mode) {
+    static thread_local std::mt19937_64 rng(std::random_device{}() ^ uint64_t(::getpid()) << 32 ^
+                                            MonotonicNs());
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const std::string name = fmt::format(".lumen-{:08x}.tmp", uint32_t(rng()));
+      const int fd =
+          ::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+      if (fd < 0 && errno == EEXIST) continue;
+      if (fd < 0)
+        return Status::Io(fmt::format("cannot create a temporary file in {}: {}", shown_dir,
+                                      std::strerror(errno)));
+      TempFile t;
+      t.fd_ = Fd(fd);
+      t.dir_ = Fd(::fcntl(dir, F_DUPFD_CLOEXEC, 0));
+      t.name_ = name;
+      static std::mutex mu;  // claiming a slot
+      std::lock_guard<std::mutex> lock(mu);
+      for (size_t k = 0; k < kTempSlots; ++k) {
+        if (g_temps[k].dir.load() >= 0) continue;
+        std::snprintf(g_temps[k].name, sizeof(g_temps[k].name), "%s", name.c_str());
+        g_temps[k].dir.store(t.dir_.get());
+        t.slot_ = k + 1;
+        break;
+      }
+      return t;
+    }
+    return Status::Io(fmt::format("cannot create a temporary file in {}", shown_dir));
+  }
+  TempFile() = default;
+  TempFile(TempFile&& o) noexcept
+      : fd_(std::move(o.fd_)),
+        dir_(std::move(o.dir_)),
+        name_(std::move(o.name_)),
+        slot_(std::exchange(o.slot_, 0)),
+        kept_(o.kept_) {}
+  TempFile& operator=(TempFile&&) = delete;
+  ~TempFile() {
+    if (!dir_.ok()) return;
+    if (slot_ > 0) g_temps[slot_ - 1].dir.store(-1);
+    if (!kept_) (void)::unlinkat(dir_.get(), name_.c_str(), 0);
+  }
+  int fd() const { return fd_.get(); }
+  int dir() const { return dir_.get(); }
+  const std::string& name() const { return name_; }
+  // Renames the finished file to `leaf` in `to` (a folder on the same file system); only over an
+  // existing file where `replace`, else it fails if one has appeared meanwhile.
+  Status Place(int to, const std::string& leaf, bool replace, const std::string& shown) {
+    const int rc = replace
+                       ? ::renameat(dir_.get(), name_.c_str(), to, leaf.c_str())
+                       : ::renameat2(dir_.get(), name_.c_str(), to, leaf.c_str(), RENAME_NOREPLACE);
+    if (rc != 0) {
+      const int err = errno;
+      if (err == EEXIST)
+        return Status::Invalid(
+            fmt::format("{} appeared while it was being converted: not replaced", shown));
+      return Status::Io(fmt::format("cannot write {}: {}", shown, std::strerror(err)));
+    }
+    kept_ = true;
+    if (slot_ > 0) g_temps[slot_ - 1].dir.store(-1);
+    slot_ = 0;
+    return Status::Ok();
+  }
+
+ private:
+  Fd fd_, dir_;
+  std::string name_;
+  size_t slot_ = 0;  // 1 + the index in g_temps; 0: none
+  bool kept_ = false;
+};
+
+// --in-place: the new file takes the original's owner, group, mode and extended attributes
+// (POSIX ACLs are the system.posix_acl_* attributes); what cannot be kept is listed in *lost.
+void KeepAttributes(int from, int to, const struct stat& st, std::vector<std::string>* lost) {
+  if (::fchown(to, st.st_uid, st.st_gid) != 0)
+    lost->push_back(
+        fmt::format("owner and group {}:{} ({})", st.st_uid, st.st_gid, std::strerror(errno)));
+  if (::fchmod(to, st.st_mode & 07777) != 0)
+    lost->push_back(fmt::format("mode {:04o} ({})", st.st_mode & 07777, std::strerror(errno)));
+  const ssize_t n = ::flistxattr(from, nullptr, 0);
+  if (n <= 0) return;
+  std::string names(size_t(n), '\0');
+  const ssize_t got = ::flistxattr(from, names.data(), names.size());
+  if (got <= 0) return;
+  names.resize(size_t(got));
+  for (size_t at = 0; at < names.size();) {
+    const std::string name = names.c_str() + at;
+    at += name.size() + 1;
+    if (name.empty()) continue;
+    const ssize_t len = ::fgetxattr(from, name.c_str(), nullptr, 0);
+    std::string value(len > 0 ? size_t(len) : 0, '\0');
+    const ssize_t vlen = len > 0 ? ::fgetxattr(from, name.c_str(), value.data(), value.size()) : 0;
+    if (vlen < 0 || ::fsetxattr(to, name.c_str(), value.data(), size_t(vlen), 0) != 0)
+      lost->push_back(fmt::format("extended attribute {} ({})", name, std::strerror(errno)));
+  }
+}
+
+// Copies the whole of `from` into `to`.
+Status CopyInto(int from, int to, const std::string& shown) {
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(from, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::Io(fmt::format("cannot read {}: {}", shown, std::strerror(errno)));
+    if (n == 0) return Status::Ok();
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(to, buf.data() + done, size_t(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return Status::Io(fmt::format("cannot write: {}", std::strerror(errno)));
+      done += w;
+    }
+  }
+}
+
 }  // namespace
 
 int RunConvert(const Options& o, const char* argv0) {
@@ -88,21 +297,36 @@ int RunConvert(const Options& o, const char* argv0) {
   // Each input, and its folder relative to the folder given (empty for a file given by name):
   // the output tree mirrors the input's subfolders, so a/IMG_1.jpg and b/IMG_1.jpg do not
   // write the same output.
+  // A path given that cannot be converted at all (missing, a FIFO, a device, an unreadable
+  // folder) is a failure of the run, named, never skipped without a word. Links are followed to
+  // files and folders, as index's scanner does; special files are refused by their type before
+  // anything opens them (a FIFO would block, /dev/zero never end).
   std::vector<fs::path> inputs, subdirs;
+  std::vector<std::pair<std::string, std::string>> failures;
   for (const auto& p : o.paths) {
     std::error_code ec;
-    if (fs::is_directory(p, ec)) {
-      for (auto it = fs::recursive_directory_iterator(p, ec); it != fs::end(it); it.increment(ec))
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) {
+      failures.emplace_back(p, errno == ENOENT ? fmt::format("{}: no such file or folder", p)
+                                               : fmt::format("{}: {}", p, std::strerror(errno)));
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      auto it = fs::recursive_directory_iterator(p, ec);
+      for (; !ec && it != fs::end(it); it.increment(ec))
         if (it->is_regular_file(ec) && IsImage(it->path())) {
           inputs.push_back(it->path());
           fs::path rel = it->path().parent_path().lexically_relative(p);
           subdirs.push_back(rel == "." ? fs::path() : rel);
         }
-    } else if (fs::exists(p, ec)) {
+      if (ec)
+        failures.emplace_back(
+            p, fmt::format("{}: cannot read the folder (or one inside it): {}", p, ec.message()));
+    } else if (S_ISREG(st.st_mode)) {
       inputs.push_back(p);
       subdirs.emplace_back();
     } else {
-      log::Warn(fmt::format("{}: no such file or folder", p));
+      failures.emplace_back(p, fmt::format("{}: {}", p, FileKind(st)));
     }
   }
   std::vector<uintmax_t> input_bytes;  // the size of each input
@@ -127,14 +351,35 @@ int RunConvert(const Options& o, const char* argv0) {
       input_bytes.push_back(size);
     }
   }
-  if (!o.output.empty()) {
+  // The output folder: every output is created relative to it, beneath it (OpenDirBeneath).
+  Fd out_root;
+  const std::string out_abs = o.output.empty() ? std::string() : AbsolutePath(o.output);
+  if (!o.output.empty() && !o.output_base.empty()) {
+    // A recipe's output: beneath the recipe's folder, no link followed (a recipe is not trusted).
+    const std::string& base = o.output_base;
+    const Fd base_fd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!base_fd.ok()) {
+      log::Error(fmt::format("cannot open {}: {}", base, std::strerror(errno)));
+      return kExitError;
+    }
+    auto d = OpenDirBeneath(base_fd.get(), fs::path(o.output_rel), base);
+    if (!d.ok()) {
+      log::Error(fmt::format("recipe {}: output: {}", o.recipe, d.status().message()));
+      return kExitError;
+    }
+    out_root = std::move(*d);
+  } else if (!o.output.empty()) {
     std::error_code ec;
     fs::create_directories(o.output, ec);
-    if (ec) {
-      log::Error(fmt::format("cannot create {}: {}", o.output, ec.message()));
+    if (!ec) out_root = Fd(::open(o.output.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (ec || !out_root.ok()) {
+      log::Error(
+          fmt::format("cannot create {}: {}", o.output, ec ? ec.message() : std::strerror(errno)));
       return kExitError;
     }
   }
+  DecodeLimits limits = InputLimits(o);
+  limits.max_seconds = o.time_limit_s;
   // The result cache (catalog table `conversions`): a rerun of the same recipe over the same
   // content costs a stat, or a hash where the file's stat changed.
   std::unique_ptr<Catalog> catalog;
@@ -154,6 +399,7 @@ int RunConvert(const Options& o, const char* argv0) {
   // (mmap/munmap, or a trimmed heap) and fault them in again, zeroed, for the next image: half
   // of the page faults of a batch and most of its system time (40 photos: 97k faults, 0.5 s
   // sys). Kept in the heap instead (48k faults, 0.26 s), up to 256 MB idle at its top.
+  SetHardStopHook(RemoveTemps);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   // Many images at once, each pipeline on one thread: better throughput than one image on all.
@@ -161,7 +407,6 @@ int RunConvert(const Options& o, const char* argv0) {
   std::atomic<size_t> next{0};
   std::mutex mu;  // the counters, the progress line and the catalog
   uint64_t bytes_in = 0, bytes_out = 0;
-  std::vector<std::pair<std::string, std::string>> failures;
   const uint64_t t0 = MonotonicNs();
   Progress progress(Progress::Detect(o.quiet, o.json_logs));
   const bool sized = o.name_template.find("{w}") != std::string::npos ||
@@ -189,14 +434,17 @@ int RunConvert(const Options& o, const char* argv0) {
     const std::string fmt_ = OutputFormat(*chain, in.string());
     const std::string ext = FormatExtension(fmt_);
     const std::string abs_in = AbsolutePath(in.string());
-    // Where the result goes, given its size (which only a sized --name needs).
-    auto target = [&](int w, int h) {
-      return o.in_place ? abs_in
-                        : AbsolutePath((fs::path(o.output) / subdirs[i] /
-                                        OutputName(o.name_template, in, ext, w, h))
-                                           .string());
+    // Where the result goes, given its size (which only a sized --name needs): relative to -o.
+    auto relative = [&](int w, int h) {
+      return subdirs[i] / OutputName(o.name_template, in, ext, w, h);
     };
-    std::error_code ec;
+    auto target = [&](int w, int h) {
+      return o.in_place ? abs_in : (fs::path(out_abs) / relative(w, h)).string();
+    };
+    auto fail = [&](const Status& st) {
+      *why = st.message();
+      return Outcome::kFailed;
+    };
     const std::string out0 = target(0, 0);
     if (clash[i] != SIZE_MAX) {
       *why = fmt::format(
@@ -205,13 +453,57 @@ int RunConvert(const Options& o, const char* argv0) {
           in.string(), out0, inputs[clash[i]].string());
       return Outcome::kFailed;
     }
-    if (!o.in_place) {
-      fs::create_directories(fs::path(out0).parent_path(), ec);
-      if (!sized && o.skip_existing && fs::exists(out0, ec)) return Outcome::kSkipped;
-      if (fs::exists(out0, ec) && fs::equivalent(out0, in, ec)) {
-        *why = fmt::format("{}: the output would replace the input (use --in-place)", in.string());
-        return Outcome::kFailed;
-      }
+    // The input: a regular file (links followed), checked again here (it may have changed since
+    // the listing); --in-place also refuses what replacing it would damage.
+    struct stat in_st;
+    if (::stat(in.c_str(), &in_st) != 0)
+      return fail(errno == ENOENT
+                      ? Status::NotFound(fmt::format("{}: no such file", in.string()))
+                      : Status::Io(fmt::format("{}: {}", in.string(), std::strerror(errno))));
+    if (!S_ISREG(in_st.st_mode))
+      return fail(Status::Unsupported(fmt::format("{}: {}", in.string(), FileKind(in_st))));
+    if (o.in_place) {
+      struct stat lst;
+      if (::lstat(in.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+        return fail(Status::Invalid(fmt::format(
+            "{}: is a symbolic link: --in-place would replace the link with a file (give the "
+            "photo's own path)",
+            in.string())));
+      // Hard links: replacing by rename would leave the other names with the old photo, and
+      // rewriting the shared inode in place could leave every name with half a photo if the
+      // write is cut short. Neither is what "in place" promises: refused.
+      if (in_st.st_nlink > 1)
+        return fail(Status::Invalid(fmt::format(
+            "{}: has {} hard links: --in-place would split them (the other names would keep the "
+            "old photo); convert into -o instead",
+            in.string(), in_st.st_nlink)));
+      // Write protection is respected, also by root (as rm asks before a write-protected file).
+      if ((in_st.st_mode & 0222) == 0 || ::faccessat(AT_FDCWD, in.c_str(), W_OK, AT_EACCESS) != 0)
+        return fail(
+            Status::Invalid(fmt::format("{}: is write-protected (mode {:04o}): not replaced",
+                                        in.string(), in_st.st_mode & 07777)));
+    }
+    // The folder the output goes to, opened beneath -o without following links (for a sized
+    // name, the temporary file waits in -o itself until its name is known).
+    Fd out_dir;
+    std::string leaf;
+    if (o.in_place) {
+      const fs::path parent = fs::path(abs_in).parent_path();
+      out_dir = Fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!out_dir.ok())
+        return fail(
+            Status::Io(fmt::format("cannot open {}: {}", parent.string(), std::strerror(errno))));
+      leaf = fs::path(abs_in).filename().string();
+    } else if (!sized) {
+      const fs::path rel = relative(0, 0);
+      if (Status st = CheckOutputName(rel, o.name_template); !st.ok()) return fail(st);
+      auto d = OpenDirBeneath(out_root.get(), rel.parent_path(), out_abs);
+      if (!d.ok()) return fail(d.status());
+      out_dir = std::move(*d);
+      leaf = rel.filename().string();
+      struct stat ost;
+      if (o.skip_existing && ::fstatat(out_dir.get(), leaf.c_str(), &ost, AT_SYMLINK_NOFOLLOW) == 0)
+        return Outcome::kSkipped;
     }
     // The cache: the recipe, with the identity of any overlay image it reads.
     std::string recipe = recipe_base;
@@ -227,19 +519,13 @@ int RunConvert(const Options& o, const char* argv0) {
     }
     auto intact = [](const Catalog::Conversion& c) {  // the file is still what was written
       struct stat st;
-      if (::stat(c.output.c_str(), &st) != 0) return false;
+      if (::lstat(c.output.c_str(), &st) != 0) return false;
       const FileIdentity id = IdentityFromStat(st);
       return id.size == c.out_size && id.mtime_ns == c.out_mtime_ns;
     };
     std::optional<Hash128> hash;
-    FileIdentity in_id;
+    FileIdentity in_id = IdentityFromStat(in_st);
     if (catalog) {
-      struct stat st;
-      if (::stat(in.c_str(), &st) != 0) {
-        *why = fmt::format("{}: {}", in.string(), std::strerror(errno));
-        return Outcome::kFailed;
-      }
-      in_id = IdentityFromStat(st);
       {
         std::lock_guard<std::mutex> lock(mu);
         if (o.in_place) {  // already this recipe's result? (never apply a chain twice)
@@ -251,11 +537,11 @@ int RunConvert(const Options& o, const char* argv0) {
       }
       const bool hashed = !hash;
       if (!hash) {
-        auto h = HashFile(in.string(), &in_id);
-        if (!h.ok()) {
-          *why = h.status().message();
-          return Outcome::kFailed;
-        }
+        // Through the link's target where the input is a link (followed, as index does).
+        std::error_code ec;
+        const fs::path real = fs::canonical(in, ec);
+        auto h = HashFile(ec ? in.string() : real.string(), &in_id);
+        if (!h.ok()) return fail(h.status());
         hash = *h;
       }
       std::vector<Catalog::Conversion> rows;
@@ -272,52 +558,126 @@ int RunConvert(const Options& o, const char* argv0) {
         }
         return Outcome::kCached;
       }
+    }
+    // Whether the file at `leaf` in `dir` (shown as `shown`) may be replaced: only one lumen
+    // recorded writing from this input (its path or its content), still as written, or any with
+    // --overwrite; never a link or a special file. *exists says whether there is one.
+    auto may_write = [&](int dir, const std::string& name, const std::string& shown,
+                         bool* exists) -> Status {
+      struct stat ost;
+      *exists = false;
+      if (::fstatat(dir, name.c_str(), &ost, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) return Status::Ok();
+        return Status::Io(fmt::format("{}: {}", shown, std::strerror(errno)));
+      }
+      *exists = true;
+      if (o.in_place) return Status::Ok();
+      if (!S_ISREG(ost.st_mode))
+        return Status::Invalid(fmt::format("{} is {}: not replaced", shown, FileKind(ost)));
+      if (ost.st_dev == in_st.st_dev && ost.st_ino == in_st.st_ino)
+        return Status::Invalid(
+            fmt::format("{}: the output would replace the input (use --in-place)", in.string()));
+      if (o.overwrite) return Status::Ok();
+      if (catalog) {
+        std::lock_guard<std::mutex> lock(mu);
+        auto owner = catalog->ConversionOwnerAt(shown);
+        const FileIdentity now = IdentityFromStat(ost);
+        if (owner.ok() && *owner && (*owner)->written.out_size == now.size &&
+            (*owner)->written.out_mtime_ns == now.mtime_ns &&
+            ((*owner)->source_path == abs_in || (hash && (*owner)->source == *hash)))
+          return Status::Ok();
+      }
+      return Status::Invalid(fmt::format(
+          "{} exists and lumen has no record of writing it from {} (or it changed since): not "
+          "replaced (--overwrite replaces it, --skip-existing leaves it)",
+          shown, in.string()));
+    };
+    // Writes into a temporary file in `dir`, then renames it into place; `fill` writes it.
+    // Returns the output's identity.
+    auto write_out = [&](auto&& fill, Catalog::Conversion* c) -> Status {
+      const int tmp_dir = sized ? out_root.get() : out_dir.get();
+      auto tmp =
+          TempFile::Create(tmp_dir, o.in_place ? fs::path(abs_in).parent_path().string() : out_abs,
+                           o.in_place ? 0600 : 0666);
+      if (!tmp.ok()) return tmp.status();
+      LUMEN_RETURN_IF_ERROR(fill(tmp->fd(), c));
+      std::string shown = target(c->width, c->height);
+      if (sized) {
+        const fs::path rel = relative(c->width, c->height);
+        LUMEN_RETURN_IF_ERROR(CheckOutputName(rel, o.name_template));
+        auto d = OpenDirBeneath(out_root.get(), rel.parent_path(), out_abs);
+        if (!d.ok()) return d.status();
+        out_dir = std::move(*d);
+        leaf = rel.filename().string();
+      }
+      bool exists = false;
+      LUMEN_RETURN_IF_ERROR(may_write(out_dir.get(), leaf, shown, &exists));
+      if (o.in_place) {
+        const Fd orig(::open(in.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        std::vector<std::string> lost;
+        if (orig.ok()) KeepAttributes(orig.get(), tmp->fd(), in_st, &lost);
+        for (const auto& what : lost)
+          log::Warn(fmt::format("{}: could not keep its {}", in.string(), what));
+        if (::fsync(tmp->fd()) != 0)
+          return Status::Io(fmt::format("cannot write {}: {}", shown, std::strerror(errno)));
+        // Still the file that was checked (not replaced by another meanwhile)?
+        struct stat now;
+        if (::lstat(in.c_str(), &now) != 0 || now.st_ino != in_st.st_ino ||
+            now.st_dev != in_st.st_dev)
+          return Status::Invalid(
+              fmt::format("{} changed while it was being converted: not replaced", shown));
+      }
+      LUMEN_RETURN_IF_ERROR(tmp->Place(out_dir.get(), leaf, exists, shown));
+      struct stat ost;
+      if (::fstat(tmp->fd(), &ost) == 0) {
+        c->out_size = IdentityFromStat(ost).size;
+        c->out_mtime_ns = IdentityFromStat(ost).mtime_ns;
+      }
+      c->output = shown;
+      return Status::Ok();
+    };
+    if (catalog) {
       // The same content converted elsewhere (another output folder, a copy of the photo):
       // a file copy instead of a conversion.
+      std::vector<Catalog::Conversion> rows;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        auto r = catalog->FindConversions(*hash, recipe);
+        if (r.ok()) rows = std::move(*r);
+      }
       for (const auto& row : rows) {
         if (o.in_place || !intact(row)) continue;
-        const std::string dst = target(row.width, row.height);
-        const std::string tmp = fmt::format("{}.lumen-{}.{}", dst, ::getpid(), ext);
-        fs::copy_file(row.output, tmp, fs::copy_options::overwrite_existing, ec);
-        if (!ec) fs::rename(tmp, dst, ec);
-        if (ec) {
-          fs::remove(tmp, ec);
-          continue;
-        }
-        struct stat ost;
-        if (::stat(dst.c_str(), &ost) != 0) continue;
+        const Fd from(::open(row.output.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        struct stat fst;
+        if (!from.ok() || ::fstat(from.get(), &fst) != 0 || !S_ISREG(fst.st_mode)) continue;
         Catalog::Conversion c = row;
-        c.output = dst;
-        c.out_size = IdentityFromStat(ost).size;
-        c.out_mtime_ns = IdentityFromStat(ost).mtime_ns;
+        const Status st = write_out(
+            [&](int fd, Catalog::Conversion*) { return CopyInto(from.get(), fd, row.output); }, &c);
+        if (!st.ok()) return fail(st);
         *bytes = c.out_size;
         std::lock_guard<std::mutex> lock(mu);
         (void)catalog->PutConversion(*hash, recipe, abs_in, in_id, c);
         return Outcome::kCopied;
       }
     }
-    // Convert. A sized name is known only afterwards: written under a temporary name first.
-    std::string out = out0;
-    const std::string first =
-        sized ? (fs::path(o.output) / fmt::format(".lumen-convert-{}.{}", i, ext)).string() : out;
-    auto r = ConvertFile(in.string(), *chain, first, preset, /*durable=*/o.in_place);
-    if (r.ok() && sized) {
-      out = target(r->width, r->height);
-      fs::rename(first, out, ec);
-      if (ec) r = Status::Io(fmt::format("cannot write {}: {}", out, ec.message()));
-    }
-    if (!r.ok()) {
-      *why = r.status().message();
-      return Outcome::kFailed;
-    }
-    *bytes = r->bytes;
-    struct stat ost;
-    if (catalog && ::stat(out.c_str(), &ost) == 0) {
-      const FileIdentity oid = IdentityFromStat(ost);
-      Catalog::Conversion c{out, oid.size, oid.mtime_ns, r->width, r->height, r->format};
+    // Convert.
+    Catalog::Conversion c;
+    const Status st = write_out(
+        [&](int fd, Catalog::Conversion* out) -> Status {
+          auto r = ConvertFile(in.string(), *chain, fd, preset, limits);
+          if (!r.ok()) return r.status();
+          out->width = r->width;
+          out->height = r->height;
+          out->format = r->format;
+          *bytes = r->bytes;
+          return Status::Ok();
+        },
+        &c);
+    if (!st.ok()) return fail(st);
+    if (catalog) {
       std::lock_guard<std::mutex> lock(mu);
-      if (Status st = catalog->PutConversion(*hash, recipe, abs_in, in_id, c); !st.ok())
-        log::Warn(fmt::format("result cache: {}", st.message()));
+      if (Status put = catalog->PutConversion(*hash, recipe, abs_in, in_id, c); !put.ok())
+        log::Warn(fmt::format("result cache: {}", put.message()));
     }
     return Outcome::kConverted;
   };
@@ -325,7 +685,13 @@ int RunConvert(const Options& o, const char* argv0) {
     for (size_t i = next++; i < inputs.size() && !Interrupted(); i = next++) {
       std::string why;
       uint64_t bytes = 0;
-      const Outcome oc = one(i, &why, &bytes);
+      Outcome oc;
+      try {  // nothing thrown may reach the thread's boundary
+        oc = one(i, &why, &bytes);
+      } catch (const std::exception& e) {
+        oc = Outcome::kFailed;
+        why = fmt::format("{}: {}", inputs[i].string(), e.what());
+      }
       std::lock_guard<std::mutex> lock(mu);
       bytes_in += input_bytes[i];
       bytes_out += bytes;
@@ -336,8 +702,33 @@ int RunConvert(const Options& o, const char* argv0) {
     }
   };
   std::vector<std::thread> threads;
-  for (int t = 0; t < std::min<int>(workers, int(inputs.size())); ++t) threads.emplace_back(work);
+  std::atomic<int> running{0};
+  for (int t = 0; t < std::min<int>(workers, int(inputs.size())); ++t) {
+    ++running;
+    threads.emplace_back([&] {
+      work();
+      --running;
+    });
+  }
+  // A signal stops the run within a second: the decoders and libvips poll the stop request
+  // (image/convert.h); should one not come back in time, the temporary files are removed here
+  // and the process ends (the catalog's WAL keeps it consistent, as after kill -9).
+  uint64_t stop_seen = 0;
+  while (running > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!Interrupted()) continue;
+    if (stop_seen == 0) stop_seen = MonotonicNs();
+    if (MonotonicNs() - stop_seen > 700'000'000ull) {
+      RemoveTemps();
+      log::Error(
+          "convert: stopped by a signal (the images in flight were abandoned, their "
+          "temporary files removed)");
+      std::fflush(nullptr);
+      ::_exit(128 + (InterruptSignal() ? InterruptSignal() : SIGTERM));
+    }
+  }
   for (auto& t : threads) t.join();
+  count[size_t(Outcome::kFailed)] = failures.size();  // those of the paths given, too
   progress.Finish();
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const uint64_t done = count[size_t(Outcome::kConverted)],

@@ -248,6 +248,15 @@ int main(int argc, char** argv) {
                     "replace each input (written beside it, fsynced, renamed over it)");
   convert->add_option("-j,--jobs", o.jobs, "images at once (default: all cores)")
       ->check(CLI::Range(0, 1024));
+  convert->add_flag("--overwrite", o.overwrite,
+                    "replace existing files at the output paths (by default only outputs lumen "
+                    "recorded writing from the same input are replaced)");
+  convert->add_option("--max-file-size", o.max_file_mb, "refuse files larger than this many MB")
+      ->check(CLI::PositiveNumber);
+  convert->add_option("--max-pixels", o.max_megapixels, "refuse images above this many megapixels")
+      ->check(CLI::PositiveNumber);
+  convert->add_option("--time-limit", o.time_limit_s, "seconds one image may take (default 120)")
+      ->check(CLI::PositiveNumber);
   convert->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
   convert->add_flag("-v,--verbose", o.verbose, "list every failure");
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
@@ -63,6 +64,27 @@ bool Size(std::string_view s, int* w, int* h) {
 }
 
 }  // namespace
+
+bool ParseColour(std::string_view text, std::vector<double>* rgb) {
+  if (text == "black" || text == "white") {
+    rgb->assign(3, text == "white" ? 255.0 : 0.0);
+    return true;
+  }
+  if (text.size() != 7 || text[0] != '#') return false;
+  std::vector<double> v;
+  for (size_t i = 1; i < 7; i += 2) {
+    int byte = 0;
+    const char* from = text.data() + i;
+    if (!std::isxdigit(static_cast<unsigned char>(from[0])) ||
+        !std::isxdigit(static_cast<unsigned char>(from[1])))
+      return false;
+    auto [p, ec] = std::from_chars(from, from + 2, byte, 16);
+    if (ec != std::errc() || p != from + 2) return false;
+    v.push_back(double(byte));
+  }
+  *rgb = std::move(v);
+  return true;
+}
 
 double ArgNumber(const std::string& arg) {
   double v = 0;
@@ -208,6 +230,11 @@ Result<Chain> ParseChain(std::string_view text) {
         return bad(argpos, "edges takes sobel or canny");
     } else if (name == "border") {
       LUMEN_RETURN_IF_ERROR(num(0, 0, 10000, "the border width"));
+      std::vector<double> rgb;
+      if (n > 1 && !ParseColour(op.args[1], &rgb))
+        return bad(
+            argpos + op.args[0].size() + 1,
+            fmt::format("border colour must be black, white or #RRGGBB, not '{}'", op.args[1]));
     } else if (name == "watermark" || name == "overlay") {
       if (op.args[0].empty())
         return bad(argpos,

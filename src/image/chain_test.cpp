@@ -44,6 +44,23 @@ TEST(Chain, CanonicalFormRoundTripsAndIgnoresSpelling) {
   EXPECT_NE(CanonicalChain(*other), canon);
 }
 
+TEST(Chain, ColoursAreCheckedWhenParsedNeverThrown) {
+  // issue 15: border:10:#gg0000 reached std::stoi at run time and aborted.
+  for (const char* bad : {"border:10:#gg0000", "border:10:#12345", "border:10:#-10000",
+                          "border:10:#+1ff00", "border:10:red", "border:10:#1234567"}) {
+    auto c = ParseChain(bad);
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("border colour"), std::string::npos) << bad;
+    EXPECT_NE(c.status().message().find("position 11"), std::string::npos) << c.status().message();
+  }
+  std::vector<double> rgb;
+  ASSERT_TRUE(ParseColour("#Ff8001", &rgb));
+  EXPECT_EQ(rgb, (std::vector<double>{255, 128, 1}));
+  ASSERT_TRUE(ParseColour("white", &rgb));
+  EXPECT_EQ(rgb, (std::vector<double>{255, 255, 255}));
+  EXPECT_TRUE(ParseChain("border:10:#00ff00,border:2:black").ok());
+}
+
 TEST(Chain, RejectsBadInputWithThePosition) {
   struct Case {
     const char* chain;

@@ -1,10 +1,15 @@
 #include "lumen/image/convert.h"
 
 #include <fcntl.h>
+#include <glib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string_view>
 #include <vips/vips8>
@@ -12,11 +17,15 @@
 #include <fmt/format.h>
 
 #include "convert_direct.h"
+#include "jpeg_error.h"
 #include "jpeg_scaled.h"
 #include "lumen/image/decode.h"
 #include "lumen/image/image.h"
 #include "lumen/io/magic.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/profile.h"
 #include "unsharp.h"
+#include "vips_util.h"
 
 namespace lumen {
 namespace {
@@ -39,12 +48,9 @@ VipsKernel Kernel(const std::string& s) {
   return VIPS_KERNEL_LANCZOS3;
 }
 std::vector<double> Colour(const std::string& s) {
-  if (s == "white") return {255, 255, 255};
-  if (s.size() == 7 && s[0] == '#') {
-    auto hex = [&](size_t i) { return double(std::stoi(s.substr(i, 2), nullptr, 16)); };
-    return {hex(1), hex(3), hex(5)};
-  }
-  return {0, 0, 0};  // black, and anything unknown
+  std::vector<double> rgb(3, 0.0);  // black, and anything ParseChain would have refused
+  if (!ParseColour(s, &rgb)) rgb.assign(3, 0.0);
+  return rgb;
 }
 
 // The image's colour bands and its alpha (if any), as separate images.
@@ -105,8 +111,13 @@ VImage UnsharpMask(const VImage& img, double sigma, double amount, double thresh
   bool has_alpha;
   SplitAlpha(img, &colour, &alpha, &has_alpha);
   if (colour.format() == VIPS_FORMAT_UCHAR && sigma <= 3 &&
-      int64_t(colour.width()) * colour.height() <= kUnsharpInMemory)
+      int64_t(colour.width()) * colour.height() <= kUnsharpInMemory) {
+    // The colour bands are read whole into memory first, the alpha band afterwards: from a
+    // sequential (streamed) source that second pass would start at the top again ("out of order
+    // read"), so an image with alpha is taken into memory once and split there.
+    if (has_alpha) SplitAlpha(img.copy_memory(), &colour, &alpha, &has_alpha);
     return JoinAlpha(UnsharpInMemory(colour, sigma, amount, threshold), alpha, has_alpha);
+  }
   VImage blurred = colour.gaussblur(sigma, VImage::option()
                                                ->set("min_ampl", 0.05)  // as above
                                                ->set("precision", VIPS_PRECISION_FLOAT));
@@ -219,8 +230,12 @@ VImage Apply(VImage img, const ChainOp& op, const std::string& input, VipsKernel
   }
   if (n == "watermark") {
     const int size = a.size() > 1 ? int(Num(a[1])) : std::max(12, img.width() / 30);
+    // libvips renders Pango markup: the text is escaped so that "Tom & Jerry <b>" is printed as
+    // written, never read as markup.
+    std::unique_ptr<gchar, decltype(&g_free)> literal(g_markup_escape_text(a[0].c_str(), -1),
+                                                      &g_free);
     VImage mask = VImage::text(
-        a[0].c_str(),
+        literal.get(),
         VImage::option()
             ->set("font", fmt::format("{} {}", a.size() > 4 ? a[4] : "sans", size).c_str())
             ->set("dpi", 72));
@@ -275,14 +290,14 @@ ResampleKernel ToResampleKernel(VipsKernel k) {
 // upright, metadata kept. False where that saves nothing (no M/8 below 8/8) or the decoder
 // refuses the file: vips_thumbnail does it then (and reports a corrupt file in its words).
 bool ShrinkJpeg(const VImage& head, const std::string& input, const ChainOp& lead, int tw, int th,
-                VipsKernel kernel, VImage* out) {
+                VipsKernel kernel, const JpegLimits& limits, VImage* out) {
   int uw, uh, fw, fh;  // upright: the file, the result
   const bool swap = UprightSize(head, &uw, &uh);
   if (!ShrinkSize(lead, uw, uh, &fw, &fh)) return false;
   if (JpegScaleFor(head.width(), head.height(), swap ? fh : fw, swap ? fw : fh) == 8) return false;
   JpegReader jpeg;
   Image pixels;
-  if (!jpeg.Open(input, false) || jpeg.cmyk() ||
+  if (!jpeg.Open(input, false, &limits) || jpeg.cmyk() ||
       !DecodeShrunk(&jpeg, vips_image_get_orientation(head.get_image()), fw, fh,
                     ToResampleKernel(kernel), false, &pixels))
     return false;
@@ -331,28 +346,115 @@ const PresetValues& Values(const Preset& p) {
   return kPresets[2];
 }
 
-// Renames the finished `tmp` over `output` (fsynced first when `durable`).
-Result<ConvertResult> Finish(const std::string& tmp, const std::string& output,
-                             const std::string& format, bool durable, ConvertResult r) {
-  if (durable) {
-    const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      (void)::fsync(fd);
-      ::close(fd);
+// The scans of a JPEG (its SOS markers), counted by walking its segments without decoding:
+// libvips' loader reads every scan of a progressive file before the first row, where no
+// deadline can reach it, so the scan limit is checked before libvips opens the file. Stops
+// counting past `limit`.
+int CountJpegScans(int fd, int limit) {
+  std::vector<uint8_t> buf(1 << 16);
+  size_t have = 0, at = 0;
+  off_t offset = 0;
+  auto byte = [&](int* out) {  // the next byte, false at the end
+    if (at == have) {
+      const ssize_t n = ::pread(fd, buf.data(), buf.size(), offset);
+      if (n <= 0) return false;
+      offset += n;
+      have = size_t(n);
+      at = 0;
     }
+    *out = buf[at++];
+    return true;
+  };
+  auto skip = [&](uint64_t n) {  // n more bytes
+    const uint64_t in_buf = std::min<uint64_t>(n, have - at);
+    at += size_t(in_buf);
+    offset += off_t(n - in_buf);
+  };
+  int scans = 0, c = 0;
+  bool in_scan = false;
+  while (byte(&c)) {
+    if (c != 0xFF) {
+      if (!in_scan) return scans;  // not a marker where one must be: leave it to the decoder
+      continue;
+    }
+    int m = 0xFF;
+    while (m == 0xFF)
+      if (!byte(&m)) return scans;
+    if (m == 0x00 || (m >= 0xD0 && m <= 0xD7)) continue;  // stuffed byte, restart marker
+    if (m == 0xD8 || m == 0x01) continue;                 // SOI, TEM: no length
+    if (m == 0xD9) return scans;                          // EOI
+    int hi = 0, lo = 0;
+    if (!byte(&hi) || !byte(&lo)) return scans;
+    const int len = (hi << 8) | lo;
+    if (len < 2) return scans;
+    skip(uint64_t(len - 2));
+    in_scan = m == 0xDA;
+    if (in_scan && ++scans > limit) return scans;
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, output, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    return Status::Io(fmt::format("cannot write {}: {}", output, ec.message()));
+  return scans;
+}
+
+// libvips' side of the limits: an `eval` handler on the image being written kills the
+// computation once the deadline has passed or a signal asked lumen to stop.
+struct EvalGuard {
+  uint64_t deadline_ns = 0;  // 0: none
+  const char* why = nullptr;
+};
+void OnEval(VipsImage* image, VipsProgress*, void* data) {
+  auto* g = static_cast<EvalGuard*>(data);
+  if (!g->why && Interrupted()) g->why = "stopped by a signal";
+  if (!g->why && g->deadline_ns > 0 && MonotonicNs() > g->deadline_ns)
+    g->why = "took longer than the time limit";
+  if (g->why) vips_image_set_kill(image, TRUE);
+}
+bool StopRequested() {
+  return Interrupted();
+}
+Status LimitStatus(const std::string& input, const std::string& why) {
+  if (Interrupted()) return Status::Interrupted(fmt::format("{}: stopped by a signal", input));
+  return Status::TooLarge(fmt::format("{}: {}", input, why));
+}
+
+// The first line of a libvips error that says something ("" where none does).
+std::string FirstLine(const std::string& text) {
+  size_t from = 0;
+  while (from < text.size()) {
+    size_t nl = text.find('\n', from);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(from, nl - from);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+    if (!line.empty()) return line;
+    from = nl + 1;
   }
-  r.format = format;
-  r.bytes = std::filesystem::file_size(output, ec);
-  return r;
+  return "";
 }
 
 }  // namespace
+
+Status CheckInputFile(const std::string& input, int fd, const DecodeLimits& limits,
+                      uint64_t* size) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::Io(fmt::format("{}: {}", input, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return Status::Unsupported(fmt::format("{}: {}", input, FileKind(st)));
+  if (limits.max_file_bytes > 0 && uint64_t(st.st_size) > limits.max_file_bytes)
+    return Status::TooLarge(fmt::format("{}: {:.1f} MB, above the file size limit of {:.1f} MB",
+                                        input, double(st.st_size) / 1048576.0,
+                                        double(limits.max_file_bytes) / 1048576.0));
+  if (st.st_size == 0) return Status::Corrupt(fmt::format("{}: empty file", input));
+  if (size) *size = uint64_t(st.st_size);
+  return Status::Ok();
+}
+
+std::string FileKind(const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return "a regular file";
+  if (S_ISDIR(st.st_mode)) return "a folder, not an image file";
+  if (S_ISFIFO(st.st_mode)) return "a FIFO (named pipe), not an image file";
+  if (S_ISCHR(st.st_mode)) return "a character device, not an image file";
+  if (S_ISBLK(st.st_mode)) return "a block device, not an image file";
+  if (S_ISSOCK(st.st_mode)) return "a socket, not an image file";
+  if (S_ISLNK(st.st_mode)) return "a symbolic link";
+  return "not a regular file";
+}
 
 bool IsPreset(const std::string& name) {
   for (const auto& v : kPresets)
@@ -375,43 +477,77 @@ std::string FormatExtension(const std::string& format) {
   return format == "jpeg" ? "jpg" : format == "tiff" ? "tif" : format;
 }
 
-Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
-                                  const std::string& output, const Preset& preset, bool durable) {
+Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, int out_fd,
+                                  const Preset& preset, const DecodeLimits& limits) {
   const PresetValues& pv = Values(preset);
   const std::string format = OutputFormat(chain, input);
-  const std::string tmp =
-      fmt::format("{}.lumen-{}.{}", output, ::getpid(), FormatExtension(format));
+  const uint64_t deadline =
+      limits.max_seconds > 0 ? MonotonicNs() + uint64_t(limits.max_seconds * 1e9) : 0;
   ConvertResult r;
+  // The input, refused by its type before anything reads it (a FIFO would block, /dev/zero never
+  // end) and by its size. O_NONBLOCK: opening a FIFO does not wait for a writer.
+  const int in_fd = ::open(input.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (in_fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return Status::NotFound(fmt::format("{}: no such file", input));
+    return Status::Io(fmt::format("{}: {}", input, std::strerror(err)));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{in_fd};
+  LUMEN_RETURN_IF_ERROR(CheckInputFile(input, in_fd, limits, nullptr));
   // The input's format by its magic bytes: HEIF/AVIF in or out needs libvips' HEIF module
   // (decode.h) before libvips can even read the header; a JPEG may take the direct path
   // (convert_direct.h) and never touch libvips.
   uint8_t magic[64] = {0};
-  FILE* f = std::fopen(input.c_str(), "rb");
-  const size_t got = f ? std::fread(magic, 1, sizeof(magic), f) : 0;
-  if (f) std::fclose(f);
-  const Format in_format = DetectFormat(magic, got);
+  const ssize_t got = ::pread(in_fd, magic, sizeof(magic), 0);
+  const Format in_format = DetectFormat(magic, got > 0 ? size_t(got) : 0);
+  auto output_error = [&](const std::string& why) {
+    return Status::Io(fmt::format("cannot write the output of {}: {}", input, why));
+  };
   if (in_format == Format::kJpeg) {
     DirectSettings ds;
     ds.kernel = ToResampleKernel(pv.kernel);
     ds.effort = pv.effort;
     ds.subsample = pv.subsample;
+    ds.max_pixels = limits.max_pixels;
+    ds.jpeg.max_scans = limits.max_scans;
+    ds.jpeg.deadline_ns = deadline;
+    ds.jpeg.stop = StopRequested;
     std::string error;
-    switch (ConvertDirect(input, chain, format, tmp, ds, &r, &error)) {
-      case Direct::kDone:
-        return Finish(tmp, output, format, durable, r);
+    switch (ConvertDirect(input, chain, format, out_fd, ds, &r, &error)) {
+      case Direct::kDone: {
+        struct stat st;
+        r.format = format;
+        r.bytes = ::fstat(out_fd, &st) == 0 ? uint64_t(st.st_size) : 0;
+        return r;
+      }
       case Direct::kFailed:
         return Status::Corrupt(fmt::format("{}: {}", input, error));
+      case Direct::kLimit:
+        return LimitStatus(input, error);
       case Direct::kWriteFailed:
-        std::remove(tmp.c_str());
-        return Status::Io(fmt::format("cannot write {}: {}", output, error));
+        return output_error(error);
       case Direct::kNotApplicable:
         break;
     }
+    if (limits.max_scans > 0 && CountJpegScans(in_fd, limits.max_scans) > limits.max_scans)
+      return Status::TooLarge(
+          fmt::format("{}: progressive JPEG with more than {} scans (the scan limit)", input,
+                      limits.max_scans));
   }
   // libvips, started on first use: a run that only takes the direct path never pays for it.
   if (Status st = InitImageLibraries(nullptr); !st.ok()) return st;
   if (format == "avif" || in_format == Format::kHeif || in_format == Format::kAvif)
     EnsureHeifSupport();
+  (void)TakeLastVipsWarning();  // this file's warnings only
+  EvalGuard guard;
+  guard.deadline_ns = deadline;
+  JpegLimits jpeg_limits;
+  jpeg_limits.max_scans = limits.max_scans;
+  jpeg_limits.deadline_ns = deadline;
+  jpeg_limits.stop = StopRequested;
   try {
     bool strip = false, lossless = false;
     int effort = -1;
@@ -425,6 +561,13 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
     while (first < chain.ops.size() && IsOption(chain.ops[first].name)) ++first;
     const ChainOp* lead = first < chain.ops.size() ? &chain.ops[first] : nullptr;
     const VImage head = VImage::new_from_file(input.c_str());  // the header only, so far
+    // The pixel limit, from the header, before any pixel is decoded (a 600-byte PNG can claim
+    // 100000x100000).
+    const uint64_t pixels = uint64_t(head.width()) * uint64_t(head.height());
+    if (limits.max_pixels > 0 && pixels > limits.max_pixels)
+      return Status::TooLarge(fmt::format(
+          "{}: image is {}x{} ({:.0f} MP), above the pixel limit of {:.0f} MP", input, head.width(),
+          head.height(), double(pixels) / 1e6, double(limits.max_pixels) / 1e6));
     // The target box when the chain starts by shrinking, so the load can shrink instead of
     // decoding at full size: JPEG at M/8 (ShrinkJpeg), other formats through vips_thumbnail
     // (WebP, HEIF and TIFF pyramids load reduced; PNG streams). Not for CMYK:
@@ -447,7 +590,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
     }
     VImage img;
     if (tw > 0 && in_format == Format::kJpeg &&
-        ShrinkJpeg(head, input, *lead, tw, th, kernel, &img)) {
+        ShrinkJpeg(head, input, *lead, tw, th, kernel, jpeg_limits, &img)) {
       ++first;
     } else if (tw > 0 && kernel == VIPS_KERNEL_LANCZOS3) {  // vips_thumbnail's kernel
       // Shrink-on-load, orientation applied.
@@ -489,18 +632,34 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
     if (format == "jpeg" && pv.subsample >= 0)
       o->set("subsample_mode",
              pv.subsample ? VIPS_FOREIGN_SUBSAMPLE_ON : VIPS_FOREIGN_SUBSAMPLE_OFF);
-    img.write_to_file(tmp.c_str(), o);
+    if (format == "avif") o->set("compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1);
+    vips_image_set_progress(img.get_image(), TRUE);
+    g_signal_connect(img.get_image(), "eval", G_CALLBACK(OnEval), &guard);
+    const char* suffix = format == "jpeg"   ? ".jpg"
+                         : format == "tiff" ? ".tif"
+                         : format == "avif" ? ".heif"
+                         : format == "png"  ? ".png"
+                                            : ".webp";
+    img.write_to_target(suffix, vips::VTarget::new_to_descriptor(out_fd), o);
     r.width = img.width();
     r.height = img.height();
   } catch (const VError& e) {
-    std::remove(tmp.c_str());
-    std::string why = e.what();
-    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    const auto nl = why.find('\n');
-    if (nl != std::string::npos) why = why.substr(0, nl);
+    // libvips' error buffer is the process's: taken and cleared, so that the next failure (on
+    // any thread) does not show this one's words.
+    std::string why = FirstLine(e.what());
+    vips_error_clear();
+    if (guard.why) return LimitStatus(input, guard.why);
+    if (why.empty()) why = TakeLastVipsWarning();
+    if (why.empty()) why = "libvips could not read or convert it and gave no reason";
     return Status::Corrupt(fmt::format("{}: {}", input, why));
+  } catch (const std::exception& e) {  // std::bad_alloc and the like: never past this point
+    return Status::Internal(fmt::format("{}: {}", input, e.what()));
   }
-  return Finish(tmp, output, format, durable, r);
+  if (guard.why) return LimitStatus(input, guard.why);
+  struct stat st;
+  r.format = format;
+  r.bytes = ::fstat(out_fd, &st) == 0 ? uint64_t(st.st_size) : 0;
+  return r;
 }
 
 }  // namespace lumen

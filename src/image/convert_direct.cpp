@@ -28,6 +28,10 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
+#include <fmt/format.h>
+
 #include "exif_tiff.h"
 #include "jpeg_error.h"
 #include "jpeg_scaled.h"
@@ -55,17 +59,17 @@ bool KernelNamed(const std::string& name, ResampleKernel* k) {
   return false;
 }
 
-bool WriteFile(const std::string& path, const void* data, size_t size, std::string* error) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) {
-    *error = std::strerror(errno);
-    return false;
-  }
-  const bool ok = std::fwrite(data, 1, size, f) == size;
-  const int err = errno;
-  if (std::fclose(f) != 0 || !ok) {
-    *error = std::strerror(ok ? errno : err);
-    return false;
+bool WriteFile(int fd, const void* data, size_t size, std::string* error) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *error = n < 0 ? std::strerror(errno) : "short write";
+      return false;
+    }
+    p += n;
+    size -= size_t(n);
   }
   return true;
 }
@@ -79,8 +83,8 @@ struct Metadata {
 
 // Encodes `pic` (filled; freed here) with libwebp and writes it, in the extended container with
 // the metadata chunks if there are any.
-bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
-               const std::string& path, std::string* error) {
+bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md, int out_fd,
+               std::string* error) {
   auto encoded = EncodeWebpPicture(pic, quality, effort);
   if (!encoded.ok()) {
     *error = encoded.status().message();
@@ -89,7 +93,7 @@ bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
   const std::vector<uint8_t>& bytes = *encoded;
   bool written;
   if (!md.exif && !md.xmp && !md.icc) {
-    written = WriteFile(path, bytes.data(), bytes.size(), error);
+    written = WriteFile(out_fd, bytes.data(), bytes.size(), error);
   } else {  // the VP8 bitstream in an extended container with the metadata chunks
     WebPMux* mux = WebPMuxNew();
     const WebPData image{bytes.data(), bytes.size()};
@@ -105,7 +109,7 @@ bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
     chunk("XMP ", md.xmp);
     muxed = muxed && WebPMuxAssemble(mux, &assembled) == WEBP_MUX_OK;
     if (muxed) {
-      written = WriteFile(path, assembled.bytes, assembled.size, error);
+      written = WriteFile(out_fd, assembled.bytes, assembled.size, error);
     } else {
       written = false;
       *error = "WebP container error";
@@ -119,7 +123,7 @@ bool WriteWebp(WebPPicture* pic, int quality, int effort, const Metadata& md,
 // `rgb` is let go of as soon as libwebp has its YUV copy: the encoder's own state is the
 // largest thing in memory then, and the RGB is not needed any more (5 MB less at the peak for a
 // 1600x1067 result).
-bool EncodeWebp(Image rgb, int quality, int effort, const Metadata& md, const std::string& path,
+bool EncodeWebp(Image rgb, int quality, int effort, const Metadata& md, int out_fd,
                 std::string* error) {
   WebPPicture pic;
   WebPPictureInit(&pic);
@@ -130,7 +134,7 @@ bool EncodeWebp(Image rgb, int quality, int effort, const Metadata& md, const st
     return false;
   }
   rgb = Image();
-  return WriteWebp(&pic, quality, effort, md, path, error);
+  return WriteWebp(&pic, quality, effort, md, out_fd, error);
 }
 
 // A picture as WebP codes it, 4:2:0: Y at w x h, U and V at (w+1)/2 x (h+1)/2 (one band each),
@@ -150,7 +154,7 @@ __attribute__((target_clones("avx2", "default"))) void CopyToWebpRange(const Ima
     for (int x = 0; x < w; ++x) to[x] = WebpRange(s[x], chroma);
 }
 
-bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, const std::string& path,
+bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, int out_fd,
                    std::string* error) {
   WebPPicture pic;
   WebPPictureInit(&pic);
@@ -166,17 +170,19 @@ bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, const s
   CopyToWebpRange(yuv.u, pic.u, pic.uv_stride, true);
   CopyToWebpRange(yuv.v, pic.v, pic.uv_stride, true);
   yuv = Yuv();
-  return WriteWebp(&pic, quality, effort, md, path, error);
+  return WriteWebp(&pic, quality, effort, md, out_fd, error);
 }
 
 // libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
 // from 90 unless the preset says: what libvips' jpegsave does by default.
-bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md,
-                const std::string& path, std::string* error) {
+bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md, int out_fd,
+                std::string* error) {
   const int w = img.width, h = img.height, bands = img.channels;
   const uint8_t* pix = img.pixels.data();
-  FILE* f = std::fopen(path.c_str(), "wb");
+  const int dup_fd = ::dup(out_fd);  // the stream's own (fclose closes it, not the caller's)
+  FILE* f = dup_fd >= 0 ? ::fdopen(dup_fd, "wb") : nullptr;
   if (!f) {
+    if (dup_fd >= 0) ::close(dup_fd);
     *error = std::strerror(errno);
     return false;
   }
@@ -371,7 +377,7 @@ bool NeedsSrgbTransform(const void* data, size_t len) {
 }
 
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
-                     const std::string& tmp, const DirectSettings& settings, ConvertResult* result,
+                     int tmp, const DirectSettings& settings, ConvertResult* result,
                      std::string* error) {
   if (format != "webp" && format != "jpeg") return Direct::kNotApplicable;
   // The chain: options anywhere, one shrink, then only sharpen.
@@ -407,9 +413,16 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (!lead) return Direct::kNotApplicable;
 
   JpegReader jpeg;
-  if (!jpeg.Open(input, true)) {
+  if (!jpeg.Open(input, true, &settings.jpeg)) {
     *error = jpeg.error();
-    return Direct::kFailed;
+    return jpeg.limited() ? Direct::kLimit : Direct::kFailed;
+  }
+  const uint64_t pixels = uint64_t(jpeg.width()) * uint64_t(jpeg.height());
+  if (settings.max_pixels > 0 && pixels > settings.max_pixels) {
+    *error =
+        fmt::format("image is {}x{} ({:.0f} MP), above the pixel limit of {:.0f} MP", jpeg.width(),
+                    jpeg.height(), double(pixels) / 1e6, double(settings.max_pixels) / 1e6);
+    return Direct::kLimit;
   }
   if (jpeg.cmyk() ||
       (!jpeg.icc().empty() && NeedsSrgbTransform(jpeg.icc().data(), jpeg.icc().size())))
@@ -433,7 +446,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (planar ? !DecodeShrunkYuv(&jpeg, orientation, fw, fh, kernel, &yuv)
              : !DecodeShrunk(&jpeg, orientation, fw, fh, kernel, format == "webp", &img)) {
     *error = jpeg.error();
-    return Direct::kFailed;
+    return jpeg.limited() ? Direct::kLimit : Direct::kFailed;
   }
   if (planar) {
     if (w != fw || h != fh) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "jpeg_error.h"
 #include "lumen/image/chain.h"
 #include "lumen/image/convert.h"
 #include "resample.h"
@@ -39,20 +40,23 @@ inline uint8_t WebpRange(uint8_t v, bool chroma) {
 struct DirectSettings {
   ResampleKernel kernel = ResampleKernel::kLanczos3;  // the preset's
   int effort = 4;                                     // WebP method
-  int subsample = -1;  // JPEG chroma: 1 4:2:0, 0 4:4:4, -1 4:4:4 from quality 90 (as libvips)
+  int subsample = -1;       // JPEG chroma: 1 4:2:0, 0 4:4:4, -1 4:4:4 from quality 90 (as libvips)
+  uint64_t max_pixels = 0;  // the stored image's width * height (0: none)
+  JpegLimits jpeg;          // scans, deadline, stop (the monitor is installed by the reader)
 };
 
-enum class Direct { kNotApplicable, kDone, kFailed, kWriteFailed };
+enum class Direct { kNotApplicable, kDone, kFailed, kLimit, kWriteFailed };
 
 // A JPEG whose chain is a shrink (fit, fill to the centre, resize below 1), then at most
 // sharpen, into lossy WebP or JPEG: decoded at M/8 row by row straight into the resampler,
 // oriented, sharpened and encoded with libwebp or libjpeg, without libvips (whose pipeline,
-// threads and copies cost more than these steps themselves). Writes `tmp`. kNotApplicable
+// threads and copies cost more than these steps themselves). Writes `out_fd`. kNotApplicable
 // when the chain or the file needs more (another operation, a profile to convert, CMYK): the
-// caller goes through libvips then, nothing written. kFailed (a corrupt file) and kWriteFailed
-// (the output could not be written) set *error.
+// caller goes through libvips then, nothing written. kFailed (a corrupt file), kLimit (above the
+// pixel or scan limit, past the deadline, stopped) and kWriteFailed (the output could not be
+// written to `out_fd`) set *error.
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
-                     const std::string& tmp, const DirectSettings& settings, ConvertResult* result,
+                     int out_fd, const DirectSettings& settings, ConvertResult* result,
                      std::string* error);
 
 }  // namespace lumen

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -19,6 +21,17 @@
 #include "vips_util.h"
 
 namespace lumen {
+
+namespace {
+std::string& LastWarning() {
+  thread_local std::string last;
+  return last;
+}
+}  // namespace
+
+std::string TakeLastVipsWarning() {
+  return std::exchange(LastWarning(), std::string());
+}
 
 Status InitImageLibraries(const char* argv0) {
   static std::once_flag once;
@@ -35,12 +48,18 @@ Status InitImageLibraries(const char* argv0) {
     vips_cache_set_max_mem(0);
     vips_concurrency_set(1);
     // libvips reports per-tile warnings through GLib's log; lumen reports the failure itself,
-    // once, with the file name. Route them to the debug log instead of raw stderr.
+    // once, with the file name. Route them to the debug log instead of raw stderr, marked as
+    // libvips' words (with -v they are not lumen's own lines).
     g_log_set_handler(
         "VIPS",
-        static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO),
+        static_cast<GLogLevelFlags>(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO |
+                                    G_LOG_LEVEL_DEBUG),
         [](const gchar*, GLogLevelFlags, const gchar* msg, gpointer) {
-          log::Debug(msg ? msg : "");
+          std::string_view m = msg ? msg : "";
+          while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.remove_suffix(1);
+          if (m.empty() || m == LastWarning()) return;  // once, not once per row
+          LastWarning() = m;
+          log::Debug(fmt::format("libvips: {}", m));
         },
         nullptr);
     ok = true;
@@ -151,7 +170,7 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
   out.colorspace = TjColorspace(cs);
   if (best.num == 1 && best.denom == 8) {
     std::string error;
-    DcDecode dc = DecodeProgressiveDc(data, size, &out.rgb, &error);
+    DcDecode dc = DecodeProgressiveDc(data, size, &out.rgb, &error, limits.max_scans);
     if (dc == DcDecode::kFailed) return Status::Corrupt(error);
     if (dc == DcDecode::kDone) {
       out.decoder = "libjpeg-dc";
@@ -161,11 +180,14 @@ Result<DecodedImage> DecodeJpeg(const uint8_t* data, size_t size, const DecodeTa
   out.decoder = "turbojpeg";
   out.rgb = Image(sw, sh, 3);
   int rc = tjDecompress2(h, data, static_cast<unsigned long>(size), out.rgb.pixels.data(), sw, 0,
-                         sh, TJPF_RGB, TJFLAG_FASTDCT);
+                         sh, TJPF_RGB, TJFLAG_FASTDCT | TJFLAG_LIMITSCANS);
   if (rc != 0) {
     std::string msg = tjGetErrorStr2(h);
     bool fatal = tjGetErrorCode(h) == TJERR_FATAL;
     ResetThreadDecompressor();
+    // TJFLAG_LIMITSCANS' refusal ("Progressive JPEG image has more than 500 scans").
+    if (msg.find("scans") != std::string::npos)
+      return Status::TooLarge(fmt::format("{} (the scan limit)", msg));
     if (fatal) return Status::Corrupt(fmt::format("corrupt JPEG data: {}", msg));
     // Warnings: a truncated file is an error (the bottom of the picture is missing); the
     // harmless ones ("extraneous bytes before marker") are accepted.

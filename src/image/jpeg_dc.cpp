@@ -45,19 +45,24 @@ bool HasEndMarker(const uint8_t* from, const uint8_t* end) {
 
 }  // namespace
 
-DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::string* error) {
+DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::string* error,
+                             int max_scans) {
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
+  JpegLimits limits;
+  limits.max_scans = max_scans;
   std::memset(&err, 0, sizeof(err));
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = JpegErrorExit;
   err.pub.emit_message = OnMessage;
   if (setjmp(err.jump)) {
-    *error = fmt::format("corrupt JPEG data: {}", err.message);
+    *error = limits.tripped ? std::string(err.message)
+                            : fmt::format("corrupt JPEG data: {}", err.message);
     jpeg_destroy_decompress(&cinfo);
     return DcDecode::kFailed;
   }
   jpeg_create_decompress(&cinfo);
+  UseJpegLimits(&cinfo, &limits);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
   if (!jpeg_has_multiple_scans(&cinfo) || !cinfo.progressive_mode ||

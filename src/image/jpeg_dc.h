@@ -12,6 +12,8 @@ namespace lumen {
 enum class DcDecode { kDone, kNotApplicable, kFailed };
 
 // kNotApplicable: not progressive (or CMYK); decode another way. kFailed: *error says why.
-DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::string* error);
+// More than `max_scans` scans (0: no limit) fail (kFailed, the reason in *error).
+DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::string* error,
+                             int max_scans = 0);
 
 }  // namespace lumen

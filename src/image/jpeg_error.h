@@ -3,6 +3,7 @@
 #pragma once
 
 #include <csetjmp>
+#include <cstdint>
 #include <cstdio>
 
 #include <jerror.h>
@@ -22,6 +23,27 @@ inline void JpegErrorExit(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   (*cinfo->err->format_message)(cinfo, err->message);
   std::longjmp(err->jump, 1);
+}
+
+// A progress monitor that bounds a decode (issue 15): more than `max_scans` scans of a
+// progressive file (a few hundred bytes each can cost a pass over every block), a deadline
+// passed (CLOCK_MONOTONIC ns, 0: none) or `stop()` true end it as a libjpeg error does,
+// through the JpegErrorManager's jump, with the reason as its message. libjpeg calls the monitor
+// between scans while it reads the file and before every row it hands out.
+struct JpegLimits {
+  jpeg_progress_mgr pub;
+  int max_scans = 0;  // 0: none
+  uint64_t deadline_ns = 0;
+  bool (*stop)() = nullptr;
+  bool tripped = false;  // set by the monitor when it ends the decode
+};
+
+void JpegLimitMonitor(j_common_ptr cinfo);
+
+// Installs `limits` on the decompressor (before jpeg_read_header).
+inline void UseJpegLimits(jpeg_decompress_struct* cinfo, JpegLimits* limits) {
+  limits->pub.progress_monitor = JpegLimitMonitor;
+  cinfo->progress = &limits->pub;
 }
 
 }  // namespace lumen

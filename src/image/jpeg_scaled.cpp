@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <csetjmp>
 #include <cstring>
+#include <ctime>
 
 #include <jpeglib.h>
 
@@ -29,6 +30,30 @@ constexpr char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // and a NUL
 
 }  // namespace
 
+void JpegLimitMonitor(j_common_ptr cinfo) {
+  auto* limits = reinterpret_cast<JpegLimits*>(cinfo->progress);
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  const char* why = nullptr;
+  if (cinfo->is_decompressor && limits->max_scans > 0 &&
+      reinterpret_cast<j_decompress_ptr>(cinfo)->input_scan_number > limits->max_scans) {
+    std::snprintf(err->message, sizeof(err->message),
+                  "progressive JPEG with more than %d scans (the scan limit)", limits->max_scans);
+    limits->tripped = true;
+    std::longjmp(err->jump, 1);
+  }
+  if (limits->stop && limits->stop()) why = "stopped by a signal";
+  if (!why && limits->deadline_ns > 0) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec) > limits->deadline_ns)
+      why = "took longer than the time limit";
+  }
+  if (!why) return;
+  std::snprintf(err->message, sizeof(err->message), "%s", why);
+  limits->tripped = true;
+  std::longjmp(err->jump, 1);
+}
+
 int JpegScaleFor(int width, int height, int want_w, int want_h) {
   int m = 8;
   while (m > 1 && (width * (m - 1) + 7) / 8 >= want_w && (height * (m - 1) + 7) / 8 >= want_h) --m;
@@ -38,6 +63,7 @@ int JpegScaleFor(int width, int height, int want_w, int want_h) {
 struct JpegReader::State {
   jpeg_decompress_struct cinfo;
   JpegErrorManager err;
+  JpegLimits limits;
   bool created = false;
 };
 
@@ -53,14 +79,15 @@ JpegReader::~JpegReader() {
 template <class F>
 bool JpegReader::Guarded(F&& f) {
   if (setjmp(s_->err.jump)) {
-    error_ = std::string("corrupt JPEG data: ") + s_->err.message;
+    error_ = s_->limits.tripped ? std::string(s_->err.message)
+                                : std::string("corrupt JPEG data: ") + s_->err.message;
     return false;
   }
   f();
   return true;
 }
 
-bool JpegReader::Open(const std::string& path, bool metadata) {
+bool JpegReader::Open(const std::string& path, bool metadata, const JpegLimits* limits) {
   file_ = std::fopen(path.c_str(), "rb");
   if (!file_) {
     error_ = std::strerror(errno);
@@ -73,6 +100,10 @@ bool JpegReader::Open(const std::string& path, bool metadata) {
   s_->err.pub.emit_message = Quiet;  // warnings (a few corrupt bytes) do not stop a decode
   jpeg_create_decompress(&c);
   s_->created = true;
+  if (limits) {
+    s_->limits = *limits;
+    UseJpegLimits(&c, &s_->limits);
+  }
   return Guarded([&] {
     jpeg_stdio_src(&c, file_);
     if (metadata) {
@@ -99,6 +130,10 @@ bool JpegReader::Open(const std::string& path, bool metadata) {
       std::free(icc);
     }
   });
+}
+
+bool JpegReader::limited() const {
+  return s_->limits.tripped;
 }
 
 int JpegReader::width() const {

@@ -9,6 +9,8 @@
 
 namespace lumen {
 
+struct JpegLimits;
+
 // The smallest M in 1..8 whose M/8 decode of a `width` x `height` JPEG is still at least
 // `want_w` x `want_h` (so the downscale left is less than M/(M-1)).
 int JpegScaleFor(int width, int height, int want_w, int want_h);
@@ -23,8 +25,9 @@ class JpegReader {
   JpegReader& operator=(const JpegReader&) = delete;
 
   // Reads the header; with `metadata`, also the EXIF (as TIFF, without the "Exif\0\0" of the
-  // APP1 segment), XMP, ICC profile and IPTC (the APP13 segment as it is).
-  bool Open(const std::string& path, bool metadata);
+  // APP1 segment), XMP, ICC profile and IPTC (the APP13 segment as it is). `limits` (copied)
+  // bound the decode: a scan limit, a deadline, a stop request (jpeg_error.h).
+  bool Open(const std::string& path, bool metadata, const JpegLimits* limits = nullptr);
   int width() const;
   int height() const;
   bool grey() const;
@@ -58,6 +61,8 @@ class JpegReader {
 
   bool Finish();
   const std::string& error() const { return error_; }
+  // Whether the last failure was a limit of Open's `limits` (not a corrupt file).
+  bool limited() const;
 
  private:
   template <class F>

@@ -26,4 +26,9 @@ inline std::string TakeVipsError() {
   return s.empty() ? "unknown libvips error" : s;
 }
 
+// The last warning libvips logged on this thread (decode.cpp routes its GLib log there), then
+// forgotten: a failed load often says why only there ("IHDR: CRC error") and leaves its error
+// buffer empty.
+std::string TakeLastVipsWarning();
+
 }  // namespace lumen

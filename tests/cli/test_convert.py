@@ -145,12 +145,12 @@ class Convert(unittest.TestCase):
             subprocess.run(["exiftool", "-q", "-overwrite_original", f"-Orientation={orientation}", "-n",
                             self.photo], check=True)
             for chain, name in (("fit:300x300,webp:95", "photo.webp"), ("fill:200x120,sharpen,jpeg:95", "photo.jpg")):
-                self.convert(chain, "--no-cache")
+                self.convert(chain, "--no-cache", "--overwrite")
                 direct = self.result(name)
                 tags = json.loads(subprocess.run(["exiftool", "-j", "-n", "-Orientation", "-ExifImageWidth",
                                                   "-ExifImageHeight", "-Make", os.path.join(self.out, name)],
                                                  capture_output=True, check=True).stdout)[0]
-                self.convert(via_libvips(chain), "--no-cache")
+                self.convert(via_libvips(chain), "--no-cache", "--overwrite")
                 ref = self.result(name)
                 ref_orientation = subprocess.run(["exiftool", "-s3", "-n", "-Orientation", os.path.join(self.out, name)],
                                                  capture_output=True).stdout.strip()
@@ -169,9 +169,9 @@ class Convert(unittest.TestCase):
                 self.assertGreater(im.getpixel((x, 10))[1], 150, orientation)
         # A grey JPEG stays grey in JPEG and becomes RGB in WebP, as through libvips.
         Image.open(self.photo).convert("L").save(self.photo, quality=95)
-        self.convert("fit:300x300,jpeg:90", "--no-cache")
+        self.convert("fit:300x300,jpeg:90", "--no-cache", "--overwrite")
         self.assertEqual(self.result("photo.jpg").mode, "L")
-        self.convert("fit:300x300,webp:90", "--no-cache")
+        self.convert("fit:300x300,webp:90", "--no-cache", "--overwrite")
         self.assertEqual(self.result("photo.webp").mode, "RGB")
 
     def test_convert_does_not_load_openblas(self):
@@ -188,14 +188,14 @@ class Convert(unittest.TestCase):
                         "-XMP-dc:Subject=boats", self.photo], check=True)
         for chain, name in (("fit:300x300,jpeg", "photo.jpg"), ("fit:300x300,webp", "photo.webp")):
             for c in (chain, via_libvips(chain)):
-                self.convert(c, "--no-cache")
+                self.convert(c, "--no-cache", "--overwrite")
                 tags = json.loads(subprocess.run(["exiftool", "-j", "-IPTC:Keywords", "-XMP:Subject",
                                                   os.path.join(self.out, name)],
                                                  capture_output=True, check=True).stdout)[0]
                 self.assertEqual(tags.get("Subject"), "boats", c)
                 # IPTC into JPEG; WebP has no place for it.
                 self.assertEqual(tags.get("Keywords"), "harbour" if name.endswith("jpg") else None, c)
-            self.convert(chain.replace(",", ",strip,", 1), "--no-cache")
+            self.convert(chain.replace(",", ",strip,", 1), "--no-cache", "--overwrite")
             tags = json.loads(subprocess.run(["exiftool", "-j", "-IPTC:all", "-XMP:all", "-EXIF:all",
                                               os.path.join(self.out, name)], capture_output=True).stdout)[0]
             self.assertEqual(sorted(k for k in tags if k != "SourceFile"), [], chain)
@@ -299,7 +299,7 @@ class Convert(unittest.TestCase):
         with open(os.path.join(self.src, "broken.jpg"), "wb") as f:
             f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
         p = run("convert", self.src, "-o", self.out, "--chain", "fit:100x100,webp", "--no-cache",
-                check=EXIT_SOME_FAILED)
+                "--overwrite", check=EXIT_SOME_FAILED)
         self.assertIn(b"broken.jpg", p.stderr)
         self.assertIn(b"1 failed", p.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.out, "broken.webp")))
@@ -343,10 +343,15 @@ class Convert(unittest.TestCase):
         self.assertIn("converted 1 of 1", self.summary(p))  # the file held the 301 result
         p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
         self.assertIn("1 already done", self.summary(p))  # the same recipe, spelled otherwise
-        # The output changed behind lumen's back: made again.
+        # The output changed behind lumen's back: no longer what lumen wrote, so not replaced
+        # without --overwrite (someone may have edited it); made again with it.
         with open(out, "ab") as f:
             f.write(b"x")
-        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80",
+                check=EXIT_SOME_FAILED)
+        self.assertIn("not replaced", self.summary(p))
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", "--overwrite",
+                check=EXIT_OK)
         self.assertIn("converted 1 of 1", self.summary(p))
         self.assertEqual(size_of(out), (300, 225))
         # New content under the same name: converted.
@@ -359,8 +364,12 @@ class Convert(unittest.TestCase):
         p = run("convert", self.src, "-o", other, "--chain", "fit:300x300,webp:80", check=EXIT_OK)
         self.assertIn("1 copied", self.summary(p))
         self.assertEqual(digest(os.path.join(other, "photo.webp")), digest(out))
-        # --no-cache converts.
-        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", "--no-cache", check=EXIT_OK)
+        # --no-cache converts; it keeps no record either, so only --overwrite lets it replace.
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", "--no-cache",
+                check=EXIT_SOME_FAILED)
+        self.assertIn("lumen has no record of writing it", self.summary(p))
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp:80", "--no-cache",
+                "--overwrite", check=EXIT_OK)
         self.assertIn("converted 1 of 1", self.summary(p))
 
     def test_result_cache_in_place_never_applies_a_chain_twice(self):

@@ -173,6 +173,15 @@ class Catalog {
   Status PutConversion(const Hash128& source, const std::string& recipe,
                        const std::string& source_path, const FileIdentity& source_id,
                        const Conversion& c);
+  // Who wrote `output` (any recipe): the source's content hash and path as recorded, and the
+  // file as written; nullopt where lumen has no record of it. convert replaces an existing output
+  // only where this says lumen wrote it from the same input (issue 15).
+  struct ConversionOwner {
+    Hash128 source;
+    std::string source_path;
+    Conversion written;
+  };
+  Result<std::optional<ConversionOwner>> ConversionOwnerAt(const std::string& output);
 
   // Every current asset with perceptual hashes, with its current paths (for dupes).
   Status LoadDupeItems(std::vector<dupes::Item>* out);

@@ -35,6 +35,10 @@ Result<Chain> ParseChain(std::string_view text);
 double ArgNumber(const std::string& arg);
 void ArgSize(const std::string& arg, int* w, int* h);
 
+// A colour argument (border): black, white or #RRGGBB (hex digits). False, *rgb untouched,
+// for anything else.
+bool ParseColour(std::string_view text, std::vector<double>* rgb);
+
 // The chain written back in one canonical form (lower-case names, quotes only where needed,
 // "jpg" as "jpeg"): equal chains give equal text, ParseChain(CanonicalChain(c)) gives c back.
 // The key of convert's result cache.

@@ -10,7 +10,10 @@
 #include <cstdint>
 #include <string>
 
+#include <sys/stat.h>
+
 #include "lumen/image/chain.h"
+#include "lumen/image/decode.h"
 #include "lumen/util/status.h"
 
 namespace lumen {
@@ -37,13 +40,22 @@ struct Preset {
 // False for an unknown preset name.
 bool IsPreset(const std::string& name);
 
-// The output is written beside `output` under a temporary name and renamed over it, so a reader
-// never sees half a file; `durable` also fsyncs it first (for --in-place, where the file
-// replaced is the user's original). Errors name the file: Corrupt/Unsupported for inputs libvips
-// cannot read, Invalid for a chain that does not fit the image (a crop outside it), Io for the
-// output.
-Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain,
-                                  const std::string& output, const Preset& preset = {},
-                                  bool durable = false);
+// Converts `input` and writes the result into `out_fd`: an empty regular file open for writing,
+// which the caller created (convert_cmd.cpp: a temporary name inside the output folder, renamed
+// into place on success, removed on failure) and closes. Before anything is decoded the input
+// is refused by its type (a FIFO, a device: never opened for reading), its size, its pixel count
+// (from the header) and, for a JPEG, its number of progressive scans (`limits`); the decode and
+// encode stop once `limits.max_seconds` have passed or a signal asked lumen to stop
+// (util/interrupt.h). Errors name the input: NotFound, Unsupported (not a regular file, a format
+// libvips cannot read), TooLarge (a limit), Corrupt (libvips or libjpeg's reason), Invalid (a
+// chain that does not fit the image, a crop outside it), Io (the output).
+Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, int out_fd,
+                                  const Preset& preset, const DecodeLimits& limits);
+
+// The input checks of ConvertFile on an open descriptor: a regular file, not empty, within
+// `limits.max_file_bytes`; *size (if given) its size.
+Status CheckInputFile(const std::string& input, int fd, const DecodeLimits& limits, uint64_t* size);
+// What kind of file `st` describes, for messages: "a FIFO (named pipe), not an image file", ...
+std::string FileKind(const struct stat& st);
 
 }  // namespace lumen

@@ -101,7 +101,8 @@ struct PipelineOptions {
   };
   std::optional<Tagging> tagging;
   DecodeLimits limits;
-  uint64_t max_file_bytes = 200ull << 20;
+  // Set with `limits` (cli_util.h, InputLimits): one default for every command.
+  uint64_t max_file_bytes = DecodeLimits{}.max_file_bytes;
   uint64_t memory_budget = 256ull << 20;  // file bytes held in memory at once
   uint64_t limit = 0;                     // process at most this many files (0 = all)
   std::function<bool(const std::string& path)> skip_path;  // e.g. --skip-existing

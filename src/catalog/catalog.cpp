@@ -333,7 +333,9 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Mode mod
       open(path, read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
   bool is_new = false;
   Status check = CheckIsLumenCatalog(c->db_.get(), path, &is_new);
-  if (!check.ok() && read_only && check.code() == Code::kIo) {
+  if (!check.ok() && read_only && check.code() == Code::kIo &&
+      ((sqlite3_extended_errcode(c->db_.get()) & 0xff) == SQLITE_CANTOPEN ||
+       (sqlite3_extended_errcode(c->db_.get()) & 0xff) == SQLITE_READONLY)) {
     // A WAL catalog in a folder we cannot write: SQLite cannot create its shared-memory file.
     // Read it as an immutable file instead (nobody can be writing it there either).
     LUMEN_RETURN_IF_ERROR(

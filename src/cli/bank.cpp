@@ -88,8 +88,15 @@ Result<std::unique_ptr<BankBuild>> BankBuild::Start(const Options& o, const std:
       if (now.ok()) self->tagging_.bank->Publish(std::move(now.value()));
       return !self->stop_.load();
     };
-    self->status_ = tags::BuildLabelBank(self->path_, self->key_, *self->tagging_.vocab,
-                                         self->order_, encode, bo);
+    // No exception may end the process from this thread: it becomes the build's status.
+    try {
+      self->status_ = tags::BuildLabelBank(self->path_, self->key_, *self->tagging_.vocab,
+                                           self->order_, encode, bo);
+    } catch (const std::exception& ex) {
+      self->status_ = Status::Internal(fmt::format("label bank: {}", ex.what()));
+    } catch (...) {
+      self->status_ = Status::Internal("label bank: unknown error");
+    }
     self->failed_ = !self->status_.ok();
     if (!self->status_.ok())
       log::Warn(fmt::format("label bank build stopped: {} (tags use the {} terms done)",

@@ -2,12 +2,16 @@
 #include "bank.h"
 #include "cli_util.h"
 
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -170,20 +174,30 @@ Status LoadExisting(const std::string& file, RecordFormat fmt,
   return Status::Ok();
 }
 
-// A JSONL file cut short by a kill ends without a newline: drop the partial record.
+// A JSONL file cut short by a kill ends without a newline: drop the partial record. Through a
+// descriptor opened without following links (the output was checked, but a link could have
+// been swapped in since).
 void TrimPartialLine(const std::string& file) {
-  std::FILE* f = std::fopen(file.c_str(), "r+b");
-  if (!f) return;
-  std::fseek(f, 0, SEEK_END);
-  long size = std::ftell(f);
-  long keep = size;
-  while (keep > 0) {
-    std::fseek(f, keep - 1, SEEK_SET);
-    if (std::fgetc(f) == '\n') break;
-    --keep;
+  const int fd = ::open(file.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    off_t keep = st.st_size;
+    char buf[4096];
+    while (keep > 0) {
+      const off_t from = std::max<off_t>(0, keep - off_t(sizeof buf));
+      const ssize_t n = ::pread(fd, buf, size_t(keep - from), from);
+      if (n <= 0) break;
+      const char* nl = static_cast<const char*>(::memrchr(buf, '\n', size_t(n)));
+      if (nl) {
+        keep = from + (nl - buf) + 1;
+        break;
+      }
+      keep = from;
+    }
+    if (keep != st.st_size) (void)::ftruncate(fd, keep);
   }
-  std::fclose(f);
-  if (keep != size) (void)::truncate(file.c_str(), keep);
+  ::close(fd);
 }
 }  // namespace
 
@@ -231,9 +245,9 @@ int RunProcess(const Options& o, const char* argv0) {
   }
 
   // JSONL is appended in place with --skip-existing; otherwise the records go to a temporary
-  // file renamed over the output at the end, so an interrupted or failed run never leaves half
-  // an array or truncates what was there. Either way the output may not be an input or a file
-  // of another kind (a photo named by mistake).
+  // file renamed over the output at the end: a failed run leaves what was there, an interrupted
+  // one writes the complete records of the work it finished (never half an array). Either way the
+  // output may not be an input or a file of another kind (a photo named by mistake).
   std::FILE* out = stdout;
   TempFile tmp;
   if (!o.output.empty()) {

@@ -358,6 +358,7 @@ int RunDescribe(const Options& o, const char* argv0) {
     roots.push_back(std::filesystem::absolute(p, ec).lexically_normal().string());
     while (roots.back().size() > 1 && roots.back().ends_with('/')) roots.back().pop_back();
   }
+  if (Status st = CheckInputPaths(o.paths); !st.ok()) return fail(st.message());
   // The records file may not be a photo or another input (it used to be truncated first).
   if (o.describe_records && !o.output.empty()) {
     if (Status st = CheckOutput(o.output, OutputKind::kJson, o.paths); !st.ok())
@@ -399,6 +400,7 @@ int RunDescribe(const Options& o, const char* argv0) {
   std::mutex out_mu;
   const std::string provider = local ? "local:" + o.mmproj : e.kind + ":" + e.base_url;
   if (local) e.model = std::filesystem::path(o.llm_model).filename().string();
+  uint64_t records_written = 0;
   auto emit = [&](const Catalog::Placed& p, const std::string& result, double ms, int64_t tokens,
                   bool cached) {
     const json r = json::parse(result, nullptr, false);
@@ -419,7 +421,10 @@ int RunDescribe(const Options& o, const char* argv0) {
              {"cached", cached}};
     if (r.contains("social")) rec["social"] = r["social"];
     std::lock_guard<std::mutex> lock(out_mu);
-    if (out) std::fprintf(out, "%s\n", log::Redact(Dump(rec)).c_str());
+    if (out) {
+      std::fprintf(out, "%s\n", log::Redact(Dump(rec)).c_str());
+      ++records_written;
+    }
   };
 
   std::vector<llm::Job> jobs;
@@ -530,7 +535,16 @@ int RunDescribe(const Options& o, const char* argv0) {
   const double cpu = CpuSeconds() - cpu0;
   Status written;
   if (!out_tmp.path().empty()) {
-    written = out_tmp.Commit();
+    // Replaces the output only with a complete run that has records: a stopped run, or one whose
+    // every request failed, leaves what was there (every result is in the catalog's cache, so a
+    // rerun writes them again without asking).
+    if (acc.fatal.empty() && !Interrupted() && records_written > 0) {
+      written = out_tmp.Commit();
+    } else {
+      out_tmp.Discard();
+      log::Warn(fmt::format("{} left as it was ({})", o.output,
+                            records_written ? "the run did not finish" : "no records"));
+    }
   } else if (out && out != stdout && std::fclose(out) != 0) {
     written = Status::Io(fmt::format("cannot write {}: {}", o.output, std::strerror(errno)));
   }

@@ -105,7 +105,7 @@ Status WriteReport(const std::string& path, Catalog& cat, const std::vector<dupe
                    const std::vector<dupes::Item>& items, double extra_mb) {
   std::string h;
   h +=
-      R"(<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lumen: duplicates</title>
+      R"(<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="generator" content="lumen dupes"><title>lumen: duplicates</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:24px;background:#f6f6f4;color:#222}
 h1{font-size:20px} .group{background:#fff;border-radius:8px;padding:12px 16px;margin:16px 0;
@@ -175,7 +175,9 @@ int RunDupes(const Options& o) {
       return kExitError;
     }
   }
-  auto c = OpenCatalog(o);
+  // Listing and the report only read the catalog; --move-to / --hardlink plan (and apply) a run.
+  const bool acts = !o.move_to.empty() || o.dupes_hardlink;
+  auto c = OpenCatalog(o, acts ? Catalog::Mode::kReadWrite : Catalog::Mode::kReadOnly);
   if (!c.ok()) {
     log::Error(c.status().message());
     return kExitError;

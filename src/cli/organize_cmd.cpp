@@ -285,6 +285,10 @@ int RunOrganize(const Options& o, const char* argv0) {
     log::Error("organize needs folders to organize and --into DEST (or --resume)");
     return kExitError;
   }
+  if (Status st = CheckInputPaths(o.paths); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
   auto tmpl = organize::Template::Parse(o.tmpl);
   if (!tmpl.ok()) {
     log::Error(tmpl.status().message());

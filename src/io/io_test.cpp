@@ -240,7 +240,7 @@ TEST(Output, RefusesInputsLinksAndFilesOfAnotherKind) {
   EXPECT_EQ(test::ReadFile(photo), photo_bytes);  // never truncated
   // An input named as the output, even as a records-looking file.
   const std::string jsonl = dir.File("in.jsonl");
-  test::WriteFile(jsonl, std::string("{\"a\":1}\n"));
+  test::WriteFile(jsonl, std::string("{\"content_hash\":\"00\",\"file_path\":\"/p/a.jpg\"}\n"));
   EXPECT_TRUE(CheckOutput(jsonl, OutputKind::kJson).ok());
   st = CheckOutput(jsonl, OutputKind::kJson, {dir.path() + "/./in.jsonl"});
   EXPECT_NE(st.message().find("one of the inputs"), std::string::npos) << st.message();
@@ -257,9 +257,22 @@ TEST(Output, RefusesInputsLinksAndFilesOfAnotherKind) {
   EXPECT_TRUE(CheckOutput(dir.File("new.json"), OutputKind::kJson).ok());
   test::WriteFile(dir.File("empty"), std::string());
   EXPECT_TRUE(CheckOutput(dir.File("empty"), OutputKind::kHtml).ok());
-  test::WriteFile(dir.File("r.html"), std::string("\n<!DOCTYPE html><html>"));
+  test::WriteFile(dir.File("r.html"),
+                  std::string("\n<!doctype html><html><head><meta name=\"generator\" "
+                              "content=\"lumen dupes\">"));
   EXPECT_TRUE(CheckOutput(dir.File("r.html"), OutputKind::kHtml).ok());
   EXPECT_FALSE(CheckOutput(dir.File("r.html"), OutputKind::kJson).ok());
+  // Files that only look alike: another program's JSON (a Takeout sidecar), an INI file that
+  // starts with '[', someone's web page.
+  test::WriteFile(dir.File("IMG_1.jpg.json"), std::string("{\"title\":\"IMG_1.jpg\"}"));
+  EXPECT_NE(CheckOutput(dir.File("IMG_1.jpg.json"), OutputKind::kJson).message().find("not lumen"),
+            std::string::npos);
+  test::WriteFile(dir.File("gitconfig"), std::string("[user]\n\tname = me\n"));
+  EXPECT_FALSE(CheckOutput(dir.File("gitconfig"), OutputKind::kJson).ok());
+  test::WriteFile(dir.File("index.html"), std::string("<html><body>my page</body></html>"));
+  EXPECT_FALSE(CheckOutput(dir.File("index.html"), OutputKind::kHtml).ok());
+  test::WriteFile(dir.File("empty.json"), std::string("[ ]"));
+  EXPECT_TRUE(CheckOutput(dir.File("empty.json"), OutputKind::kJson).ok());
 }
 
 TEST(Json, InvalidUtf8IsReplacedNeverThrown) {

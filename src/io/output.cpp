@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 
 #include "lumen/io/magic.h"
@@ -14,26 +17,42 @@ namespace lumen {
 namespace {
 
 const char* KindName(OutputKind k) {
-  return k == OutputKind::kHtml ? "an HTML report" : "a JSON/JSONL file";
+  return k == OutputKind::kHtml ? "a report lumen wrote" : "records lumen wrote";
 }
 
-// What the first bytes of an existing file look like, or "" when they fit `kind`.
+// What an existing file holds, or "" when it is an output lumen wrote (or empty): records carry
+// "file_path" and "content_hash" in their first record (JSONL, or a JSON array), reports carry
+// lumen's generator tag. Another program's JSON (a Takeout sidecar, package.json), an INI file,
+// someone's HTML page, a photo: refused.
 std::string Mismatch(int fd, OutputKind kind) {
-  unsigned char head[64];
-  ssize_t n = ::pread(fd, head, sizeof head, 0);
+  std::string head(size_t(1) << 20, '\0');
+  ssize_t n = ::pread(fd, head.data(), head.size(), 0);
   if (n <= 0) return "";  // empty (or unreadable: the write will say)
+  head.resize(size_t(n));
   size_t i = 0;
-  while (i < size_t(n) &&
-         (head[i] == ' ' || head[i] == '\t' || head[i] == '\n' || head[i] == '\r' ||
-          head[i] == 0xEF || head[i] == 0xBB || head[i] == 0xBF))
-    ++i;  // blanks and a UTF-8 byte-order mark
-  if (i == size_t(n)) return "";
-  const unsigned char c = head[i];
-  if (kind == OutputKind::kJson && (c == '{' || c == '[')) return "";
-  if (kind == OutputKind::kHtml && c == '<') return "";
-  Format f = DetectFormat(head, size_t(n));
+  if (head.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;  // UTF-8 byte-order mark
+  while (i < head.size() && std::isspace(static_cast<unsigned char>(head[i]))) ++i;
+  if (i == head.size()) return "";
+  const char c = head[i];
+  if (kind == OutputKind::kJson) {
+    if (c == '[') {
+      size_t j = i + 1;
+      while (j < head.size() && std::isspace(static_cast<unsigned char>(head[j]))) ++j;
+      if (j < head.size() && head[j] == ']') return "";  // an empty array
+    }
+    if ((c == '{' || c == '[') && head.find("\"file_path\"") != std::string::npos &&
+        head.find("\"content_hash\"") != std::string::npos)
+      return "";
+    if (c == '{' || c == '[') return "JSON that is not lumen's records";
+  }
+  if (kind == OutputKind::kHtml && c == '<') {
+    if (head.find("<meta name=\"generator\" content=\"lumen") != std::string::npos) return "";
+    return "an HTML or XML document that lumen did not write";
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(head.data());
+  Format f = DetectFormat(bytes, head.size());
   if (f != Format::kUnknown) return fmt::format("a {} image", FormatName(f));
-  return DescribeNonImage(head, size_t(n));
+  return DescribeNonImage(bytes, std::min<size_t>(head.size(), 512));
 }
 
 }  // namespace
@@ -63,9 +82,9 @@ Status CheckOutput(const std::string& path, OutputKind kind,
   std::string what = Mismatch(fd, kind);
   ::close(fd);
   if (!what.empty())
-    return Status::Invalid(fmt::format(
-        "refusing to overwrite {}: it holds {}, not {} that lumen writes (choose another name)",
-        path, what, KindName(kind)));
+    return Status::Invalid(
+        fmt::format("refusing to overwrite {}: it holds {}, not {} (choose another name)", path,
+                    what, KindName(kind)));
   return Status::Ok();
 }
 

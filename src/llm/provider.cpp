@@ -127,6 +127,8 @@ std::string ErrorText(const std::string& body, size_t max_bytes) {
   }
   for (char& c : text)
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  // Redacted before it is cut: a key that straddles the cut would no longer match whole.
+  text = log::Redact(text);
   if (text.size() > max_bytes) text = lumen::json::TruncateUtf8(text, max_bytes) + "...";
   return text;
 }
@@ -609,15 +611,20 @@ Accounting RunJobs(const Endpoint& e, const Limits& limits, std::vector<Job> job
       if (waited + wait > limits.max_wait_s) {
         res.error = log::Redact(
             fmt::format("gave up after waiting {:.0f} s for retries (last: {})", waited, why));
-        if (outcome == Outcome::kRateLimited) {  // the same for every photo: the quota is spent
-          std::lock_guard<std::mutex> lock(mu);
+        // A server that kept refusing (429) or failing (5xx, no answer) for the whole wait
+        // budget of one photo would do the same for every other: the total wait of the run is
+        // bounded by ending it here, not by each photo's budget in turn.
+        std::lock_guard<std::mutex> lock(mu);
+        if (outcome == Outcome::kRateLimited)
           end_run(429, fmt::format("the provider kept rate-limiting (HTTP 429) for more than "
                                    "{:.0f} s; its quota may be spent: run again later{}{}",
                                    limits.max_wait_s, http.body.empty() ? "" : ": ",
                                    ErrorText(http.body)));
-          return false;
-        }
-        return true;
+        else
+          end_run(http.status, fmt::format("the provider kept failing ({}) for more than {:.0f} s; "
+                                           "run again later",
+                                           why, limits.max_wait_s));
+        return false;
       }
       waited += wait;
       sleep_for(wait, http.status == 429 ? "rate limited" : why);

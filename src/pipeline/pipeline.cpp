@@ -19,6 +19,18 @@
 
 namespace lumen {
 namespace {
+// The message of the exception being handled (inside a catch block).
+std::string CurrentError() {
+  try {
+    throw;
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+}  // namespace
+namespace {
 
 // Caps the file bytes held in memory by items in flight. One file larger than the whole budget
 // may still proceed when nothing else holds any.
@@ -291,10 +303,10 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       // failure on a hostile header, a parser's throw) fails this file with its reason.
       try {
         w->result = Process(e.path, opt, incremental ? &complete : nullptr, profile, &budget);
-      } catch (const std::exception& ex) {
+      } catch (...) {
         w->result = ItemResult{};
         w->result.path = e.path;
-        w->result.status = Status::Internal(fmt::format("internal error: {}", ex.what()));
+        w->result.status = Status::Internal(fmt::format("internal error: {}", CurrentError()));
         w->result.outcome = ItemResult::Outcome::kFailed;
       }
     } else {
@@ -316,8 +328,8 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
         Status st;
         try {
           st = s->Accept(r);
-        } catch (const std::exception& ex) {
-          st = Status::Internal(fmt::format("writing {}: {}", r.path, ex.what()));
+        } catch (...) {
+          st = Status::Internal(fmt::format("writing {}: {}", r.path, CurrentError()));
         }
         if (!st.ok()) {
           fatal = st;
@@ -421,14 +433,18 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
           tokens, tbb::make_filter<void, Work*>(tbb::filter_mode::serial_in_order, input) &
                       tbb::make_filter<Work*, Work*>(tbb::filter_mode::parallel, work) &
                       tbb::make_filter<Work*, void>(tbb::filter_mode::serial_out_of_order, output));
-    } catch (const std::exception& ex) {
+    } catch (...) {
       // Never past this thread boundary: the run ends with the reason, work so far committed.
-      if (fatal.ok()) fatal = Status::Internal(fmt::format("pipeline: {}", ex.what()));
+      if (fatal.ok()) fatal = Status::Internal(fmt::format("pipeline: {}", CurrentError()));
     }
   });
   // The last partial batch: encoded, unless we are stopping (then written without embeddings;
   // their assets stay incomplete for the encoder and the next run encodes them).
-  encode_pending(!Interrupted());
+  try {
+    encode_pending(!Interrupted());
+  } catch (...) {
+    if (fatal.ok()) fatal = Status::Internal(fmt::format("encoder: {}", CurrentError()));
+  }
   stop_counting = true;
   if (counter.joinable()) counter.join();
   if (progress)

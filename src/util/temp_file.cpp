@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -40,6 +41,14 @@ Result<TempFile> TempFile::Create(const std::string& target, mode_t mode) {
     std::string name = fmt::format("{}/.lumen-{}.tmp", dir, RandomSuffix());
     int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd >= 0) {
+      // Replacing a file: the new one keeps its permissions and (where we may) its owner, so a
+      // private 0600 report or a sidecar of another user's stays as it was.
+      struct stat old;
+      if (::lstat(target.c_str(), &old) == 0 && S_ISREG(old.st_mode)) {
+        (void)::fchmod(fd, old.st_mode & 07777);
+        if (old.st_uid != ::geteuid() || old.st_gid != ::getegid())
+          (void)::fchown(fd, old.st_uid, old.st_gid);
+      }
       TempFile t;
       t.fd_ = fd;
       t.path_ = std::move(name);
@@ -120,8 +129,17 @@ void TempFile::CloseForWriter() {
 
 Status TempFile::Commit() {
   if (closed_ && !path_.empty()) {
-    if (::rename(path_.c_str(), target_.c_str()) != 0) {
-      const int err = errno;
+    // Written by a library through the name: made durable and checked non-empty here (such
+    // writers do not all report a full disk), so a cut file never replaces a good one.
+    int err = 0;
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0) err = errno;
+    if (!err && st.st_size == 0) err = EIO;
+    if (!err && ::fsync(fd) != 0) err = errno;
+    if (fd >= 0) ::close(fd);
+    if (!err && ::rename(path_.c_str(), target_.c_str()) != 0) err = errno;
+    if (err) {
       Discard();
       return Status::Io(fmt::format("cannot write {}: {}", target_, strerror(err)));
     }

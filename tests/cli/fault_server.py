@@ -69,8 +69,9 @@ class FaultServer:
     def __init__(self, latency=0.0, p429=0.0, retry_after=0.2, p500=0.0, p503=0.0, p_slow=0.0, slow_s=3.0,
                  p_reset=0.0, p_truncate=0.0, p_invalid=0.0, p_badanswer=0.0, status_always=None,
                  fail_until=0.0, api_key="test-key-123", seed=7, mode=None, huge_bytes=50 << 20, chunked=False,
-                 sse=False, usage_str=False, reject_colour=None):
+                 sse=False, usage_str=False, reject_colour=None, echo_pad=0):
         self.mode, self.huge_bytes, self.chunked = mode, huge_bytes, chunked
+        self.echo_pad = echo_pad  # echo_key: filler before the key, to place it at a cut
         self.sse, self.usage_str, self.reject_colour = sse, usage_str, reject_colour
         self.paths = []
         self.sent_bytes = 0
@@ -203,7 +204,8 @@ class FaultServer:
         if self.mode == "echo_key":
             self.count(401)
             sent = h.headers.get("Authorization") or h.headers.get("x-api-key") or h.headers.get("x-goog-api-key")
-            return self.reply(h, 401, json.dumps({"error": {"message": f"Incorrect API key provided: {sent}. "
+            return self.reply(h, 401, json.dumps({"error": {"message": "x" * self.echo_pad +
+                                                                       f"Incorrect API key provided: {sent}. "
                                                                        f"Header was: Authorization: {sent}"}}))
         if c["status_always"]:
             self.count(c["status_always"])
@@ -262,7 +264,9 @@ class FaultServer:
         self.count(fault or 200)
         if fault == 429:
             return self.reply(h, 429, '{"error":"slow down"}', [("Retry-After", str(c["retry_after"]))])
-        if fault in (500, 503):
+        if fault == 503:  # unavailable, "come back later" as servers say it
+            return self.reply(h, 503, '{"error":"oops"}', [("Retry-After", str(c["retry_after"]))])
+        if fault == 500:
             return self.reply(h, fault, '{"error":"oops"}')
         if fault == "slow":
             time.sleep(c["slow_s"])

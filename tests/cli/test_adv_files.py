@@ -67,11 +67,14 @@ class Outputs(Base):
             # A records file is written only at the end, through a temporary.
             out = os.path.join(self.tmp, "described.jsonl")
             with open(out, "w") as f:
-                f.write('{"type": "enrichment", "file_path": "/earlier"}\n')
+                f.write('{"content_hash": "00", "file_path": "/earlier", "type": "enrichment"}\n')
             p = run("describe", self.lib, "-o", out, "--llm", "openai", "--llm-model", "m",
                     "--base-url", server.url, "--api-key-env", "LUMEN_TEST_KEY", "--max-attempts", "1",
                     "--catalog", self.catalog, env=env)
             self.assertEqual(p.returncode, EXIT_SOME_FAILED, p.stderr)
+            with open(out) as f:  # every request failed: the earlier records are kept
+                self.assertEqual(f.read(), '{"content_hash": "00", "file_path": "/earlier", "type": "enrichment"}\n')
+            self.assertIn(b"left as it was", p.stderr)
             self.assertEqual([n for n in os.listdir(self.tmp) if n.startswith(".lumen-")], [])
         finally:
             server.stop()
@@ -84,7 +87,8 @@ class Outputs(Base):
         self.assertIn("symbolic link", p.stderr.decode())
 
     def test_report_temporaries_never_follow_planted_links(self):
-        # The old fixed temporary names, planted as links to a victim: never written through.
+        # Links planted at the fixed temporary names lumen used to write through ("R.tmp"): now
+        # never touched (temporaries have random names, created O_EXCL|O_NOFOLLOW: io_test).
         self.index()
         report = os.path.join(self.tmp, "report.html")
         victim = os.path.join(self.tmp, "victim.txt")
@@ -109,11 +113,18 @@ class Outputs(Base):
             self.assertEqual(len(f.read().splitlines()), 2)
         # An existing records file is a lumen output: rewritten, not refused.
         run("process", self.lib, "-o", out, "--no-thumbnail", "--quiet", check=EXIT_OK)
-        # A run that cannot start (bad model) leaves it as it was.
+        # A run that fails after the output was opened (the catalog is another program's
+        # database) leaves it as it was, for both formats.
         before = digest(out)
-        p = run("process", self.lib, "-o", out, "--model", os.path.join(self.tmp, "no-model"))
-        self.assertEqual(p.returncode, EXIT_ERROR)
-        self.assertEqual(digest(out), before)
+        foreign = os.path.join(self.tmp, "other.db")
+        con = sqlite3.connect(foreign)
+        con.execute("CREATE TABLE t(x)")
+        con.close()
+        for fmt in ("jsonl", "json"):
+            p = run("process", self.lib, "-o", out, "-f", fmt, "--write-catalog", "--catalog", foreign)
+            self.assertEqual(p.returncode, EXIT_ERROR, p.stderr)
+            self.assertIn(b"not a lumen catalog", p.stderr)
+            self.assertEqual(digest(out), before)
         self.assertEqual([n for n in os.listdir(self.tmp) if n.startswith(".lumen-")], [])
 
     def test_process_output_inside_the_scanned_folder(self):
@@ -177,11 +188,9 @@ class ForeignCatalog(Base):
         os.chmod(cat_dir, 0o555)
         os.chmod(self.tmp, 0o755)
         try:
-            for args in (["stats", "--json"], ["history"], ["dupes"]):
+            for args in (["stats", "--json"], ["history"], ["dupes"], ["dupes", "--json"]):
                 p = subprocess.run(as_nobody([LUMEN, *args, "--catalog", self.catalog]),
                                    capture_output=True)
-                if args[0] == "dupes":
-                    continue  # dupes saves its plan: a writing command, refused or not, no crash
                 self.assertEqual(p.returncode, EXIT_OK, (args, p.stderr))
                 if args[0] == "stats":
                     self.assertEqual(json.loads(p.stdout)["locations"]["ok"], 2)

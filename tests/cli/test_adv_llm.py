@@ -98,6 +98,16 @@ class Secrets(Base):
         self.assertTrue(any("[redacted]" in l["msg"] and l["level"] == "error" for l in lines), lines)
         self.assertNotIn(KEY.encode(), self.catalog_bytes())
 
+    def test_key_straddling_the_cut_of_an_error_text_is_redacted(self):
+        # Error texts are cut at 200 or 300 bytes: a key across the cut must not leak in part.
+        self.photos(1)
+        for pad in (150, 160, 170, 250, 260):
+            server = self.server(mode="echo_key", echo_pad=pad)
+            p, _, _ = self.describe(server)
+            self.assertEqual(p.returncode, EXIT_ERROR)
+            self.assertNotIn(KEY[:8].encode(), p.stdout + p.stderr, pad)
+            self.assertNotIn(KEY[:8].encode(), self.catalog_bytes(), pad)
+
     def test_key_in_an_answer_is_neither_printed_nor_stored(self):
         self.photos(2)
         server = self.server(mode="key_answer")
@@ -273,6 +283,18 @@ class RetryAfter(Base):
             self.assertIn("kept rate-limiting", err)
             self.assertLess(server.counts[429], 2 * 6, server.counts)
             print(f"Retry-After {value}: {secs:.1f} s, {server.counts}")
+
+    def test_a_server_down_for_the_whole_wait_ends_the_run(self):
+        # 503 with Retry-After 99999 for every photo: the run's wait is bounded, not each
+        # photo's in turn (8 photos x the wait budget).
+        self.photos(8)
+        cfg = self.config(retry_after_max=1, max_wait=3, max_attempts=50)
+        server = self.server(p503=1.0, retry_after="99999")
+        p, recs, secs = self.describe(server, "--no-cache", "--concurrency", "1", cfg=cfg, limit=30)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, EXIT_ERROR, err)
+        self.assertIn("kept failing (HTTP 503", err)
+        self.assertLess(secs, 12 * SLOW, err)
 
     def test_retry_after_within_bounds_is_honoured(self):
         self.photos(2)

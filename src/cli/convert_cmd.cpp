@@ -27,12 +27,14 @@
 #include "lumen/catalog/catalog.h"
 #include "lumen/image/chain.h"
 #include "lumen/image/convert.h"
+#include "lumen/io/beneath.h"
 #include "lumen/io/file.h"
 #include "lumen/io/scan.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
+#include "lumen/util/temp_file.h"
 
 namespace lumen::cli {
 namespace {
@@ -63,29 +65,6 @@ std::string OutputName(const std::string& tmpl, const fs::path& in, const std::s
   return out;
 }
 
-// An open file descriptor, closed with its owner.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
-
 // An output name from --name (or a recipe's name), once filled in: a relative path whose
 // components are names, never "..", "." or empty ("{stem}" of "...jpg" is ".."), so that it
 // stays inside -o.
@@ -99,128 +78,6 @@ Status CheckOutputName(const fs::path& rel, const std::string& tmpl) {
         rel.string(), tmpl));
   return Status::Ok();
 }
-
-// The folder `rel` beneath the open folder `root` (shown as `shown`), made where missing, every
-// component opened with O_NOFOLLOW relative to the one before: a symbolic link planted inside
-// the output folder is refused, never followed.
-Result<Fd> OpenDirBeneath(int root, const fs::path& rel, const std::string& shown) {
-  Fd dir(::fcntl(root, F_DUPFD_CLOEXEC, 0));
-  if (!dir.ok()) return Status::Io(fmt::format("{}: {}", shown, std::strerror(errno)));
-  fs::path at = shown;
-  for (const auto& part : rel) {
-    at /= part;
-    if (::mkdirat(dir.get(), part.c_str(), 0777) != 0 && errno != EEXIST)
-      return Status::Io(fmt::format("cannot create {}: {}", at.string(), std::strerror(errno)));
-    Fd next(::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!next.ok()) {
-      const int err = errno;
-      struct stat st;
-      if ((err == ELOOP || err == ENOTDIR) &&
-          ::fstatat(dir.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
-        return Status::Invalid(fmt::format(
-            "{} is a symbolic link inside the output folder: not followed (outputs stay inside "
-            "-o)",
-            at.string()));
-      return Status::Io(fmt::format("cannot open {}: {}", at.string(), std::strerror(err)));
-    }
-    dir = std::move(next);
-  }
-  return dir;
-}
-
-// Temporary files being written, for removal when the watchdog ends the run (RunConvert) or a
-// second signal ends the process (util/interrupt.h, SetHardStopHook): each as its folder (a
-// descriptor of its own) and name, in fixed slots that a signal handler can walk
-// (async-signal-safe: atomics and unlinkat only).
-struct TempSlot {
-  std::atomic<int> dir{-1};
-  char name[32] = {};
-};
-constexpr size_t kTempSlots = 2048;  // more than --jobs allows, one temporary file per worker
-TempSlot g_temps[kTempSlots];
-
-void RemoveTemps() {
-  for (auto& slot : g_temps) {
-    const int dir = slot.dir.exchange(-1);
-    if (dir >= 0) (void)::unlinkat(dir, slot.name, 0);
-  }
-}
-
-// A new file in `dir` under a short random name (".lumen-XXXXXXXX.tmp": a 255-byte output name
-// still has room), created with O_CREAT|O_EXCL|O_NOFOLLOW, so that nothing already there (a
-// planted link, another file) is written through; removed by its destructor unless Keep()
-// after it has been renamed into place.
-class TempFile {
- public:
-  static Result<TempFile> Create(int dir, const std::string& shown_dir, mode_t mode) {
-    static thread_local std::mt19937_64 rng(std::random_device{}() ^ uint64_t(::getpid()) << 32 ^
-                                            MonotonicNs());
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      const std::string name = fmt::format(".lumen-{:08x}.tmp", uint32_t(rng()));
-      const int fd =
-          ::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-      if (fd < 0 && errno == EEXIST) continue;
-      if (fd < 0)
-        return Status::Io(fmt::format("cannot create a temporary file in {}: {}", shown_dir,
-                                      std::strerror(errno)));
-      TempFile t;
-      t.fd_ = Fd(fd);
-      t.dir_ = Fd(::fcntl(dir, F_DUPFD_CLOEXEC, 0));
-      t.name_ = name;
-      static std::mutex mu;  // claiming a slot
-      std::lock_guard<std::mutex> lock(mu);
-      for (size_t k = 0; k < kTempSlots; ++k) {
-        if (g_temps[k].dir.load() >= 0) continue;
-        std::snprintf(g_temps[k].name, sizeof(g_temps[k].name), "%s", name.c_str());
-        g_temps[k].dir.store(t.dir_.get());
-        t.slot_ = k + 1;
-        break;
-      }
-      return t;
-    }
-    return Status::Io(fmt::format("cannot create a temporary file in {}", shown_dir));
-  }
-  TempFile() = default;
-  TempFile(TempFile&& o) noexcept
-      : fd_(std::move(o.fd_)),
-        dir_(std::move(o.dir_)),
-        name_(std::move(o.name_)),
-        slot_(std::exchange(o.slot_, 0)),
-        kept_(o.kept_) {}
-  TempFile& operator=(TempFile&&) = delete;
-  ~TempFile() {
-    if (!dir_.ok()) return;
-    if (slot_ > 0) g_temps[slot_ - 1].dir.store(-1);
-    if (!kept_) (void)::unlinkat(dir_.get(), name_.c_str(), 0);
-  }
-  int fd() const { return fd_.get(); }
-  int dir() const { return dir_.get(); }
-  const std::string& name() const { return name_; }
-  // Renames the finished file to `leaf` in `to` (a folder on the same file system); only over an
-  // existing file where `replace`, else it fails if one has appeared meanwhile.
-  Status Place(int to, const std::string& leaf, bool replace, const std::string& shown) {
-    const int rc = replace
-                       ? ::renameat(dir_.get(), name_.c_str(), to, leaf.c_str())
-                       : ::renameat2(dir_.get(), name_.c_str(), to, leaf.c_str(), RENAME_NOREPLACE);
-    if (rc != 0) {
-      const int err = errno;
-      if (err == EEXIST)
-        return Status::Invalid(
-            fmt::format("{} appeared while it was being converted: not replaced", shown));
-      return Status::Io(fmt::format("cannot write {}: {}", shown, std::strerror(err)));
-    }
-    kept_ = true;
-    if (slot_ > 0) g_temps[slot_ - 1].dir.store(-1);
-    slot_ = 0;
-    return Status::Ok();
-  }
-
- private:
-  Fd fd_, dir_;
-  std::string name_;
-  size_t slot_ = 0;  // 1 + the index in g_temps; 0: none
-  bool kept_ = false;
-};
 
 // --in-place: the new file takes the original's owner, group, mode and extended attributes
 // (POSIX ACLs are the system.posix_acl_* attributes); what cannot be kept is listed in *lost.
@@ -352,17 +209,17 @@ int RunConvert(const Options& o, const char* argv0) {
     }
   }
   // The output folder: every output is created relative to it, beneath it (OpenDirBeneath).
-  Fd out_root;
+  UniqueFd out_root;
   const std::string out_abs = o.output.empty() ? std::string() : AbsolutePath(o.output);
   if (!o.output.empty() && !o.output_base.empty()) {
     // A recipe's output: beneath the recipe's folder, no link followed (a recipe is not trusted).
     const std::string& base = o.output_base;
-    const Fd base_fd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    const UniqueFd base_fd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!base_fd.ok()) {
       log::Error(fmt::format("cannot open {}: {}", base, std::strerror(errno)));
       return kExitError;
     }
-    auto d = OpenDirBeneath(base_fd.get(), fs::path(o.output_rel), base);
+    auto d = OpenDirBeneath(base_fd.get(), o.output_rel, true, base);
     if (!d.ok()) {
       log::Error(fmt::format("recipe {}: output: {}", o.recipe, d.status().message()));
       return kExitError;
@@ -371,7 +228,7 @@ int RunConvert(const Options& o, const char* argv0) {
   } else if (!o.output.empty()) {
     std::error_code ec;
     fs::create_directories(o.output, ec);
-    if (!ec) out_root = Fd(::open(o.output.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!ec) out_root = UniqueFd(::open(o.output.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (ec || !out_root.ok()) {
       log::Error(
           fmt::format("cannot create {}: {}", o.output, ec ? ec.message() : std::strerror(errno)));
@@ -399,7 +256,6 @@ int RunConvert(const Options& o, const char* argv0) {
   // (mmap/munmap, or a trimmed heap) and fault them in again, zeroed, for the next image: half
   // of the page faults of a batch and most of its system time (40 photos: 97k faults, 0.5 s
   // sys). Kept in the heap instead (48k faults, 0.26 s), up to 256 MB idle at its top.
-  SetHardStopHook(RemoveTemps);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   // Many images at once, each pipeline on one thread: better throughput than one image on all.
@@ -485,11 +341,11 @@ int RunConvert(const Options& o, const char* argv0) {
     }
     // The folder the output goes to, opened beneath -o without following links (for a sized
     // name, the temporary file waits in -o itself until its name is known).
-    Fd out_dir;
+    UniqueFd out_dir;
     std::string leaf;
     if (o.in_place) {
       const fs::path parent = fs::path(abs_in).parent_path();
-      out_dir = Fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      out_dir = UniqueFd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!out_dir.ok())
         return fail(
             Status::Io(fmt::format("cannot open {}: {}", parent.string(), std::strerror(errno))));
@@ -497,7 +353,7 @@ int RunConvert(const Options& o, const char* argv0) {
     } else if (!sized) {
       const fs::path rel = relative(0, 0);
       if (Status st = CheckOutputName(rel, o.name_template); !st.ok()) return fail(st);
-      auto d = OpenDirBeneath(out_root.get(), rel.parent_path(), out_abs);
+      auto d = OpenDirBeneath(out_root.get(), rel.parent_path().string(), true, out_abs);
       if (!d.ok()) return fail(d.status());
       out_dir = std::move(*d);
       leaf = rel.filename().string();
@@ -596,16 +452,16 @@ int RunConvert(const Options& o, const char* argv0) {
     // Returns the output's identity.
     auto write_out = [&](auto&& fill, Catalog::Conversion* c) -> Status {
       const int tmp_dir = sized ? out_root.get() : out_dir.get();
-      auto tmp =
-          TempFile::Create(tmp_dir, o.in_place ? fs::path(abs_in).parent_path().string() : out_abs,
-                           o.in_place ? 0600 : 0666);
+      auto tmp = TempFile::CreateIn(tmp_dir,
+                                    o.in_place ? fs::path(abs_in).parent_path().string() : out_abs,
+                                    o.in_place ? 0600 : 0666);
       if (!tmp.ok()) return tmp.status();
       LUMEN_RETURN_IF_ERROR(fill(tmp->fd(), c));
       std::string shown = target(c->width, c->height);
       if (sized) {
         const fs::path rel = relative(c->width, c->height);
         LUMEN_RETURN_IF_ERROR(CheckOutputName(rel, o.name_template));
-        auto d = OpenDirBeneath(out_root.get(), rel.parent_path(), out_abs);
+        auto d = OpenDirBeneath(out_root.get(), rel.parent_path().string(), true, out_abs);
         if (!d.ok()) return d.status();
         out_dir = std::move(*d);
         leaf = rel.filename().string();
@@ -613,7 +469,7 @@ int RunConvert(const Options& o, const char* argv0) {
       bool exists = false;
       LUMEN_RETURN_IF_ERROR(may_write(out_dir.get(), leaf, shown, &exists));
       if (o.in_place) {
-        const Fd orig(::open(in.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        const UniqueFd orig(::open(in.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
         std::vector<std::string> lost;
         if (orig.ok()) KeepAttributes(orig.get(), tmp->fd(), in_st, &lost);
         for (const auto& what : lost)
@@ -647,7 +503,8 @@ int RunConvert(const Options& o, const char* argv0) {
       }
       for (const auto& row : rows) {
         if (o.in_place || !intact(row)) continue;
-        const Fd from(::open(row.output.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        const UniqueFd from(
+            ::open(row.output.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
         struct stat fst;
         if (!from.ok() || ::fstat(from.get(), &fst) != 0 || !S_ISREG(fst.st_mode)) continue;
         Catalog::Conversion c = row;
@@ -719,7 +576,7 @@ int RunConvert(const Options& o, const char* argv0) {
     if (!Interrupted()) continue;
     if (stop_seen == 0) stop_seen = MonotonicNs();
     if (MonotonicNs() - stop_seen > 700'000'000ull) {
-      RemoveTemps();
+      TempFile::RemoveAll();
       log::Error(
           "convert: stopped by a signal (the images in flight were abandoned, their "
           "temporary files removed)");

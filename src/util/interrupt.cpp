@@ -5,17 +5,18 @@
 
 #include <atomic>
 
+#include "lumen/util/temp_file.h"
+
 namespace lumen {
 namespace {
 std::atomic<int> g_signal{0};
 std::atomic<bool> g_stop{false};
-std::atomic<void (*)()> g_hard_stop_hook{nullptr};
 
 void Handler(int sig) {
   if (g_stop.exchange(true)) {
     // Second signal: the user means it. Exit without running destructors; SQLite's WAL keeps
-    // the catalog consistent.
-    if (auto* hook = g_hard_stop_hook.load()) hook();
+    // the catalog consistent, and the temporaries of outputs being written go first.
+    TempFile::RemoveAll();
     _exit(128 + sig);
   }
   g_signal = sig;
@@ -43,9 +44,6 @@ int InterruptSignal() {
 }
 void RequestInterrupt() {
   g_stop = true;
-}
-void SetHardStopHook(void (*hook)()) {
-  g_hard_stop_hook = hook;
 }
 void ResetInterrupt() {
   g_stop = false;

@@ -11,8 +11,5 @@ int InterruptSignal();
 // For tests and programmatic stops.
 void RequestInterrupt();
 void ResetInterrupt();
-// Called (from the signal handler: it must be async-signal-safe) just before a second signal
-// ends the process, e.g. to remove temporary files. nullptr: none.
-void SetHardStopHook(void (*hook)());
 
 }  // namespace lumen

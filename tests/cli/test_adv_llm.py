@@ -16,27 +16,13 @@ from PIL import Image
 
 from fault_server import HOSTILE_BODIES, FaultServer
 from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, SLOW, run
+import test_describe
 
 KEY = "sk-adv-Secret-9f3b2c7d1e"
 
 
-class Base(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="lumen-advllm-")
-        self.lib = os.path.join(self.tmp, "lib")
-        os.makedirs(self.lib)
-        self.catalog = os.path.join(self.tmp, "cat", "catalog.db")
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            s.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def server(self, **kw):
-        s = FaultServer(api_key=KEY, **kw)
-        self.servers.append(s)
-        return s
+class Base(test_describe.Base):
+    key = KEY
 
     def photos(self, n):
         colours = []

@@ -18,6 +18,7 @@ import unittest
 from PIL import Image
 
 from test_cli import EXIT_OK, EXIT_SOME_FAILED, db_rows, picture, run
+import test_organize
 from test_organize import contents, tree
 
 
@@ -26,22 +27,11 @@ def inode(path):
     return st.st_dev, st.st_ino
 
 
-class Base(unittest.TestCase):
+class Base(test_organize.Base):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="lumen-adv-org-")
-        self.src = os.path.join(self.tmp, "src")
-        self.dest = os.path.join(self.tmp, "dest")
-        self.elsewhere = os.path.join(self.tmp, "elsewhere")
-        os.makedirs(self.src)
+        super().setUp()
+        self.elsewhere = os.path.join(self.tmp, "elsewhere")  # where planted links point
         os.makedirs(self.elsewhere)
-        self.catalog = os.path.join(self.tmp, "cat", "catalog.db")
-
-    def tearDown(self):
-        subprocess.run(["chmod", "-R", "u+rwx", self.tmp])
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def lumen(self, *args, check=None, **kw):
-        return run(*args, "--catalog", self.catalog, check=check, **kw)
 
     def photos(self, n, folder=None, prefix="p"):
         folder = folder or self.src

@@ -21,6 +21,8 @@ KEY = "test-key-123"
 
 
 class Base(unittest.TestCase):
+    key = KEY  # the API key the fault server wants (the adversarial tier uses its own)
+
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="lumen-desc-")
         self.lib = os.path.join(self.tmp, "lib")
@@ -34,7 +36,7 @@ class Base(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def server(self, **kw):
-        s = FaultServer(api_key=KEY, **kw)
+        s = FaultServer(api_key=self.key, **kw)
         self.servers.append(s)
         return s
 

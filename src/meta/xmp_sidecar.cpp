@@ -77,7 +77,7 @@ Result<std::string> WriteTagsSidecar(const std::string& image_path,
     auto tmp = TempFile::Create(path);
     if (!tmp.ok()) return tmp.status();
     LUMEN_RETURN_IF_ERROR(tmp->Write(out));
-    LUMEN_RETURN_IF_ERROR(tmp->Commit());
+    LUMEN_RETURN_IF_ERROR(tmp->Commit(/*durable=*/false));
   } catch (const Exiv2::AnyError& e) {
     return Status::Corrupt(fmt::format("{}: XMP error: {}", path, e.what()));
   }

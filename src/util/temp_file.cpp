@@ -209,7 +209,7 @@ void TempFile::CloseForWriter() {
   closed_ = true;
 }
 
-Status TempFile::Commit() {
+Status TempFile::Commit(bool durable) {
   if (name_.empty() || target_leaf_.empty())
     return Status::Internal(fmt::format("cannot write {}: no temporary to commit", target_));
   int err = 0;
@@ -221,11 +221,11 @@ Status TempFile::Commit() {
     if (fd < 0 || ::fstat(fd, &st) != 0) err = errno;
     if (!err && st.st_size == 0) err = EIO;
     if (!err && failed_) err = EIO;
-    if (!err && ::fsync(fd) != 0) err = errno;
+    if (!err && durable && ::fsync(fd) != 0) err = errno;
     if (fd >= 0) ::close(fd);
   } else {
     (void)CloseStream(&err);
-    if (!err && ::fsync(fd_) != 0) err = errno;
+    if (!err && durable && ::fsync(fd_) != 0) err = errno;
     if (::close(fd_) != 0 && !err) err = errno;
     fd_ = -1;
   }

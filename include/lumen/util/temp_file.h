@@ -46,9 +46,10 @@ class TempFile {
   Status Write(const void* data, size_t size);
   Status Write(const std::string& s) { return Write(s.data(), s.size()); }
 
-  // (Create) Flushes, fsyncs, closes and renames the temporary over the target (atomic on one
-  // filesystem; a symbolic link at the target is replaced, never followed).
-  Status Commit();
+  // (Create) Flushes, fsyncs (unless !durable: many small files such as XMP sidecars, where a
+  // rename over the old file is enough), closes and renames the temporary over the target
+  // (atomic on one filesystem; a symbolic link at the target is replaced, never followed).
+  Status Commit(bool durable = true);
   // (CreateIn) Flushes and renames the temporary to `leaf` in the open folder `to` (same
   // filesystem): over an existing entry only with `replace`, else it fails if one is there.
   // fd() stays open (for fstat) until destruction. `shown` names the result in messages.

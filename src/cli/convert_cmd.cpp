@@ -147,7 +147,8 @@ int RunConvert(const Options& o, const char* argv0) {
     log::Error("convert needs -o OUTDIR (or --in-place to replace the inputs)");
     return kExitError;
   }
-  if (o.in_place && o.name_template.find("{w}") != std::string::npos) {
+  if (o.in_place && (o.name_template.find("{w}") != std::string::npos ||
+                     o.name_template.find("{h}") != std::string::npos)) {
     log::Error("--in-place keeps each file's name: --name does not apply");
     return kExitError;
   }
@@ -170,12 +171,15 @@ int RunConvert(const Options& o, const char* argv0) {
     }
     if (S_ISDIR(st.st_mode)) {
       auto it = fs::recursive_directory_iterator(p, ec);
-      for (; !ec && it != fs::end(it); it.increment(ec))
-        if (it->is_regular_file(ec) && IsImage(it->path())) {
+      for (; !ec && it != fs::end(it); it.increment(ec)) {
+        // A dangling link or a link loop in the tree is passed over, not the end of the walk.
+        std::error_code entry_ec;
+        if (it->is_regular_file(entry_ec) && IsImage(it->path())) {
           inputs.push_back(it->path());
           fs::path rel = it->path().parent_path().lexically_relative(p);
           subdirs.push_back(rel == "." ? fs::path() : rel);
         }
+      }
       if (ec)
         failures.emplace_back(
             p, fmt::format("{}: cannot read the folder (or one inside it): {}", p, ec.message()));
@@ -381,6 +385,11 @@ int RunConvert(const Options& o, const char* argv0) {
     };
     std::optional<Hash128> hash;
     FileIdentity in_id = IdentityFromStat(in_st);
+    // Refused by its size before it is read whole to be hashed.
+    if (limits.max_file_bytes > 0 && uint64_t(in_st.st_size) > limits.max_file_bytes)
+      return fail(Status::TooLarge(fmt::format(
+          "{}: {:.1f} MB, above the file size limit of {:.1f} MB", in.string(),
+          double(in_st.st_size) / 1048576.0, double(limits.max_file_bytes) / 1048576.0)));
     if (catalog) {
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -451,6 +460,8 @@ int RunConvert(const Options& o, const char* argv0) {
     // Writes into a temporary file in `dir`, then renames it into place; `fill` writes it.
     // Returns the output's identity.
     auto write_out = [&](auto&& fill, Catalog::Conversion* c) -> Status {
+      // No new temporary once stopping: the watchdog's sweep would miss it.
+      if (Interrupted()) return Status::Interrupted("stopped by a signal");
       const int tmp_dir = sized ? out_root.get() : out_dir.get();
       auto tmp = TempFile::CreateIn(tmp_dir,
                                     o.in_place ? fs::path(abs_in).parent_path().string() : out_abs,

@@ -29,6 +29,7 @@
 
 namespace lumen {
 namespace {
+int CountJpegScans(int fd, int limit);
 
 using vips::VError;
 using vips::VImage;
@@ -246,7 +247,26 @@ VImage Apply(VImage img, const ChainOp& op, const std::string& input, VipsKernel
     std::string path = a[0];
     if (!std::filesystem::path(path).is_absolute())
       path = (std::filesystem::path(input).parent_path() / path).string();
-    VImage over = VImage::new_from_file(path.c_str()).colourspace(VIPS_INTERPRETATION_sRGB);
+    // The overlay is an input too (a recipe may name it): the same type, size, scan and pixel
+    // limits as the photo, checked before libvips reads it.
+    const DecodeLimits limits;
+    {
+      const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+      if (fd < 0) throw vips::VError(fmt::format("overlay {}: {}", path, std::strerror(errno)));
+      Status st = CheckInputFile("overlay " + path, fd, limits, nullptr);
+      unsigned char magic[2] = {0, 0};
+      const bool jpeg = ::pread(fd, magic, 2, 0) == 2 && magic[0] == 0xFF && magic[1] == 0xD8;
+      if (st.ok() && jpeg && CountJpegScans(fd, limits.max_scans) > limits.max_scans)
+        st = Status::TooLarge(
+            fmt::format("overlay {}: more than {} JPEG scans", path, limits.max_scans));
+      ::close(fd);
+      if (!st.ok()) throw vips::VError(st.message());
+    }
+    VImage over = VImage::new_from_file(path.c_str());
+    if (uint64_t(over.width()) * uint64_t(over.height()) > limits.max_pixels)
+      throw vips::VError(fmt::format("overlay {}: {}x{}, above the pixel limit", path, over.width(),
+                                     over.height()));
+    over = over.colourspace(VIPS_INTERPRETATION_sRGB);
     return Stamp(img, over, a.size() > 1 ? a[1] : "south-east", a.size() > 2 ? Num(a[2]) : 1.0);
   }
   return img;  // strip, keep, lossless, effort: options of the output
@@ -373,10 +393,9 @@ int CountJpegScans(int fd, int limit) {
   int scans = 0, c = 0;
   bool in_scan = false;
   while (byte(&c)) {
-    if (c != 0xFF) {
-      if (!in_scan) return scans;  // not a marker where one must be: leave it to the decoder
-      continue;
-    }
+    // Bytes that are not a marker (scan data, or junk between markers, which libjpeg skips with
+    // a warning) are passed over: one stray byte must not end the count.
+    if (c != 0xFF) continue;
     int m = 0xFF;
     while (m == 0xFF)
       if (!byte(&m)) return scans;

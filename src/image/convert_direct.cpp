@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -179,7 +180,8 @@ bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md
                 std::string* error) {
   const int w = img.width, h = img.height, bands = img.channels;
   const uint8_t* pix = img.pixels.data();
-  const int dup_fd = ::dup(out_fd);  // the stream's own (fclose closes it, not the caller's)
+  // The stream's own descriptor (fclose closes it, not the caller's), not inherited by children.
+  const int dup_fd = ::fcntl(out_fd, F_DUPFD_CLOEXEC, 0);
   FILE* f = dup_fd >= 0 ? ::fdopen(dup_fd, "wb") : nullptr;
   if (!f) {
     if (dup_fd >= 0) ::close(dup_fd);
@@ -230,8 +232,10 @@ bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md
   }
   jpeg_finish_compress(&c);
   jpeg_destroy_compress(&c);
-  if (std::ferror(f) || std::fclose(f) != 0) {
-    *error = std::strerror(errno);
+  const bool write_error = std::ferror(f) != 0;
+  const bool close_error = std::fclose(f) != 0;  // always closed, also after a write error
+  if (write_error || close_error) {
+    *error = std::strerror(errno ? errno : EIO);
     return false;
   }
   return true;

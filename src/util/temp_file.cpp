@@ -248,8 +248,25 @@ Status TempFile::Place(int to, const std::string& leaf, bool replace, const std:
     Discard();
     return Status::Io(fmt::format("cannot write {}: {}", shown, strerror(err)));
   }
-  const int rc = replace ? ::renameat(dir_, name_.c_str(), to, leaf.c_str())
-                         : ::renameat2(dir_, name_.c_str(), to, leaf.c_str(), RENAME_NOREPLACE);
+  int rc = replace ? ::renameat(dir_, name_.c_str(), to, leaf.c_str())
+                   : ::renameat2(dir_, name_.c_str(), to, leaf.c_str(), RENAME_NOREPLACE);
+  if (rc != 0 && !replace && (errno == EINVAL || errno == ENOSYS)) {
+    // Filesystems without renameat2 flags (NFS, many FUSE): a hard link fails just as
+    // RENAME_NOREPLACE does when the name is taken; then the temporary name goes.
+    rc = ::linkat(dir_, name_.c_str(), to, leaf.c_str(), 0);
+    if (rc == 0) {
+      (void)::unlinkat(dir_, name_.c_str(), 0);
+    } else if (errno == EPERM || errno == EOPNOTSUPP || errno == EMLINK) {
+      // No hard links either (some SMB/FUSE): check, then rename (a narrow race, said here).
+      struct stat st;
+      if (::fstatat(to, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        errno = EEXIST;
+        rc = -1;
+      } else {
+        rc = ::renameat(dir_, name_.c_str(), to, leaf.c_str());
+      }
+    }
+  }
   if (rc != 0) {
     err = errno;
     Discard();

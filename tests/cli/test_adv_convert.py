@@ -269,6 +269,27 @@ class Limits(Base):
                     check=EXIT_SOME_FAILED)
             self.assertLess(time.monotonic() - t0, 10 * SLOW, chain)
             self.assertIn(b"scan limit", p.stderr, chain)
+        # A stray byte between two segments (libjpeg skips it with a warning) must not end the
+        # count before libvips' loader reads every scan.
+        with open(bomb, "rb") as f:
+            data = f.read()
+        app_end = 4 + int.from_bytes(data[4:6], "big")  # after SOI + the first segment
+        junk = os.path.join(self.src, "junk.jpg")
+        with open(junk, "wb") as f:
+            f.write(data[:app_end] + b"\x00" + data[app_end:])
+        t0 = time.monotonic()
+        p = run("convert", junk, "-o", self.out, "--chain", "rotate:90,png", timeout=120 * SLOW,
+                check=EXIT_SOME_FAILED)
+        self.assertLess(time.monotonic() - t0, 10 * SLOW)
+        self.assertIn(b"scan limit", p.stderr)
+        # The same limits hold for an overlay (a recipe may name any file): a FIFO is refused
+        # by its type, never opened for reading, and a scan bomb by its scans.
+        fifo = os.path.join(self.tmp, "over.png")
+        os.mkfifo(fifo)
+        for over, why in ((fifo, b"FIFO"), (bomb, b"scans")):
+            p = run("convert", self.photo, "-o", self.out, "--no-cache", "--overwrite", "--chain",
+                    f"overlay:{over},png", timeout=60 * SLOW, check=EXIT_SOME_FAILED)
+            self.assertIn(why, p.stderr)
         # index's decoder has the same limit.
         lib = os.path.join(self.tmp, "lib")
         os.makedirs(lib)
@@ -282,6 +303,14 @@ class Limits(Base):
         reasons = [r for (r,) in con.execute("SELECT reason FROM locations")]
         con.close()
         self.assertTrue(any(r and "scans" in r for r in reasons), reasons)
+
+    def test_a_dangling_link_in_a_folder_does_not_end_the_walk(self):
+        os.symlink(os.path.join(self.tmp, "nowhere.jpg"), os.path.join(self.src, "a-dangling.jpg"))
+        os.symlink("loop.jpg", os.path.join(self.src, "loop.jpg"))
+        picture(os.path.join(self.src, "z-after.jpg"), w=200, h=150)
+        run("convert", self.src, "-o", self.out, "--chain", "fit:100x100,webp", timeout=60 * SLOW)
+        self.assertTrue(os.path.exists(os.path.join(self.out, "z-after.webp")))
+        self.assertTrue(os.path.exists(os.path.join(self.out, "photo.webp")))
 
     def test_pixel_bomb_and_file_size(self):
         bomb = os.path.join(self.src, "bomb.png")

@@ -12,8 +12,10 @@ esac
 launcher=()
 if command -v ccache >/dev/null; then
   export CCACHE_DIR="${CCACHE_DIR:-${LUMEN_CACHE:-$HOME/.cache/lumen-build}/ccache}"
-  # Paths under the checkout hashed relative to it: clones elsewhere share the cache.
+  # Paths under the checkout hashed relative to it, and (for -g builds: ASan) not the build
+  # folder's own path: clones elsewhere share the cache.
   export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$repo}"
+  export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S "$repo" -B "$dir" -G Ninja "${flags[@]}" "${launcher[@]}" >/dev/null

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lumen/catalog/catalog.h"
+#include "lumen/image/convert.h"
 #include "lumen/image/decode.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
@@ -213,13 +214,9 @@ Status CheckInputPaths(const std::vector<std::string>& paths) {
       return Status::Io(fmt::format("{}: {}", shown, std::strerror(err)));
     }
     if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) continue;
-    const char* what = S_ISFIFO(st.st_mode)   ? "a FIFO (named pipe)"
-                       : S_ISSOCK(st.st_mode) ? "a socket"
-                       : S_ISCHR(st.st_mode)  ? "a character device"
-                       : S_ISBLK(st.st_mode)  ? "a block device"
-                                              : "not a regular file";
-    return Status::Unsupported(fmt::format(
-        "{}: is {}, not a file or folder; lumen reads only regular files", shown, what));
+    // The same words convert uses for what a path is ("a FIFO (named pipe), not an image file").
+    return Status::Unsupported(
+        fmt::format("{}: {}; lumen reads only regular files and folders", shown, FileKind(st)));
   }
   return Status::Ok();
 }

@@ -18,6 +18,7 @@
 #include "lumen/io/beneath.h"
 #include "lumen/organize/plan.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/temp_file.h"
 
 namespace lumen::organize {
 namespace {
@@ -186,16 +187,10 @@ void FsyncDir(int dir) {
   if (fd.ok()) (void)::fsync(fd.get());
 }
 
-// rename(2) that never replaces `to`: 0 or an errno value.
+// rename(2) that never replaces `to` (util/temp_file.h): 0 or an errno value.
 int RenameNoReplace(const At& from, const At& to) {
   if (from.dir < 0 || to.dir < 0) return ENOENT;
-  if (::renameat2(from.dir, from.name.c_str(), to.dir, to.name.c_str(), RENAME_NOREPLACE) == 0)
-    return 0;
-  if (errno != EINVAL && errno != ENOSYS) return errno;
-  // A filesystem without RENAME_NOREPLACE: link() refuses an existing name too.
-  if (::linkat(from.dir, from.name.c_str(), to.dir, to.name.c_str(), 0) != 0) return errno;
-  ::unlinkat(from.dir, from.name.c_str(), 0);
-  return 0;
+  return lumen::RenameNoReplace(from.dir, from.name, to.dir, to.name);
 }
 
 // Copies `src` to the new file `tmp` (mode and mtime given), fsyncs it and checks that the bytes

@@ -55,6 +55,14 @@ size_t Register(int dir, const std::string& name) {
 
 }  // namespace
 
+int RenameNoReplace(int from_dir, const std::string& from, int to_dir, const std::string& to) {
+  if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return errno;
+  if (::linkat(from_dir, from.c_str(), to_dir, to.c_str(), 0) != 0) return errno;
+  (void)::unlinkat(from_dir, from.c_str(), 0);
+  return 0;
+}
+
 std::string ParentDir(const std::string& path) {
   auto slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -248,27 +256,10 @@ Status TempFile::Place(int to, const std::string& leaf, bool replace, const std:
     Discard();
     return Status::Io(fmt::format("cannot write {}: {}", shown, strerror(err)));
   }
-  int rc = replace ? ::renameat(dir_, name_.c_str(), to, leaf.c_str())
-                   : ::renameat2(dir_, name_.c_str(), to, leaf.c_str(), RENAME_NOREPLACE);
-  if (rc != 0 && !replace && (errno == EINVAL || errno == ENOSYS)) {
-    // Filesystems without renameat2 flags (NFS, many FUSE): a hard link fails just as
-    // RENAME_NOREPLACE does when the name is taken; then the temporary name goes.
-    rc = ::linkat(dir_, name_.c_str(), to, leaf.c_str(), 0);
-    if (rc == 0) {
-      (void)::unlinkat(dir_, name_.c_str(), 0);
-    } else if (errno == EPERM || errno == EOPNOTSUPP || errno == EMLINK) {
-      // No hard links either (some SMB/FUSE): check, then rename (a narrow race, said here).
-      struct stat st;
-      if (::fstatat(to, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        errno = EEXIST;
-        rc = -1;
-      } else {
-        rc = ::renameat(dir_, name_.c_str(), to, leaf.c_str());
-      }
-    }
-  }
+  const int rc = replace ? (::renameat(dir_, name_.c_str(), to, leaf.c_str()) == 0 ? 0 : errno)
+                         : RenameNoReplace(dir_, name_, to, leaf);
   if (rc != 0) {
-    err = errno;
+    err = rc;
     Discard();
     if (err == EEXIST)
       return Status::Invalid(fmt::format("{} appeared meanwhile: not replaced", shown));

@@ -75,6 +75,11 @@ class TempFile {
   bool failed_ = false, closed_ = false;
 };
 
+// renameat(2) of `from` in folder `from_dir` to `to` in `to_dir` that never replaces an existing
+// `to`: RENAME_NOREPLACE, or where a filesystem lacks it (NFS, many FUSE) a hard link, which
+// refuses a taken name too, then the old name removed. 0, or an errno value (EEXIST: taken).
+int RenameNoReplace(int from_dir, const std::string& from, int to_dir, const std::string& to);
+
 // The folder part of a path ("." for a bare name).
 std::string ParentDir(const std::string& path);
 

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+from unittest import mock
 import zlib
 
 from PIL import Image
@@ -72,8 +73,7 @@ def scan_bomb(path, scans, size=1024):
 class Base(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="lumen-adv-convert-")
-        self.env_before = os.environ.get("LUMEN_CATALOG")
-        os.environ["LUMEN_CATALOG"] = os.path.join(self.tmp, "catalog.db")
+        self.enterContext(mock.patch.dict(os.environ, LUMEN_CATALOG=os.path.join(self.tmp, "catalog.db")))
         self.src = os.path.join(self.tmp, "in")
         os.makedirs(self.src)
         self.photo = picture(os.path.join(self.src, "photo.jpg"), w=400, h=300, quality=90)
@@ -81,10 +81,6 @@ class Base(unittest.TestCase):
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.env_before is None:
-            os.environ.pop("LUMEN_CATALOG", None)
-        else:
-            os.environ["LUMEN_CATALOG"] = self.env_before
 
     def read(self, path):
         with open(path, "rb") as f:

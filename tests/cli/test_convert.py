@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+from unittest import mock
 
 from PIL import Image, ImageChops
 
@@ -61,8 +62,7 @@ class Convert(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="lumen-convert-")
         # The result cache lives in the catalog: one per test, never the user's.
-        self.env_before = os.environ.get("LUMEN_CATALOG")
-        os.environ["LUMEN_CATALOG"] = os.path.join(self.tmp, "catalog.db")
+        self.enterContext(mock.patch.dict(os.environ, LUMEN_CATALOG=os.path.join(self.tmp, "catalog.db")))
         self.src = os.path.join(self.tmp, "in")
         os.makedirs(self.src)
         # 800x600: left half red, right half blue, a green square top-left.
@@ -78,10 +78,6 @@ class Convert(unittest.TestCase):
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.env_before is None:
-            os.environ.pop("LUMEN_CATALOG", None)
-        else:
-            os.environ["LUMEN_CATALOG"] = self.env_before
 
     def convert(self, chain, *extra, check=EXIT_OK):
         return run("convert", self.src, "-o", self.out, "--chain", chain, "--quiet", *extra, check=check)

@@ -30,6 +30,8 @@ const char* WeightTypeName(WeightType t) {
       return "bf16";
     case WeightType::kQ8_0:
       return "q8_0";
+    case WeightType::kInt8:
+      return "int8";
   }
   return "?";
 }
@@ -42,15 +44,14 @@ struct ImageEncoder::Impl {
   std::unique_ptr<detail::Weights> weights;
   detail::GallocPtr galloc;
   detail::Blocks blocks;
-  ggml_tensor *patch_w = nullptr, *patch_b = nullptr, *pos = nullptr, *cls = nullptr;
+  detail::Linear patch, proj;
+  ggml_tensor *pos = nullptr, *cls = nullptr;
   ggml_tensor *pre_ln_w = nullptr, *pre_ln_b = nullptr, *post_ln_w = nullptr, *post_ln_b = nullptr;
-  ggml_tensor* proj = nullptr;
   std::vector<detail::Layer> layers;
-  // SigLIP attention-pooling head (MAP)
-  ggml_tensor *probe = nullptr, *hq_w = nullptr, *hq_b = nullptr, *hk_w = nullptr, *hk_b = nullptr;
-  ggml_tensor *hv_w = nullptr, *hv_b = nullptr, *ho_w = nullptr, *ho_b = nullptr;
-  ggml_tensor *hln_w = nullptr, *hln_b = nullptr, *hfc1_w = nullptr, *hfc1_b = nullptr;
-  ggml_tensor *hfc2_w = nullptr, *hfc2_b = nullptr;
+  // SigLIP attention-pooling head (MAP): its k and v projections stacked in one product.
+  ggml_tensor* probe = nullptr;
+  detail::Linear hq, hkv, ho, hfc1, hfc2;
+  ggml_tensor *hln_w = nullptr, *hln_b = nullptr;
 
   ggml_cgraph* Build(ggml_context* c, int batch, ggml_tensor** input, ggml_tensor** output) const {
     const VisionConfig& v = cfg.vision;
@@ -60,7 +61,7 @@ struct ImageEncoder::Impl {
     ggml_set_name(patches, "patches");
     ggml_set_input(patches);
     *input = patches;
-    ggml_tensor* x = B.Linear(c, patches, patch_w, patch_b);  // [hidden, n, batch]
+    ggml_tensor* x = B.Apply(c, patches, patch);  // [hidden, n, batch]
     if (cls) {
       ggml_tensor* cls_b = ggml_repeat(c, ggml_reshape_3d(c, cls, v.hidden, 1, 1),
                                        ggml_new_tensor_3d(c, GGML_TYPE_F32, v.hidden, 1, batch));
@@ -74,17 +75,19 @@ struct ImageEncoder::Impl {
       ggml_tensor* first =
           ggml_view_2d(c, x, v.hidden, batch, x->nb[2], 0);  // token 0 of each image
       pooled = B.Norm(c, ggml_cont(c, first), post_ln_w, post_ln_b);
-      if (proj) pooled = ggml_mul_mat(c, proj, pooled);
+      pooled = B.Apply(c, pooled, proj);
     } else {
       x = B.Norm(c, x, post_ln_w, post_ln_b);
-      ggml_tensor* q = B.Linear(c, probe, hq_w, hq_b);  // [hidden, 1]
-      q = ggml_repeat(c, ggml_reshape_3d(c, q, v.hidden, 1, 1),
-                      ggml_new_tensor_3d(c, GGML_TYPE_F32, v.hidden, 1, batch));
-      ggml_tensor* a =
-          B.Attention(c, q, B.Linear(c, x, hk_w, hk_b), B.Linear(c, x, hv_w, hv_b), false);
-      ggml_tensor* o = B.Linear(c, a, ho_w, ho_b);  // [hidden, 1, batch]
+      ggml_tensor* q = B.Apply(c, ggml_reshape_3d(c, probe, v.hidden, 1, 1), hq);  // [hidden, 1]
+      q = ggml_repeat(c, q, ggml_new_tensor_3d(c, GGML_TYPE_F32, v.hidden, 1, batch));
+      ggml_tensor* kv = B.Apply(c, x, hkv);  // [2 * hidden, n, batch]
+      ggml_tensor* k = ggml_view_3d(c, kv, v.hidden, kv->ne[1], kv->ne[2], kv->nb[1], kv->nb[2], 0);
+      ggml_tensor* val = ggml_view_3d(c, kv, v.hidden, kv->ne[1], kv->ne[2], kv->nb[1], kv->nb[2],
+                                      kv->nb[0] * v.hidden);
+      ggml_tensor* a = B.Attention(c, q, k, val, false);
+      ggml_tensor* o = B.Apply(c, a, ho);  // [hidden, 1, batch]
       ggml_tensor* h = B.Norm(c, o, hln_w, hln_b);
-      h = B.Linear(c, B.Act(c, B.Linear(c, h, hfc1_w, hfc1_b)), hfc2_w, hfc2_b);
+      h = B.Apply(c, B.Act(c, B.Apply(c, h, hfc1)), hfc2);
       pooled = ggml_reshape_2d(c, ggml_add(c, o, h), v.hidden, batch);
     }
     pooled = ggml_l2_norm(c, pooled, 1e-12f);
@@ -108,6 +111,12 @@ int ImageEncoder::dim() const {
 int ImageEncoder::amx_matrices() const {
   return impl_->weights->amx_matrices();
 }
+int ImageEncoder::own_matrices() const {
+  return impl_->weights->own_matrices();
+}
+std::string ImageEncoder::own_kernel() const {
+  return impl_->weights->own_kernel();
+}
 int ImageEncoder::input_size() const {
   return impl_->cfg.vision.image_size;
 }
@@ -125,11 +134,11 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
   m.blocks = {v.eps, v.heads, v.act};
   const bool clip = m.cfg.family == Family::kClip;
   const int64_t H = v.hidden, I = v.intermediate, P = v.patch_size;
-  m.weights = std::make_unique<detail::Weights>(*(*model)->tensors, opt.weights, opt.amx);
+  m.weights = std::make_unique<detail::Weights>(*(*model)->tensors, opt);
   detail::Weights& w = *m.weights;
   const std::string vm = "vision_model.";
-  w.Need(vm + "embeddings.patch_embedding.weight", {H, 3, P, P}, &m.patch_w, true);
-  if (!clip) w.Need(vm + "embeddings.patch_embedding.bias", {H}, &m.patch_b, false);
+  const std::string pe = vm + "embeddings.patch_embedding.";
+  w.NeedLinear({{pe + "weight", clip ? std::string() : pe + "bias"}}, H, {3, P, P}, &m.patch);
   w.Need(vm + "embeddings.position_embedding.weight", {v.patches() + (clip ? 1 : 0), H}, &m.pos,
          false);
   if (clip) {
@@ -142,26 +151,20 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
   w.Need(vm + "post_layernorm.bias", {H}, &m.post_ln_b, false);
   if (clip) {
     if (m.cfg.projection_dim > 0)
-      w.Need("visual_projection.weight", {m.cfg.projection_dim, H}, &m.proj, true);
+      w.NeedLinear({{"visual_projection.weight", ""}}, m.cfg.projection_dim, {H}, &m.proj);
   } else {
     const std::string h = vm + "head.";
     const std::string in_w = h + "attention.in_proj_weight", in_b = h + "attention.in_proj_bias";
     w.Need(h + "probe", {1, 1, H}, &m.probe, false);
     // in_proj packs the q, k and v row blocks.
-    w.Need(in_w + "#q", {H, H}, &m.hq_w, true, 0, in_w);
-    w.Need(in_w + "#k", {H, H}, &m.hk_w, true, H, in_w);
-    w.Need(in_w + "#v", {H, H}, &m.hv_w, true, 2 * H, in_w);
-    w.Need(in_b + "#q", {H}, &m.hq_b, false, 0, in_b);
-    w.Need(in_b + "#k", {H}, &m.hk_b, false, H, in_b);
-    w.Need(in_b + "#v", {H}, &m.hv_b, false, 2 * H, in_b);
-    w.Need(h + "attention.out_proj.weight", {H, H}, &m.ho_w, true);
-    w.Need(h + "attention.out_proj.bias", {H}, &m.ho_b, false);
+    w.NeedLinear({{in_w, in_b, 0, true}}, H, {H}, &m.hq);
+    w.NeedLinear({{in_w, in_b, H, true}, {in_w, in_b, 2 * H, true}}, H, {H}, &m.hkv);
+    auto part = [&](const std::string& n) { return detail::LinearPart{h + n + ".weight", h + n + ".bias"}; };
+    w.NeedLinear({part("attention.out_proj")}, H, {H}, &m.ho);
     w.Need(h + "layernorm.weight", {H}, &m.hln_w, false);
     w.Need(h + "layernorm.bias", {H}, &m.hln_b, false);
-    w.Need(h + "mlp.fc1.weight", {I, H}, &m.hfc1_w, true);
-    w.Need(h + "mlp.fc1.bias", {I}, &m.hfc1_b, false);
-    w.Need(h + "mlp.fc2.weight", {H, I}, &m.hfc2_w, true);
-    w.Need(h + "mlp.fc2.bias", {H}, &m.hfc2_b, false);
+    w.NeedLinear({part("mlp.fc1")}, I, {H}, &m.hfc1);
+    w.NeedLinear({part("mlp.fc2")}, H, {I}, &m.hfc2);
   }
   m.backend.reset(ggml_backend_cpu_init());
   if (!m.backend) return Status::Internal("cannot start the ggml CPU backend");

@@ -145,6 +145,7 @@ std::optional<WeightType> ParseWeightType(std::string_view name) {
   if (name == "f16") return WeightType::kF16;
   if (name == "q8_0") return WeightType::kQ8_0;
   if (name == "bf16") return WeightType::kBF16;
+  if (name == "int8") return WeightType::kInt8;
   return std::nullopt;
 }
 

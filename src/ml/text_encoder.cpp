@@ -24,7 +24,7 @@ struct TextEncoder::Impl {
   detail::GallocPtr galloc;
   detail::Blocks blocks;
   ggml_tensor *tok_emb = nullptr, *pos = nullptr, *final_w = nullptr, *final_b = nullptr;
-  ggml_tensor *head_w = nullptr, *head_b = nullptr;
+  detail::Linear head;
   std::vector<detail::Layer> layers;
   float scale = 1.0f, bias = 0.0f;
 
@@ -52,7 +52,7 @@ struct TextEncoder::Impl {
     x = B.Norm(c, x, final_w, final_b);
     // Last token of each sequence: SigLIP's pooling, and CLIP's end token at exact length.
     ggml_tensor* last = ggml_view_2d(c, x, cfg.text.hidden, batch, x->nb[2], x->nb[1] * (len - 1));
-    ggml_tensor* pooled = B.Linear(c, ggml_cont(c, last), head_w, head_b);
+    ggml_tensor* pooled = B.Apply(c, ggml_cont(c, last), head);
     pooled = ggml_l2_norm(c, pooled, 1e-12f);
     ggml_set_output(pooled);
     *output = pooled;
@@ -80,6 +80,9 @@ void TextEncoder::set_threads(int threads) {
 int TextEncoder::amx_matrices() const {
   return impl_->weights->amx_matrices();
 }
+int TextEncoder::own_matrices() const {
+  return impl_->weights->own_matrices();
+}
 float TextEncoder::logit_scale() const {
   return impl_->scale;
 }
@@ -105,7 +108,7 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   const TextConfig& t = m.cfg.text;
   m.blocks = {t.eps, t.heads, t.act};
   const int64_t H = t.hidden;
-  m.weights = std::make_unique<detail::Weights>(*m.source->tensors, opt.weights, opt.amx);
+  m.weights = std::make_unique<detail::Weights>(*m.source->tensors, opt);
   detail::Weights& w = *m.weights;
   const std::string tm = "text_model.";
   w.Need(tm + "embeddings.token_embedding.weight", {t.vocab, H}, &m.tok_emb, false);
@@ -114,10 +117,9 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   w.Need(tm + "final_layer_norm.weight", {H}, &m.final_w, false);
   w.Need(tm + "final_layer_norm.bias", {H}, &m.final_b, false);
   if (m.cfg.family == Family::kSiglip) {
-    w.Need(tm + "head.weight", {t.projection, H}, &m.head_w, true);
-    w.Need(tm + "head.bias", {t.projection}, &m.head_b, false);
+    w.NeedLinear({{tm + "head.weight", tm + "head.bias"}}, t.projection, {H}, &m.head);
   } else if (m.cfg.projection_dim > 0) {
-    w.Need("text_projection.weight", {m.cfg.projection_dim, H}, &m.head_w, true);
+    w.NeedLinear({{"text_projection.weight", ""}}, m.cfg.projection_dim, {H}, &m.head);
   }
   m.backend.reset(ggml_backend_cpu_init());
   if (!m.backend) return Status::Internal("cannot start the ggml CPU backend");

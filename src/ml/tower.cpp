@@ -2,7 +2,9 @@
 
 #include <ggml-cpu.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <mutex>
 #include <string_view>
@@ -38,6 +40,33 @@ void Weights::Need(const std::string& name, std::vector<int64_t> shape, ggml_ten
   items_.push_back({name, std::move(shape), t, dst, matrix, row_offset, !source.empty()});
 }
 
+void Weights::NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector<int64_t> in,
+                         Linear* dst) {
+  if (!error_.ok()) return;
+  LinearItem it{std::move(parts), {}, {}, out, std::move(in), dst};
+  for (const LinearPart& p : it.parts) {
+    const TensorView* w = file_.Find(p.weight);
+    const TensorView* b = p.bias.empty() ? nullptr : file_.Find(p.bias);
+    for (const auto& [name, t] : {std::pair{p.weight, w}, std::pair{p.bias, b}}) {
+      if (name.empty()) continue;
+      if (!t) {
+        error_ = Status::Invalid(fmt::format("{}: tensor {} is missing", file_.path(), name));
+        return;
+      }
+      if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
+          t->dtype != DType::kGgml) {
+        error_ = Status::Invalid(fmt::format("{}: tensor {} has dtype {}, expected F32, F16 or BF16",
+                                             file_.path(), name, DTypeName(t->dtype)));
+        return;
+      }
+    }
+    it.w.push_back(w);
+    it.b.push_back(b);
+  }
+  dst->out = out * static_cast<int64_t>(it.parts.size());
+  linears_.push_back(std::move(it));
+}
+
 void Weights::NeedLayers(const std::string& prefix, int count, int64_t H, int64_t I,
                          std::vector<Layer>* out) {
   out->resize(count);
@@ -48,22 +77,14 @@ void Weights::NeedLayers(const std::string& prefix, int count, int64_t H, int64_
     Need(p + "layer_norm1.bias", {H}, &l.ln1_b, false);
     Need(p + "layer_norm2.weight", {H}, &l.ln2_w, false);
     Need(p + "layer_norm2.bias", {H}, &l.ln2_b, false);
-    struct P {
-      const char* n;
-      ggml_tensor** w;
-      ggml_tensor** b;
-    } projs[] = {{"q_proj", &l.q_w, &l.q_b},
-                 {"k_proj", &l.k_w, &l.k_b},
-                 {"v_proj", &l.v_w, &l.v_b},
-                 {"out_proj", &l.o_w, &l.o_b}};
-    for (const P& pr : projs) {
-      Need(p + "self_attn." + pr.n + ".weight", {H, H}, pr.w, true);
-      Need(p + "self_attn." + pr.n + ".bias", {H}, pr.b, false);
-    }
-    Need(p + "mlp.fc1.weight", {I, H}, &l.fc1_w, true);
-    Need(p + "mlp.fc1.bias", {I}, &l.fc1_b, false);
-    Need(p + "mlp.fc2.weight", {H, I}, &l.fc2_w, true);
-    Need(p + "mlp.fc2.bias", {H}, &l.fc2_b, false);
+    auto part = [&](const std::string& n) {
+      return LinearPart{p + n + ".weight", p + n + ".bias", 0, false};
+    };
+    NeedLinear({part("self_attn.q_proj"), part("self_attn.k_proj"), part("self_attn.v_proj")}, H,
+               {H}, &l.qkv);
+    NeedLinear({part("self_attn.out_proj")}, H, {H}, &l.o);
+    NeedLinear({part("mlp.fc1")}, I, {H}, &l.fc1);
+    NeedLinear({part("mlp.fc2")}, H, {I}, &l.fc2);
   }
 }
 
@@ -124,18 +145,43 @@ ggml_type MatrixType(WeightType w, const TensorView& src, int64_t row) {
     case WeightType::kBF16:
       return GGML_TYPE_BF16;
     case WeightType::kQ8_0:
+    case WeightType::kInt8:  // ggml's nearest where lumen's int8 kernels do not run
       return row % 32 == 0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
     case WeightType::kStored:
       break;
   }
   return stored == DType::kF32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
 }
+
 }  // namespace
 
 Status Weights::Load(ggml_backend_t backend) {
   LUMEN_RETURN_IF_ERROR(error_);
-  // Shapes. Matrices: the same output rows and the same number of inputs per row (GGUF stores
-  // them 2-D); a slice takes its rows from a larger tensor. Others: equal up to leading 1s.
+  // Shapes, linear layers first (the patch embedding, then the layers, in order). Matrices: the
+  // same output rows and the same number of inputs per row (GGUF stores them 2-D); a slice takes
+  // its rows from a larger tensor. Others: equal up to leading 1s.
+  for (const auto& it : linears_) {
+    for (size_t i = 0; i < it.parts.size(); ++i) {
+      const LinearPart& part = it.parts[i];
+      const int64_t rows = part.row_offset + it.out;
+      const auto& have = it.w[i]->shape;
+      std::vector<int64_t> want{it.out};
+      want.insert(want.end(), it.in.begin(), it.in.end());
+      const bool ok = !have.empty() && Product(have, 1) == Product(it.in, 0) &&
+                      (part.slice ? have[0] >= rows : have[0] == rows);
+      if (!ok)
+        return Status::Invalid(fmt::format(
+            "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(),
+            it.w[i]->name, fmt::join(have, ", "), fmt::join(want, ", "),
+            part.slice ? " (a slice of it)" : ""));
+      if (!it.b[i]) continue;
+      const auto bias = StripLeadingOnes(it.b[i]->shape);
+      if (bias.size() != 1 || (part.slice ? bias[0] < rows : bias[0] != rows))
+        return Status::Invalid(fmt::format("{}: tensor {} has shape [{}], the config implies [{}]{}",
+                                           file_.path(), it.b[i]->name, fmt::join(bias, ", "),
+                                           it.out, part.slice ? " (a slice of it)" : ""));
+    }
+  }
   for (const auto& it : items_) {
     const auto& have = it.src->shape;
     const auto& want = it.shape;
@@ -153,24 +199,41 @@ Status Weights::Load(ggml_backend_t backend) {
   }
   // Two contexts: matrices that ggml's AMX kernels can multiply go to the AMX buffer type (their
   // rows repacked into tiles) when this CPU has AMX-INT8; everything else to the plain CPU buffer.
+  // f32 and int8 matrices go to lumen's own kernels instead where this CPU runs them.
   RouteGgmlLog();
   ggml_backend_buffer_type_t amx = amx_ ? AmxBufferType(backend) : nullptr;
-  ggml_init_params params{ggml_tensor_overhead() * (items_.size() + 8), nullptr, true};
+  const std::optional<gemm::Isa> isa = own_ ? gemm::BestIsa() : std::nullopt;
+  ggml_init_params params{ggml_tensor_overhead() * (items_.size() + 2 * linears_.size() + 8),
+                          nullptr, true};
   ctx_.reset(ggml_init(params));
   amx_ctx_.reset(ggml_init(params));
   if (!ctx_ || !amx_ctx_) return Status::Internal("ggml_init failed");
   int on_amx = 0;
+  std::vector<std::optional<gemm::Precision>> own(linears_.size());
+  for (size_t li = 0; li < linears_.size(); ++li) {
+    LinearItem& it = linears_[li];
+    const int64_t in = Product(it.in, 0), rows = it.dst->out;
+    const ggml_type type = MatrixType(type_, *it.w[0], in);
+    if (isa && type_ == WeightType::kInt8)
+      own[li] = gemm::Precision::kInt8;
+    else if (isa && type == GGML_TYPE_F32)
+      own[li] = gemm::Precision::kF32;
+    if (own[li]) continue;
+    // The AMX kernels need 32-row output blocks and whole 32-value input blocks.
+    const bool tiled = amx && (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) &&
+                       rows % 32 == 0 && in % 32 == 0;
+    it.dst->w = ggml_new_tensor_2d(tiled ? amx_ctx_.get() : ctx_.get(), type, in, rows);
+    ggml_set_name(it.dst->w, it.parts[0].weight.substr(0, GGML_MAX_NAME - 1).c_str());
+    if (it.b[0]) it.dst->b = ggml_new_tensor_1d(ctx_.get(), GGML_TYPE_F32, rows);
+    on_amx += tiled;
+  }
   for (auto& it : items_) {
     ggml_tensor* t;
     if (it.matrix) {
       int64_t in = 1;
       for (size_t d = 1; d < it.shape.size(); ++d) in *= it.shape[d];
       const ggml_type type = MatrixType(type_, *it.src, in);
-      // The AMX kernels need 32-row output blocks and whole 32-value input blocks.
-      const bool tiled = amx && (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) &&
-                         it.shape[0] % 32 == 0 && in % 32 == 0;
-      t = ggml_new_tensor_2d(tiled ? amx_ctx_.get() : ctx_.get(), type, in, it.shape[0]);
-      on_amx += tiled;
+      t = ggml_new_tensor_2d(ctx_.get(), type, in, it.shape[0]);
     } else {
       // f32 with PyTorch's dims reversed (position embeddings stay [hidden, tokens]).
       int64_t ne[4] = {1, 1, 1, 1};
@@ -214,6 +277,58 @@ Status Weights::Load(ggml_backend_t backend) {
       ggml_backend_tensor_set(t, conv.data(), 0, conv.size());
     }
   }
+  for (size_t li = 0; li < linears_.size(); ++li)
+    LUMEN_RETURN_IF_ERROR(FillLinear(linears_[li], own[li], isa));
+  return Status::Ok();
+}
+
+Status Weights::FillLinear(const LinearItem& it, std::optional<gemm::Precision> own,
+                           std::optional<gemm::Isa> isa) {
+  const int64_t in = Product(it.in, 0), out = it.out, rows = it.dst->out;
+  const bool has_bias = it.b[0] != nullptr;
+  ggml_tensor* t = it.dst->w;
+  // Every part's rows stacked: f32 for lumen's kernels, else the tensor's own type (set whole:
+  // the AMX buffer repacks a tensor only in one piece).
+  const size_t row_bytes = own ? size_t(in) * 4 : ggml_row_size(t->type, in);
+  std::vector<uint8_t> whole(row_bytes * size_t(rows));
+  std::vector<float> f32, bias(has_bias ? size_t(rows) : 0);
+  for (size_t i = 0; i < it.parts.size(); ++i) {
+    const TensorView& src = *it.w[i];
+    const int64_t off = it.parts[i].row_offset;
+    uint8_t* dst = whole.data() + row_bytes * size_t(out) * i;
+    if (!own && src.dtype == DType::kGgml && static_cast<int>(t->type) == src.ggml_type) {
+      std::memcpy(dst, src.data + off * row_bytes, out * row_bytes);
+    } else {
+      f32.resize(size_t(src.elements()));
+      ToFloat32(src, f32.data());
+      const float* p = f32.data() + off * in;
+      if (own || t->type == GGML_TYPE_F32)
+        std::memcpy(dst, p, size_t(out * in) * 4);
+      else if (t->type == GGML_TYPE_F16)
+        ggml_fp32_to_fp16_row(p, reinterpret_cast<ggml_fp16_t*>(dst), out * in);
+      else
+        ggml_quantize_chunk(t->type, p, dst, 0, out, in, nullptr);
+    }
+    if (!has_bias) continue;
+    if (!it.b[i])
+      return Status::Invalid(fmt::format("{}: tensor {} has no bias beside the others",
+                                         file_.path(), it.parts[i].weight));
+    f32.resize(size_t(it.b[i]->elements()));
+    ToFloat32(*it.b[i], f32.data());
+    std::copy(f32.begin() + off, f32.begin() + off + out, bias.begin() + int64_t(i) * out);
+  }
+  if (!own) {
+    ggml_backend_tensor_set(t, whole.data(), 0, whole.size());
+    if (has_bias) ggml_backend_tensor_set(it.dst->b, bias.data(), 0, bias.size() * 4);
+    return Status::Ok();
+  }
+  auto packed = gemm::Matrix::Pack(reinterpret_cast<const float*>(whole.data()),
+                                   has_bias ? bias.data() : nullptr, rows, in, *own, *isa);
+  if (!packed)
+    return Status::Internal(fmt::format("cannot pack {} for lumen's kernels", it.parts[0].weight));
+  ++own_matrices_;
+  own_kernel_ = packed->kernel();
+  it.dst->packed = std::move(packed);
   return Status::Ok();
 }
 
@@ -221,17 +336,34 @@ ggml_tensor* Blocks::Norm(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_
   return ggml_add(c, ggml_mul(c, ggml_norm(c, x, eps), w), b);
 }
 
-ggml_tensor* Blocks::Linear(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b) {
+namespace {
+// ggml custom op: dst = src[0] · Wᵀ + bias on lumen's kernels, each thread its share of columns.
+void PackedLinear(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  const auto* m = static_cast<const gemm::Matrix*>(userdata);
+  const ggml_tensor* x = dst->src[0];
+  m->Multiply(static_cast<const float*>(x->data), ggml_nrows(x), x->nb[1] / 4,
+              static_cast<float*>(dst->data), dst->nb[1] / 4, ith, nth);
+}
+}  // namespace
+
+ggml_tensor* Blocks::Apply(ggml_context* c, ggml_tensor* x, const detail::Linear& l) {
+  if (l.empty()) return x;
+  if (!ggml_is_contiguous(x)) x = ggml_cont(c, x);
+  if (l.packed) {
+    ggml_tensor* args[] = {x};
+    return ggml_custom_4d(c, GGML_TYPE_F32, l.out, x->ne[1], x->ne[2], x->ne[3], args, 1,
+                          PackedLinear, GGML_N_TASKS_MAX, l.packed.get());
+  }
   // One 2-D product over every token of every image: the widest GEMM, and the shape ggml's
   // AMX kernels require (they mis-address a 3-D right-hand side).
   const int64_t t = x->ne[1], n = x->ne[2];
-  if (ggml_is_contiguous(x) && x->ne[3] == 1) {
-    x = ggml_mul_mat(c, w, ggml_reshape_2d(c, x, x->ne[0], t * n));
-    x = ggml_reshape_3d(c, x, w->ne[1], t, n);
+  if (x->ne[3] == 1) {
+    x = ggml_mul_mat(c, l.w, ggml_reshape_2d(c, x, x->ne[0], t * n));
+    x = ggml_reshape_3d(c, x, l.w->ne[1], t, n);
   } else {
-    x = ggml_mul_mat(c, w, x);
+    x = ggml_mul_mat(c, l.w, x);
   }
-  return b ? ggml_add(c, x, b) : x;
+  return l.b ? ggml_add(c, x, l.b) : x;
 }
 
 ggml_tensor* Blocks::Act(ggml_context* c, ggml_tensor* x) const {
@@ -246,12 +378,23 @@ ggml_tensor* Blocks::Act(ggml_context* c, ggml_tensor* x) const {
   return x;
 }
 
+namespace {
+// [hidden, T, B] (rows possibly wider than hidden) -> a view [d, heads, T, B].
+ggml_tensor* Heads(ggml_context* c, ggml_tensor* x, int64_t d, int64_t heads) {
+  return ggml_view_4d(c, x, d, heads, x->ne[1], x->ne[2], x->nb[0] * d, x->nb[1], x->nb[2], 0);
+}
+// Columns [from, from + n) of every row of x: [n, T, B].
+ggml_tensor* Columns(ggml_context* c, ggml_tensor* x, int64_t from, int64_t n) {
+  return ggml_view_3d(c, x, n, x->ne[1], x->ne[2], x->nb[1], x->nb[2], x->nb[0] * from);
+}
+}  // namespace
+
 ggml_tensor* Blocks::Attention(ggml_context* c, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
                                bool causal) const {
   const int64_t hidden = q->ne[0], d = hidden / heads;
-  const int64_t tq = q->ne[1], tk = k->ne[1], b = q->ne[2];
-  q = ggml_permute(c, ggml_reshape_4d(c, q, d, heads, tq, b), 0, 2, 1, 3);
-  k = ggml_permute(c, ggml_reshape_4d(c, k, d, heads, tk, b), 0, 2, 1, 3);
+  const int64_t tq = q->ne[1], b = q->ne[2];
+  q = ggml_permute(c, Heads(c, q, d, heads), 0, 2, 1, 3);
+  k = ggml_permute(c, Heads(c, k, d, heads), 0, 2, 1, 3);
   ggml_tensor* kq = ggml_mul_mat(c, k, q);  // [tk, tq, heads, b]
   if (causal) {
     kq = ggml_diag_mask_inf(c, ggml_scale(c, kq, 1.0f / std::sqrt(float(d))), 0);
@@ -259,7 +402,7 @@ ggml_tensor* Blocks::Attention(ggml_context* c, ggml_tensor* q, ggml_tensor* k, 
   } else {
     kq = ggml_soft_max_ext(c, kq, nullptr, 1.0f / std::sqrt(float(d)), 0.0f);
   }
-  v = ggml_cont(c, ggml_permute(c, ggml_reshape_4d(c, v, d, heads, tk, b), 1, 2, 0, 3));
+  v = ggml_cont(c, ggml_permute(c, Heads(c, v, d, heads), 1, 2, 0, 3));
   ggml_tensor* o = ggml_mul_mat(c, v, kq);  // [d, tq, heads, b]
   o = ggml_cont(c, ggml_permute(c, o, 0, 2, 1, 3));
   return ggml_reshape_3d(c, o, hidden, tq, b);
@@ -267,12 +410,14 @@ ggml_tensor* Blocks::Attention(ggml_context* c, ggml_tensor* q, ggml_tensor* k, 
 
 ggml_tensor* Blocks::Layer(ggml_context* c, ggml_tensor* x, const detail::Layer& l,
                            bool causal) const {
+  const int64_t hidden = x->ne[0];
   ggml_tensor* h = Norm(c, x, l.ln1_w, l.ln1_b);
-  ggml_tensor* a = Attention(c, Linear(c, h, l.q_w, l.q_b), Linear(c, h, l.k_w, l.k_b),
-                             Linear(c, h, l.v_w, l.v_b), causal);
-  x = ggml_add(c, x, Linear(c, a, l.o_w, l.o_b));
+  ggml_tensor* qkv = Apply(c, h, l.qkv);  // [3 * hidden, T, B]
+  ggml_tensor* a = Attention(c, Columns(c, qkv, 0, hidden), Columns(c, qkv, hidden, hidden),
+                             Columns(c, qkv, 2 * hidden, hidden), causal);
+  x = ggml_add(c, x, Apply(c, a, l.o));
   h = Norm(c, x, l.ln2_w, l.ln2_b);
-  h = Linear(c, Act(c, Linear(c, h, l.fc1_w, l.fc1_b)), l.fc2_w, l.fc2_b);
+  h = Apply(c, Act(c, Apply(c, h, l.fc1)), l.fc2);
   return ggml_add(c, x, h);
 }
 

@@ -23,7 +23,10 @@
 
 namespace lumen::ml {
 
-enum class WeightType { kStored, kF32, kF16, kBF16, kQ8_0 };
+// kInt8: lumen's own int8 kernels (weights per row and 128-value block, activations quantized
+// per token and block on the fly; AVX2, AVX-VNNI, AVX-512 VNNI). kF32 runs on lumen's own f32
+// kernels too where the CPU has AVX2 + FMA (own_kernels below).
+enum class WeightType { kStored, kF32, kF16, kBF16, kQ8_0, kInt8 };
 const char* WeightTypeName(WeightType t);
 
 struct EncoderOptions {
@@ -32,6 +35,9 @@ struct EncoderOptions {
   // q8_0/q4_0 matrices run on the CPU's AMX-INT8 tile unit when it has one (ggml's AMX kernels;
   // ~1.8x f32 on ViT-B/16). False, or LUMEN_NO_AMX in the environment, keeps them on AVX.
   bool amx = true;
+  // f32 and int8 matrices on lumen's own kernels (gemm/gemm.h) where the CPU has AVX2 + FMA;
+  // false runs every product on ggml (for comparison). int8 falls back to ggml's q8_0 there.
+  bool own_kernels = true;
 };
 
 class ImageEncoder {
@@ -43,6 +49,9 @@ class ImageEncoder {
   const ModelConfig& config() const;
   int dim() const;           // embedding size
   int amx_matrices() const;  // weight matrices running on the AMX tile unit (0: none)
+  // Matrices on lumen's own kernels, and which ("int8/avx2"; "" for none).
+  int own_matrices() const;
+  std::string own_kernel() const;
   int input_size() const;    // image_size
   size_t input_floats() const { return size_t(3) * input_size() * input_size(); }
 

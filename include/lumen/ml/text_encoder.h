@@ -32,6 +32,7 @@ class TextEncoder {
   const Tokenizer& tokenizer() const;
   int dim() const;
   int amx_matrices() const;   // weight matrices running on the AMX tile unit (0: none)
+  int own_matrices() const;   // matrices on lumen's own kernels (see ImageEncoder)
   float logit_scale() const;  // exp of the stored log scale
   float logit_bias() const;   // SigLIP; 0 for CLIP
   // Threads for the next Encode calls (0 = all cores); not thread-safe with Encode itself.

@@ -1,0 +1,114 @@
+// lumen's own matrix products against a double-precision reference, for every kernel set this
+// CPU runs, both precisions, and shapes with every kind of edge (one row, partial tiles and
+// panels, k not a multiple of the blocks, several k and row blocks).
+#include "gemm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace lumen::ml::gemm {
+namespace {
+
+struct Shape {
+  int64_t m, n, k;
+};
+
+std::vector<float> Random(size_t n, std::mt19937& gen, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+// Relative Frobenius error of C against A·Wᵀ + bias in doubles.
+double RelError(const std::vector<float>& a, const std::vector<float>& w,
+                const std::vector<float>& bias, const std::vector<float>& c, const Shape& s,
+                int64_t ldc) {
+  double err = 0, ref = 0;
+  for (int64_t i = 0; i < s.m; ++i)
+    for (int64_t j = 0; j < s.n; ++j) {
+      double v = bias.empty() ? 0.0 : bias[j];
+      for (int64_t kk = 0; kk < s.k; ++kk) v += double(a[i * s.k + kk]) * w[j * s.k + kk];
+      const double d = c[i * ldc + j] - v;
+      err += d * d;
+      ref += v * v;
+    }
+  return std::sqrt(err / ref);
+}
+
+std::vector<Isa> SupportedIsas() {
+  std::vector<Isa> out;
+  for (Isa i : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAvx512Vnni})
+    if (Supported(i)) out.push_back(i);
+  return out;
+}
+
+TEST(Gemm, MatchesReferenceForEveryKernelAndShape) {
+  const auto isas = SupportedIsas();
+  if (isas.empty()) GTEST_SKIP() << "this CPU has no AVX2 + FMA: ggml's products run instead";
+  const Shape shapes[] = {{1, 1, 1},    {1, 768, 768},  {5, 17, 3},    {13, 50, 300},
+                          {197, 96, 768}, {300, 33, 513}, {7, 2304, 130}};
+  std::mt19937 gen(7);
+  for (const Shape& s : shapes) {
+    auto a = Random(size_t(s.m * s.k), gen), w = Random(size_t(s.n * s.k), gen, 0.05f),
+         bias = Random(size_t(s.n), gen);
+    for (Isa isa : isas)
+      for (Precision p : {Precision::kF32, Precision::kInt8}) {
+        for (bool with_bias : {true, false}) {
+          auto mat = Matrix::Pack(w.data(), with_bias ? bias.data() : nullptr, s.n, s.k, p, isa);
+          ASSERT_TRUE(mat);
+          // The output has a wider row stride than n: nothing past n is written.
+          const int64_t ldc = s.n + 3;
+          std::vector<float> c(size_t(s.m * ldc), 12345.0f);
+          // Three threads' shares, run one after another and at once, cover all of C.
+          std::vector<std::thread> threads;
+          for (int t = 0; t < 3; ++t)
+            threads.emplace_back([&, t] { mat->Multiply(a.data(), s.m, s.k, c.data(), ldc, t, 3); });
+          for (auto& th : threads) th.join();
+          const double err =
+              RelError(a, w, with_bias ? bias : std::vector<float>{}, c, s, ldc);
+          const double bound = p == Precision::kF32 ? 1e-5 : (mat->kernel().find("vnni") != std::string::npos ? 0.012 : 0.025);
+          EXPECT_LT(err, bound) << mat->kernel() << " m=" << s.m << " n=" << s.n << " k=" << s.k;
+          for (int64_t i = 0; i < s.m; ++i)
+            for (int64_t j = s.n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], 12345.0f);
+        }
+      }
+  }
+}
+
+TEST(Gemm, Int8IsExactOnRepresentableValues) {
+  // Values that quantize without loss (activations: integers with 127 in every block; weights:
+  // 0 and +-63, the largest of either kernel's range): the i32 accumulation and the +128
+  // correction must then give the exact product.
+  for (Isa isa : SupportedIsas()) {
+    const Shape s{9, 40, 256};
+    std::vector<float> a(size_t(s.m * s.k)), w(size_t(s.n * s.k));
+    for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i * 37 % 255) - 127);
+    for (int64_t j = 0; j < s.n; ++j)
+      for (int64_t kk = 0; kk < s.k; ++kk)
+        w[j * s.k + kk] = kk % 128 == 0 ? 63.0f : 63.0f * float(int((j * 31 + kk * 7) % 3) - 1);
+    auto mat = Matrix::Pack(w.data(), nullptr, s.n, s.k, Precision::kInt8, isa);
+    ASSERT_TRUE(mat);
+    for (int64_t i = 0; i < s.m; ++i) a[i * s.k] = 127.0f, a[i * s.k + 128] = -127.0f;
+    std::vector<float> c(size_t(s.m * s.n));
+    mat->Multiply(a.data(), s.m, s.k, c.data(), s.n, 0, 1);
+    EXPECT_LT(RelError(a, w, {}, c, s, s.n), 1e-6) << mat->kernel();
+  }
+}
+
+TEST(Gemm, IsaCapFromEnvironment) {
+  if (!Supported(Isa::kAvx2)) GTEST_SKIP();
+  setenv("LUMEN_ISA", "avx2", 1);
+  EXPECT_EQ(BestIsa(), Isa::kAvx2);
+  unsetenv("LUMEN_ISA");
+  EXPECT_TRUE(BestIsa().has_value());
+  EXPECT_EQ(ParseIsa("avx512-vnni"), Isa::kAvx512Vnni);
+  EXPECT_FALSE(ParseIsa("sse2").has_value());
+}
+
+}  // namespace
+}  // namespace lumen::ml::gemm

@@ -1,0 +1,43 @@
+// Private to ml/gemm: the interface between the driver (gemm.cpp, built for the baseline CPU) and
+// the kernel files, each built for one instruction set (kernels_avx2.cpp, kernels_avx512.cpp).
+// The kernel files define nothing but the tables below: no inline function or template of theirs
+// may end up shared with code built for another CPU.
+//
+// Layouts (all buffers 64-byte aligned):
+// - f32 weights: panels of `nr` output columns; panel p holds, for every k, the nr weights
+//   W[p*nr + c][k] (zeros past n). A: micro-panels of `mr` rows, for every k the mr values.
+// - int8 weights: K in blocks of kBlock; per panel and block, kBlock/4 groups of nr columns x 4
+//   consecutive k (signed, |q| <= qmax), a scale and a correction (128 * sum of q) per column.
+//   A: per row and block, a scale s = max|a| / 127 and u8 values round(a / s) + 128, in
+//   micro-panels of `mr` rows: per group, mr rows x 4 bytes.
+#pragma once
+
+#include <cstdint>
+
+namespace lumen::ml::gemm {
+
+constexpr int kBlock = 128;  // int8: the k block each scale covers
+
+struct Kernels {
+  const char* name;
+  int mr, nr;    // f32 tile
+  int mr8, nr8;  // int8 tile
+  int qmax;      // largest |weight| the int8 kernel takes (127 with VNNI, 63 without)
+  // C[mr x nr] (row stride ldc) = A·B + init[c] if init, else C += A·B; kc values of k.
+  void (*f32)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+              const float* init);
+  // The same for one int8 block: C = or += (A·B - corr[c]) * a_scale[r] * b_scale[c].
+  void (*i8)(const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
+             const int32_t* corr, float* c, int64_t ldc, const float* init);
+  // Quantizes `rows` rows of A (row stride lda) over k in [k0, k0 + kc), kc <= kBlock, zeros
+  // after kc, into micro-panels of mr8 rows (rows past `rows` are zeros) and one scale per row.
+  void (*quantize)(const float* a, int64_t lda, int rows, int64_t k0, int kc, uint8_t* out,
+                   float* scales);
+};
+
+const Kernels* Avx2Kernels();
+const Kernels* AvxVnniKernels();
+const Kernels* Avx512Kernels();
+const Kernels* Avx512VnniKernels();
+
+}  // namespace lumen::ml::gemm

@@ -1,0 +1,92 @@
+// The AVX-512 kernels (f32; int8 with AVX-512 VNNI, its own target), for lumen's matrix products:
+// see kernels.h for the layouts. Built with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma;
+// everything here has internal linkage except the two tables.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels.h"
+
+namespace lumen::ml::gemm {
+namespace {
+
+#include "quantize.inc"
+
+constexpr int kMr = 12, kNr = 32;  // f32: 24 of the 32 registers accumulate
+constexpr int kMr8 = 12, kNr8 = 32;
+
+void F32Kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+               const float* init) {
+  __m512 acc[kMr][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMr; ++r) {
+      const __m512 x = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+    }
+    a += kMr;
+    b += kNr;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kMr; ++r) {
+    float* row = c + r * ldc;
+    const __m512 c0 = init ? _mm512_loadu_ps(init) : _mm512_loadu_ps(row);
+    const __m512 c1 = init ? _mm512_loadu_ps(init + 16) : _mm512_loadu_ps(row + 16);
+    _mm512_storeu_ps(row, _mm512_add_ps(acc[r][0], c0));
+    _mm512_storeu_ps(row + 16, _mm512_add_ps(acc[r][1], c1));
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni"))) void I8KernelVnni(
+    const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
+    const int32_t* corr, float* c, int64_t ldc, const float* init) {
+  __m512i acc[kMr8][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMr8; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  for (int g = 0; g < kBlock / 4; ++g) {
+    const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMr8; ++r) {
+      int32_t v;
+      std::memcpy(&v, a + 4 * r, 4);
+      const __m512i x = _mm512_set1_epi32(v);
+      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, b0);
+      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, b1);
+    }
+    a += 4 * kMr8;
+    b += 4 * kNr8;
+  }
+  const __m512i k0 = _mm512_loadu_si512(corr), k1 = _mm512_loadu_si512(corr + 16);
+  const __m512 s0 = _mm512_loadu_ps(b_scale), s1 = _mm512_loadu_ps(b_scale + 16);
+#pragma GCC unroll 16
+  for (int r = 0; r < kMr8; ++r) {
+    float* row = c + r * ldc;
+    const __m512 sa = _mm512_set1_ps(a_scale[r]);
+    const __m512 c0 = init ? _mm512_loadu_ps(init) : _mm512_loadu_ps(row);
+    const __m512 c1 = init ? _mm512_loadu_ps(init + 16) : _mm512_loadu_ps(row + 16);
+    const __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][0], k0));
+    const __m512 f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][1], k1));
+    _mm512_storeu_ps(row, _mm512_fmadd_ps(f0, _mm512_mul_ps(sa, s0), c0));
+    _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(f1, _mm512_mul_ps(sa, s1), c1));
+  }
+}
+
+}  // namespace
+
+// f32 only: without VNNI, int8 runs the AVX2 kernel.
+const Kernels* Avx512Kernels() {
+  static const Kernels k{"avx512", kMr, kNr, 0, 0, 0, F32Kernel, nullptr, nullptr};
+  return &k;
+}
+
+const Kernels* Avx512VnniKernels() {
+  static const Kernels k{"avx512-vnni", kMr,         kNr, kMr8, kNr8, 127, F32Kernel,
+                         I8KernelVnni,  Quantize<kMr8>};
+  return &k;
+}
+
+}  // namespace lumen::ml::gemm

@@ -87,7 +87,9 @@ struct ImageEncoder::Impl {
       ggml_tensor* a = B.Attention(c, q, k, val, false);
       ggml_tensor* o = B.Apply(c, a, ho);  // [hidden, 1, batch]
       ggml_tensor* h = B.Norm(c, o, hln_w, hln_b);
-      h = B.Apply(c, B.Act(c, B.Apply(c, h, hfc1)), hfc2);
+      h = B.Apply(c, h, hfc1);
+      if (!hfc1.fused_act()) h = B.Act(c, h);
+      h = B.Apply(c, h, hfc2);
       pooled = ggml_reshape_2d(c, ggml_add(c, o, h), v.hidden, batch);
     }
     pooled = ggml_l2_norm(c, pooled, 1e-12f);
@@ -159,7 +161,9 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
     // in_proj packs the q, k and v row blocks.
     w.NeedLinear({{in_w, in_b, 0, true}}, H, {H}, &m.hq);
     w.NeedLinear({{in_w, in_b, H, true}, {in_w, in_b, 2 * H, true}}, H, {H}, &m.hkv);
-    auto part = [&](const std::string& n) { return detail::LinearPart{h + n + ".weight", h + n + ".bias"}; };
+    auto part = [&](const std::string& n) {
+      return detail::LinearPart{h + n + ".weight", h + n + ".bias"};
+    };
     w.NeedLinear({part("attention.out_proj")}, H, {H}, &m.ho);
     w.Need(h + "layernorm.weight", {H}, &m.hln_w, false);
     w.Need(h + "layernorm.bias", {H}, &m.hln_b, false);
@@ -170,6 +174,7 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
   if (!m.backend) return Status::Internal("cannot start the ggml CPU backend");
   ggml_backend_cpu_set_n_threads(m.backend.get(), m.threads);
   LUMEN_RETURN_IF_ERROR(w.Load(m.backend.get()));
+  m.blocks.Use(opt, &m.layers, {&m.hfc1});
   m.galloc.reset(ggml_gallocr_new(ggml_backend_get_default_buffer_type(m.backend.get())));
   return std::unique_ptr<ImageEncoder>(new ImageEncoder(std::move(impl)));
 }

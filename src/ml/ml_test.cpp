@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gemm/gemm.h"
 #include "lumen/ml/image_encoder.h"
 #include "lumen/ml/model_files.h"
 #include "lumen/ml/safetensors.h"
@@ -90,23 +91,36 @@ TEST_P(Reference, PreprocessingMatches) {
 }
 
 // Every weight type against the reference; q8_0 both on the AMX tile unit (where this CPU has
-// one: ggml's AMX kernels, repacked weights) and on the AVX path.
+// one: ggml's AMX kernels, repacked weights) and on the AVX path; f32 both on lumen's kernels and
+// on ggml's; int8 on lumen's kernels (the widest this CPU runs: see
+// OwnKernelsOnEveryInstructionSet for the others).
 struct Precision {
   WeightType type;
   double min_cos;
   bool amx;
+  bool own = true;
 };
-constexpr Precision kPrecisions[] = {{WeightType::kF32, 0.9999, false},
-                                     {WeightType::kF16, 0.999, false},
-                                     {WeightType::kBF16, 0.995, false},
-                                     {WeightType::kQ8_0, 0.99, false},
-                                     {WeightType::kQ8_0, 0.99, true}};
+constexpr Precision kPrecisions[] = {
+    {WeightType::kF32, 0.9999, false},      {WeightType::kF32, 0.9999, false, false},
+    {WeightType::kF16, 0.999, false},       {WeightType::kBF16, 0.995, false},
+    {WeightType::kQ8_0, 0.99, false},       {WeightType::kQ8_0, 0.99, true},
+    {WeightType::kInt8, 0.999, false, true}};
 
 void ExpectAmxAsAsked(const Precision& c, int amx_matrices) {
   if (c.amx && ggml_cpu_has_amx_int8() && !std::getenv("LUMEN_NO_AMX"))
     EXPECT_GT(amx_matrices, 0) << "this CPU has AMX-INT8: q8_0 matrices should use it";
   else
     EXPECT_EQ(amx_matrices, 0) << WeightTypeName(c.type);
+}
+
+// f32 and int8 run on lumen's kernels wherever the CPU has them (AVX2 + FMA), and only when asked.
+void ExpectOwnAsAsked(const Precision& c, int own_matrices) {
+  const bool want = c.own && lumen::ml::gemm::BestIsa() &&
+                    (c.type == WeightType::kF32 || c.type == WeightType::kInt8);
+  if (want)
+    EXPECT_GT(own_matrices, 0) << WeightTypeName(c.type);
+  else
+    EXPECT_EQ(own_matrices, 0) << WeightTypeName(c.type);
 }
 
 TEST_P(Reference, EmbeddingsMatchAtEveryPrecision) {
@@ -116,10 +130,12 @@ TEST_P(Reference, EmbeddingsMatchAtEveryPrecision) {
     EncoderOptions opt;
     opt.weights = c.type;
     opt.amx = c.amx;
+    opt.own_kernels = c.own;
     opt.threads = 2;
     auto enc = ImageEncoder::Load(dir(), opt);
     ASSERT_TRUE(enc.ok()) << enc.status().ToString();
     ExpectAmxAsAsked(c, (*enc)->amx_matrices());
+    ExpectOwnAsAsked(c, (*enc)->own_matrices());
     const int dim = (*enc)->dim();
     const int batch = static_cast<int>(ref.size() / dim);
     ASSERT_EQ(batch, 3);
@@ -142,6 +158,44 @@ TEST_P(Reference, EmbeddingsMatchAtEveryPrecision) {
     ASSERT_TRUE((*enc)->Encode(pre.data() + (*enc)->input_floats(), 1, one.data()).ok());
     EXPECT_GE(Cosine(one.data(), out.data() + dim, dim), 0.99999);
   }
+}
+
+// lumen's f32 and int8 kernels for every instruction set this CPU runs (LUMEN_ISA caps the choice),
+// each against the reference, in batches and alone.
+TEST_P(Reference, OwnKernelsOnEveryInstructionSet) {
+  using lumen::ml::gemm::Isa;
+  auto pre = ReadFloats(dir() + "/pre.bin");
+  auto ref = ReadFloats(dir() + "/emb.bin");
+  int tried = 0;
+  for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAvx512Vnni}) {
+    if (!lumen::ml::gemm::Supported(isa)) continue;
+    ::setenv("LUMEN_ISA", lumen::ml::gemm::IsaName(isa), 1);
+    for (auto [type, min_cos] : {std::pair{WeightType::kF32, 0.9999}, {WeightType::kInt8, 0.999}}) {
+      EncoderOptions opt;
+      opt.weights = type;
+      opt.threads = 3;  // uneven shares of the columns
+      auto enc = ImageEncoder::Load(dir(), opt);
+      ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+      EXPECT_GT((*enc)->own_matrices(), 0);
+      const std::string kernel = (*enc)->own_kernel();
+      EXPECT_EQ(kernel.substr(0, kernel.find('/')), WeightTypeName(type));
+      const int dim = (*enc)->dim(), batch = 3;
+      std::vector<float> out(ref.size());
+      ASSERT_TRUE((*enc)->Encode(pre.data(), batch, out.data()).ok());
+      for (int b = 0; b < batch; ++b) {
+        const double cos = Cosine(out.data() + b * dim, ref.data() + b * dim, dim);
+        EXPECT_GE(cos, min_cos) << kernel << " image " << b;
+        RecordProperty(std::string(GetParam()) + "_" + kernel + "_cos" + std::to_string(b),
+                       std::to_string(cos));
+      }
+      std::vector<float> one(dim);
+      ASSERT_TRUE((*enc)->Encode(pre.data() + 2 * (*enc)->input_floats(), 1, one.data()).ok());
+      EXPECT_GE(Cosine(one.data(), out.data() + 2 * dim, dim), 0.99999) << kernel;
+    }
+    ++tried;
+  }
+  ::unsetenv("LUMEN_ISA");
+  if (!tried) GTEST_SKIP() << "no AVX2 + FMA here: every product runs on ggml";
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Reference, ::testing::Values("siglip", "clip"));
@@ -177,9 +231,11 @@ TEST_P(TextReference, EmbeddingsMatchAtEveryPrecision) {
     EncoderOptions opt;
     opt.weights = c.type;
     opt.amx = c.amx;
+    opt.own_kernels = c.own;
     auto enc = TextEncoder::Load(dir_->path(), opt);
     ASSERT_TRUE(enc.ok()) << enc.status().ToString();
     ExpectAmxAsAsked(c, (*enc)->amx_matrices());
+    ExpectOwnAsAsked(c, (*enc)->own_matrices());
     const int dim = (*enc)->dim();
     ASSERT_EQ(ref.size(), tokens.size() * dim);
     std::vector<float> out(ref.size());

@@ -125,6 +125,7 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   if (!m.backend) return Status::Internal("cannot start the ggml CPU backend");
   ggml_backend_cpu_set_n_threads(m.backend.get(), m.threads);
   LUMEN_RETURN_IF_ERROR(w.Load(m.backend.get()));
+  m.blocks.Use(opt, &m.layers);
   m.galloc.reset(ggml_gallocr_new(ggml_backend_get_default_buffer_type(m.backend.get())));
   // The model's own calibration (defaults: the families' usual values).
   const ModelLogits logits = ReadLogits(*m.source);

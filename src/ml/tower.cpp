@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string_view>
 #include <thread>
@@ -55,8 +55,9 @@ void Weights::NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector
       }
       if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
           t->dtype != DType::kGgml) {
-        error_ = Status::Invalid(fmt::format("{}: tensor {} has dtype {}, expected F32, F16 or BF16",
-                                             file_.path(), name, DTypeName(t->dtype)));
+        error_ =
+            Status::Invalid(fmt::format("{}: tensor {} has dtype {}, expected F32, F16 or BF16",
+                                        file_.path(), name, DTypeName(t->dtype)));
         return;
       }
     }
@@ -171,15 +172,14 @@ Status Weights::Load(ggml_backend_t backend) {
                       (part.slice ? have[0] >= rows : have[0] == rows);
       if (!ok)
         return Status::Invalid(fmt::format(
-            "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(),
-            it.w[i]->name, fmt::join(have, ", "), fmt::join(want, ", "),
-            part.slice ? " (a slice of it)" : ""));
+            "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(), it.w[i]->name,
+            fmt::join(have, ", "), fmt::join(want, ", "), part.slice ? " (a slice of it)" : ""));
       if (!it.b[i]) continue;
       const auto bias = StripLeadingOnes(it.b[i]->shape);
       if (bias.size() != 1 || (part.slice ? bias[0] < rows : bias[0] != rows))
-        return Status::Invalid(fmt::format("{}: tensor {} has shape [{}], the config implies [{}]{}",
-                                           file_.path(), it.b[i]->name, fmt::join(bias, ", "),
-                                           it.out, part.slice ? " (a slice of it)" : ""));
+        return Status::Invalid(fmt::format(
+            "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(), it.b[i]->name,
+            fmt::join(bias, ", "), it.out, part.slice ? " (a slice of it)" : ""));
     }
   }
   for (const auto& it : items_) {
@@ -220,8 +220,8 @@ Status Weights::Load(ggml_backend_t backend) {
       own[li] = gemm::Precision::kF32;
     if (own[li]) continue;
     // The AMX kernels need 32-row output blocks and whole 32-value input blocks.
-    const bool tiled = amx && (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) &&
-                       rows % 32 == 0 && in % 32 == 0;
+    const bool tiled =
+        amx && (type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0) && rows % 32 == 0 && in % 32 == 0;
     it.dst->w = ggml_new_tensor_2d(tiled ? amx_ctx_.get() : ctx_.get(), type, in, rows);
     ggml_set_name(it.dst->w, it.parts[0].weight.substr(0, GGML_MAX_NAME - 1).c_str());
     if (it.b[0]) it.dst->b = ggml_new_tensor_1d(ctx_.get(), GGML_TYPE_F32, rows);
@@ -337,18 +337,59 @@ ggml_tensor* Blocks::Norm(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_
 }
 
 namespace {
-// ggml custom op: dst = src[0] · Wᵀ + bias on lumen's kernels, each thread its share of columns.
+// ggml custom ops on lumen's kernels, each thread its share: dst = src[0] · Wᵀ + bias (f32);
+// int8: the rows of src[0] quantized once (all threads), then the product from them.
 void PackedLinear(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const auto* m = static_cast<const gemm::Matrix*>(userdata);
   const ggml_tensor* x = dst->src[0];
   m->Multiply(static_cast<const float*>(x->data), ggml_nrows(x), x->nb[1] / 4,
               static_cast<float*>(dst->data), dst->nb[1] / 4, ith, nth);
 }
+void QuantizeRows(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  const auto* m = static_cast<const gemm::Matrix*>(userdata);
+  const ggml_tensor* x = dst->src[0];
+  m->Quantize(static_cast<const float*>(x->data), ggml_nrows(x), x->nb[1] / 4,
+              static_cast<uint8_t*>(dst->data), ith, nth);
+}
+void QuantizedLinear(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  const auto* m = static_cast<const gemm::Matrix*>(userdata);
+  m->MultiplyQuantized(static_cast<const uint8_t*>(dst->src[0]->data), ggml_nrows(dst),
+                       static_cast<float*>(dst->data), dst->nb[1] / 4, ith, nth);
+}
+
+int GemmActivation(Activation act) {
+  switch (act) {
+    case Activation::kGeluTanh:
+      return gemm::kGeluTanh;
+    case Activation::kGeluErf:
+      return gemm::kGeluErf;
+    case Activation::kQuickGelu:
+      return gemm::kQuickGelu;
+  }
+  return gemm::kNoActivation;
+}
 }  // namespace
+
+void Blocks::Use(const EncoderOptions& opt, std::vector<detail::Layer>* layers,
+                 std::vector<detail::Linear*> extra) {
+  isa = opt.own_kernels ? gemm::BestIsa() : std::nullopt;
+  if (isa) ops[0] = {*isa, heads, false}, ops[1] = {*isa, heads, true};
+  for (auto& l : *layers) extra.push_back(&l.fc1);
+  for (detail::Linear* l : extra)
+    if (l->packed) l->packed->set_activation(GemmActivation(act));
+}
 
 ggml_tensor* Blocks::Apply(ggml_context* c, ggml_tensor* x, const detail::Linear& l) {
   if (l.empty()) return x;
   if (!ggml_is_contiguous(x)) x = ggml_cont(c, x);
+  if (l.packed && l.packed->precision() == gemm::Precision::kInt8) {
+    ggml_tensor* args[] = {x};
+    ggml_tensor* q[] = {ggml_custom_4d(c, GGML_TYPE_I8,
+                                       int64_t(l.packed->QuantizedBytes(ggml_nrows(x))), 1, 1, 1,
+                                       args, 1, QuantizeRows, GGML_N_TASKS_MAX, l.packed.get())};
+    return ggml_custom_4d(c, GGML_TYPE_F32, l.out, x->ne[1], x->ne[2], x->ne[3], q, 1,
+                          QuantizedLinear, GGML_N_TASKS_MAX, l.packed.get());
+  }
   if (l.packed) {
     ggml_tensor* args[] = {x};
     return ggml_custom_4d(c, GGML_TYPE_F32, l.out, x->ne[1], x->ne[2], x->ne[3], args, 1,
@@ -389,9 +430,36 @@ ggml_tensor* Columns(ggml_context* c, ggml_tensor* x, int64_t from, int64_t n) {
 }
 }  // namespace
 
+namespace {
+// dst [hidden, Tq, B] = attention of src q, k, v (views: rows of any stride) on lumen's kernels.
+void OwnAttention(ggml_tensor* dst, int ith, int nth, void* userdata) {
+  const auto* op = static_cast<const AttentionOp*>(userdata);
+  const ggml_tensor *q = dst->src[0], *k = dst->src[1], *v = dst->src[2];
+  gemm::AttentionArgs a;
+  a.q = static_cast<const float*>(q->data);
+  a.k = static_cast<const float*>(k->data);
+  a.v = static_cast<const float*>(v->data);
+  a.out = static_cast<float*>(dst->data);
+  a.q_row = q->nb[1] / 4, a.q_batch = q->nb[2] / 4;
+  a.k_row = k->nb[1] / 4, a.k_batch = k->nb[2] / 4;
+  a.v_row = v->nb[1] / 4, a.v_batch = v->nb[2] / 4;
+  a.out_row = dst->nb[1] / 4, a.out_batch = dst->nb[2] / 4;
+  a.tq = q->ne[1], a.tk = k->ne[1], a.heads = op->heads, a.d = q->ne[0] / a.heads;
+  a.batch = q->ne[2];
+  a.scale = 1.0f / std::sqrt(float(a.d));
+  a.causal = op->causal;
+  gemm::Attention(a, op->isa, ith, nth);
+}
+}  // namespace
+
 ggml_tensor* Blocks::Attention(ggml_context* c, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
                                bool causal) const {
   const int64_t hidden = q->ne[0], d = hidden / heads;
+  if (isa && d <= gemm::kMaxHeadDim && hidden % heads == 0 && q->ne[3] == 1) {
+    ggml_tensor* args[] = {q, k, v};
+    return ggml_custom_4d(c, GGML_TYPE_F32, hidden, q->ne[1], q->ne[2], 1, args, 3, OwnAttention,
+                          GGML_N_TASKS_MAX, const_cast<AttentionOp*>(&ops[causal ? 1 : 0]));
+  }
   const int64_t tq = q->ne[1], b = q->ne[2];
   q = ggml_permute(c, Heads(c, q, d, heads), 0, 2, 1, 3);
   k = ggml_permute(c, Heads(c, k, d, heads), 0, 2, 1, 3);
@@ -417,7 +485,9 @@ ggml_tensor* Blocks::Layer(ggml_context* c, ggml_tensor* x, const detail::Layer&
                              Columns(c, qkv, 2 * hidden, hidden), causal);
   x = ggml_add(c, x, Apply(c, a, l.o));
   h = Norm(c, x, l.ln2_w, l.ln2_b);
-  h = Apply(c, Act(c, Apply(c, h, l.fc1)), l.fc2);
+  h = Apply(c, h, l.fc1);
+  if (!l.fc1.fused_act()) h = Act(c, h);
+  h = Apply(c, h, l.fc2);
   return ggml_add(c, x, h);
 }
 

@@ -46,6 +46,8 @@ struct Linear {
   std::unique_ptr<gemm::Matrix> packed;
   int64_t out = 0;  // output features
   bool empty() const { return !w && !packed; }
+  // The packed product applies the block's activation itself (Blocks::Use).
+  bool fused_act() const { return packed && packed->activation() != 0; }
 };
 
 struct Layer {
@@ -71,8 +73,7 @@ class Weights {
             int64_t row_offset = 0, const std::string& source = "");
   // A linear layer of `parts` stacked, each `out` rows of weights shaped `in` past the first
   // dimension ({hidden}, or {3, P, P} for a patch embedding).
-  void NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector<int64_t> in,
-                  Linear* dst);
+  void NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector<int64_t> in, Linear* dst);
   // The tensors of `count` encoder layers under `prefix` ("vision_model.encoder.layers.").
   void NeedLayers(const std::string& prefix, int count, int64_t hidden, int64_t inter,
                   std::vector<Layer>* out);
@@ -115,10 +116,24 @@ class Weights {
   BufferPtr buffer_, amx_buffer_;
 };
 
+// What lumen's attention op needs to know (its userdata: lives in Blocks).
+struct AttentionOp {
+  gemm::Isa isa;
+  int heads;
+  bool causal;
+};
+
 struct Blocks {
   float eps;
   int heads;
   Activation act;
+  // Attention (and the activation after fc1) on lumen's kernels where they run: set by Use().
+  std::optional<gemm::Isa> isa;
+  AttentionOp ops[2] = {};  // non-causal, causal
+  // Uses lumen's kernels for attention when the options allow and the CPU runs them, and fuses
+  // the activation into each packed fc1 of `layers` (and of `extra`).
+  void Use(const EncoderOptions& opt, std::vector<detail::Layer>* layers,
+           std::vector<detail::Linear*> extra = {});
   ggml_tensor* Norm(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_tensor* b) const;
   // x: [in, T, B] -> [out, T, B] (a strided x is made contiguous first).
   static ggml_tensor* Apply(ggml_context* c, ggml_tensor* x, const detail::Linear& l);

@@ -42,18 +42,22 @@ def write_safetensors(path, tensors):
 
 
 def layer_weights(w, prefix, count, H, I, r, one):
-    """Random pre-LN encoder layers under `prefix` (HF names)."""
+    """Random pre-LN encoder layers under `prefix` (HF names). Matrix scales shrink with the
+    fan-in past the tiny test size (64 wide, 128 inner), so that every size has the same gain per
+    layer: at the real ViT-B sizes (768/3072) the tiny scales would make attention one-hot and the
+    network chaotic (a 1e-3 change of any weight flips the embedding), which no trained model is."""
+    gh, gi = math.sqrt(64 / max(H, 64)), math.sqrt(128 / max(I, 128))
     for i in range(count):
         p = f"{prefix}{i}."
         for ln in ("layer_norm1", "layer_norm2"):
             w[p + ln + ".weight"] = one(H)
             w[p + ln + ".bias"] = r(H)
         for m in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            w[p + "self_attn." + m + ".weight"] = r(H, H, scale=0.15)
+            w[p + "self_attn." + m + ".weight"] = r(H, H, scale=0.15 * gh)
             w[p + "self_attn." + m + ".bias"] = r(H)
-        w[p + "mlp.fc1.weight"] = r(I, H, scale=0.15)
+        w[p + "mlp.fc1.weight"] = r(I, H, scale=0.15 * gh)
         w[p + "mlp.fc1.bias"] = r(I)
-        w[p + "mlp.fc2.weight"] = r(H, I, scale=0.1)
+        w[p + "mlp.fc2.weight"] = r(H, I, scale=0.1 * gi)
         w[p + "mlp.fc2.bias"] = r(H)
 
 
@@ -79,7 +83,8 @@ def make_weights(family, cfg, gen):
     r = lambda *s, scale=0.08: torch.randn(*s, generator=gen) * scale
     one = lambda *s: 1.0 + r(*s, scale=0.1)
     w, vm = {}, "vision_model."
-    w[vm + "embeddings.patch_embedding.weight"] = r(H, 3, P, P)
+    gh, gi = math.sqrt(64 / max(H, 64)), math.sqrt(128 / max(I, 128))  # as in layer_weights
+    w[vm + "embeddings.patch_embedding.weight"] = r(H, 3, P, P, scale=0.08 * math.sqrt(192 / max(3 * P * P, 192)))
     if family == "siglip":
         w[vm + "embeddings.patch_embedding.bias"] = r(H)
         w[vm + "embeddings.position_embedding.weight"] = r(n, H)
@@ -94,20 +99,20 @@ def make_weights(family, cfg, gen):
     if family == "siglip":
         h = vm + "head."
         w[h + "probe"] = r(1, 1, H, scale=0.5)
-        w[h + "attention.in_proj_weight"] = r(3 * H, H, scale=0.15)
+        w[h + "attention.in_proj_weight"] = r(3 * H, H, scale=0.15 * gh)
         w[h + "attention.in_proj_bias"] = r(3 * H)
-        w[h + "attention.out_proj.weight"] = r(H, H, scale=0.15)
+        w[h + "attention.out_proj.weight"] = r(H, H, scale=0.15 * gh)
         w[h + "attention.out_proj.bias"] = r(H)
         w[h + "layernorm.weight"] = one(H)
         w[h + "layernorm.bias"] = r(H)
-        w[h + "mlp.fc1.weight"] = r(I, H, scale=0.15)
+        w[h + "mlp.fc1.weight"] = r(I, H, scale=0.15 * gh)
         w[h + "mlp.fc1.bias"] = r(I)
-        w[h + "mlp.fc2.weight"] = r(H, I, scale=0.1)
+        w[h + "mlp.fc2.weight"] = r(H, I, scale=0.1 * gi)
         w[h + "mlp.fc2.bias"] = r(H)
         w["logit_scale"] = torch.tensor([math.log(10.0)])
         w["logit_bias"] = torch.tensor([-10.0])
     else:
-        w["visual_projection.weight"] = r(cfg["projection_dim"], H, scale=0.15)
+        w["visual_projection.weight"] = r(cfg["projection_dim"], H, scale=0.15 * gh)
         w["logit_scale"] = torch.tensor(math.log(1 / 0.07))
     return w
 

@@ -52,7 +52,7 @@ class ImageEncoder {
   // Matrices on lumen's own kernels, and which ("int8/avx2"; "" for none).
   int own_matrices() const;
   std::string own_kernel() const;
-  int input_size() const;    // image_size
+  int input_size() const;  // image_size
   size_t input_floats() const { return size_t(3) * input_size() * input_size(); }
 
   // The encoder input for one image (see the contract above): input_floats() floats.

@@ -12,9 +12,9 @@ namespace {
 
 // Cache blocking: an A block (kMc rows x kKc) stays in L2 while each kNc-wide... panel of W
 // (kKc x nr, in L1) meets every micro-panel of it.
-constexpr int64_t kKc = 256;   // f32 k block
-constexpr int64_t kMc = 144;   // f32 rows per A block (a multiple of every mr)
-constexpr int64_t kMc8 = 192;  // int8 rows per A block
+constexpr int64_t kKc = 256;  // f32 k block
+constexpr int64_t kMc = 144;  // f32 rows per A block (a multiple of every mr)
+constexpr int64_t kMc8 = 96;  // int8 rows per A block
 
 const Kernels* F32Kernels(Isa isa) {
   switch (isa) {
@@ -151,8 +151,9 @@ std::unique_ptr<Matrix> Matrix::Pack(const float* w, const float* bias, int64_t 
       }
   } else {
     m->blocks_ = (k + kBlock - 1) / kBlock;
+    m->cell_bytes_ = K.wide ? 2 * kBlock : kBlock;
     const size_t cells = size_t(m->panels_ * m->blocks_ * nr);
-    const size_t q_bytes = cells * kBlock, s_bytes = cells * 4;
+    const size_t q_bytes = cells * m->cell_bytes_, s_bytes = cells * 4;
     m->bytes_ = q_bytes + 2 * s_bytes + bias_bytes;
     m->data_.reset(static_cast<uint8_t*>(AlignedAlloc(m->bytes_)));
     if (!m->data_) return nullptr;
@@ -165,7 +166,8 @@ std::unique_ptr<Matrix> Matrix::Pack(const float* w, const float* bias, int64_t 
     for (int64_t p = 0; p < m->panels_; ++p)
       for (int64_t b = 0; b < m->blocks_; ++b) {
         const int64_t cell = (p * m->blocks_ + b) * nr;
-        int8_t* dst = m->q_ + cell * kBlock;
+        int8_t* dst = m->q_ + cell * m->cell_bytes_;
+        int16_t* wide = reinterpret_cast<int16_t*>(dst);
         for (int64_t c = 0; c < nr; ++c) {
           const int64_t row = p * nr + c;
           const int64_t k0 = b * kBlock, k1 = std::min(k, k0 + kBlock);
@@ -177,12 +179,16 @@ std::unique_ptr<Matrix> Matrix::Pack(const float* w, const float* bias, int64_t 
           for (int64_t kk = 0; kk < kBlock; ++kk) {
             int q = 0;
             if (row < n && k0 + kk < k1)
-              q = static_cast<int>(std::clamp(std::nearbyint(w[row * k + k0 + kk] * inv), -qmax, qmax));
-            dst[(kk / 4) * nr * 4 + c * 4 + kk % 4] = static_cast<int8_t>(q);
+              q = static_cast<int>(
+                  std::clamp(std::nearbyint(w[row * k + k0 + kk] * inv), -qmax, qmax));
+            if (K.wide)
+              wide[(kk / 2) * nr * 2 + c * 2 + kk % 2] = static_cast<int16_t>(q);
+            else
+              dst[(kk / 4) * nr * 4 + c * 4 + kk % 4] = static_cast<int8_t>(q);
             sum += q;
           }
           m->scales_[cell + c] = amax / qmax;
-          m->corr_[cell + c] = 128 * sum;
+          m->corr_[cell + c] = K.wide ? 0 : 128 * sum;
         }
       }
   }
@@ -190,92 +196,202 @@ std::unique_ptr<Matrix> Matrix::Pack(const float* w, const float* bias, int64_t 
   return m;
 }
 
+namespace {
+
+int64_t RoundUp(int64_t x, int64_t to) {
+  return (x + to - 1) / to * to;
+}
+
+// Rows [0, rows) of A (stride lda), k in [0, kc), into micro-panels of mr rows (zeros past rows).
+void PackA(const float* a, int64_t lda, int64_t rows, int64_t kc, int64_t mr, float* dst) {
+  for (int64_t ir = 0; ir < rows; ir += mr, dst += mr * kc) {
+    const int64_t n = std::min(mr, rows - ir);
+    for (int64_t r = 0; r < mr; ++r) {
+      if (r < n) {
+        const float* src = a + (ir + r) * lda;
+        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = src[kk];
+      } else {
+        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = 0.0f;
+      }
+    }
+  }
+}
+
+// One mr x nr tile of C through the kernel, partial tiles (rows or cols short) via a local tile.
+template <class Run>
+void Tile(float* out, int64_t ldc, int64_t rows, int64_t cols, int64_t mr, int64_t nr, bool init,
+          const Run& run) {
+  if (rows == mr && cols == nr) {
+    run(out, ldc);
+    return;
+  }
+  alignas(64) float tile[16 * 64];
+  if (!init)
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, out + r * ldc, cols * 4);
+  run(tile, nr);
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ldc, tile + r * nr, cols * 4);
+}
+
+alignas(64) const float kZeros[64] = {};
+
+}  // namespace
+
 void Matrix::Multiply(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int ith,
                       int nth) const {
   if (m <= 0 || nth <= 0) return;
   const int64_t p0 = panels_ * ith / nth, p1 = panels_ * (ith + 1) / nth;
   if (p0 >= p1) return;
-  if (precision_ == Precision::kF32)
+  if (precision_ == Precision::kF32) {
     MultiplyF32(a, m, lda, c, ldc, p0, p1);
-  else
-    MultiplyInt8(a, m, lda, c, ldc, p0, p1);
+    return;
+  }
+  // This thread quantizes all of A for itself (Quantize + MultiplyQuantized share it).
+  uint8_t* q = Scratch(QuantizedBytes(m));
+  Quantize(a, m, lda, q, 0, 1);
+  MultiplyInt8(q, m, c, ldc, p0, p1);
 }
 
-void Matrix::MultiplyF32(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc,
-                         int64_t p0, int64_t p1) const {
+size_t Matrix::QuantizedBytes(int64_t m) const {
+  if (precision_ != Precision::kInt8) return 0;
+  return size_t(blocks_ * RoundUp(m, kernels_->mr8)) * size_t(cell_bytes_ + 4);
+}
+
+// The quantized A: per k block, the row micro-panels (kernels.h), then all blocks' row scales.
+void Matrix::Quantize(const float* a, int64_t m, int64_t lda, uint8_t* q, int ith, int nth) const {
+  const int64_t mr = kernels_->mr8, padded = RoundUp(m, mr), panels = padded / mr;
+  const int64_t r0 = panels * ith / nth * mr, r1 = std::min(m, panels * (ith + 1) / nth * mr);
+  if (r0 >= r1) return;
+  float* scales = reinterpret_cast<float*>(q + blocks_ * padded * cell_bytes_);
+  for (int64_t b = 0; b < blocks_; ++b) {
+    const int64_t k0 = b * kBlock;
+    const int kc = static_cast<int>(std::min<int64_t>(kBlock, k_ - k0));
+    kernels_->quantize(a + r0 * lda, lda, static_cast<int>(r1 - r0), k0, kc,
+                       q + (b * padded + r0) * cell_bytes_, scales + b * padded + r0);
+  }
+}
+
+void Matrix::MultiplyQuantized(const uint8_t* q, int64_t m, float* c, int64_t ldc, int ith,
+                               int nth) const {
+  if (m <= 0 || nth <= 0) return;
+  const int64_t p0 = panels_ * ith / nth, p1 = panels_ * (ith + 1) / nth;
+  if (p0 < p1) MultiplyInt8(q, m, c, ldc, p0, p1);
+}
+
+void Matrix::MultiplyF32(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int64_t p0,
+                         int64_t p1) const {
   const Kernels& K = *kernels_;
   const int64_t mr = K.mr, nr = K.nr;
   float* pack = reinterpret_cast<float*>(Scratch(size_t(kMc * kKc) * 4));
-  alignas(64) float tile[16 * 64];
   for (int64_t pc = 0; pc < k_; pc += kKc) {
     const int64_t kc = std::min(kKc, k_ - pc);
+    const bool last = pc + kc >= k_;
     for (int64_t ic = 0; ic < m; ic += kMc) {
       const int64_t mc = std::min(kMc, m - ic);
-      // A block -> micro-panels of mr rows: for each k, the mr values (zeros past the last row).
-      for (int64_t ir = 0; ir < mc; ir += mr) {
-        float* dst = pack + ir * kc;
-        const int64_t rows = std::min(mr, mc - ir);
-        for (int64_t r = 0; r < mr; ++r) {
-          if (r < rows) {
-            const float* src = a + (ic + ir + r) * lda + pc;
-            for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = src[kk];
-          } else {
-            for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = 0.0f;
-          }
-        }
-      }
+      PackA(a + ic * lda + pc, lda, mc, kc, mr, pack);
       for (int64_t p = p0; p < p1; ++p) {
         const float* b = f32_ + (p * k_ + pc) * nr;
         const float* init = pc == 0 ? bias_ + p * nr : nullptr;
         const int64_t cols = std::min(nr, n_ - p * nr);
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
-          float* out = c + (ic + ir) * ldc + p * nr;
-          if (rows == mr && cols == nr) {
-            K.f32(kc, pack + ir * kc, b, out, ldc, init);
-            continue;
-          }
-          if (!init)
-            for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, out + r * ldc, cols * 4);
-          K.f32(kc, pack + ir * kc, b, tile, nr, init);
-          for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ldc, tile + r * nr, cols * 4);
+          Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
+               [&](float* out, int64_t ld) {
+                 K.f32(kc, pack + ir * kc, b, out, ld, init);
+                 if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
+               });
         }
       }
     }
   }
 }
 
-void Matrix::MultiplyInt8(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc,
-                          int64_t p0, int64_t p1) const {
+void Matrix::MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, int64_t p0,
+                          int64_t p1) const {
   const Kernels& K = *kernels_;
-  const int64_t mr = K.mr8, nr = K.nr8;
-  uint8_t* pack = Scratch(size_t(kMc8 * kBlock) + size_t(kMc8) * 4);
-  float* a_scale = reinterpret_cast<float*>(pack + kMc8 * kBlock);
-  alignas(64) float tile[16 * 64];
-  for (int64_t b = 0; b < blocks_; ++b) {
-    const int64_t k0 = b * kBlock;
-    const int kc = static_cast<int>(std::min<int64_t>(kBlock, k_ - k0));
-    for (int64_t ic = 0; ic < m; ic += kMc8) {
-      const int64_t mc = std::min(kMc8, m - ic);
-      K.quantize(a + ic * lda, lda, static_cast<int>(mc), k0, kc, pack, a_scale);
+  const int64_t mr = K.mr8, nr = K.nr8, padded = RoundUp(m, mr);
+  const float* a_scales = reinterpret_cast<const float*>(q + blocks_ * padded * cell_bytes_);
+  // Row blocks outermost: a block's C (kMc8 rows of this thread's columns) stays in cache while
+  // every k block adds to it.
+  for (int64_t ic = 0; ic < m; ic += kMc8) {
+    const int64_t mc = std::min(kMc8, m - ic);
+    for (int64_t b = 0; b < blocks_; ++b) {
+      const bool last = b + 1 == blocks_;
+      const uint8_t* pack = q + (b * padded + ic) * cell_bytes_;
+      const float* a_scale = a_scales + b * padded + ic;
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t cell = (p * blocks_ + b) * nr;
-        const int8_t* w = q_ + cell * kBlock;
+        const int8_t* w = q_ + cell * cell_bytes_;
         const float* init = b == 0 ? bias_ + p * nr : nullptr;
         const int64_t cols = std::min(nr, n_ - p * nr);
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
-          const uint8_t* x = pack + ir * kBlock;
-          float* out = c + (ic + ir) * ldc + p * nr;
-          if (rows == mr && cols == nr) {
-            K.i8(x, w, a_scale + ir, scales_ + cell, corr_ + cell, out, ldc, init);
-            continue;
-          }
-          if (!init)
-            for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, out + r * ldc, cols * 4);
-          K.i8(x, w, a_scale + ir, scales_ + cell, corr_ + cell, tile, nr, init);
-          for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ldc, tile + r * nr, cols * 4);
+          Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
+               [&](float* out, int64_t ld) {
+                 K.i8(pack + ir * cell_bytes_, w, a_scale + ir, scales_ + cell, corr_ + cell, out,
+                      ld, init);
+                 if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
+               });
         }
+      }
+    }
+  }
+}
+
+void Attention(const AttentionArgs& s, Isa isa, int ith, int nth) {
+  const Kernels& K = *F32Kernels(isa);
+  const int64_t mr = K.mr, nr = K.nr, d = s.d;
+  const int64_t tq_pad = RoundUp(s.tq, mr), tk_pad = RoundUp(s.tk, nr);
+  const int64_t d_panels = RoundUp(d, nr) / nr, k_panels = tk_pad / nr;
+  // Scratch: Q packed, K packed (as W: tk rows of d), the scores, P packed, V packed (as W:
+  // d rows of tk, i.e. its rows are already the panels' k steps).
+  const size_t nq = size_t(tq_pad * d), nk = size_t(tk_pad * d), ns = size_t(tq_pad * tk_pad),
+               np = size_t(tq_pad * std::min(kKc, s.tk)), nv = size_t(d_panels * nr * s.tk);
+  float* qa = reinterpret_cast<float*>(Scratch((nq + nk + ns + np + nv) * 4 + 64 * 5));
+  float* kb = qa + RoundUp(int64_t(nq), 16);
+  float* sc = kb + RoundUp(int64_t(nk), 16);
+  float* pa = sc + RoundUp(int64_t(ns), 16);
+  float* vb = pa + RoundUp(int64_t(np), 16);
+  for (int64_t task = ith; task < s.batch * s.heads; task += nth) {
+    const int64_t b = task / s.heads, h = task % s.heads;
+    const float* Q = s.q + b * s.q_batch + h * d;
+    const float* Kt = s.k + b * s.k_batch + h * d;
+    const float* V = s.v + b * s.v_batch + h * d;
+    float* O = s.out + b * s.out_batch + h * d;
+    PackA(Q, s.q_row, s.tq, d, mr, qa);
+    for (int64_t p = 0; p < k_panels; ++p)
+      for (int64_t c = 0; c < nr; ++c) {
+        const int64_t j = p * nr + c;
+        float* dst = kb + p * d * nr + c;
+        if (j < s.tk)
+          for (int64_t kk = 0; kk < d; ++kk) dst[kk * nr] = Kt[j * s.k_row + kk];
+        else
+          for (int64_t kk = 0; kk < d; ++kk) dst[kk * nr] = 0.0f;
+      }
+    for (int64_t ir = 0; ir < tq_pad; ir += mr)
+      for (int64_t p = 0; p < k_panels; ++p)
+        K.f32(d, qa + ir * d, kb + p * d * nr, sc + ir * tk_pad + p * nr, tk_pad, kZeros);
+    for (int64_t i = 0; i < s.tq; ++i)
+      K.softmax(sc + i * tk_pad, int(s.causal ? std::min(i + 1, s.tk) : s.tk), int(tk_pad),
+                s.scale);
+    for (int64_t p = 0; p < d_panels; ++p) {
+      const int64_t cols = std::min(nr, d - p * nr);
+      for (int64_t j = 0; j < s.tk; ++j) {
+        float* dst = vb + (p * s.tk + j) * nr;
+        const float* src = V + j * s.v_row + p * nr;
+        for (int64_t c = 0; c < nr; ++c) dst[c] = c < cols ? src[c] : 0.0f;
+      }
+    }
+    for (int64_t pc = 0; pc < s.tk; pc += kKc) {
+      const int64_t kc = std::min(kKc, s.tk - pc);
+      PackA(sc + pc, tk_pad, s.tq, kc, mr, pa);
+      for (int64_t p = 0; p < d_panels; ++p) {
+        const int64_t cols = std::min(nr, d - p * nr);
+        const float* init = pc == 0 ? kZeros : nullptr;
+        for (int64_t ir = 0; ir < s.tq; ir += mr)
+          Tile(O + ir * s.out_row + p * nr, s.out_row, std::min(mr, s.tq - ir), cols, mr, nr,
+               init != nullptr, [&](float* out, int64_t ld) {
+                 K.f32(kc, pa + ir * kc, vb + (p * s.tk + pc) * nr, out, ld, init);
+               });
       }
     }
   }

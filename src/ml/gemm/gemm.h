@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "activation.h"
+
 namespace lumen::ml::gemm {
 
 struct Kernels;
@@ -46,24 +48,38 @@ class Matrix {
   std::string kernel() const;
   size_t bytes() const { return bytes_; }
 
+  // An activation applied to C as each tile is finished (activation.h: kGeluTanh, ...).
+  void set_activation(int kind) { activation_ = kind; }
+  int activation() const { return activation_; }
+
   // C (m rows, stride ldc) = A (m rows of k, stride lda) · Wᵀ + bias, for the share of thread
   // `ith` of `nth`: disjoint panels of columns, together all of C. Reentrant.
   void Multiply(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int ith,
                 int nth) const;
 
+  // int8 in two steps, so that threads share the quantized A: Quantize (thread `ith` of `nth`
+  // quantizes its share of the rows into `q`, QuantizedBytes(m) bytes), then, once all have,
+  // MultiplyQuantized (as Multiply).
+  size_t QuantizedBytes(int64_t m) const;
+  void Quantize(const float* a, int64_t m, int64_t lda, uint8_t* q, int ith, int nth) const;
+  void MultiplyQuantized(const uint8_t* q, int64_t m, float* c, int64_t ldc, int ith,
+                         int nth) const;
+
  private:
   Matrix() = default;
   void MultiplyF32(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int64_t p0,
                    int64_t p1) const;
-  void MultiplyInt8(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int64_t p0,
+  void MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, int64_t p0,
                     int64_t p1) const;
 
   struct Free {
     void operator()(void* p) const;
   };
   int64_t n_ = 0, k_ = 0, panels_ = 0, blocks_ = 0;
+  int64_t cell_bytes_ = 0;  // int8: bytes per row (of A) or column (of W) and k block
   Precision precision_ = Precision::kF32;
   Isa isa_ = Isa::kAvx2;
+  int activation_ = 0;
   const Kernels* kernels_ = nullptr;
   size_t bytes_ = 0;
   std::unique_ptr<uint8_t[], Free> data_;  // f32 panels, or int8 panels + scales + corrections
@@ -73,5 +89,20 @@ class Matrix {
   int32_t* corr_ = nullptr;
   float* bias_ = nullptr;  // panels_ x nr, zeros past n (and everywhere without a bias)
 };
+
+// Multi-head attention on the same kernels: for every image b and head h,
+//   out[b, t, h·d .. h·d + d) = softmax(scale · Q Kᵀ) V,  Q = q[b, :, h·d .. h·d + d), K, V alike,
+// causal: query t sees keys 0..t. Strides in floats: rows `*_row` apart, images `*_batch` apart.
+struct AttentionArgs {
+  const float *q, *k, *v;
+  float* out;
+  int64_t q_row, q_batch, k_row, k_batch, v_row, v_batch, out_row, out_batch;
+  int64_t tq, tk, d, heads, batch;
+  float scale;
+  bool causal;
+};
+constexpr int64_t kMaxHeadDim = 256;  // d above this: not supported here
+// The share of thread `ith` of `nth` (whole (image, head) pairs). `isa` must be Supported().
+void Attention(const AttentionArgs& args, Isa isa, int ith, int nth);
 
 }  // namespace lumen::ml::gemm

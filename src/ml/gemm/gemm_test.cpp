@@ -50,7 +50,7 @@ std::vector<Isa> SupportedIsas() {
 TEST(Gemm, MatchesReferenceForEveryKernelAndShape) {
   const auto isas = SupportedIsas();
   if (isas.empty()) GTEST_SKIP() << "this CPU has no AVX2 + FMA: ggml's products run instead";
-  const Shape shapes[] = {{1, 1, 1},    {1, 768, 768},  {5, 17, 3},    {13, 50, 300},
+  const Shape shapes[] = {{1, 1, 1},      {1, 768, 768},  {5, 17, 3},    {13, 50, 300},
                           {197, 96, 768}, {300, 33, 513}, {7, 2304, 130}};
   std::mt19937 gen(7);
   for (const Shape& s : shapes) {
@@ -67,11 +67,14 @@ TEST(Gemm, MatchesReferenceForEveryKernelAndShape) {
           // Three threads' shares, run one after another and at once, cover all of C.
           std::vector<std::thread> threads;
           for (int t = 0; t < 3; ++t)
-            threads.emplace_back([&, t] { mat->Multiply(a.data(), s.m, s.k, c.data(), ldc, t, 3); });
+            threads.emplace_back(
+                [&, t] { mat->Multiply(a.data(), s.m, s.k, c.data(), ldc, t, 3); });
           for (auto& th : threads) th.join();
-          const double err =
-              RelError(a, w, with_bias ? bias : std::vector<float>{}, c, s, ldc);
-          const double bound = p == Precision::kF32 ? 1e-5 : (mat->kernel().find("vnni") != std::string::npos ? 0.012 : 0.025);
+          const double err = RelError(a, w, with_bias ? bias : std::vector<float>{}, c, s, ldc);
+          const double bound =
+              p == Precision::kF32
+                  ? 1e-5
+                  : (mat->kernel().find("vnni") != std::string::npos ? 0.012 : 0.025);
           EXPECT_LT(err, bound) << mat->kernel() << " m=" << s.m << " n=" << s.n << " k=" << s.k;
           for (int64_t i = 0; i < s.m; ++i)
             for (int64_t j = s.n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], 12345.0f);

@@ -10,9 +10,14 @@
 //   consecutive k (signed, |q| <= qmax), a scale and a correction (128 * sum of q) per column.
 //   A: per row and block, a scale s = max|a| / 127 and u8 values round(a / s) + 128, in
 //   micro-panels of `mr` rows: per group, mr rows x 4 bytes.
+// - `wide` int8 (AVX2 without VNNI): the same 8-bit values held as int16, for vpmaddwd: groups
+//   of 2 consecutive k (4 bytes), A signed (no +128, no correction). vpmaddubsw would be as fast
+//   but saturates 16 bits unless the weights lose a bit (|q| <= 63), which costs ~3x the error.
 #pragma once
 
 #include <cstdint>
+
+#include "activation.h"
 
 namespace lumen::ml::gemm {
 
@@ -22,10 +27,10 @@ struct Kernels {
   const char* name;
   int mr, nr;    // f32 tile
   int mr8, nr8;  // int8 tile
-  int qmax;      // largest |weight| the int8 kernel takes (127 with VNNI, 63 without)
+  int qmax;      // largest |weight| the int8 kernel takes (127)
+  bool wide;     // int8 values held as int16 (see above)
   // C[mr x nr] (row stride ldc) = A·B + init[c] if init, else C += A·B; kc values of k.
-  void (*f32)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-              const float* init);
+  void (*f32)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* init);
   // The same for one int8 block: C = or += (A·B - corr[c]) * a_scale[r] * b_scale[c].
   void (*i8)(const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
              const int32_t* corr, float* c, int64_t ldc, const float* init);
@@ -33,6 +38,10 @@ struct Kernels {
   // after kc, into micro-panels of mr8 rows (rows past `rows` are zeros) and one scale per row.
   void (*quantize)(const float* a, int64_t lda, int rows, int64_t k0, int kc, uint8_t* out,
                    float* scales);
+  // row[0, n) <- softmax(scale * row[0, n)), row[n, n_pad) <- 0.
+  void (*softmax)(float* row, int n, int n_pad, float scale);
+  // An activation (kGeluTanh, ...) over a tile of C, in place.
+  void (*activate)(float* c, int64_t ldc, int rows, int cols, int kind);
 };
 
 const Kernels* Avx2Kernels();

@@ -60,7 +60,7 @@ names=(siglip-b16 clip-b32)
 mkdir -p "$models"
 for name in "${names[@]}"; do
   family="${name%-*}" size="${name#*-}" dir="$models/$name"
-  if [ ! -f "$dir/model.safetensors" ]; then
+  if [ ! -f "$dir/model.safetensors" ] || [ "$repo/tests/ml/reference.py" -nt "$dir/model.safetensors" ]; then
     log "making $name (random weights, seed 1) in $dir"
     rm -rf "$dir.tmp"
     "$py" "$repo/tests/ml/reference.py" "$dir.tmp" "$family" 1 "$size"

@@ -52,6 +52,13 @@ struct ImageEncoder::Impl {
   ggml_tensor* probe = nullptr;
   detail::Linear hq, hkv, ho, hfc1, hfc2;
   ggml_tensor *hln_w = nullptr, *hln_b = nullptr;
+  // The built graph of the last Encode() (its batch size; 0: none).
+  int graph_batch = 0;
+  std::vector<uint8_t> graph_buf;
+  detail::CtxPtr gctx;
+  ggml_cgraph* graph = nullptr;
+  ggml_tensor *input = nullptr, *output = nullptr;
+  std::vector<float> patches;
 
   ggml_cgraph* Build(ggml_context* c, int batch, ggml_tensor** input, ggml_tensor** output) const {
     const VisionConfig& v = cfg.vision;
@@ -210,19 +217,27 @@ Status ImageEncoder::Encode(const float* inputs, int batch, float* out) {
   if (batch <= 0) return Status::Invalid("empty batch");
   Impl& m = *impl_;
   const VisionConfig& v = m.cfg.vision;
-  const size_t graph_mem = ggml_tensor_overhead() * 8192 + ggml_graph_overhead_custom(8192, false);
-  std::vector<uint8_t> graph_buf(graph_mem);
-  ggml_init_params params{graph_mem, graph_buf.data(), true};
-  detail::CtxPtr gctx(ggml_init(params));
-  ggml_tensor *input = nullptr, *output = nullptr;
-  ggml_cgraph* gf = m.Build(gctx.get(), batch, &input, &output);
-  if (!ggml_gallocr_alloc_graph(m.galloc.get(), gf))
-    return Status::Internal("cannot allocate the compute graph");
+  // The graph of the last batch size stays built and allocated: the pipeline sends full batches.
+  if (m.graph_batch != batch) {
+    m.graph_batch = 0;
+    const size_t graph_mem =
+        ggml_tensor_overhead() * 8192 + ggml_graph_overhead_custom(8192, false);
+    m.graph_buf.assign(graph_mem, 0);
+    ggml_init_params params{graph_mem, m.graph_buf.data(), true};
+    m.gctx.reset(ggml_init(params));
+    m.graph = m.Build(m.gctx.get(), batch, &m.input, &m.output);
+    if (!ggml_gallocr_alloc_graph(m.galloc.get(), m.graph))
+      return Status::Internal("cannot allocate the compute graph");
+    m.graph_batch = batch;
+  }
+  ggml_tensor *input = m.input, *output = m.output;
+  ggml_cgraph* gf = m.graph;
   // CHW images -> patch rows: element (c, ky, kx) of patch (py, px) at c*P*P + ky*P + kx,
   // patches in row-major order (the layout of the Conv2d weight and of HF's flatten).
   const int s = v.image_size, p = v.patch_size, g = s / p;
   const size_t k = size_t(3) * p * p;
-  std::vector<float> patches(k * g * g * batch);
+  std::vector<float>& patches = m.patches;
+  patches.resize(k * g * g * batch);
   for (int b = 0; b < batch; ++b) {
     const float* img = inputs + size_t(b) * 3 * s * s;
     for (int py = 0; py < g; ++py)

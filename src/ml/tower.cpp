@@ -337,24 +337,18 @@ ggml_tensor* Blocks::Norm(ggml_context* c, ggml_tensor* x, ggml_tensor* w, ggml_
 }
 
 namespace {
-// ggml custom ops on lumen's kernels, each thread its share: dst = src[0] · Wᵀ + bias (f32);
-// int8: the rows of src[0] quantized once (all threads), then the product from them.
-void PackedLinear(ggml_tensor* dst, int ith, int nth, void* userdata) {
+// ggml custom ops on lumen's kernels, each thread its share: the rows of src[0] packed (int8:
+// quantized) once for all threads, then dst = them · Wᵀ + bias.
+void PrepareRows(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const auto* m = static_cast<const gemm::Matrix*>(userdata);
   const ggml_tensor* x = dst->src[0];
-  m->Multiply(static_cast<const float*>(x->data), ggml_nrows(x), x->nb[1] / 4,
-              static_cast<float*>(dst->data), dst->nb[1] / 4, ith, nth);
+  m->Prepare(static_cast<const float*>(x->data), ggml_nrows(x), x->nb[1] / 4,
+             static_cast<uint8_t*>(dst->data), ith, nth);
 }
-void QuantizeRows(ggml_tensor* dst, int ith, int nth, void* userdata) {
+void PreparedLinear(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const auto* m = static_cast<const gemm::Matrix*>(userdata);
-  const ggml_tensor* x = dst->src[0];
-  m->Quantize(static_cast<const float*>(x->data), ggml_nrows(x), x->nb[1] / 4,
-              static_cast<uint8_t*>(dst->data), ith, nth);
-}
-void QuantizedLinear(ggml_tensor* dst, int ith, int nth, void* userdata) {
-  const auto* m = static_cast<const gemm::Matrix*>(userdata);
-  m->MultiplyQuantized(static_cast<const uint8_t*>(dst->src[0]->data), ggml_nrows(dst),
-                       static_cast<float*>(dst->data), dst->nb[1] / 4, ith, nth);
+  m->MultiplyPrepared(static_cast<const uint8_t*>(dst->src[0]->data), ggml_nrows(dst),
+                      static_cast<float*>(dst->data), dst->nb[1] / 4, ith, nth);
 }
 
 int GemmActivation(Activation act) {
@@ -382,18 +376,13 @@ void Blocks::Use(const EncoderOptions& opt, std::vector<detail::Layer>* layers,
 ggml_tensor* Blocks::Apply(ggml_context* c, ggml_tensor* x, const detail::Linear& l) {
   if (l.empty()) return x;
   if (!ggml_is_contiguous(x)) x = ggml_cont(c, x);
-  if (l.packed && l.packed->precision() == gemm::Precision::kInt8) {
-    ggml_tensor* args[] = {x};
-    ggml_tensor* q[] = {ggml_custom_4d(c, GGML_TYPE_I8,
-                                       int64_t(l.packed->QuantizedBytes(ggml_nrows(x))), 1, 1, 1,
-                                       args, 1, QuantizeRows, GGML_N_TASKS_MAX, l.packed.get())};
-    return ggml_custom_4d(c, GGML_TYPE_F32, l.out, x->ne[1], x->ne[2], x->ne[3], q, 1,
-                          QuantizedLinear, GGML_N_TASKS_MAX, l.packed.get());
-  }
   if (l.packed) {
     ggml_tensor* args[] = {x};
-    return ggml_custom_4d(c, GGML_TYPE_F32, l.out, x->ne[1], x->ne[2], x->ne[3], args, 1,
-                          PackedLinear, GGML_N_TASKS_MAX, l.packed.get());
+    const int64_t bytes = int64_t(l.packed->PreparedBytes(ggml_nrows(x)));
+    ggml_tensor* prepared[] = {ggml_custom_4d(c, GGML_TYPE_I8, bytes, 1, 1, 1, args, 1, PrepareRows,
+                                              GGML_N_TASKS_MAX, l.packed.get())};
+    return ggml_custom_4d(c, GGML_TYPE_F32, l.out, x->ne[1], x->ne[2], x->ne[3], prepared, 1,
+                          PreparedLinear, GGML_N_TASKS_MAX, l.packed.get());
   }
   // One 2-D product over every token of every image: the widest GEMM, and the shape ggml's
   // AMX kernels require (they mis-address a 3-D right-hand side).

@@ -13,7 +13,7 @@ namespace {
 // Cache blocking: an A block (kMc rows x kKc) stays in L2 while each kNc-wide... panel of W
 // (kKc x nr, in L1) meets every micro-panel of it.
 constexpr int64_t kKc = 256;  // f32 k block
-constexpr int64_t kMc = 144;  // f32 rows per A block (a multiple of every mr)
+constexpr int64_t kMc = 480;  // f32 rows per A block (a multiple of every mr)
 constexpr int64_t kMc8 = 96;  // int8 rows per A block
 
 const Kernels* F32Kernels(Isa isa) {
@@ -141,14 +141,19 @@ std::unique_ptr<Matrix> Matrix::Pack(const float* w, const float* bias, int64_t 
     if (!m->data_) return nullptr;
     m->f32_ = reinterpret_cast<float*>(m->data_.get());
     m->bias_ = reinterpret_cast<float*>(m->data_.get() + w_bytes);
-    for (int64_t p = 0; p < m->panels_; ++p)
-      for (int64_t kk = 0; kk < k; ++kk) {
-        float* dst = m->f32_ + (p * k + kk) * nr;
-        for (int64_t c = 0; c < nr; ++c) {
-          const int64_t row = p * nr + c;
-          dst[c] = row < n ? w[row * k + kk] : 0.0f;
+    // k blocks outermost: the products sweep every panel of one k block in turn, so that is
+    // one stream through memory (the hardware prefetchers follow it across the panels).
+    for (int64_t pc = 0; pc < k; pc += kKc) {
+      const int64_t kc = std::min(kKc, k - pc);
+      for (int64_t p = 0; p < m->panels_; ++p)
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          float* dst = m->f32_ + (pc * m->panels_ + p * kc + kk) * nr;
+          for (int64_t c = 0; c < nr; ++c) {
+            const int64_t row = p * nr + c;
+            dst[c] = row < n ? w[row * k + pc + kk] : 0.0f;
+          }
         }
-      }
+    }
   } else {
     m->blocks_ = (k + kBlock - 1) / kBlock;
     m->cell_bytes_ = K.wide ? 2 * kBlock : kBlock;
@@ -202,18 +207,29 @@ int64_t RoundUp(int64_t x, int64_t to) {
   return (x + to - 1) / to * to;
 }
 
+alignas(64) const float kZeroRow[kKc] = {};
+
+// One micro-panel: `n` <= MR rows of A (stride lda) over kc <= kKc values of k, for each k the MR
+// values (zeros past n).
+template <int MR>
+void PackPanel(const float* a, int64_t lda, int64_t n, int64_t kc, float* dst) {
+  const float* rows[MR];
+  for (int r = 0; r < MR; ++r) rows[r] = r < n ? a + r * lda : kZeroRow;
+  for (int64_t kk = 0; kk < kc; ++kk, dst += MR)
+    for (int r = 0; r < MR; ++r) dst[r] = rows[r][kk];
+}
+
 // Rows [0, rows) of A (stride lda), k in [0, kc), into micro-panels of mr rows (zeros past rows).
 void PackA(const float* a, int64_t lda, int64_t rows, int64_t kc, int64_t mr, float* dst) {
   for (int64_t ir = 0; ir < rows; ir += mr, dst += mr * kc) {
     const int64_t n = std::min(mr, rows - ir);
-    for (int64_t r = 0; r < mr; ++r) {
-      if (r < n) {
-        const float* src = a + (ir + r) * lda;
-        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = src[kk];
-      } else {
-        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = 0.0f;
-      }
-    }
+    if (mr == 6)
+      PackPanel<6>(a + ir * lda, lda, n, kc, dst);
+    else if (mr == 12)
+      PackPanel<12>(a + ir * lda, lda, n, kc, dst);
+    else
+      for (int64_t r = 0; r < mr; ++r)
+        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * mr + r] = r < n ? a[(ir + r) * lda + kk] : 0;
   }
 }
 
@@ -239,66 +255,80 @@ alignas(64) const float kZeros[64] = {};
 void Matrix::Multiply(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int ith,
                       int nth) const {
   if (m <= 0 || nth <= 0) return;
-  const int64_t p0 = panels_ * ith / nth, p1 = panels_ * (ith + 1) / nth;
-  if (p0 >= p1) return;
-  if (precision_ == Precision::kF32) {
-    MultiplyF32(a, m, lda, c, ldc, p0, p1);
-    return;
-  }
-  // This thread quantizes all of A for itself (Quantize + MultiplyQuantized share it).
-  uint8_t* q = Scratch(QuantizedBytes(m));
-  Quantize(a, m, lda, q, 0, 1);
-  MultiplyInt8(q, m, c, ldc, p0, p1);
+  // This thread prepares all of A for itself (Prepare + MultiplyPrepared share it).
+  uint8_t* prepared = Scratch(PreparedBytes(m));
+  Prepare(a, m, lda, prepared, 0, 1);
+  MultiplyPrepared(prepared, m, c, ldc, ith, nth);
 }
 
-size_t Matrix::QuantizedBytes(int64_t m) const {
-  if (precision_ != Precision::kInt8) return 0;
+size_t Matrix::PreparedBytes(int64_t m) const {
+  if (precision_ == Precision::kF32) return size_t(RoundUp(m, kernels_->mr) * k_) * 4;
   return size_t(blocks_ * RoundUp(m, kernels_->mr8)) * size_t(cell_bytes_ + 4);
 }
 
-// The quantized A: per k block, the row micro-panels (kernels.h), then all blocks' row scales.
-void Matrix::Quantize(const float* a, int64_t m, int64_t lda, uint8_t* q, int ith, int nth) const {
-  const int64_t mr = kernels_->mr8, padded = RoundUp(m, mr), panels = padded / mr;
+// f32: per k block (kKc), the row micro-panels (kernels.h). int8: per k block (kBlock), the row
+// micro-panels, then all blocks' row scales. Threads take whole micro-panels.
+void Matrix::Prepare(const float* a, int64_t m, int64_t lda, uint8_t* prepared, int ith,
+                     int nth) const {
+  const int64_t mr = precision_ == Precision::kF32 ? kernels_->mr : kernels_->mr8;
+  const int64_t padded = RoundUp(m, mr), panels = padded / mr;
   const int64_t r0 = panels * ith / nth * mr, r1 = std::min(m, panels * (ith + 1) / nth * mr);
   if (r0 >= r1) return;
-  float* scales = reinterpret_cast<float*>(q + blocks_ * padded * cell_bytes_);
+  if (precision_ == Precision::kF32) {
+    float* out = reinterpret_cast<float*>(prepared);
+    for (int64_t pc = 0; pc < k_; pc += kKc) {
+      const int64_t kc = std::min(kKc, k_ - pc);
+      PackA(a + r0 * lda + pc, lda, r1 - r0, kc, mr, out + pc * padded + r0 * kc);
+    }
+    return;
+  }
+  float* scales = reinterpret_cast<float*>(prepared + blocks_ * padded * cell_bytes_);
   for (int64_t b = 0; b < blocks_; ++b) {
     const int64_t k0 = b * kBlock;
     const int kc = static_cast<int>(std::min<int64_t>(kBlock, k_ - k0));
     kernels_->quantize(a + r0 * lda, lda, static_cast<int>(r1 - r0), k0, kc,
-                       q + (b * padded + r0) * cell_bytes_, scales + b * padded + r0);
+                       prepared + (b * padded + r0) * cell_bytes_, scales + b * padded + r0);
   }
 }
 
-void Matrix::MultiplyQuantized(const uint8_t* q, int64_t m, float* c, int64_t ldc, int ith,
-                               int nth) const {
+void Matrix::MultiplyPrepared(const uint8_t* prepared, int64_t m, float* c, int64_t ldc, int ith,
+                              int nth) const {
   if (m <= 0 || nth <= 0) return;
   const int64_t p0 = panels_ * ith / nth, p1 = panels_ * (ith + 1) / nth;
-  if (p0 < p1) MultiplyInt8(q, m, c, ldc, p0, p1);
+  if (p0 >= p1) return;
+  if (precision_ == Precision::kF32)
+    MultiplyF32(reinterpret_cast<const float*>(prepared), m, c, ldc, p0, p1);
+  else
+    MultiplyInt8(prepared, m, c, ldc, p0, p1);
 }
 
-void Matrix::MultiplyF32(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int64_t p0,
+void Matrix::MultiplyF32(const float* packed, int64_t m, float* c, int64_t ldc, int64_t p0,
                          int64_t p1) const {
   const Kernels& K = *kernels_;
-  const int64_t mr = K.mr, nr = K.nr;
-  float* pack = reinterpret_cast<float*>(Scratch(size_t(kMc * kKc) * 4));
+  const int64_t mr = K.mr, nr = K.nr, padded = RoundUp(m, mr);
   for (int64_t pc = 0; pc < k_; pc += kKc) {
     const int64_t kc = std::min(kKc, k_ - pc);
     const bool last = pc + kc >= k_;
     for (int64_t ic = 0; ic < m; ic += kMc) {
       const int64_t mc = std::min(kMc, m - ic);
-      PackA(a + ic * lda + pc, lda, mc, kc, mr, pack);
+      const float* pack = packed + pc * padded + ic * kc;
       for (int64_t p = p0; p < p1; ++p) {
-        const float* b = f32_ + (p * k_ + pc) * nr;
+        const float* b = f32_ + (pc * panels_ + p * kc) * nr;
         const float* init = pc == 0 ? bias_ + p * nr : nullptr;
         const int64_t cols = std::min(nr, n_ - p * nr);
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int64_t rows = std::min(mr, mc - ir);
-          Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
-               [&](float* out, int64_t ld) {
-                 K.f32(kc, pack + ir * kc, b, out, ld, init);
-                 if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
-               });
+          float* out = c + (ic + ir) * ldc + p * nr;
+          if (rows < mr && cols == nr) {
+            // The last rows: only they are computed, straight into C.
+            K.f32_rows(int(rows), kc, pack + ir * kc, b, out, ldc, init);
+            if (last && activation_) K.activate(out, ldc, int(rows), int(cols), activation_);
+            continue;
+          }
+          Tile(out, ldc, rows, cols, mr, nr, init != nullptr, [&](float* o, int64_t ld) {
+            K.f32(kc, pack + ir * kc, b, o, ld, init);
+            if (last && activation_) K.activate(o, ld, int(rows), int(cols), activation_);
+          });
         }
       }
     }

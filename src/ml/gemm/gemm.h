@@ -57,17 +57,18 @@ class Matrix {
   void Multiply(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int ith,
                 int nth) const;
 
-  // int8 in two steps, so that threads share the quantized A: Quantize (thread `ith` of `nth`
-  // quantizes its share of the rows into `q`, QuantizedBytes(m) bytes), then, once all have,
-  // MultiplyQuantized (as Multiply).
-  size_t QuantizedBytes(int64_t m) const;
-  void Quantize(const float* a, int64_t m, int64_t lda, uint8_t* q, int ith, int nth) const;
-  void MultiplyQuantized(const uint8_t* q, int64_t m, float* c, int64_t ldc, int ith,
-                         int nth) const;
+  // The same in two steps, so that threads share the work on A: Prepare (thread `ith` of `nth`
+  // packs, or for int8 quantizes, its share of the rows into `prepared`, PreparedBytes(m)
+  // bytes), then, once all have, MultiplyPrepared (as Multiply).
+  size_t PreparedBytes(int64_t m) const;
+  void Prepare(const float* a, int64_t m, int64_t lda, uint8_t* prepared, int ith,
+               int nth) const;
+  void MultiplyPrepared(const uint8_t* prepared, int64_t m, float* c, int64_t ldc, int ith,
+                        int nth) const;
 
  private:
   Matrix() = default;
-  void MultiplyF32(const float* a, int64_t m, int64_t lda, float* c, int64_t ldc, int64_t p0,
+  void MultiplyF32(const float* packed, int64_t m, float* c, int64_t ldc, int64_t p0,
                    int64_t p1) const;
   void MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, int64_t p0,
                     int64_t p1) const;

@@ -4,8 +4,8 @@
 // may end up shared with code built for another CPU.
 //
 // Layouts (all buffers 64-byte aligned):
-// - f32 weights: panels of `nr` output columns; panel p holds, for every k, the nr weights
-//   W[p*nr + c][k] (zeros past n). A: micro-panels of `mr` rows, for every k the mr values.
+// - f32 weights: per block of k (the driver's kKc), panels of `nr` output columns; panel p holds,
+//   for every k of the block, the nr weights W[p*nr + c][k] (zeros past n). A: micro-panels of `mr` rows, for every k the mr values.
 // - int8 weights: K in blocks of kBlock; per panel and block, kBlock/4 groups of nr columns x 4
 //   consecutive k (signed, |q| <= qmax), a scale and a correction (128 * sum of q) per column.
 //   A: per row and block, a scale s = max|a| / 127 and u8 values round(a / s) + 128, in
@@ -31,6 +31,9 @@ struct Kernels {
   bool wide;     // int8 values held as int16 (see above)
   // C[mr x nr] (row stride ldc) = A·B + init[c] if init, else C += A·B; kc values of k.
   void (*f32)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* init);
+  // The same for the first `rows` (< mr) rows of the micro-panel only.
+  void (*f32_rows)(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                   const float* init);
   // The same for one int8 block: C = or += (A·B - corr[c]) * a_scale[r] * b_scale[c].
   void (*i8)(const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
              const int32_t* corr, float* c, int64_t ldc, const float* init);

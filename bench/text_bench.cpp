@@ -1,7 +1,9 @@
 // Text-encoder throughput: terms/s for a label-bank-like workload ("a photo of a {term}.").
 //   build/bench/text_bench MODEL_DIR [threads] [types=f32,f16,bf16,q8_0,q8_0-avx] [batch=32]
 //   [terms=256]
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -29,7 +31,24 @@ int main(int argc, char** argv) {
   std::vector<std::string> texts;
   for (int i = 0; i < terms; ++i)
     texts.push_back(std::string("a photo of a ") + words[i % 10] + ".");
-  std::printf("| weights | batch | tokens/text | ms/term | terms/s |\n|---|---|---|---|---|\n");
+  std::printf(
+      "| weights | batch | tokens/text | ms/term | terms/s | cos vs f32 "
+      "|\n|---|---|---|---|---|---|\n");
+  // f32 on ggml's products: what every type's term vectors are compared with (the worst term).
+  std::vector<float> reference;
+  {
+    EncoderOptions ref_opt;
+    ref_opt.threads = threads;
+    ref_opt.weights = lumen::ml::WeightType::kF32;
+    ref_opt.own_kernels = false;
+    auto ref = TextEncoder::Load(argv[1], ref_opt);
+    if (!ref.ok()) {
+      std::fprintf(stderr, "%s\n", ref.status().ToString().c_str());
+      return 1;
+    }
+    reference.resize(texts.size() * (*ref)->dim());
+    if (!(*ref)->Encode(texts, reference.data(), batch).ok()) return 1;
+  }
   std::stringstream ss(types);
   for (std::string t; std::getline(ss, t, ',');) {
     EncoderOptions opt;
@@ -47,8 +66,18 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     if (!(*enc)->Encode(texts, out.data(), batch).ok()) return 1;
     double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("| %s | %d | %.1f | %.2f | %.1f |\n", t.c_str(), batch,
-                double(tokens) / texts.size(), 1000 * el / texts.size(), texts.size() / el);
+    const size_t dim = size_t((*enc)->dim());
+    double worst = 1.0;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      double ab = 0, aa = 0, bb = 0;
+      for (size_t j = 0; j < dim; ++j) {
+        const double x = out[i * dim + j], y = reference[i * dim + j];
+        ab += x * y, aa += x * x, bb += y * y;
+      }
+      worst = std::min(worst, ab / std::sqrt(aa * bb));
+    }
+    std::printf("| %s | %d | %.1f | %.2f | %.1f | %.6f |\n", t.c_str(), batch,
+                double(tokens) / texts.size(), 1000 * el / texts.size(), texts.size() / el, worst);
     std::fflush(stdout);
   }
 }

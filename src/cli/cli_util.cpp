@@ -158,6 +158,10 @@ Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBui
   eo.weights = ml::ParseWeightType(o.weights).value_or(ml::WeightType::kStored);
   auto enc = ml::ImageEncoder::Load(path, eo);
   if (!enc.ok()) return enc.status();
+  log::Debug(fmt::format("image encoder {}: {} weights, {}", path, ml::WeightTypeName(eo.weights),
+                         (*enc)->own_matrices()   ? "lumen's " + (*enc)->own_kernel() + " kernels"
+                         : (*enc)->amx_matrices() ? std::string("ggml's AMX kernels")
+                                                  : std::string("ggml's kernels")));
   p->encoder_id = EncoderId(path, (*enc)->config().family);
   if (o.tags) {
     auto b = BankBuild::Start(o, path, p->encoder_id, (*enc)->dim());

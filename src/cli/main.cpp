@@ -63,9 +63,9 @@ int main(int argc, char** argv) {
     c->add_option("--batch-size", o.batch_size, "images per encoder batch")
         ->check(CLI::Range(1, 256));
     c->add_option("--weights", o.weights,
-                  "encoder weights: auto (q8_0 on CPUs with AMX-INT8, else as stored), stored, "
-                  "f32, f16, bf16, q8_0")
-        ->check(CLI::IsMember({"auto", "stored", "f32", "f16", "bf16", "q8_0"}));
+                  "encoder weights: auto (int8 on lumen's kernels where the CPU has AVX2, else as "
+                  "stored), stored, f32, f16, bf16, q8_0, int8")
+        ->check(CLI::IsMember({"auto", "stored", "f32", "f16", "bf16", "q8_0", "int8"}));
     c->add_option(
         "--model-input", o.model_input_size,
         "also prepare the square model input at this size (224 or 384; timed by --profile)");
@@ -318,10 +318,11 @@ int main(int argc, char** argv) {
   t_build->add_option("--model", o.model, "model name, folder or .gguf")->required();
   t_build->add_flag("-q,--quiet", o.quiet, "no progress");
   t_build
-      ->add_option("--weights", o.weights,
-                   "text tower weights: auto (q8_0 with AMX-INT8, else as stored), stored, "
-                   "f32, f16, bf16, q8_0")
-      ->check(CLI::IsMember({"auto", "stored", "f32", "f16", "bf16", "q8_0"}));
+      ->add_option(
+          "--weights", o.weights,
+          "text tower weights: auto (int8 where the CPU has AVX2, else as stored), stored, "
+          "f32, f16, bf16, q8_0, int8")
+      ->check(CLI::IsMember({"auto", "stored", "f32", "f16", "bf16", "q8_0", "int8"}));
   add_vocab(t_build);
   auto* t_rescore =
       tags_cmd->add_subcommand("rescore", "re-tag from stored embeddings (no image is re-read)");

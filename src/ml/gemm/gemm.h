@@ -61,8 +61,7 @@ class Matrix {
   // packs, or for int8 quantizes, its share of the rows into `prepared`, PreparedBytes(m)
   // bytes), then, once all have, MultiplyPrepared (as Multiply).
   size_t PreparedBytes(int64_t m) const;
-  void Prepare(const float* a, int64_t m, int64_t lda, uint8_t* prepared, int ith,
-               int nth) const;
+  void Prepare(const float* a, int64_t m, int64_t lda, uint8_t* prepared, int ith, int nth) const;
   void MultiplyPrepared(const uint8_t* prepared, int64_t m, float* c, int64_t ldc, int ith,
                         int nth) const;
 

@@ -5,7 +5,8 @@
 //
 // Layouts (all buffers 64-byte aligned):
 // - f32 weights: per block of k (the driver's kKc), panels of `nr` output columns; panel p holds,
-//   for every k of the block, the nr weights W[p*nr + c][k] (zeros past n). A: micro-panels of `mr` rows, for every k the mr values.
+//   for every k of the block, the nr weights W[p*nr + c][k] (zeros past n). A: micro-panels of `mr`
+//   rows, for every k the mr values.
 // - int8 weights: K in blocks of kBlock; per panel and block, kBlock/4 groups of nr columns x 4
 //   consecutive k (signed, |q| <= qmax), a scale and a correction (128 * sum of q) per column.
 //   A: per row and block, a scale s = max|a| / 127 and u8 values round(a / s) + 128, in

@@ -184,16 +184,26 @@ __attribute__((target("avx2,fma,avxvnni"))) void I8KernelVnni(const uint8_t* a, 
 }  // namespace
 
 const Kernels* Avx2Kernels() {
-  static const Kernels k{"avx2",  kMr,         kNr,       kMr8,      kNr8,
-                         127,     true,        F32Kernel, F32Partial, I16Kernel, Quantize16<kMr8>,
-                         Softmax, ActivateTile};
+  static const Kernels k{"avx2",
+                         kMr,
+                         kNr,
+                         kMr8,
+                         kNr8,
+                         127,
+                         true,
+                         F32Kernel,
+                         F32Partial,
+                         I16Kernel,
+                         Quantize16<kMr8>,
+                         Softmax,
+                         ActivateTile};
   return &k;
 }
 
 const Kernels* AvxVnniKernels() {
-  static const Kernels k{"avx-vnni", kMr,         kNr,       kMrV,         kNrV,
-                         127,        false,       F32Kernel, F32Partial, I8KernelVnni, Quantize<kMrV>,
-                         Softmax,    ActivateTile};
+  static const Kernels k{"avx-vnni",  kMr,       kNr,        kMrV,         kNrV,           127,
+                         false,       F32Kernel, F32Partial, I8KernelVnni, Quantize<kMrV>, Softmax,
+                         ActivateTile};
   return &k;
 }
 

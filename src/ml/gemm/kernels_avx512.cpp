@@ -140,15 +140,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni"))) voi
 
 // f32 only: without VNNI, int8 runs the AVX2 kernel.
 const Kernels* Avx512Kernels() {
-  static const Kernels k{"avx512", kMr,       kNr,     0,       0,       0,
-                         false,    F32Kernel, F32Partial, nullptr, nullptr, Softmax, ActivateTile};
+  static const Kernels k{"avx512",  kMr,        kNr,     0,       0,       0,           false,
+                         F32Kernel, F32Partial, nullptr, nullptr, Softmax, ActivateTile};
   return &k;
 }
 
 const Kernels* Avx512VnniKernels() {
-  static const Kernels k{"avx512-vnni", kMr,         kNr,       kMr8,         kNr8,
-                         127,           false,       F32Kernel, F32Partial, I8KernelVnni, Quantize<kMr8>,
-                         Softmax,       ActivateTile};
+  static const Kernels k{
+      "avx512-vnni", kMr,        kNr,          kMr8,           kNr8,    127,         false,
+      F32Kernel,     F32Partial, I8KernelVnni, Quantize<kMr8>, Softmax, ActivateTile};
   return &k;
 }
 

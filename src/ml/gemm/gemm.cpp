@@ -1,5 +1,7 @@
 #include "gemm.h"
 
+#include <cpuid.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -14,7 +16,8 @@ namespace {
 // (kKc x nr, in L1) meets every micro-panel of it.
 constexpr int64_t kKc = 256;  // f32 k block
 constexpr int64_t kMc = 480;  // f32 rows per A block (a multiple of every mr)
-constexpr int64_t kMc8 = 96;  // int8 rows per A block
+constexpr int64_t kMc8 = 96;   // int8 rows per A block
+constexpr int64_t kNc8 = 512;  // int8 columns per block of C
 
 const Kernels* F32Kernels(Isa isa) {
   switch (isa) {
@@ -87,21 +90,45 @@ std::optional<Isa> ParseIsa(const std::string& name) {
   return std::nullopt;
 }
 
+namespace {
+struct CpuFeatures {
+  bool avx2 = false, avx512 = false, avx512vnni = false, avxvnni = false;
+};
+
+// From CPUID and XGETBV (the OS must save the AVX and AVX-512 registers), read here rather than
+// from libgcc's copy made before main: bench/avx2_only.c answers CPUID for benchmarks.
+CpuFeatures ReadCpu() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28);
+  if (!osxsave || !avx || !fma) return f;
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const bool ymm_state = (lo & 0x6) == 0x6, zmm_state = (lo & 0xe6) == 0xe6;
+  if (!ymm_state || __get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  f.avx2 = b & (1u << 5);
+  f.avx512 = f.avx2 && zmm_state && (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) &&
+             (b & (1u << 31));
+  f.avx512vnni = f.avx512 && (c & (1u << 11));
+  __cpuid_count(7, 1, a, b, c, d);
+  f.avxvnni = f.avx2 && (a & (1u << 4));
+  return f;
+}
+}  // namespace
+
 bool Supported(Isa isa) {
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
-                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-                      __builtin_cpu_supports("avx512dq");
+  static const CpuFeatures f = ReadCpu();
   switch (isa) {
     case Isa::kAvx2:
-      return avx2;
+      return f.avx2;
     case Isa::kAvxVnni:
-      return avx2 && __builtin_cpu_supports("avxvnni");
+      return f.avxvnni;
     case Isa::kAvx512:
-      return avx512;
+      return f.avx512;
     case Isa::kAvx512Vnni:
-      return avx512 && __builtin_cpu_supports("avx512vnni");
+      return f.avx512vnni;
   }
   return false;
 }
@@ -340,27 +367,32 @@ void Matrix::MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, in
   const Kernels& K = *kernels_;
   const int64_t mr = K.mr8, nr = K.nr8, padded = RoundUp(m, mr);
   const float* a_scales = reinterpret_cast<const float*>(q + blocks_ * padded * cell_bytes_);
-  // Row blocks outermost: a block's C (kMc8 rows of this thread's columns) stays in cache while
-  // every k block adds to it.
+  // Row blocks, then groups of panels: a block of C (kMc8 rows x kNc8 columns) stays in L2 while
+  // every k block adds to it; the A block and the W panels stream past it.
+  const int64_t group = std::max<int64_t>(1, kNc8 / nr);
   for (int64_t ic = 0; ic < m; ic += kMc8) {
     const int64_t mc = std::min(kMc8, m - ic);
-    for (int64_t b = 0; b < blocks_; ++b) {
-      const bool last = b + 1 == blocks_;
-      const uint8_t* pack = q + (b * padded + ic) * cell_bytes_;
-      const float* a_scale = a_scales + b * padded + ic;
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t cell = (p * blocks_ + b) * nr;
-        const int8_t* w = q_ + cell * cell_bytes_;
-        const float* init = b == 0 ? bias_ + p * nr : nullptr;
-        const int64_t cols = std::min(nr, n_ - p * nr);
-        for (int64_t ir = 0; ir < mc; ir += mr) {
-          const int64_t rows = std::min(mr, mc - ir);
-          Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
-               [&](float* out, int64_t ld) {
-                 K.i8(pack + ir * cell_bytes_, w, a_scale + ir, scales_ + cell, corr_ + cell, out,
-                      ld, init);
-                 if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
-               });
+    for (int64_t g0 = p0; g0 < p1; g0 += group) {
+      const int64_t g1 = std::min(p1, g0 + group);
+      for (int64_t b = 0; b < blocks_; ++b) {
+        const bool last = b + 1 == blocks_;
+        const uint8_t* pack = q + (b * padded + ic) * cell_bytes_;
+        const float* a_scale = a_scales + b * padded + ic;
+        for (int64_t p = g0; p < g1; ++p) {
+          const int64_t cell = (p * blocks_ + b) * nr;
+          const int8_t* w = q_ + cell * cell_bytes_;
+          const float* init = b == 0 ? bias_ + p * nr : nullptr;
+          const int64_t cols = std::min(nr, n_ - p * nr);
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            const int64_t rows = std::min(mr, mc - ir);
+            Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
+                 [&](float* out, int64_t ld) {
+                   K.i8(pack + ir * cell_bytes_, w, a_scale + ir, scales_ + cell, corr_ + cell,
+                        out, ld, init);
+                   if (last && activation_)
+                     K.activate(out, ld, int(rows), int(cols), activation_);
+                 });
+          }
         }
       }
     }

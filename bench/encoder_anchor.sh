@@ -6,6 +6,11 @@
 #
 #   bench/encoder_anchor.sh [seconds=10] [batches=1,8,32]
 #
+# Each model runs twice where the CPU allows: as the CPU is ("native"), and as an AVX2-only CPU
+# ("avx2": bench/avx2_only.c, LD_PRELOAD, hides AVX-512, VNNI and AMX from CPUID for all three
+# runtimes, which pick their kernels at run time; ggml's own few ops stay as built).
+# LUMEN_ANCHOR_CPUS=native or =avx2 runs one of them.
+#
 # Environment: LUMEN_TYPES (lumen weight types, default f32,int8; see bench/bench_weights.h),
 # LUMEN_THREADS (default 2), LUMEN_CACHE (default ~/.cache/lumen-build), LUMEN_ORT_DIR (default
 # $LUMEN_CACHE/ort), LUMEN_ANCHOR_DIR (models and their ONNX exports, default
@@ -79,6 +84,19 @@ for name in "${names[@]}"; do
   fi
 done
 
+# The AVX2-only view: the CPUID shim, built into the cache; used only where CPUID faulting works.
+views="${LUMEN_ANCHOR_CPUS:-native,avx2}"
+shim="$cache/avx2_only.so"
+if [[ ",$views," == *",avx2,"* ]]; then
+  if [ ! -f "$shim" ] || [ "$repo/bench/avx2_only.c" -nt "$shim" ]; then
+    gcc -O2 -shared -fPIC -o "$shim" "$repo/bench/avx2_only.c"
+  fi
+  if [ -n "$(LD_PRELOAD="$shim" /bin/true 2>&1)" ]; then
+    log "no CPUID faulting here: the avx2 view is skipped"
+    views="${views//avx2/}"
+  fi
+fi
+
 # (d) the machine.
 flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2-) "
 present="" absent=""
@@ -108,22 +126,29 @@ parse() {
       printf "%s\t%s\t%s\t%s\n", model, k, batch, ms
     }' "$3" >>"$results"
 }
-for name in "${names[@]}"; do
-  dir="$models/$name"
-  echo
-  echo "### $name"
-  echo
-  echo "onnxruntime:"
-  node "$repo/bench/ort_encoder.js" "$models/$name.onnx" "$threads" "$batches" "$seconds" | tee "$work/ort"
-  parse "$name" ort "$work/ort"
-  echo
-  echo "PyTorch:"
-  "$py" "$repo/bench/torch_encoder.py" "$dir" "$threads" "$batches" "$seconds" | tee "$work/torch"
-  parse "$name" torch "$work/torch"
-  echo
-  echo "lumen:"
-  "$encoder_bench" "$dir" "$threads" "$types" "$batches" "$seconds" | tee "$work/lumen"
-  parse "$name" lumen "$work/lumen"
+for view in ${views//,/ }; do
+  pre=() node_flags=()
+  if [ "$view" = avx2 ]; then
+    pre=(env LD_PRELOAD="$shim")
+    node_flags=(--disable-wasm-trap-handler)  # V8 would take the shim's SIGSEGV
+  fi
+  for name in "${names[@]}"; do
+    dir="$models/$name" key="$name ($view)"
+    echo
+    echo "### $key"
+    echo
+    echo "onnxruntime:"
+    "${pre[@]}" node "${node_flags[@]}" "$repo/bench/ort_encoder.js" "$models/$name.onnx" "$threads" "$batches" "$seconds" | tee "$work/ort"
+    parse "$key" ort "$work/ort"
+    echo
+    echo "PyTorch:"
+    "${pre[@]}" "$py" "$repo/bench/torch_encoder.py" "$dir" "$threads" "$batches" "$seconds" | tee "$work/torch"
+    parse "$key" torch "$work/torch"
+    echo
+    echo "lumen:"
+    "${pre[@]}" "$encoder_bench" "$dir" "$threads" "$types" "$batches" "$seconds" | tee "$work/lumen"
+    parse "$key" lumen "$work/lumen"
+  done
 done
 
 echo

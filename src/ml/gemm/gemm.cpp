@@ -15,7 +15,8 @@ namespace {
 // Cache blocking: an A block (kMc rows x kKc) stays in L2 while each kNc-wide... panel of W
 // (kKc x nr, in L1) meets every micro-panel of it.
 constexpr int64_t kKc = 256;  // f32 k block
-constexpr int64_t kMc = 480;  // f32 rows per A block (a multiple of every mr)
+constexpr int64_t kMc = 144;  // f32 rows per A block (a multiple of every mr)
+constexpr int64_t kNc = 512;  // f32 columns per block of C
 constexpr int64_t kMc8 = 96;   // int8 rows per A block
 constexpr int64_t kNc8 = 512;  // int8 columns per block of C
 
@@ -333,29 +334,35 @@ void Matrix::MultiplyF32(const float* packed, int64_t m, float* c, int64_t ldc, 
                          int64_t p1) const {
   const Kernels& K = *kernels_;
   const int64_t mr = K.mr, nr = K.nr, padded = RoundUp(m, mr);
-  for (int64_t pc = 0; pc < k_; pc += kKc) {
-    const int64_t kc = std::min(kKc, k_ - pc);
-    const bool last = pc + kc >= k_;
-    for (int64_t ic = 0; ic < m; ic += kMc) {
-      const int64_t mc = std::min(kMc, m - ic);
-      const float* pack = packed + pc * padded + ic * kc;
-      for (int64_t p = p0; p < p1; ++p) {
-        const float* b = f32_ + (pc * panels_ + p * kc) * nr;
-        const float* init = pc == 0 ? bias_ + p * nr : nullptr;
-        const int64_t cols = std::min(nr, n_ - p * nr);
-        for (int64_t ir = 0; ir < mc; ir += mr) {
-          const int64_t rows = std::min(mr, mc - ir);
-          float* out = c + (ic + ir) * ldc + p * nr;
-          if (rows < mr && cols == nr) {
-            // The last rows: only they are computed, straight into C.
-            K.f32_rows(int(rows), kc, pack + ir * kc, b, out, ldc, init);
-            if (last && activation_) K.activate(out, ldc, int(rows), int(cols), activation_);
-            continue;
+  // As MultiplyInt8: row blocks, then groups of panels, then k blocks, so that a block of C
+  // stays in L2 while the k blocks add to it.
+  const int64_t group = std::max<int64_t>(1, kNc / nr);
+  for (int64_t ic = 0; ic < m; ic += kMc) {
+    const int64_t mc = std::min(kMc, m - ic);
+    for (int64_t g0 = p0; g0 < p1; g0 += group) {
+      const int64_t g1 = std::min(p1, g0 + group);
+      for (int64_t pc = 0; pc < k_; pc += kKc) {
+        const int64_t kc = std::min(kKc, k_ - pc);
+        const bool last = pc + kc >= k_;
+        const float* pack = packed + pc * padded + ic * kc;
+        for (int64_t p = g0; p < g1; ++p) {
+          const float* b = f32_ + (pc * panels_ + p * kc) * nr;
+          const float* init = pc == 0 ? bias_ + p * nr : nullptr;
+          const int64_t cols = std::min(nr, n_ - p * nr);
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            const int64_t rows = std::min(mr, mc - ir);
+            float* out = c + (ic + ir) * ldc + p * nr;
+            if (rows < mr && cols == nr) {
+              // The last rows: only they are computed, straight into C.
+              K.f32_rows(int(rows), kc, pack + ir * kc, b, out, ldc, init);
+              if (last && activation_) K.activate(out, ldc, int(rows), int(cols), activation_);
+              continue;
+            }
+            Tile(out, ldc, rows, cols, mr, nr, init != nullptr, [&](float* o, int64_t ld) {
+              K.f32(kc, pack + ir * kc, b, o, ld, init);
+              if (last && activation_) K.activate(o, ld, int(rows), int(cols), activation_);
+            });
           }
-          Tile(out, ldc, rows, cols, mr, nr, init != nullptr, [&](float* o, int64_t ld) {
-            K.f32(kc, pack + ir * kc, b, o, ld, init);
-            if (last && activation_) K.activate(o, ld, int(rows), int(cols), activation_);
-          });
         }
       }
     }

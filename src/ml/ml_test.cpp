@@ -200,6 +200,14 @@ TEST_P(Reference, OwnKernelsOnEveryInstructionSet) {
 
 INSTANTIATE_TEST_SUITE_P(Families, Reference, ::testing::Values("siglip", "clip"));
 
+TEST(Weights, AutoIsInt8WhereLumensKernelsRun) {
+  const auto isa = lumen::ml::gemm::BestIsa();
+  EXPECT_EQ(lumen::ml::ParseWeightType("auto"), isa ? WeightType::kInt8 : WeightType::kStored);
+  EXPECT_EQ(lumen::ml::ParseWeightType("int8"), WeightType::kInt8);
+  EXPECT_STREQ(WeightTypeName(WeightType::kInt8), "int8");
+  EXPECT_FALSE(lumen::ml::ParseWeightType("int4").has_value());
+}
+
 class TextReference : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {

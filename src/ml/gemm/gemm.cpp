@@ -14,10 +14,10 @@ namespace {
 
 // Cache blocking: an A block (kMc rows x kKc) stays in L2 while each kNc-wide... panel of W
 // (kKc x nr, in L1) meets every micro-panel of it.
-constexpr int64_t kKc = 256;  // f32 k block
-constexpr int64_t kMc = 144;  // f32 rows per A block (a multiple of every mr)
-constexpr int64_t kNc = 512;  // f32 columns per block of C
-constexpr int64_t kMc8 = 96;   // int8 rows per A block
+constexpr int64_t kKc = 256;   // f32 k block
+constexpr int64_t kMc = 216;   // f32 rows per A block (a multiple of every mr)
+constexpr int64_t kNc = 512;   // f32 columns per block of C
+constexpr int64_t kMc8 = 216;  // int8 rows per A block
 constexpr int64_t kNc8 = 512;  // int8 columns per block of C
 
 const Kernels* F32Kernels(Isa isa) {
@@ -394,10 +394,9 @@ void Matrix::MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, in
             const int64_t rows = std::min(mr, mc - ir);
             Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
                  [&](float* out, int64_t ld) {
-                   K.i8(pack + ir * cell_bytes_, w, a_scale + ir, scales_ + cell, corr_ + cell,
-                        out, ld, init);
-                   if (last && activation_)
-                     K.activate(out, ld, int(rows), int(cols), activation_);
+                   K.i8(pack + ir * cell_bytes_, w, a_scale + ir, scales_ + cell, corr_ + cell, out,
+                        ld, init);
+                   if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
                  });
           }
         }

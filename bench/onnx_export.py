@@ -11,7 +11,6 @@ The model is checked with onnx.checker. --check-out PREFIX also writes PREFIX.in
 batch of 3, not the traced batch size) and PREFIX.ref.f32 (reference.forward's embeddings of it)
 for `node bench/ort_encoder.js OUT.onnx --check PREFIX.in.f32 PREFIX.ref.f32`.
 """
-import json
 import os
 import re
 import sys
@@ -23,17 +22,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import reference  # noqa: E402
 
 OPSET = 17
-
-
-def load_model(d):
-    """(family, cfg, weights) exactly as bench/torch_encoder.py builds them for reference.forward."""
-    config = json.load(open(os.path.join(d, "config.json")))
-    family = config["model_type"]
-    cfg = dict(config["vision_config"])
-    cfg.setdefault("layer_norm_eps", 1e-6 if family == "siglip" else 1e-5)
-    cfg["projection_dim"] = config.get("projection_dim", 0)
-    w = reference.load_safetensors(os.path.join(d, "model.safetensors"))
-    return family, cfg, w
 
 
 class Encoder(torch.nn.Module):
@@ -63,7 +51,7 @@ def main():
         sys.exit(__doc__)
     d, out = args
     torch.set_num_threads(int(os.environ.get("LUMEN_EXPORT_THREADS", "1")))
-    family, cfg, w = load_model(d)
+    family, cfg, w = reference.load_model(d)
     s = cfg["image_size"]
     model = Encoder(family, cfg, w).eval()
     tmp = out + ".tmp"

@@ -3,7 +3,6 @@ forward pass as the test reference (tests/ml/reference.py), the same thread coun
 
 usage: /usr/bin/python3 bench/torch_encoder.py MODEL_DIR [threads=2] [batches=1,8,32] [seconds=10]
 """
-import json
 import os
 import resource
 import sys
@@ -21,12 +20,7 @@ def main():
     batches = [int(x) for x in (sys.argv[3] if len(sys.argv) > 3 else "1,8,32").split(",")]
     seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 10.0
     torch.set_num_threads(threads)
-    config = json.load(open(os.path.join(d, "config.json")))
-    family = config["model_type"]
-    cfg = dict(config["vision_config"])
-    cfg.setdefault("layer_norm_eps", 1e-6 if family == "siglip" else 1e-5)
-    cfg["projection_dim"] = config.get("projection_dim", 0)
-    w = reference.load_safetensors(os.path.join(d, "model.safetensors"))
+    family, cfg, w = reference.load_model(d)
     s = cfg["image_size"]
     print("| weights | batch | ms/image | images/s |\n|---|---|---|---|")
     for b in batches:

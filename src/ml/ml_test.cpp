@@ -167,6 +167,9 @@ TEST_P(Reference, OwnKernelsOnEveryInstructionSet) {
   auto pre = ReadFloats(dir() + "/pre.bin");
   auto ref = ReadFloats(dir() + "/emb.bin");
   int tried = 0;
+  struct Unset {  // LUMEN_ISA never outlives the test, even when an ASSERT ends it
+    ~Unset() { ::unsetenv("LUMEN_ISA"); }
+  } unset;
   for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAvx512Vnni}) {
     if (!lumen::ml::gemm::Supported(isa)) continue;
     ::setenv("LUMEN_ISA", lumen::ml::gemm::IsaName(isa), 1);
@@ -194,7 +197,6 @@ TEST_P(Reference, OwnKernelsOnEveryInstructionSet) {
     }
     ++tried;
   }
-  ::unsetenv("LUMEN_ISA");
   if (!tried) GTEST_SKIP() << "no AVX2 + FMA here: every product runs on ggml";
 }
 

@@ -77,6 +77,17 @@ def load_safetensors(path):
     return out
 
 
+def load_model(d):
+    """(family, cfg, weights) of a model folder (config.json + model.safetensors), as forward()
+    takes them: for the benchmarks (bench/torch_encoder.py, bench/onnx_export.py)."""
+    config = json.load(open(os.path.join(d, "config.json")))
+    family = config["model_type"]
+    cfg = dict(config["vision_config"])
+    cfg.setdefault("layer_norm_eps", 1e-6 if family == "siglip" else 1e-5)
+    cfg["projection_dim"] = config.get("projection_dim", 0)
+    return family, cfg, load_safetensors(os.path.join(d, "model.safetensors"))
+
+
 def make_weights(family, cfg, gen):
     H, I, P, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["patch_size"], cfg["num_hidden_layers"]
     n = (cfg["image_size"] // P) ** 2

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "kernels.h"
 
@@ -61,6 +62,7 @@ uint8_t* Scratch(size_t bytes) {
     std::free(buf.p);
     buf.p = AlignedAlloc(bytes);
     buf.size = buf.p ? bytes : 0;
+    if (!buf.p) throw std::bad_alloc();
   }
   return static_cast<uint8_t*>(buf.p);
 }
@@ -270,13 +272,19 @@ void Tile(float* out, int64_t ldc, int64_t rows, int64_t cols, int64_t mr, int64
     return;
   }
   alignas(64) float tile[16 * 64];
-  if (!init)
+  if (!init) {
+    // The kernel adds to all mr x nr: the rows and columns past C start at zero.
+    std::memset(tile, 0, sizeof(float) * size_t(mr * nr));
     for (int64_t r = 0; r < rows; ++r) std::memcpy(tile + r * nr, out + r * ldc, cols * 4);
+  }
   run(tile, nr);
   for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ldc, tile + r * nr, cols * 4);
 }
 
 alignas(64) const float kZeros[64] = {};
+// Attention packs Q with kc = d from kZeroRow; Tile() holds any kernel's mr x nr.
+static_assert(kMaxHeadDim <= kKc, "head dimension above the f32 k block");
+static_assert(12 * 32 <= 16 * 64, "tile buffer");
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <thread>
@@ -101,6 +102,64 @@ TEST(Gemm, Int8IsExactOnRepresentableValues) {
     mat->Multiply(a.data(), s.m, s.k, c.data(), s.n, 0, 1);
     EXPECT_LT(RelError(a, w, {}, c, s, s.n), 1e-6) << mat->kernel();
   }
+}
+
+// Multi-head attention against doubles: several images and heads, strided q/k/v rows (as views
+// of a stacked projection), more keys than one k block (kKc = 256), a head size that is not a
+// multiple of any nr, causal and not, and one query against many keys (SigLIP's pooling head).
+TEST(Gemm, AttentionMatchesReference) {
+  struct Case {
+    int64_t tq, tk, d, heads, batch;
+    bool causal;
+  } cases[] = {{300, 300, 40, 3, 2, false},
+               {77, 77, 64, 2, 2, true},
+               {1, 197, 64, 4, 3, false},
+               {5, 5, 8, 1, 1, true}};
+  std::mt19937 gen(3);
+  for (Isa isa : SupportedIsas())
+    for (const Case& t : cases) {
+      const int64_t H = t.d * t.heads, row = 3 * H + 5;  // q, k, v side by side, and a gap
+      auto qkv = Random(size_t(t.batch * std::max(t.tq, t.tk) * row), gen);
+      const int64_t batch_stride = std::max(t.tq, t.tk) * row;
+      AttentionArgs a;
+      a.q = qkv.data(), a.k = qkv.data() + H, a.v = qkv.data() + 2 * H;
+      a.q_row = a.k_row = a.v_row = row;
+      a.q_batch = a.k_batch = a.v_batch = batch_stride;
+      std::vector<float> out(size_t(t.batch * t.tq * H), 777.0f);
+      a.out = out.data(), a.out_row = H, a.out_batch = t.tq * H;
+      a.tq = t.tq, a.tk = t.tk, a.d = t.d, a.heads = t.heads, a.batch = t.batch;
+      a.scale = 1.0f / std::sqrt(float(t.d));
+      a.causal = t.causal;
+      std::vector<std::thread> threads;
+      for (int i = 0; i < 2; ++i) threads.emplace_back([&, i] { Attention(a, isa, i, 2); });
+      for (auto& th : threads) th.join();
+      double err = 0, ref = 0;
+      for (int64_t b = 0; b < t.batch; ++b)
+        for (int64_t h = 0; h < t.heads; ++h)
+          for (int64_t i = 0; i < t.tq; ++i) {
+            const float* q = a.q + b * batch_stride + i * row + h * t.d;
+            const int64_t keys = t.causal ? std::min(i + 1, t.tk) : t.tk;
+            std::vector<double> p(static_cast<size_t>(keys));
+            double mx = -1e300, sum = 0;
+            for (int64_t j = 0; j < keys; ++j) {
+              const float* k = a.k + b * batch_stride + j * row + h * t.d;
+              double s = 0;
+              for (int64_t c = 0; c < t.d; ++c) s += double(q[c]) * k[c];
+              p[j] = s * a.scale;
+              mx = std::max(mx, p[j]);
+            }
+            for (auto& x : p) sum += (x = std::exp(x - mx));
+            for (int64_t c = 0; c < t.d; ++c) {
+              double o = 0;
+              for (int64_t j = 0; j < keys; ++j)
+                o += p[j] / sum * a.v[b * batch_stride + j * row + h * t.d + c];
+              const double d = out[(b * t.tq + i) * H + h * t.d + c] - o;
+              err += d * d, ref += o * o;
+            }
+          }
+      EXPECT_LT(std::sqrt(err / ref), 1e-5) << IsaName(isa) << " tq=" << t.tq << " tk=" << t.tk
+                                            << " d=" << t.d << (t.causal ? " causal" : "");
+    }
 }
 
 TEST(Gemm, IsaCapFromEnvironment) {

@@ -17,56 +17,18 @@ constexpr int kMr = 6, kNr = 16;    // f32: 12 accumulators
 constexpr int kMr8 = 6, kNr8 = 16;  // int8 as int16 (no VNNI): 12 accumulators
 constexpr int kMrV = 6, kNrV = 16;  // int8 with AVX-VNNI: 12 accumulators
 
-// C[R x nr] = or += A·B, for the first R rows of an A micro-panel of kMr (R = kMr: a whole tile).
-template <int R>
-void F32Rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* init) {
-  __m256 acc[R][2];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m256 x = _mm256_broadcast_ss(a + r);
-      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
-    }
-    a += kMr;
-    b += kNr;
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    float* row = c + r * ldc;
-    const __m256 c0 = init ? _mm256_loadu_ps(init) : _mm256_loadu_ps(row);
-    const __m256 c1 = init ? _mm256_loadu_ps(init + 8) : _mm256_loadu_ps(row + 8);
-    _mm256_storeu_ps(row, _mm256_add_ps(acc[r][0], c0));
-    _mm256_storeu_ps(row + 8, _mm256_add_ps(acc[r][1], c1));
-  }
-}
-
-void F32Kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-               const float* init) {
-  F32Rows<kMr>(kc, a, b, c, ldc, init);
-}
-
-// The last micro-panel of A, when fewer than kMr rows remain: only those rows are computed.
-void F32Partial(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                const float* init) {
-  switch (rows) {
-    case 1:
-      return F32Rows<1>(kc, a, b, c, ldc, init);
-    case 2:
-      return F32Rows<2>(kc, a, b, c, ldc, init);
-    case 3:
-      return F32Rows<3>(kc, a, b, c, ldc, init);
-    case 4:
-      return F32Rows<4>(kc, a, b, c, ldc, init);
-    case 5:
-      return F32Rows<5>(kc, a, b, c, ldc, init);
-    default:
-      return F32Rows<kMr>(kc, a, b, c, ldc, init);
-  }
-}
+struct V {
+  using T = __m256;
+  static constexpr int kWidth = 8;
+  static T Zero() { return _mm256_setzero_ps(); }
+  static T Load(const float* p) { return _mm256_load_ps(p); }
+  static T LoadU(const float* p) { return _mm256_loadu_ps(p); }
+  static void StoreU(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T Broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static T Fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T Add(T a, T b) { return _mm256_add_ps(a, b); }
+};
+#include "f32_kernel.inc"
 
 inline __m256i Broadcast4(const uint8_t* p) {
   int32_t v;

@@ -16,68 +16,18 @@ namespace {
 constexpr int kMr = 12, kNr = 32;  // f32: 24 of the 32 registers accumulate
 constexpr int kMr8 = 12, kNr8 = 32;
 
-// C[R x nr] = or += A·B, for the first R rows of an A micro-panel of kMr (R = kMr: a whole tile).
-template <int R>
-void F32Rows(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, const float* init) {
-  __m512 acc[R][2];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512 x = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
-    }
-    a += kMr;
-    b += kNr;
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
-    float* row = c + r * ldc;
-    const __m512 c0 = init ? _mm512_loadu_ps(init) : _mm512_loadu_ps(row);
-    const __m512 c1 = init ? _mm512_loadu_ps(init + 16) : _mm512_loadu_ps(row + 16);
-    _mm512_storeu_ps(row, _mm512_add_ps(acc[r][0], c0));
-    _mm512_storeu_ps(row + 16, _mm512_add_ps(acc[r][1], c1));
-  }
-}
-
-void F32Kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-               const float* init) {
-  F32Rows<kMr>(kc, a, b, c, ldc, init);
-}
-
-// The last micro-panel of A, when fewer than kMr rows remain: only those rows are computed.
-void F32Partial(int rows, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                const float* init) {
-  switch (rows) {
-    case 1:
-      return F32Rows<1>(kc, a, b, c, ldc, init);
-    case 2:
-      return F32Rows<2>(kc, a, b, c, ldc, init);
-    case 3:
-      return F32Rows<3>(kc, a, b, c, ldc, init);
-    case 4:
-      return F32Rows<4>(kc, a, b, c, ldc, init);
-    case 5:
-      return F32Rows<5>(kc, a, b, c, ldc, init);
-    case 6:
-      return F32Rows<6>(kc, a, b, c, ldc, init);
-    case 7:
-      return F32Rows<7>(kc, a, b, c, ldc, init);
-    case 8:
-      return F32Rows<8>(kc, a, b, c, ldc, init);
-    case 9:
-      return F32Rows<9>(kc, a, b, c, ldc, init);
-    case 10:
-      return F32Rows<10>(kc, a, b, c, ldc, init);
-    case 11:
-      return F32Rows<11>(kc, a, b, c, ldc, init);
-    default:
-      return F32Rows<kMr>(kc, a, b, c, ldc, init);
-  }
-}
+struct V {
+  using T = __m512;
+  static constexpr int kWidth = 16;
+  static T Zero() { return _mm512_setzero_ps(); }
+  static T Load(const float* p) { return _mm512_load_ps(p); }
+  static T LoadU(const float* p) { return _mm512_loadu_ps(p); }
+  static void StoreU(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T Broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static T Fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T Add(T a, T b) { return _mm512_add_ps(a, b); }
+};
+#include "f32_kernel.inc"
 
 // acc += u8 x s8 dot products of 4 (vpdpbusd). Inline assembly because GCC 12's pattern for the
 // intrinsic keeps its accumulator in zmm0-15 only: 24 accumulators then spill in the loop.

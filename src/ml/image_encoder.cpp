@@ -148,23 +148,22 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
   const std::string vm = "vision_model.";
   const std::string pe = vm + "embeddings.patch_embedding.";
   w.NeedLinear({{pe + "weight", clip ? std::string() : pe + "bias"}}, H, {3, P, P}, &m.patch);
-  w.Need(vm + "embeddings.position_embedding.weight", {v.patches() + (clip ? 1 : 0), H}, &m.pos,
-         false);
+  w.Need(vm + "embeddings.position_embedding.weight", {v.patches() + (clip ? 1 : 0), H}, &m.pos);
   if (clip) {
-    w.Need(vm + "embeddings.class_embedding", {H}, &m.cls, false);
-    w.Need(vm + "pre_layrnorm.weight", {H}, &m.pre_ln_w, false);
-    w.Need(vm + "pre_layrnorm.bias", {H}, &m.pre_ln_b, false);
+    w.Need(vm + "embeddings.class_embedding", {H}, &m.cls);
+    w.Need(vm + "pre_layrnorm.weight", {H}, &m.pre_ln_w);
+    w.Need(vm + "pre_layrnorm.bias", {H}, &m.pre_ln_b);
   }
   w.NeedLayers(vm + "encoder.layers.", v.layers, H, I, &m.layers);
-  w.Need(vm + "post_layernorm.weight", {H}, &m.post_ln_w, false);
-  w.Need(vm + "post_layernorm.bias", {H}, &m.post_ln_b, false);
+  w.Need(vm + "post_layernorm.weight", {H}, &m.post_ln_w);
+  w.Need(vm + "post_layernorm.bias", {H}, &m.post_ln_b);
   if (clip) {
     if (m.cfg.projection_dim > 0)
       w.NeedLinear({{"visual_projection.weight", ""}}, m.cfg.projection_dim, {H}, &m.proj);
   } else {
     const std::string h = vm + "head.";
     const std::string in_w = h + "attention.in_proj_weight", in_b = h + "attention.in_proj_bias";
-    w.Need(h + "probe", {1, 1, H}, &m.probe, false);
+    w.Need(h + "probe", {1, 1, H}, &m.probe);
     // in_proj packs the q, k and v row blocks.
     w.NeedLinear({{in_w, in_b, 0, true}}, H, {H}, &m.hq);
     w.NeedLinear({{in_w, in_b, H, true}, {in_w, in_b, 2 * H, true}}, H, {H}, &m.hkv);
@@ -172,8 +171,8 @@ Result<std::unique_ptr<ImageEncoder>> ImageEncoder::Load(const std::string& dir,
       return detail::LinearPart{h + n + ".weight", h + n + ".bias"};
     };
     w.NeedLinear({part("attention.out_proj")}, H, {H}, &m.ho);
-    w.Need(h + "layernorm.weight", {H}, &m.hln_w, false);
-    w.Need(h + "layernorm.bias", {H}, &m.hln_b, false);
+    w.Need(h + "layernorm.weight", {H}, &m.hln_w);
+    w.Need(h + "layernorm.bias", {H}, &m.hln_b);
     w.NeedLinear({part("mlp.fc1")}, I, {H}, &m.hfc1);
     w.NeedLinear({part("mlp.fc2")}, H, {I}, &m.hfc2);
   }

@@ -111,11 +111,11 @@ Result<std::unique_ptr<TextEncoder>> TextEncoder::Load(const std::string& dir,
   m.weights = std::make_unique<detail::Weights>(*m.source->tensors, opt);
   detail::Weights& w = *m.weights;
   const std::string tm = "text_model.";
-  w.Need(tm + "embeddings.token_embedding.weight", {t.vocab, H}, &m.tok_emb, false);
-  w.Need(tm + "embeddings.position_embedding.weight", {t.max_positions, H}, &m.pos, false);
+  w.Need(tm + "embeddings.token_embedding.weight", {t.vocab, H}, &m.tok_emb);
+  w.Need(tm + "embeddings.position_embedding.weight", {t.max_positions, H}, &m.pos);
   w.NeedLayers(tm + "encoder.layers.", t.layers, H, t.intermediate, &m.layers);
-  w.Need(tm + "final_layer_norm.weight", {H}, &m.final_w, false);
-  w.Need(tm + "final_layer_norm.bias", {H}, &m.final_b, false);
+  w.Need(tm + "final_layer_norm.weight", {H}, &m.final_w);
+  w.Need(tm + "final_layer_norm.bias", {H}, &m.final_b);
   if (m.cfg.family == Family::kSiglip) {
     w.NeedLinear({{tm + "head.weight", tm + "head.bias"}}, t.projection, {H}, &m.head);
   } else if (m.cfg.projection_dim > 0) {

@@ -22,22 +22,24 @@ int DefaultThreads(int requested) {
                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-void Weights::Need(const std::string& name, std::vector<int64_t> shape, ggml_tensor** dst,
-                   bool matrix, int64_t row_offset, const std::string& source) {
-  if (!error_.ok()) return;
-  const std::string src_name = source.empty() ? name : source;
-  const TensorView* t = file_.Find(src_name);
+const TensorView* Weights::Find(const std::string& name) {
+  if (!error_.ok()) return nullptr;
+  const TensorView* t = file_.Find(name);
   if (!t) {
-    error_ = Status::Invalid(fmt::format("{}: tensor {} is missing", file_.path(), src_name));
-    return;
+    error_ = Status::Invalid(fmt::format("{}: tensor {} is missing", file_.path(), name));
+    return nullptr;
   }
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
       t->dtype != DType::kGgml) {
     error_ = Status::Invalid(fmt::format("{}: tensor {} has dtype {}, expected F32, F16 or BF16",
-                                         file_.path(), src_name, DTypeName(t->dtype)));
-    return;
+                                         file_.path(), name, DTypeName(t->dtype)));
+    return nullptr;
   }
-  items_.push_back({name, std::move(shape), t, dst, matrix, row_offset, !source.empty()});
+  return t;
+}
+
+void Weights::Need(const std::string& name, std::vector<int64_t> shape, ggml_tensor** dst) {
+  if (const TensorView* t = Find(name)) items_.push_back({name, std::move(shape), t, dst});
 }
 
 void Weights::NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector<int64_t> in,
@@ -45,22 +47,9 @@ void Weights::NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector
   if (!error_.ok()) return;
   LinearItem it{std::move(parts), {}, {}, out, std::move(in), dst};
   for (const LinearPart& p : it.parts) {
-    const TensorView* w = file_.Find(p.weight);
-    const TensorView* b = p.bias.empty() ? nullptr : file_.Find(p.bias);
-    for (const auto& [name, t] : {std::pair{p.weight, w}, std::pair{p.bias, b}}) {
-      if (name.empty()) continue;
-      if (!t) {
-        error_ = Status::Invalid(fmt::format("{}: tensor {} is missing", file_.path(), name));
-        return;
-      }
-      if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16 &&
-          t->dtype != DType::kGgml) {
-        error_ =
-            Status::Invalid(fmt::format("{}: tensor {} has dtype {}, expected F32, F16 or BF16",
-                                        file_.path(), name, DTypeName(t->dtype)));
-        return;
-      }
-    }
+    const TensorView* w = Find(p.weight);
+    const TensorView* b = p.bias.empty() ? nullptr : Find(p.bias);
+    if (!error_.ok()) return;
     it.w.push_back(w);
     it.b.push_back(b);
   }
@@ -74,10 +63,10 @@ void Weights::NeedLayers(const std::string& prefix, int count, int64_t H, int64_
   for (int i = 0; i < count; ++i) {
     Layer& l = (*out)[i];
     std::string p = fmt::format("{}{}.", prefix, i);
-    Need(p + "layer_norm1.weight", {H}, &l.ln1_w, false);
-    Need(p + "layer_norm1.bias", {H}, &l.ln1_b, false);
-    Need(p + "layer_norm2.weight", {H}, &l.ln2_w, false);
-    Need(p + "layer_norm2.bias", {H}, &l.ln2_b, false);
+    Need(p + "layer_norm1.weight", {H}, &l.ln1_w);
+    Need(p + "layer_norm1.bias", {H}, &l.ln1_b);
+    Need(p + "layer_norm2.weight", {H}, &l.ln2_w);
+    Need(p + "layer_norm2.bias", {H}, &l.ln2_b);
     auto part = [&](const std::string& n) {
       return LinearPart{p + n + ".weight", p + n + ".bias", 0, false};
     };
@@ -184,18 +173,10 @@ Status Weights::Load(ggml_backend_t backend) {
   }
   for (const auto& it : items_) {
     const auto& have = it.src->shape;
-    const auto& want = it.shape;
-    bool ok;
-    if (it.matrix || it.slice) {
-      ok = !have.empty() && Product(have, 1) == Product(want, 1) &&
-           (it.slice ? have[0] >= it.row_offset + want[0] : have[0] == want[0]);
-    } else {
-      ok = StripLeadingOnes(have) == StripLeadingOnes(want);
-    }
-    if (!ok)
-      return Status::Invalid(fmt::format(
-          "{}: tensor {} has shape [{}], the config implies [{}]{}", file_.path(), it.src->name,
-          fmt::join(have, ", "), fmt::join(want, ", "), it.slice ? " (a slice of it)" : ""));
+    if (StripLeadingOnes(have) != StripLeadingOnes(it.shape))
+      return Status::Invalid(fmt::format("{}: tensor {} has shape [{}], the config implies [{}]",
+                                         file_.path(), it.src->name, fmt::join(have, ", "),
+                                         fmt::join(it.shape, ", ")));
   }
   // Two contexts: matrices that ggml's AMX kernels can multiply go to the AMX buffer type (their
   // rows repacked into tiles) when this CPU has AMX-INT8; everything else to the plain CPU buffer.
@@ -228,19 +209,11 @@ Status Weights::Load(ggml_backend_t backend) {
     on_amx += tiled;
   }
   for (auto& it : items_) {
-    ggml_tensor* t;
-    if (it.matrix) {
-      int64_t in = 1;
-      for (size_t d = 1; d < it.shape.size(); ++d) in *= it.shape[d];
-      const ggml_type type = MatrixType(type_, *it.src, in);
-      t = ggml_new_tensor_2d(ctx_.get(), type, in, it.shape[0]);
-    } else {
-      // f32 with PyTorch's dims reversed (position embeddings stay [hidden, tokens]).
-      int64_t ne[4] = {1, 1, 1, 1};
-      int nd = 0;
-      for (auto d = it.shape.rbegin(); d != it.shape.rend() && nd < 4; ++d) ne[nd++] = *d;
-      t = ggml_new_tensor(ctx_.get(), GGML_TYPE_F32, std::max(1, nd), ne);
-    }
+    // f32 with PyTorch's dims reversed (position embeddings stay [hidden, tokens]).
+    int64_t ne[4] = {1, 1, 1, 1};
+    int nd = 0;
+    for (auto d = it.shape.rbegin(); d != it.shape.rend() && nd < 4; ++d) ne[nd++] = *d;
+    ggml_tensor* t = ggml_new_tensor(ctx_.get(), GGML_TYPE_F32, std::max(1, nd), ne);
     ggml_set_name(t, it.name.substr(0, GGML_MAX_NAME - 1).c_str());
     *it.dst = t;
   }
@@ -252,30 +225,10 @@ Status Weights::Load(ggml_backend_t backend) {
   }
   amx_matrices_ = on_amx;
   std::vector<float> f32;
-  std::vector<uint8_t> conv;
   for (auto& it : items_) {
-    ggml_tensor* t = *it.dst;
-    const int64_t n = ggml_nelements(t), row = t->ne[0];
-    if (it.src->dtype == DType::kGgml && static_cast<int>(t->type) == it.src->ggml_type) {
-      // Already in the wanted block type (a quantized GGUF): copy the rows as they are.
-      const size_t row_bytes = ggml_row_size(t->type, row);
-      ggml_backend_tensor_set(t, it.src->data + it.row_offset * row_bytes, 0, ggml_nbytes(t));
-      continue;
-    }
     f32.resize(size_t(it.src->elements()));
     ToFloat32(*it.src, f32.data());
-    const float* src = f32.data() + it.row_offset * (it.matrix ? row : 1);
-    if (t->type == GGML_TYPE_F32) {
-      ggml_backend_tensor_set(t, src, 0, size_t(n) * 4);
-    } else if (t->type == GGML_TYPE_F16) {
-      conv.resize(size_t(n) * 2);
-      ggml_fp32_to_fp16_row(src, reinterpret_cast<ggml_fp16_t*>(conv.data()), n);
-      ggml_backend_tensor_set(t, conv.data(), 0, conv.size());
-    } else {
-      conv.resize(ggml_nbytes(t));
-      ggml_quantize_chunk(t->type, src, conv.data(), 0, t->ne[1], row, nullptr);
-      ggml_backend_tensor_set(t, conv.data(), 0, conv.size());
-    }
+    ggml_backend_tensor_set(*it.dst, f32.data(), 0, f32.size() * 4);
   }
   for (size_t li = 0; li < linears_.size(); ++li)
     LUMEN_RETURN_IF_ERROR(FillLinear(linears_[li], own[li], isa));

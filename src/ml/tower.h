@@ -67,10 +67,9 @@ class Weights {
  public:
   Weights(const TensorFile& file, const EncoderOptions& opt)
       : file_(file), type_(opt.weights), amx_(opt.amx), own_(opt.own_kernels) {}
-  // Requires tensor `name` of PyTorch shape `shape`. Matrices ([out, in...]) get the requested
-  // weight type; everything else stays f32. `source`/`row_offset` take rows of a fused tensor.
-  void Need(const std::string& name, std::vector<int64_t> shape, ggml_tensor** dst, bool matrix,
-            int64_t row_offset = 0, const std::string& source = "");
+  // Requires tensor `name` of PyTorch shape `shape` (up to leading 1s), kept in f32 (norms,
+  // biases, embeddings; matrices are NeedLinear's).
+  void Need(const std::string& name, std::vector<int64_t> shape, ggml_tensor** dst);
   // A linear layer of `parts` stacked, each `out` rows of weights shaped `in` past the first
   // dimension ({hidden}, or {3, P, P} for a patch embedding).
   void NeedLinear(std::vector<LinearPart> parts, int64_t out, std::vector<int64_t> in, Linear* dst);
@@ -91,9 +90,6 @@ class Weights {
     std::vector<int64_t> shape;
     const TensorView* src;
     ggml_tensor** dst;
-    bool matrix;
-    int64_t row_offset;
-    bool slice;
   };
   struct LinearItem {
     std::vector<LinearPart> parts;
@@ -102,6 +98,8 @@ class Weights {
     std::vector<int64_t> in;
     Linear* dst;
   };
+  // The tensor, checked present and of a float type (else error_ says why, and null).
+  const TensorView* Find(const std::string& name);
   Status FillLinear(const LinearItem& it, std::optional<gemm::Precision> own,
                     std::optional<gemm::Isa> isa);
   const TensorFile& file_;

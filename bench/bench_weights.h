@@ -4,6 +4,9 @@
 // environment runs lumen's AVX2 kernels on a wider CPU.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <string>
 
 #include "lumen/ml/image_encoder.h"
@@ -20,4 +23,19 @@ inline void ApplyBenchWeights(std::string name, lumen::ml::EncoderOptions* opt) 
   opt->own_kernels = !strip("-ggml");
   opt->amx = !strip("-avx");
   opt->weights = lumen::ml::ParseWeightType(name).value_or(lumen::ml::WeightType::kF32);
+}
+
+// The lowest cosine between rows of `a` and `b` (`rows` rows of `dim` floats each): how far a
+// weight type's embeddings are from the reference's, at its worst.
+inline double WorstCosine(const float* a, const float* b, size_t rows, size_t dim) {
+  double worst = 1.0;
+  for (size_t r = 0; r < rows; ++r) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < dim; ++i) {
+      const double x = a[r * dim + i], y = b[r * dim + i];
+      ab += x * y, aa += x * x, bb += y * y;
+    }
+    worst = std::min(worst, ab / std::sqrt(aa * bb));
+  }
+  return worst;
 }

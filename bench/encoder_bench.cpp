@@ -87,16 +87,8 @@ int main(int argc, char** argv) {
         el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       } while (el < seconds);
       // Image 0 of this batch is image 0 of the reference batch, and so on.
-      const int dim = (*enc)->dim();
-      double worst = 1.0;
-      for (int b = 0; b < batch; ++b) {
-        double ab = 0, aa = 0, bb = 0;
-        for (int i = 0; i < dim; ++i) {
-          const double x = out[size_t(b) * dim + i], y = reference[size_t(b) * dim + i];
-          ab += x * y, aa += x * x, bb += y * y;
-        }
-        worst = std::min(worst, ab / std::sqrt(aa * bb));
-      }
+      const double worst =
+          WorstCosine(out.data(), reference.data(), size_t(batch), size_t((*enc)->dim()));
       std::printf("| %s | %d | %.1f | %.2f | %.6f |\n", t.c_str(), batch, 1000.0 * el / images,
                   images / el, worst);
       std::fflush(stdout);

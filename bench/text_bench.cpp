@@ -66,16 +66,8 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     if (!(*enc)->Encode(texts, out.data(), batch).ok()) return 1;
     double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const size_t dim = size_t((*enc)->dim());
-    double worst = 1.0;
-    for (size_t i = 0; i < texts.size(); ++i) {
-      double ab = 0, aa = 0, bb = 0;
-      for (size_t j = 0; j < dim; ++j) {
-        const double x = out[i * dim + j], y = reference[i * dim + j];
-        ab += x * y, aa += x * x, bb += y * y;
-      }
-      worst = std::min(worst, ab / std::sqrt(aa * bb));
-    }
+    const double worst =
+        WorstCosine(out.data(), reference.data(), texts.size(), size_t((*enc)->dim()));
     std::printf("| %s | %d | %.1f | %.2f | %.1f | %.6f |\n", t.c_str(), batch,
                 double(tokens) / texts.size(), 1000 * el / texts.size(), texts.size() / el, worst);
     std::fflush(stdout);

@@ -338,43 +338,52 @@ void Matrix::MultiplyPrepared(const uint8_t* prepared, int64_t m, float* c, int6
     MultiplyInt8(prepared, m, c, ldc, p0, p1);
 }
 
+namespace {
+// The blocked sweep of both precisions: row blocks (mc_max rows), then groups of panels (nc
+// columns), then k blocks (kb values), so that a block of C stays in L2 while every k block adds
+// to it and the A block and the W panels stream past. run(ic + ir, rows, p, pc, kc) computes one
+// mr-row tile of panel p over k [pc, pc + kc).
+template <class Run>
+void Sweep(int64_t m, int64_t k, int64_t p0, int64_t p1, int64_t mr, int64_t nr, int64_t mc_max,
+           int64_t nc, int64_t kb, const Run& run) {
+  const int64_t group = std::max<int64_t>(1, nc / nr);
+  for (int64_t ic = 0; ic < m; ic += mc_max) {
+    const int64_t mc = std::min(mc_max, m - ic);
+    for (int64_t g0 = p0; g0 < p1; g0 += group) {
+      const int64_t g1 = std::min(p1, g0 + group);
+      for (int64_t pc = 0; pc < k; pc += kb) {
+        const int64_t kc = std::min(kb, k - pc);
+        for (int64_t p = g0; p < g1; ++p)
+          for (int64_t ir = 0; ir < mc; ir += mr) run(ic, ir, std::min(mr, mc - ir), p, pc, kc);
+      }
+    }
+  }
+}
+}  // namespace
+
 void Matrix::MultiplyF32(const float* packed, int64_t m, float* c, int64_t ldc, int64_t p0,
                          int64_t p1) const {
   const Kernels& K = *kernels_;
   const int64_t mr = K.mr, nr = K.nr, padded = RoundUp(m, mr);
-  // As MultiplyInt8: row blocks, then groups of panels, then k blocks, so that a block of C
-  // stays in L2 while the k blocks add to it.
-  const int64_t group = std::max<int64_t>(1, kNc / nr);
-  for (int64_t ic = 0; ic < m; ic += kMc) {
-    const int64_t mc = std::min(kMc, m - ic);
-    for (int64_t g0 = p0; g0 < p1; g0 += group) {
-      const int64_t g1 = std::min(p1, g0 + group);
-      for (int64_t pc = 0; pc < k_; pc += kKc) {
-        const int64_t kc = std::min(kKc, k_ - pc);
-        const bool last = pc + kc >= k_;
-        const float* pack = packed + pc * padded + ic * kc;
-        for (int64_t p = g0; p < g1; ++p) {
+  Sweep(m, k_, p0, p1, mr, nr, kMc, kNc, kKc,
+        [&](int64_t ic, int64_t ir, int64_t rows, int64_t p, int64_t pc, int64_t kc) {
+          const float* a = packed + pc * padded + (ic + ir) * kc;
           const float* b = f32_ + (pc * panels_ + p * kc) * nr;
           const float* init = pc == 0 ? bias_ + p * nr : nullptr;
+          const bool last = pc + kc >= k_;
           const int64_t cols = std::min(nr, n_ - p * nr);
-          for (int64_t ir = 0; ir < mc; ir += mr) {
-            const int64_t rows = std::min(mr, mc - ir);
-            float* out = c + (ic + ir) * ldc + p * nr;
-            if (rows < mr && cols == nr) {
-              // The last rows: only they are computed, straight into C.
-              K.f32_rows(int(rows), kc, pack + ir * kc, b, out, ldc, init);
-              if (last && activation_) K.activate(out, ldc, int(rows), int(cols), activation_);
-              continue;
-            }
-            Tile(out, ldc, rows, cols, mr, nr, init != nullptr, [&](float* o, int64_t ld) {
-              K.f32(kc, pack + ir * kc, b, o, ld, init);
-              if (last && activation_) K.activate(o, ld, int(rows), int(cols), activation_);
-            });
+          float* out = c + (ic + ir) * ldc + p * nr;
+          if (rows < mr && cols == nr) {
+            // The last rows: only they are computed, straight into C.
+            K.f32_rows(int(rows), kc, a, b, out, ldc, init);
+            if (last && activation_) K.activate(out, ldc, int(rows), int(cols), activation_);
+            return;
           }
-        }
-      }
-    }
-  }
+          Tile(out, ldc, rows, cols, mr, nr, init != nullptr, [&](float* o, int64_t ld) {
+            K.f32(kc, a, b, o, ld, init);
+            if (last && activation_) K.activate(o, ld, int(rows), int(cols), activation_);
+          });
+        });
 }
 
 void Matrix::MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, int64_t p0,
@@ -382,35 +391,20 @@ void Matrix::MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, in
   const Kernels& K = *kernels_;
   const int64_t mr = K.mr8, nr = K.nr8, padded = RoundUp(m, mr);
   const float* a_scales = reinterpret_cast<const float*>(q + blocks_ * padded * cell_bytes_);
-  // Row blocks, then groups of panels: a block of C (kMc8 rows x kNc8 columns) stays in L2 while
-  // every k block adds to it; the A block and the W panels stream past it.
-  const int64_t group = std::max<int64_t>(1, kNc8 / nr);
-  for (int64_t ic = 0; ic < m; ic += kMc8) {
-    const int64_t mc = std::min(kMc8, m - ic);
-    for (int64_t g0 = p0; g0 < p1; g0 += group) {
-      const int64_t g1 = std::min(p1, g0 + group);
-      for (int64_t b = 0; b < blocks_; ++b) {
-        const bool last = b + 1 == blocks_;
-        const uint8_t* pack = q + (b * padded + ic) * cell_bytes_;
-        const float* a_scale = a_scales + b * padded + ic;
-        for (int64_t p = g0; p < g1; ++p) {
+  Sweep(m, k_, p0, p1, mr, nr, kMc8, kNc8, kBlock,
+        [&](int64_t ic, int64_t ir, int64_t rows, int64_t p, int64_t pc, int64_t kc) {
+          const int64_t b = pc / kBlock, row = ic + ir;
           const int64_t cell = (p * blocks_ + b) * nr;
-          const int8_t* w = q_ + cell * cell_bytes_;
           const float* init = b == 0 ? bias_ + p * nr : nullptr;
+          const bool last = pc + kc >= k_;
           const int64_t cols = std::min(nr, n_ - p * nr);
-          for (int64_t ir = 0; ir < mc; ir += mr) {
-            const int64_t rows = std::min(mr, mc - ir);
-            Tile(c + (ic + ir) * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
-                 [&](float* out, int64_t ld) {
-                   K.i8(pack + ir * cell_bytes_, w, a_scale + ir, scales_ + cell, corr_ + cell, out,
-                        ld, init);
-                   if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
-                 });
-          }
-        }
-      }
-    }
-  }
+          Tile(c + row * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
+               [&](float* out, int64_t ld) {
+                 K.i8(q + (b * padded + row) * cell_bytes_, q_ + cell * cell_bytes_,
+                      a_scales + b * padded + row, scales_ + cell, corr_ + cell, out, ld, init);
+                 if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
+               });
+        });
 }
 
 void Attention(const AttentionArgs& s, Isa isa, int ith, int nth) {

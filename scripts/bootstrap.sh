@@ -28,6 +28,7 @@ packages=(
   libopenblas-dev libsentencepiece-dev libhnswlib-dev libcurl4-openssl-dev libssl-dev
   python3-numpy python3-pil python3-torch python3-sentencepiece python3-regex libicu-dev
   libimage-exiftool-perl wordnet-base time chromium libcpptoml-dev
+  libpoppler-cpp-dev libzip-dev libxml2-dev libpotrace-dev librsvg2-bin poppler-utils qpdf
 )
 # node/npm may come from another repository (nodesource ships npm inside nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -186,6 +186,24 @@ CREATE TABLE conversions(
 CREATE INDEX conversions_source ON conversions(source_path);
 CREATE INDEX conversions_output ON conversions(output);
 )sql",
+    // v7 -> v8: media kinds (issue 17): an asset is a photo or a document; a document's text and
+    // its own metadata (title, author, creation date) per extraction producer.
+    R"sql(
+ALTER TABLE assets ADD COLUMN kind TEXT NOT NULL DEFAULT 'photo';
+CREATE TABLE documents(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  title TEXT,
+  author TEXT,
+  created TEXT,
+  language TEXT,
+  pages INTEGER NOT NULL,
+  needs_render INTEGER NOT NULL,
+  truncated INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY(asset_id, producer)
+);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -415,10 +433,10 @@ Status Catalog::PrepareStatements() {
   LUMEN_RETURN_IF_ERROR(prep(&commit_, "COMMIT"));
   LUMEN_RETURN_IF_ERROR(
       prep(&upsert_asset_,
-           "INSERT INTO assets(hash,size,format,width,height,colorspace,first_seen) "
-           "VALUES(?,?,?,?,?,?,?) ON CONFLICT(hash) DO UPDATE SET "
+           "INSERT INTO assets(hash,size,format,width,height,colorspace,first_seen,kind) "
+           "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(hash) DO UPDATE SET "
            "format=excluded.format, width=excluded.width, height=excluded.height, "
-           "colorspace=excluded.colorspace RETURNING id"));
+           "colorspace=excluded.colorspace, kind=excluded.kind RETURNING id"));
   LUMEN_RETURN_IF_ERROR(prep(&find_asset_, "SELECT id FROM assets WHERE hash=?"));
   LUMEN_RETURN_IF_ERROR(prep(
       &put_thumb_,
@@ -513,21 +531,28 @@ Status Catalog::LoadLocations(const std::vector<std::string>& roots,
 Status Catalog::LoadCompleteAssets(const Producers& p,
                                    std::unordered_set<Hash128, Hash128Hasher>* out,
                                    std::unordered_set<int64_t>* ids) {
-  std::string q = "SELECT a.hash, a.id FROM assets a";
+  // Photos need every photo product of the run; documents their text (and, with an encoder whose
+  // text tower embeds them, that embedding). One query per kind, so neither needs the other's.
   std::vector<std::string> binds;
-  auto need = [&](const std::string& producer, const char* table) {
+  auto join = [&](std::string* q, const std::string& producer, const char* table,
+                  const char* key = "producer") {
     if (producer.empty()) return;
     binds.push_back(producer);
-    q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.producer=?{1}", table,
-                     binds.size());
+    *q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.{2}=?{1}", table,
+                      binds.size(), key);
   };
-  need(p.thumbnail, "thumbnails");
-  need(p.hashes, "perceptual_hashes");
-  need(p.metadata, "metadata");
-  if (!p.embedding.empty()) {
-    binds.push_back(p.embedding);
-    q += fmt::format(" JOIN embeddings t{0} ON t{0}.asset_id=a.id AND t{0}.model=?{0}",
-                     binds.size());
+  std::string photos = "SELECT a.hash, a.id FROM assets a";
+  join(&photos, p.thumbnail, "thumbnails");
+  join(&photos, p.hashes, "perceptual_hashes");
+  join(&photos, p.metadata, "metadata");
+  join(&photos, p.embedding, "embeddings", "model");
+  photos += " WHERE a.kind='photo'";
+  std::string q = photos;
+  if (!p.document.empty()) {
+    std::string docs = "SELECT a.hash, a.id FROM assets a";
+    join(&docs, p.document, "documents");
+    join(&docs, p.document_embedding, "embeddings", "model");
+    q += " UNION ALL " + docs + " WHERE a.kind='document'";
   }
   auto s = sql::Prepare(db_.get(), q);
   if (!s.ok()) return s.status();
@@ -542,6 +567,51 @@ Status Catalog::LoadCompleteAssets(const Producers& p,
   return st;
 }
 
+Result<int> Catalog::EmbeddingDim(const std::string& model) {
+  auto s = sql::Prepare(db_.get(), "SELECT dim FROM embeddings WHERE model=? LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, model);
+  Status st;
+  const int dim = s->Step(&st) ? int(s->Int(0)) : 0;
+  if (!st.ok()) return st;
+  return dim;
+}
+
+Status Catalog::PutDocument(int64_t asset, const std::string& producer, const DocumentRecord& d) {
+  auto s = sql::Prepare(db_.get(),
+                        "INSERT OR REPLACE INTO documents(asset_id,producer,title,author,created,"
+                        "language,pages,needs_render,truncated,text) VALUES(?,?,?,?,?,?,?,?,?,?)");
+  if (!s.ok()) return s.status();
+  auto opt = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional(v); };
+  s->Bind(1, asset).Bind(2, producer).Bind(3, opt(d.title)).Bind(4, opt(d.author));
+  s->Bind(5, opt(d.created)).Bind(6, opt(d.language)).Bind(7, int64_t(d.pages));
+  s->Bind(8, int64_t(d.needs_render)).Bind(9, int64_t(d.truncated)).Bind(10, d.text);
+  return s->Run();
+}
+
+Result<std::optional<DocumentRecord>> Catalog::GetDocument(int64_t asset) {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT title,author,created,language,pages,needs_render,truncated,text "
+                        "FROM documents WHERE asset_id=? ORDER BY producer DESC LIMIT 1");
+  if (!s.ok()) return s.status();
+  s->Bind(1, asset);
+  Status st;
+  if (!s->Step(&st)) {
+    if (!st.ok()) return st;
+    return std::optional<DocumentRecord>();
+  }
+  DocumentRecord d;
+  d.title = s->OptText(0).value_or("");
+  d.author = s->OptText(1).value_or("");
+  d.created = s->OptText(2).value_or("");
+  d.language = s->OptText(3).value_or("");
+  d.pages = int(s->Int(4));
+  d.needs_render = s->Int(5) != 0;
+  d.truncated = s->Int(6) != 0;
+  d.text = s->Text(7);
+  return std::optional<DocumentRecord>(std::move(d));
+}
+
 Result<int64_t> Catalog::UpsertAsset(const AssetRecord& a) {
   unsigned char h[16];
   a.hash.ToBytes(h);
@@ -550,6 +620,7 @@ Result<int64_t> Catalog::UpsertAsset(const AssetRecord& a) {
       .Bind(3, a.format)
       .Bind(4, int64_t(a.width));
   upsert_asset_.Bind(5, int64_t(a.height)).Bind(6, a.colorspace).Bind(7, Now());
+  upsert_asset_.Bind(8, std::string(MediaKindName(a.kind)));
   Status st;
   int64_t id = -1;
   if (upsert_asset_.Step(&st)) id = upsert_asset_.Int(0);
@@ -828,10 +899,13 @@ Status Catalog::PutConversion(const Hash128& source, const std::string& recipe,
 Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out) {
   auto s = sql::Prepare(
       db_.get(),
-      "SELECT l.path, l.size, l.mtime_ns, l.inode, l.device, a.id, a.hash, m.captured_at, "
+      "SELECT l.path, l.size, l.mtime_ns, l.inode, l.device, a.id, a.hash, "
+      "COALESCE(m.captured_at, (SELECT created FROM documents d WHERE d.asset_id=a.id "
+      "ORDER BY producer DESC LIMIT 1)), "
       "m.camera_make, m.camera_model, (SELECT result FROM enrichments e WHERE "
-      "e.asset_id=a.id ORDER BY created_at DESC LIMIT 1) FROM locations l JOIN assets a ON "
-      "a.id=l.asset_id "
+      "e.asset_id=a.id ORDER BY created_at DESC LIMIT 1), a.kind, m.gps_latitude, m.gps_longitude "
+      "FROM locations l JOIN assets a "
+      "ON a.id=l.asset_id "
       "LEFT JOIN metadata m ON m.asset_id=a.id "
       "WHERE l.state='ok' AND (l.path=?1 OR (l.path>=?2 AND l.path<?3)) "
       "GROUP BY l.id ORDER BY l.path");
@@ -858,6 +932,9 @@ Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Pl
       p.make = s->OptText(8);
       p.model = s->OptText(9);
       p.enrichment = s->OptText(10);
+      p.kind = ParseMediaKind(s->Text(11));
+      p.latitude = s->OptDouble(12);
+      p.longitude = s->OptDouble(13);
       t->Bind(1, p.asset);
       Status ts;
       while (t->Step(&ts)) p.tags.push_back(t->Text(0));

@@ -23,6 +23,7 @@
 #include "lumen/catalog/catalog.h"
 #include "lumen/image/convert.h"
 #include "lumen/image/decode.h"
+#include "lumen/image/decode.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
 #include "lumen/io/scan.h"
@@ -169,6 +170,20 @@ Status LoadEncoder(const Options& o, PipelineOptions* p, std::unique_ptr<BankBui
     p->tagging = (*b)->tagging();
     *bank = std::move(b.value());
   }
+  if ((*enc)->config().text.present) {
+    // Documents are embedded by the text tower of the same model, loaded at the first document.
+    auto held = std::make_shared<std::unique_ptr<ml::TextEncoder>>();
+    p->document_encoder = [held, path, eo]() -> ml::TextEncoder* {
+      if (*held) return held->get();
+      auto text = ml::TextEncoder::Load(path, eo);
+      if (!text.ok()) {
+        log::Warn(fmt::format("documents get no embedding: {}", text.status().message()));
+        return nullptr;
+      }
+      *held = std::move(text.value());
+      return held->get();
+    };
+  }
   p->encoder = std::move(enc.value());
   p->batch_size = o.batch_size;
   return Status::Ok();
@@ -188,6 +203,7 @@ PipelineOptions MakePipelineOptions(const Options& o) {
   p.scan.exclude = o.exclude;
   p.jobs = o.jobs;
   p.thumbnails = !o.no_thumbnail;
+  p.documents = !o.no_documents;
   p.thumbnail.size = o.thumbnail_size;
   p.limits = InputLimits(o);
   p.max_file_bytes = p.limits.max_file_bytes;
@@ -272,6 +288,20 @@ void Report(const Options& o, const RunSummary& s, const Profile& profile, const
     std::string t = profile.Table(s.elapsed_s);
     std::fputs(t.c_str(), stderr);
   }
+}
+
+std::optional<double> ThumbnailLuma(Catalog& cat, int64_t asset) {
+  auto t = cat.GetThumbnail(asset);
+  if (!t.ok() || !*t) return std::nullopt;
+  DecodeTarget target;
+  target.min_long_edge = 64;
+  target.min_short_edge = 0;
+  auto d = DecodeReduced((*t)->webp.data(), (*t)->webp.size(), Format::kWebp, target, {});
+  if (!d.ok() || d->rgb.empty()) return std::nullopt;
+  const Image g = ToGray(d->rgb);
+  double sum = 0;
+  for (uint8_t v : g.pixels) sum += v;
+  return sum / double(std::max<size_t>(1, g.pixels.size()));
 }
 
 }  // namespace lumen::cli

@@ -56,6 +56,9 @@ DecodeLimits InputLimits(const Options& o);
 Status CheckInputPaths(const std::vector<std::string>& paths);
 
 int ExitCode(const RunSummary& s);
+// The mean luma (0..255) of the asset's stored thumbnail: nearly black frames. nullopt when it
+// has none.
+std::optional<double> ThumbnailLuma(Catalog& cat, int64_t asset);
 void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb);
 
 }  // namespace lumen::cli

@@ -5,6 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "lumen/llm/provider.h"
+#include "lumen/llm/throttle.h"
+#include "lumen/organize/plan.h"
+#include "lumen/util/status.h"
+
 namespace lumen::cli {
 
 inline constexpr const char* kVersion = "lumen 0.1.0";
@@ -22,6 +27,7 @@ struct Options {
   bool quiet = false, verbose = false, json_logs = false, profile = false;
   int thumbnail_size = 256;
   bool no_thumbnail = false;
+  bool no_documents = false;
   bool include_hidden = false;
   std::vector<std::string> exclude;
   double max_file_mb = 200;
@@ -74,6 +80,15 @@ struct Options {
   std::map<std::string, std::map<std::string, double>> profiles;  // [profiles.NAME] overrides
   std::string mmproj;                // --llm local: the vision projector GGUF
   int max_new_tokens = 512;          // tokens to generate at most
+  int images_per_request = 1;
+  bool prefilter = false;  // describe: skip dark/blurred photos, reuse near-duplicates' answers
+  // posts
+  bool from_catalog = false;  // group what the catalog holds (no folders, no indexing)
+  bool caption = false;       // a caption + hashtags per post from the provider
+  int max_per_post = 10;
+  double gap_hours = 4;
+  std::string html;  // an HTML preview file       // describe: photos per request (remote providers)
+  int document_chars = 3000;         // describe: bytes of a document's text in the prompt
   bool describe = false;             // index/process --describe
   bool describe_records = true;      // print enrichment records
   bool describe_append = false;      // append them to --output (process)
@@ -124,6 +139,7 @@ int RunUndo(const Options& o, bool redo);
 int RunHistory(const Options& o);
 int RunDescribe(const Options& o, const char* argv0);
 int RunConvert(const Options& o, const char* argv0);
+int RunPosts(const Options& o, const char* argv0);
 
 // A duplicate to act on: `path` holds asset `asset`; `keeper` is the copy kept.
 struct DupeVictim {
@@ -136,5 +152,15 @@ class Catalog;
 }
 namespace lumen::cli {
 int RunDupesAction(const Options& o, Catalog& cat, const std::vector<DupeVictim>& victims);
+
+// The provider, model, key and throughput limits of describe's options (and the config file),
+// for every command that asks a model; `key_var` names the key's environment variable.
+Status MakeEndpoint(const Options& o, llm::Endpoint* e, llm::Limits* lim, std::string* key_var);
+// A photo as remote models get it: the reduced decode, upright, long edge `edge`, JPEG, base64.
+Result<std::string> ModelImageBase64(const std::string& path, int edge);
+// lumen posts --into: each source to DEST/{post}/{name} through the journal (copied unless
+// --move), planned, shown, applied with --apply.
+int RunPostsAction(const Options& o, Catalog& cat, const std::vector<organize::Source>& sources,
+                   const std::vector<std::string>& roots);
 
 }  // namespace lumen::cli

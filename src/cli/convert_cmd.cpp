@@ -264,6 +264,8 @@ int RunConvert(const Options& o, const char* argv0) {
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   // Many images at once, each pipeline on one thread: better throughput than one image on all.
   const int workers = o.jobs > 0 ? o.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
+  // Fewer images than cores: each image's pipeline gets the cores the others leave.
+  SetConvertThreads(inputs.empty() ? 1 : std::max<int>(1, workers / int(inputs.size())));
   std::atomic<size_t> next{0};
   std::mutex mu;  // the counters, the progress line and the catalog
   uint64_t bytes_in = 0, bytes_out = 0;

@@ -18,6 +18,8 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "config.h"
+#include "lumen/doc/document.h"
+#include "lumen/dupes/dupes.h"
 #include "lumen/image/decode.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
@@ -158,6 +160,188 @@ struct Task {
   }
 };
 
+// What is asked about a document: a summary, names and a category from its text (or, for a
+// scanned PDF, from its first page as an image), with keywords; the same providers, cache and
+// throttle as photos, its own schema and prompt version.
+struct DocumentTask {
+  std::vector<std::string> taxonomy;
+  std::string version = "describe-document@1";
+  std::string schema;
+  size_t chars = 3000;  // of the document's text put in the prompt
+
+  std::string Prompt(const DocumentRecord& d, bool as_image) const {
+    std::string t =
+        as_image ? "This is the first page of a scanned document in a personal library. "
+                 : "Here is the start of a document from a personal library. ";
+    t += "Answer with a JSON object: \"description\": a summary of the document in 1 to 3 "
+         "sentences; \"file_name\": a short descriptive file name of at most 5 words; "
+         "\"folder_name\": ";
+    if (taxonomy.empty()) {
+      t += "a folder for it of at most 2 words;";
+    } else {
+      t += "the one of these folders that fits best:";
+      for (size_t i = 0; i < taxonomy.size(); ++i) t += (i ? ", " : " ") + taxonomy[i];
+      t += ";";
+    }
+    t += " \"category\": the kind of document (invoice, letter, report, manual, ...); "
+         "\"keywords\": up to 8 keywords.";
+    if (!d.title.empty()) t += "\nTitle: " + d.title;
+    if (!d.author.empty()) t += "\nAuthor: " + d.author;
+    if (!d.created.empty()) t += "\nCreated: " + d.created;
+    if (d.pages > 0) t += fmt::format("\nPages: {}", d.pages);
+    if (!as_image) {
+      std::string body = lumen::json::TruncateUtf8(d.text, chars);
+      t += "\nText:\n" + body;
+      if (body.size() < d.text.size() || d.truncated) t += "\n[...]";
+    }
+    return t;
+  }
+
+  Status Validate(std::string* text) const {
+    auto obj = llm::ExtractJsonObject(*text);
+    if (!obj.ok()) return obj.status();
+    json j = json::parse(*obj, nullptr, false);
+    if (!j.is_object()) return Status::Corrupt("no JSON object in the answer");
+    auto str = [](const json& o, const char* k, size_t max = std::string::npos) {
+      return o.contains(k) && o[k].is_string()
+                 ? lumen::json::TruncateUtf8(o[k].get<std::string>(), max)
+                 : std::string();
+    };
+    json out{{"kind", "document"},
+             {"description", str(j, "description", kMaxDescription)},
+             {"ocr_text", ""},
+             {"file_name", Slug(str(j, "file_name"), 5)},
+             {"folder_name", Slug(str(j, "folder_name"), 2)},
+             {"category", str(j, "category", kMaxLabel)},
+             {"keywords", json::array()}};
+    if (out["description"].get<std::string>().empty())
+      return Status::Corrupt("the answer has no description");
+    if (!taxonomy.empty()) {
+      const std::string got = Slug(str(j, "folder_name"), 10);
+      auto it = std::find_if(taxonomy.begin(), taxonomy.end(),
+                             [&](const std::string& t) { return Slug(t, 10) == got; });
+      if (it == taxonomy.end())
+        return Status::Corrupt(
+            fmt::format("folder \"{}\" is not in the taxonomy", str(j, "folder_name", 80)));
+      out["folder_name"] = *it;
+    }
+    if (j.contains("keywords") && j["keywords"].is_array())
+      for (const auto& k : j["keywords"])
+        if (k.is_string() && out["keywords"].size() < 8) {
+          std::string w = lumen::json::TruncateUtf8(k.get<std::string>(), kMaxLabel);
+          if (!w.empty()) out["keywords"].push_back(std::move(w));
+        }
+    *text = Dump(out);
+    return Status::Ok();
+  }
+};
+
+DocumentTask MakeDocumentTask(const Task& photo, const Options& o) {
+  DocumentTask t;
+  t.taxonomy = photo.taxonomy;
+  t.chars = size_t(std::max(200, o.document_chars));
+  if (!t.taxonomy.empty()) {
+    std::string all;
+    for (const auto& f : t.taxonomy) all += f + "\n";
+    t.version += "+tax:" + HashBytes(all.data(), all.size()).Hex().substr(0, 8);
+  }
+  t.version += fmt::format("+chars:{}", t.chars);
+  json folder{{"type", "string"}, {"maxLength", 40}};
+  if (!t.taxonomy.empty()) folder = {{"type", "string"}, {"enum", t.taxonomy}};
+  json name{{"type", "string"}, {"maxLength", 60}};
+  json props{{"description", {{"type", "string"}, {"maxLength", 400}}},
+             {"file_name", name},
+             {"folder_name", folder},
+             {"category", {{"type", "string"}, {"maxLength", 40}}},
+             {"keywords",
+              {{"type", "array"},
+               {"items", {{"type", "string"}, {"maxLength", 30}}},
+               {"maxItems", 8}}}};
+  t.schema = json{{"type", "object"},
+                  {"properties", props},
+                  {"required", {"description", "file_name", "folder_name", "category", "keywords"}},
+                  {"additionalProperties", false}}
+                 .dump(-1, ' ', false, json::error_handler_t::replace);
+  return t;
+}
+
+// The first page of a scanned PDF as the model sees it: RGB, long edge `edge`.
+Result<Image> DocumentPage(const std::string& path, int edge) {
+  auto f = OpenFile(path);
+  if (!f.ok()) return f.status();
+  std::vector<uint8_t> bytes;
+  LUMEN_RETURN_IF_ERROR(ReadAll(*f, &bytes));
+  return doc::RenderPdfPage(bytes.data(), bytes.size(), 0, edge);
+}
+
+// Several photos in one request (--images-per-request): one answer object per photo in a
+// "photos" array, each naming its photo by index, each checked as a single answer would be.
+struct BatchTask {
+  const Task* photo = nullptr;
+
+  std::string Prompt(const std::vector<std::vector<std::string>>& tags) const {
+    const size_t n = tags.size();
+    std::string t = fmt::format(
+        "Here are {} photos from a personal photo library, numbered 1 to {} in the order given. "
+        "Answer with a JSON object {{\"photos\": [...]}} holding one object per photo, in the "
+        "same order, each with \"index\" (its number) and these fields. ",
+        n, n);
+    // The single-photo instructions, from their field list on.
+    const std::string one = photo->Prompt({});
+    const size_t at = one.find("\"description\"");
+    t += at == std::string::npos ? one : one.substr(at);
+    for (size_t i = 0; i < n; ++i)
+      if (!tags[i].empty()) {
+        t += fmt::format(" Tags detected in photo {}:", i + 1);
+        for (size_t k = 0; k < tags[i].size() && k < 10; ++k) t += (k ? ", " : " ") + tags[i][k];
+        t += ".";
+      }
+    return t;
+  }
+
+  std::string Schema(size_t n) const {
+    json item = json::parse(photo->schema);
+    item["properties"]["index"] = {{"type", "integer"}, {"minimum", 1}, {"maximum", n}};
+    item["required"].push_back("index");
+    return json{{"type", "object"},
+                {"properties",
+                 {{"photos",
+                   {{"type", "array"}, {"items", item}, {"minItems", n}, {"maxItems", n}}}}},
+                {"required", {"photos"}},
+                {"additionalProperties", false}}
+        .dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+
+  // The answer rewritten as {"photos": [answer of photo 1, ...]}, each validated.
+  Status Validate(size_t n, std::string* text) const {
+    auto obj = llm::ExtractJsonObject(*text);
+    if (!obj.ok()) return obj.status();
+    json j = json::parse(*obj, nullptr, false);
+    if (!j.is_object() || !j.contains("photos") || !j["photos"].is_array())
+      return Status::Corrupt("the answer has no \"photos\" array");
+    std::vector<std::optional<std::string>> by_index(n);
+    for (const json& item : j["photos"]) {
+      if (!item.is_object() || !item.contains("index") || !item["index"].is_number_integer())
+        return Status::Corrupt("an entry of \"photos\" has no index");
+      const int64_t i = item["index"].get<int64_t>();
+      if (i < 1 || i > int64_t(n))
+        return Status::Corrupt(fmt::format("photo index {} is not 1 to {}", i, n));
+      if (by_index[size_t(i - 1)]) return Status::Corrupt(fmt::format("photo {} answered twice", i));
+      std::string one = Dump(item);
+      if (Status st = photo->Validate(&one); !st.ok())
+        return Status::Corrupt(fmt::format("photo {}: {}", i, st.message()));
+      by_index[size_t(i - 1)] = std::move(one);
+    }
+    json out{{"photos", json::array()}};
+    for (size_t i = 0; i < n; ++i) {
+      if (!by_index[i]) return Status::Corrupt(fmt::format("the answer has no photo {}", i + 1));
+      out["photos"].push_back(json::parse(*by_index[i]));
+    }
+    *text = Dump(out);
+    return Status::Ok();
+  }
+};
+
 Result<Task> MakeTask(const Options& o) {
   Task t;
   t.social = o.social;
@@ -258,6 +442,71 @@ Result<std::string> ModelImage(const std::string& path, int edge, bool webp) {
   return Base64(bytes->data(), bytes->size());
 }
 
+// --prefilter, before any request: nearly black (thumbnail mean luma <= 10) and very blurred
+// (sharpness < 15, image/derive.h) photos are not asked about; of each group of near-duplicates
+// (pHash within 4 bits) one is asked, or none when one already has an answer in the cache, and
+// the others reuse that answer.
+Status Prefilter(const Options& o, Catalog& cat, const std::vector<Catalog::Placed>& placed,
+                 const std::string& provider, const std::string& model, const Task& task,
+                 std::unordered_map<int64_t, std::string>* skip,
+                 std::unordered_map<int64_t, const Catalog::Placed*>* reuse_from) {
+  (void)o;
+  constexpr double kDarkLuma = 10, kBlurred = 15;
+  constexpr int kNear = 4;
+  std::vector<dupes::Item> items;
+  LUMEN_RETURN_IF_ERROR(cat.LoadDupeItems(&items));
+  std::unordered_map<int64_t, const dupes::Item*> by_asset;
+  for (const auto& it : items) by_asset[it.asset] = &it;
+  std::vector<uint64_t> hashes;
+  std::vector<const Catalog::Placed*> who;
+  std::unordered_set<int64_t> seen;
+  for (const auto& p : placed) {
+    if (p.kind != MediaKind::kPhoto || !seen.insert(p.asset).second) continue;
+    auto it = by_asset.find(p.asset);
+    if (it == by_asset.end()) continue;
+    if (auto luma = ThumbnailLuma(cat, p.asset); luma && *luma <= kDarkLuma) {
+      (*skip)[p.asset] = fmt::format("nearly black (mean luma {:.0f})", *luma);
+      continue;
+    }
+    if (it->second->sharpness && *it->second->sharpness < kBlurred) {
+      (*skip)[p.asset] = fmt::format("very blurred (sharpness {:.1f})", *it->second->sharpness);
+      continue;
+    }
+    hashes.push_back(it->second->phash);
+    who.push_back(&p);
+  }
+  std::vector<size_t> parent(who.size());
+  for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
+  auto find = [&](size_t x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  const auto pairs = dupes::NearPairs(hashes, kNear);
+  if (pairs.empty()) return Status::Ok();
+  for (const auto& pr : pairs) parent[find(pr.a)] = find(pr.b);
+  // Each group's leader: one with a cached answer, else the sharpest.
+  std::unordered_map<size_t, size_t> leader;
+  auto rank = [&](size_t i) -> std::pair<int, double> {
+    auto hit = cat.GetEnrichment(who[i]->asset, provider, model, task.version);
+    const bool answered = hit.ok() && *hit;
+    return {answered ? 1 : 0, by_asset[who[i]->asset]->sharpness.value_or(0)};
+  };
+  std::vector<bool> paired(who.size(), false);
+  for (const auto& pr : pairs) paired[pr.a] = paired[pr.b] = true;
+  std::unordered_map<size_t, std::pair<int, double>> ranks;
+  for (size_t i = 0; i < who.size(); ++i) {
+    if (!paired[i]) continue;  // no near-duplicate
+    ranks[i] = rank(i);
+    auto [at, fresh] = leader.emplace(find(i), i);
+    if (!fresh && ranks[i] > ranks[at->second]) at->second = i;
+  }
+  for (const auto& [i, r] : ranks) {
+    const size_t l = leader.at(find(i));
+    if (l != i) (*reuse_from)[who[i]->asset] = who[l];
+  }
+  return Status::Ok();
+}
+
 double CpuSeconds() {
   rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -266,6 +515,71 @@ double CpuSeconds() {
 }
 
 }  // namespace
+
+Result<std::string> ModelImageBase64(const std::string& path, int edge) {
+  return ModelImage(path, edge, false);
+}
+
+Status MakeEndpoint(const Options& o, llm::Endpoint* e, llm::Limits* lim,
+                    std::string* key_var_out) {
+  const bool local = o.llm == "local";
+  e->kind = o.llm;
+  // Any spelling of a base URL ("http://h/v1/", "http://h") is one endpoint and one cache key.
+  e->base_url =
+      llm::NormalizeBaseUrl(o.llm, o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url);
+  e->model = o.llm_model;
+  if (e->model.empty())
+    return Status::Invalid(
+        fmt::format("describe needs --llm-model (or llm_model in [describe] of {})", ConfigPath()));
+  std::string& key_var = *key_var_out;
+  key_var = o.api_key_env;
+  if (key_var.empty())
+    key_var = o.llm == "anthropic" ? "ANTHROPIC_API_KEY"
+              : o.llm == "gemini"  ? "GEMINI_API_KEY"
+              : o.llm == "openai"  ? "OPENAI_API_KEY"
+                                   : "";
+  if (!key_var.empty())
+    if (const char* k = std::getenv(key_var.c_str())) e->api_key = k;
+  if (e->api_key.empty() && o.api_key_env.empty()) e->api_key = o.api_key;  // config file
+  // Whatever a server echoes back (error bodies, answers) never shows or stores the key.
+  log::AddSecret(e->api_key);
+  log::AddSecret(o.api_key);
+  const bool remote_default = o.base_url.empty() && o.llm != "ollama" && !local;
+  if (e->api_key.empty() && remote_default)
+    return Status::Invalid(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
+
+  auto custom = o.profiles.find(o.llm_profile);
+  if (!llm::ProfileLimits(o.llm_profile, lim) && custom == o.profiles.end())
+    return Status::Invalid(fmt::format("unknown --llm-profile {}: conservative, balanced or aggressive",
+                            o.llm_profile));
+  if (custom != o.profiles.end()) {  // the config file's [profiles.NAME]
+    const auto& p = custom->second;
+    auto get = [&](const char* k, double* to) {
+      if (auto it = p.find(k); it != p.end()) *to = it->second;
+    };
+    double conc = lim->concurrency, attempts = lim->max_attempts;
+    get("rpm", &lim->requests);
+    get("tpm", &lim->tokens);
+    get("timeout", &lim->timeout_s);
+    get("window", &lim->window_s);
+    get("concurrency", &conc);
+    get("max_attempts", &attempts);
+    get("retry_after_max", &lim->max_retry_after_s);
+    get("max_wait", &lim->max_wait_s);
+    double reply_mb = double(lim->max_reply_bytes) / (1 << 20);
+    get("max_reply_mb", &reply_mb);
+    lim->max_reply_bytes = size_t(std::clamp(reply_mb, 0.01, 4096.0) * (1 << 20));
+    lim->concurrency = std::max(1, int(conc));
+    lim->max_attempts = std::max(1, int(attempts));
+  }
+  if (o.rpm > 0) lim->requests = o.rpm;
+  if (o.tpm > 0) lim->tokens = o.tpm;
+  if (o.concurrency > 0) lim->concurrency = o.concurrency;
+  if (o.llm_timeout > 0) lim->timeout_s = o.llm_timeout;
+  if (o.max_attempts > 0) lim->max_attempts = o.max_attempts;
+  if (o.rate_window > 0) lim->window_s = o.rate_window;
+  return Status::Ok();
+}
 
 int RunDescribe(const Options& o, const char* argv0) {
   SetupLogging(o);
@@ -277,8 +591,10 @@ int RunDescribe(const Options& o, const char* argv0) {
   const bool local = o.llm == "local";
   std::unique_ptr<llm::LocalVlm> vlm;
   if (local) {
-    if (o.llm_model.empty() || o.mmproj.empty())
-      return fail("--llm local needs --llm-model MODEL.gguf and --mmproj MMPROJ.gguf");
+    if (o.llm_model.empty())
+      return fail(
+          "--llm local needs --llm-model MODEL.gguf (and --mmproj MMPROJ.gguf to describe "
+          "photos)");
     llm::LocalVlmOptions lo;
     lo.model = o.llm_model;
     lo.mmproj = o.mmproj;
@@ -293,64 +609,13 @@ int RunDescribe(const Options& o, const char* argv0) {
     vlm = std::move(v.value());
   }
   llm::Endpoint e;
-  e.kind = o.llm;
-  // Any spelling of a base URL ("http://h/v1/", "http://h") is one endpoint and one cache key.
-  e.base_url =
-      llm::NormalizeBaseUrl(o.llm, o.base_url.empty() ? llm::DefaultBaseUrl(o.llm) : o.base_url);
-  e.model = o.llm_model;
-  if (e.model.empty())
-    return fail(
-        fmt::format("describe needs --llm-model (or llm_model in [describe] of {})", ConfigPath()));
-  std::string key_var = o.api_key_env;
-  if (key_var.empty())
-    key_var = o.llm == "anthropic" ? "ANTHROPIC_API_KEY"
-              : o.llm == "gemini"  ? "GEMINI_API_KEY"
-              : o.llm == "openai"  ? "OPENAI_API_KEY"
-                                   : "";
-  if (!key_var.empty())
-    if (const char* k = std::getenv(key_var.c_str())) e.api_key = k;
-  if (e.api_key.empty() && o.api_key_env.empty()) e.api_key = o.api_key;  // config file
-  // Whatever a server echoes back (error bodies, answers) never shows or stores the key.
-  log::AddSecret(e.api_key);
-  log::AddSecret(o.api_key);
-  const bool remote_default = o.base_url.empty() && o.llm != "ollama" && !local;
-  if (e.api_key.empty() && remote_default)
-    return fail(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
-
+  llm::Limits lim;
+  std::string key_var;
+  if (Status st = MakeEndpoint(o, &e, &lim, &key_var); !st.ok()) return fail(st.message());
   auto task_or = MakeTask(o);
   if (!task_or.ok()) return fail(task_or.status().message());
   const Task task = std::move(task_or.value());
-  llm::Limits lim;
-  auto custom = o.profiles.find(o.llm_profile);
-  if (!llm::ProfileLimits(o.llm_profile, &lim) && custom == o.profiles.end())
-    return fail(fmt::format("unknown --llm-profile {}: conservative, balanced or aggressive",
-                            o.llm_profile));
-  if (custom != o.profiles.end()) {  // the config file's [profiles.NAME]
-    const auto& p = custom->second;
-    auto get = [&](const char* k, double* to) {
-      if (auto it = p.find(k); it != p.end()) *to = it->second;
-    };
-    double conc = lim.concurrency, attempts = lim.max_attempts;
-    get("rpm", &lim.requests);
-    get("tpm", &lim.tokens);
-    get("timeout", &lim.timeout_s);
-    get("window", &lim.window_s);
-    get("concurrency", &conc);
-    get("max_attempts", &attempts);
-    get("retry_after_max", &lim.max_retry_after_s);
-    get("max_wait", &lim.max_wait_s);
-    double reply_mb = double(lim.max_reply_bytes) / (1 << 20);
-    get("max_reply_mb", &reply_mb);
-    lim.max_reply_bytes = size_t(std::clamp(reply_mb, 0.01, 4096.0) * (1 << 20));
-    lim.concurrency = std::max(1, int(conc));
-    lim.max_attempts = std::max(1, int(attempts));
-  }
-  if (o.rpm > 0) lim.requests = o.rpm;
-  if (o.tpm > 0) lim.tokens = o.tpm;
-  if (o.concurrency > 0) lim.concurrency = o.concurrency;
-  if (o.llm_timeout > 0) lim.timeout_s = o.llm_timeout;
-  if (o.max_attempts > 0) lim.max_attempts = o.max_attempts;
-  if (o.rate_window > 0) lim.window_s = o.rate_window;
+  const DocumentTask doc_task = MakeDocumentTask(task, o);
 
   std::vector<std::string> roots;
   for (const auto& p : o.paths) {
@@ -398,11 +663,13 @@ int RunDescribe(const Options& o, const char* argv0) {
     out = out_tmp.stream();
   }
   std::mutex out_mu;
-  const std::string provider = local ? "local:" + o.mmproj : e.kind + ":" + e.base_url;
+  const std::string provider =
+      local ? "local:" + (o.mmproj.empty() ? std::string("text") : o.mmproj)
+            : e.kind + ":" + e.base_url;
   if (local) e.model = std::filesystem::path(o.llm_model).filename().string();
   uint64_t records_written = 0;
   auto emit = [&](const Catalog::Placed& p, const std::string& result, double ms, int64_t tokens,
-                  bool cached) {
+                  bool cached, const std::string* reused_from = nullptr) {
     const json r = json::parse(result, nullptr, false);
     if (!r.is_object()) return;  // validated before: cannot happen
     auto field = [&](const char* k) { return r.contains(k) ? r[k] : json(""); };
@@ -420,6 +687,13 @@ int RunDescribe(const Options& o, const char* argv0) {
              {"llm_tokens", tokens},
              {"cached", cached}};
     if (r.contains("social")) rec["social"] = r["social"];
+    if (reused_from) rec["reused_from"] = log::Printable(*reused_from);
+    if (p.kind == MediaKind::kDocument) {
+      rec["kind"] = "document";
+      rec["prompt_version"] = doc_task.version;
+      rec["category"] = field("category");
+      rec["keywords"] = r.contains("keywords") ? r["keywords"] : json::array();
+    }
     std::lock_guard<std::mutex> lock(out_mu);
     if (out) {
       std::fprintf(out, "%s\n", log::Redact(Dump(rec)).c_str());
@@ -429,20 +703,79 @@ int RunDescribe(const Options& o, const char* argv0) {
 
   std::vector<llm::Job> jobs;
   std::unordered_map<std::string, const Catalog::Placed*> by_id;
+  // --images-per-request N: photos asked N at a time (remote providers; in process one by one).
+  const size_t batch = local ? 1 : size_t(std::max(1, o.images_per_request));
+  const BatchTask batch_task{&task};
+  std::vector<const Catalog::Placed*> batchable;
+  std::unordered_map<std::string, std::vector<const Catalog::Placed*>> batches;
   std::unordered_set<int64_t> seen;
-  int64_t cached = 0;
+  int64_t cached = 0, stored_errors = 0;
+  std::unordered_map<int64_t, std::string> cached_text;  // answers from the cache, by asset
+  std::unordered_map<int64_t, const Catalog::Placed*> by_asset;
+  for (const auto& p : placed) by_asset.emplace(p.asset, &p);
+  // Documents: their stored text, read once here (the prompt is made from it in the worker).
+  std::unordered_map<int64_t, DocumentRecord> documents;
+  auto version_of = [&](const Catalog::Placed& p) -> const std::string& {
+    return p.kind == MediaKind::kDocument ? doc_task.version : task.version;
+  };
+  auto validate_for = [&](const Catalog::Placed& p, std::string* text) {
+    return p.kind == MediaKind::kDocument ? doc_task.Validate(text) : task.Validate(text);
+  };
+  // --prefilter: no request for nearly black or very blurred photos, nor for near-duplicates of
+  // another photo (its answer is reused: from the cache, or once it arrives).
+  std::unordered_map<int64_t, std::string> skip_reason;
+  std::unordered_map<int64_t, const Catalog::Placed*> reuse_from;  // follower -> leader
+  std::unordered_map<int64_t, std::vector<const Catalog::Placed*>> followers;
+  int64_t skipped_dark = 0, skipped_blurred = 0, reused = 0;
+  if (o.prefilter) {
+    if (Status st = Prefilter(o, cat, placed, provider, e.model, task, &skip_reason, &reuse_from);
+        !st.ok())
+      return fail(st.message());
+  }
+  // Stores and prints a leader's answer for each near-duplicate that waits for it.
+  auto share = [&](const Catalog::Placed& leader, const std::string& text) {
+    auto it = followers.find(leader.asset);
+    if (it == followers.end()) return;
+    for (const Catalog::Placed* f : it->second) {
+      if (Status st = cat.PutEnrichment(f->asset, provider, e.model, task.version, {text, 0, 0});
+          !st.ok())
+        ++stored_errors;
+      emit(*f, text, 0, 0, true, &leader.path);
+      ++reused;
+    }
+  };
   for (const auto& p : placed) {
     if (!seen.insert(p.asset).second) continue;  // one request per content
+    if (auto s = skip_reason.find(p.asset); s != skip_reason.end()) {
+      ++(s->second.starts_with("nearly black") ? skipped_dark : skipped_blurred);
+      log::Debug(fmt::format("{}: not asked: {}", log::Printable(p.path), s->second));
+      continue;
+    }
+    if (auto r = reuse_from.find(p.asset); r != reuse_from.end()) {
+      followers[r->second->asset].push_back(&p);
+      continue;
+    }
+    if (p.kind == MediaKind::kDocument) {
+      auto d = cat.GetDocument(p.asset);
+      if (!d.ok()) return fail(d.status().message());
+      if (!*d) continue;  // indexed with --no-documents by an older run: nothing to ask from
+      documents[p.asset] = std::move(**d);
+    }
     if (!o.no_cache) {
-      auto hit = cat.GetEnrichment(p.asset, provider, e.model, task.version);
+      auto hit = cat.GetEnrichment(p.asset, provider, e.model, version_of(p));
       if (!hit.ok()) return fail(hit.status().message());
       // A stored result is checked (and capped) again: an older lumen stored answers whole.
       std::string stored = *hit ? (*hit)->result : "";
-      if (*hit && task.Validate(&stored).ok()) {
+      if (*hit && validate_for(p, &stored).ok()) {
         emit(p, stored, (*hit)->latency_ms, (*hit)->tokens, true);
         ++cached;
+        cached_text[p.asset] = stored;
         continue;
       }
+    }
+    if (batch > 1 && p.kind == MediaKind::kPhoto) {
+      batchable.push_back(&p);
+      continue;
     }
     llm::Job job;
     job.id = std::to_string(p.asset);
@@ -463,25 +796,123 @@ int RunDescribe(const Options& o, const char* argv0) {
       pr.max_tokens = max_tokens;
       return pr;
     };
+    if (p.kind == MediaKind::kDocument) {
+      const DocumentRecord* d = &documents.at(p.asset);
+      const bool as_image = d->needs_render;
+      job.estimated_tokens = as_image ? job.estimated_tokens
+                                      : 200 + double(std::min(d->text.size(), doc_task.chars)) / 3.5;
+      job.prompt = [path, d, as_image, edge, webp, max_tokens, &doc_task]() -> Result<llm::Prompt> {
+        llm::Prompt pr;
+        pr.text = doc_task.Prompt(*d, as_image);
+        if (as_image) {
+          auto page = DocumentPage(path, edge);
+          if (!page.ok()) return page.status();
+          auto bytes = EncodeJpeg(*page, 85);
+          if (!bytes.ok()) return bytes.status();
+          pr.image_base64 = Base64(bytes->data(), bytes->size());
+          pr.image_mime = "image/jpeg";
+        }
+        pr.schema_json = doc_task.schema;
+        pr.max_tokens = max_tokens;
+        return pr;
+      };
+      job.validate = [&doc_task](std::string* text) { return doc_task.Validate(text); };
+    }
     by_id[job.id] = &p;
+    jobs.push_back(std::move(job));
+  }
+  for (const auto& [leader, waiting] : followers)
+    if (auto c = cached_text.find(leader); c != cached_text.end()) share(*by_asset.at(leader), c->second);
+  for (size_t at = 0; at < batchable.size(); at += batch) {
+    std::vector<const Catalog::Placed*> group(
+        batchable.begin() + long(at), batchable.begin() + long(std::min(batchable.size(), at + batch)));
+    llm::Job job;
+    for (const Catalog::Placed* p : group) job.id += (job.id.empty() ? "b" : ",") + std::to_string(p->asset);
+    job.estimated_tokens = double(group.size()) * (300 + o.image_edge * o.image_edge / 750.0);
+    std::vector<std::string> paths;
+    std::vector<std::vector<std::string>> tags;
+    for (const Catalog::Placed* p : group) {
+      paths.push_back(p->path);
+      tags.push_back(p->tags);
+    }
+    const int edge = o.image_edge;
+    const bool webp = o.image_format == "webp";
+    const int max_tokens = o.max_new_tokens * int(group.size());
+    const size_t n = group.size();
+    job.prompt = [paths, tags, edge, webp, max_tokens, &batch_task]() -> Result<llm::Prompt> {
+      llm::Prompt pr;
+      for (size_t i = 0; i < paths.size(); ++i) {
+        auto img = ModelImage(paths[i], edge, webp);
+        if (!img.ok()) return Status(img.status().code(),
+                                     fmt::format("photo {} ({}): {}", i + 1,
+                                                 log::Printable(paths[i]), img.status().message()));
+        if (i == 0)
+          pr.image_base64 = std::move(img.value());
+        else
+          pr.more_images.push_back(std::move(img.value()));
+      }
+      pr.text = batch_task.Prompt(tags);
+      pr.image_mime = webp ? "image/webp" : "image/jpeg";
+      pr.schema_json = batch_task.Schema(paths.size());
+      pr.max_tokens = max_tokens;
+      return pr;
+    };
+    job.validate = [n, &batch_task](std::string* text) { return batch_task.Validate(n, text); };
+    batches[job.id] = std::move(group);
     jobs.push_back(std::move(job));
   }
   const int64_t to_ask = int64_t(jobs.size());
   const double cpu0 = CpuSeconds();
   const uint64_t t0 = MonotonicNs();
-  int64_t stored_errors = 0;
   std::vector<std::pair<std::string, std::string>> failures;
+  int64_t items_ok = 0, items_failed = 0;  // files (a batch request answers several)
+  auto fail_followers = [&](const Catalog::Placed& leader, const std::string& why) {
+    if (auto it = followers.find(leader.asset); it != followers.end())
+      for (const Catalog::Placed* f : it->second) {
+        failures.emplace_back(f->path, fmt::format("its near-duplicate {} failed: {}",
+                                                   log::Printable(leader.path), why));
+        ++items_failed;
+      }
+  };
   auto on_result = [&](const llm::JobResult& r) {
-    const Catalog::Placed& p = *by_id.at(r.id);
-    if (!r.ok) {
-      failures.emplace_back(p.path, r.error);
+    if (auto b = batches.find(r.id); b != batches.end()) {
+      (r.ok ? items_ok : items_failed) += int64_t(b->second.size());
+      // One answer for several photos: each stored and printed as its own result, the request's
+      // time and tokens shared out.
+      const auto& group = b->second;
+      const json all = r.ok ? json::parse(r.text, nullptr, false) : json();
+      const double part = 1.0 / double(group.size());
+      for (size_t i = 0; i < group.size(); ++i) {
+        const Catalog::Placed& p = *group[i];
+        if (!r.ok) {
+          failures.emplace_back(p.path, r.error);
+          fail_followers(p, r.error);
+          continue;
+        }
+        const std::string one = Dump(all["photos"][i]);
+        if (Status st = cat.PutEnrichment(p.asset, provider, e.model, task.version,
+                                          {one, r.latency_ms * part,
+                                           int64_t(double(r.tokens) * part)});
+            !st.ok())
+          ++stored_errors;
+        emit(p, one, r.latency_ms * part, int64_t(double(r.tokens) * part), false);
+        share(p, one);
+      }
       return;
     }
-    if (Status st = cat.PutEnrichment(p.asset, provider, e.model, task.version,
+    const Catalog::Placed& p = *by_id.at(r.id);
+    ++(r.ok ? items_ok : items_failed);
+    if (!r.ok) {
+      failures.emplace_back(p.path, r.error);
+      fail_followers(p, r.error);
+      return;
+    }
+    if (Status st = cat.PutEnrichment(p.asset, provider, e.model, version_of(p),
                                       {r.text, r.latency_ms, r.tokens});
         !st.ok())
       ++stored_errors;
     emit(p, r.text, r.latency_ms, r.tokens, false);
+    share(p, r.text);
   };
   llm::Accounting acc;
   if (local) {
@@ -492,14 +923,23 @@ int RunDescribe(const Options& o, const char* argv0) {
       r.id = job.id;
       r.attempts = 1;
       const Catalog::Placed& p = *by_id.at(job.id);
-      auto img = ModelRgb(p.path, o.image_edge);
+      const bool is_doc = p.kind == MediaKind::kDocument;
+      const DocumentRecord* d = is_doc ? &documents.at(p.asset) : nullptr;
+      Result<Image> img = Image();
+      if (!is_doc)
+        img = ModelRgb(p.path, o.image_edge);
+      else if (d->needs_render)
+        img = DocumentPage(p.path, o.image_edge);
       if (!img.ok()) {
         r.error = img.status().message();
       } else {
         Result<llm::LocalReply> reply = Status::Internal("not run");
         try {
-          reply = vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
-                                llm::DescribeGrammar(300, task.taxonomy, task.social));
+          reply = is_doc ? vlm->Generate(*img, doc_task.Prompt(*d, d->needs_render),
+                                         o.max_new_tokens,
+                                         llm::DocumentGrammar(300, doc_task.taxonomy))
+                         : vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
+                                         llm::DescribeGrammar(300, task.taxonomy, task.social));
         } catch (const std::exception& ex) {
           reply = Status::Internal(fmt::format("the model failed: {}", ex.what()));
         }
@@ -510,7 +950,7 @@ int RunDescribe(const Options& o, const char* argv0) {
           r.tokens = reply->prompt_tokens + reply->generated_tokens;
           r.latency_ms = reply->encode_ms + reply->generate_ms;
           const std::string raw = r.text;
-          Status v = task.Validate(&r.text);
+          Status v = validate_for(p, &r.text);
           r.ok = v.ok();
           if (!v.ok())
             r.error = fmt::format("{} ({} tokens, ending: {})", v.message(),
@@ -528,8 +968,8 @@ int RunDescribe(const Options& o, const char* argv0) {
     }
   } else {
     acc = llm::RunJobs(
-        e, lim, std::move(jobs), [&task](std::string* text) { return task.Validate(text); },
-        on_result);
+        e, lim, std::move(jobs),
+        [&task](std::string* text) { return task.Validate(text); }, on_result);
   }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;
@@ -562,9 +1002,9 @@ int RunDescribe(const Options& o, const char* argv0) {
       statuses += fmt::format("{}{}: {}", statuses.empty() ? "" : ", ",
                               s == 0 ? std::string("no answer") : std::to_string(s), n);
     log::Info(fmt::format(
-        "described {} images in {:.2f} s: {} succeeded, {} from the cache, {} failed; {} "
+        "described {} files in {:.2f} s: {} succeeded, {} from the cache, {} failed; {} "
         "requests ({}), {} retries; {:.1f} requests/s, {:.2f} ms CPU per request{}",
-        acc.succeeded + acc.failed + cached, secs, acc.succeeded, cached, acc.failed, acc.requests,
+        items_ok + items_failed + cached, secs, items_ok, cached, items_failed, acc.requests,
         statuses.empty() ? "none" : statuses, acc.retries,
         secs > 0 ? double(acc.requests) / secs : 0.0,
         acc.requests ? cpu * 1000 / double(acc.requests) : 0.0,
@@ -573,6 +1013,11 @@ int RunDescribe(const Options& o, const char* argv0) {
             ? ""
             : fmt::format(" (stopped: {} not asked)", to_ask - acc.succeeded - acc.failed)));
   }
+  if (o.prefilter && !o.quiet)
+    log::Info(fmt::format(
+        "prefilter: {} not asked (nearly black {}, very blurred {}), {} answers reused from a "
+        "near-duplicate",
+        skipped_dark + skipped_blurred, skipped_dark, skipped_blurred, reused));
   if (stored_errors)
     log::Warn(fmt::format("{} results could not be stored in the catalog", stored_errors));
   if (!acc.fatal.empty()) {

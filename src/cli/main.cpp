@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
     c->add_option("--thumbnail-size", o.thumbnail_size, "thumbnail longest edge in pixels")
         ->check(CLI::Range(16, 4096));
     c->add_flag("--no-thumbnail", o.no_thumbnail, "do not make thumbnails");
+    c->add_flag("--no-documents", o.no_documents,
+                "skip documents (text, Markdown, PDF, DOCX/ODT/PPTX/XLSX, RTF, EPUB)");
     c->add_flag("--include-hidden", o.include_hidden,
                 "also scan hidden (.name) and system folders");
     c->add_option("--exclude", o.exclude, "skip names or paths matching this glob (repeatable)");
@@ -202,6 +204,15 @@ int main(int argc, char** argv) {
     c->add_option("--rate-window", o.rate_window,
                   "length in seconds of the --rpm/--tpm window (60)")
         ->check(CLI::PositiveNumber);
+    c->add_option("--images-per-request", o.images_per_request,
+                  "photos sent in one request, each answer matched by its index (1)")
+        ->check(CLI::Range(1, 16));
+    c->add_flag("--prefilter", o.prefilter,
+                "no request for nearly black or very blurred photos; near-duplicates of a "
+                "described photo reuse its answer");
+    c->add_option("--document-chars", o.document_chars,
+                  "bytes of a document's text put in the prompt (3000)")
+        ->check(CLI::Range(200, 200000));
     c->add_option("--image-edge", o.image_edge, "long edge of the image sent (768)")
         ->check(CLI::Range(64, 4096));
     c->add_option("--image-format", o.image_format,
@@ -223,6 +234,30 @@ int main(int argc, char** argv) {
   describe->add_option("--catalog", o.catalog, "catalog database");
   describe->add_flag("-q,--quiet", o.quiet, "no summary");
   describe->add_flag("-v,--verbose", o.verbose, "list every failure");
+
+  auto* posts = app.add_subcommand(
+      "posts", "group photos into social-media posts (captions with --caption; folders with --into)");
+  posts->add_option("paths", o.paths, "folders or files");
+  posts->add_flag("--from-catalog", o.from_catalog, "group what the catalog holds (no indexing)");
+  posts->add_option("--max-per-post", o.max_per_post, "photos per post at most (10)")
+      ->check(CLI::Range(1, 100));
+  posts->add_option("--gap-hours", o.gap_hours, "a pause this long starts a new post (4)")
+      ->check(CLI::PositiveNumber);
+  posts->add_flag("--caption", o.caption,
+                  "a caption and hashtags per post from the provider (one request per post)");
+  add_llm(posts, false);
+  posts->add_option("--into", o.into, "a folder per post under DEST (copies; --move to move)");
+  auto* posts_apply = posts->add_flag("--apply", o.apply, "carry out the plan (default: show it)");
+  posts->add_flag("--dry-run", o.dry_run, "show and save the plan only (the default)")
+      ->excludes(posts_apply);
+  posts->add_flag("--move", o.move, "move the photos into the post folders instead of copying");
+  posts->add_option("-o,--output", o.output, "write the posts as JSON to FILE (default stdout)");
+  posts->add_option("--html", o.html, "write an HTML preview with thumbnails to FILE");
+  posts->add_option("--model", o.model, "also compute embeddings with this model");
+  posts->add_option("--catalog", o.catalog, "catalog database");
+  posts->add_flag("-q,--quiet", o.quiet, "no summary");
+  posts->add_flag("-v,--verbose", o.verbose, "list every file of the plan");
+  posts->add_flag("--json", o.json_out, "print the plan as JSON");
 
   auto* convert = app.add_subcommand(
       "convert",
@@ -366,7 +401,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : lumen::cli::kExitError;
   }
   lumen::InstallSignalHandlers();
-  for (auto* c : {describe, index, process}) {
+  for (auto* c : {describe, index, process, posts}) {
     if (!c->parsed()) continue;
     if (lumen::Status st = lumen::cli::ApplyConfig(lumen::cli::ConfigPath(), *c, &o); !st.ok()) {
       std::fprintf(stderr, "lumen: error: %s\n", st.message().c_str());
@@ -389,6 +424,7 @@ int main(int argc, char** argv) {
   if (history->parsed()) return lumen::cli::RunHistory(o);
   if (describe->parsed()) return lumen::cli::RunDescribe(o, argv[0]);
   if (convert->parsed()) return lumen::cli::RunConvert(o, argv[0]);
+  if (posts->parsed()) return lumen::cli::RunPosts(o, argv[0]);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);

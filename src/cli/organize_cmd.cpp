@@ -346,6 +346,28 @@ int RunOrganize(const Options& o, const char* argv0) {
   return PlanAndMaybeApply(o, **c, "organize", args, *plan, dest, mode);
 }
 
+int RunPostsAction(const Options& o, Catalog& cat, const std::vector<organize::Source>& sources,
+                   const std::vector<std::string>& roots) {
+  auto tmpl = organize::Template::Parse("{post}/{name}");
+  if (!tmpl.ok()) {
+    log::Error(tmpl.status().message());
+    return kExitError;
+  }
+  // A post folder is an export for posting: the library keeps its photos unless told --move.
+  const OpKind mode = o.move ? OpKind::kMove : o.hardlink ? OpKind::kLink : OpKind::kCopy;
+  organize::PlanOptions po;
+  po.dest = Abs(o.into);
+  po.mode = mode;
+  po.companions = false;
+  auto plan = organize::PlanOrganize(sources, *tmpl, po);
+  if (!plan.ok()) {
+    log::Error(plan.status().message());
+    return kExitError;
+  }
+  nlohmann::json args{{"sources", roots}, {"dest", po.dest}, {"mode", OpKindName(mode)}};
+  return PlanAndMaybeApply(o, cat, "posts", args, *plan, po.dest, mode);
+}
+
 int RunDupesAction(const Options& o, Catalog& cat, const std::vector<DupeVictim>& victims) {
   std::vector<organize::Doomed> doomed;
   for (const auto& v : victims) {

@@ -165,6 +165,48 @@ Result<Chain> ParseChain(std::string_view text) {
     std::string name = op.name;
     std::transform(name.begin(), name.end(), name.begin(), ::tolower);
     const size_t argpos = op.pos + name.size() + 1;
+    if (name == "svg") {
+      if (k + 1 != raw.size()) return bad(op.pos, "the output format must be the last operation");
+      chain.format = "svg";
+      size_t at = argpos;
+      for (const std::string& a : op.args) {
+        const size_t eq = a.find('=');
+        const std::string key = a.substr(0, eq), value = eq == a.npos ? "" : a.substr(eq + 1);
+        double v = 0;
+        const bool num = Number(value, &v);
+        if (key == "preset") {
+          if (value != "logo" && value != "illustration" && value != "photo")
+            return bad(at, fmt::format("svg preset must be logo, illustration or photo, not '{}'",
+                                       value));
+        } else if (key == "colors" || key == "colours") {
+          if (!num || v < 2 || v > 64 || v != std::floor(v))
+            return bad(at, fmt::format("svg colors must be 2-64, not '{}'", value));
+        } else if (key == "speckle") {
+          if (!num || v < 0 || v > 10000 || v != std::floor(v))
+            return bad(at, fmt::format("svg speckle must be 0-10000 pixels, not '{}'", value));
+        } else if (key == "smooth") {
+          if (!num || v < 0 || v > 1.34)
+            return bad(at, fmt::format("svg smooth must be 0-1.34, not '{}'", value));
+        } else {
+          return bad(at, fmt::format("unknown svg setting '{}' (preset, colors, speckle, smooth)",
+                                     a));
+        }
+        chain.svg.emplace_back(key == "colours" ? "colors" : key, value);
+        at += a.size() + 1;
+      }
+      // Canonical order, the last of a repeated key kept.
+      static constexpr std::array<std::string_view, 4> kOrder = {"preset", "colors", "speckle",
+                                                                 "smooth"};
+      std::vector<std::pair<std::string, std::string>> sorted;
+      for (std::string_view key : kOrder)
+        for (auto it = chain.svg.rbegin(); it != chain.svg.rend(); ++it)
+          if (it->first == key) {
+            sorted.push_back(*it);
+            break;
+          }
+      chain.svg = std::move(sorted);
+      break;
+    }
     if (std::find(kFormats.begin(), kFormats.end(), name) != kFormats.end()) {
       if (k + 1 != raw.size()) return bad(op.pos, "the output format must be the last operation");
       if (op.args.size() > 1) return bad(op.pos, fmt::format("{} takes one quality", name));
@@ -278,6 +320,7 @@ std::string CanonicalChain(const Chain& chain) {
     if (!out.empty()) out += ',';
     out += chain.format;
     if (chain.quality > 0) out += fmt::format(":{}", chain.quality);
+    for (const auto& [key, value] : chain.svg) out += ":" + key + "=" + value;
   }
   return out;
 }

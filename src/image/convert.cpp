@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -21,6 +22,7 @@
 #include "jpeg_scaled.h"
 #include "lumen/image/decode.h"
 #include "lumen/image/image.h"
+#include "lumen/image/vectorize.h"
 #include "lumen/io/magic.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/profile.h"
@@ -492,6 +494,37 @@ std::string OutputFormat(const Chain& chain, const std::string& input) {
   return "jpeg";  // JPEG, and formats lumen reads but does not write (HEIC, GIF, ...)
 }
 
+namespace {
+std::atomic<int> convert_threads{1};
+}  // namespace
+
+void SetConvertThreads(int threads) {
+  convert_threads = std::max(1, threads);
+}
+
+VectorizeOptions SvgOptions(const std::vector<std::pair<std::string, std::string>>& settings) {
+  VectorizeOptions v;
+  auto get = [&](const char* key) -> const std::string* {
+    for (const auto& [k, value] : settings)
+      if (k == key) return &value;
+    return nullptr;
+  };
+  // Presets (measured on the bench corpus, BENCHMARKS.md "Vectorization"): a logo has few flat
+  // colours and wants clean curves; a photo wants more colours and keeps small details.
+  const std::string* preset = get("preset");
+  if (preset && *preset == "logo") {
+    v.colors = 8, v.speckle = 8, v.smooth = 1.0, v.tolerance = 0.3;
+  } else if (!preset || *preset == "illustration") {
+    v.colors = 16, v.speckle = 4, v.smooth = 1.0, v.tolerance = 0.2;
+  } else {  // photo
+    v.colors = 32, v.speckle = 2, v.smooth = 0.9, v.tolerance = 0.4;
+  }
+  if (const std::string* s = get("colors")) v.colors = std::stoi(*s);
+  if (const std::string* s = get("speckle")) v.speckle = std::stoi(*s);
+  if (const std::string* s = get("smooth")) v.smooth = std::stod(*s);
+  return v;
+}
+
 std::string FormatExtension(const std::string& format) {
   return format == "jpeg" ? "jpg" : format == "tiff" ? "tif" : format;
 }
@@ -558,6 +591,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
   }
   // libvips, started on first use: a run that only takes the direct path never pays for it.
   if (Status st = InitImageLibraries(nullptr); !st.ok()) return st;
+  if (vips_concurrency_get() != convert_threads) vips_concurrency_set(convert_threads);
   if (format == "avif" || in_format == Format::kHeif || in_format == Format::kAvif)
     EnsureHeifSupport();
   (void)TakeLastVipsWarning();  // this file's warnings only
@@ -638,8 +672,38 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     for (size_t i = first; i < chain.ops.size(); ++i)
       img = Apply(img, chain.ops[i], input, pv.kernel);
     if (img.format() != VIPS_FORMAT_UCHAR) img = img.cast(VIPS_FORMAT_UCHAR);
-    if (format == "jpeg" && img.has_alpha())
+    if ((format == "jpeg" || format == "svg") && img.has_alpha())
       img = img.flatten(VImage::option()->set("background", std::vector<double>{255, 255, 255}));
+    if (format == "svg") {
+      // Traced from the finished raster (image/vectorize.h): the pixels in memory once, then
+      // colour layers traced in parallel.
+      if (img.bands() != 1 && img.bands() != 3) img = img.extract_band(0, VImage::option()->set("n", 3));
+      vips_image_set_progress(img.get_image(), TRUE);
+      g_signal_connect(img.get_image(), "eval", G_CALLBACK(OnEval), &guard);
+      size_t bytes = 0;
+      void* mem = img.write_to_memory(&bytes);
+      Image raster(img.width(), img.height(), img.bands());
+      if (bytes == raster.pixels.size()) std::memcpy(raster.pixels.data(), mem, bytes);
+      g_free(mem);
+      if (guard.why) return LimitStatus(input, guard.why);
+      if (bytes != raster.pixels.size())
+        return Status::Internal(fmt::format("{}: libvips gave {} bytes for the raster", input, bytes));
+      VectorizeOptions vo = SvgOptions(chain.svg);
+      vo.threads = convert_threads;
+      auto v = Vectorize(raster, vo);
+      if (!v.ok()) return Status(v.status().code(), fmt::format("{}: {}", input, v.status().message()));
+      for (size_t at = 0; at < v->svg.size();) {
+        const ssize_t n = ::write(out_fd, v->svg.data() + at, v->svg.size() - at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return output_error(std::strerror(errno));
+        at += size_t(n);
+      }
+      r.width = img.width();
+      r.height = img.height();
+      r.format = format;
+      r.bytes = v->svg.size();
+      return r;
+    }
     auto o = VImage::option()->set("strip", strip);
     if (chain.quality > 0 && format != "png") o->set("Q", chain.quality);
     if (effort < 0) effort = format == "avif" ? (pv.effort * 9 + 3) / 6 : pv.effort;

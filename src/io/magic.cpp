@@ -84,4 +84,12 @@ bool HasImageExtension(std::string_view name) {
   return false;
 }
 
+const char* MediaKindName(MediaKind k) {
+  return k == MediaKind::kDocument ? "document" : "photo";
+}
+
+MediaKind ParseMediaKind(std::string_view name) {
+  return name == "document" ? MediaKind::kDocument : MediaKind::kPhoto;
+}
+
 }  // namespace lumen

@@ -70,6 +70,7 @@ Result<std::unique_ptr<LocalVlm>> LocalVlm::Load(const LocalVlmOptions& opt) {
   m.ctx = llama_init_from_model(m.model, cp);
   if (!m.ctx)
     return Status::Internal(fmt::format("{}: cannot create a llama.cpp context", opt.model));
+  if (opt.mmproj.empty()) return v;  // text only (documents)
   mtmd_context_params mp2 = mtmd_context_params_default();
   mp2.use_gpu = false;
   mp2.n_threads = threads;
@@ -89,11 +90,15 @@ LocalVlm::~LocalVlm() = default;
 Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& prompt, int max_tokens,
                                       const std::string& grammar, bool stop_at_eog) {
   Impl& m = *impl_;
-  if (rgb.empty() || rgb.channels != 3) return Status::Invalid("the image must be RGB");
+  const bool image = !rgb.empty();
+  if (image && rgb.channels != 3) return Status::Invalid("the image must be RGB");
+  if (image && !m.mtmd)
+    return Status::Invalid("describing images in process needs --mmproj (a vision projector)");
   llama_memory_clear(llama_get_memory(m.ctx), true);
   const llama_vocab* vocab = llama_model_get_vocab(m.model);
   // The chat template of the model when llama.cpp knows it, else a plain one.
-  const std::string content = std::string(mtmd_default_marker()) + "\n" + prompt;
+  const std::string content =
+      image ? std::string(mtmd_default_marker()) + "\n" + prompt : prompt;
   std::string text;
   if (const char* tmpl = llama_model_chat_template(m.model, nullptr)) {
     llama_chat_message msg{"user", content.c_str()};
@@ -108,25 +113,46 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
   if (text.empty()) text = "User: " + content + "\nAssistant:";
 
   const auto t0 = std::chrono::steady_clock::now();
-  std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)> bitmap(
+  LocalReply r;
+  llama_pos n_past = 0;
+  if (!image) {
+    // Text only: the prompt tokenized and evaluated in batches of the context's n_batch.
+    std::vector<llama_token> toks(text.size() + 16);
+    int n = llama_tokenize(vocab, text.data(), int32_t(text.size()), toks.data(),
+                           int32_t(toks.size()), true, true);
+    if (n < 0) return Status::Internal("the prompt cannot be tokenized");
+    toks.resize(size_t(n));
+    r.prompt_tokens = n;
+    if (r.prompt_tokens + max_tokens > m.context)
+      return Status::TooLarge(
+          fmt::format("{} prompt tokens + {} to generate exceed the context of {}",
+                      r.prompt_tokens, max_tokens, m.context));
+    const int step = int(llama_n_batch(m.ctx));
+    for (int at = 0; at < n; at += step) {
+      llama_batch b = llama_batch_get_one(toks.data() + at, std::min(step, n - at));
+      if (llama_decode(m.ctx, b) != 0) return Status::Internal("evaluating the prompt failed");
+    }
+    n_past = n;
+  } else {
+    std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)> bitmap(
       mtmd_bitmap_init(uint32_t(rgb.width), uint32_t(rgb.height), rgb.pixels.data()),
       mtmd_bitmap_free);
   std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(
       mtmd_input_chunks_init(), mtmd_input_chunks_free);
-  mtmd_input_text in{text.c_str(), text.size(), true, true};
-  const mtmd_bitmap* bitmaps[] = {bitmap.get()};
-  if (int rc = mtmd_tokenize(m.mtmd, chunks.get(), &in, bitmaps, 1); rc != 0)
-    return Status::Internal(fmt::format("libmtmd could not prepare the image (code {})", rc));
-  LocalReply r;
-  for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i)
-    r.prompt_tokens += int(mtmd_input_chunk_get_n_tokens(mtmd_input_chunks_get(chunks.get(), i)));
-  if (r.prompt_tokens + max_tokens > m.context)
-    return Status::TooLarge(
-        fmt::format("{} prompt tokens + {} to generate exceed the context of {}", r.prompt_tokens,
-                    max_tokens, m.context));
-  llama_pos n_past = 0;
-  if (mtmd_helper_eval_chunks(m.mtmd, m.ctx, chunks.get(), 0, 0, 2048, true, &n_past) != 0)
-    return Status::Internal("evaluating the image and prompt failed");
+    mtmd_input_text in{text.c_str(), text.size(), true, true};
+    const mtmd_bitmap* bitmaps[] = {bitmap.get()};
+    if (int rc = mtmd_tokenize(m.mtmd, chunks.get(), &in, bitmaps, 1); rc != 0)
+      return Status::Internal(fmt::format("libmtmd could not prepare the image (code {})", rc));
+    for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i)
+      r.prompt_tokens +=
+          int(mtmd_input_chunk_get_n_tokens(mtmd_input_chunks_get(chunks.get(), i)));
+    if (r.prompt_tokens + max_tokens > m.context)
+      return Status::TooLarge(
+          fmt::format("{} prompt tokens + {} to generate exceed the context of {}",
+                      r.prompt_tokens, max_tokens, m.context));
+    if (mtmd_helper_eval_chunks(m.mtmd, m.ctx, chunks.get(), 0, 0, 2048, true, &n_past) != 0)
+      return Status::Internal("evaluating the image and prompt failed");
+  }
   r.encode_ms = MsSince(t0);
 
   const auto t1 = std::chrono::steady_clock::now();
@@ -152,23 +178,52 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
   return r;
 }
 
-std::string DescribeGrammar(int text_chars, const std::vector<std::string>& folders, bool social) {
-  // A GBNF literal producing `s` as a JSON string (JSON escapes, then GBNF escapes).
-  auto lit = [](const std::string& s) {
-    const std::string json_text = json::Dump(nlohmann::json(s));
-    std::string o = "\"";
-    for (char c : json_text) {
-      if (c == '"' || c == '\\') o += '\\';
-      o += c;
-    }
-    return o + "\"";
-  };
-  std::string folder = "name";
-  if (!folders.empty()) {
-    folder = "(";
-    for (size_t i = 0; i < folders.size(); ++i) folder += (i ? " | " : "") + lit(folders[i]);
-    folder += ")";
+namespace {
+
+// A GBNF literal producing `s` as a JSON string (JSON escapes, then GBNF escapes).
+std::string Literal(const std::string& s) {
+  const std::string json_text = json::Dump(nlohmann::json(s));
+  std::string o = "\"";
+  for (char c : json_text) {
+    if (c == '"' || c == '\\') o += '\\';
+    o += c;
   }
+  return o + "\"";
+}
+
+// The folder_name rule: any short name, or one of `folders`.
+std::string FolderRule(const std::vector<std::string>& folders) {
+  if (folders.empty()) return "name";
+  std::string folder = "(";
+  for (size_t i = 0; i < folders.size(); ++i) folder += (i ? " | " : "") + Literal(folders[i]);
+  return folder + ")";
+}
+
+constexpr const char* kCommonRules =
+    R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{0,30} "\"")"
+    "\n"
+    R"(char ::= [^"\\\x7F\x00-\x1F])"
+    "\n"
+    R"(ws ::= " "?)"
+    "\n";
+
+}  // namespace
+
+std::string DocumentGrammar(int text_chars, const std::vector<std::string>& folders) {
+  std::string g = fmt::format(
+      R"(root ::= "{{" ws "\"description\":" ws text "," ws "\"file_name\":" ws name "," ws )"
+      R"("\"folder_name\":" ws {} "," ws "\"category\":" ws name "," ws "\"keywords\":" ws )"
+      R"("[" ws (name (ws "," ws name){{0,7}})? ws "]" ws "}}")"
+      "\n",
+      FolderRule(folders));
+  g += fmt::format(R"(text ::= "\"" char{{1,{}}} "\"")"
+                   "\n",
+                   text_chars);
+  return g + kCommonRules;
+}
+
+std::string DescribeGrammar(int text_chars, const std::vector<std::string>& folders, bool social) {
+  const std::string folder = FolderRule(folders);
   std::string g = fmt::format(
       R"(root ::= "{{" ws "\"description\":" ws text "," ws "\"ocr_text\":" ws ocr "," ws )"
       R"("\"file_name\":" ws name "," ws "\"folder_name\":" ws {}{} ws "}}")"
@@ -179,12 +234,7 @@ std::string DescribeGrammar(int text_chars, const std::vector<std::string>& fold
                    R"(ocr ::= "\"" char{{0,{}}} "\"")"
                    "\n",
                    text_chars, text_chars / 2);
-  g += R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{0,30} "\"")"
-       "\n"
-       R"(char ::= [^"\\\x7F\x00-\x1F])"
-       "\n"
-       R"(ws ::= " "?)"
-       "\n";
+  g += kCommonRules;
   if (social)
     g += R"(social ::= "{" ws "\"technical\":" ws score "," ws "\"appeal\":" ws score "," ws )"
          R"("\"engagement\":" ws score "," ws "\"category\":" ws name "," ws "\"mood\":" ws )"

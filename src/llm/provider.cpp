@@ -143,12 +143,19 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
   HttpRequest r;
   r.headers.push_back("Content-Type: application/json");
   const json schema = p.schema_json.empty() ? json() : json::parse(p.schema_json, nullptr, false);
-  const std::string data_url = "data:" + p.image_mime + ";base64," + p.image_base64;
+  // Every image of the request, in order.
+  std::vector<const std::string*> images;
+  if (!p.image_base64.empty()) images.push_back(&p.image_base64);
+  for (const auto& m : p.more_images)
+    if (!m.empty()) images.push_back(&m);
   json body;
   if (e.kind == "ollama") {
     r.url = e.base_url + "/api/chat";
     json msg{{"role", "user"}, {"content", p.text}};
-    if (!p.image_base64.empty()) msg["images"] = json::array({p.image_base64});
+    if (!images.empty()) {
+      msg["images"] = json::array();
+      for (const std::string* img : images) msg["images"].push_back(*img);
+    }
     body = {{"model", e.model},
             {"messages", json::array({msg})},
             {"stream", false},
@@ -159,11 +166,10 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
     r.headers.push_back("anthropic-version: 2023-06-01");
     if (!e.api_key.empty()) r.headers.push_back("x-api-key: " + e.api_key);
     json content = json::array();
-    if (!p.image_base64.empty())
+    for (const std::string* img : images)
       content.push_back(
           {{"type", "image"},
-           {"source",
-            {{"type", "base64"}, {"media_type", p.image_mime}, {"data", p.image_base64}}}});
+           {"source", {{"type", "base64"}, {"media_type", p.image_mime}, {"data", *img}}}});
     std::string text = p.text;
     if (!p.schema_json.empty())
       text += "\nAnswer with one JSON object only, matching this JSON schema: " + p.schema_json;
@@ -176,8 +182,8 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
             ":generateContent";
     if (!e.api_key.empty()) r.headers.push_back("x-goog-api-key: " + e.api_key);
     json parts = json::array({{{"text", p.text}}});
-    if (!p.image_base64.empty())
-      parts.push_back({{"inline_data", {{"mime_type", p.image_mime}, {"data", p.image_base64}}}});
+    for (const std::string* img : images)
+      parts.push_back({{"inline_data", {{"mime_type", p.image_mime}, {"data", *img}}}});
     body = {{"contents", json::array({{{"role", "user"}, {"parts", parts}}})},
             {"generationConfig", {{"maxOutputTokens", p.max_tokens}}}};
     if (!schema.is_null() && !schema.is_discarded()) {
@@ -188,8 +194,10 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
     r.url = e.base_url + (EndsWithVersion(e.base_url) ? "" : "/v1") + "/chat/completions";
     if (!e.api_key.empty()) r.headers.push_back("Authorization: Bearer " + e.api_key);
     json content = json::array({{{"type", "text"}, {"text", p.text}}});
-    if (!p.image_base64.empty())
-      content.push_back({{"type", "image_url"}, {"image_url", {{"url", data_url}}}});
+    for (const std::string* img : images)
+      content.push_back(
+          {{"type", "image_url"},
+           {"image_url", {{"url", "data:" + p.image_mime + ";base64," + *img}}}});
     body = {{"model", e.model},
             {"max_tokens", p.max_tokens},
             {"messages", json::array({{{"role", "user"}, {"content", content}}})}};
@@ -551,7 +559,9 @@ Accounting RunJobs(const Endpoint& e, const Limits& limits, std::vector<Job> job
             retry = false;
           } else {
             reply.text = log::Redact(reply.text);
-            valid = validate ? validate(&reply.text) : Status::Ok();
+            valid = job.validate ? job.validate(&reply.text)
+                    : validate   ? validate(&reply.text)
+                                 : Status::Ok();
             reply.text = log::Redact(reply.text);
           }
         }

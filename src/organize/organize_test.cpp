@@ -13,6 +13,7 @@
 #include "lumen/io/beneath.h"
 #include "lumen/organize/execute.h"
 #include "lumen/organize/plan.h"
+#include "lumen/organize/posts.h"
 #include "lumen/organize/template.h"
 #include "test_support.h"
 
@@ -360,6 +361,87 @@ TEST(Execute, ApplyThenUndoRestoresEverything) {
   EXPECT_TRUE(std::filesystem::exists(d.File("src/x.jpg")));
   EXPECT_FALSE(std::filesystem::exists(d.File("dest")));
   EXPECT_EQ((*j.Runs())[0].state, "undone");
+}
+
+// A day out and a dinner: time gaps split posts, a burst keeps its sharpest frame, a blurred and
+// a black frame are dropped, social scores order the post and the cap leaves the rest over.
+TEST(Posts, GapsPlacesDuplicatesBlurAndScores) {
+  std::vector<PostPhoto> ph;
+  auto add = [&](double t, uint64_t phash, double sharp, std::optional<double> social = {}) {
+    PostPhoto p;
+    p.asset = int64_t(ph.size()) + 1;
+    p.path = "/p/" + std::to_string(ph.size()) + ".jpg";
+    p.seconds = t;
+    p.captured = "2024-05-01T10:00:00";
+    p.phash = phash;
+    p.has_phash = true;
+    p.sharpness = sharp;
+    p.luma = 120;
+    p.social = social;
+    ph.push_back(std::move(p));
+  };
+  add(0, 0x0000000000000000ull, 300);      // 0: burst, less sharp
+  add(2, 0x0000000000000003ull, 400);      // 1: burst, sharpest: kept
+  add(60, 0xFFFF0000FFFF0000ull, 280, 25);  // 2: best social score
+  add(120, 0x00FF00FF00FF00FFull, 30);     // 3: blurred against a median of ~300
+  add(180, 0x0F0F0F0F0F0F0F0Full, 310);    // 4
+  add(240, 0x3333333333333333ull, 300);    // 5: black
+  ph[5].luma = 3;
+  add(9 * 3600, 0x5555555555555555ull, 300);   // 6: dinner, 9 h later
+  add(9 * 3600 + 60, 0xAAAAAAAAAAAAAAAAull, 500);  // 7
+  PostOptions opt;
+  opt.max_per_post = 2;
+  auto posts = GroupPosts(ph, opt);
+  ASSERT_EQ(posts.size(), 2u);
+  const Post& day = posts[0];
+  ASSERT_EQ(day.chosen.size(), 2u);
+  EXPECT_EQ(day.chosen[0].photo, 2u);  // social score first
+  EXPECT_EQ(day.chosen[1].photo, 1u);  // then sharpness
+  ASSERT_EQ(day.leftover.size(), 1u);
+  EXPECT_EQ(day.leftover[0].photo, 4u);
+  std::map<size_t, std::string> dropped;
+  for (const auto& m : day.dropped) dropped[m.photo] = m.reason;
+  ASSERT_EQ(dropped.size(), 3u);
+  EXPECT_NE(dropped[0].find("near-duplicate of /p/1.jpg"), std::string::npos) << dropped[0];
+  EXPECT_NE(dropped[3].find("blurred"), std::string::npos) << dropped[3];
+  EXPECT_NE(dropped[5].find("nearly black"), std::string::npos) << dropped[5];
+  ASSERT_EQ(posts[1].chosen.size(), 2u);
+  EXPECT_EQ(posts[1].chosen[0].photo, 7u);
+}
+
+TEST(Posts, PlaceAndSceneChangesSplitAndUndatedPhotosGoLast) {
+  std::vector<PostPhoto> ph(5);
+  for (size_t i = 0; i < ph.size(); ++i) {
+    ph[i].asset = int64_t(i) + 1;
+    ph[i].path = "/p/" + std::to_string(i) + ".jpg";
+    ph[i].phash = 0x1111111111111111ull * (i + 1);
+    ph[i].has_phash = true;
+  }
+  ph[0].seconds = 0, ph[0].lat = 48.85, ph[0].lon = 2.35;     // Paris
+  ph[1].seconds = 600, ph[1].lat = 48.86, ph[1].lon = 2.34;   // Paris, 10 minutes later
+  ph[2].seconds = 1200, ph[2].lat = 51.50, ph[2].lon = -0.12;  // London: a new post
+  ph[3].seconds = 1300;                                         // no GPS: stays with London
+  // 4: no capture time
+  auto posts = GroupPosts(ph, PostOptions{});
+  ASSERT_EQ(posts.size(), 3u);
+  EXPECT_EQ(posts[0].chosen.size(), 2u);
+  EXPECT_EQ(posts[1].chosen.size(), 2u);
+  ASSERT_EQ(posts[2].chosen.size(), 1u);
+  EXPECT_EQ(posts[2].chosen[0].photo, 4u);
+  EXPECT_NEAR(HaversineKm(48.85, 2.35, 51.50, -0.12), 343, 3);
+  // Embeddings: a different scene after a pause starts a post; a near one does not.
+  std::vector<PostPhoto> e(3);
+  for (size_t i = 0; i < e.size(); ++i) {
+    e[i].asset = int64_t(i) + 1;
+    e[i].path = "/e/" + std::to_string(i);
+    e[i].seconds = double(i) * 3600;  // an hour apart: within the 4 h gap
+  }
+  e[0].embedding = {1, 0, 0};
+  e[1].embedding = {0.96f, 0.28f, 0};
+  e[2].embedding = {0, 0, 1};
+  posts = GroupPosts(e, PostOptions{});
+  ASSERT_EQ(posts.size(), 2u);
+  EXPECT_EQ(posts[0].chosen.size(), 2u);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -78,6 +80,103 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// A file whose first bytes may be a document's: read, hashed, its kind confirmed from the whole
+// content (a ZIP is told by its entries), then its text extracted within the limits.
+ItemResult ProcessDocument(ItemResult r, OpenedFile& file, const PipelineOptions& opt,
+                           const std::unordered_set<Hash128, Hash128Hasher>* complete,
+                           Profile* profile, MemoryBudget* budget) {
+  auto fail = [&](Status st) {
+    r.outcome = ItemResult::Outcome::kFailed;
+    r.status = std::move(st);
+    return std::move(r);
+  };
+  const std::string name = BaseName(r.path);
+  if (r.identity.size > opt.max_file_bytes)
+    return fail(
+        Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
+                                     r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0)));
+  std::vector<uint8_t> bytes;
+  BudgetHold hold(budget, r.identity.size);
+  {
+    StageTimer t(profile, Stage::kRead);
+    Status st = ReadAll(file, &bytes, opt.after_read_for_test);
+    if (!st.ok()) return fail(st);
+  }
+  {
+    StageTimer t(profile, Stage::kHash);
+    r.hash = HashBytes(bytes.data(), bytes.size());
+  }
+  StageTimer t(profile, Stage::kDocument);
+  const doc::DocFormat f = doc::DetectDocument(bytes.data(), bytes.size(), name);
+  if (f == doc::DocFormat::kUnknown) {
+    const std::string what = DescribeNonImage(bytes.data(), std::min(bytes.size(), kMagicBytes));
+    if (doc::HasDocumentExtension(name) || HasImageExtension(name))
+      return fail(Status::Unsupported(fmt::format("not a document: the content is {}", what)));
+    r.outcome = ItemResult::Outcome::kSkipped;
+    r.status = Status::Unsupported(fmt::format("not an image or a document ({})", what));
+    return r;
+  }
+  r.kind = MediaKind::kDocument;
+  r.format_name = doc::DocFormatName(f);
+  if (complete && complete->count(r.hash)) {
+    r.outcome = ItemResult::Outcome::kKnown;
+    return r;
+  }
+  auto text = doc::ExtractText(bytes.data(), bytes.size(), f, opt.doc_limits);
+  if (!text.ok()) return fail(text.status());
+  DocumentRecord d;
+  d.title = std::move(text->title);
+  d.author = std::move(text->author);
+  d.created = std::move(text->created);
+  d.language = std::move(text->language);
+  d.pages = text->pages;
+  d.needs_render = text->needs_render;
+  d.truncated = text->truncated;
+  d.text = std::move(text->text);
+  r.document = std::move(d);
+  r.outcome = ItemResult::Outcome::kNew;
+  return r;
+}
+
+// The text-tower embedding of a document: the mean of its first chunks' embeddings (title and
+// opening text weigh most, as a reader skims), L2-normalised. Chunks are cut at words, short
+// enough that the tower's context (64 tokens for SigLIP, 77 for CLIP) holds each.
+std::vector<float> EmbedDocument(ml::TextEncoder* enc, const DocumentRecord& d) {
+  constexpr int kWordsPerChunk = 40, kChunks = 6;
+  std::vector<std::string> chunks;
+  std::string cur = d.title.empty() ? std::string() : d.title + ". ";
+  int words = 0;
+  size_t at = 0;
+  const std::string& t = d.text;
+  while (at < t.size() && int(chunks.size()) < kChunks) {
+    while (at < t.size() && std::isspace(static_cast<unsigned char>(t[at]))) ++at;
+    size_t end = at;
+    while (end < t.size() && !std::isspace(static_cast<unsigned char>(t[end]))) ++end;
+    if (end == at) break;
+    cur.append(t, at, end - at).push_back(' ');
+    at = end;
+    if (++words == kWordsPerChunk) {
+      chunks.push_back(std::move(cur));
+      cur.clear();
+      words = 0;
+    }
+  }
+  if (!cur.empty() && int(chunks.size()) < kChunks) chunks.push_back(std::move(cur));
+  if (chunks.empty()) return {};
+  const int dim = enc->dim();
+  std::vector<float> out(chunks.size() * size_t(dim));
+  if (!enc->Encode(chunks, out.data(), int(chunks.size())).ok()) return {};
+  std::vector<float> mean(size_t(dim), 0.0f);
+  for (size_t c = 0; c < chunks.size(); ++c)
+    for (int i = 0; i < dim; ++i) mean[size_t(i)] += out[c * size_t(dim) + size_t(i)];
+  double norm = 0;
+  for (float v : mean) norm += double(v) * v;
+  if (norm <= 0) return {};
+  const float inv = float(1.0 / std::sqrt(norm));
+  for (float& v : mean) v *= inv;
+  return mean;
+}
+
 ItemResult Process(const std::string& path, const PipelineOptions& opt,
                    const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile,
                    MemoryBudget* budget) {
@@ -106,9 +205,13 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
   }
   r.identity = file.identity();
   r.format = file.format();
+  r.format_name = FormatName(r.format);
   if (r.format == Format::kUnknown) {
+    const std::string name = BaseName(path);
+    if (opt.documents && doc::MaybeDocument(file.head().data(), file.head().size(), name))
+      return ProcessDocument(std::move(r), file, opt, complete, profile, budget);
     std::string what = DescribeNonImage(file.head().data(), file.head().size());
-    if (HasImageExtension(BaseName(path)))
+    if (HasImageExtension(name))
       return fail(Status::Unsupported(fmt::format("not an image: the content is {}", what)));
     r.outcome = ItemResult::Outcome::kSkipped;
     r.status = Status::Unsupported(fmt::format("not an image ({})", what));
@@ -202,6 +305,8 @@ Producers ProducersFor(const PipelineOptions& opt) {
   p.metadata = "exiv2@1";
   if (opt.encoder) p.embedding = opt.encoder_id;
   if (opt.tagging) p.tags = opt.tagging->bank_id;
+  if (opt.documents) p.document = fmt::format("text{}@1", opt.doc_limits.max_chars);
+  if (opt.documents && opt.encoder && opt.document_encoder) p.document_embedding = opt.encoder_id;
   return p;
 }
 
@@ -414,10 +519,22 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
     }
   };
 
+  // The text tower, loaded at the first new document (most runs have none).
+  ml::TextEncoder* doc_encoder = nullptr;
+  bool doc_encoder_loaded = false;
   auto output = [&](Work* w) {
     std::unique_ptr<Work> owned(w);
     ItemResult& r = w->result;
     if (r.outcome == ItemResult::Outcome::kInterrupted || !fatal.ok()) return;
+    if (r.outcome == ItemResult::Outcome::kNew && r.document && opt.encoder &&
+        opt.document_encoder) {
+      StageTimer t(profile, Stage::kDocument);
+      if (!doc_encoder_loaded) {
+        doc_encoder = opt.document_encoder();
+        doc_encoder_loaded = true;
+      }
+      if (doc_encoder) r.embedding = EmbedDocument(doc_encoder, *r.document);
+    }
     if (opt.encoder && !r.encoder_input.empty()) {
       pending.push_back(std::move(owned));
       if (pending.size() >= static_cast<size_t>(std::max(1, opt.batch_size))) encode_pending(true);

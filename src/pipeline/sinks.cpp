@@ -38,16 +38,21 @@ Status CatalogSink::Accept(const ItemResult& r) {
   ++pending_;
   switch (r.outcome) {
     case ItemResult::Outcome::kNew: {
-      AssetRecord a{r.hash, r.identity.size, FormatName(r.format), r.width, r.height, r.colorspace};
+      AssetRecord a{r.hash,   r.identity.size, r.format_name, r.width,
+                    r.height, r.colorspace,      r.kind};
       auto id = catalog_->UpsertAsset(a);
       if (!id.ok()) return id.status();
+      if (r.document && !producers_.document.empty())
+        LUMEN_RETURN_IF_ERROR(catalog_->PutDocument(*id, producers_.document, *r.document));
+      const std::string& embedder =
+          r.document ? producers_.document_embedding : producers_.embedding;
+      if (!r.embedding.empty() && !embedder.empty())
+        LUMEN_RETURN_IF_ERROR(catalog_->PutEmbedding(*id, embedder, r.embedding));
       if (r.thumbnail && !producers_.thumbnail.empty())
         LUMEN_RETURN_IF_ERROR(catalog_->PutThumbnail(*id, producers_.thumbnail, *r.thumbnail));
       if (r.hashes) LUMEN_RETURN_IF_ERROR(catalog_->PutHashes(*id, producers_.hashes, *r.hashes));
       if (r.metadata)
         LUMEN_RETURN_IF_ERROR(catalog_->PutMetadata(*id, producers_.metadata, *r.metadata));
-      if (!r.embedding.empty() && !producers_.embedding.empty())
-        LUMEN_RETURN_IF_ERROR(catalog_->PutEmbedding(*id, producers_.embedding, r.embedding));
       if (r.tag_terms && !producers_.tags.empty()) {
         std::vector<std::tuple<std::string, std::string, float>> rows;
         for (const auto& t : r.tags) rows.emplace_back(t.name, t.category, t.confidence);
@@ -150,7 +155,8 @@ nlohmann::json ToRecord(const ItemResult& r) {
   j["content_hash"] = r.hash.Hex();
   j["width"] = r.width;
   j["height"] = r.height;
-  j["format"] = FormatName(r.format);
+  j["kind"] = MediaKindName(r.kind);
+  j["format"] = r.format_name.empty() ? FormatName(r.format) : r.format_name;
   j["file_size"] = r.identity.size;
   j["color_space"] = r.colorspace;
   nlohmann::json e = nlohmann::json::object();
@@ -177,6 +183,19 @@ nlohmann::json ToRecord(const ItemResult& r) {
     j["thumbnail_height"] = r.thumbnail->height;
   } else {
     j["thumbnail"] = nullptr;
+  }
+  if (r.document) {
+    auto opt_text = [](const std::string& v) {
+      return v.empty() ? nlohmann::json() : nlohmann::json(v);
+    };
+    j["document"] = {{"title", opt_text(r.document->title)},
+                     {"author", opt_text(r.document->author)},
+                     {"created", opt_text(r.document->created)},
+                     {"language", opt_text(r.document->language)},
+                     {"pages", r.document->pages},
+                     {"needs_render", r.document->needs_render},
+                     {"truncated", r.document->truncated},
+                     {"text", r.document->text}};
   }
   if (!r.embedding.empty()) j["embedding"] = r.embedding;
   if (!r.tags.empty()) {

@@ -28,6 +28,8 @@ const char* StageName(Stage s) {
       return "model input";
     case Stage::kTags:
       return "tags";
+    case Stage::kDocument:
+      return "document";
     case Stage::kEncode:
       return "image encoder";
     case Stage::kWrite:

@@ -31,6 +31,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import random
 import socket
 import threading
@@ -74,6 +75,7 @@ class FaultServer:
         self.echo_pad = echo_pad  # echo_key: filler before the key, to place it at a cut
         self.sse, self.usage_str, self.reject_colour = sse, usage_str, reject_colour
         self.paths = []
+        self.images_per_request = []  # images in each multi-photo request
         self.sent_bytes = 0
         self.cfg = dict(latency=latency, p429=p429, retry_after=retry_after, p500=p500, p503=p503, p_slow=p_slow,
                         slow_s=slow_s, p_reset=p_reset, p_truncate=p_truncate, p_invalid=p_invalid,
@@ -137,26 +139,36 @@ class FaultServer:
             if h.headers.get("Authorization") != f"Bearer {self.api_key}":
                 raise PermissionError("bad key")
             content = j["messages"][0]["content"]
-            url = [c for c in content if c["type"] == "image_url"][0]["image_url"]["url"]
+            h.prompt_text = "".join(c.get("text", "") for c in content if c["type"] == "text")
+            urls = [c["image_url"]["url"] for c in content if c["type"] == "image_url"]
             assert j["response_format"]["type"] == "json_schema"
             h.schema = j["response_format"]["json_schema"]["schema"]
-            return "openai", url.split(",", 1)[1]
+            if not urls and "keywords" in h.schema.get("properties", {}):
+                return "openai", None  # a document's text, no image
+            h.images = [u.split(",", 1)[1] for u in urls]
+            return "openai", h.images[0]
         if path == "/api/chat":
             assert j["stream"] is False and "format" in j
-            return "ollama", j["messages"][0]["images"][0]
+            h.prompt_text = j["messages"][0]["content"]
+            h.schema = j["format"]
+            if "images" not in j["messages"][0] and "keywords" in h.schema.get("properties", {}):
+                return "ollama", None
+            h.images = j["messages"][0]["images"]
+            return "ollama", h.images[0]
         if path == "/v1/messages":
             if h.headers.get("x-api-key") != self.api_key:
                 raise PermissionError("bad key")
             if h.headers.get("anthropic-version") != "2023-06-01":
                 raise ValueError("anthropic-version header missing")
-            img = [c for c in j["messages"][0]["content"] if c["type"] == "image"][0]
-            return "anthropic", img["source"]["data"]
+            h.images = [c["source"]["data"] for c in j["messages"][0]["content"] if c["type"] == "image"]
+            return "anthropic", h.images[0]
         if path.startswith("/v1beta/models/") and path.endswith(":generateContent"):
             if h.headers.get("x-goog-api-key") != self.api_key:
                 raise PermissionError("bad key")
             parts = j["contents"][0]["parts"]
             assert j["generationConfig"]["responseMimeType"] == "application/json"
-            return "gemini", [p for p in parts if "inline_data" in p][0]["inline_data"]["data"]
+            h.images = [p["inline_data"]["data"] for p in parts if "inline_data" in p]
+            return "gemini", h.images[0]
         raise LookupError(f"unknown path {path}")
 
     def answer(self, kind, text, tokens=57):
@@ -287,9 +299,34 @@ class FaultServer:
             return
         if fault == "invalid":
             return self.reply(h, 200, "<html>bad gateway</html>")
-        d = digest_of(image)
         schema = getattr(h, "schema", None) or {}
         props = schema.get("properties", {})
+        if "keywords" in props:  # a document: its text, or (scanned) its first page as an image
+            text = getattr(h, "prompt_text", "")
+            body = text.split("\nText:\n", 1)[1] if "\nText:\n" in text else ""
+            first = " ".join(body.split()[:6])
+            title = re.search(r"\nTitle: ([^\n]*)", text)
+            what = f"scanned page colour {colour_of(image)}" if image else f"text starting {first}"
+            answer = {"description": f"A test document, {what}.",
+                      "file_name": (title.group(1) if title else first) or "untitled",
+                      "folder_name": props.get("folder_name", {}).get("enum", ["Test Documents"])[-1],
+                      "category": "test", "keywords": ["alpha", "beta", 7],
+                      "prompt_chars": len(body)}
+            return self.reply(h, 200, self.answer(kind, json.dumps(answer)))
+        if "caption" in props and "hashtags" in props:  # lumen posts: one caption for a post's photos
+            with self.lock:
+                self.images_per_request.append(len(h.images))
+            answer = {"caption": f"Test post of {len(h.images)} photos",
+                      "hashtags": ["Summer Fun", "lumen", 3, "#already"]}
+            return self.reply(h, 200, self.answer(kind, json.dumps(answer)))
+        if "photos" in props:  # several photos in one request: answered in reverse order, by index
+            with self.lock:
+                self.images_per_request.append(len(h.images))
+            items = [{"index": i + 1, "description": f"A test photo with digest {digest_of(img)} and colour "
+                      f"{colour_of(img)}.", "ocr_text": "", "file_name": f"Photo {digest_of(img)[:6]}",
+                      "folder_name": "Test Photos Folder"} for i, img in enumerate(h.images)]
+            return self.reply(h, 200, self.answer(kind, json.dumps({"photos": items[::-1]})))
+        d = digest_of(image)
         if fault == "badanswer":
             return self.reply(h, 200, self.answer(kind, "Sure! Here is a description of the photo."))
         if self.mode == "long_fields":

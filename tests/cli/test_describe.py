@@ -101,6 +101,21 @@ class Providers(Base):
         self.check_records(recs, colours)
         self.assertEqual(server.counts, {200: 15})
 
+    def test_several_photos_per_request_each_answer_matched_by_index(self):
+        colours = self.photos(7)
+        server = self.server()
+        for kind in ["openai", "gemini"]:
+            p, recs = self.describe(server, "--images-per-request", "3", "--no-cache", kind=kind)
+            # The server answers in reverse order: each result still belongs to its own photo.
+            self.check_records(recs, colours)
+            self.assertIn(b"described 7 files", p.stderr)
+            self.assertIn(b"3 requests", p.stderr)
+        self.assertEqual(sorted(server.images_per_request), [1, 1, 3, 3, 3, 3])
+        # Cached one by one: a rerun at another batch size asks nothing.
+        p, recs = self.describe(server, "--images-per-request", "2")
+        self.assertTrue(all(r["cached"] for r in recs))
+        self.assertEqual(len(server.images_per_request), 6)
+
     def test_index_and_process_describe_then_organize_by_ai_names(self):
         colours = self.photos(3)
         server = self.server()

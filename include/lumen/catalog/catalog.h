@@ -11,6 +11,8 @@
 //  tags        zero-shot tags keyed by (asset, label bank, term) (schema v3).
 //  runs        one row per index/process run with its counts.
 //  conversions `lumen convert`'s result cache: (source content, recipe) -> output file (v7).
+//  documents   a document's extracted text and its own metadata per (asset, producer) (v8);
+//              assets.kind says what an asset is (photo | document).
 //
 // One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
 // The schema is versioned with PRAGMA user_version and migrated forward on Open(). Paths are
@@ -37,7 +39,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 7;
+inline constexpr int kCatalogSchemaVersion = 8;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -52,6 +54,17 @@ struct Producers {
   std::string metadata;
   std::string embedding;  // model id; empty: no image encoder in this run
   std::string tags;       // label bank id; empty: no tagging (not part of completeness)
+  std::string document;   // document text producer ("text20000@1"); empty: no documents
+  std::string document_embedding;  // model id of the text tower that embeds documents, or empty
+};
+
+// A document's extracted text and its own metadata (doc/document.h), as the catalog keeps it.
+struct DocumentRecord {
+  std::string title, author, created, language;  // "" when the document does not say
+  int pages = 0;
+  bool needs_render = false;  // no text layer (a scanned PDF): described from its first page
+  bool truncated = false;     // the text is the first part of a longer one
+  std::string text;
 };
 
 struct KnownLocation {
@@ -69,6 +82,7 @@ struct AssetRecord {
   int width = 0;
   int height = 0;
   std::string colorspace;
+  MediaKind kind = MediaKind::kPhoto;
 };
 
 struct RunCounts {
@@ -122,6 +136,9 @@ class Catalog {
   Status PutMetadata(int64_t asset, const std::string& producer, const PhotoMetadata& m);
   // An L2-normalised image embedding (little-endian f32) from the model `model`.
   Status PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v);
+  Status PutDocument(int64_t asset, const std::string& producer, const DocumentRecord& d);
+  // The document row of `asset` (the newest producer), nullopt for a photo.
+  Result<std::optional<DocumentRecord>> GetDocument(int64_t asset);
   // Replaces the asset's tags from `bank` with (term, category, confidence) rows.
   // Replaces the asset's tags from `bank`, scored against its first `terms` rows.
   Status PutTags(int64_t asset, const std::string& bank, size_t terms,
@@ -133,7 +150,10 @@ class Catalog {
     FileIdentity identity;
     int64_t asset = 0;
     Hash128 hash;
+    MediaKind kind = MediaKind::kPhoto;
+    // A photo's capture time, or a document's creation date from its own metadata.
     std::optional<std::string> captured_at, make, model;
+    std::optional<double> latitude, longitude;  // GPS, from EXIF
     std::vector<std::string> tags;          // most confident first, any bank
     std::optional<std::string> enrichment;  // the latest enrichment result (JSON), if any
   };
@@ -193,6 +213,8 @@ class Catalog {
   // ---- queries for search ----
   // Models that have embeddings, with their counts.
   Result<std::vector<std::pair<std::string, int64_t>>> EmbeddingModels();
+  // The dimension of `model`'s stored embeddings (0 when it has none).
+  Result<int> EmbeddingDim(const std::string& model);
   // Every embedding of `model` whose asset has a current location, into `index` (its dim must
   // match the stored one).
   Status LoadEmbeddings(const std::string& model, FlatIndex* index);

@@ -4,7 +4,8 @@
 //
 // A chain is operations separated by ',', each `name` or `name:arg:arg...`. An argument may be
 // double-quoted to hold ',', ':' or spaces ("" inside quotes is a literal quote). The last
-// operation may be an output format (jpeg|webp|avif|png|tiff[:QUALITY]). Every error names the
+// operation may be an output format (jpeg|webp|avif|png|tiff[:QUALITY]), or `svg` with
+// key=value settings (svg:colors=16:preset=logo, image/vectorize.h). Every error names the
 // position (1-based) of what is wrong.
 #pragma once
 
@@ -24,8 +25,10 @@ struct ChainOp {
 
 struct Chain {
   std::vector<ChainOp> ops;  // image operations, in order
-  std::string format;        // output: "" (keep the input's), jpeg, webp, avif, png, tiff
+  std::string format;        // output: "" (keep the input's), jpeg, webp, avif, png, tiff, svg
   int quality = 0;           // 0: the format's default
+  // svg: its settings as given (checked), in canonical order: preset, colors, speckle, smooth.
+  std::vector<std::pair<std::string, std::string>> svg;
 };
 
 // Parses and checks `text`: known operations, argument counts, numbers and ranges.

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <sys/stat.h>
 
@@ -28,6 +30,15 @@ struct ConvertResult {
 // its usual extension ("jpg", "webp", ...).
 std::string OutputFormat(const Chain& chain, const std::string& input);
 std::string FormatExtension(const std::string& format);
+
+// Threads each image's libvips pipeline (and the vectorizer) may use from now on (default 1: one
+// image per core is the faster way through a batch; a batch smaller than the cores gives each
+// image several, so one large photo uses every core).
+void SetConvertThreads(int threads);
+
+// The vectorizer's settings for a chain's `svg:...` output (its preset, then its own values).
+struct VectorizeOptions;
+VectorizeOptions SvgOptions(const std::vector<std::pair<std::string, std::string>>& settings);
 
 // Quality presets: the resampling kernel of `resize`, the encoder effort (WebP 0-6, AVIF 0-9,
 // PNG compression) and JPEG chroma subsampling, where the chain does not say (`effort:N`).

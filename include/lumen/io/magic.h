@@ -9,6 +9,13 @@ namespace lumen {
 
 enum class Format { kUnknown = 0, kJpeg, kPng, kWebp, kTiff, kHeif, kAvif, kGif };
 
+// What an asset is (../shared/DESIGN.md, "Media kinds"): decided from the content, never the name.
+// The catalog stores the name ("photo", "document"); an unknown name reads as a photo, the kind
+// of every asset an older lumen wrote.
+enum class MediaKind { kPhoto = 0, kDocument };
+const char* MediaKindName(MediaKind k);
+MediaKind ParseMediaKind(std::string_view name);
+
 // "jpeg", "png", "webp", "tiff", "heif", "avif", "gif", "unknown".
 const char* FormatName(Format f);
 

@@ -16,7 +16,7 @@ namespace lumen::llm {
 
 struct LocalVlmOptions {
   std::string model;   // text model .gguf
-  std::string mmproj;  // vision projector .gguf
+  std::string mmproj;  // vision projector .gguf; empty: text only (documents)
   int threads = 0;     // 0: all cores
   int context = 4096;
 };
@@ -33,8 +33,8 @@ class LocalVlm {
   static Result<std::unique_ptr<LocalVlm>> Load(const LocalVlmOptions& opt);
   ~LocalVlm();
 
-  // `prompt` is the user's text; the image goes before it. `grammar` (GBNF, root "root") may be
-  // empty. Stops at end-of-generation or after `max_tokens`.
+  // `prompt` is the user's text; the image goes before it (an empty `rgb`: the prompt alone, as
+  // for a document's text). `grammar` (GBNF, root "root") may be empty. Stops at end-of-generation or after `max_tokens`.
   // `stop_at_eog` false generates exactly `max_tokens` (benchmarks).
   Result<LocalReply> Generate(const Image& rgb, const std::string& prompt, int max_tokens,
                               const std::string& grammar, bool stop_at_eog = true);
@@ -51,5 +51,8 @@ class LocalVlm {
 // `folders`, folder_name is one of them.
 std::string DescribeGrammar(int text_chars, const std::vector<std::string>& folders = {},
                             bool social = false);
+// The same for a document: {"description" (the summary), "file_name", "folder_name",
+// "category", "keywords": [up to 8 names]}.
+std::string DocumentGrammar(int text_chars, const std::vector<std::string>& folders = {});
 
 }  // namespace lumen::llm

@@ -62,6 +62,9 @@ bool EndsRun(int http_status, int in_a_row, bool any_success);
 struct Prompt {
   std::string text;
   std::string image_base64;  // may be empty
+  // Further images of one request (a post's photos, --images-per-request), in order after the
+  // first; the same mime type.
+  std::vector<std::string> more_images;
   std::string image_mime = "image/webp";
   std::string schema_json;  // a JSON schema for the answer ("" = free text)
   int max_tokens = 400;
@@ -107,6 +110,8 @@ struct Job {
   // Makes the prompt (e.g. decodes and downsizes the image) in the worker, just before sending.
   std::function<Result<Prompt>()> prompt;
   double estimated_tokens = 500;
+  // Checks this job's answer instead of RunJobs' `validate` (items of different kinds in one run).
+  std::function<Status(std::string*)> validate;
 };
 struct JobResult {
   std::string id;

@@ -1,8 +1,11 @@
 // The staged executor behind `lumen index` and `lumen process`.
 //
-//   scan (serial) -> read once -> hash -> [known asset? done] -> EXIF/XMP -> decode reduced
-//     -> thumbnail + perceptual hashes + model input (parallel, all cores)
-//     -> sinks: catalog writer, JSON records (serial, batched transactions)
+//   scan (serial) -> read once -> hash -> [known asset? done] -> kind from the content
+//     photo:    EXIF/XMP -> decode reduced -> thumbnail + perceptual hashes + model input
+//     document: text and the document's own metadata (doc/document.h), bounded
+//     (parallel, all cores)
+//     -> image encoder (photos, batched) / text tower (documents) -> sinks: catalog writer,
+//        JSON records (serial, batched transactions)
 //
 // Bounded: at most `tokens` items are in flight and the file bytes held in memory are capped by
 // `memory_budget`, whatever the number of files. Every item carries its own outcome; a file that
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "lumen/catalog/catalog.h"
+#include "lumen/doc/document.h"
 #include "lumen/image/decode.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/hash.h"
@@ -25,6 +29,7 @@
 #include "lumen/io/scan.h"
 #include "lumen/meta/exif.h"
 #include "lumen/ml/image_encoder.h"
+#include "lumen/ml/text_encoder.h"
 #include "lumen/tags/label_bank.h"
 #include "lumen/tags/pools.h"
 #include "lumen/tags/scorer.h"
@@ -40,7 +45,7 @@ struct ItemResult {
     kNew,          // read, hashed and every product derived
     kKnown,        // read and hashed; the content was already complete in the catalog
     kFailed,       // recorded with a reason
-    kSkipped,      // not an image (and not named like one), or a link not followed
+    kSkipped,      // neither an image nor a document (nor named like one), or a link not followed
     kInterrupted,  // dropped because of a stop request; not recorded
   };
   Outcome outcome = Outcome::kFailed;
@@ -48,7 +53,10 @@ struct ItemResult {
   std::string path;
   FileIdentity identity;
   Hash128 hash;
-  Format format = Format::kUnknown;
+  MediaKind kind = MediaKind::kPhoto;
+  Format format = Format::kUnknown;  // a photo's
+  std::string format_name;           // "jpeg", "pdf", "docx", ...
+  std::optional<DocumentRecord> document;  // a document's text and metadata
   int width = 0, height = 0;
   std::string colorspace;
   bool has_alpha = false;
@@ -57,7 +65,7 @@ struct ItemResult {
   std::optional<PerceptualHashes> hashes;
   std::optional<Image> model_input;
   std::vector<float> encoder_input;  // preprocessed for the image encoder (freed once encoded)
-  std::vector<float> embedding;      // L2-normalised, when an encoder ran
+  std::vector<float> embedding;      // L2-normalised, when an encoder ran (image or text tower)
   struct ItemTag {
     std::string name, category, path;  // path: "animal > dog > retriever" (WordNet terms)
     float confidence = 0;
@@ -100,6 +108,13 @@ struct PipelineOptions {
     std::shared_ptr<tags::RelevancePools> pools;  // opt-in: score a learned subset of the bank
   };
   std::optional<Tagging> tagging;
+  // Documents (text, PDF, office files, RTF, EPUB): extracted within `doc_limits`; off: skipped
+  // like any other non-image.
+  bool documents = true;
+  doc::DocLimits doc_limits;
+  // The text tower that embeds documents into the image encoder's space (so text search finds
+  // them), loaded on the first document only; may return null (no text tower: no embedding).
+  std::function<ml::TextEncoder*()> document_encoder;
   DecodeLimits limits;
   // Set with `limits` (cli_util.h, InputLimits): one default for every command.
   uint64_t max_file_bytes = DecodeLimits{}.max_file_bytes;

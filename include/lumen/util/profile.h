@@ -25,6 +25,7 @@ enum class Stage : int {
   kModelInput,
   kEncode,
   kTags,
+  kDocument,  // document text extraction (and its text embedding)
   kWrite,
   kCount
 };

@@ -225,7 +225,7 @@ int RunPosts(const Options& o, const char* argv0) {
       job.id = std::to_string(i);
       job.estimated_tokens = 300.0 + double(paths.size()) * 400;
       const int edge = std::min(o.image_edge, 512);
-      job.prompt = [paths, edge]() -> Result<llm::Prompt> {
+      job.prompt = [paths, edge, &schema]() -> Result<llm::Prompt> {
         llm::Prompt pr;
         for (size_t k = 0; k < paths.size(); ++k) {
           auto img = ModelImageBase64(paths[k], edge);
@@ -233,6 +233,7 @@ int RunPosts(const Options& o, const char* argv0) {
           (k == 0 ? pr.image_base64 : pr.more_images.emplace_back()) = std::move(img.value());
         }
         pr.image_mime = "image/jpeg";
+        pr.schema_json = schema;
         pr.text = fmt::format(
             "These {} photos are one social media post (a carousel), in posting order. Write one "
             "short engaging caption for the whole post and up to 10 hashtags. Answer with a JSON "

@@ -161,14 +161,20 @@ class FaultServer:
             if h.headers.get("anthropic-version") != "2023-06-01":
                 raise ValueError("anthropic-version header missing")
             h.images = [c["source"]["data"] for c in j["messages"][0]["content"] if c["type"] == "image"]
-            return "anthropic", h.images[0]
+            text = "".join(c.get("text", "") for c in j["messages"][0]["content"] if c["type"] == "text")
+            h.prompt_text = text
+            marker = "matching this JSON schema: "
+            h.schema = json.loads(text.split(marker, 1)[1]) if marker in text else {}
+            return "anthropic", (h.images[0] if h.images else None)
         if path.startswith("/v1beta/models/") and path.endswith(":generateContent"):
             if h.headers.get("x-goog-api-key") != self.api_key:
                 raise PermissionError("bad key")
             parts = j["contents"][0]["parts"]
             assert j["generationConfig"]["responseMimeType"] == "application/json"
             h.images = [p["inline_data"]["data"] for p in parts if "inline_data" in p]
-            return "gemini", h.images[0]
+            h.prompt_text = "".join(p.get("text", "") for p in parts)
+            h.schema = j["generationConfig"].get("responseSchema", {})
+            return "gemini", (h.images[0] if h.images else None)
         raise LookupError(f"unknown path {path}")
 
     def answer(self, kind, text, tokens=57):

@@ -116,6 +116,33 @@ class Providers(Base):
         self.assertTrue(all(r["cached"] for r in recs))
         self.assertEqual(len(server.images_per_request), 6)
 
+    def test_prefilter_skips_dark_and_blurred_and_reuses_near_duplicate_answers(self):
+        from PIL import ImageFilter
+        from test_cli import picture
+        for i in range(3):
+            picture(os.path.join(self.lib, f"sharp{i}.jpg"), 320, 240, seed=40 + i)
+        Image.open(os.path.join(self.lib, "sharp0.jpg")).resize((200, 150)).save(
+            os.path.join(self.lib, "sharp0-copy.jpg"), quality=70)
+        Image.new("RGB", (320, 240), (3, 3, 4)).save(os.path.join(self.lib, "black.png"))
+        Image.open(os.path.join(self.lib, "sharp1.jpg")).filter(ImageFilter.GaussianBlur(25)).save(
+            os.path.join(self.lib, "blurred.png"))
+        server = self.server()
+        p, recs = self.describe(server, "--prefilter")
+        err = p.stderr.decode()
+        self.assertIn("prefilter: 2 not asked (nearly black 1, very blurred 1), 1 answers reused", err)
+        self.assertEqual(server.counts, {200: 3})  # sharp0 (or its copy), sharp1, sharp2
+        by = {os.path.basename(r["file_path"]): r for r in recs}
+        self.assertEqual(set(by), {"sharp0.jpg", "sharp0-copy.jpg", "sharp1.jpg", "sharp2.jpg"})
+        reused = [r for r in by.values() if "reused_from" in r]
+        self.assertEqual(len(reused), 1)
+        other = {"sharp0.jpg": "sharp0-copy.jpg", "sharp0-copy.jpg": "sharp0.jpg"}[
+            os.path.basename(reused[0]["file_path"])]
+        self.assertEqual(os.path.basename(reused[0]["reused_from"]), other)
+        self.assertEqual(reused[0]["description"], by[other]["description"])
+        # The reused answer is stored: without --prefilter the copy comes from the cache.
+        p, recs = self.describe(server)
+        self.assertEqual(server.counts, {200: 5})  # only black and blurred are asked now
+
     def test_index_and_process_describe_then_organize_by_ai_names(self):
         colours = self.photos(3)
         server = self.server()

@@ -93,5 +93,21 @@ TEST(Chain, RejectsBadInputWithThePosition) {
   }
 }
 
+TEST(Chain, SvgOutputSettingsAreCheckedAndCanonical) {
+  auto c = ParseChain("fit:512x512,SVG:smooth=0.5:colours=12:preset=photo:colors=16");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->format, "svg");
+  // The last of a repeated setting wins; settings in one order whatever the spelling.
+  EXPECT_EQ(CanonicalChain(*c), "fit:512x512,svg:preset=photo:colors=16:smooth=0.5");
+  auto again = ParseChain(CanonicalChain(*c));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(CanonicalChain(*again), CanonicalChain(*c));
+  for (const char* bad : {"svg:colors=1", "svg:colors=x", "svg:preset=poster", "svg:round=1",
+                          "svg:smooth=2", "svg,fit:10x10"}) {
+    auto b = ParseChain(bad);
+    EXPECT_FALSE(b.ok()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace lumen

@@ -232,6 +232,26 @@ class Convert(unittest.TestCase):
         self.convert("strip,keep,fit:400x400,jpeg:85")  # the last word wins
         self.assertEqual(self.exif_make(os.path.join(self.out, "photo.jpg")), "Canon")
 
+    def test_svg_output_renders_close_to_the_source_and_is_valid_xml(self):
+        import xml.etree.ElementTree as ET
+        self.convert("fit:400x400,svg:colors=3:speckle=2")
+        svg = os.path.join(self.out, "photo.svg")
+        root = ET.parse(svg).getroot()  # well-formed
+        self.assertEqual(root.tag, "{http://www.w3.org/2000/svg}svg")
+        self.assertEqual((root.get("width"), root.get("height")), ("400", "300"))
+        paths = root.findall("{http://www.w3.org/2000/svg}path")
+        self.assertEqual(len(paths), 2)  # red is the background rect; blue and green traced
+        png = os.path.join(self.tmp, "r.png")
+        subprocess.run(["rsvg-convert", "-o", png, svg], check=True)
+        src = Image.open(self.photo).resize((400, 300), Image.LANCZOS)
+        self.assertGreater(psnr(Image.open(png), src), 28)
+        # Presets and settings are part of the cached recipe; bad settings name themselves.
+        self.convert("fit:400x400,svg:preset=logo", "--overwrite")
+        p = self.convert("svg:colors=99", check=EXIT_ERROR)
+        self.assertIn(b"svg colors must be 2-64", p.stderr)
+        p = self.convert("svg:shape=round", check=EXIT_ERROR)
+        self.assertIn(b"unknown svg setting", p.stderr)
+
     def test_presets_trade_size_for_speed(self):
         # A photo-like texture (blurred noise): more encoder effort finds a smaller file.
         from PIL import ImageFilter

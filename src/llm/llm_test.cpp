@@ -370,6 +370,35 @@ TEST(LocalVlm, GeneratesGrammarConstrainedJsonFromAnImage) {
   EXPECT_NE(bad2.status().message().find("junk.gguf"), std::string::npos);
 }
 
+TEST(LocalVlm, TextOnlyModelAnswersADocumentPromptUnderItsGrammar) {
+  test::TempDir dir;
+  const std::string gen = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                          "/tests/llm/tiny_vlm_gguf.py " + dir.path() + " tiny";
+  ASSERT_EQ(std::system(gen.c_str()), 0) << gen;
+  auto vlm = LocalVlm::Load({dir.File("model.gguf"), "", 2, 4096});  // no projector
+  ASSERT_TRUE(vlm.ok()) << vlm.status().message();
+  std::string prompt = "Summarise this document.\nText:\n";
+  for (int i = 0; i < 60; ++i) prompt += "word" + std::to_string(i) + " ";
+  auto r = (*vlm)->Generate(Image(), prompt, 2000, DocumentGrammar(40, {"Bills", "Letters"}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_GT(r->prompt_tokens, 60);
+  EXPECT_LT(r->generated_tokens, 2000);
+  auto obj = ExtractJsonObject(r->text);
+  ASSERT_TRUE(obj.ok()) << r->text;
+  auto j = nlohmann::json::parse(*obj);
+  for (const char* k : {"description", "file_name", "folder_name", "category"})
+    EXPECT_TRUE(j.contains(k) && j[k].is_string()) << k << ": " << *obj;
+  const std::string folder = j["folder_name"];
+  EXPECT_TRUE(folder == "Bills" || folder == "Letters") << folder;
+  ASSERT_TRUE(j["keywords"].is_array());
+  EXPECT_LE(j["keywords"].size(), 8u);
+  // An image needs the projector.
+  Image img(32, 32, 3);
+  auto no = (*vlm)->Generate(img, "Describe.", 10, "");
+  ASSERT_FALSE(no.ok());
+  EXPECT_NE(no.status().message().find("--mmproj"), std::string::npos);
+}
+
 TEST(Provider, ValidUtf8) {
   EXPECT_EQ(json::ValidUtf8("a\xc3\xa9"
                             "b"),

@@ -335,6 +335,26 @@ class Describe(Base):
         self.assertTrue(os.path.exists(self.p("letter.docx")))
 
 
+class LocalModel(Base):
+    def test_documents_are_described_in_process_from_a_text_model_alone(self):
+        models = os.path.join(self.tmp, "vlm")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "llm", "tiny_vlm_gguf.py"), models, "tiny"],
+                       check=True)
+        write(self.p("memo.txt"), "Remember to water the plants on Friday.\n")
+        write(self.p("plan.md"), "# Trip\n\nTrain to Lyon at 9.\n")
+        picture(self.p("photo.jpg"), 200, 150)
+        p = run("describe", self.lib, "--llm", "local", "--llm-model", os.path.join(models, "model.gguf"),
+                "--max-new-tokens", "2500", "--catalog", self.catalog, check=EXIT_SOME_FAILED)
+        recs = {os.path.basename(r["file_path"]): r for r in map(json.loads, p.stdout.decode().splitlines())}
+        # Random weights, but the grammar holds: each document gets a valid answer.
+        self.assertEqual(set(recs), {"memo.txt", "plan.md"})
+        for r in recs.values():
+            self.assertEqual(r["kind"], "document")
+            self.assertIsInstance(r["keywords"], list)
+            self.assertRegex(r["file_name"], r"^[a-z0-9]+(-[a-z0-9]+)*$")
+        self.assertIn(b"photo.jpg: describing images in process needs --mmproj", p.stderr)
+
+
 class Search(Base):
     def test_text_search_finds_documents_by_their_text_embedding(self):
         model = os.path.join(self.tmp, "siglip-tiny")

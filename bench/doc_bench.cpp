@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
       for (int r = 0; r < rounds; ++r) {
         const auto t0 = std::chrono::steady_clock::now();
         auto d = ExtractText(b.data(), b.size(), fmt, lim);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (!d.ok()) {
           std::fprintf(stderr, "%s: %s\n", f.c_str(), d.status().message().c_str());
           return 1;

@@ -538,8 +538,8 @@ Status Catalog::LoadCompleteAssets(const Producers& p,
                   const char* key = "producer") {
     if (producer.empty()) return;
     binds.push_back(producer);
-    *q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.{2}=?{1}", table,
-                      binds.size(), key);
+    *q += fmt::format(" JOIN {0} t{1} ON t{1}.asset_id=a.id AND t{1}.{2}=?{1}", table, binds.size(),
+                      key);
   };
   std::string photos = "SELECT a.hash, a.id FROM assets a";
   join(&photos, p.thumbnail, "thumbnails");

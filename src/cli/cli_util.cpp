@@ -23,7 +23,6 @@
 #include "lumen/catalog/catalog.h"
 #include "lumen/image/convert.h"
 #include "lumen/image/decode.h"
-#include "lumen/image/decode.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
 #include "lumen/io/scan.h"

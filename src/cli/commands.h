@@ -78,8 +78,8 @@ struct Options {
   bool no_cache = false;  // describe, convert: neither use nor fill the result cache
   std::string api_key;    // from the config file (never printed)
   std::map<std::string, std::map<std::string, double>> profiles;  // [profiles.NAME] overrides
-  std::string mmproj;                // --llm local: the vision projector GGUF
-  int max_new_tokens = 512;          // tokens to generate at most
+  std::string mmproj;        // --llm local: the vision projector GGUF
+  int max_new_tokens = 512;  // tokens to generate at most
   int images_per_request = 1;
   bool prefilter = false;  // describe: skip dark/blurred photos, reuse near-duplicates' answers
   // posts
@@ -87,7 +87,8 @@ struct Options {
   bool caption = false;       // a caption + hashtags per post from the provider
   int max_per_post = 10;
   double gap_hours = 4;
-  std::string html;  // an HTML preview file       // describe: photos per request (remote providers)
+  std::string
+      html;  // an HTML preview file       // describe: photos per request (remote providers)
   int document_chars = 3000;         // describe: bytes of a document's text in the prompt
   bool describe = false;             // index/process --describe
   bool describe_records = true;      // print enrichment records

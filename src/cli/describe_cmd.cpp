@@ -170,9 +170,9 @@ struct DocumentTask {
   size_t chars = 3000;  // of the document's text put in the prompt
 
   std::string Prompt(const DocumentRecord& d, bool as_image) const {
-    std::string t =
-        as_image ? "This is the first page of a scanned document in a personal library. "
-                 : "Here is the start of a document from a personal library. ";
+    std::string t = as_image
+                        ? "This is the first page of a scanned document in a personal library. "
+                        : "Here is the start of a document from a personal library. ";
     t += "Answer with a JSON object: \"description\": a summary of the document in 1 to 3 "
          "sentences; \"file_name\": a short descriptive file name of at most 5 words; "
          "\"folder_name\": ";
@@ -249,19 +249,19 @@ DocumentTask MakeDocumentTask(const Task& photo, const Options& o) {
   json folder{{"type", "string"}, {"maxLength", 40}};
   if (!t.taxonomy.empty()) folder = {{"type", "string"}, {"enum", t.taxonomy}};
   json name{{"type", "string"}, {"maxLength", 60}};
-  json props{{"description", {{"type", "string"}, {"maxLength", 400}}},
-             {"file_name", name},
-             {"folder_name", folder},
-             {"category", {{"type", "string"}, {"maxLength", 40}}},
-             {"keywords",
-              {{"type", "array"},
-               {"items", {{"type", "string"}, {"maxLength", 30}}},
-               {"maxItems", 8}}}};
-  t.schema = json{{"type", "object"},
-                  {"properties", props},
-                  {"required", {"description", "file_name", "folder_name", "category", "keywords"}},
-                  {"additionalProperties", false}}
-                 .dump(-1, ' ', false, json::error_handler_t::replace);
+  json props{
+      {"description", {{"type", "string"}, {"maxLength", 400}}},
+      {"file_name", name},
+      {"folder_name", folder},
+      {"category", {{"type", "string"}, {"maxLength", 40}}},
+      {"keywords",
+       {{"type", "array"}, {"items", {{"type", "string"}, {"maxLength", 30}}}, {"maxItems", 8}}}};
+  t.schema = json{
+      {"type", "object"},
+      {"properties", props},
+      {"required", {"description", "file_name", "folder_name", "category", "keywords"}},
+      {"additionalProperties",
+       false}}.dump(-1, ' ', false, json::error_handler_t::replace);
   return t;
 }
 
@@ -303,12 +303,12 @@ struct BatchTask {
     json item = json::parse(photo->schema);
     item["properties"]["index"] = {{"type", "integer"}, {"minimum", 1}, {"maximum", n}};
     item["required"].push_back("index");
-    return json{{"type", "object"},
-                {"properties",
-                 {{"photos",
-                   {{"type", "array"}, {"items", item}, {"minItems", n}, {"maxItems", n}}}}},
-                {"required", {"photos"}},
-                {"additionalProperties", false}}
+    return json{
+        {"type", "object"},
+        {"properties",
+         {{"photos", {{"type", "array"}, {"items", item}, {"minItems", n}, {"maxItems", n}}}}},
+        {"required", {"photos"}},
+        {"additionalProperties", false}}
         .dump(-1, ' ', false, json::error_handler_t::replace);
   }
 
@@ -326,7 +326,8 @@ struct BatchTask {
       const int64_t i = item["index"].get<int64_t>();
       if (i < 1 || i > int64_t(n))
         return Status::Corrupt(fmt::format("photo index {} is not 1 to {}", i, n));
-      if (by_index[size_t(i - 1)]) return Status::Corrupt(fmt::format("photo {} answered twice", i));
+      if (by_index[size_t(i - 1)])
+        return Status::Corrupt(fmt::format("photo {} answered twice", i));
       std::string one = Dump(item);
       if (Status st = photo->Validate(&one); !st.ok())
         return Status::Corrupt(fmt::format("photo {}: {}", i, st.message()));
@@ -546,12 +547,13 @@ Status MakeEndpoint(const Options& o, llm::Endpoint* e, llm::Limits* lim,
   log::AddSecret(o.api_key);
   const bool remote_default = o.base_url.empty() && o.llm != "ollama" && !local;
   if (e->api_key.empty() && remote_default)
-    return Status::Invalid(fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
+    return Status::Invalid(
+        fmt::format("{} needs an API key: set ${} (or --api-key-env VAR)", o.llm, key_var));
 
   auto custom = o.profiles.find(o.llm_profile);
   if (!llm::ProfileLimits(o.llm_profile, lim) && custom == o.profiles.end())
-    return Status::Invalid(fmt::format("unknown --llm-profile {}: conservative, balanced or aggressive",
-                            o.llm_profile));
+    return Status::Invalid(fmt::format(
+        "unknown --llm-profile {}: conservative, balanced or aggressive", o.llm_profile));
   if (custom != o.profiles.end()) {  // the config file's [profiles.NAME]
     const auto& p = custom->second;
     auto get = [&](const char* k, double* to) {
@@ -663,9 +665,9 @@ int RunDescribe(const Options& o, const char* argv0) {
     out = out_tmp.stream();
   }
   std::mutex out_mu;
-  const std::string provider =
-      local ? "local:" + (o.mmproj.empty() ? std::string("text") : o.mmproj)
-            : e.kind + ":" + e.base_url;
+  const std::string provider = local
+                                   ? "local:" + (o.mmproj.empty() ? std::string("text") : o.mmproj)
+                                   : e.kind + ":" + e.base_url;
   if (local) e.model = std::filesystem::path(o.llm_model).filename().string();
   uint64_t records_written = 0;
   auto emit = [&](const Catalog::Placed& p, const std::string& result, double ms, int64_t tokens,
@@ -799,8 +801,9 @@ int RunDescribe(const Options& o, const char* argv0) {
     if (p.kind == MediaKind::kDocument) {
       const DocumentRecord* d = &documents.at(p.asset);
       const bool as_image = d->needs_render;
-      job.estimated_tokens = as_image ? job.estimated_tokens
-                                      : 200 + double(std::min(d->text.size(), doc_task.chars)) / 3.5;
+      job.estimated_tokens = as_image
+                                 ? job.estimated_tokens
+                                 : 200 + double(std::min(d->text.size(), doc_task.chars)) / 3.5;
       job.prompt = [path, d, as_image, edge, webp, max_tokens, &doc_task]() -> Result<llm::Prompt> {
         llm::Prompt pr;
         pr.text = doc_task.Prompt(*d, as_image);
@@ -822,12 +825,15 @@ int RunDescribe(const Options& o, const char* argv0) {
     jobs.push_back(std::move(job));
   }
   for (const auto& [leader, waiting] : followers)
-    if (auto c = cached_text.find(leader); c != cached_text.end()) share(*by_asset.at(leader), c->second);
+    if (auto c = cached_text.find(leader); c != cached_text.end())
+      share(*by_asset.at(leader), c->second);
   for (size_t at = 0; at < batchable.size(); at += batch) {
     std::vector<const Catalog::Placed*> group(
-        batchable.begin() + long(at), batchable.begin() + long(std::min(batchable.size(), at + batch)));
+        batchable.begin() + long(at),
+        batchable.begin() + long(std::min(batchable.size(), at + batch)));
     llm::Job job;
-    for (const Catalog::Placed* p : group) job.id += (job.id.empty() ? "b" : ",") + std::to_string(p->asset);
+    for (const Catalog::Placed* p : group)
+      job.id += (job.id.empty() ? "b" : ",") + std::to_string(p->asset);
     job.estimated_tokens = double(group.size()) * (300 + o.image_edge * o.image_edge / 750.0);
     std::vector<std::string> paths;
     std::vector<std::vector<std::string>> tags;
@@ -843,9 +849,10 @@ int RunDescribe(const Options& o, const char* argv0) {
       llm::Prompt pr;
       for (size_t i = 0; i < paths.size(); ++i) {
         auto img = ModelImage(paths[i], edge, webp);
-        if (!img.ok()) return Status(img.status().code(),
-                                     fmt::format("photo {} ({}): {}", i + 1,
-                                                 log::Printable(paths[i]), img.status().message()));
+        if (!img.ok())
+          return Status(img.status().code(),
+                        fmt::format("photo {} ({}): {}", i + 1, log::Printable(paths[i]),
+                                    img.status().message()));
         if (i == 0)
           pr.image_base64 = std::move(img.value());
         else
@@ -890,9 +897,9 @@ int RunDescribe(const Options& o, const char* argv0) {
           continue;
         }
         const std::string one = Dump(all["photos"][i]);
-        if (Status st = cat.PutEnrichment(p.asset, provider, e.model, task.version,
-                                          {one, r.latency_ms * part,
-                                           int64_t(double(r.tokens) * part)});
+        if (Status st =
+                cat.PutEnrichment(p.asset, provider, e.model, task.version,
+                                  {one, r.latency_ms * part, int64_t(double(r.tokens) * part)});
             !st.ok())
           ++stored_errors;
         emit(p, one, r.latency_ms * part, int64_t(double(r.tokens) * part), false);
@@ -935,11 +942,11 @@ int RunDescribe(const Options& o, const char* argv0) {
       } else {
         Result<llm::LocalReply> reply = Status::Internal("not run");
         try {
-          reply = is_doc ? vlm->Generate(*img, doc_task.Prompt(*d, d->needs_render),
-                                         o.max_new_tokens,
-                                         llm::DocumentGrammar(300, doc_task.taxonomy))
-                         : vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
-                                         llm::DescribeGrammar(300, task.taxonomy, task.social));
+          reply = is_doc
+                      ? vlm->Generate(*img, doc_task.Prompt(*d, d->needs_render), o.max_new_tokens,
+                                      llm::DocumentGrammar(300, doc_task.taxonomy))
+                      : vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
+                                      llm::DescribeGrammar(300, task.taxonomy, task.social));
         } catch (const std::exception& ex) {
           reply = Status::Internal(fmt::format("the model failed: {}", ex.what()));
         }
@@ -968,8 +975,8 @@ int RunDescribe(const Options& o, const char* argv0) {
     }
   } else {
     acc = llm::RunJobs(
-        e, lim, std::move(jobs),
-        [&task](std::string* text) { return task.Validate(text); }, on_result);
+        e, lim, std::move(jobs), [&task](std::string* text) { return task.Validate(text); },
+        on_result);
   }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;

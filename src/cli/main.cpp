@@ -236,7 +236,8 @@ int main(int argc, char** argv) {
   describe->add_flag("-v,--verbose", o.verbose, "list every failure");
 
   auto* posts = app.add_subcommand(
-      "posts", "group photos into social-media posts (captions with --caption; folders with --into)");
+      "posts",
+      "group photos into social-media posts (captions with --caption; folders with --into)");
   posts->add_option("paths", o.paths, "folders or files");
   posts->add_flag("--from-catalog", o.from_catalog, "group what the catalog holds (no indexing)");
   posts->add_option("--max-per-post", o.max_per_post, "photos per post at most (10)")

@@ -34,11 +34,20 @@ std::string Esc(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '&':
+        o += "&amp;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -142,7 +151,8 @@ int RunPosts(const Options& o, const char* argv0) {
       if (j.is_object() && j.contains("social") && j["social"].is_object()) {
         double s = 0;
         for (const char* k : {"technical", "appeal", "engagement"})
-          if (j["social"].contains(k) && j["social"][k].is_number()) s += j["social"][k].get<double>();
+          if (j["social"].contains(k) && j["social"][k].is_number())
+            s += j["social"][k].get<double>();
         ph.social = s;
       }
     }
@@ -164,20 +174,21 @@ int RunPosts(const Options& o, const char* argv0) {
     llm::Endpoint e;
     llm::Limits lim;
     std::string key_var;
-    if (o.llm == "local") return fail("posts --caption needs a remote provider (--llm openai, ...)");
+    if (o.llm == "local")
+      return fail("posts --caption needs a remote provider (--llm openai, ...)");
     if (Status st = MakeEndpoint(o, &e, &lim, &key_var); !st.ok()) return fail(st.message());
     const std::string provider = e.kind + ":" + e.base_url;
-    const std::string schema =
-        json{{"type", "object"},
-             {"properties",
-              {{"caption", {{"type", "string"}, {"maxLength", 300}}},
-               {"hashtags",
-                {{"type", "array"},
-                 {"items", {{"type", "string"}, {"maxLength", 30}}},
-                 {"maxItems", 10}}}}},
-             {"required", {"caption", "hashtags"}},
-             {"additionalProperties", false}}
-            .dump();
+    const std::string schema = json{
+        {"type", "object"},
+        {"properties",
+         {{"caption", {{"type", "string"}, {"maxLength", 300}}},
+          {"hashtags",
+           {{"type", "array"},
+            {"items", {{"type", "string"}, {"maxLength", 30}}},
+            {"maxItems", 10}}}}},
+        {"required", {"caption", "hashtags"}},
+        {"additionalProperties",
+         false}}.dump();
     auto validate = [](std::string* text) -> Status {
       auto obj = llm::ExtractJsonObject(*text);
       if (!obj.ok()) return obj.status();
@@ -244,19 +255,20 @@ int RunPosts(const Options& o, const char* argv0) {
       jobs.push_back(std::move(job));
     }
     asked = int64_t(jobs.size());
-    llm::Accounting acc = llm::RunJobs(e, lim, std::move(jobs), validate, [&](const llm::JobResult& r) {
-      const size_t i = std::stoul(r.id);
-      if (!r.ok) {
-        ++caption_failures;
-        log::Warn(fmt::format("post {}: no caption: {}", i + 1, r.error));
-        return;
-      }
-      const json j = json::parse(r.text);
-      captions[i] = j["caption"];
-      for (const auto& h : j["hashtags"]) hashtags[i].push_back(h);
-      (void)cat.PutEnrichment(source[posts[i].chosen[0].photo]->asset, provider, e.model,
-                              version_of(posts[i]), {r.text, r.latency_ms, r.tokens});
-    });
+    llm::Accounting acc =
+        llm::RunJobs(e, lim, std::move(jobs), validate, [&](const llm::JobResult& r) {
+          const size_t i = std::stoul(r.id);
+          if (!r.ok) {
+            ++caption_failures;
+            log::Warn(fmt::format("post {}: no caption: {}", i + 1, r.error));
+            return;
+          }
+          const json j = json::parse(r.text);
+          captions[i] = j["caption"];
+          for (const auto& h : j["hashtags"]) hashtags[i].push_back(h);
+          (void)cat.PutEnrichment(source[posts[i].chosen[0].photo]->asset, provider, e.model,
+                                  version_of(posts[i]), {r.text, r.latency_ms, r.tokens});
+        });
     if (!acc.fatal.empty()) return fail(fmt::format("stopped: {}", acc.fatal));
   }
 
@@ -293,7 +305,8 @@ int RunPosts(const Options& o, const char* argv0) {
     if (!o.apply) std::fwrite(text.data(), 1, text.size(), stdout);
   } else {
     auto t = OpenOutput(o.output, OutputKind::kJson, o.paths);
-    if (!t.ok() || !t->stream()) return fail(t.ok() ? "cannot write " + o.output : t.status().message());
+    if (!t.ok() || !t->stream())
+      return fail(t.ok() ? "cannot write " + o.output : t.status().message());
     std::fwrite(text.data(), 1, text.size(), t->stream());
     if (Status st = t->Commit(); !st.ok()) return fail(st.message());
   }
@@ -311,8 +324,8 @@ int RunPosts(const Options& o, const char* argv0) {
     };
     for (size_t i = 0; i < posts.size(); ++i) {
       const auto& post = posts[i];
-      h += fmt::format("<section><h2>{}</h2><p>{}</p><p class=tags>", Esc(out["posts"][i]["folder"]),
-                       Esc(captions[i]));
+      h += fmt::format("<section><h2>{}</h2><p>{}</p><p class=tags>",
+                       Esc(out["posts"][i]["folder"]), Esc(captions[i]));
       for (const auto& t : hashtags[i]) h += Esc(t) + " ";
       h += "</p><div>";
       for (const auto& m : post.chosen)
@@ -323,7 +336,8 @@ int RunPosts(const Options& o, const char* argv0) {
       h += "</div></section>";
     }
     auto t = OpenOutput(o.html, OutputKind::kHtml, o.paths);
-    if (!t.ok() || !t->stream()) return fail(t.ok() ? "cannot write " + o.html : t.status().message());
+    if (!t.ok() || !t->stream())
+      return fail(t.ok() ? "cannot write " + o.html : t.status().message());
     std::fwrite(h.data(), 1, h.size(), t->stream());
     if (Status st = t->Commit(); !st.ok()) return fail(st.message());
   }
@@ -334,12 +348,13 @@ int RunPosts(const Options& o, const char* argv0) {
     leftover += p.leftover.size();
   }
   if (!o.quiet)
-    log::Info(fmt::format("{} photos: {} posts, {} photos chosen, {} dropped (duplicates, blurred, "
-                          "dark), {} left over{}",
-                          photos.size(), posts.size(), chosen, dropped, leftover,
-                          o.caption ? fmt::format("; captions: {} asked, {} from the cache, {} failed",
-                                                  asked, from_cache, caption_failures)
-                                    : std::string()));
+    log::Info(
+        fmt::format("{} photos: {} posts, {} photos chosen, {} dropped (duplicates, blurred, "
+                    "dark), {} left over{}",
+                    photos.size(), posts.size(), chosen, dropped, leftover,
+                    o.caption ? fmt::format("; captions: {} asked, {} from the cache, {} failed",
+                                            asked, from_cache, caption_failures)
+                              : std::string()));
   if (o.into.empty()) return kExitOk;
   return RunPostsAction(o, cat, sources, roots);
 }

@@ -82,9 +82,9 @@ TEST(Document, DocxTextParagraphsAndMetadata) {
 TEST(Document, SlidesInNumericOrderSheetsWithSharedStrings) {
   std::vector<std::pair<std::string, std::string>> e{{"ppt/presentation.xml", "<p/>"}};
   for (int i = 12; i >= 1; --i)  // stored out of order; slide10 after slide9
-    e.emplace_back("ppt/slides/slide" + std::to_string(i) + ".xml",
-                   "<p:sld xmlns:p='p' xmlns:a='a'><a:p><a:t>S" + std::to_string(i) +
-                       "</a:t></a:p></p:sld>");
+    e.emplace_back(
+        "ppt/slides/slide" + std::to_string(i) + ".xml",
+        "<p:sld xmlns:p='p' xmlns:a='a'><a:p><a:t>S" + std::to_string(i) + "</a:t></a:p></p:sld>");
   auto d = Extract(MakeZip(e), "deck.pptx");
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_EQ(d->pages, 12);
@@ -97,14 +97,15 @@ TEST(Document, SlidesInNumericOrderSheetsWithSharedStrings) {
   EXPECT_EQ(d->text, "S1\nS2\nS3");
   EXPECT_TRUE(d->truncated);
 
-  auto x = MakeZip(
-      {{"xl/workbook.xml", "<workbook/>"},
-       {"xl/sharedStrings.xml", "<sst><si><t>Name</t></si><si><r><t>Al</t></r><r><t>ice</t>"
-                                "</r></si></sst>"},
-       {"xl/worksheets/sheet1.xml",
-        "<worksheet><sheetData><row><c t='s'><v>0</v></c><c><v>42</v></c></row><row>"
-        "<c t='s'><v>1</v></c><c t='inlineStr'><is><t>inline</t></is></c><c t='s'><v>99</v>"
-        "</c></row></sheetData></worksheet>"}});
+  auto x =
+      MakeZip({{"xl/workbook.xml", "<workbook/>"},
+               {"xl/sharedStrings.xml",
+                "<sst><si><t>Name</t></si><si><r><t>Al</t></r><r><t>ice</t>"
+                "</r></si></sst>"},
+               {"xl/worksheets/sheet1.xml",
+                "<worksheet><sheetData><row><c t='s'><v>0</v></c><c><v>42</v></c></row><row>"
+                "<c t='s'><v>1</v></c><c t='inlineStr'><is><t>inline</t></is></c><c t='s'><v>99</v>"
+                "</c></row></sheetData></worksheet>"}});
   d = Extract(x, "a.xlsx");
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_EQ(d->format, DocFormat::kXlsx);
@@ -184,10 +185,11 @@ TEST(Document, HostileZipsAndXmlAreBounded) {
     }
     laughs.append("'>");
   }
-  laughs += "]><office:document-content xmlns:office='o' xmlns:text='t'><office:body>"
-            "<text:p>x&j;y</text:p></office:body></office:document-content>";
-  auto odt = MakeZip({{"mimetype", "application/vnd.oasis.opendocument.text"},
-                      {"content.xml", laughs}});
+  laughs +=
+      "]><office:document-content xmlns:office='o' xmlns:text='t'><office:body>"
+      "<text:p>x&j;y</text:p></office:body></office:document-content>";
+  auto odt =
+      MakeZip({{"mimetype", "application/vnd.oasis.opendocument.text"}, {"content.xml", laughs}});
   const auto t0 = std::chrono::steady_clock::now();
   d = Extract(odt, "l.odt");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
@@ -217,7 +219,7 @@ TEST(Document, PlainTextIsBoundedRepairedAndBinaryRefused) {
   d = Extract(Bytes("# My  Title #\r\n\r\nbody\xFFtext\tend"), "r.md");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->format, DocFormat::kMarkdown);
-  EXPECT_EQ(d->title, "My Title");  // whitespace collapsed
+  EXPECT_EQ(d->title, "My Title");                           // whitespace collapsed
   EXPECT_EQ(d->text, "# My Title #\nbody\xC3\xBFtext end");  // a lone high byte: Latin-1
   // Mostly valid UTF-8 with one broken byte: kept as UTF-8, the byte replaced.
   d = Extract(Bytes("caf\xC3\xA9 x\xFFy"), "r.txt");

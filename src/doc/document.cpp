@@ -19,11 +19,10 @@ size_t Utf8Length(const unsigned char* s, size_t n) {
   if (len == 0 || len > n) return 0;
   for (size_t i = 1; i < len; ++i)
     if ((s[i] & 0xC0) != 0x80) return 0;
-  if (len == 2 && c < 0xC2) return 0;                        // overlong
-  if (len == 3 && c == 0xE0 && s[1] < 0xA0) return 0;        // overlong
-  if (len == 3 && c == 0xED && s[1] >= 0xA0) return 0;       // surrogate
-  if (len == 4 && (c > 0xF4 || (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)))
-    return 0;
+  if (len == 2 && c < 0xC2) return 0;                   // overlong
+  if (len == 3 && c == 0xE0 && s[1] < 0xA0) return 0;   // overlong
+  if (len == 3 && c == 0xED && s[1] >= 0xA0) return 0;  // surrogate
+  if (len == 4 && (c > 0xF4 || (c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))) return 0;
   return len;
 }
 
@@ -216,18 +215,30 @@ Result<DocText> ExtractPlain(const uint8_t* d, size_t n, DocFormat f, const DocL
 
 const char* DocFormatName(DocFormat f) {
   switch (f) {
-    case DocFormat::kText: return "text";
-    case DocFormat::kMarkdown: return "markdown";
-    case DocFormat::kPdf: return "pdf";
-    case DocFormat::kDocx: return "docx";
-    case DocFormat::kOdt: return "odt";
-    case DocFormat::kPptx: return "pptx";
-    case DocFormat::kXlsx: return "xlsx";
-    case DocFormat::kOds: return "ods";
-    case DocFormat::kOdp: return "odp";
-    case DocFormat::kRtf: return "rtf";
-    case DocFormat::kEpub: return "epub";
-    case DocFormat::kUnknown: break;
+    case DocFormat::kText:
+      return "text";
+    case DocFormat::kMarkdown:
+      return "markdown";
+    case DocFormat::kPdf:
+      return "pdf";
+    case DocFormat::kDocx:
+      return "docx";
+    case DocFormat::kOdt:
+      return "odt";
+    case DocFormat::kPptx:
+      return "pptx";
+    case DocFormat::kXlsx:
+      return "xlsx";
+    case DocFormat::kOds:
+      return "ods";
+    case DocFormat::kOdp:
+      return "odp";
+    case DocFormat::kRtf:
+      return "rtf";
+    case DocFormat::kEpub:
+      return "epub";
+    case DocFormat::kUnknown:
+      break;
   }
   return "unknown";
 }

@@ -126,7 +126,8 @@ Result<Image> RenderPdfPage(const uint8_t* data, size_t size, int page, int max_
   const char* bits = img.const_data();
   for (int y = 0; y < img.height(); ++y) {
     // rgb24 is 0xffRRGGBB words (Cairo's layout): B, G, R, X in memory on little-endian.
-    const auto* row = reinterpret_cast<const uint8_t*>(bits + size_t(y) * size_t(img.bytes_per_row()));
+    const auto* row =
+        reinterpret_cast<const uint8_t*>(bits + size_t(y) * size_t(img.bytes_per_row()));
     uint8_t* o = out.row(y);
     for (int x = 0; x < img.width(); ++x) {
       o[3 * x] = row[4 * x + 2];

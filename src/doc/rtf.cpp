@@ -52,8 +52,8 @@ Result<DocText> ExtractRtf(const uint8_t* data, size_t size, const DocLimits& li
   TextSink body(lim.max_chars);
   std::string title, author;
   std::vector<State> stack{State{}};
-  int skip_chars = 0;    // fallback characters still to skip after \uN
-  uint32_t high = 0;     // a pending UTF-16 high surrogate
+  int skip_chars = 0;  // fallback characters still to skip after \uN
+  uint32_t high = 0;   // a pending UTF-16 high surrogate
   bool group_start = false;
   auto emit = [&](uint32_t cp) {
     if (skip_chars > 0) {
@@ -63,10 +63,17 @@ Result<DocText> ExtractRtf(const uint8_t* data, size_t size, const DocLimits& li
     std::string s;
     Utf8(&s, cp);
     switch (stack.back().dest) {
-      case Dest::kBody: body.Add(s); break;
-      case Dest::kTitle: if (title.size() < 300) title += s; break;
-      case Dest::kAuthor: if (author.size() < 300) author += s; break;
-      default: break;
+      case Dest::kBody:
+        body.Add(s);
+        break;
+      case Dest::kTitle:
+        if (title.size() < 300) title += s;
+        break;
+      case Dest::kAuthor:
+        if (author.size() < 300) author += s;
+        break;
+      default:
+        break;
     }
   };
   size_t i = 0;
@@ -94,9 +101,10 @@ Result<DocText> ExtractRtf(const uint8_t* data, size_t size, const DocLimits& li
         ++i;
       } else if (n == '\'') {
         auto hex = [](char h) {
-          return h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                                              : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                                                     : -1;
+          return h >= '0' && h <= '9'   ? h - '0'
+                 : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                 : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                        : -1;
         };
         const int a = i + 1 < size ? hex(char(data[i + 1])) : -1;
         const int b = i + 2 < size ? hex(char(data[i + 2])) : -1;

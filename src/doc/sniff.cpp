@@ -28,9 +28,9 @@ bool StartsWith(const uint8_t* head, size_t n, const char* magic) {
 }  // namespace
 
 bool HasDocumentExtension(std::string_view name) {
-  static constexpr std::array<const char*, 14> kExt = {
-      "txt", "text", "md", "markdown", "pdf", "docx", "odt", "pptx",
-      "xlsx", "ods", "odp", "rtf", "epub", "mdown"};
+  static constexpr std::array<const char*, 14> kExt = {"txt",  "text", "md",   "markdown", "pdf",
+                                                       "docx", "odt",  "pptx", "xlsx",     "ods",
+                                                       "odp",  "rtf",  "epub", "mdown"};
   const std::string ext = LowerExtension(name);
   return std::any_of(kExt.begin(), kExt.end(), [&](const char* e) { return ext == e; });
 }

@@ -36,8 +36,8 @@ class TextSink {
 class Deadline {
  public:
   explicit Deadline(double seconds)
-      : end_(std::chrono::steady_clock::now() +
-             std::chrono::microseconds(int64_t(seconds * 1e6))) {}
+      : end_(std::chrono::steady_clock::now() + std::chrono::microseconds(int64_t(seconds * 1e6))) {
+  }
   bool passed() const { return std::chrono::steady_clock::now() > end_; }
 
  private:

@@ -36,7 +36,9 @@ class Zip {
   Zip(const Zip&) = delete;
   Zip& operator=(const Zip&) = delete;
   bool ok() const { return z_ != nullptr; }
-  bool Has(const std::string& name) const { return z_ && zip_name_locate(z_, name.c_str(), 0) >= 0; }
+  bool Has(const std::string& name) const {
+    return z_ && zip_name_locate(z_, name.c_str(), 0) >= 0;
+  }
 
   // The entry's bytes, or NotFound; TooLarge once it (or the ZIP in all) inflates past a limit.
   Result<std::string> Read(const std::string& name) {
@@ -47,8 +49,8 @@ class Zip {
     if (zip_stat_index(z_, zip_uint64_t(index), 0, &st) == 0 && (st.valid & ZIP_STAT_SIZE) &&
         st.size > lim_.max_entry)
       return TooBig(name);
-    std::unique_ptr<zip_file_t, decltype(&zip_fclose)> f(zip_fopen_index(z_, zip_uint64_t(index), 0),
-                                                         zip_fclose);
+    std::unique_ptr<zip_file_t, decltype(&zip_fclose)> f(
+        zip_fopen_index(z_, zip_uint64_t(index), 0), zip_fclose);
     if (!f) return Status::Corrupt(fmt::format("ZIP entry {} cannot be read", name));
     std::string out;
     char buf[1 << 16];
@@ -141,7 +143,8 @@ std::string FirstText(const xmlNode* root, std::string_view local) {
     if (!done && Name(n) == local && n->children) {
       TextSink t(300);
       for (const xmlNode* c = n->children; c; c = c->next)
-        if (c->type == XML_TEXT_NODE && c->content) t.Add(reinterpret_cast<const char*>(c->content));
+        if (c->type == XML_TEXT_NODE && c->content)
+          t.Add(reinterpret_cast<const char*>(c->content));
       found = t.Take();
       done = !found.empty();
     }
@@ -229,7 +232,8 @@ std::string Dirname(const std::string& path) {
 std::string ResolveHref(const std::string& base, const std::string& href) {
   std::string h;
   for (size_t i = 0; i < href.size(); ++i) {
-    if (href[i] == '%' && i + 2 < href.size() && std::isxdigit(static_cast<unsigned char>(href[i + 1])) &&
+    if (href[i] == '%' && i + 2 < href.size() &&
+        std::isxdigit(static_cast<unsigned char>(href[i + 1])) &&
         std::isxdigit(static_cast<unsigned char>(href[i + 2]))) {
       h += char(std::stoi(href.substr(i + 1, 2), nullptr, 16));
       i += 2;
@@ -293,7 +297,8 @@ Result<DocText> ExtractZip(const uint8_t* data, size_t size, DocFormat f, const 
   TextSink sink(lim.max_chars);
   auto part = [&](const std::string& name, bool html = false) -> Result<XmlDoc> {
     if (deadline.passed())
-      return Status::TooLarge(fmt::format("text extraction stopped after {:.0f} s", lim.max_seconds));
+      return Status::TooLarge(
+          fmt::format("text extraction stopped after {:.0f} s", lim.max_seconds));
     auto bytes = z.Read(name);
     if (!bytes.ok()) return bytes.status();
     return ParseXml(*bytes, name, html);
@@ -302,8 +307,10 @@ Result<DocText> ExtractZip(const uint8_t* data, size_t size, DocFormat f, const 
   if (f == DocFormat::kDocx || f == DocFormat::kPptx || f == DocFormat::kXlsx) {
     if (z.Has("docProps/core.xml")) {
       auto core = part("docProps/core.xml");
-      if (core.ok()) meta = ReadMeta(xmlDocGetRootElement(core->get()), false);
-      else if (core.status().code() == Code::kTooLarge) return core.status();
+      if (core.ok())
+        meta = ReadMeta(xmlDocGetRootElement(core->get()), false);
+      else if (core.status().code() == Code::kTooLarge)
+        return core.status();
     }
     if (f == DocFormat::kDocx) {
       auto doc = part("word/document.xml");
@@ -374,8 +381,10 @@ Result<DocText> ExtractZip(const uint8_t* data, size_t size, DocFormat f, const 
   } else if (f == DocFormat::kOdt || f == DocFormat::kOds || f == DocFormat::kOdp) {
     if (z.Has("meta.xml")) {
       auto m = part("meta.xml");
-      if (m.ok()) meta = ReadMeta(xmlDocGetRootElement(m->get()), true);
-      else if (m.status().code() == Code::kTooLarge) return m.status();
+      if (m.ok())
+        meta = ReadMeta(xmlDocGetRootElement(m->get()), true);
+      else if (m.status().code() == Code::kTooLarge)
+        return m.status();
     }
     auto content = part("content.xml");
     if (!content.ok()) return content.status();

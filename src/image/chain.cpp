@@ -176,8 +176,8 @@ Result<Chain> ParseChain(std::string_view text) {
         const bool num = Number(value, &v);
         if (key == "preset") {
           if (value != "logo" && value != "illustration" && value != "photo")
-            return bad(at, fmt::format("svg preset must be logo, illustration or photo, not '{}'",
-                                       value));
+            return bad(
+                at, fmt::format("svg preset must be logo, illustration or photo, not '{}'", value));
         } else if (key == "colors" || key == "colours") {
           if (!num || v < 2 || v > 64 || v != std::floor(v))
             return bad(at, fmt::format("svg colors must be 2-64, not '{}'", value));
@@ -188,8 +188,8 @@ Result<Chain> ParseChain(std::string_view text) {
           if (!num || v < 0 || v > 1.34)
             return bad(at, fmt::format("svg smooth must be 0-1.34, not '{}'", value));
         } else {
-          return bad(at, fmt::format("unknown svg setting '{}' (preset, colors, speckle, smooth)",
-                                     a));
+          return bad(at,
+                     fmt::format("unknown svg setting '{}' (preset, colors, speckle, smooth)", a));
         }
         chain.svg.emplace_back(key == "colours" ? "colors" : key, value);
         at += a.size() + 1;

@@ -677,7 +677,8 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     if (format == "svg") {
       // Traced from the finished raster (image/vectorize.h): the pixels in memory once, then
       // colour layers traced in parallel.
-      if (img.bands() != 1 && img.bands() != 3) img = img.extract_band(0, VImage::option()->set("n", 3));
+      if (img.bands() != 1 && img.bands() != 3)
+        img = img.extract_band(0, VImage::option()->set("n", 3));
       vips_image_set_progress(img.get_image(), TRUE);
       g_signal_connect(img.get_image(), "eval", G_CALLBACK(OnEval), &guard);
       size_t bytes = 0;
@@ -687,11 +688,13 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
       g_free(mem);
       if (guard.why) return LimitStatus(input, guard.why);
       if (bytes != raster.pixels.size())
-        return Status::Internal(fmt::format("{}: libvips gave {} bytes for the raster", input, bytes));
+        return Status::Internal(
+            fmt::format("{}: libvips gave {} bytes for the raster", input, bytes));
       VectorizeOptions vo = SvgOptions(chain.svg);
       vo.threads = convert_threads;
       auto v = Vectorize(raster, vo);
-      if (!v.ok()) return Status(v.status().code(), fmt::format("{}: {}", input, v.status().message()));
+      if (!v.ok())
+        return Status(v.status().code(), fmt::format("{}: {}", input, v.status().message()));
       for (size_t at = 0; at < v->svg.size();) {
         const ssize_t n = ::write(out_fd, v->svg.data() + at, v->svg.size() - at);
         if (n < 0 && errno == EINTR) continue;

@@ -123,8 +123,7 @@ bool Trace(const std::vector<uint8_t>& rank, int w, int h, int layer, const Vect
     for (int x0 = 0; x0 < w; x0 += kBits) {
       potrace_word word = 0;
       const int n = std::min(kBits, w - x0);
-      for (int b = 0; b < n; ++b)
-        word |= potrace_word(r[x0 + b] >= layer) << (kBits - 1 - b);
+      for (int b = 0; b < n; ++b) word |= potrace_word(r[x0 + b] >= layer) << (kBits - 1 - b);
       line[x0 / kBits] = word;
     }
   }
@@ -203,7 +202,8 @@ Result<VectorizeResult> Vectorize(const Image& img, const VectorizeOptions& opt)
     const Rgb p = px(i);
     const int key = (p[0] >> 3) << 10 | (p[1] >> 3) << 5 | (p[2] >> 3);
     if (cell[size_t(key)] < 0)
-      cell[size_t(key)] = int8_t(Nearest(pal, (p[0] & ~7) + 3.5, (p[1] & ~7) + 3.5, (p[2] & ~7) + 3.5));
+      cell[size_t(key)] =
+          int8_t(Nearest(pal, (p[0] & ~7) + 3.5, (p[1] & ~7) + 3.5, (p[2] & ~7) + 3.5));
     index[i] = uint8_t(cell[size_t(key)]);
     ++area[index[i]];
   }
@@ -211,12 +211,14 @@ Result<VectorizeResult> Vectorize(const Image& img, const VectorizeOptions& opt)
   std::vector<int> order;
   for (size_t i = 0; i < pal.size(); ++i)
     if (area[i]) order.push_back(int(i));
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return area[size_t(a)] > area[size_t(b)]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return area[size_t(a)] > area[size_t(b)]; });
   std::vector<uint8_t> rank_of(pal.size(), 0);
   for (size_t r = 0; r < order.size(); ++r) rank_of[size_t(order[r])] = uint8_t(r);
   VectorizeResult out;
   for (int o : order)
-    out.palette.push_back({uint8_t(std::lround(pal[size_t(o)][0])), uint8_t(std::lround(pal[size_t(o)][1])),
+    out.palette.push_back({uint8_t(std::lround(pal[size_t(o)][0])),
+                           uint8_t(std::lround(pal[size_t(o)][1])),
                            uint8_t(std::lround(pal[size_t(o)][2]))});
   std::vector<uint8_t> rank(n);
   out.quantized = Image(w, h, 3);
@@ -230,7 +232,8 @@ Result<VectorizeResult> Vectorize(const Image& img, const VectorizeOptions& opt)
   std::vector<std::string> d(size_t(std::max(0, layers)));
   std::atomic<int> next{1};
   std::atomic<bool> failed{false};
-  int threads = opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  int threads =
+      opt.threads > 0 ? opt.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   threads = std::max(1, std::min(threads, layers - 1));
   auto work = [&] {
     for (int l = next++; l < layers && !failed; l = next++)

@@ -31,7 +31,8 @@ Image Scene(int size) {
       const bool square = x >= 130 * s && x < 230 * s && y >= 120 * s && y < 220 * s;
       const bool hole = x >= 160 * s && x < 200 * s && y >= 150 * s && y < 190 * s;
       if (square && !hole) p[0] = 20, p[1] = 40, p[2] = 200;
-      if (y >= 230 * s && y < 245 * s && x >= 20 * s && x < 120 * s) p[0] = 30, p[1] = 160, p[2] = 60;
+      if (y >= 230 * s && y < 245 * s && x >= 20 * s && x < 120 * s)
+        p[0] = 30, p[1] = 160, p[2] = 60;
     }
   return im;
 }

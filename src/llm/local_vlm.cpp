@@ -97,8 +97,7 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
   llama_memory_clear(llama_get_memory(m.ctx), true);
   const llama_vocab* vocab = llama_model_get_vocab(m.model);
   // The chat template of the model when llama.cpp knows it, else a plain one.
-  const std::string content =
-      image ? std::string(mtmd_default_marker()) + "\n" + prompt : prompt;
+  const std::string content = image ? std::string(mtmd_default_marker()) + "\n" + prompt : prompt;
   std::string text;
   if (const char* tmpl = llama_model_chat_template(m.model, nullptr)) {
     llama_chat_message msg{"user", content.c_str()};
@@ -125,8 +124,8 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
     r.prompt_tokens = n;
     if (r.prompt_tokens + max_tokens > m.context)
       return Status::TooLarge(
-          fmt::format("{} prompt tokens + {} to generate exceed the context of {}",
-                      r.prompt_tokens, max_tokens, m.context));
+          fmt::format("{} prompt tokens + {} to generate exceed the context of {}", r.prompt_tokens,
+                      max_tokens, m.context));
     const int step = int(llama_n_batch(m.ctx));
     for (int at = 0; at < n; at += step) {
       llama_batch b = llama_batch_get_one(toks.data() + at, std::min(step, n - at));
@@ -135,21 +134,20 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
     n_past = n;
   } else {
     std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)> bitmap(
-      mtmd_bitmap_init(uint32_t(rgb.width), uint32_t(rgb.height), rgb.pixels.data()),
-      mtmd_bitmap_free);
-  std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(
-      mtmd_input_chunks_init(), mtmd_input_chunks_free);
+        mtmd_bitmap_init(uint32_t(rgb.width), uint32_t(rgb.height), rgb.pixels.data()),
+        mtmd_bitmap_free);
+    std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(
+        mtmd_input_chunks_init(), mtmd_input_chunks_free);
     mtmd_input_text in{text.c_str(), text.size(), true, true};
     const mtmd_bitmap* bitmaps[] = {bitmap.get()};
     if (int rc = mtmd_tokenize(m.mtmd, chunks.get(), &in, bitmaps, 1); rc != 0)
       return Status::Internal(fmt::format("libmtmd could not prepare the image (code {})", rc));
     for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i)
-      r.prompt_tokens +=
-          int(mtmd_input_chunk_get_n_tokens(mtmd_input_chunks_get(chunks.get(), i)));
+      r.prompt_tokens += int(mtmd_input_chunk_get_n_tokens(mtmd_input_chunks_get(chunks.get(), i)));
     if (r.prompt_tokens + max_tokens > m.context)
       return Status::TooLarge(
-          fmt::format("{} prompt tokens + {} to generate exceed the context of {}",
-                      r.prompt_tokens, max_tokens, m.context));
+          fmt::format("{} prompt tokens + {} to generate exceed the context of {}", r.prompt_tokens,
+                      max_tokens, m.context));
     if (mtmd_helper_eval_chunks(m.mtmd, m.ctx, chunks.get(), 0, 0, 2048, true, &n_past) != 0)
       return Status::Internal("evaluating the image and prompt failed");
   }
@@ -199,13 +197,12 @@ std::string FolderRule(const std::vector<std::string>& folders) {
   return folder + ")";
 }
 
-constexpr const char* kCommonRules =
-    R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{0,30} "\"")"
-    "\n"
-    R"(char ::= [^"\\\x7F\x00-\x1F])"
-    "\n"
-    R"(ws ::= " "?)"
-    "\n";
+constexpr const char* kCommonRules = R"(name ::= "\"" [a-zA-Z0-9] [a-zA-Z0-9 -]{0,30} "\"")"
+                                     "\n"
+                                     R"(char ::= [^"\\\x7F\x00-\x1F])"
+                                     "\n"
+                                     R"(ws ::= " "?)"
+                                     "\n";
 
 }  // namespace
 

@@ -195,9 +195,8 @@ HttpRequest BuildRequest(const Endpoint& e, const Prompt& p) {
     if (!e.api_key.empty()) r.headers.push_back("Authorization: Bearer " + e.api_key);
     json content = json::array({{{"type", "text"}, {"text", p.text}}});
     for (const std::string* img : images)
-      content.push_back(
-          {{"type", "image_url"},
-           {"image_url", {{"url", "data:" + p.image_mime + ";base64," + *img}}}});
+      content.push_back({{"type", "image_url"},
+                         {"image_url", {{"url", "data:" + p.image_mime + ";base64," + *img}}}});
     body = {{"model", e.model},
             {"max_tokens", p.max_tokens},
             {"messages", json::array({{{"role", "user"}, {"content", content}}})}};

@@ -380,14 +380,14 @@ TEST(Posts, GapsPlacesDuplicatesBlurAndScores) {
     p.social = social;
     ph.push_back(std::move(p));
   };
-  add(0, 0x0000000000000000ull, 300);      // 0: burst, less sharp
-  add(2, 0x0000000000000003ull, 400);      // 1: burst, sharpest: kept
+  add(0, 0x0000000000000000ull, 300);       // 0: burst, less sharp
+  add(2, 0x0000000000000003ull, 400);       // 1: burst, sharpest: kept
   add(60, 0xFFFF0000FFFF0000ull, 280, 25);  // 2: best social score
-  add(120, 0x00FF00FF00FF00FFull, 30);     // 3: blurred against a median of ~300
-  add(180, 0x0F0F0F0F0F0F0F0Full, 310);    // 4
-  add(240, 0x3333333333333333ull, 300);    // 5: black
+  add(120, 0x00FF00FF00FF00FFull, 30);      // 3: blurred against a median of ~300
+  add(180, 0x0F0F0F0F0F0F0F0Full, 310);     // 4
+  add(240, 0x3333333333333333ull, 300);     // 5: black
   ph[5].luma = 3;
-  add(9 * 3600, 0x5555555555555555ull, 300);   // 6: dinner, 9 h later
+  add(9 * 3600, 0x5555555555555555ull, 300);       // 6: dinner, 9 h later
   add(9 * 3600 + 60, 0xAAAAAAAAAAAAAAAAull, 500);  // 7
   PostOptions opt;
   opt.max_per_post = 2;
@@ -417,10 +417,10 @@ TEST(Posts, PlaceAndSceneChangesSplitAndUndatedPhotosGoLast) {
     ph[i].phash = 0x1111111111111111ull * (i + 1);
     ph[i].has_phash = true;
   }
-  ph[0].seconds = 0, ph[0].lat = 48.85, ph[0].lon = 2.35;     // Paris
-  ph[1].seconds = 600, ph[1].lat = 48.86, ph[1].lon = 2.34;   // Paris, 10 minutes later
+  ph[0].seconds = 0, ph[0].lat = 48.85, ph[0].lon = 2.35;      // Paris
+  ph[1].seconds = 600, ph[1].lat = 48.86, ph[1].lon = 2.34;    // Paris, 10 minutes later
   ph[2].seconds = 1200, ph[2].lat = 51.50, ph[2].lon = -0.12;  // London: a new post
-  ph[3].seconds = 1300;                                         // no GPS: stays with London
+  ph[3].seconds = 1300;                                        // no GPS: stays with London
   // 4: no capture time
   auto posts = GroupPosts(ph, PostOptions{});
   ASSERT_EQ(posts.size(), 3u);

@@ -74,7 +74,8 @@ Post Curate(const std::vector<PostPhoto>& photos, std::vector<size_t> members,
   for (size_t h = 0; h < hashed.size(); ++h) {
     const size_t b = best[find(h)];
     if (b != h)
-      drop(hashed[h], fmt::format("near-duplicate of {} (sharper)", photos[members[hashed[b]]].path));
+      drop(hashed[h],
+           fmt::format("near-duplicate of {} (sharper)", photos[members[hashed[b]]].path));
   }
   // Rank what is left.
   std::vector<size_t> kept;
@@ -101,9 +102,9 @@ Post Curate(const std::vector<PostPhoto>& photos, std::vector<size_t> members,
 double HaversineKm(double lat1, double lon1, double lat2, double lon2) {
   constexpr double kRad = M_PI / 180, kEarthKm = 6371.0;
   const double dlat = (lat2 - lat1) * kRad, dlon = (lon2 - lon1) * kRad;
-  const double a = std::sin(dlat / 2) * std::sin(dlat / 2) +
-                   std::cos(lat1 * kRad) * std::cos(lat2 * kRad) * std::sin(dlon / 2) *
-                       std::sin(dlon / 2);
+  const double a =
+      std::sin(dlat / 2) * std::sin(dlat / 2) +
+      std::cos(lat1 * kRad) * std::cos(lat2 * kRad) * std::sin(dlon / 2) * std::sin(dlon / 2);
   return 2 * kEarthKm * std::asin(std::min(1.0, std::sqrt(a)));
 }
 
@@ -118,7 +119,7 @@ std::vector<Post> GroupPosts(const std::vector<PostPhoto>& photos, const PostOpt
                    [&](size_t a, size_t b) { return photos[a].path < photos[b].path; });
   std::vector<std::vector<size_t>> groups;
   std::vector<double> sum;  // the current post's embedding sum
-  bool placed = false;  // the post's first located photo: (plat, plon)
+  bool placed = false;      // the post's first located photo: (plat, plon)
   double plat = 0, plon = 0;
   double last = 0;
   for (size_t i : timed) {

@@ -12,8 +12,8 @@ constexpr size_t kMaxLevel = 200;
 
 // {post}: the folder `lumen posts` gives each post.
 const std::array<std::string_view, 16> kFields = {
-    "year", "month", "day", "date", "camera", "make",    "model",     "tag",
-    "city", "name",  "stem", "ext", "hash8",  "ai_name", "ai_folder", "post"};
+    "year", "month", "day",  "date", "camera", "make",    "model",     "tag",
+    "city", "name",  "stem", "ext",  "hash8",  "ai_name", "ai_folder", "post"};
 const std::array<std::string_view, 5> kFileFields = {"name", "stem", "ext", "hash8", "ai_name"};
 
 bool IsControl(unsigned char c) {

@@ -39,7 +39,7 @@ Status CatalogSink::Accept(const ItemResult& r) {
   switch (r.outcome) {
     case ItemResult::Outcome::kNew: {
       AssetRecord a{r.hash,   r.identity.size, r.format_name, r.width,
-                    r.height, r.colorspace,      r.kind};
+                    r.height, r.colorspace,    r.kind};
       auto id = catalog_->UpsertAsset(a);
       if (!id.ok()) return id.status();
       if (r.document && !producers_.document.empty())

@@ -52,9 +52,9 @@ struct Producers {
   std::string thumbnail;  // empty: thumbnails not wanted
   std::string hashes;
   std::string metadata;
-  std::string embedding;  // model id; empty: no image encoder in this run
-  std::string tags;       // label bank id; empty: no tagging (not part of completeness)
-  std::string document;   // document text producer ("text20000@1"); empty: no documents
+  std::string embedding;           // model id; empty: no image encoder in this run
+  std::string tags;                // label bank id; empty: no tagging (not part of completeness)
+  std::string document;            // document text producer ("text20000@1"); empty: no documents
   std::string document_embedding;  // model id of the text tower that embeds documents, or empty
 };
 
@@ -154,8 +154,8 @@ class Catalog {
     // A photo's capture time, or a document's creation date from its own metadata.
     std::optional<std::string> captured_at, make, model;
     std::optional<double> latitude, longitude;  // GPS, from EXIF
-    std::vector<std::string> tags;          // most confident first, any bank
-    std::optional<std::string> enrichment;  // the latest enrichment result (JSON), if any
+    std::vector<std::string> tags;              // most confident first, any bank
+    std::optional<std::string> enrichment;      // the latest enrichment result (JSON), if any
   };
   Status LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out);
 

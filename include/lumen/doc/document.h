@@ -19,7 +19,20 @@
 
 namespace lumen::doc {
 
-enum class DocFormat { kUnknown, kText, kMarkdown, kPdf, kDocx, kOdt, kPptx, kXlsx, kOds, kOdp, kRtf, kEpub };
+enum class DocFormat {
+  kUnknown,
+  kText,
+  kMarkdown,
+  kPdf,
+  kDocx,
+  kOdt,
+  kPptx,
+  kXlsx,
+  kOds,
+  kOdp,
+  kRtf,
+  kEpub
+};
 // "text", "markdown", "pdf", "docx", "odt", "pptx", "xlsx", "ods", "odp", "rtf", "epub".
 const char* DocFormatName(DocFormat f);
 

@@ -35,7 +35,7 @@ struct VectorizeResult {
   std::string svg;  // the whole document, UTF-8, y down, viewBox="0 0 W H", width W, height H
   Image quantized;  // RGB, the input's size: the raster the SVG traces (compare renderings to it)
   std::vector<std::array<uint8_t, 3>> palette;  // in paint order: [0] is the background rect
-  size_t paths = 0;                             // <path> elements (a layer potrace left empty has none)
+  size_t paths = 0;  // <path> elements (a layer potrace left empty has none)
 };
 
 // Vectorises an image (channels 1 or 3; grey is traced as RGB grey). Invalid for an empty or

@@ -34,8 +34,8 @@ class LocalVlm {
   ~LocalVlm();
 
   // `prompt` is the user's text; the image goes before it (an empty `rgb`: the prompt alone, as
-  // for a document's text). `grammar` (GBNF, root "root") may be empty. Stops at end-of-generation or after `max_tokens`.
-  // `stop_at_eog` false generates exactly `max_tokens` (benchmarks).
+  // for a document's text). `grammar` (GBNF, root "root") may be empty. Stops at end-of-generation
+  // or after `max_tokens`. `stop_at_eog` false generates exactly `max_tokens` (benchmarks).
   Result<LocalReply> Generate(const Image& rgb, const std::string& prompt, int max_tokens,
                               const std::string& grammar, bool stop_at_eog = true);
 

@@ -30,9 +30,9 @@ struct PostPhoto {
   uint64_t phash = 0;
   bool has_phash = false;
   std::optional<double> sharpness;
-  std::optional<double> luma;        // mean luma 0..255 (from the thumbnail)
-  std::optional<double> social;      // technical + appeal + engagement (3..30)
-  std::vector<float> embedding;      // L2-normalised, may be empty
+  std::optional<double> luma;    // mean luma 0..255 (from the thumbnail)
+  std::optional<double> social;  // technical + appeal + engagement (3..30)
+  std::vector<float> embedding;  // L2-normalised, may be empty
 };
 
 struct PostOptions {

@@ -54,8 +54,8 @@ struct ItemResult {
   FileIdentity identity;
   Hash128 hash;
   MediaKind kind = MediaKind::kPhoto;
-  Format format = Format::kUnknown;  // a photo's
-  std::string format_name;           // "jpeg", "pdf", "docx", ...
+  Format format = Format::kUnknown;        // a photo's
+  std::string format_name;                 // "jpeg", "pdf", "docx", ...
   std::optional<DocumentRecord> document;  // a document's text and metadata
   int width = 0, height = 0;
   std::string colorspace;

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Issue 17's figures, each next to the tool a user would otherwise run, in one run:
+#   1. PDF text extraction, pages/s: lumen's extractor (every page, in process) vs pdftotext
+#      (poppler-utils) on the same real PDFs (Debian's gnutls-doc and libgcrypt20-doc manuals,
+#      fetched with apt-get download into the build cache).
+#   2. describe per document with the in-process model: SmolLM2-135M's real shape (random
+#      weights, q8_0, tests/llm/tiny_vlm_gguf.py smolvlm-256m), text only, 20 text documents.
+#   3. SVG: lumen convert --chain 'fit:N,svg:colors=16' on a real photo at 512..4096 px.
+#   4. One 100 MP photo converted with 1 thread and with every core.
+# Usage: bench/issue17_bench.sh   (after scripts/build.sh release)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lumen="$repo/build/src/cli/lumen"
+cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}/bench-docs"
+work="$(mktemp -d /tmp/lumen-i17-XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$cache"
+export LUMEN_CATALOG="$work/catalog.db"
+
+echo "== 1. PDF text extraction (pages/s), lumen vs pdftotext"
+if [ ! -f "$cache/gnutls.pdf" ]; then
+  (cd "$cache" && apt-get download gnutls-doc libgcrypt20-doc >/dev/null 2>&1)
+  for d in "$cache"/*.deb; do dpkg -x "$d" "$cache/x"; done
+  cp "$cache/x/usr/share/doc/gnutls-doc/gnutls.pdf" "$cache/"
+  gunzip -c "$cache/x/usr/share/doc/libgcrypt20-doc/gcrypt.pdf.gz" > "$cache/gcrypt.pdf"
+fi
+for pdf in "$cache/gnutls.pdf" "$cache/gcrypt.pdf"; do
+  pages=$(pdfinfo "$pdf" | awk '/^Pages:/ {print $2}')
+  for round in 1 2 3; do
+    t0=$(date +%s.%N); pdftotext "$pdf" "$work/out.txt"; t1=$(date +%s.%N)
+    echo "pdftotext $(basename "$pdf") round $round: $(echo "$t1 - $t0" | bc) s, $pages pages"
+  done
+  "$repo/build/bench/doc_bench" "$pdf" 3
+done
+
+echo "== 2. describe per document, in process (SmolLM2-135M shape, q8_0, random weights)"
+models="$cache/smolvlm-256m"
+if [ ! -f "$models/model-q8_0.gguf" ]; then
+  /usr/bin/python3 "$repo/tests/llm/tiny_vlm_gguf.py" "$models" smolvlm-256m f32 >/dev/null
+  "$repo/.deps/bin/llama-quantize" "$models/model.gguf" "$models/model-q8_0.gguf" q8_0 >/dev/null 2>&1
+fi
+mkdir -p "$work/docs"
+/usr/bin/python3 - "$work/docs" <<'EOF'
+import os, random, sys
+rnd = random.Random(7)
+words = ("invoice payment total account number date customer order service period amount due "
+         "meeting agenda minutes project report quarter revenue growth team plan budget").split()
+for i in range(20):
+    text = " ".join(rnd.choice(words) for _ in range(rnd.randint(400, 700)))
+    with open(os.path.join(sys.argv[1], f"doc{i:02d}.txt"), "w") as f:
+        f.write(f"Document {i}\n\n{text}\n")
+EOF
+"$lumen" index "$work/docs" --quiet --no-embedding
+t0=$(date +%s.%N)
+"$lumen" describe "$work/docs" --llm local --llm-model "$models/model-q8_0.gguf" \
+  --max-new-tokens 96 -o "$work/desc.jsonl" 2>&1 | tail -1 || true
+t1=$(date +%s.%N)
+echo "describe 20 documents: $(echo "($t1 - $t0) / 20" | bc -l | cut -c1-5) s per document (96 tokens at most each)"
+
+echo "== 3. SVG (fit:N, svg:colors=16), a real photo"
+photo="$work/photo.jpg"
+corpus="${LUMEN_BENCH_CORPUS:-$repo/bench/corpus/photos}"
+"$repo/scripts/fetch-photos.sh" bench "$corpus" >/dev/null
+# The largest photo of the bench corpus (a wallpaper from Debian's packages).
+src=$(find "$corpus" -type f -iname '*.jpg' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+vips resize "$src" "$photo" "$(echo "4096 / $(vipsheader -f width "$src")" | bc -l)" >/dev/null
+for n in 512 1024 2048 4096; do
+  best=999
+  for round in 1 2 3; do
+    rm -rf "$work/svg"
+    t0=$(date +%s.%N)
+    "$lumen" convert "$photo" -o "$work/svg" --chain "fit:${n}x${n},svg:colors=16" --quiet --no-cache
+    t1=$(date +%s.%N)
+    s=$(echo "$t1 - $t0" | bc)
+    best=$(echo "if ($s < $best) $s else $best" | bc)
+  done
+  size=$(stat -c %s "$work/svg/photo.svg")
+  echo "svg ${n}px: ${best} s (best of 3), $((size / 1024)) KB"
+done
+
+echo "== 4. one 100 MP photo, 1 thread vs all cores"
+/usr/bin/python3 - "$work/big.jpg" <<'EOF'
+import sys
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(1)
+small = (rng.random((100, 100, 3)) * 255).astype("uint8")
+Image.fromarray(small).resize((10000, 10000), Image.BICUBIC).save(sys.argv[1], quality=90)
+EOF
+for chain in "resize:0.5,sharpen,jpeg:90" "fit:4000x4000,sharpen,webp:82" "fit:1024x1024,svg:colors=16"; do
+  for j in 1 0; do
+    rm -rf "$work/big"
+    t0=$(date +%s.%N)
+    "$lumen" convert "$work/big.jpg" -o "$work/big" --chain "$chain" --quiet --no-cache -j "$j"
+    t1=$(date +%s.%N)
+    echo "100 MP, $chain, -j $j: $(echo "$t1 - $t0" | bc) s"
+  done
+done

@@ -1,12 +1,17 @@
 // In-process VLM cost per image: image encode (vision tower + projector + prompt evaluation)
 // and N generated tokens, with llama.cpp's libmtmd/libllama as lumen uses them.
 //   build/bench/vlm_bench MODEL.gguf MMPROJ.gguf [images=5] [tokens=40] [edge=512]
+//   build/bench/vlm_bench MODEL.gguf - [documents=5] [tokens=96] TEXTFILE [chars=2000]
+// The second form is describe's document path: no projector, a prompt of describe's
+// instructions and the first CHARS bytes of TEXTFILE (different bytes each run).
 // Models: tests/llm/tiny_vlm_gguf.py DIR smolvlm-256m f16 (SmolVLM-256M's real shape, random
 // weights), then .deps/bin/llama-quantize for q8_0.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <random>
+#include <string>
 
 #include "lumen/image/image.h"
 #include "lumen/llm/local_vlm.h"
@@ -20,7 +25,22 @@ int main(int argc, char** argv) {
   const int tokens = argc > 4 ? std::atoi(argv[4]) : 40;
   const int edge = argc > 5 ? std::atoi(argv[5]) : 512;
   auto t0 = std::chrono::steady_clock::now();
-  auto vlm = lumen::llm::LocalVlm::Load({argv[1], argv[2], 0, 4096});
+  const bool text = std::string(argv[2]) == "-";
+  std::string corpus;
+  const size_t chars = argc > 6 ? size_t(std::atoi(argv[6])) : 2000;
+  if (text) {
+    if (argc < 6) {
+      std::fprintf(stderr, "usage: vlm_bench MODEL.gguf - documents tokens TEXTFILE [chars]\n");
+      return 2;
+    }
+    std::ifstream in(argv[5], std::ios::binary);
+    corpus.assign(std::istreambuf_iterator<char>(in), {});
+    if (corpus.size() < chars * size_t(images)) {
+      std::fprintf(stderr, "%s: too short for %d documents of %zu bytes\n", argv[5], images, chars);
+      return 2;
+    }
+  }
+  auto vlm = lumen::llm::LocalVlm::Load({argv[1], text ? "" : argv[2], 0, 4096});
   if (!vlm.ok()) {
     std::fprintf(stderr, "%s\n", vlm.status().message().c_str());
     return 1;
@@ -30,9 +50,22 @@ int main(int argc, char** argv) {
   double enc = 0, gen = 0;
   int prompt_tokens = 0;
   for (int i = 0; i < images; ++i) {
-    lumen::Image img(edge, edge * 3 / 4, 3);
-    for (auto& p : img.pixels) p = uint8_t(rng());
-    auto r = (*vlm)->Generate(img, "Describe this photo.", tokens, "", false);
+    lumen::Image img;
+    std::string prompt = "Describe this photo.";
+    if (text) {
+      // About the length of describe's document instructions, then the text.
+      prompt =
+          "Here is the start of a document from a personal library. Answer with a JSON object: "
+          "\"description\": a summary of the document in 1 to 3 sentences; \"file_name\": a "
+          "short descriptive file name of at most 5 words; \"folder_name\": a folder for it of "
+          "at most 2 words; \"category\": the kind of document (invoice, letter, report, "
+          "manual, ...); \"keywords\": up to 8 keywords.\nText:\n" +
+          corpus.substr(size_t(i) * chars, chars);
+    } else {
+      img = lumen::Image(edge, edge * 3 / 4, 3);
+      for (auto& p : img.pixels) p = uint8_t(rng());
+    }
+    auto r = (*vlm)->Generate(img, prompt, tokens, "", false);
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", r.status().message().c_str());
       return 1;
@@ -44,8 +77,8 @@ int main(int argc, char** argv) {
   }
   const int n = images - 1;
   std::printf(
-      "load %.2f s; per image (%d runs after one warm-up): encode+prompt %.0f ms (%d prompt "
+      "load %.2f s; per %s (%d runs after one warm-up): encode+prompt %.0f ms (%d prompt "
       "tokens), %d tokens %.0f ms (%.1f tok/s), total %.2f s\n",
-      load, n, enc / n, prompt_tokens, tokens, gen / n, tokens / (gen / n / 1000),
+      load, text ? "document" : "image", n, enc / n, prompt_tokens, tokens, gen / n, tokens / (gen / n / 1000),
       (enc + gen) / n / 1000);
 }

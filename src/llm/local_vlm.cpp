@@ -5,6 +5,7 @@
 #include <mtmd.h>
 
 #include <chrono>
+#include <cmath>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -154,16 +155,44 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
   r.encode_ms = MsSince(t0);
 
   const auto t1 = std::chrono::steady_clock::now();
-  llama_sampler* chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
-  std::unique_ptr<llama_sampler, decltype(&llama_sampler_free)> smpl(chain, llama_sampler_free);
+  // Greedy decoding under the grammar, checked token first: the unconstrained best token is
+  // tested alone against the grammar and taken when it fits (what a trained model does almost
+  // every step); only when it does not is the grammar applied to the whole vocabulary. The
+  // result is the same token greedy-after-grammar gives (the best valid one), at a fraction of
+  // the cost: masking 49,152 candidates every step was most of the generation time.
+  std::unique_ptr<llama_sampler, decltype(&llama_sampler_free)> g(nullptr, llama_sampler_free);
   if (!grammar.empty()) {
-    llama_sampler* g = llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
+    g.reset(llama_sampler_init_grammar(vocab, grammar.c_str(), "root"));
     if (!g) return Status::Invalid("the output grammar does not parse");
-    llama_sampler_chain_add(chain, g);
   }
-  llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+  const int n_vocab = llama_vocab_n_tokens(vocab);
+  std::vector<llama_token_data> all;
+  auto best_of = [](const llama_token_data* d, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; ++i)
+      if (d[i].logit > d[best].logit) best = i;
+    return d[best].id;
+  };
   for (int i = 0; i < max_tokens; ++i) {
-    llama_token tok = llama_sampler_sample(chain, m.ctx, -1);
+    const float* logits = llama_get_logits_ith(m.ctx, -1);
+    if (!logits) return Status::Internal("the model gave no logits");
+    llama_token tok = 0;
+    for (int v = 1; v < n_vocab; ++v)
+      if (logits[v] > logits[tok]) tok = v;
+    if (g) {
+      llama_token_data one{tok, logits[tok], 0.0f};
+      llama_token_data_array single{&one, 1, -1, false};
+      llama_sampler_apply(g.get(), &single);
+      if (!(one.logit > -INFINITY)) {
+        all.resize(size_t(n_vocab));
+        for (int v = 0; v < n_vocab; ++v) all[size_t(v)] = {v, logits[v], 0.0f};
+        llama_token_data_array arr{all.data(), all.size(), -1, false};
+        llama_sampler_apply(g.get(), &arr);
+        tok = best_of(arr.data, arr.size);
+        if (!(all[size_t(tok)].logit > -INFINITY)) break;  // the grammar allows nothing more
+      }
+      llama_sampler_accept(g.get(), tok);
+    }
     if (stop_at_eog && llama_vocab_is_eog(vocab, tok)) break;
     char piece[256];
     const int n = llama_token_to_piece(vocab, tok, piece, sizeof piece, 0, false);

@@ -58,6 +58,41 @@ for p in ["\n\n", "<fake_token_around_image>", "<global-img>", "<image>"]:
     tokens.append(p)
     scores.append(0.0)
     types.append(4)
+if T["vocab_pad"]:
+    # The real shape's vocabulary: word pieces of English, so that text tokenizes about as a real
+    # BPE/SPM vocabulary does (~4 characters a token) and benchmarks see realistic prompt
+    # lengths: every prefix ("\u2581w", "\u2581wo", ...) of the most used WordNet lemmas (by
+    # their sense counts in cntlist.rev, Debian wordnet-base), as SPM merges need, plus single
+    # characters.
+    counts = {}
+    try:
+        with open("/usr/share/wordnet/cntlist.rev") as f:
+            for line in f:
+                key, _, n = line.split()
+                lemma = key.split("%")[0]
+                if lemma.isalpha() and lemma.isascii():
+                    counts[lemma] = counts.get(lemma, 0) + int(n)
+    except OSError:
+        pass
+    for extra in ("the and of to in is for on with as by at from that this are be or it an was "
+                  "not which can your you we they he she his her its has have had will".split()):
+        counts[extra] = counts.get(extra, 0) + 10 ** 6
+    have = set(tokens)
+    budget = T["vocab_pad"] - len(tokens) - 8
+    pieces = [c for c in "abcdefghijklmnopqrstuvwxyz0123456789.,:;!?()-'\"{}[]"]
+    for word in sorted(counts, key=lambda w: -counts[w]):
+        for k in range(1, len(word) + 1):
+            for piece in ("\u2581" + word[:k], word[:k]) if k > 1 else ("\u2581" + word[:k],):
+                pieces.append(piece)
+        if len(set(pieces) - have) > budget:
+            break
+    for piece in pieces:
+        if piece in have or len(tokens) >= T["vocab_pad"] - 8:
+            continue
+        have.add(piece)
+        tokens.append(piece)
+        scores.append(float(len(piece)))  # longer pieces merge first
+        types.append(1)
 while len(tokens) < T["vocab_pad"]:
     tokens.append(f"[unused{len(tokens)}]")
     scores.append(-1e4)

@@ -1,7 +1,8 @@
 // Raster to SVG: the image is quantised to a small palette, and each colour is traced with
 // libpotrace into one <path> of cubic Bezier curves and corners.
 //
-// The layers stack without gaps: the palette is put in paint order (lightest first), the first
+// The layers stack without gaps: the palette is put in paint order (by luminance, starting from
+// the tone most of the image is in, so the minority tone's detail is drawn on top), the first
 // colour is a background rect, and layer i traces the pixels of colour i *or any colour painted
 // after it*. Each layer therefore lies under all the later ones, and the antialiased edge of a
 // later layer blends with the colour actually next to it, never with a background showing

@@ -79,6 +79,6 @@ int main(int argc, char** argv) {
   std::printf(
       "load %.2f s; per %s (%d runs after one warm-up): encode+prompt %.0f ms (%d prompt "
       "tokens), %d tokens %.0f ms (%.1f tok/s), total %.2f s\n",
-      load, text ? "document" : "image", n, enc / n, prompt_tokens, tokens, gen / n, tokens / (gen / n / 1000),
-      (enc + gen) / n / 1000);
+      load, text ? "document" : "image", n, enc / n, prompt_tokens, tokens, gen / n,
+      tokens / (gen / n / 1000), (enc + gen) / n / 1000);
 }

@@ -264,7 +264,7 @@ void Report(const Options& o, const RunSummary& s, const Profile& profile, const
     std::string line = fmt::format(
         "{} {} files in {:.2f} s: {} succeeded ({} already known), {} failed, {} skipped, {} "
         "unchanged, "
-        "{} missing; {:.1f} images/s, {:.1f} MB/s{}",
+        "{} missing; {:.1f} files/s, {:.1f} MB/s{}",
         verb, s.succeeded + s.failed + s.skipped, s.elapsed_s, s.succeeded, s.known, s.failed,
         s.skipped, s.unchanged, s.missing, rate,
         s.elapsed_s > 0 ? s.bytes / s.elapsed_s / 1e6 : 0.0,

@@ -353,6 +353,8 @@ int RunStats(const Options& o) {
   j["catalog"] = (*c)->path();
   j["schema_version"] = (*c)->SchemaVersion();
   j["assets"] = count("SELECT COUNT(*) FROM assets");
+  j["photos"] = count("SELECT COUNT(*) FROM assets WHERE kind='photo'");
+  j["documents"] = count("SELECT COUNT(*) FROM assets WHERE kind='document'");
   j["thumbnails"] = count("SELECT COUNT(*) FROM thumbnails");
   for (const char* st : {"ok", "failed", "skipped", "missing"}) {
     auto s = sql::Prepare(db, "SELECT COUNT(*) FROM locations WHERE state=?");
@@ -372,8 +374,10 @@ int RunStats(const Options& o) {
     return kExitOk;
   }
   std::printf("catalog   %s (schema v%d)\n", (*c)->path().c_str(), j["schema_version"].get<int>());
-  std::printf("assets    %lld distinct images\n",
-              static_cast<long long>(j["assets"].get<int64_t>()));
+  std::printf("assets    %lld distinct (%lld photos, %lld documents)\n",
+              static_cast<long long>(j["assets"].get<int64_t>()),
+              static_cast<long long>(j["photos"].get<int64_t>()),
+              static_cast<long long>(j["documents"].get<int64_t>()));
   std::printf("locations %lld ok, %lld failed, %lld skipped, %lld missing\n",
               static_cast<long long>(j["locations"]["ok"].get<int64_t>()),
               static_cast<long long>(j["locations"]["failed"].get<int64_t>()),

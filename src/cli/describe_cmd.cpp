@@ -646,6 +646,14 @@ int RunDescribe(const Options& o, const char* argv0) {
   Catalog& cat = **c;
   std::vector<Catalog::Placed> placed;
   if (Status st = cat.LoadPlaced(roots, &placed); !st.ok()) return fail(st.message());
+  // In process without a projector only documents can be read: with nothing but photos that
+  // is a usage error; in a mixed folder the photos fail one by one and the documents go on.
+  if (local && o.mmproj.empty() && !placed.empty() &&
+      std::none_of(placed.begin(), placed.end(),
+                   [](const Catalog::Placed& p) { return p.kind == MediaKind::kDocument; }))
+    return fail(
+        "describing photos in process needs --mmproj MMPROJ.gguf (the model's vision projector); "
+        "without it --llm local reads documents only");
 
   FILE* out = stdout;
   TempFile out_tmp;

@@ -250,8 +250,8 @@ DocFormat DetectDocument(const uint8_t* data, size_t size, std::string_view name
   };
   if (starts("%PDF-")) return DocFormat::kPdf;
   if (starts("{\\rtf")) return DocFormat::kRtf;
-  if (starts("PK\x03\x04")) return detail::DetectZip(data, size);
   const std::string ext = LowerExtension(name);
+  if (starts("PK\x03\x04")) return detail::DetectZip(data, size, ext);
   const bool md = ext == "md" || ext == "markdown" || ext == "mdown";
   const bool txt = ext == "txt" || ext == "text";
   if ((md || txt) && LooksLikeText(data, size)) return md ? DocFormat::kMarkdown : DocFormat::kText;

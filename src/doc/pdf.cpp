@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <mutex>
@@ -122,19 +123,14 @@ Result<Image> RenderPdfPage(const uint8_t* data, size_t size, int page, int max_
   poppler::image img = r.render_page(p.get(), dpi, dpi);
   if (!img.is_valid() || img.width() <= 0 || img.height() <= 0)
     return Status::Corrupt(fmt::format("page {} cannot be rendered", page + 1));
+  // format_rgb24 is packed R, G, B (3 bytes a pixel), rows bytes_per_row() apart (padded).
+  if (img.bytes_per_row() < 3 * img.width())
+    return Status::Corrupt(fmt::format("page {} rendered with an unexpected layout", page + 1));
   Image out(img.width(), img.height(), 3);
   const char* bits = img.const_data();
-  for (int y = 0; y < img.height(); ++y) {
-    // rgb24 is 0xffRRGGBB words (Cairo's layout): B, G, R, X in memory on little-endian.
-    const auto* row =
-        reinterpret_cast<const uint8_t*>(bits + size_t(y) * size_t(img.bytes_per_row()));
-    uint8_t* o = out.row(y);
-    for (int x = 0; x < img.width(); ++x) {
-      o[3 * x] = row[4 * x + 2];
-      o[3 * x + 1] = row[4 * x + 1];
-      o[3 * x + 2] = row[4 * x];
-    }
-  }
+  for (int y = 0; y < img.height(); ++y)
+    std::memcpy(out.row(y), bits + size_t(y) * size_t(img.bytes_per_row()),
+                size_t(img.width()) * 3);
   return out;
 }
 

@@ -50,6 +50,7 @@ std::string IsoDate(std::string_view s);
 Result<DocText> ExtractZip(const uint8_t* data, size_t size, DocFormat f, const DocLimits& lim);
 Result<DocText> ExtractPdf(const uint8_t* data, size_t size, const DocLimits& lim);
 Result<DocText> ExtractRtf(const uint8_t* data, size_t size, const DocLimits& lim);
-DocFormat DetectZip(const uint8_t* data, size_t size);
+// `ext`: the lower-case extension, used only for an archive refused before it is opened.
+DocFormat DetectZip(const uint8_t* data, size_t size, std::string_view ext);
 
 }  // namespace lumen::doc::detail

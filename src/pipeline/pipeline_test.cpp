@@ -41,8 +41,18 @@ TEST(ProcessFile, BadInputsAreRecordedWithReasons) {
   auto t = ProcessFile(dir.File("text.jpg"), opt, nullptr, nullptr);
   EXPECT_EQ(t.outcome, ItemResult::Outcome::kFailed);
   EXPECT_NE(t.status.message().find("not an image: the content is text"), std::string::npos);
+  // A text file is a document now; with documents off it is skipped, as any file that is
+  // neither a photo nor a document is.
   auto n = ProcessFile(dir.File("notes.txt"), opt, nullptr, nullptr);
-  EXPECT_EQ(n.outcome, ItemResult::Outcome::kSkipped);
+  EXPECT_EQ(n.outcome, ItemResult::Outcome::kNew) << n.status.message();
+  EXPECT_EQ(n.kind, MediaKind::kDocument);
+  PipelineOptions photos_only = opt;
+  photos_only.documents = false;
+  EXPECT_EQ(ProcessFile(dir.File("notes.txt"), photos_only, nullptr, nullptr).outcome,
+            ItemResult::Outcome::kSkipped);
+  test::WriteFile(dir.File("data.bin"), std::string("\x01\x02\x03\x00\xff binary", 11));
+  EXPECT_EQ(ProcessFile(dir.File("data.bin"), opt, nullptr, nullptr).outcome,
+            ItemResult::Outcome::kSkipped);
   auto gone = ProcessFile(dir.File("deleted-after-scan.jpg"), opt, nullptr, nullptr);
   EXPECT_EQ(gone.outcome, ItemResult::Outcome::kFailed);
   EXPECT_NE(gone.status.message().find("disappeared"), std::string::npos);

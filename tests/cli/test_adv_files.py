@@ -217,7 +217,7 @@ class CommandLinePaths(Base):
             self.assertEqual(p.returncode, EXIT_ERROR, (cmd, p.stderr))
             err = p.stderr.decode()
             self.assertIn("no-such-folder: no such file or folder", err)
-            self.assertNotIn("images/s", err)
+            self.assertNotIn("files/s", err)
         self.assertFalse(os.path.exists(self.catalog))
 
     def test_fifos_and_devices_are_named_and_refused_without_blocking(self):

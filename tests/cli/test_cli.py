@@ -101,7 +101,8 @@ class BadInput(Base):
         with open(os.path.join(L, "text.jpg"), "w") as f:
             f.write("this is a text file, not a photo\n")
         with open(os.path.join(L, "notes.txt"), "w") as f:
-            f.write("not an image and not named like one: skipped quietly\n")
+            f.write("not an image: a text document, indexed as one\n")
+        write(os.path.join(L, "data.bin"), bytes(range(256)))  # neither: skipped quietly
         # 60000x60000 in the header of an otherwise tiny JPEG.
         data = bytearray(good)
         sof = next(i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
@@ -115,7 +116,7 @@ class BadInput(Base):
         self.make_library()
         p = run("index", self.lib, "--catalog", self.catalog, check=EXIT_SOME_FAILED)
         err = p.stderr.decode(errors="replace")
-        self.assertIn("7 succeeded", err)
+        self.assertIn("8 succeeded", err)
         st = states(self.catalog)
         L = os.fsencode(self.lib)
 
@@ -131,7 +132,8 @@ class BadInput(Base):
         self.assertIn("60000x60000", reason(b"bomb.jpg"))
         self.assertIn("broken symbolic link", reason(b"broken.jpg"))
         self.assertIn("loop", reason(b"loop.jpg"))
-        self.assertEqual(st[os.path.join(L, b"notes.txt")][0], "skipped")
+        self.assertEqual(st[os.path.join(L, b"notes.txt")][0], "ok")
+        self.assertEqual(st[os.path.join(L, b"data.bin")][0], "skipped")
         self.assertEqual(st[os.path.join(L, b"dirloop")][0], "skipped")
         for name in (b"good.jpg", b"progressive.jpg", b"with space.png", b"new\nline.webp",
                      b"latin1-\xe9t\xe9.tif", b"anim.gif"):

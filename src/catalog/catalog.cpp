@@ -897,18 +897,19 @@ Status Catalog::PutConversion(const Hash128& source, const std::string& recipe,
 }
 
 Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out) {
-  auto s = sql::Prepare(
-      db_.get(),
-      "SELECT l.path, l.size, l.mtime_ns, l.inode, l.device, a.id, a.hash, "
-      "COALESCE(m.captured_at, (SELECT created FROM documents d WHERE d.asset_id=a.id "
-      "ORDER BY producer DESC LIMIT 1)), "
-      "m.camera_make, m.camera_model, (SELECT result FROM enrichments e WHERE "
-      "e.asset_id=a.id ORDER BY created_at DESC LIMIT 1), a.kind, m.gps_latitude, m.gps_longitude "
-      "FROM locations l JOIN assets a "
-      "ON a.id=l.asset_id "
-      "LEFT JOIN metadata m ON m.asset_id=a.id "
-      "WHERE l.state='ok' AND (l.path=?1 OR (l.path>=?2 AND l.path<?3)) "
-      "GROUP BY l.id ORDER BY l.path");
+  auto s =
+      sql::Prepare(db_.get(),
+                   "SELECT l.path, l.size, l.mtime_ns, l.inode, l.device, a.id, a.hash, "
+                   "COALESCE(m.captured_at, (SELECT created FROM documents d WHERE d.asset_id=a.id "
+                   "ORDER BY producer DESC LIMIT 1)), "
+                   "m.camera_make, m.camera_model, (SELECT result FROM enrichments e WHERE "
+                   "e.asset_id=a.id AND e.prompt_version LIKE 'describe%' ORDER BY created_at DESC "
+                   "LIMIT 1), a.kind, m.gps_latitude, m.gps_longitude "
+                   "FROM locations l JOIN assets a "
+                   "ON a.id=l.asset_id "
+                   "LEFT JOIN metadata m ON m.asset_id=a.id "
+                   "WHERE l.state='ok' AND (l.path=?1 OR (l.path>=?2 AND l.path<?3)) "
+                   "GROUP BY l.id ORDER BY l.path");
   if (!s.ok()) return s.status();
   auto t = sql::Prepare(db_.get(),
                         "SELECT term FROM tags WHERE asset_id=? GROUP BY term "

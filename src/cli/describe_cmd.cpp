@@ -463,12 +463,12 @@ Status Prefilter(const Options& o, Catalog& cat, const std::vector<Catalog::Plac
   std::unordered_set<int64_t> seen;
   for (const auto& p : placed) {
     if (p.kind != MediaKind::kPhoto || !seen.insert(p.asset).second) continue;
-    auto it = by_asset.find(p.asset);
-    if (it == by_asset.end()) continue;
     if (auto luma = ThumbnailLuma(cat, p.asset); luma && *luma <= kDarkLuma) {
       (*skip)[p.asset] = fmt::format("nearly black (mean luma {:.0f})", *luma);
       continue;
     }
+    auto it = by_asset.find(p.asset);
+    if (it == by_asset.end()) continue;  // no perceptual hash nor sharpness: asked as it is
     if (it->second->sharpness && *it->second->sharpness < kBlurred) {
       (*skip)[p.asset] = fmt::format("very blurred (sharpness {:.1f})", *it->second->sharpness);
       continue;
@@ -476,15 +476,9 @@ Status Prefilter(const Options& o, Catalog& cat, const std::vector<Catalog::Plac
     hashes.push_back(it->second->phash);
     who.push_back(&p);
   }
-  std::vector<size_t> parent(who.size());
-  for (size_t i = 0; i < parent.size(); ++i) parent[i] = i;
-  auto find = [&](size_t x) {
-    while (parent[x] != x) x = parent[x] = parent[parent[x]];
-    return x;
-  };
-  const auto pairs = dupes::NearPairs(hashes, kNear);
-  if (pairs.empty()) return Status::Ok();
-  for (const auto& pr : pairs) parent[find(pr.a)] = find(pr.b);
+  const std::vector<uint32_t> group = dupes::NearGroups(hashes, kNear);
+  std::vector<size_t> members(who.size(), 0);
+  for (uint32_t g : group) ++members[g];
   // Each group's leader: one with a cached answer, else the sharpest.
   std::unordered_map<size_t, size_t> leader;
   auto rank = [&](size_t i) -> std::pair<int, double> {
@@ -492,18 +486,17 @@ Status Prefilter(const Options& o, Catalog& cat, const std::vector<Catalog::Plac
     const bool answered = hit.ok() && *hit;
     return {answered ? 1 : 0, by_asset[who[i]->asset]->sharpness.value_or(0)};
   };
-  std::vector<bool> paired(who.size(), false);
-  for (const auto& pr : pairs) paired[pr.a] = paired[pr.b] = true;
   std::unordered_map<size_t, std::pair<int, double>> ranks;
   for (size_t i = 0; i < who.size(); ++i) {
-    if (!paired[i]) continue;  // no near-duplicate
+    if (members[group[i]] < 2) continue;  // no near-duplicate
     ranks[i] = rank(i);
-    auto [at, fresh] = leader.emplace(find(i), i);
+    auto [at, fresh] = leader.emplace(group[i], i);
     if (!fresh && ranks[i] > ranks[at->second]) at->second = i;
   }
   for (const auto& [i, r] : ranks) {
-    const size_t l = leader.at(find(i));
-    if (l != i) (*reuse_from)[who[i]->asset] = who[l];
+    const size_t l = leader.at(group[i]);
+    // A photo with an answer of its own keeps it; only the unanswered reuse the leader's.
+    if (l != i && r.first == 0) (*reuse_from)[who[i]->asset] = who[l];
   }
   return Status::Ok();
 }

@@ -274,9 +274,11 @@ int RunPosts(const Options& o, const char* argv0) {
 
   json out{{"posts", json::array()}};
   std::vector<organize::Source> sources;
+  std::unordered_map<std::string, int> folders_used;  // two posts never share a folder
   for (size_t i = 0; i < posts.size(); ++i) {
     const organize::Post& post = posts[i];
-    const std::string folder = FolderName(post, i, captions[i]);
+    std::string folder = FolderName(post, i, captions[i]);
+    if (const int n = ++folders_used[folder]; n > 1) folder += fmt::format(" ({})", n);
     auto list = [&](const std::vector<organize::PostMember>& ms) {
       json a = json::array();
       for (const auto& m : ms)
@@ -302,7 +304,8 @@ int RunPosts(const Options& o, const char* argv0) {
   // The JSON plan: stdout, or -o FILE (written whole or not at all).
   const std::string text = lumen::json::Dump(out, 2) + "\n";
   if (o.output.empty()) {
-    if (!o.apply) std::fwrite(text.data(), 1, text.size(), stdout);
+    // With --into the plan of moves is what stdout shows (one document, not two).
+    if (!o.apply && o.into.empty()) std::fwrite(text.data(), 1, text.size(), stdout);
   } else {
     auto t = OpenOutput(o.output, OutputKind::kJson, o.paths);
     if (!t.ok() || !t->stream())
@@ -355,8 +358,8 @@ int RunPosts(const Options& o, const char* argv0) {
                     o.caption ? fmt::format("; captions: {} asked, {} from the cache, {} failed",
                                             asked, from_cache, caption_failures)
                               : std::string()));
-  if (o.into.empty()) return kExitOk;
-  return RunPostsAction(o, cat, sources, roots);
+  const int rc = o.into.empty() ? kExitOk : RunPostsAction(o, cat, sources, roots);
+  return rc == kExitOk && caption_failures > 0 ? kExitSomeFailed : rc;
 }
 
 }  // namespace lumen::cli

@@ -258,11 +258,13 @@ TEST(Document, RtfEscapesInfoAndDepth) {
 }
 
 // A one-page PDF (200x100 points) with the given content stream, a correct xref table.
-std::vector<uint8_t> MakePdf(const std::string& content) {
+std::vector<uint8_t> MakePdf(const std::string& content,
+                             const std::string& media_box = "0 0 200 100") {
   std::vector<std::string> objs = {
       "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-      "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Contents 4 0 R "
-      "/Resources << /Font << /F1 5 0 R >> >> >>",
+      "<< /Type /Page /Parent 2 0 R /MediaBox [" + media_box +
+          "] /Contents 4 0 R "
+          "/Resources << /Font << /F1 5 0 R >> >> >>",
       "<< /Length " + std::to_string(content.size()) + " >>\nstream\n" + content + "\nendstream",
       "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
   std::string pdf = "%PDF-1.4\n";
@@ -312,6 +314,41 @@ TEST(Document, PdfTextAndRenderedPageColours) {
     }
   }
   EXPECT_FALSE(RenderPdfPage(pdf.data(), pdf.size(), 1, 100).ok());  // no page 2
+  // A page 14 million points square (a scan bomb): rendered at the edge asked for, not at a
+  // floor resolution that would need 120 GB.
+  auto huge = MakePdf("1 0 0 rg 0 0 14400000 14400000 re f", "0 0 14400000 14400000");
+  auto img = RenderPdfPage(huge.data(), huge.size(), 0, 64);
+  if (img.ok()) {
+    EXPECT_LE(img->width, 65);
+    EXPECT_LE(img->height, 65);
+  }
+}
+
+TEST(Document, EpubPackageEntityBombIsNotExpanded) {
+  // EPUB packages and chapters may declare a DOCTYPE, so entities are simply never expanded.
+  std::string laughs = "<?xml version='1.0'?><!DOCTYPE p [<!ENTITY a 'lollollollol'>";
+  for (int i = 1; i <= 9; ++i) {
+    laughs.append("<!ENTITY ").push_back(char('a' + i));
+    laughs.append(" '");
+    for (int k = 0; k < 10; ++k) laughs.append("&").append(1, char('a' + i - 1)).append(";");
+    laughs.append("'>");
+  }
+  laughs +=
+      "]><package><metadata><title>T&j;</title></metadata><manifest><item id='c' "
+      "href='c.xhtml'/></manifest><spine><itemref idref='c'/></spine></package>";
+  auto epub =
+      MakeZip({{"mimetype", "application/epub+zip"},
+               {"META-INF/container.xml",
+                "<container><rootfiles><rootfile full-path='p.opf'/></rootfiles></container>"},
+               {"p.opf", laughs},
+               {"c.xhtml", "<!DOCTYPE html><html><body><p>Only this.</p></body></html>"}});
+  const auto t0 = std::chrono::steady_clock::now();
+  auto d = Extract(epub, "l.epub");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  if (d.ok()) {
+    EXPECT_LT(d->title.size(), 50u);
+    EXPECT_EQ(d->text, "Only this.");
+  }
 }
 
 TEST(Document, EpubSpineOfDanglingReferencesIsCheap) {

@@ -115,7 +115,11 @@ Result<Image> RenderPdfPage(const uint8_t* data, size_t size, int page, int max_
   const poppler::rectf box = p->page_rect();
   const double longest = std::max(box.width(), box.height());
   if (!(longest > 0)) return Status::Corrupt(fmt::format("page {} has no size", page + 1));
-  const double dpi = std::clamp(72.0 * max_edge / longest, 1.0, 1200.0);
+  // No lower bound on the resolution: a page of 1.4e7 points at even 1 dpi would be 200k pixels
+  // square (a hostile MediaBox); the render is at most max_edge on its long side.
+  const double dpi = std::min(72.0 * max_edge / longest, 1200.0);
+  if (!(longest * dpi / 72.0 <= max_edge + 1.0))
+    return Status::Corrupt(fmt::format("page {} has an unusable size", page + 1));
   poppler::page_renderer r;
   r.set_render_hint(poppler::page_renderer::antialiasing, true);
   r.set_render_hint(poppler::page_renderer::text_antialiasing, true);

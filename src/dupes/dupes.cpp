@@ -193,6 +193,26 @@ std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distanc
   return out;
 }
 
+std::vector<uint32_t> NearGroups(const std::vector<uint64_t>& hashes, int max_distance) {
+  UnionFind uf(hashes.size());
+  std::unordered_map<uint64_t, uint32_t> first_of;
+  std::vector<uint64_t> distinct;
+  std::vector<uint32_t> rep;  // distinct hash -> its first index
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    auto [at, fresh] = first_of.emplace(hashes[i], uint32_t(i));
+    if (fresh) {
+      distinct.push_back(hashes[i]);
+      rep.push_back(uint32_t(i));
+    } else {
+      uf.Join(at->second, uint32_t(i));
+    }
+  }
+  for (const Pair& p : NearPairs(distinct, max_distance)) uf.Join(rep[p.a], rep[p.b]);
+  std::vector<uint32_t> out(hashes.size());
+  for (size_t i = 0; i < hashes.size(); ++i) out[i] = uf.Find(uint32_t(i));  // roots are lowest
+  return out;
+}
+
 std::vector<SimilarPair> SimilarPairs(const float* v, size_t n, int dim, float min_cosine) {
   std::vector<SimilarPair> out;
   constexpr size_t kBlock = 1024;

@@ -3,6 +3,7 @@
 #include <bit>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -63,6 +64,39 @@ TEST(NearPairs, EqualsAllPairsAtEveryDistance) {
   }
   EXPECT_TRUE(NearPairs({}, 6).empty());
   EXPECT_TRUE(NearPairs({42}, 6).empty());
+}
+
+TEST(NearGroups, SameComponentsAsThePairsAndEqualHashesCostNothing) {
+  std::mt19937_64 rng(2);
+  std::vector<uint64_t> h;
+  for (int i = 0; i < 300; ++i) {
+    const uint64_t base = rng();
+    h.push_back(base);
+    if (i % 3 == 0) h.push_back(base);                // an exact copy
+    if (i % 4 == 0) h.push_back(Flip(base, 3, rng));  // a near one
+  }
+  // Reference: union-find over every pair within 4 bits.
+  std::vector<uint32_t> want(h.size());
+  std::iota(want.begin(), want.end(), 0u);
+  auto find = [&](uint32_t x) {
+    while (want[x] != x) x = want[x];
+    return x;
+  };
+  for (uint32_t i = 0; i < h.size(); ++i)
+    for (uint32_t j = i + 1; j < h.size(); ++j)
+      if (std::popcount(h[i] ^ h[j]) <= 4) {
+        const uint32_t a = find(i), b = find(j);
+        want[std::max(a, b)] = std::min(a, b);
+      }
+  const auto got = NearGroups(h, 4);
+  ASSERT_EQ(got.size(), h.size());
+  for (uint32_t i = 0; i < h.size(); ++i) EXPECT_EQ(got[i], find(i)) << i;
+  // 200,000 identical frames: one group, without 2e10 pairs.
+  std::vector<uint64_t> same(200000, 0xFFFFFFFF00000000ull);
+  same.push_back(0x0123456789ABCDEFull);
+  const auto g = NearGroups(same, 6);
+  EXPECT_EQ(g[199999], 0u);
+  EXPECT_EQ(g[200000], 200000u);
 }
 
 Item Make(int64_t asset, uint64_t phash, int w, int h, uint64_t size, std::string format,

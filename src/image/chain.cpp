@@ -191,7 +191,11 @@ Result<Chain> ParseChain(std::string_view text) {
           return bad(at,
                      fmt::format("unknown svg setting '{}' (preset, colors, speckle, smooth)", a));
         }
-        chain.svg.emplace_back(key == "colours" ? "colors" : key, value);
+        // Numbers canonical ("1e1" is 10): the cache key and the converter read the same text.
+        chain.svg.emplace_back(key == "colours" ? "colors" : key,
+                               key == "preset"   ? value
+                               : key == "smooth" ? fmt::format("{:g}", v)
+                                                 : fmt::format("{}", int64_t(v)));
         at += a.size() + 1;
       }
       // Canonical order, the last of a repeated key kept.

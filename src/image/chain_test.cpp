@@ -102,6 +102,10 @@ TEST(Chain, SvgOutputSettingsAreCheckedAndCanonical) {
   auto again = ParseChain(CanonicalChain(*c));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(CanonicalChain(*again), CanonicalChain(*c));
+  // Numbers in their canonical spelling: what the converter reads is what was checked.
+  auto num = ParseChain("svg:colors=1e1:speckle=.4e1:smooth=0.50");
+  ASSERT_TRUE(num.ok()) << num.status().message();
+  EXPECT_EQ(CanonicalChain(*num), "svg:colors=10:speckle=4:smooth=0.5");
   for (const char* bad : {"svg:colors=1", "svg:colors=x", "svg:preset=poster", "svg:round=1",
                           "svg:smooth=2", "svg,fit:10x10"}) {
     auto b = ParseChain(bad);

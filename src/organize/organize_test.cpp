@@ -442,6 +442,43 @@ TEST(Posts, PlaceAndSceneChangesSplitAndUndatedPhotosGoLast) {
   posts = GroupPosts(e, PostOptions{});
   ASSERT_EQ(posts.size(), 2u);
   EXPECT_EQ(posts[0].chosen.size(), 2u);
+  // A post whose first photo has no embedding still splits on the scene of the later ones.
+  std::vector<PostPhoto> late = e;
+  late.insert(late.begin(), PostPhoto{});
+  late[0].asset = 9, late[0].path = "/e/none", late[0].seconds = -60;
+  posts = GroupPosts(late, PostOptions{});
+  ASSERT_EQ(posts.size(), 2u);
+  EXPECT_EQ(posts[0].chosen.size(), 3u);
+}
+
+TEST(Posts, UndatedPhotosArePostedByFolderAndIdenticalBurstsCollapse) {
+  std::vector<PostPhoto> ph;
+  for (const char* path : {"/t/b/2.jpg", "/t/a/1.jpg", "/t/b/sub/3.jpg", "/t/b/1.jpg"}) {
+    PostPhoto p;
+    p.asset = int64_t(ph.size()) + 1;
+    p.path = path;
+    ph.push_back(p);
+  }
+  auto posts = GroupPosts(ph, PostOptions{});
+  ASSERT_EQ(posts.size(), 3u);  // /t/a, /t/b (both of its photos), /t/b/sub
+  EXPECT_EQ(posts[0].chosen.size(), 1u);
+  EXPECT_EQ(posts[1].chosen.size(), 2u);
+  EXPECT_EQ(posts[2].chosen.size(), 1u);
+  EXPECT_EQ(ph[posts[2].chosen[0].photo].path, "/t/b/sub/3.jpg");
+  // 20,000 identical frames in one minute: one kept, the rest near-duplicates of it.
+  std::vector<PostPhoto> burst(20000);
+  for (size_t i = 0; i < burst.size(); ++i) {
+    burst[i].asset = int64_t(i) + 1;
+    burst[i].path = "/b/" + std::to_string(i);
+    burst[i].seconds = double(i) / 1000;
+    burst[i].phash = 0xF0F0F0F0F0F0F0F0ull;
+    burst[i].has_phash = true;
+    burst[i].sharpness = 100 + double(i % 7);
+  }
+  posts = GroupPosts(burst, PostOptions{});
+  ASSERT_EQ(posts.size(), 1u);
+  EXPECT_EQ(posts[0].chosen.size(), 1u);
+  EXPECT_EQ(posts[0].dropped.size(), 19999u);
 }
 
 }  // namespace

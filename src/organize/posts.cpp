@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -57,14 +58,9 @@ Post Curate(const std::vector<PostPhoto>& photos, std::vector<size_t> members,
       hashes.push_back(photos[members[i]].phash);
       hashed.push_back(i);
     }
-  std::vector<size_t> parent(hashed.size());
-  std::iota(parent.begin(), parent.end(), 0);
-  auto find = [&](size_t x) {
-    while (parent[x] != x) x = parent[x] = parent[parent[x]];
-    return x;
-  };
-  for (const auto& pr : dupes::NearPairs(hashes, std::clamp(opt.near_distance, 0, 15)))
-    parent[find(pr.a)] = find(pr.b);
+  const std::vector<uint32_t> group =
+      dupes::NearGroups(hashes, std::clamp(opt.near_distance, 0, 15));
+  auto find = [&](size_t h) { return size_t(group[h]); };
   auto sharpness = [&](size_t i) { return photos[members[i]].sharpness.value_or(0.0); };
   std::vector<size_t> best(hashed.size(), SIZE_MAX);  // root -> best index into hashed
   for (size_t h = 0; h < hashed.size(); ++h) {
@@ -115,8 +111,15 @@ std::vector<Post> GroupPosts(const std::vector<PostPhoto>& photos, const PostOpt
     if (*photos[a].seconds != *photos[b].seconds) return *photos[a].seconds < *photos[b].seconds;
     return photos[a].path < photos[b].path;
   });
-  std::stable_sort(untimed.begin(), untimed.end(),
-                   [&](size_t a, size_t b) { return photos[a].path < photos[b].path; });
+  auto folder = [&](size_t i) {
+    const std::string& p = photos[i].path;
+    const size_t slash = p.rfind('/');
+    return std::string_view(p).substr(0, slash == std::string::npos ? 0 : slash);
+  };
+  std::stable_sort(untimed.begin(), untimed.end(), [&](size_t a, size_t b) {
+    const auto fa = folder(a), fb = folder(b);
+    return fa != fb ? fa < fb : photos[a].path < photos[b].path;
+  });
   std::vector<std::vector<size_t>> groups;
   std::vector<double> sum;  // the current post's embedding sum
   bool placed = false;      // the post's first located photo: (plat, plon)
@@ -140,11 +143,17 @@ std::vector<Post> GroupPosts(const std::vector<PostPhoto>& photos, const PostOpt
     }
     groups.back().push_back(i);
     if (!placed && p.lat && p.lon) placed = true, plat = *p.lat, plon = *p.lon;
+    if (sum.empty()) sum.assign(p.embedding.size(), 0.0);  // the post's first embedding
     if (p.embedding.size() == sum.size())
       for (size_t k = 0; k < sum.size(); ++k) sum[k] += p.embedding[k];
     last = *p.seconds;
   }
-  if (!untimed.empty()) groups.push_back(untimed);
+  // Undated photos (no capture time anywhere): one post per folder, the nearest thing to an
+  // event they have (sorted by folder, so a folder's photos are consecutive).
+  for (size_t k = 0; k < untimed.size(); ++k) {
+    if (k == 0 || folder(untimed[k]) != folder(untimed[k - 1])) groups.emplace_back();
+    groups.back().push_back(untimed[k]);
+  }
   std::vector<Post> posts;
   for (auto& g : groups) {
     Post post = Curate(photos, g, opt);

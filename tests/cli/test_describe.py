@@ -143,6 +143,23 @@ class Providers(Base):
         p, recs = self.describe(server)
         self.assertEqual(server.counts, {200: 5})  # only black and blurred are asked now
 
+    def test_prefilter_keeps_a_near_duplicates_own_answer(self):
+        from test_cli import picture
+        picture(os.path.join(self.lib, "a.jpg"), 320, 240, seed=50)
+        Image.open(os.path.join(self.lib, "a.jpg")).resize((200, 150)).save(
+            os.path.join(self.lib, "a-copy.jpg"), quality=70)
+        server = self.server()
+        _, first = self.describe(server)  # each asked on its own
+        self.assertEqual(server.counts, {200: 2})
+        own = {os.path.basename(r["file_path"]): r["description"] for r in first}
+        p, recs = self.describe(server, "--prefilter")
+        self.assertEqual(server.counts, {200: 2})  # nothing asked again
+        self.assertIn("0 answers reused", p.stderr.decode())
+        for r in recs:
+            self.assertTrue(r["cached"])
+            self.assertNotIn("reused_from", r)
+            self.assertEqual(r["description"], own[os.path.basename(r["file_path"])])
+
     def test_index_and_process_describe_then_organize_by_ai_names(self):
         colours = self.photos(3)
         server = self.server()

@@ -90,6 +90,28 @@ class Posts(unittest.TestCase):
         self.assertEqual(left, [])
         self.assertEqual(len(os.listdir(self.lib)), 7)
 
+    def test_captions_leave_describe_answers_alone_and_the_plan_is_one_document(self):
+        self.photo("c1.jpg", "2024:06:01 09:00:00", 11)
+        self.photo("c2.jpg", "2024:06:01 09:02:00", 12)
+        env = dict(os.environ, LUMEN_TEST_KEY=KEY)
+        common = ["--catalog", self.catalog, "--llm", "openai", "--llm-model", "test-vlm", "--base-url",
+                  self.server.url, "--api-key-env", "LUMEN_TEST_KEY"]
+        run("describe", self.lib, "--quiet", *common, check=EXIT_OK, env=env)
+        run("posts", self.lib, "--caption", "--quiet", *common, check=EXIT_OK, env=env)
+        # The caption is stored for the post; each photo's own answer still names it.
+        dest = os.path.join(self.tmp, "sorted")
+        run("organize", self.lib, "--into", dest, "--template", "{ai_folder}/{ai_name}.{ext}", "--apply",
+            "--quiet", "--catalog", self.catalog, check=EXIT_OK)
+        names = sorted(os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs)
+        self.assertEqual(len(names), 2)
+        for n in names:
+            self.assertRegex(n, r"^test-photos/photo-[0-9a-f]{6}-of-the-test\.jpg$")
+        run("undo", "--catalog", self.catalog, "--quiet", check=EXIT_OK)
+        # --into without --apply: stdout is the plan alone, one JSON document.
+        p = run("posts", self.lib, "--into", os.path.join(self.tmp, "p"), "--json", *common, check=EXIT_OK,
+                env=env)
+        json.loads(p.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()

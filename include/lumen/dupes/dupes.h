@@ -44,6 +44,11 @@ struct Pair {
 };
 std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distance);
 
+// The connected groups of NearPairs: for each hash, the lowest index of its group (itself when
+// it has no near-duplicate). Equal hashes are joined without pairing them, so ten thousand
+// identical frames cost ten thousand steps, not fifty million pairs.
+std::vector<uint32_t> NearGroups(const std::vector<uint64_t>& hashes, int max_distance);
+
 // Every pair (i < j) of the n L2-normalised rows of `vectors` (n x dim) whose dot product is at
 // least `min_cosine`: exact, by blocked sgemm (O(n^2 dim); ~1 s for 10,000 x 768 here).
 struct SimilarPair {

@@ -89,7 +89,7 @@ struct Options {
   double gap_hours = 4;
   std::string
       html;  // an HTML preview file       // describe: photos per request (remote providers)
-  int document_chars = 3000;         // describe: bytes of a document's text in the prompt
+  int document_chars = 2000;         // describe: bytes of a document's text in the prompt
   bool describe = false;             // index/process --describe
   bool describe_records = true;      // print enrichment records
   bool describe_append = false;      // append them to --output (process)

@@ -167,7 +167,7 @@ struct DocumentTask {
   std::vector<std::string> taxonomy;
   std::string version = "describe-document@1";
   std::string schema;
-  size_t chars = 3000;  // of the document's text put in the prompt
+  size_t chars = 2000;  // of the document's text put in the prompt
 
   std::string Prompt(const DocumentRecord& d, bool as_image) const {
     std::string t = as_image

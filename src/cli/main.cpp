@@ -211,7 +211,7 @@ int main(int argc, char** argv) {
                 "no request for nearly black or very blurred photos; near-duplicates of a "
                 "described photo reuse its answer");
     c->add_option("--document-chars", o.document_chars,
-                  "bytes of a document's text put in the prompt (3000)")
+                  "bytes of a document's text put in the prompt (2000)")
         ->check(CLI::Range(200, 200000));
     c->add_option("--image-edge", o.image_edge, "long edge of the image sent (768)")
         ->check(CLI::Range(64, 4096));

@@ -79,11 +79,16 @@ if T["vocab_pad"]:
         counts[extra] = counts.get(extra, 0) + 10 ** 6
     have = set(tokens)
     budget = T["vocab_pad"] - len(tokens) - 8
-    pieces = [c for c in "abcdefghijklmnopqrstuvwxyz0123456789.,:;!?()-'\"{}[]"]
-    for word in sorted(counts, key=lambda w: -counts[w]):
-        for k in range(1, len(word) + 1):
-            for piece in ("\u2581" + word[:k], word[:k]) if k > 1 else ("\u2581" + word[:k],):
-                pieces.append(piece)
+    # Single characters (lower and upper case, digits, punctuation, alone and after a space),
+    # then each word's prefixes, lower case and, for the 8,000 most used, capitalised too
+    # (sentence starts, titles).
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?()-'\"{}[]/<>@#%&*+=_"
+    pieces = [c for c in chars] + ["\u2581" + c for c in chars]
+    for rank, word in enumerate(sorted(counts, key=lambda w: -counts[w])):
+        forms = (word, word.capitalize()) if rank < 8000 else (word,)
+        for form in forms:
+            for k in range(2, len(form) + 1):
+                pieces += ["\u2581" + form[:k], form[:k]]
         if len(set(pieces) - have) > budget:
             break
     for piece in pieces:

@@ -80,15 +80,19 @@ if T["vocab_pad"]:
     have = set(tokens)
     budget = T["vocab_pad"] - len(tokens) - 8
     # Single characters (lower and upper case, digits, punctuation, alone and after a space),
-    # then each word's prefixes, lower case and, for the 8,000 most used, capitalised too
-    # (sentence starts, titles).
+    # then each word's prefixes after a space, lower case and, for the 3,000 most used,
+    # capitalised too (sentence starts, titles).
     chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,:;!?()-'\"{}[]/<>@#%&*+=_"
     pieces = [c for c in chars] + ["\u2581" + c for c in chars]
     for rank, word in enumerate(sorted(counts, key=lambda w: -counts[w])):
-        forms = (word, word.capitalize()) if rank < 8000 else (word,)
+        forms = (word, word.capitalize()) if rank < 3000 else (word,)
         for form in forms:
-            for k in range(2, len(form) + 1):
-                pieces += ["\u2581" + form[:k], form[:k]]
+            # "\u2581w", "\u2581wo", ... "\u2581word": the merges that make the word one token.
+            pieces += ["\u2581" + form[:k] for k in range(2, len(form) + 1)]
+            if rank < 3000:  # at the start of a line: no space before it
+                pieces += [form[:k] for k in range(2, len(form) + 1)]
+        if rank < 2000:  # and the common suffixes of its inflections, as pieces of their own
+            pieces += [word[-k:] for k in range(2, min(4, len(word)) + 1)]
         if len(set(pieces) - have) > budget:
             break
     for piece in pieces:

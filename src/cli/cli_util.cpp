@@ -289,6 +289,41 @@ void Report(const Options& o, const RunSummary& s, const Profile& profile, const
   }
 }
 
+std::string HtmlEscape(std::string_view s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
+    }
+  }
+  return o;
+}
+
+int IndexFirst(const Options& o, const std::vector<std::string>& roots, bool embeddings,
+               const char* argv0) {
+  Options io = o;
+  io.paths = roots;
+  io.describe = false;
+  io.no_embedding = !embeddings;
+  io.quiet = true;
+  const int rc = RunIndex(io, argv0);
+  SetupLogging(o);
+  return rc;
+}
+
 std::optional<double> ThumbnailLuma(Catalog& cat, int64_t asset) {
   auto t = cat.GetThumbnail(asset);
   if (!t.ok() || !*t) return std::nullopt;

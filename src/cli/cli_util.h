@@ -4,6 +4,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "commands.h"
 #include "lumen/catalog/catalog.h"
@@ -60,5 +62,14 @@ int ExitCode(const RunSummary& s);
 // has none.
 std::optional<double> ThumbnailLuma(Catalog& cat, int64_t asset);
 void Report(const Options& o, const RunSummary& s, const Profile& profile, const char* verb);
+
+// Text for an HTML page (element content and double-quoted attributes): & < > " escaped.
+std::string HtmlEscape(std::string_view s);
+
+// Brings the catalog up to date for `roots` before a command reads it (unchanged files cost
+// nothing): quietly, with embeddings only when `embeddings`. kExitOk or kExitSomeFailed when
+// the command can go on; any other code is the command's exit code.
+int IndexFirst(const Options& o, const std::vector<std::string>& roots, bool embeddings,
+               const char* argv0);
 
 }  // namespace lumen::cli

@@ -76,6 +76,13 @@ std::string Dump(const json& j) {
 
 // What is asked of the model: the answer's fields, its JSON schema (and grammar in process), the
 // prompt, the validation, and the prompt version that keys the cache.
+
+// The string field `k` of an answer, cut to `max` bytes (valid UTF-8); "" when absent.
+std::string StringField(const json& o, const char* k, size_t max = std::string::npos) {
+  return o.contains(k) && o[k].is_string() ? lumen::json::TruncateUtf8(o[k].get<std::string>(), max)
+                                           : std::string();
+}
+
 struct Task {
   std::vector<std::string> taxonomy;  // allowed folder names (empty: free)
   bool social = false;
@@ -113,24 +120,19 @@ struct Task {
     if (!obj.ok()) return obj.status();
     json j = json::parse(*obj, nullptr, false);
     if (!j.is_object()) return Status::Corrupt("no JSON object in the answer");
-    auto str = [](const json& o, const char* k, size_t max = std::string::npos) {
-      return o.contains(k) && o[k].is_string()
-                 ? lumen::json::TruncateUtf8(o[k].get<std::string>(), max)
-                 : std::string();
-    };
-    json out{{"description", str(j, "description", kMaxDescription)},
-             {"ocr_text", str(j, "ocr_text", kMaxOcr)},
-             {"file_name", Slug(str(j, "file_name"), 5)},
-             {"folder_name", Slug(str(j, "folder_name"), 2)}};
+    json out{{"description", StringField(j, "description", kMaxDescription)},
+             {"ocr_text", StringField(j, "ocr_text", kMaxOcr)},
+             {"file_name", Slug(StringField(j, "file_name"), 5)},
+             {"folder_name", Slug(StringField(j, "folder_name"), 2)}};
     if (out["description"].get<std::string>().empty())
       return Status::Corrupt("the answer has no description");
     if (!taxonomy.empty()) {
-      const std::string got = Slug(str(j, "folder_name"), 10);
+      const std::string got = Slug(StringField(j, "folder_name"), 10);
       auto it = std::find_if(taxonomy.begin(), taxonomy.end(),
                              [&](const std::string& t) { return Slug(t, 10) == got; });
       if (it == taxonomy.end())
         return Status::Corrupt(
-            fmt::format("folder \"{}\" is not in the taxonomy", str(j, "folder_name", 80)));
+            fmt::format("folder \"{}\" is not in the taxonomy", StringField(j, "folder_name", 80)));
       out["folder_name"] = *it;
     }
     if (social) {
@@ -142,9 +144,9 @@ struct Task {
           return Status::Corrupt(fmt::format("social.{} is not a number", k));
         so[k] = int(std::lround(std::clamp(s[k].get<double>(), 1.0, 10.0)));
       }
-      so["category"] = str(s, "category", kMaxLabel);
-      so["mood"] = str(s, "mood", kMaxLabel);
-      so["caption"] = str(s, "caption", kMaxCaption);
+      so["category"] = StringField(s, "category", kMaxLabel);
+      so["mood"] = StringField(s, "mood", kMaxLabel);
+      so["caption"] = StringField(s, "caption", kMaxCaption);
       so["hashtags"] = json::array();
       if (s.contains("hashtags") && s["hashtags"].is_array())
         for (const auto& h : s["hashtags"])
@@ -202,27 +204,22 @@ struct DocumentTask {
     if (!obj.ok()) return obj.status();
     json j = json::parse(*obj, nullptr, false);
     if (!j.is_object()) return Status::Corrupt("no JSON object in the answer");
-    auto str = [](const json& o, const char* k, size_t max = std::string::npos) {
-      return o.contains(k) && o[k].is_string()
-                 ? lumen::json::TruncateUtf8(o[k].get<std::string>(), max)
-                 : std::string();
-    };
     json out{{"kind", "document"},
-             {"description", str(j, "description", kMaxDescription)},
+             {"description", StringField(j, "description", kMaxDescription)},
              {"ocr_text", ""},
-             {"file_name", Slug(str(j, "file_name"), 5)},
-             {"folder_name", Slug(str(j, "folder_name"), 2)},
-             {"category", str(j, "category", kMaxLabel)},
+             {"file_name", Slug(StringField(j, "file_name"), 5)},
+             {"folder_name", Slug(StringField(j, "folder_name"), 2)},
+             {"category", StringField(j, "category", kMaxLabel)},
              {"keywords", json::array()}};
     if (out["description"].get<std::string>().empty())
       return Status::Corrupt("the answer has no description");
     if (!taxonomy.empty()) {
-      const std::string got = Slug(str(j, "folder_name"), 10);
+      const std::string got = Slug(StringField(j, "folder_name"), 10);
       auto it = std::find_if(taxonomy.begin(), taxonomy.end(),
                              [&](const std::string& t) { return Slug(t, 10) == got; });
       if (it == taxonomy.end())
         return Status::Corrupt(
-            fmt::format("folder \"{}\" is not in the taxonomy", str(j, "folder_name", 80)));
+            fmt::format("folder \"{}\" is not in the taxonomy", StringField(j, "folder_name", 80)));
       out["folder_name"] = *it;
     }
     if (j.contains("keywords") && j["keywords"].is_array())
@@ -625,13 +622,7 @@ int RunDescribe(const Options& o, const char* argv0) {
       return fail(st.message());
   }
   if (!o.describe_skip_index) {
-    Options io = o;
-    io.paths = roots;
-    io.describe = false;
-    io.no_embedding = true;
-    io.quiet = true;
-    const int rc = RunIndex(io, argv0);
-    SetupLogging(o);
+    const int rc = IndexFirst(o, roots, false, argv0);
     if (rc != kExitOk && rc != kExitSomeFailed) return rc;
   }
   auto c = OpenCatalog(o);

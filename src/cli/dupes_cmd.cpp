@@ -76,29 +76,6 @@ Status SemanticPairs(const Options& o, Catalog& cat, const std::vector<dupes::It
   return Status::Ok();
 }
 
-std::string Html(std::string_view s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        o += "&amp;";
-        break;
-      case '<':
-        o += "&lt;";
-        break;
-      case '>':
-        o += "&gt;";
-        break;
-      case '"':
-        o += "&quot;";
-        break;
-      default:
-        o += c;
-    }
-  }
-  return o;
-}
-
 // A self-contained HTML page: per group, the files side by side with their thumbnails (embedded
 // WebP), the kept one marked, each with its size, resolution, sharpness and reason.
 Status WriteReport(const std::string& path, Catalog& cat, const std::vector<dupes::Group>& groups,
@@ -125,7 +102,7 @@ border-radius:6px;padding:6px;word-break:break-all} .file.keep{border-color:#2a8
     h += fmt::format(
         "<section class=\"group\" data-tier=\"{}\"><h2><span class=\"tier\">{}</span>group {} "
         "&middot; {} files &middot; keep: {}</h2><div class=\"files\">\n",
-        g.tier, g.tier, gi + 1, g.members.size(), Html(g.keep_reason));
+        g.tier, g.tier, gi + 1, g.members.size(), HtmlEscape(g.keep_reason));
     for (size_t m = 0; m < g.members.size(); ++m) {
       const auto& mem = g.members[m];
       const auto& it = items[mem.item];
@@ -141,10 +118,10 @@ border-radius:6px;padding:6px;word-break:break-all} .file.keep{border-color:#2a8
           "class=\"meta\">{}x{} &middot; {} &middot; {:.2f} MB{}</div><div "
           "class=\"meta\">{}</div></div>\n",
           m == 0 ? "keep" : "dup", img, m == 0 ? "KEEP" : "duplicate",
-          Html(log::Printable(mem.path)), it.width, it.height, Html(it.format),
+          HtmlEscape(log::Printable(mem.path)), it.width, it.height, HtmlEscape(it.format),
           double(it.size) / 1e6,
           it.sharpness ? fmt::format(" &middot; sharpness {:.0f}", *it.sharpness) : "",
-          Html(mem.reason));
+          HtmlEscape(mem.reason));
     }
     h += "</div></section>\n";
   }

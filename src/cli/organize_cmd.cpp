@@ -312,12 +312,7 @@ int RunOrganize(const Options& o, const char* argv0) {
   }
   if (!o.no_index) {
     // Bring the catalog up to date for the sources (unchanged files cost nothing).
-    Options io = o;
-    io.paths = roots;
-    io.no_embedding = o.model.empty();
-    io.quiet = true;
-    const int rc = RunIndex(io, argv0);
-    SetupLogging(o);
+    const int rc = IndexFirst(o, roots, !o.model.empty(), argv0);
     if (rc != kExitOk && rc != kExitSomeFailed) return rc;
   }
   auto c = OpenCatalog(o);

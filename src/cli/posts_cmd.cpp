@@ -30,29 +30,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string Esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        o += "&lt;";
-        break;
-      case '>':
-        o += "&gt;";
-        break;
-      case '&':
-        o += "&amp;";
-        break;
-      case '"':
-        o += "&quot;";
-        break;
-      default:
-        o += c;
-    }
-  }
-  return o;
-}
-
 // "2024-05-01 beach-day" or "2024-05-01 post-3": the post's folder.
 std::string FolderName(const organize::Post& post, size_t index, const std::string& caption) {
   std::string date = post.start.size() >= 10 ? post.start.substr(0, 10) : "undated";
@@ -96,12 +73,7 @@ int RunPosts(const Options& o, const char* argv0) {
   } else {
     if (roots.empty()) return fail("posts needs folders (or --from-catalog)");
     if (Status st = CheckInputPaths(o.paths); !st.ok()) return fail(st.message());
-    Options io = o;
-    io.paths = roots;
-    io.no_embedding = o.model.empty();
-    io.quiet = true;
-    const int rc = RunIndex(io, argv0);
-    SetupLogging(o);
+    const int rc = IndexFirst(o, roots, !o.model.empty(), argv0);
     if (rc != kExitOk && rc != kExitSomeFailed) return rc;
   }
   auto c = OpenCatalog(o);
@@ -322,14 +294,15 @@ int RunPosts(const Options& o, const char* argv0) {
     auto thumb = [&](int64_t asset, const std::string& title) {
       auto t = cat.GetThumbnail(asset);
       if (!t.ok() || !*t) return std::string();
-      return fmt::format("<img title=\"{}\" src=\"data:image/webp;base64,{}\">", Esc(title),
+      return fmt::format("<img title=\"{}\" src=\"data:image/webp;base64,{}\">", HtmlEscape(title),
                          Base64((*t)->webp.data(), (*t)->webp.size()));
     };
     for (size_t i = 0; i < posts.size(); ++i) {
       const auto& post = posts[i];
       h += fmt::format("<section><h2>{}</h2><p>{}</p><p class=tags>",
-                       Esc(out["posts"][i]["folder"]), Esc(captions[i]));
-      for (const auto& t : hashtags[i]) h += Esc(t) + " ";
+                       HtmlEscape(out["posts"][i]["folder"].get<std::string>()),
+                       HtmlEscape(captions[i]));
+      for (const auto& t : hashtags[i]) h += HtmlEscape(t) + " ";
       h += "</p><div>";
       for (const auto& m : post.chosen)
         h += thumb(source[m.photo]->asset, log::Printable(source[m.photo]->path) + ": " + m.reason);

@@ -80,6 +80,26 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// The file against --max-file-size, before any of it is read.
+Status SizeLimit(const ItemResult& r, const PipelineOptions& opt) {
+  if (r.identity.size <= opt.max_file_bytes) return Status::Ok();
+  return Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
+                                      r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0));
+}
+
+// The whole file read and hashed: the shared start of a photo's and a document's processing
+// (the caller holds the memory budget for `bytes`).
+Status ReadAndHash(OpenedFile& file, const PipelineOptions& opt, Profile* profile,
+                   std::vector<uint8_t>* bytes, Hash128* hash) {
+  {
+    StageTimer t(profile, Stage::kRead);
+    LUMEN_RETURN_IF_ERROR(ReadAll(file, bytes, opt.after_read_for_test));
+  }
+  StageTimer t(profile, Stage::kHash);
+  *hash = HashBytes(bytes->data(), bytes->size());
+  return Status::Ok();
+}
+
 // A file whose first bytes may be a document's: read, hashed, its kind confirmed from the whole
 // content (a ZIP is told by its entries), then its text extracted within the limits.
 ItemResult ProcessDocument(ItemResult r, OpenedFile& file, const PipelineOptions& opt,
@@ -91,21 +111,10 @@ ItemResult ProcessDocument(ItemResult r, OpenedFile& file, const PipelineOptions
     return std::move(r);
   };
   const std::string name = BaseName(r.path);
-  if (r.identity.size > opt.max_file_bytes)
-    return fail(
-        Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
-                                     r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0)));
+  if (Status st = SizeLimit(r, opt); !st.ok()) return fail(st);
   std::vector<uint8_t> bytes;
   BudgetHold hold(budget, r.identity.size);
-  {
-    StageTimer t(profile, Stage::kRead);
-    Status st = ReadAll(file, &bytes, opt.after_read_for_test);
-    if (!st.ok()) return fail(st);
-  }
-  {
-    StageTimer t(profile, Stage::kHash);
-    r.hash = HashBytes(bytes.data(), bytes.size());
-  }
+  if (Status st = ReadAndHash(file, opt, profile, &bytes, &r.hash); !st.ok()) return fail(st);
   StageTimer t(profile, Stage::kDocument);
   const doc::DocFormat f = doc::DetectDocument(bytes.data(), bytes.size(), name);
   if (f == doc::DocFormat::kUnknown) {
@@ -217,20 +226,9 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
     r.status = Status::Unsupported(fmt::format("not an image ({})", what));
     return r;
   }
-  if (r.identity.size > opt.max_file_bytes)
-    return fail(
-        Status::TooLarge(fmt::format("file is {:.1f} MB, above the {:.0f} MB size limit",
-                                     r.identity.size / 1048576.0, opt.max_file_bytes / 1048576.0)));
+  if (Status st = SizeLimit(r, opt); !st.ok()) return fail(st);
   BudgetHold hold(budget, r.identity.size);
-  {
-    StageTimer t(profile, Stage::kRead);
-    Status st = ReadAll(file, &bytes, opt.after_read_for_test);
-    if (!st.ok()) return fail(st);
-  }
-  {
-    StageTimer t(profile, Stage::kHash);
-    r.hash = HashBytes(bytes.data(), bytes.size());
-  }
+  if (Status st = ReadAndHash(file, opt, profile, &bytes, &r.hash); !st.ok()) return fail(st);
   if (complete && complete->count(r.hash)) {
     r.outcome = ItemResult::Outcome::kKnown;
     return r;

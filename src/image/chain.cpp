@@ -187,20 +187,25 @@ Result<Chain> ParseChain(std::string_view text) {
         } else if (key == "smooth") {
           if (!num || v < 0 || v > 1.34)
             return bad(at, fmt::format("svg smooth must be 0-1.34, not '{}'", value));
+        } else if (key == "denoise") {
+          if (!num || v < 0 || v > 8)
+            return bad(at, fmt::format("svg denoise must be 0-8, not '{}'", value));
         } else {
-          return bad(at,
-                     fmt::format("unknown svg setting '{}' (preset, colors, speckle, smooth)", a));
+          return bad(
+              at, fmt::format("unknown svg setting '{}' (preset, colors, speckle, smooth, denoise)",
+                              a));
         }
         // Numbers canonical ("1e1" is 10): the cache key and the converter read the same text.
         chain.svg.emplace_back(key == "colours" ? "colors" : key,
-                               key == "preset"   ? value
-                               : key == "smooth" ? fmt::format("{:g}", v)
-                                                 : fmt::format("{}", int64_t(v)));
+                               key == "preset" ? value
+                               : key == "smooth" || key == "denoise"
+                                   ? fmt::format("{:g}", v)
+                                   : fmt::format("{}", int64_t(v)));
         at += a.size() + 1;
       }
       // Canonical order, the last of a repeated key kept.
-      static constexpr std::array<std::string_view, 4> kOrder = {"preset", "colors", "speckle",
-                                                                 "smooth"};
+      static constexpr std::array<std::string_view, 5> kOrder = {"preset", "colors", "speckle",
+                                                                 "smooth", "denoise"};
       std::vector<std::pair<std::string, std::string>> sorted;
       for (std::string_view key : kOrder)
         for (auto it = chain.svg.rbegin(); it != chain.svg.rend(); ++it)

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "lumen/image/chain.h"
+#include "lumen/image/convert.h"
 
 namespace lumen {
 namespace {
@@ -103,9 +104,16 @@ TEST(Chain, SvgOutputSettingsAreCheckedAndCanonical) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(CanonicalChain(*again), CanonicalChain(*c));
   // Numbers in their canonical spelling: what the converter reads is what was checked.
-  auto num = ParseChain("svg:colors=1e1:speckle=.4e1:smooth=0.50");
+  auto num = ParseChain("svg:denoise=2.50:colors=1e1:speckle=.4e1:smooth=0.50");
   ASSERT_TRUE(num.ok()) << num.status().message();
-  EXPECT_EQ(CanonicalChain(*num), "svg:colors=10:speckle=4:smooth=0.5");
+  EXPECT_EQ(CanonicalChain(*num), "svg:colors=10:speckle=4:smooth=0.5:denoise=2.5");
+  // The blur before tracing: by preset, or as given.
+  EXPECT_EQ(SvgDenoise(num->svg), 2.5);
+  EXPECT_EQ(SvgDenoise(ParseChain("svg")->svg), 1.0);
+  EXPECT_EQ(SvgDenoise(ParseChain("svg:preset=logo")->svg), 0.0);
+  EXPECT_EQ(SvgDenoise(ParseChain("svg:preset=photo")->svg), 0.5);
+  EXPECT_EQ(SvgDenoise(ParseChain("svg:preset=logo:denoise=1")->svg), 1.0);
+  EXPECT_FALSE(ParseChain("svg:denoise=9").ok());
   for (const char* bad : {"svg:colors=1", "svg:colors=x", "svg:preset=poster", "svg:round=1",
                           "svg:smooth=2", "svg,fit:10x10"}) {
     auto b = ParseChain(bad);

@@ -39,6 +39,8 @@ void SetConvertThreads(int threads);
 // The vectorizer's settings for a chain's `svg:...` output (its preset, then its own values).
 struct VectorizeOptions;
 VectorizeOptions SvgOptions(const std::vector<std::pair<std::string, std::string>>& settings);
+// The blur before tracing (svg:denoise, by preset): sigma per 1024 pixels of the long edge.
+double SvgDenoise(const std::vector<std::pair<std::string, std::string>>& settings);
 
 // Quality presets: the resampling kernel of `resize`, the encoder effort (WebP 0-6, AVIF 0-9,
 // PNG compression) and JPEG chroma subsampling, where the chain does not say (`effort:N`).

@@ -738,6 +738,29 @@ int RunDescribe(const Options& o, const char* argv0) {
       ++reused;
     }
   };
+  // One photo, one request.
+  auto photo_job = [&](const Catalog::Placed& p) {
+    llm::Job job;
+    job.id = std::to_string(p.asset);
+    job.estimated_tokens = 300 + o.image_edge * o.image_edge / 750.0;  // ~image tiles + answer
+    const std::string path = p.path;
+    const std::vector<std::string> tags = p.tags;
+    const int edge = o.image_edge;
+    const bool webp = o.image_format == "webp";
+    const int max_tokens = o.max_new_tokens;
+    job.prompt = [path, tags, edge, webp, max_tokens, &task]() -> Result<llm::Prompt> {
+      auto img = ModelImage(path, edge, webp);
+      if (!img.ok()) return img.status();
+      llm::Prompt pr;
+      pr.text = task.Prompt(tags);
+      pr.image_base64 = std::move(img.value());
+      pr.image_mime = webp ? "image/webp" : "image/jpeg";
+      pr.schema_json = task.schema;
+      pr.max_tokens = max_tokens;
+      return pr;
+    };
+    return job;
+  };
   for (const auto& p : placed) {
     if (!seen.insert(p.asset).second) continue;  // one request per content
     if (auto s = skip_reason.find(p.asset); s != skip_reason.end()) {
@@ -771,25 +794,11 @@ int RunDescribe(const Options& o, const char* argv0) {
       batchable.push_back(&p);
       continue;
     }
-    llm::Job job;
-    job.id = std::to_string(p.asset);
-    job.estimated_tokens = 300 + o.image_edge * o.image_edge / 750.0;  // ~image tiles + answer
+    llm::Job job = photo_job(p);
     const std::string path = p.path;
-    const std::vector<std::string> tags = p.tags;
     const int edge = o.image_edge;
     const bool webp = o.image_format == "webp";
     const int max_tokens = o.max_new_tokens;
-    job.prompt = [path, tags, edge, webp, max_tokens, &task]() -> Result<llm::Prompt> {
-      auto img = ModelImage(path, edge, webp);
-      if (!img.ok()) return img.status();
-      llm::Prompt pr;
-      pr.text = task.Prompt(tags);
-      pr.image_base64 = std::move(img.value());
-      pr.image_mime = webp ? "image/webp" : "image/jpeg";
-      pr.schema_json = task.schema;
-      pr.max_tokens = max_tokens;
-      return pr;
-    };
     if (p.kind == MediaKind::kDocument) {
       const DocumentRecord* d = &documents.at(p.asset);
       const bool as_image = d->needs_render;
@@ -873,12 +882,19 @@ int RunDescribe(const Options& o, const char* argv0) {
         ++items_failed;
       }
   };
+  std::vector<const Catalog::Placed*> alone;  // photos of batches that failed
   auto on_result = [&](const llm::JobResult& r) {
     if (auto b = batches.find(r.id); b != batches.end()) {
-      (r.ok ? items_ok : items_failed) += int64_t(b->second.size());
+      const auto& group = b->second;
+      if (!r.ok && group.size() > 1) {
+        // No valid answer for the batch: its photos are asked one by one after this round
+        // (one photo the model stumbles on does not fail the others).
+        alone.insert(alone.end(), group.begin(), group.end());
+        return;
+      }
+      (r.ok ? items_ok : items_failed) += int64_t(group.size());
       // One answer for several photos: each stored and printed as its own result, the request's
       // time and tokens shared out.
-      const auto& group = b->second;
       const json all = r.ok ? json::parse(r.text, nullptr, false) : json();
       const double part = 1.0 / double(group.size());
       for (size_t i = 0; i < group.size(); ++i) {
@@ -972,6 +988,30 @@ int RunDescribe(const Options& o, const char* argv0) {
     acc = llm::RunJobs(
         e, lim, std::move(jobs), [&task](std::string* text) { return task.Validate(text); },
         on_result);
+    if (!alone.empty() && acc.fatal.empty() && !Interrupted()) {
+      log::Info(fmt::format("{} photos of batches without a valid answer: asked one by one",
+                            alone.size()));
+      std::vector<llm::Job> singles;
+      for (const Catalog::Placed* p : alone) {
+        singles.push_back(photo_job(*p));
+        by_id[singles.back().id] = p;
+      }
+      alone.clear();
+      const llm::Accounting more = llm::RunJobs(
+          e, lim, std::move(singles), [&task](std::string* text) { return task.Validate(text); },
+          on_result);
+      acc.succeeded += more.succeeded;
+      acc.failed += more.failed;
+      acc.retries += more.retries;
+      acc.requests += more.requests;
+      for (const auto& [why, n] : more.failures) acc.failures[why] += n;
+      for (const auto& [st, n] : more.statuses) acc.statuses[st] += n;
+      if (acc.fatal.empty()) acc.fatal = more.fatal, acc.fatal_status = more.fatal_status;
+    }
+    for (const Catalog::Placed* p : alone) {  // not asked again (the run was ended or stopped)
+      failures.emplace_back(p->path, "its batch had no valid answer");
+      ++items_failed;
+    }
   }
   const double secs = double(MonotonicNs() - t0) / 1e9;
   const double cpu = CpuSeconds() - cpu0;
@@ -1037,7 +1077,8 @@ int RunDescribe(const Options& o, const char* argv0) {
   }
   if (Interrupted()) return 128 + InterruptSignal();
   if (!written.ok()) return kExitError;
-  return acc.failed ? kExitSomeFailed : kExitOk;
+  // By files: a batch that failed and whose photos then succeeded one by one is no failure.
+  return items_failed > 0 ? kExitSomeFailed : kExitOk;
 }
 
 }  // namespace lumen::cli

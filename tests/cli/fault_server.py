@@ -16,6 +16,7 @@ status; `fail_until` answers 503 to everything until that many seconds after sta
 exact (an unknown one, e.g. /v1/v1/chat/completions, is answered 404 like a real server).
 
 Hostile modes (`mode=`), for the adversarial tests (test_adv_llm.py):
+- bad_batch: a request with several photos is answered for its first photo only.
   echo_key      401 whose error body echoes the key it was sent ("Incorrect API key: ...")
   key_answer    200, and the model's description contains the key
   endless       200 with an event stream that never ends
@@ -331,6 +332,8 @@ class FaultServer:
             items = [{"index": i + 1, "description": f"A test photo with digest {digest_of(img)} and colour "
                       f"{colour_of(img)}.", "ocr_text": "", "file_name": f"Photo {digest_of(img)[:6]}",
                       "folder_name": "Test Photos Folder"} for i, img in enumerate(h.images)]
+            if self.mode == "bad_batch":  # an answer for the first photo only: the batch is invalid
+                items = items[:1]
             return self.reply(h, 200, self.answer(kind, json.dumps({"photos": items[::-1]})))
         d = digest_of(image)
         if fault == "badanswer":

@@ -116,6 +116,18 @@ class Providers(Base):
         self.assertTrue(all(r["cached"] for r in recs))
         self.assertEqual(len(server.images_per_request), 6)
 
+    def test_a_batch_without_a_valid_answer_is_asked_again_one_photo_at_a_time(self):
+        colours = self.photos(5)
+        server = self.server(mode="bad_batch")
+        p, recs = self.describe(server, "--images-per-request", "3", "--max-attempts", "1")
+        self.check_records(recs, colours)
+        err = p.stderr.decode()
+        self.assertIn("5 photos of batches without a valid answer: asked one by one", err)
+        self.assertIn("described 5 files", err)
+        self.assertIn("5 succeeded", err)
+        self.assertEqual(sorted(server.images_per_request), [2, 3])  # then five single requests
+        self.assertEqual(server.counts, {200: 7})
+
     def test_prefilter_skips_dark_and_blurred_and_reuses_near_duplicate_answers(self):
         from PIL import ImageFilter
         from test_cli import picture

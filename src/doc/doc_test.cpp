@@ -449,6 +449,21 @@ TEST(Document, ZipDeclaringAMillionEntriesIsRefusedBeforeOpening) {
   EXPECT_NE(d.status().message().find("1000000 entries"), std::string::npos)
       << d.status().message();
   EXPECT_EQ(DetectDocument(z64.data(), z64.size(), "m.zip"), DocFormat::kUnknown);
+  // A 50-byte file: a ZIP64 locator pointing far past its end is not followed.
+  std::vector<uint8_t> tiny = {'P', 'K', 3, 4, 0, 0, 0, 0};
+  put(&tiny, 0x07064b50, 4);
+  put(&tiny, 0, 4);
+  put(&tiny, 0x7FFFFFF0ull, 8);
+  put(&tiny, 1, 4);
+  put(&tiny, 0x06054b50, 4);
+  put(&tiny, 0, 4);
+  put(&tiny, 0xFFFF, 2);
+  put(&tiny, 0xFFFF, 2);
+  put(&tiny, 0, 4);
+  put(&tiny, 0, 4);
+  put(&tiny, 0, 2);
+  ASSERT_EQ(tiny.size(), 50u);
+  EXPECT_FALSE(Extract(tiny, "t.docx").ok());
 }
 
 }  // namespace

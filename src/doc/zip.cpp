@@ -38,7 +38,7 @@ int64_t DeclaredEntries(const uint8_t* data, size_t size) {
       int64_t n = std::max(u16(at + 8), u16(at + 10));
       if (n == 0xFFFF && at >= 20 && u32(at - 20) == 0x07064b50) {
         const uint64_t z64 = u64(at - 20 + 8);
-        if (z64 <= size - 56 && u32(size_t(z64)) == 0x06064b50)
+        if (size >= 56 && z64 <= size - 56 && u32(size_t(z64)) == 0x06064b50)
           n = int64_t(std::min<uint64_t>(u64(size_t(z64) + 32), uint64_t(INT64_MAX)));
       }
       return n;

@@ -57,6 +57,30 @@ Result<DocText> Extract(const std::vector<uint8_t>& b, const std::string& name,
   return ExtractText(b.data(), b.size(), f, lim);
 }
 
+// An EPUB: its container pointing at the package `opf_path`, then the other entries.
+std::vector<uint8_t> MakeEpub(const std::string& opf_path, const std::string& opf,
+                              std::vector<std::pair<std::string, std::string>> entries) {
+  entries.insert(entries.begin(),
+                 {{"mimetype", "application/epub+zip"},
+                  {"META-INF/container.xml", "<container><rootfiles><rootfile full-path='" +
+                                                 opf_path + "'/></rootfiles></container>"},
+                  {opf_path, opf}});
+  return MakeZip(entries);
+}
+
+// Billion laughs: an XML declaration and a DOCTYPE whose entity &j; would expand to 10^9 "lol";
+// the caller closes the subset ("]>") and writes the document.
+std::string EntityBomb() {
+  std::string laughs = "<?xml version='1.0'?><!DOCTYPE d [<!ENTITY a 'lol'>";
+  for (int i = 1; i <= 9; ++i) {
+    laughs.append("<!ENTITY ").push_back(char('a' + i));
+    laughs.append(" '");
+    for (int k = 0; k < 10; ++k) laughs.append("&").append(1, char('a' + i - 1)).append(";");
+    laughs.append("'>");
+  }
+  return laughs;
+}
+
 const char* kDocxCore =
     "<cp:coreProperties xmlns:cp='c' xmlns:dc='http://purl.org/dc/elements/1.1/' "
     "xmlns:dcterms='http://purl.org/dc/terms/'><dc:title>Budget 2025</dc:title>"
@@ -134,21 +158,18 @@ TEST(Document, OpenDocumentAndEpub) {
   EXPECT_EQ(d->author, "Ann");
   EXPECT_EQ(d->created, "2020-02-03T04:05:06");
 
-  auto epub = MakeZip(
-      {{"mimetype", "application/epub+zip"},
-       {"META-INF/container.xml",
-        "<container><rootfiles><rootfile full-path='OEBPS/content.opf'/></rootfiles></container>"},
-       {"OEBPS/content.opf",
-        "<package xmlns:dc='dc'><metadata><dc:title>A Book</dc:title><dc:creator>B. Writer"
-        "</dc:creator><dc:language>fr</dc:language></metadata><manifest>"
-        "<item id='c2' href='ch%202.xhtml'/><item id='c1' href='text/ch1.xhtml'/>"
-        "<item id='evil' href='../../etc/passwd'/></manifest>"
-        "<spine><itemref idref='c1'/><itemref idref='evil'/><itemref idref='c2'/></spine>"
-        "</package>"},
-       {"OEBPS/text/ch1.xhtml",
-        "<html><head><title>t</title><style>p{}</style></head><body><h1>Chapter 1</h1>"
-        "<p>It was&nbsp;a dark night.</p><script>x()</script></body></html>"},
-       {"OEBPS/ch 2.xhtml", "<html><body><p>The end.</p></body></html>"}});
+  auto epub =
+      MakeEpub("OEBPS/content.opf",
+               "<package xmlns:dc='dc'><metadata><dc:title>A Book</dc:title><dc:creator>B. Writer"
+               "</dc:creator><dc:language>fr</dc:language></metadata><manifest>"
+               "<item id='c2' href='ch%202.xhtml'/><item id='c1' href='text/ch1.xhtml'/>"
+               "<item id='evil' href='../../etc/passwd'/></manifest>"
+               "<spine><itemref idref='c1'/><itemref idref='evil'/><itemref idref='c2'/></spine>"
+               "</package>",
+               {{"OEBPS/text/ch1.xhtml",
+                 "<html><head><title>t</title><style>p{}</style></head><body><h1>Chapter 1</h1>"
+                 "<p>It was&nbsp;a dark night.</p><script>x()</script></body></html>"},
+                {"OEBPS/ch 2.xhtml", "<html><body><p>The end.</p></body></html>"}});
   d = Extract(epub, "b.epub");
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_EQ(d->format, DocFormat::kEpub);
@@ -176,18 +197,8 @@ TEST(Document, HostileZipsAndXmlAreBounded) {
   EXPECT_EQ(d.status().code(), Code::kCorrupt);
   EXPECT_NE(d.status().message().find("broken XML in word/document.xml"), std::string::npos);
   // Billion laughs: entities are never expanded, so this is quick and small.
-  std::string laughs = "<?xml version='1.0'?><!DOCTYPE d [<!ENTITY a 'lol'>";
-  for (int i = 1; i <= 9; ++i) {
-    laughs.append("<!ENTITY ").push_back(char('a' + i));
-    laughs.append(" '");
-    for (int k = 0; k < 10; ++k) {
-      laughs.push_back('&');
-      laughs.push_back(char('a' + i - 1));
-      laughs.push_back(';');
-    }
-    laughs.append("'>");
-  }
-  laughs +=
+  const std::string laughs =
+      EntityBomb() +
       "]><office:document-content xmlns:office='o' xmlns:text='t'><office:body>"
       "<text:p>x&j;y</text:p></office:body></office:document-content>";
   auto odt =
@@ -326,22 +337,12 @@ TEST(Document, PdfTextAndRenderedPageColours) {
 
 TEST(Document, EpubPackageEntityBombIsNotExpanded) {
   // EPUB packages and chapters may declare a DOCTYPE, so entities are simply never expanded.
-  std::string laughs = "<?xml version='1.0'?><!DOCTYPE p [<!ENTITY a 'lollollollol'>";
-  for (int i = 1; i <= 9; ++i) {
-    laughs.append("<!ENTITY ").push_back(char('a' + i));
-    laughs.append(" '");
-    for (int k = 0; k < 10; ++k) laughs.append("&").append(1, char('a' + i - 1)).append(";");
-    laughs.append("'>");
-  }
-  laughs +=
+  const std::string opf =
+      EntityBomb() +
       "]><package><metadata><title>T&j;</title></metadata><manifest><item id='c' "
       "href='c.xhtml'/></manifest><spine><itemref idref='c'/></spine></package>";
-  auto epub =
-      MakeZip({{"mimetype", "application/epub+zip"},
-               {"META-INF/container.xml",
-                "<container><rootfiles><rootfile full-path='p.opf'/></rootfiles></container>"},
-               {"p.opf", laughs},
-               {"c.xhtml", "<!DOCTYPE html><html><body><p>Only this.</p></body></html>"}});
+  auto epub = MakeEpub("p.opf", opf,
+                       {{"c.xhtml", "<!DOCTYPE html><html><body><p>Only this.</p></body></html>"}});
   const auto t0 = std::chrono::steady_clock::now();
   auto d = Extract(epub, "l.epub");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
@@ -362,12 +363,8 @@ TEST(Document, EpubSpineOfDanglingReferencesIsCheap) {
   opf += "</manifest><spine><itemref idref='c1'/>";
   for (int i = 0; i < 200000; ++i) opf += "<itemref idref='x" + std::to_string(i) + "'/>";
   opf += "</spine></package>";
-  auto epub =
-      MakeZip({{"mimetype", "application/epub+zip"},
-               {"META-INF/container.xml",
-                "<container><rootfiles><rootfile full-path='book.opf'/></rootfiles></container>"},
-               {"book.opf", opf},
-               {"c1.html", "<html><body><p>Tag soup<br>still read<p>and on</body>"}});
+  auto epub = MakeEpub("book.opf", opf,
+                       {{"c1.html", "<html><body><p>Tag soup<br>still read<p>and on</body>"}});
   const auto t0 = std::chrono::steady_clock::now();
   auto d = Extract(epub, "big.epub");
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));

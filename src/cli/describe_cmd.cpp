@@ -985,9 +985,9 @@ int RunDescribe(const Options& o, const char* argv0) {
       on_result(r);
     }
   } else {
-    acc = llm::RunJobs(
-        e, lim, std::move(jobs), [&task](std::string* text) { return task.Validate(text); },
-        on_result);
+    // A photo's answer (jobs with a validator of their own, documents and batches, use theirs).
+    auto validate = [&task](std::string* text) { return task.Validate(text); };
+    acc = llm::RunJobs(e, lim, std::move(jobs), validate, on_result);
     if (!alone.empty() && acc.fatal.empty() && !Interrupted()) {
       log::Info(fmt::format("{} photos of batches without a valid answer: asked one by one",
                             alone.size()));
@@ -997,9 +997,7 @@ int RunDescribe(const Options& o, const char* argv0) {
         by_id[singles.back().id] = p;
       }
       alone.clear();
-      const llm::Accounting more = llm::RunJobs(
-          e, lim, std::move(singles), [&task](std::string* text) { return task.Validate(text); },
-          on_result);
+      const llm::Accounting more = llm::RunJobs(e, lim, std::move(singles), validate, on_result);
       acc.succeeded += more.succeeded;
       acc.failed += more.failed;
       acc.retries += more.retries;

@@ -401,6 +401,42 @@ TEST(LocalVlm, TextOnlyModelAnswersADocumentPromptUnderItsGrammar) {
   EXPECT_NE(no.status().message().find("--mmproj"), std::string::npos);
 }
 
+TEST(LocalVlm, APromptThatStartsLikeThePreviousOneReusesItsCacheAndAnswersTheSame) {
+  test::TempDir dir;
+  const std::string gen = std::string("/usr/bin/python3 ") + LUMEN_SOURCE_DIR +
+                          "/tests/llm/tiny_vlm_gguf.py " + dir.path() + " tiny";
+  ASSERT_EQ(std::system(gen.c_str()), 0) << gen;
+  std::string head = "Summarise this document in one sentence.\nText:\n";
+  for (int i = 0; i < 40; ++i) head += "common" + std::to_string(i) + " ";
+  std::string a = head, b = head;
+  for (int i = 0; i < 30; ++i) a += "alpha" + std::to_string(i) + " ";
+  for (int i = 0; i < 30; ++i) b += "beta" + std::to_string(i) + " ";
+  const std::string grammar = DocumentGrammar(40, {});
+  auto warm = LocalVlm::Load({dir.File("model.gguf"), "", 2, 4096});
+  ASSERT_TRUE(warm.ok()) << warm.status().message();
+  auto ra = (*warm)->Generate(Image(), a, 60, grammar);
+  ASSERT_TRUE(ra.ok()) << ra.status().message();
+  EXPECT_EQ(ra->reused_tokens, 0);
+  auto rb = (*warm)->Generate(Image(), b, 60, grammar);
+  ASSERT_TRUE(rb.ok()) << rb.status().message();
+  // The shared start (template and 40 words) came from the cache, the rest was evaluated.
+  EXPECT_GT(rb->reused_tokens, 40);
+  EXPECT_LT(rb->reused_tokens, rb->prompt_tokens - 20);
+  // The same prompt in a fresh context gives the same answer token for token.
+  auto fresh = LocalVlm::Load({dir.File("model.gguf"), "", 2, 4096});
+  ASSERT_TRUE(fresh.ok());
+  auto rf = (*fresh)->Generate(Image(), b, 60, grammar);
+  ASSERT_TRUE(rf.ok());
+  EXPECT_EQ(rf->reused_tokens, 0);
+  EXPECT_EQ(rf->prompt_tokens, rb->prompt_tokens);
+  EXPECT_EQ(rf->text, rb->text);
+  // Asked again, the prompt's last token is evaluated anew (its logits), the rest reused.
+  auto again = (*warm)->Generate(Image(), b, 60, grammar);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->reused_tokens, again->prompt_tokens - 1);
+  EXPECT_EQ(again->text, rb->text);
+}
+
 TEST(Provider, ValidUtf8) {
   EXPECT_EQ(json::ValidUtf8("a\xc3\xa9"
                             "b"),

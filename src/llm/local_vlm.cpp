@@ -25,6 +25,10 @@ struct LocalVlm::Impl {
   llama_context* ctx = nullptr;
   mtmd_context* mtmd = nullptr;
   int context = 4096;
+  // The tokens whose keys and values are in the context's cache (text prompts only): the next
+  // prompt that starts the same way (every document's prompt starts with the chat template and
+  // the same instructions) evaluates only what follows the shared start.
+  std::vector<llama_token> cached;
   ~Impl() {
     if (mtmd) mtmd_free(mtmd);
     if (ctx) llama_free(ctx);
@@ -101,6 +105,11 @@ Result<std::unique_ptr<LocalVlm>> LocalVlm::Load(const LocalVlmOptions& opt) {
 
 LocalVlm::~LocalVlm() = default;
 
+void LocalVlm::ClearCache() {
+  llama_memory_clear(llama_get_memory(impl_->ctx), true);
+  impl_->cached.clear();
+}
+
 Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& prompt, int max_tokens,
                                       const std::string& grammar, bool stop_at_eog) {
   Impl& m = *impl_;
@@ -108,7 +117,6 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
   if (image && rgb.channels != 3) return Status::Invalid("the image must be RGB");
   if (image && !m.mtmd)
     return Status::Invalid("describing images in process needs --mmproj (a vision projector)");
-  llama_memory_clear(llama_get_memory(m.ctx), true);
   const llama_vocab* vocab = llama_model_get_vocab(m.model);
   // The chat template of the model when llama.cpp knows it, else a plain one.
   const std::string content = image ? std::string(mtmd_default_marker()) + "\n" + prompt : prompt;
@@ -140,13 +148,31 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
       return Status::TooLarge(
           fmt::format("{} prompt tokens + {} to generate exceed the context of {}", r.prompt_tokens,
                       max_tokens, m.context));
+    // What the cache already holds of this prompt; at least the last token is evaluated again,
+    // for its logits.
+    size_t keep = 0;
+    while (keep < m.cached.size() && keep + 1 < toks.size() && m.cached[keep] == toks[keep]) ++keep;
+    llama_memory_t mem = llama_get_memory(m.ctx);
+    if (keep == 0 || !llama_memory_seq_rm(mem, 0, llama_pos(keep), -1)) {
+      llama_memory_clear(mem, true);
+      keep = 0;
+    }
+    m.cached.assign(toks.begin(), toks.begin() + long(keep));
+    r.reused_tokens = int(keep);
     const int step = int(llama_n_batch(m.ctx));
-    for (int at = 0; at < n; at += step) {
+    for (int at = int(keep); at < n; at += step) {
       llama_batch b = llama_batch_get_one(toks.data() + at, std::min(step, n - at));
-      if (llama_decode(m.ctx, b) != 0) return Status::Internal("evaluating the prompt failed");
+      if (llama_decode(m.ctx, b) != 0) {
+        llama_memory_clear(mem, true);
+        m.cached.clear();
+        return Status::Internal("evaluating the prompt failed");
+      }
+      m.cached.insert(m.cached.end(), toks.begin() + at, toks.begin() + at + std::min(step, n - at));
     }
     n_past = n;
   } else {
+    llama_memory_clear(llama_get_memory(m.ctx), true);
+    m.cached.clear();
     std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)> bitmap(
         mtmd_bitmap_init(uint32_t(rgb.width), uint32_t(rgb.height), rgb.pixels.data()),
         mtmd_bitmap_free);
@@ -226,7 +252,12 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
     if (n > 0) r.text.append(piece, size_t(n));
     ++r.generated_tokens;
     llama_batch b = llama_batch_get_one(&tok, 1);
-    if (llama_decode(m.ctx, b) != 0) return Status::Internal("decoding a generated token failed");
+    if (llama_decode(m.ctx, b) != 0) {
+      llama_memory_clear(llama_get_memory(m.ctx), true);
+      m.cached.clear();
+      return Status::Internal("decoding a generated token failed");
+    }
+    if (!image) m.cached.push_back(tok);
   }
   r.generate_ms = MsSince(t1);
   return r;

@@ -24,6 +24,7 @@ struct LocalVlmOptions {
 struct LocalReply {
   std::string text;
   int prompt_tokens = 0, generated_tokens = 0;
+  int reused_tokens = 0;   // of the prompt, already in the cache from the previous prompt
   double encode_ms = 0;    // image encode + prompt evaluation
   double generate_ms = 0;  // token generation
 };
@@ -36,8 +37,11 @@ class LocalVlm {
   // `prompt` is the user's text; the image goes before it (an empty `rgb`: the prompt alone, as
   // for a document's text). `grammar` (GBNF, root "root") may be empty. Stops at end-of-generation
   // or after `max_tokens`. `stop_at_eog` false generates exactly `max_tokens` (benchmarks).
+  // A text prompt that starts like the previous one reuses that start from the cache.
   Result<LocalReply> Generate(const Image& rgb, const std::string& prompt, int max_tokens,
                               const std::string& grammar, bool stop_at_eog = true);
+  // Empties the cache: the next prompt is evaluated whole (benchmarks).
+  void ClearCache();
 
   struct Impl;
 

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string_view>
+#include <thread>
 #include <vips/vips8>
 
 #include <fmt/format.h>
@@ -582,6 +583,12 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     ds.jpeg.max_scans = limits.max_scans;
     ds.jpeg.deadline_ns = deadline;
     ds.jpeg.stop = StopRequested;
+    ds.threads = convert_threads;
+    // Full-size chains held decoded: 1 GiB in all, shared by the images converted at once
+    // (convert_threads is this image's share of the cores).
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    ds.full_size_bytes = (uint64_t(1) << 30) * uint64_t(std::min(convert_threads.load(), cores)) /
+                         uint64_t(cores);
     std::string error;
     switch (ConvertDirect(input, chain, format, out_fd, ds, &r, &error)) {
       case Direct::kDone: {

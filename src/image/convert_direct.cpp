@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -34,6 +35,7 @@
 #include <fmt/format.h>
 
 #include "exif_tiff.h"
+#include "jpeg_encode.h"
 #include "jpeg_error.h"
 #include "jpeg_scaled.h"
 #include "lumen/image/image.h"
@@ -174,71 +176,56 @@ bool EncodeWebpYuv(Yuv yuv, int quality, int effort, const Metadata& md, int out
   return WriteWebp(&pic, quality, effort, md, out_fd, error);
 }
 
+struct Sharpen {
+  double sigma, amount, threshold;
+};
+
 // libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
-// from 90 unless the preset says: what libvips' jpegsave does by default.
-bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md, int out_fd,
-                std::string* error) {
+// from 90 unless the preset says: what libvips' jpegsave does by default. A large image is
+// encoded in strips on `threads` threads (jpeg_encode.h), and `sharpen`, when given, is done
+// strip by strip there too (each band of rows from the unsharpened image with the filter's
+// margin, so the result is the one of the whole image at once).
+bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md, int threads,
+                const Sharpen* sharpen, int out_fd, std::string* error) {
   const int w = img.width, h = img.height, bands = img.channels;
   const uint8_t* pix = img.pixels.data();
-  // The stream's own descriptor (fclose closes it, not the caller's), not inherited by children.
-  const int dup_fd = ::fcntl(out_fd, F_DUPFD_CLOEXEC, 0);
-  FILE* f = dup_fd >= 0 ? ::fdopen(dup_fd, "wb") : nullptr;
-  if (!f) {
-    if (dup_fd >= 0) ::close(dup_fd);
-    *error = std::strerror(errno);
-    return false;
-  }
-  jpeg_compress_struct c;
-  JpegErrorManager err;
-  std::memset(&err, 0, sizeof(err));
-  c.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = JpegErrorExit;
-  jpeg_create_compress(&c);
-  if (setjmp(err.jump)) {
-    *error = err.message;
-    jpeg_destroy_compress(&c);
-    std::fclose(f);
-    return false;
-  }
-  jpeg_stdio_dest(&c, f);
-  c.image_width = JDIMENSION(w);
-  c.image_height = JDIMENSION(h);
-  c.input_components = bands;
-  c.in_color_space = bands == 1 ? JCS_GRAYSCALE : JCS_RGB;
-  jpeg_set_defaults(&c);
-  jpeg_set_quality(&c, quality, TRUE);
-  if (bands == 3 && (subsample == 0 || (subsample < 0 && quality >= 90)))
-    c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;
-  jpeg_start_compress(&c, TRUE);
-  auto marker = [&](const char* head, size_t head_len, const std::string* d) {
-    if (!d || head_len + d->size() > 65533) return;  // does not fit one segment: dropped
-    std::string seg(head, head_len);
-    seg += *d;
-    jpeg_write_marker(&c, JPEG_APP0 + 1, reinterpret_cast<const JOCTET*>(seg.data()),
-                      unsigned(seg.size()));
-  };
-  marker("Exif\0\0", 6, md.exif);
-  marker("http://ns.adobe.com/xap/1.0/", 29, md.xmp);
-  if (md.iptc && md.iptc->size() <= 65533)
-    jpeg_write_marker(&c, JPEG_APP0 + 13, reinterpret_cast<const JOCTET*>(md.iptc->data()),
-                      unsigned(md.iptc->size()));
-  if (md.icc)
-    jpeg_write_icc_profile(&c, reinterpret_cast<const JOCTET*>(md.icc->data()),
-                           unsigned(md.icc->size()));
   const size_t stride = size_t(w) * size_t(bands);
-  while (c.next_scanline < c.image_height) {
-    auto* row = const_cast<JSAMPROW>(pix + size_t(c.next_scanline) * stride);
-    jpeg_write_scanlines(&c, &row, 1);
-  }
-  jpeg_finish_compress(&c);
-  jpeg_destroy_compress(&c);
-  const bool write_error = std::ferror(f) != 0;
-  const bool close_error = std::fclose(f) != 0;  // always closed, also after a write error
-  if (write_error || close_error) {
-    *error = std::strerror(errno ? errno : EIO);
+  JpegEncodeOptions o;
+  o.quality = quality;
+  o.full_chroma = bands == 3 && (subsample == 0 || (subsample < 0 && quality >= 90));
+  o.threads = threads;
+  JpegRows rows = [&](int y0, int n, std::vector<uint8_t>* scratch) -> const uint8_t* {
+    const int m = sharpen ? UnsharpRadius(sharpen->sigma) : 0;
+    const int a = std::max(0, y0 - m), b = std::min(h, y0 + n + m);
+    if (!sharpen) return pix + size_t(y0) * stride;
+    scratch->resize(size_t(b - a) * stride);
+    UnsharpMask8(pix + size_t(a) * stride, scratch->data(), w, b - a, bands, sharpen->sigma,
+                 sharpen->amount, sharpen->threshold);
+    return scratch->data() + size_t(y0 - a) * stride;
+  };
+  JpegMarkers markers = [&](jpeg_compress_struct* c) {
+    auto app1 = [&](const char* head, size_t head_len, const std::string* d) {
+      if (!d || head_len + d->size() > 65533) return;  // does not fit one segment: dropped
+      std::string seg(head, head_len);
+      seg += *d;
+      jpeg_write_marker(c, JPEG_APP0 + 1, reinterpret_cast<const JOCTET*>(seg.data()),
+                        unsigned(seg.size()));
+    };
+    app1("Exif\0\0", 6, md.exif);
+    app1("http://ns.adobe.com/xap/1.0/", 29, md.xmp);
+    if (md.iptc && md.iptc->size() <= 65533)
+      jpeg_write_marker(c, JPEG_APP0 + 13, reinterpret_cast<const JOCTET*>(md.iptc->data()),
+                        unsigned(md.iptc->size()));
+    if (md.icc)
+      jpeg_write_icc_profile(c, reinterpret_cast<const JOCTET*>(md.icc->data()),
+                             unsigned(md.icc->size()));
+  };
+  auto jpeg = EncodeJpegStrips(w, h, bands, o, rows, markers);
+  if (!jpeg.ok()) {
+    *error = jpeg.status().message();
     return false;
   }
-  return true;
+  return WriteFile(out_fd, jpeg->data(), jpeg->size(), error);
 }
 
 }  // namespace
@@ -386,9 +373,6 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (format != "webp" && format != "jpeg") return Direct::kNotApplicable;
   // The chain: options anywhere, one shrink, then only sharpen.
   const ChainOp* lead = nullptr;
-  struct Sharpen {
-    double sigma, amount, threshold;
-  };
   std::vector<Sharpen> sharpen;
   bool strip = false;
   int effort = settings.effort;
@@ -405,7 +389,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
       if (op.name == "resize" && (Num(a[0]) >= 1 || (a.size() > 1 && !KernelNamed(a[1], &kernel))))
         return Direct::kNotApplicable;
       lead = &op;
-    } else if (lead && op.name == "sharpen") {
+    } else if (op.name == "sharpen") {
       const double sigma = a.empty() ? 1.0 : Num(a[0]), amount = a.size() > 1 ? Num(a[1]) : 1.0;
       const double threshold = a.size() > 2 ? Num(a[2]) : kUnsharpThreshold;
       if (sigma > 3) return Direct::kNotApplicable;  // the streaming float path (convert.cpp)
@@ -414,7 +398,6 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
       return Direct::kNotApplicable;  // lossless, other operations
     }
   }
-  if (!lead) return Direct::kNotApplicable;
 
   JpegReader jpeg;
   if (!jpeg.Open(input, true, &settings.jpeg)) {
@@ -435,18 +418,39 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   const bool swap = orientation >= 5;
   const int uw = swap ? jpeg.height() : jpeg.width(), uh = swap ? jpeg.width() : jpeg.height();
   int fw = uw, fh = uh, tw = 0, th = 0;  // the result, upright
-  if (lead->name != "resize") Size(lead->args[0], &tw, &th);
-  if (!ShrinkSize(*lead, uw, uh, &fw, &fh) && lead->name == "fill")
-    return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
+  if (!lead) {
+    // At full size (sharpen alone): the whole image is held decoded, where libvips streams it
+    // (through a floating-point blur, 3x the time). Up to the byte budget given for it.
+    if (pixels * uint64_t(jpeg.cmyk() ? 4 : 3) > settings.full_size_bytes)
+      return Direct::kNotApplicable;
+  } else {
+    if (lead->name != "resize") Size(lead->args[0], &tw, &th);
+    if (!ShrinkSize(*lead, uw, uh, &fw, &fh) && lead->name == "fill")
+      return Direct::kNotApplicable;  // smaller than the box: libvips' rules for the crop
+  }
   // The result: fill keeps the centre of the cover.
-  const int w = lead->name == "fill" ? std::min(tw, fw) : fw;
-  const int h = lead->name == "fill" ? std::min(th, fh) : fh;
+  const bool fill = lead && lead->name == "fill";
+  const int w = fill ? std::min(tw, fw) : fw;
+  const int h = fill ? std::min(th, fh) : fh;
   const int x0 = (fw - w) / 2, y0 = (fh - h) / 2;
   // Into WebP, a YCbCr or grey file goes as planes, unless a crop at an odd offset would split
   // the chroma samples.
   const bool planar = format == "webp" && jpeg.planar() && x0 % 2 == 0 && y0 % 2 == 0;
+  std::string exif = jpeg.exif();
+  Metadata md;
+  if (!strip) {
+    if (!exif.empty()) {
+      ExifSetUpright(&exif, w, h);
+      md.exif = &exif;
+    }
+    if (!jpeg.xmp().empty()) md.xmp = &jpeg.xmp();
+    if (!jpeg.icc().empty()) md.icc = &jpeg.icc();
+    if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
+  }
+  const int quality = chain.quality > 0 ? chain.quality : 75;
   Image img;
   Yuv yuv;
+  std::optional<Sharpen> strip_sharpen;
   if (planar ? !DecodeShrunkYuv(&jpeg, orientation, fw, fh, kernel, &yuv)
              : !DecodeShrunk(&jpeg, orientation, fw, fh, kernel, format == "webp", &img)) {
     *error = jpeg.error();
@@ -471,26 +475,22 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     }
   } else {
     if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
+    // Into JPEG, one sharpen is done by the encoder's strips, in parallel; more in place here.
+    if (format == "jpeg" && sharpen.size() == 1) {
+      strip_sharpen = sharpen[0];
+      sharpen.clear();
+    }
     for (const auto& [sigma, amount, threshold] : sharpen)
       UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
                    threshold);
   }
 
-  std::string exif = jpeg.exif();
-  Metadata md;
-  if (!strip) {
-    if (!exif.empty()) {
-      ExifSetUpright(&exif, w, h);
-      md.exif = &exif;
-    }
-    if (!jpeg.xmp().empty()) md.xmp = &jpeg.xmp();
-    if (!jpeg.icc().empty()) md.icc = &jpeg.icc();
-    if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
-  }
-  const int quality = chain.quality > 0 ? chain.quality : 75;
   const bool ok = planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
                   : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)
-                                     : EncodeJpeg(img, quality, settings.subsample, md, tmp, error);
+                                     : EncodeJpeg(img, quality, settings.subsample, md,
+                                                  settings.threads,
+                                                  strip_sharpen ? &*strip_sharpen : nullptr, tmp,
+                                                  error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

@@ -77,7 +77,7 @@ __attribute__((target_clones("avx2", "default"))) void UnsharpMask8(const uint8_
                                                                     double amount,
                                                                     double threshold) {
   const int row = w * bands;
-  const int r = std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
+  const int r = UnsharpRadius(sigma);
   const int n = 2 * r + 1;
   std::vector<double> gd(static_cast<size_t>(n), 0.0);
   double gsum = 0;

@@ -1,6 +1,7 @@
 // Private: unsharp mask on an 8-bit interleaved buffer (see unsharp.cpp).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -14,6 +15,11 @@ namespace lumen {
 constexpr double kUnsharpThreshold = 0.05;
 void UnsharpMask8(const uint8_t* in, uint8_t* out, int w, int h, int bands, double sigma,
                   double amount, double threshold = kUnsharpThreshold);
+// The rows UnsharpMask8 reads on each side of a row: a band of rows computed with this many more
+// above and below is exact in its middle.
+inline int UnsharpRadius(double sigma) {
+  return std::max(1, int(std::ceil(sigma * 2.45)));  // down to 5%
+}
 // The threshold in UnsharpMask8's integer terms: a difference d is sharpened when 2|d| >= this.
 inline int UnsharpLimit(double threshold) {
   return int(std::ceil(threshold * 255 - 1e-9));

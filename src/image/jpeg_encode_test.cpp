@@ -1,0 +1,172 @@
+#include "jpeg_encode.h"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "jpeg_error.h"
+#include "lumen/image/chain.h"
+#include "lumen/image/convert.h"
+#include "lumen/image/decode.h"
+#include "lumen/image/image.h"
+#include "test_support.h"
+#include "unsharp.h"
+
+namespace lumen {
+namespace {
+
+// A photo-like test image: smooth gradients, edges and noise, in `bands` bands.
+Image Pattern(int w, int h, int bands, uint32_t seed) {
+  Image img(w, h, bands);
+  std::mt19937 rng(seed);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int b = 0; b < bands; ++b) {
+        int v = (x * (b + 1) / 7 + y / 5) % 200 + ((x / 97 + y / 61) % 2) * 40 + int(rng() % 16);
+        img.row(y)[x * bands + b] = uint8_t(std::min(v, 255));
+      }
+  return img;
+}
+
+struct Decoded {
+  Image img;
+  long warnings = 0;
+  int restart_interval = 0;
+};
+
+// libjpeg's decode, with its count of warnings (a misplaced restart marker is one).
+Decoded Decode(const std::vector<uint8_t>& jpeg) {
+  jpeg_decompress_struct d;
+  JpegErrorManager err;
+  std::memset(&err, 0, sizeof(err));
+  d.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = JpegErrorExit;
+  Decoded out;
+  jpeg_create_decompress(&d);
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&d);
+    ADD_FAILURE() << "libjpeg: " << err.message;
+    return out;
+  }
+  jpeg_mem_src(&d, jpeg.data(), jpeg.size());
+  jpeg_read_header(&d, TRUE);
+  jpeg_start_decompress(&d);
+  out.img = Image(int(d.output_width), int(d.output_height), d.output_components);
+  while (d.output_scanline < d.output_height) {
+    JSAMPROW row = out.img.row(int(d.output_scanline));
+    jpeg_read_scanlines(&d, &row, 1);
+  }
+  out.restart_interval = int(d.restart_interval);
+  jpeg_finish_decompress(&d);
+  out.warnings = err.pub.num_warnings;
+  jpeg_destroy_decompress(&d);
+  return out;
+}
+
+Result<std::vector<uint8_t>> Encode(const Image& img, bool full_chroma, int threads) {
+  JpegEncodeOptions o;
+  o.quality = 88;
+  o.full_chroma = full_chroma;
+  o.threads = threads;
+  const size_t stride = size_t(img.width) * size_t(img.channels);
+  auto rows = [&](int y0, int, std::vector<uint8_t>*) {
+    return img.pixels.data() + size_t(y0) * stride;
+  };
+  auto markers = [](jpeg_compress_struct* c) {
+    const char text[] = "lumen test";
+    jpeg_write_marker(c, JPEG_COM, reinterpret_cast<const JOCTET*>(text), sizeof text - 1);
+  };
+  return EncodeJpegStrips(img.width, img.height, img.channels, o, rows, markers);
+}
+
+TEST(JpegStrips, StripsOnSeveralThreadsDecodeToTheSamePixelsAsOneEncoder) {
+  // Odd sizes (a partial MCU at the right and the bottom), 4:2:0, 4:4:4 and grey, above the
+  // size from which strips are used.
+  struct Case {
+    int w, h, bands;
+    bool full;
+  } cases[] = {{1999, 1333, 3, false}, {1777, 1301, 3, true}, {2101, 1003, 1, false}};
+  for (const Case& k : cases) {
+    SCOPED_TRACE(testing::Message() << k.w << "x" << k.h << "x" << k.bands << " full " << k.full);
+    const Image img = Pattern(k.w, k.h, k.bands, uint32_t(k.w));
+    auto one = Encode(img, k.full, 1);
+    ASSERT_TRUE(one.ok()) << one.status().message();
+    const Decoded a = Decode(*one);
+    EXPECT_EQ(a.restart_interval, 0);  // one encoder: an ordinary file
+    for (int threads : {2, 3, 8}) {
+      auto many = Encode(img, k.full, threads);
+      ASSERT_TRUE(many.ok()) << many.status().message();
+      const Decoded b = Decode(*many);
+      EXPECT_EQ(b.warnings, 0) << threads << " threads";
+      EXPECT_GT(b.restart_interval, 0);  // joined at restart markers
+      ASSERT_EQ(b.img.width, k.w);
+      ASSERT_EQ(b.img.height, k.h);
+      EXPECT_TRUE(b.img.pixels == a.img.pixels) << threads << " threads";
+      // The header's own markers once, from the first strip.
+      const std::string bytes(many->begin(), many->end());
+      EXPECT_EQ(bytes.find("lumen test"), bytes.rfind("lumen test"));
+      EXPECT_NE(bytes.find("lumen test"), std::string::npos);
+    }
+  }
+  // Small images are one encoder whatever the threads.
+  const Image small = Pattern(640, 480, 3, 7);
+  auto s = Encode(small, false, 4);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(Decode(*s).restart_interval, 0);
+  // What cannot be a JPEG is refused, not encoded.
+  EXPECT_FALSE(Encode(Image(70000, 8, 3), false, 2).ok());
+}
+
+TEST(JpegStrips, FullSizeSharpenIsTheSameOnOneThreadAndOnSeveral) {
+  // convert's direct path at full size: sharpen done strip by strip in the encoder's threads
+  // gives the whole image's unsharp mask, then the same JPEG pixels whatever the threads.
+  test::TempDir dir;
+  const Image img = Pattern(1901, 1201, 3, 11);
+  auto src = Encode(img, true, 1);
+  ASSERT_TRUE(src.ok());
+  const std::string input = dir.File("in.jpg");
+  std::ofstream(input, std::ios::binary).write(reinterpret_cast<const char*>(src->data()),
+                                               std::streamsize(src->size()));
+  auto chain = ParseChain("sharpen:1.5:1.2,jpeg:92");
+  ASSERT_TRUE(chain.ok());
+  ASSERT_TRUE(InitImageLibraries(nullptr).ok());
+  std::vector<Image> got;
+  for (int threads : {1, 2, 5}) {
+    SetConvertThreads(threads);
+    const std::string out = dir.File("out" + std::to_string(threads) + ".jpg");
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    auto r = ConvertFile(input, *chain, fd, Preset{}, DecodeLimits{});
+    ::close(fd);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    std::ifstream in(out, std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+    Decoded d = Decode(bytes);
+    EXPECT_EQ(d.warnings, 0);
+    got.push_back(std::move(d.img));
+  }
+  SetConvertThreads(1);
+  EXPECT_TRUE(got[0].pixels == got[1].pixels);
+  EXPECT_TRUE(got[0].pixels == got[2].pixels);
+  // And that is the unsharp mask of the whole decoded image, encoded by one encoder.
+  const Decoded decoded = Decode(*src);
+  Image sharp(decoded.img.width, decoded.img.height, 3);
+  UnsharpMask8(decoded.img.pixels.data(), sharp.pixels.data(), sharp.width, sharp.height, 3, 1.5,
+               1.2);
+  JpegEncodeOptions o;
+  o.quality = 92;
+  o.full_chroma = true;  // libvips' choice from quality 90
+  auto ref = EncodeJpegStrips(
+      sharp.width, sharp.height, 3, o,
+      [&](int y0, int, std::vector<uint8_t>*) { return sharp.row(y0); }, {});
+  ASSERT_TRUE(ref.ok());
+  EXPECT_TRUE(Decode(*ref).img.pixels == got[0].pixels);
+}
+
+}  // namespace
+}  // namespace lumen

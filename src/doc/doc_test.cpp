@@ -422,6 +422,13 @@ TEST(Document, ZipDeclaringAMillionEntriesIsRefusedBeforeOpening) {
   auto put = [&](std::vector<uint8_t>* v, uint64_t x, int bytes) {
     for (int i = 0; i < bytes; ++i) v->push_back(uint8_t(x >> (8 * i)));
   };
+  // The ZIP64 end locator: its signature, disk 0, the record's offset, 1 disk.
+  auto locator = [&](std::vector<uint8_t>* v, uint64_t record_at) {
+    put(v, 0x07064b50, 4);
+    put(v, 0, 4);
+    put(v, record_at, 8);
+    put(v, 1, 4);
+  };
   put(&z64, 0x06064b50, 4);
   put(&z64, 44, 8);
   put(&z64, 45, 2);
@@ -432,10 +439,7 @@ TEST(Document, ZipDeclaringAMillionEntriesIsRefusedBeforeOpening) {
   put(&z64, n, 8);
   put(&z64, 0, 8);
   put(&z64, 0, 8);
-  put(&z64, 0x07064b50, 4);
-  put(&z64, 0, 4);
-  put(&z64, rec, 8);
-  put(&z64, 1, 4);
+  locator(&z64, rec);
   z64.insert(z64.end(), many.begin() + long(eocd), many.end());
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(DetectDocument(z64.data(), z64.size(), "m.docx"), DocFormat::kDocx);
@@ -448,10 +452,7 @@ TEST(Document, ZipDeclaringAMillionEntriesIsRefusedBeforeOpening) {
   EXPECT_EQ(DetectDocument(z64.data(), z64.size(), "m.zip"), DocFormat::kUnknown);
   // A 50-byte file: a ZIP64 locator pointing far past its end is not followed.
   std::vector<uint8_t> tiny = {'P', 'K', 3, 4, 0, 0, 0, 0};
-  put(&tiny, 0x07064b50, 4);
-  put(&tiny, 0, 4);
-  put(&tiny, 0x7FFFFFF0ull, 8);
-  put(&tiny, 1, 4);
+  locator(&tiny, 0x7FFFFFF0ull);
   put(&tiny, 0x06054b50, 4);
   put(&tiny, 0, 4);
   put(&tiny, 0xFFFF, 2);

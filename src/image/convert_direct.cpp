@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -421,7 +420,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (!lead) {
     // At full size (sharpen alone): the whole image is held decoded, where libvips streams it
     // (through a floating-point blur, 3x the time). Up to the byte budget given for it.
-    if (pixels * uint64_t(jpeg.cmyk() ? 4 : 3) > settings.full_size_bytes)
+    if (pixels * 3 > settings.full_size_bytes)
       return Direct::kNotApplicable;
   } else {
     if (lead->name != "resize") Size(lead->args[0], &tw, &th);
@@ -450,7 +449,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   const int quality = chain.quality > 0 ? chain.quality : 75;
   Image img;
   Yuv yuv;
-  std::optional<Sharpen> strip_sharpen;
+  const Sharpen* strip_sharpen = nullptr;  // done by the JPEG encoder's strips
   if (planar ? !DecodeShrunkYuv(&jpeg, orientation, fw, fh, kernel, &yuv)
              : !DecodeShrunk(&jpeg, orientation, fw, fh, kernel, format == "webp", &img)) {
     *error = jpeg.error();
@@ -476,21 +475,18 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   } else {
     if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
     // Into JPEG, one sharpen is done by the encoder's strips, in parallel; more in place here.
-    if (format == "jpeg" && sharpen.size() == 1) {
-      strip_sharpen = sharpen[0];
-      sharpen.clear();
-    }
-    for (const auto& [sigma, amount, threshold] : sharpen)
-      UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
-                   threshold);
+    if (format == "jpeg" && sharpen.size() == 1)
+      strip_sharpen = &sharpen[0];
+    else
+      for (const auto& [sigma, amount, threshold] : sharpen)
+        UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
+                     threshold);
   }
 
   const bool ok = planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
                   : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)
                                      : EncodeJpeg(img, quality, settings.subsample, md,
-                                                  settings.threads,
-                                                  strip_sharpen ? &*strip_sharpen : nullptr, tmp,
-                                                  error);
+                                                  settings.threads, strip_sharpen, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

@@ -51,9 +51,7 @@ DcDecode DecodeProgressiveDc(const uint8_t* data, size_t size, Image* out, std::
   JpegErrorManager err;
   JpegLimits limits;
   limits.max_scans = max_scans;
-  std::memset(&err, 0, sizeof(err));
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = JpegErrorExit;
+  cinfo.err = UseJpegErrors(&err);
   err.pub.emit_message = OnMessage;
   if (setjmp(err.jump)) {
     *error = limits.tripped ? std::string(err.message)

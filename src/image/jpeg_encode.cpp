@@ -40,9 +40,7 @@ Status EncodeRange(int w, int h, int bands, int y0, const JpegEncodeOptions& o, 
                    const JpegRows& rows, const JpegMarkers* markers, std::vector<uint8_t>* out) {
   jpeg_compress_struct c;
   JpegErrorManager err;
-  std::memset(&err, 0, sizeof(err));
-  c.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = JpegErrorExit;
+  c.err = UseJpegErrors(&err);
   MemoryOut mem;
   std::vector<uint8_t> scratch;  // before setjmp: a longjmp must not skip a destructor
   jpeg_create_compress(&c);

@@ -43,9 +43,7 @@ struct Decoded {
 Decoded Decode(const std::vector<uint8_t>& jpeg) {
   jpeg_decompress_struct d;
   JpegErrorManager err;
-  std::memset(&err, 0, sizeof(err));
-  d.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = JpegErrorExit;
+  d.err = UseJpegErrors(&err);
   Decoded out;
   jpeg_create_decompress(&d);
   if (setjmp(err.jump)) {

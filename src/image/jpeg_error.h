@@ -5,6 +5,7 @@
 #include <csetjmp>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 #include <jerror.h>
 #include <jpeglib.h>
@@ -23,6 +24,15 @@ inline void JpegErrorExit(j_common_ptr cinfo) {
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
   (*cinfo->err->format_message)(cinfo, err->message);
   std::longjmp(err->jump, 1);
+}
+
+// `err` cleared and made the error manager of a libjpeg encoder or decoder: its fatal errors
+// jump to err->jump with the message. For jpeg_*_struct::err.
+inline jpeg_error_mgr* UseJpegErrors(JpegErrorManager* err) {
+  std::memset(err, 0, sizeof(*err));
+  jpeg_error_mgr* pub = jpeg_std_error(&err->pub);
+  pub->error_exit = JpegErrorExit;
+  return pub;
 }
 
 // A progress monitor that bounds a decode (issue 15): more than `max_scans` scans of a

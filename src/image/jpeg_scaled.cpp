@@ -94,9 +94,7 @@ bool JpegReader::Open(const std::string& path, bool metadata, const JpegLimits* 
     return false;
   }
   jpeg_decompress_struct& c = s_->cinfo;
-  std::memset(&s_->err, 0, sizeof(s_->err));
-  c.err = jpeg_std_error(&s_->err.pub);
-  s_->err.pub.error_exit = JpegErrorExit;
+  c.err = UseJpegErrors(&s_->err);
   s_->err.pub.emit_message = Quiet;  // warnings (a few corrupt bytes) do not stop a decode
   jpeg_create_decompress(&c);
   s_->created = true;

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n", r.status().message().c_str());
         return 1;
       }
-      if (!text) cold = 1;  // images: one run each, counted as warm
+      if (!text) cold = 1;   // images: one run each, counted as warm
       if (i == 0) continue;  // warm-up
       const int k = text ? cold : 0;
       enc[k] += r->encode_ms;
@@ -92,12 +92,11 @@ int main(int argc, char** argv) {
       "load %.2f s; per %s (%d runs after one warm-up): encode+prompt %.0f ms (%d prompt "
       "tokens, %d from the cache), %d tokens %.0f ms (%.1f tok/s), total %.2f s\n",
       load, text ? "document" : "image", n, enc[0] / n, prompt_tokens[0] / n, reused / n, tokens,
-      gen[0] / n,
-      tokens / (gen[0] / n / 1000), (enc[0] + gen[0]) / n / 1000);
+      gen[0] / n, tokens / (gen[0] / n / 1000), (enc[0] + gen[0]) / n / 1000);
   if (runs[1] > 0)
-    std::printf("  documents with nothing in the cache (%d runs): prompt %.0f ms (%d tokens), "
-                "total %.2f s; the cache saves %.0f%% of the prompt time\n",
-                runs[1], enc[1] / runs[1], prompt_tokens[1] / runs[1],
-                (enc[1] + gen[1]) / runs[1] / 1000,
-                100 * (1 - (enc[0] / n) / (enc[1] / runs[1])));
+    std::printf(
+        "  documents with nothing in the cache (%d runs): prompt %.0f ms (%d tokens), "
+        "total %.2f s; the cache saves %.0f%% of the prompt time\n",
+        runs[1], enc[1] / runs[1], prompt_tokens[1] / runs[1], (enc[1] + gen[1]) / runs[1] / 1000,
+        100 * (1 - (enc[0] / n) / (enc[1] / runs[1])));
 }

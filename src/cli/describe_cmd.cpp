@@ -964,11 +964,11 @@ int RunDescribe(const Options& o, const char* argv0) {
           r.text = reply->text;
           r.tokens = reply->prompt_tokens + reply->generated_tokens;
           r.latency_ms = reply->encode_ms + reply->generate_ms;
-          log::Debug(fmt::format("{}: {} prompt tokens ({} from the cache) in {:.0f} ms, {} "
-                                 "generated in {:.0f} ms",
-                                 log::Printable(p.path), reply->prompt_tokens,
-                                 reply->reused_tokens, reply->encode_ms,
-                                 reply->generated_tokens, reply->generate_ms));
+          log::Debug(
+              fmt::format("{}: {} prompt tokens ({} from the cache) in {:.0f} ms, {} "
+                          "generated in {:.0f} ms",
+                          log::Printable(p.path), reply->prompt_tokens, reply->reused_tokens,
+                          reply->encode_ms, reply->generated_tokens, reply->generate_ms));
           const std::string raw = r.text;
           Status v = validate_for(p, &r.text);
           r.ok = v.ok();

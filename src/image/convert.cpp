@@ -587,8 +587,8 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     // Full-size chains held decoded: 1 GiB in all, shared by the images converted at once
     // (convert_threads is this image's share of the cores).
     const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-    ds.full_size_bytes = (uint64_t(1) << 30) * uint64_t(std::min(convert_threads.load(), cores)) /
-                         uint64_t(cores);
+    ds.full_size_bytes =
+        (uint64_t(1) << 30) * uint64_t(std::min(convert_threads.load(), cores)) / uint64_t(cores);
     std::string error;
     switch (ConvertDirect(input, chain, format, out_fd, ds, &r, &error)) {
       case Direct::kDone: {

@@ -420,8 +420,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   if (!lead) {
     // At full size (sharpen alone): the whole image is held decoded, where libvips streams it
     // (through a floating-point blur, 3x the time). Up to the byte budget given for it.
-    if (pixels * 3 > settings.full_size_bytes)
-      return Direct::kNotApplicable;
+    if (pixels * 3 > settings.full_size_bytes) return Direct::kNotApplicable;
   } else {
     if (lead->name != "resize") Size(lead->args[0], &tw, &th);
     if (!ShrinkSize(*lead, uw, uh, &fw, &fh) && lead->name == "fill")

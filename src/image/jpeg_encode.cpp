@@ -55,8 +55,7 @@ Status EncodeRange(int w, int h, int bands, int y0, const JpegEncodeOptions& o, 
   c.in_color_space = bands == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_set_defaults(&c);
   jpeg_set_quality(&c, o.quality, TRUE);
-  if (bands == 3 && o.full_chroma)
-    c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;
+  if (bands == 3 && o.full_chroma) c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;
   c.restart_in_rows = restart_rows;
   jpeg_start_compress(&c, TRUE);
   if (markers && *markers) (*markers)(&c);
@@ -104,9 +103,8 @@ bool Layout(const std::vector<uint8_t>& j, size_t* height_at, size_t* data_at) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> EncodeJpegStrips(int w, int h, int bands,
-                                              const JpegEncodeOptions& o, const JpegRows& rows,
-                                              const JpegMarkers& markers) {
+Result<std::vector<uint8_t>> EncodeJpegStrips(int w, int h, int bands, const JpegEncodeOptions& o,
+                                              const JpegRows& rows, const JpegMarkers& markers) {
   if (w < 1 || h < 1 || w > 65500 || h > 65500 || (bands != 1 && bands != 3))
     return Status::Invalid(fmt::format("a {}x{} image of {} bands cannot be a JPEG", w, h, bands));
   const int mcu = bands == 3 && !o.full_chroma ? 16 : 8;  // MCU width and height

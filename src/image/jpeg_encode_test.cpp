@@ -128,8 +128,8 @@ TEST(JpegStrips, FullSizeSharpenIsTheSameOnOneThreadAndOnSeveral) {
   auto src = Encode(img, true, 1);
   ASSERT_TRUE(src.ok());
   const std::string input = dir.File("in.jpg");
-  std::ofstream(input, std::ios::binary).write(reinterpret_cast<const char*>(src->data()),
-                                               std::streamsize(src->size()));
+  std::ofstream(input, std::ios::binary)
+      .write(reinterpret_cast<const char*>(src->data()), std::streamsize(src->size()));
   auto chain = ParseChain("sharpen:1.5:1.2,jpeg:92");
   ASSERT_TRUE(chain.ok());
   ASSERT_TRUE(InitImageLibraries(nullptr).ok());
@@ -159,9 +159,9 @@ TEST(JpegStrips, FullSizeSharpenIsTheSameOnOneThreadAndOnSeveral) {
   JpegEncodeOptions o;
   o.quality = 92;
   o.full_chroma = true;  // libvips' choice from quality 90
-  auto ref = EncodeJpegStrips(
-      sharp.width, sharp.height, 3, o,
-      [&](int y0, int, std::vector<uint8_t>*) { return sharp.row(y0); }, {});
+  auto ref =
+      EncodeJpegStrips(sharp.width, sharp.height, 3, o,
+                       [&](int y0, int, std::vector<uint8_t>*) { return sharp.row(y0); }, {});
   ASSERT_TRUE(ref.ok());
   EXPECT_TRUE(Decode(*ref).img.pixels == got[0].pixels);
 }

@@ -167,7 +167,8 @@ Result<LocalReply> LocalVlm::Generate(const Image& rgb, const std::string& promp
         m.cached.clear();
         return Status::Internal("evaluating the prompt failed");
       }
-      m.cached.insert(m.cached.end(), toks.begin() + at, toks.begin() + at + std::min(step, n - at));
+      m.cached.insert(m.cached.end(), toks.begin() + at,
+                      toks.begin() + at + std::min(step, n - at));
     }
     n_past = n;
   } else {

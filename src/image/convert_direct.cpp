@@ -1,21 +1,22 @@
 // convert's direct path: the commonest web chain (a JPEG made smaller, perhaps sharpened, saved as
-// WebP or JPEG) without libvips.
+// WebP, JPEG or PNG) without libvips.
 //
 // Through libvips the benchmark's chain took 16% more CPU (BENCHMARKS.md "Convert"): its
 // pipeline copies regions between operations, its worker threads hand tiles over (sched_yield
 // shows in a profile), and the saver buffers the whole image once more; for a 1600-pixel result
 // those costs are as large as the resample itself. Here the M/8 decode (jpeg_scaled.cpp) feeds the
 // resampler (resample.cpp) one row at a time, so the only full-size buffer is the result's; the
-// EXIF orientation is applied to that, sharpen runs in place (unsharp.cpp), and libwebp or libjpeg
-// encode it. Metadata as libvips writes it: EXIF (Orientation 1, the new pixel size), XMP, the ICC
-// profile and (into JPEG) IPTC, unless `strip`. Anything else (another operation, a profile to
-// convert, CMYK, lossless) goes through libvips: the result is the same picture either way
-// (test_convert.py compares them).
+// EXIF orientation is applied to that, sharpen runs in place (unsharp.cpp) or in the encoder's
+// strips, and libwebp, libjpeg (jpeg_encode.cpp) or zlib (png_encode.cpp) encode it. Metadata as
+// libvips writes it: EXIF (Orientation 1, the new pixel size), XMP, the ICC profile and (into JPEG)
+// IPTC, unless `strip`. Anything else (another operation, a profile to convert, CMYK, lossless)
+// goes through libvips: the result is the same picture either way (test_convert.py compares them).
 #include "convert_direct.h"
 
 #include <lcms2.h>
 #include <webp/encode.h>
 #include <webp/mux.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -38,6 +39,7 @@
 #include "jpeg_error.h"
 #include "jpeg_scaled.h"
 #include "lumen/image/image.h"
+#include "png_encode.h"
 #include "unsharp.h"
 #include "webp_encode.h"
 
@@ -179,29 +181,36 @@ struct Sharpen {
   double sigma, amount, threshold;
 };
 
-// libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
-// from 90 unless the preset says: what libvips' jpegsave does by default. A large image is
-// encoded in strips on `threads` threads (jpeg_encode.h), and `sharpen`, when given, is done
-// strip by strip there too (each band of rows from the unsharpened image with the filter's
-// margin, so the result is the one of the whole image at once).
-bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md, int threads,
-                const Sharpen* sharpen, int out_fd, std::string* error) {
-  const int w = img.width, h = img.height, bands = img.channels;
-  const uint8_t* pix = img.pixels.data();
-  const size_t stride = size_t(w) * size_t(bands);
-  JpegEncodeOptions o;
-  o.quality = quality;
-  o.full_chroma = bands == 3 && (subsample == 0 || (subsample < 0 && quality >= 90));
-  o.threads = threads;
-  JpegRows rows = [&](int y0, int n, std::vector<uint8_t>* scratch) -> const uint8_t* {
-    const int m = sharpen ? UnsharpRadius(sharpen->sigma) : 0;
-    const int a = std::max(0, y0 - m), b = std::min(h, y0 + n + m);
+// The image's rows for a strip encoder (jpeg_encode.h, png_encode.h): straight from `img`, or,
+// with `sharpen`, sharpened strip by strip in the encoder's threads (each band of rows from the
+// unsharpened image with the filter's margin, so the result is the one of the whole image at
+// once).
+JpegRows RowsOf(const Image& img, const Sharpen* sharpen) {
+  return [&img, sharpen](int y0, int n, std::vector<uint8_t>* scratch) -> const uint8_t* {
+    const int w = img.width, h = img.height, bands = img.channels;
+    const size_t stride = size_t(w) * size_t(bands);
+    const uint8_t* pix = img.pixels.data();
     if (!sharpen) return pix + size_t(y0) * stride;
+    const int m = UnsharpRadius(sharpen->sigma);
+    const int a = std::max(0, y0 - m), b = std::min(h, y0 + n + m);
     scratch->resize(size_t(b - a) * stride);
     UnsharpMask8(pix + size_t(a) * stride, scratch->data(), w, b - a, bands, sharpen->sigma,
                  sharpen->amount, sharpen->threshold);
     return scratch->data() + size_t(y0 - a) * stride;
   };
+}
+
+// libjpeg's encoder: baseline, Huffman tables not optimised, 4:2:0 below quality 90 and 4:4:4
+// from 90 unless the preset says: what libvips' jpegsave does by default. A large image is
+// encoded in strips on `threads` threads (jpeg_encode.h), `sharpen` (if given) done there too.
+bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md, int threads,
+                const Sharpen* sharpen, int out_fd, std::string* error) {
+  const int w = img.width, h = img.height, bands = img.channels;
+  JpegEncodeOptions o;
+  o.quality = quality;
+  o.full_chroma = bands == 3 && (subsample == 0 || (subsample < 0 && quality >= 90));
+  o.threads = threads;
+  const JpegRows rows = RowsOf(img, sharpen);
   JpegMarkers markers = [&](jpeg_compress_struct* c) {
     auto app1 = [&](const char* head, size_t head_len, const std::string* d) {
       if (!d || head_len + d->size() > 65533) return;  // does not fit one segment: dropped
@@ -225,6 +234,37 @@ bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md
     return false;
   }
   return WriteFile(out_fd, jpeg->data(), jpeg->size(), error);
+}
+
+// PNG as libvips' pngsave writes it by default (every row unfiltered, zlib at `level`), deflated
+// in strips on `threads` threads (png_encode.h), `sharpen` (if given) done there too. The ICC
+// profile in iCCP, EXIF in eXIf, XMP in an iTXt chunk "XML:com.adobe.xmp" (where the XMP
+// specification puts it; libvips writes zTXt, which readers take as well); PNG has no place
+// for IPTC.
+bool EncodePng(const Image& img, int level, const Metadata& md, int threads, const Sharpen* sharpen,
+               int out_fd, std::string* error) {
+  std::vector<PngChunk> chunks;
+  if (md.icc) {
+    uLongf size = compressBound(uLong(md.icc->size()));
+    std::string z(size, '\0');
+    if (compress2(reinterpret_cast<Bytef*>(z.data()), &size,
+                  reinterpret_cast<const Bytef*>(md.icc->data()), uLong(md.icc->size()),
+                  9) == Z_OK) {
+      z.resize(size);
+      chunks.push_back({"iCCP", std::string("icc\0\0", 5) + z});  // name, method 0
+    }
+  }
+  if (md.exif) chunks.push_back({"eXIf", *md.exif});
+  if (md.xmp)  // keyword, no compression (flag, method), no language, no translated keyword
+    chunks.push_back({"iTXt", std::string("XML:com.adobe.xmp\0\0\0\0\0", 22) + *md.xmp});
+  PngEncodeOptions o;
+  o.level = level;
+  o.threads = threads;
+  const Status st =
+      EncodePngStrips(img.width, img.height, img.channels, o, RowsOf(img, sharpen), chunks,
+                      [&](const uint8_t* d, size_t n) { return WriteFile(out_fd, d, n, error); });
+  if (!st.ok() && error->empty()) *error = st.message();
+  return st.ok();
 }
 
 }  // namespace
@@ -369,7 +409,7 @@ bool NeedsSrgbTransform(const void* data, size_t len) {
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
                      int tmp, const DirectSettings& settings, ConvertResult* result,
                      std::string* error) {
-  if (format != "webp" && format != "jpeg") return Direct::kNotApplicable;
+  if (format != "webp" && format != "jpeg" && format != "png") return Direct::kNotApplicable;
   // The chain: options anywhere, one shrink, then only sharpen.
   const ChainOp* lead = nullptr;
   std::vector<Sharpen> sharpen;
@@ -473,8 +513,9 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     }
   } else {
     if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
-    // Into JPEG, one sharpen is done by the encoder's strips, in parallel; more in place here.
-    if (format == "jpeg" && sharpen.size() == 1)
+    // Into JPEG or PNG, one sharpen is done by the encoder's strips, in parallel; more in place
+    // here.
+    if (format != "webp" && sharpen.size() == 1)
       strip_sharpen = &sharpen[0];
     else
       for (const auto& [sigma, amount, threshold] : sharpen)
@@ -484,6 +525,8 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
 
   const bool ok = planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
                   : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)
+                  : format == "png"  ? EncodePng(img, std::min(9, effort * 3 / 2), md,
+                                                 settings.threads, strip_sharpen, tmp, error)
                                      : EncodeJpeg(img, quality, settings.subsample, md,
                                                   settings.threads, strip_sharpen, tmp, error);
   if (!ok) return Direct::kWriteFailed;

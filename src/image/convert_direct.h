@@ -43,21 +43,21 @@ struct DirectSettings {
   int subsample = -1;       // JPEG chroma: 1 4:2:0, 0 4:4:4, -1 4:4:4 from quality 90 (as libvips)
   uint64_t max_pixels = 0;  // the stored image's width * height (0: none)
   JpegLimits jpeg;          // scans, deadline, stop (the monitor is installed by the reader)
-  int threads = 1;          // for this image (the JPEG encoder's strips)
+  int threads = 1;          // for this image (the JPEG and PNG encoders' strips)
   uint64_t full_size_bytes = 0;  // the most a full-size chain may hold decoded (0: libvips)
 };
 
 enum class Direct { kNotApplicable, kDone, kFailed, kLimit, kWriteFailed };
 
 // A JPEG whose chain is a shrink (fit, fill to the centre, resize below 1), then at most
-// sharpen, or sharpen alone at full size (within settings.full_size_bytes), into lossy WebP or
-// JPEG: decoded at M/8 row by row straight into the resampler,
-// oriented, sharpened and encoded with libwebp or libjpeg, without libvips (whose pipeline,
-// threads and copies cost more than these steps themselves). Writes `out_fd`. kNotApplicable
-// when the chain or the file needs more (another operation, a profile to convert, CMYK): the
-// caller goes through libvips then, nothing written. kFailed (a corrupt file), kLimit (above the
-// pixel or scan limit, past the deadline, stopped) and kWriteFailed (the output could not be
-// written to `out_fd`) set *error.
+// sharpen, or sharpen alone at full size (within settings.full_size_bytes), into lossy WebP,
+// JPEG or PNG: decoded at M/8 row by row straight into the resampler, oriented, sharpened and
+// encoded with libwebp, libjpeg or zlib, without libvips (whose pipeline, threads and copies
+// cost more than these steps themselves; its PNG and JPEG savers use one core). Writes
+// `out_fd`. kNotApplicable when the chain or the file needs more (another operation, a profile
+// to convert, CMYK): the caller goes through libvips then, nothing written. kFailed (a corrupt
+// file), kLimit (above the pixel or scan limit, past the deadline, stopped) and kWriteFailed
+// (the output could not be written to `out_fd`) set *error.
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
                      int out_fd, const DirectSettings& settings, ConvertResult* result,
                      std::string* error);

@@ -46,7 +46,7 @@ def psnr(a, b):
 
 
 # `brightness:1` changes no pixel, but no chain with it takes convert's direct path (a JPEG
-# shrunk, perhaps sharpened, into WebP or JPEG without libvips): the same chain with it is the
+# shrunk, perhaps sharpened, into WebP, JPEG or PNG without libvips): the same chain with it is the
 # libvips pipeline, the reference for the direct path.
 def via_libvips(chain):
     ops = chain.split(",")
@@ -182,14 +182,15 @@ class Convert(unittest.TestCase):
     def test_direct_path_keeps_iptc_and_xmp_as_libvips_does(self):
         subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:Keywords=harbour",
                         "-XMP-dc:Subject=boats", self.photo], check=True)
-        for chain, name in (("fit:300x300,jpeg", "photo.jpg"), ("fit:300x300,webp", "photo.webp")):
+        for chain, name in (("fit:300x300,jpeg", "photo.jpg"), ("fit:300x300,webp", "photo.webp"),
+                            ("fit:300x300,png", "photo.png")):
             for c in (chain, via_libvips(chain)):
                 self.convert(c, "--no-cache", "--overwrite")
                 tags = json.loads(subprocess.run(["exiftool", "-j", "-IPTC:Keywords", "-XMP:Subject",
                                                   os.path.join(self.out, name)],
                                                  capture_output=True, check=True).stdout)[0]
                 self.assertEqual(tags.get("Subject"), "boats", c)
-                # IPTC into JPEG; WebP has no place for it.
+                # IPTC into JPEG; WebP and PNG have no place for it.
                 self.assertEqual(tags.get("Keywords"), "harbour" if name.endswith("jpg") else None, c)
             self.convert(chain.replace(",", ",strip,", 1), "--no-cache", "--overwrite")
             tags = json.loads(subprocess.run(["exiftool", "-j", "-IPTC:all", "-XMP:all", "-EXIF:all",
@@ -580,7 +581,10 @@ class RealPhotos(unittest.TestCase):
                             ("fit:1200x1200,sharpen:0.8:1.2,webp:90", "real.webp"),
                             ("fill:500x300,jpeg:95", "real.jpg"),
                             (f"resize:{333 / w:.6f}:cubic,sharpen,jpeg:95", "real.jpg"),
-                            ("resize:0.5:linear,strip,webp:90", "real.webp")):
+                            ("resize:0.5:linear,strip,webp:90", "real.webp"),
+                            ("fit:1000x1000,sharpen,png", "real.png"),
+                            ("sharpen:0.7:1.5,png", "real.png"),
+                            ("resize:0.3:cubic,strip,png", "real.png")):
             direct_path = self.out(chain, name)
             direct = Image.open(direct_path)
             direct.load()

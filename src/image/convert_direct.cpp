@@ -21,11 +21,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <condition_variable>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <stdexcept>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -181,18 +185,46 @@ struct Sharpen {
   double sigma, amount, threshold;
 };
 
+// How far a decoder running on its own thread has got, for encoders that follow it.
+class Decoded {
+ public:
+  void Set(int rows) {
+    std::lock_guard<std::mutex> l(mu_);
+    rows_ = rows;
+    cv_.notify_all();
+  }
+  void Fail() {
+    std::lock_guard<std::mutex> l(mu_);
+    failed_ = true;
+    cv_.notify_all();
+  }
+  // Waits for the first `rows` rows; throws if the decode stopped before them.
+  void WaitFor(int rows) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return rows_ >= rows || failed_; });
+    if (rows_ < rows) throw std::runtime_error("the decode stopped");
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int rows_ = 0;
+  bool failed_ = false;
+};
+
 // The image's rows for a strip encoder (jpeg_encode.h, png_encode.h): straight from `img`, or,
 // with `sharpen`, sharpened strip by strip in the encoder's threads (each band of rows from the
 // unsharpened image with the filter's margin, so the result is the one of the whole image at
-// once).
-JpegRows RowsOf(const Image& img, const Sharpen* sharpen) {
-  return [&img, sharpen](int y0, int n, std::vector<uint8_t>* scratch) -> const uint8_t* {
+// once). With `decoded`, each waits for the rows it reads.
+JpegRows RowsOf(const Image& img, const Sharpen* sharpen, Decoded* decoded) {
+  return [&img, sharpen, decoded](int y0, int n, std::vector<uint8_t>* scratch) -> const uint8_t* {
     const int w = img.width, h = img.height, bands = img.channels;
     const size_t stride = size_t(w) * size_t(bands);
     const uint8_t* pix = img.pixels.data();
-    if (!sharpen) return pix + size_t(y0) * stride;
-    const int m = UnsharpRadius(sharpen->sigma);
+    const int m = sharpen ? UnsharpRadius(sharpen->sigma) : 0;
     const int a = std::max(0, y0 - m), b = std::min(h, y0 + n + m);
+    if (decoded) decoded->WaitFor(b);
+    if (!sharpen) return pix + size_t(y0) * stride;
     scratch->resize(size_t(b - a) * stride);
     UnsharpMask8(pix + size_t(a) * stride, scratch->data(), w, b - a, bands, sharpen->sigma,
                  sharpen->amount, sharpen->threshold);
@@ -204,13 +236,14 @@ JpegRows RowsOf(const Image& img, const Sharpen* sharpen) {
 // from 90 unless the preset says: what libvips' jpegsave does by default. A large image is
 // encoded in strips on `threads` threads (jpeg_encode.h), `sharpen` (if given) done there too.
 bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md, int threads,
-                const Sharpen* sharpen, int out_fd, std::string* error) {
+                const Sharpen* sharpen, Decoded* decoded, int out_fd, std::string* error) {
   const int w = img.width, h = img.height, bands = img.channels;
   JpegEncodeOptions o;
   o.quality = quality;
   o.full_chroma = bands == 3 && (subsample == 0 || (subsample < 0 && quality >= 90));
   o.threads = threads;
-  const JpegRows rows = RowsOf(img, sharpen);
+  if (decoded) o.strips_per_thread = 8;  // each strip soon after its rows are decoded
+  const JpegRows rows = RowsOf(img, sharpen, decoded);
   JpegMarkers markers = [&](jpeg_compress_struct* c) {
     auto app1 = [&](const char* head, size_t head_len, const std::string* d) {
       if (!d || head_len + d->size() > 65533) return;  // does not fit one segment: dropped
@@ -242,7 +275,7 @@ bool EncodeJpeg(const Image& img, int quality, int subsample, const Metadata& md
 // specification puts it; libvips writes zTXt, which readers take as well); PNG has no place
 // for IPTC.
 bool EncodePng(const Image& img, int level, const Metadata& md, int threads, const Sharpen* sharpen,
-               int out_fd, std::string* error) {
+               Decoded* decoded, int out_fd, std::string* error) {
   std::vector<PngChunk> chunks;
   if (md.icc) {
     uLongf size = compressBound(uLong(md.icc->size()));
@@ -260,8 +293,9 @@ bool EncodePng(const Image& img, int level, const Metadata& md, int threads, con
   PngEncodeOptions o;
   o.level = level;
   o.threads = threads;
+  if (decoded) o.strips_per_thread = 8;
   const Status st =
-      EncodePngStrips(img.width, img.height, img.channels, o, RowsOf(img, sharpen), chunks,
+      EncodePngStrips(img.width, img.height, img.channels, o, RowsOf(img, sharpen, decoded), chunks,
                       [&](const uint8_t* d, size_t n) { return WriteFile(out_fd, d, n, error); });
   if (!st.ok() && error->empty()) *error = st.message();
   return st.ok();
@@ -486,6 +520,59 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     if (!jpeg.iptc().empty()) md.iptc = &jpeg.iptc();
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
+  const int png_level = std::min(9, effort * 3 / 2);
+  // At full size into JPEG or PNG, upright as stored, on more than one thread: the decode runs on
+  // a thread of its own and the encoder's strips follow it (each waits for the rows it reads),
+  // so decoding, the one serial step, overlaps the encoding instead of coming before all of it.
+  if (!lead && orientation <= 1 && format != "webp" && sharpen.size() <= 1 &&
+      settings.threads > 1 && pixels >= 4'000'000) {
+    if (!jpeg.Start(JpegScaleFor(jpeg.width(), jpeg.height(), w, h), false)) {
+      *error = jpeg.error();
+      return jpeg.limited() ? Direct::kLimit : Direct::kFailed;
+    }
+    Image full(jpeg.out_width(), jpeg.out_height(), jpeg.bands());
+    Decoded decoded;
+    bool decode_ok = false;
+    auto decode = [&] {
+      bool ok = true;
+      for (int y = 0; ok && y < full.height; ++y) {
+        ok = jpeg.ReadRow(full.row(y));
+        if (ok && ((y + 1) % 16 == 0 || y + 1 == full.height)) decoded.Set(y + 1);
+      }
+      ok = ok && jpeg.Finish();
+      if (!ok) decoded.Fail();
+      decode_ok = ok;
+    };
+    std::thread decoder;
+    try {
+      decoder = std::thread(decode);
+    } catch (const std::system_error&) {  // no thread to be had: decoded here, then encoded
+      decode();
+    }
+    const Sharpen* one = sharpen.empty() ? nullptr : &sharpen[0];
+    std::string why;
+    bool ok = false;
+    try {
+      ok = format == "png"
+               ? EncodePng(full, png_level, md, settings.threads, one, &decoded, tmp, &why)
+               : EncodeJpeg(full, quality, settings.subsample, md, settings.threads, one, &decoded,
+                            tmp, &why);
+    } catch (const std::exception& e) {  // the decode stopped under a single encoder
+      why = e.what();
+    }
+    if (decoder.joinable()) decoder.join();
+    if (!decode_ok) {
+      *error = jpeg.error();
+      return jpeg.limited() ? Direct::kLimit : Direct::kFailed;
+    }
+    if (!ok) {
+      *error = why;
+      return Direct::kWriteFailed;
+    }
+    result->width = full.width;
+    result->height = full.height;
+    return Direct::kDone;
+  }
   Image img;
   Yuv yuv;
   const Sharpen* strip_sharpen = nullptr;  // done by the JPEG encoder's strips
@@ -523,12 +610,13 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
                      threshold);
   }
 
-  const bool ok = planar ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
-                  : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)
-                  : format == "png"  ? EncodePng(img, std::min(9, effort * 3 / 2), md,
-                                                 settings.threads, strip_sharpen, tmp, error)
-                                     : EncodeJpeg(img, quality, settings.subsample, md,
-                                                  settings.threads, strip_sharpen, tmp, error);
+  const bool ok =
+      planar             ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
+      : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)
+      : format == "png"
+          ? EncodePng(img, png_level, md, settings.threads, strip_sharpen, nullptr, tmp, error)
+          : EncodeJpeg(img, quality, settings.subsample, md, settings.threads, strip_sharpen,
+                       nullptr, tmp, error);
   if (!ok) return Direct::kWriteFailed;
   result->width = w;
   result->height = h;

@@ -116,7 +116,7 @@ Result<std::vector<uint8_t>> EncodeJpegStrips(int w, int h, int bands, const Jpe
     return out;
   }
   // Strips of a multiple of 8 MCU rows, two per thread (one slow strip does not hold the rest).
-  const int want = std::min(2 * threads, mcu_rows / 8);
+  const int want = std::min(std::max(1, o.strips_per_thread) * threads, mcu_rows / 8);
   const int strip_mcus = ((mcu_rows + want - 1) / want + 7) & ~7;
   const int strips = (mcu_rows + strip_mcus - 1) / strip_mcus;
   const int strip_rows = strip_mcus * mcu;

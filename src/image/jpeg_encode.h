@@ -17,6 +17,7 @@ struct JpegEncodeOptions {
   int quality = 75;
   bool full_chroma = false;  // 4:4:4 instead of 4:2:0 (RGB input only)
   int threads = 1;
+  int strips_per_thread = 2;  // more where the rows come as a decoder makes them
 };
 
 // Rows y0 .. y0 + n - 1 of the image, interleaved, w * bands bytes each with no gap between

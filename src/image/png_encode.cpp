@@ -121,7 +121,8 @@ Status EncodePngStrips(int w, int h, int bands, const PngEncodeOptions& o, const
   const size_t line = size_t(w) * size_t(bands) + 1, total = line * size_t(h);
   const int threads = std::max(1, o.threads);
   int count = 1;
-  if (threads > 1 && total >= kStripsFrom) count = 2 * threads;  // a slow strip does not hold all
+  if (threads > 1 && total >= kStripsFrom)  // two a thread: a slow strip does not hold the rest
+    count = std::max(1, o.strips_per_thread) * threads;
   count = int(
       std::min<size_t>(size_t(h), std::max(size_t(count), (total + kMaxStrip - 1) / kMaxStrip)));
   const int per = (h + count - 1) / count;

@@ -12,8 +12,9 @@
 namespace lumen {
 
 struct PngEncodeOptions {
-  int level = 6;    // zlib's compression level, 0-9 (libvips' pngsave "compression")
-  int threads = 1;  // strips deflated at once
+  int level = 6;              // zlib's compression level, 0-9 (libvips' pngsave "compression")
+  int threads = 1;            // strips deflated at once
+  int strips_per_thread = 2;  // more where the rows come as a decoder makes them
 };
 
 // Rows y0 .. y0 + n - 1 of the image, interleaved, w * bands bytes each with no gap between

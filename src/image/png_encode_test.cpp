@@ -214,11 +214,12 @@ TEST(PngStrips, AFailedWriteStopsTheEncoderAndBadArgumentsAreRefused) {
 }
 
 TEST(PngStrips, FullSizeSharpenIntoPngIsTheWholeImagesUnsharpMaskOnAnyThreads) {
-  // convert's direct path into PNG: the JPEG decoded, sharpened strip by strip in the encoder's
+  // convert's direct path into PNG: the JPEG decoded (on more than one thread, on a thread of
+  // its own, the strips following it: 4 MP and up), sharpened strip by strip in the encoder's
   // threads: exactly the unsharp mask of the whole decoded image (PNG is lossless), whatever the
   // threads.
   test::TempDir dir;
-  const Image img = Pattern(1901, 1201, 3, 11);
+  const Image img = Pattern(2501, 1701, 3, 11);
   JpegEncodeOptions jo;
   jo.quality = 90;
   auto src = EncodeJpegStrips(img.width, img.height, 3, jo,
@@ -268,6 +269,39 @@ TEST(PngStrips, FullSizeSharpenIntoPngIsTheWholeImagesUnsharpMaskOnAnyThreads) {
   Image sharp(decoded.width, decoded.height, 3);
   UnsharpMask8(decoded.pixels.data(), sharp.pixels.data(), sharp.width, sharp.height, 3, 1.5, 1.2);
   for (const Image& g : got) EXPECT_TRUE(g.pixels == sharp.pixels);
+}
+
+TEST(PngStrips, ADecodeStoppedUnderTheFollowingStripsIsAnErrorNotAHang) {
+  // The decode on its own thread stops at the deadline while the strips wait for its rows: each
+  // waiting strip is released, the file's error comes back, nothing is left running.
+  test::TempDir dir;
+  const Image img = Pattern(6000, 4000, 3, 3);
+  JpegEncodeOptions jo;
+  jo.quality = 95;
+  jo.threads = 2;
+  auto src = EncodeJpegStrips(img.width, img.height, 3, jo,
+                              [&](int y0, int, std::vector<uint8_t>*) { return img.row(y0); }, {});
+  ASSERT_TRUE(src.ok());
+  const std::string input = dir.File("big.jpg");
+  std::ofstream(input, std::ios::binary)
+      .write(reinterpret_cast<const char*>(src->data()), std::streamsize(src->size()));
+  ASSERT_TRUE(InitImageLibraries(nullptr).ok());
+  DecodeLimits limits;
+  limits.max_seconds = 0.02;
+  SetConvertThreads(2);
+  for (const char* c : {"sharpen,png", "jpeg:90"}) {
+    SCOPED_TRACE(c);
+    auto chain = ParseChain(c);
+    ASSERT_TRUE(chain.ok());
+    const int fd = ::open(dir.File("out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    auto r = ConvertFile(input, *chain, fd, Preset{}, limits);
+    ::close(fd);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("big.jpg"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("time limit"), std::string::npos) << r.status().message();
+  }
+  SetConvertThreads(1);
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 #      (poppler-utils) on the same real PDFs (Debian's gnutls-doc and libgcrypt20-doc manuals,
 #      fetched with apt-get download into the build cache).
 #   2. describe per document with the in-process model: SmolLM2-135M's real shape (random
-#      weights, q8_0, tests/llm/tiny_vlm_gguf.py smolvlm-256m), text only, on Debian's licence texts.
+#      weights, q8_0 and q4_0, tests/llm/tiny_vlm_gguf.py smolvlm-256m: a BPE vocabulary trained
+#      on WordNet's English), text only, on Debian's licence texts.
 #   3. SVG: lumen convert --chain 'fit:N,svg:colors=16' on a real photo at 512..4096 px.
 #   4. One 100 MP photo converted with 1 thread and with every core, chains from processing-bound
 #      (full-size sharpen, blur, rotate) to codec-bound (PNG's deflate, shrink-on-load).
@@ -40,7 +41,9 @@ models="$cache/smolvlm-256m-$(sha1sum "$repo/tests/llm/tiny_vlm_gguf.py" | cut -
 if [ ! -f "$models/model-q8_0.gguf" ]; then
   rm -rf "$cache"/smolvlm-256m*
   /usr/bin/python3 "$repo/tests/llm/tiny_vlm_gguf.py" "$models" smolvlm-256m f32 >/dev/null
-  "$repo/.deps/bin/llama-quantize" "$models/model.gguf" "$models/model-q8_0.gguf" q8_0 >/dev/null 2>&1
+  for q in q8_0 q4_0; do
+    "$repo/.deps/bin/llama-quantize" "$models/model.gguf" "$models/model-$q.gguf" $q >/dev/null 2>&1
+  done
   rm -f "$models/model.gguf" "$models/mmproj.gguf"
 fi
 # Real English documents: Debian's licence texts (plain text, 7-60 KB each).
@@ -53,15 +56,19 @@ n=$(ls "$work/docs" | wc -l)
 # Random weights never close a string on their own: each field runs to its grammar limit, so the
 # answer length is set here: 96 tokens (a 2-3 sentence summary, names, 5-8 keywords), and the
 # grammar's worst case (256) for the upper bound.
-for tokens in 96 256; do
-  t0=$(date +%s.%N)
-  "$lumen" describe "$work/docs" --llm local --llm-model "$models/model-q8_0.gguf" \
-    --max-new-tokens "$tokens" --no-cache -o "$work/desc.jsonl" 2>&1 | tail -1 || true
-  t1=$(date +%s.%N)
-  echo "describe $n documents, answers of at most $tokens tokens: $(echo "($t1 - $t0) / $n" | bc -l | cut -c1-5) s per document (model load included)"
+for q in q8_0 q4_0; do
+  for tokens in 96 256; do
+    t0=$(date +%s.%N)
+    "$lumen" describe "$work/docs" --llm local --llm-model "$models/model-$q.gguf" \
+      --max-new-tokens "$tokens" --no-cache -o "$work/desc.jsonl" 2>&1 | tail -1 || true
+    t1=$(date +%s.%N)
+    echo "describe $n documents, $q, answers of at most $tokens tokens: $(echo "($t1 - $t0) / $n" | bc -l | cut -c1-5) s per document (model load included)"
+  done
 done
 cat /usr/share/common-licenses/* > "$work/corpus.txt"
-"$repo/build/bench/vlm_bench" "$models/model-q8_0.gguf" - 6 96 "$work/corpus.txt" 2000
+for q in q8_0 q4_0; do
+  "$repo/build/bench/vlm_bench" "$models/model-$q.gguf" - 6 96 "$work/corpus.txt" 2000
+done
 
 echo "== 3. SVG (svg:colors=16), a real photo at each size"
 photo="$work/photo.jpg"

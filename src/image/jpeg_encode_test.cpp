@@ -2,16 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstring>
-#include <fstream>
-#include <random>
 
 #include "jpeg_error.h"
-#include "lumen/image/chain.h"
-#include "lumen/image/convert.h"
 #include "lumen/image/decode.h"
 #include "lumen/image/image.h"
 #include "test_support.h"
@@ -19,19 +12,6 @@
 
 namespace lumen {
 namespace {
-
-// A photo-like test image: smooth gradients, edges and noise, in `bands` bands.
-Image Pattern(int w, int h, int bands, uint32_t seed) {
-  Image img(w, h, bands);
-  std::mt19937 rng(seed);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int b = 0; b < bands; ++b) {
-        int v = (x * (b + 1) / 7 + y / 5) % 200 + ((x / 97 + y / 61) % 2) * 40 + int(rng() % 16);
-        img.row(y)[x * bands + b] = uint8_t(std::min(v, 255));
-      }
-  return img;
-}
 
 struct Decoded {
   Image img;
@@ -91,7 +71,7 @@ TEST(JpegStrips, StripsOnSeveralThreadsDecodeToTheSamePixelsAsOneEncoder) {
   } cases[] = {{1999, 1333, 3, false}, {1777, 1301, 3, true}, {2101, 1003, 1, false}};
   for (const Case& k : cases) {
     SCOPED_TRACE(testing::Message() << k.w << "x" << k.h << "x" << k.bands << " full " << k.full);
-    const Image img = Pattern(k.w, k.h, k.bands, uint32_t(k.w));
+    const Image img = test::MakeNoisyPicture(k.w, k.h, k.bands, uint32_t(k.w));
     auto one = Encode(img, k.full, 1);
     ASSERT_TRUE(one.ok()) << one.status().message();
     const Decoded a = Decode(*one);
@@ -112,7 +92,7 @@ TEST(JpegStrips, StripsOnSeveralThreadsDecodeToTheSamePixelsAsOneEncoder) {
     }
   }
   // Small images are one encoder whatever the threads.
-  const Image small = Pattern(640, 480, 3, 7);
+  const Image small = test::MakeNoisyPicture(640, 480, 3, 7);
   auto s = Encode(small, false, 4);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(Decode(*s).restart_interval, 0);
@@ -122,33 +102,23 @@ TEST(JpegStrips, StripsOnSeveralThreadsDecodeToTheSamePixelsAsOneEncoder) {
 
 TEST(JpegStrips, FullSizeSharpenIsTheSameOnOneThreadAndOnSeveral) {
   // convert's direct path at full size: sharpen done strip by strip in the encoder's threads
+  // (4 MP and up on more than one thread: the strips following the decode on its own thread)
   // gives the whole image's unsharp mask, then the same JPEG pixels whatever the threads.
   test::TempDir dir;
-  const Image img = Pattern(1901, 1201, 3, 11);
+  const Image img = test::MakeNoisyPicture(2501, 1701, 3, 11);
   auto src = Encode(img, true, 1);
   ASSERT_TRUE(src.ok());
   const std::string input = dir.File("in.jpg");
-  std::ofstream(input, std::ios::binary)
-      .write(reinterpret_cast<const char*>(src->data()), std::streamsize(src->size()));
-  auto chain = ParseChain("sharpen:1.5:1.2,jpeg:92");
-  ASSERT_TRUE(chain.ok());
-  ASSERT_TRUE(InitImageLibraries(nullptr).ok());
+  test::WriteFile(input, *src);
   std::vector<Image> got;
   for (int threads : {1, 2, 5}) {
-    SetConvertThreads(threads);
-    const std::string out = dir.File("out" + std::to_string(threads) + ".jpg");
-    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    auto r = ConvertFile(input, *chain, fd, Preset{}, DecodeLimits{});
-    ::close(fd);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    std::ifstream in(out, std::ios::binary);
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
-    Decoded d = Decode(bytes);
+    auto bytes = test::ConvertOnThreads(input, "sharpen:1.5:1.2,jpeg:92", threads,
+                                        dir.File("out" + std::to_string(threads) + ".jpg"));
+    ASSERT_TRUE(bytes.ok()) << bytes.status().message();
+    Decoded d = Decode(*bytes);
     EXPECT_EQ(d.warnings, 0);
     got.push_back(std::move(d.img));
   }
-  SetConvertThreads(1);
   EXPECT_TRUE(got[0].pixels == got[1].pixels);
   EXPECT_TRUE(got[0].pixels == got[2].pixels);
   // And that is the unsharp mask of the whole decoded image, encoded by one encoder.

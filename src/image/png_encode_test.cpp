@@ -4,36 +4,17 @@
 #include <png.h>
 #include <zlib.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <csetjmp>
 #include <cstring>
-#include <fstream>
-#include <random>
 
 #include "jpeg_encode.h"
 #include "jpeg_error.h"
-#include "lumen/image/chain.h"
-#include "lumen/image/convert.h"
 #include "lumen/image/image.h"
 #include "test_support.h"
 #include "unsharp.h"
 
 namespace lumen {
 namespace {
-
-Image Pattern(int w, int h, int bands, uint32_t seed) {
-  Image img(w, h, bands);
-  std::mt19937 rng(seed);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x)
-      for (int b = 0; b < bands; ++b) {
-        int v = (x * (b + 1) / 7 + y / 5) % 200 + ((x / 97 + y / 61) % 2) * 40 + int(rng() % 16);
-        img.row(y)[x * bands + b] = uint8_t(std::min(v, 255));
-      }
-  return img;
-}
 
 std::vector<uint8_t> Encode(const Image& img, int threads, const std::vector<PngChunk>& chunks = {},
                             int level = 6) {
@@ -128,7 +109,7 @@ TEST(PngStrips, StripsOnSeveralThreadsAreOnePngOfTheSamePixels) {
   } cases[] = {{2501, 1703, 3}, {1999, 2503, 1}};
   for (const Case& k : cases) {
     SCOPED_TRACE(testing::Message() << k.w << "x" << k.h << "x" << k.bands);
-    const Image img = Pattern(k.w, k.h, k.bands, uint32_t(k.h));
+    const Image img = test::MakeNoisyPicture(k.w, k.h, k.bands, uint32_t(k.h));
     for (int threads : {1, 2, 3, 8}) {
       SCOPED_TRACE(testing::Message() << threads << " threads");
       const std::vector<uint8_t> png = Encode(img, threads);
@@ -193,7 +174,7 @@ TEST(PngStrips, TheLevelAndTheChunksAreWrittenAsAsked) {
 }
 
 TEST(PngStrips, AFailedWriteStopsTheEncoderAndBadArgumentsAreRefused) {
-  const Image img = Pattern(1500, 1500, 3, 9);
+  const Image img = test::MakeNoisyPicture(1500, 1500, 3, 9);
   int calls = 0;
   const size_t stride = size_t(img.width) * 3;
   PngEncodeOptions o;
@@ -219,34 +200,23 @@ TEST(PngStrips, FullSizeSharpenIntoPngIsTheWholeImagesUnsharpMaskOnAnyThreads) {
   // threads: exactly the unsharp mask of the whole decoded image (PNG is lossless), whatever the
   // threads.
   test::TempDir dir;
-  const Image img = Pattern(2501, 1701, 3, 11);
+  const Image img = test::MakeNoisyPicture(2501, 1701, 3, 11);
   JpegEncodeOptions jo;
   jo.quality = 90;
   auto src = EncodeJpegStrips(img.width, img.height, 3, jo,
                               [&](int y0, int, std::vector<uint8_t>*) { return img.row(y0); }, {});
   ASSERT_TRUE(src.ok());
   const std::string input = dir.File("in.jpg");
-  std::ofstream(input, std::ios::binary)
-      .write(reinterpret_cast<const char*>(src->data()), std::streamsize(src->size()));
-  auto chain = ParseChain("sharpen:1.5:1.2,png");
-  ASSERT_TRUE(chain.ok());
-  ASSERT_TRUE(InitImageLibraries(nullptr).ok());
+  test::WriteFile(input, *src);
   std::vector<Image> got;
   for (int threads : {1, 2, 5}) {
-    SetConvertThreads(threads);
-    const std::string out = dir.File("out" + std::to_string(threads) + ".png");
-    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    auto r = ConvertFile(input, *chain, fd, Preset{}, DecodeLimits{});
-    ::close(fd);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    std::ifstream in(out, std::ios::binary);
-    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
-    Read d = Decode(bytes);
+    auto bytes = test::ConvertOnThreads(input, "sharpen:1.5:1.2,png", threads,
+                                        dir.File("out" + std::to_string(threads) + ".png"));
+    ASSERT_TRUE(bytes.ok()) << bytes.status().message();
+    Read d = Decode(*bytes);
     ASSERT_EQ(d.error, "");
     got.push_back(std::move(d.img));
   }
-  SetConvertThreads(1);
   // The source as libjpeg decodes it, sharpened whole.
   jpeg_decompress_struct c;
   JpegErrorManager err;
@@ -275,7 +245,7 @@ TEST(PngStrips, ADecodeStoppedUnderTheFollowingStripsIsAnErrorNotAHang) {
   // The decode on its own thread stops at the deadline while the strips wait for its rows: each
   // waiting strip is released, the file's error comes back, nothing is left running.
   test::TempDir dir;
-  const Image img = Pattern(6000, 4000, 3, 3);
+  const Image img = test::MakeNoisyPicture(6000, 4000, 3, 3);
   JpegEncodeOptions jo;
   jo.quality = 95;
   jo.threads = 2;
@@ -283,25 +253,15 @@ TEST(PngStrips, ADecodeStoppedUnderTheFollowingStripsIsAnErrorNotAHang) {
                               [&](int y0, int, std::vector<uint8_t>*) { return img.row(y0); }, {});
   ASSERT_TRUE(src.ok());
   const std::string input = dir.File("big.jpg");
-  std::ofstream(input, std::ios::binary)
-      .write(reinterpret_cast<const char*>(src->data()), std::streamsize(src->size()));
-  ASSERT_TRUE(InitImageLibraries(nullptr).ok());
+  test::WriteFile(input, *src);
   DecodeLimits limits;
   limits.max_seconds = 0.02;
-  SetConvertThreads(2);
-  for (const char* c : {"sharpen,png", "jpeg:90"}) {
-    SCOPED_TRACE(c);
-    auto chain = ParseChain(c);
-    ASSERT_TRUE(chain.ok());
-    const int fd = ::open(dir.File("out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    auto r = ConvertFile(input, *chain, fd, Preset{}, limits);
-    ::close(fd);
-    ASSERT_FALSE(r.ok());
+  for (const char* chain : {"sharpen,png", "jpeg:90"}) {
+    auto r = test::ConvertOnThreads(input, chain, 2, dir.File("out"), limits);
+    ASSERT_FALSE(r.ok()) << chain;
     EXPECT_NE(r.status().message().find("big.jpg"), std::string::npos) << r.status().message();
     EXPECT_NE(r.status().message().find("time limit"), std::string::npos) << r.status().message();
   }
-  SetConvertThreads(1);
 }
 
 }  // namespace

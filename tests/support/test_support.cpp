@@ -1,14 +1,19 @@
 #include "test_support.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
+#include "lumen/image/chain.h"
+#include "lumen/image/convert.h"
 #include "lumen/image/decode.h"
 #include "lumen/io/hash.h"
 #include "lumen/meta/exif.h"
@@ -41,6 +46,34 @@ Image MakePicture(int w, int h, int seed) {
       p[2] = static_cast<uint8_t>(100 + 80 * std::sin(6.28 * (fx * 2 + fy + seed * 0.37)));
     }
   return img;
+}
+
+Image MakeNoisyPicture(int w, int h, int bands, uint32_t seed) {
+  Image img(w, h, bands);
+  std::mt19937 rng(seed);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int b = 0; b < bands; ++b) {
+        int v = (x * (b + 1) / 7 + y / 5) % 200 + ((x / 97 + y / 61) % 2) * 40 + int(rng() % 16);
+        img.row(y)[x * bands + b] = uint8_t(std::min(v, 255));
+      }
+  return img;
+}
+
+Result<std::vector<uint8_t>> ConvertOnThreads(const std::string& input, const std::string& chain,
+                                              int threads, const std::string& out,
+                                              const DecodeLimits& limits) {
+  auto parsed = ParseChain(chain);
+  if (!parsed.ok()) return parsed.status();
+  LUMEN_RETURN_IF_ERROR(InitImageLibraries(nullptr));
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return Status::Io(out + ": cannot be created");
+  SetConvertThreads(threads);
+  auto r = ConvertFile(input, *parsed, fd, Preset{}, limits);
+  SetConvertThreads(1);
+  ::close(fd);
+  if (!r.ok()) return r.status();
+  return ReadFile(out);
 }
 
 std::vector<uint8_t> Encode(const Image& img, const std::string& suffix) {

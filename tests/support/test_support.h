@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "lumen/image/decode.h"
 #include "lumen/image/image.h"
+#include "lumen/util/status.h"
 
 namespace lumen::test {
 
@@ -26,6 +28,16 @@ class TempDir {
 // A smooth, asymmetric test picture (gradients plus a bright block in the top-left quadrant),
 // so that orientation and perceptual hashes have something to see.
 Image MakePicture(int w, int h, int seed = 0);
+
+// A photo-like test image of 1 or 3 bands: gradients, edges and noise (what an encoder finds in a
+// photo, unlike MakePicture's smooth ramps).
+Image MakeNoisyPicture(int w, int h, int bands, uint32_t seed);
+
+// The file `input` converted by `chain` (ConvertFile, on `threads` threads) into `out`, and the
+// bytes written there; the status of the conversion where it failed. Threads back to 1 after.
+Result<std::vector<uint8_t>> ConvertOnThreads(const std::string& input, const std::string& chain,
+                                              int threads, const std::string& out,
+                                              const DecodeLimits& limits = DecodeLimits{});
 
 // Encodes with libvips: suffix is ".jpg", ".png", ".webp", ".tif", ".gif", ".heic", ".avif",
 // optionally with save options: ".jpg[Q=90,interlace]".

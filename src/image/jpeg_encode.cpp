@@ -17,11 +17,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <thread>
 
 #include <fmt/format.h>
 
 #include "jpeg_error.h"
+#include "parallel.h"
 
 namespace lumen {
 namespace {
@@ -122,23 +122,18 @@ Result<std::vector<uint8_t>> EncodeJpegStrips(int w, int h, int bands, const Jpe
   const int strip_rows = strip_mcus * mcu;
   std::vector<std::vector<uint8_t>> parts(static_cast<size_t>(strips));
   std::vector<Status> status(static_cast<size_t>(strips), Status::Ok());
-  std::atomic<int> next{0};
-  auto work = [&] {
-    for (int s; (s = next++) < strips;) {
-      const int y0 = s * strip_rows, n = std::min(strip_rows, h - y0);
-      try {
-        status[size_t(s)] = EncodeRange(w, n, bands, y0, o, 1, rows, s == 0 ? &markers : nullptr,
-                                        &parts[size_t(s)]);
-      } catch (const std::exception& e) {  // std::bad_alloc from a strip's buffers
-        status[size_t(s)] = Status::Internal(fmt::format("encoding a strip: {}", e.what()));
-      }
-      if (!status[size_t(s)].ok()) next = strips;  // no more strips after a failure
+  std::atomic<bool> failed{false};
+  ParallelFor(strips, threads, [&](int, int s) {
+    if (failed) return;  // no more strips after a failure
+    const int y0 = s * strip_rows, n = std::min(strip_rows, h - y0);
+    try {
+      status[size_t(s)] =
+          EncodeRange(w, n, bands, y0, o, 1, rows, s == 0 ? &markers : nullptr, &parts[size_t(s)]);
+    } catch (const std::exception& e) {  // std::bad_alloc from a strip's buffers
+      status[size_t(s)] = Status::Internal(fmt::format("encoding a strip: {}", e.what()));
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < std::min(threads, strips); ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+    if (!status[size_t(s)].ok()) failed = true;
+  });
   for (const Status& st : status) LUMEN_RETURN_IF_ERROR(st);
   size_t total = 0;
   for (const auto& p : parts) total += p.size();

@@ -15,9 +15,10 @@
 #include <atomic>
 #include <cstring>
 #include <exception>
-#include <thread>
 
 #include <fmt/format.h>
+
+#include "parallel.h"
 
 namespace lumen {
 namespace {
@@ -132,26 +133,18 @@ Status EncodePngStrips(int w, int h, int bands, const PngEncodeOptions& o, const
     strips[size_t(i)].y0 = i * per;
     strips[size_t(i)].rows = std::min(per, h - i * per);
   }
-  std::atomic<int> next{0};
-  auto work = [&] {
-    for (int i; (i = next++) < count;) {
-      Strip& s = strips[size_t(i)];
-      try {
-        s.status = DeflateStrip(w, bands, o.level, i == 0, i == count - 1, rows, &s);
-      } catch (const std::exception& e) {  // std::bad_alloc, or from `rows`
-        s.status = Status::Internal(
-            fmt::format("deflating rows {}-{}: {}", s.y0, s.y0 + s.rows - 1, e.what()));
-      }
-      if (!s.status.ok()) next = count;  // no more strips after a failure
+  std::atomic<bool> failed{false};
+  ParallelFor(count, threads, [&](int, int i) {
+    if (failed) return;  // no more strips after a failure
+    Strip& s = strips[size_t(i)];
+    try {
+      s.status = DeflateStrip(w, bands, o.level, i == 0, i == count - 1, rows, &s);
+    } catch (const std::exception& e) {  // std::bad_alloc, or from `rows`
+      s.status = Status::Internal(
+          fmt::format("deflating rows {}-{}: {}", s.y0, s.y0 + s.rows - 1, e.what()));
     }
-  };
-  std::vector<std::thread> pool;
-  try {
-    for (int t = 1; t < std::min(threads, count); ++t) pool.emplace_back(work);
-  } catch (const std::system_error&) {  // no more threads: the ones running finish the work
-  }
-  work();
-  for (auto& t : pool) t.join();
+    if (!s.status.ok()) failed = true;
+  });
   for (const Strip& s : strips) LUMEN_RETURN_IF_ERROR(s.status);
 
   auto put = [&](const char* type, const uint8_t* data, size_t size, uint32_t crc) {

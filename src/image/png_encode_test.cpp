@@ -103,6 +103,18 @@ Read Decode(const std::vector<uint8_t>& png) {
   return r;
 }
 
+// `img` as a baseline JPEG at `quality` (lumen's strip encoder on two threads), written to `path`;
+// its bytes.
+Result<std::vector<uint8_t>> WriteJpeg(const Image& img, int quality, const std::string& path) {
+  JpegEncodeOptions o;
+  o.quality = quality;
+  o.threads = 2;
+  auto jpeg = EncodeJpegStrips(img.width, img.height, img.channels, o,
+                               [&](int y0, int, std::vector<uint8_t>*) { return img.row(y0); }, {});
+  if (jpeg.ok()) test::WriteFile(path, *jpeg);
+  return jpeg;
+}
+
 TEST(PngStrips, StripsOnSeveralThreadsAreOnePngOfTheSamePixels) {
   struct Case {
     int w, h, bands;
@@ -200,14 +212,9 @@ TEST(PngStrips, FullSizeSharpenIntoPngIsTheWholeImagesUnsharpMaskOnAnyThreads) {
   // threads: exactly the unsharp mask of the whole decoded image (PNG is lossless), whatever the
   // threads.
   test::TempDir dir;
-  const Image img = test::MakeNoisyPicture(2501, 1701, 3, 11);
-  JpegEncodeOptions jo;
-  jo.quality = 90;
-  auto src = EncodeJpegStrips(img.width, img.height, 3, jo,
-                              [&](int y0, int, std::vector<uint8_t>*) { return img.row(y0); }, {});
-  ASSERT_TRUE(src.ok());
   const std::string input = dir.File("in.jpg");
-  test::WriteFile(input, *src);
+  auto src = WriteJpeg(test::MakeNoisyPicture(2501, 1701, 3, 11), 90, input);
+  ASSERT_TRUE(src.ok());
   std::vector<Image> got;
   for (int threads : {1, 2, 5}) {
     auto bytes = test::ConvertOnThreads(input, "sharpen:1.5:1.2,png", threads,
@@ -245,15 +252,8 @@ TEST(PngStrips, ADecodeStoppedUnderTheFollowingStripsIsAnErrorNotAHang) {
   // The decode on its own thread stops at the deadline while the strips wait for its rows: each
   // waiting strip is released, the file's error comes back, nothing is left running.
   test::TempDir dir;
-  const Image img = test::MakeNoisyPicture(6000, 4000, 3, 3);
-  JpegEncodeOptions jo;
-  jo.quality = 95;
-  jo.threads = 2;
-  auto src = EncodeJpegStrips(img.width, img.height, 3, jo,
-                              [&](int y0, int, std::vector<uint8_t>*) { return img.row(y0); }, {});
-  ASSERT_TRUE(src.ok());
   const std::string input = dir.File("big.jpg");
-  test::WriteFile(input, *src);
+  ASSERT_TRUE(WriteJpeg(test::MakeNoisyPicture(6000, 4000, 3, 3), 95, input).ok());
   DecodeLimits limits;
   limits.max_seconds = 0.02;
   for (const char* chain : {"sharpen,png", "jpeg:90"}) {

@@ -11,8 +11,7 @@
 #include "lumen/image/derive.h"
 #include "lumen/io/hash.h"
 #include "lumen/meta/exif.h"
-
-#include <vips/vips.h>
+#include "vips_loader.h"
 
 namespace lumen {
 namespace {
@@ -35,15 +34,7 @@ const std::vector<uint8_t>& Photo() {
         px[1] = static_cast<uint8_t>((x + y) / 16);
         px[2] = static_cast<uint8_t>(x * y / 1000);
       }
-    VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width,
-                                               img.height, 3, VIPS_FORMAT_UCHAR);
-    void* buf = nullptr;
-    size_t len = 0;
-    vips_image_write_to_buffer(in, ".jpg[Q=90]", &buf, &len, nullptr);
-    g_object_unref(in);
-    std::vector<uint8_t> out(static_cast<uint8_t*>(buf), static_cast<uint8_t*>(buf) + len);
-    g_free(buf);
-    return out;
+    return VipsModule().value()->encode(img, ".jpg[Q=90]").value();
   }();
   return bytes;
 }

@@ -334,4 +334,18 @@ std::string CanonicalChain(const Chain& chain) {
   return out;
 }
 
+bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh) {
+  double s = ArgNumber(lead.args[0]);  // resize
+  if (lead.name != "resize") {
+    int tw, th;
+    ArgSize(lead.args[0], &tw, &th);
+    const double sx = double(tw) / uw, sy = double(th) / uh;
+    s = lead.name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
+    if (s >= 1) return false;
+  }
+  *fw = std::max(1, int(std::lround(uw * s)));
+  *fh = std::max(1, int(std::lround(uh * s)));
+  return true;
+}
+
 }  // namespace lumen

@@ -43,6 +43,7 @@
 #include "jpeg_error.h"
 #include "jpeg_scaled.h"
 #include "lumen/image/image.h"
+#include "lumen/image/vectorize.h"
 #include "png_encode.h"
 #include "unsharp.h"
 #include "webp_encode.h"
@@ -303,20 +304,6 @@ bool EncodePng(const Image& img, int level, const Metadata& md, int threads, con
 
 }  // namespace
 
-bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh) {
-  double s = Num(lead.args[0]);  // resize
-  if (lead.name != "resize") {
-    int tw, th;
-    Size(lead.args[0], &tw, &th);
-    const double sx = double(tw) / uw, sy = double(th) / uh;
-    s = lead.name == "fit" ? std::min(sx, sy) : std::max(sx, sy);
-    if (s >= 1) return false;
-  }
-  *fw = std::max(1, int(std::lround(uw * s)));
-  *fh = std::max(1, int(std::lround(uh * s)));
-  return true;
-}
-
 bool DecodeShrunk(JpegReader* jpeg, int orientation, int fw, int fh, ResampleKernel kernel,
                   bool rgb, Image* out) {
   const bool swap = orientation >= 5;
@@ -443,7 +430,8 @@ bool NeedsSrgbTransform(const void* data, size_t len) {
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
                      int tmp, const DirectSettings& settings, ConvertResult* result,
                      std::string* error) {
-  if (format != "webp" && format != "jpeg" && format != "png") return Direct::kNotApplicable;
+  if (format != "webp" && format != "jpeg" && format != "png" && format != "svg")
+    return Direct::kNotApplicable;
   // The chain: options anywhere, one shrink, then only sharpen.
   const ChainOp* lead = nullptr;
   std::vector<Sharpen> sharpen;
@@ -524,7 +512,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   // At full size into JPEG or PNG, upright as stored, on more than one thread: the decode runs on
   // a thread of its own and the encoder's strips follow it (each waits for the rows it reads),
   // so decoding, the one serial step, overlaps the encoding instead of coming before all of it.
-  if (!lead && orientation <= 1 && format != "webp" && sharpen.size() <= 1 &&
+  if (!lead && orientation <= 1 && (format == "jpeg" || format == "png") && sharpen.size() <= 1 &&
       settings.threads > 1 && pixels >= 4'000'000) {
     if (!jpeg.Start(JpegScaleFor(jpeg.width(), jpeg.height(), w, h), false)) {
       *error = jpeg.error();
@@ -598,6 +586,26 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
         UnsharpMask8(c->pixels.data(), c->pixels.data(), c->width, c->height, 1, sigma / 2, amount,
                      threshold);
     }
+  } else if (format == "svg") {
+    if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
+    for (const auto& [sigma, amount, threshold] : sharpen)
+      UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
+                   threshold);
+    // The blur before quantising (convert.h, SvgDenoise), then the trace of the colour layers
+    // in parallel.
+    if (const double sigma = settings.svg_denoise * std::max(w, h) / 1024.0; sigma >= 0.3)
+      GaussBlur8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma);
+    VectorizeOptions vo = SvgOptions(chain.svg);
+    vo.threads = settings.threads;
+    auto traced = Vectorize(img, vo);
+    if (!traced.ok()) {
+      *error = traced.status().message();
+      return Direct::kTraceFailed;
+    }
+    if (!WriteFile(tmp, traced->svg.data(), traced->svg.size(), error)) return Direct::kWriteFailed;
+    result->width = w;
+    result->height = h;
+    return Direct::kDone;
   } else {
     if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
     // Into JPEG or PNG, one sharpen is done by the encoder's strips, in parallel; more in place

@@ -19,10 +19,6 @@ bool NeedsSrgbTransform(const void* icc, size_t len);
 class JpegReader;
 struct Image;
 
-// The upright size the chain's lead operation (fit, fill, or resize below 1) gives an image of
-// upright size `uw` x `uh`; false, nothing set, where fit or fill would not shrink it.
-bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh);
-
 // The JPEG (opened) shrunk to the upright `fw` x `fh`: decoded at the smallest M/8 that covers it,
 // resampled the rest of the way with `kernel` row by row (the M/8 image never whole), then turned
 // upright by `orientation`. RGB, or grey for a grey file unless `rgb`. False: jpeg->error().
@@ -45,19 +41,21 @@ struct DirectSettings {
   JpegLimits jpeg;          // scans, deadline, stop (the monitor is installed by the reader)
   int threads = 1;          // for this image (the JPEG and PNG encoders' strips)
   uint64_t full_size_bytes = 0;  // the most a full-size chain may hold decoded (0: libvips)
+  double svg_denoise = 0;        // svg: the blur before tracing, sigma per 1024 px (SvgDenoise)
 };
 
-enum class Direct { kNotApplicable, kDone, kFailed, kLimit, kWriteFailed };
+enum class Direct { kNotApplicable, kDone, kFailed, kLimit, kWriteFailed, kTraceFailed };
 
 // A JPEG whose chain is a shrink (fit, fill to the centre, resize below 1), then at most
 // sharpen, or sharpen alone at full size (within settings.full_size_bytes), into lossy WebP,
-// JPEG or PNG: decoded at M/8 row by row straight into the resampler, oriented, sharpened and
-// encoded with libwebp, libjpeg or zlib, without libvips (whose pipeline, threads and copies
-// cost more than these steps themselves; its PNG and JPEG savers use one core). Writes
-// `out_fd`. kNotApplicable when the chain or the file needs more (another operation, a profile
-// to convert, CMYK): the caller goes through libvips then, nothing written. kFailed (a corrupt
-// file), kLimit (above the pixel or scan limit, past the deadline, stopped) and kWriteFailed
-// (the output could not be written to `out_fd`) set *error.
+// JPEG, PNG or SVG: decoded at M/8 row by row straight into the resampler, oriented, sharpened
+// and encoded with libwebp, libjpeg or zlib (or blurred and traced: vectorize.h), without
+// libvips (whose pipeline, threads and copies cost more than these steps themselves; its PNG
+// and JPEG savers use one core; and loading it is ~40 ms). Writes `out_fd`. kNotApplicable
+// when the chain or the file needs more (another operation, a profile to convert, CMYK): the
+// caller goes through libvips then, nothing written. kFailed (a corrupt file), kLimit (above
+// the pixel or scan limit, past the deadline, stopped), kWriteFailed (the output could not be
+// written to `out_fd`) and kTraceFailed (the vectorizer refused) set *error.
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
                      int out_fd, const DirectSettings& settings, ConvertResult* result,
                      std::string* error);

@@ -15,6 +15,11 @@ namespace lumen {
 constexpr double kUnsharpThreshold = 0.05;
 void UnsharpMask8(const uint8_t* in, uint8_t* out, int w, int h, int bands, double sigma,
                   double amount, double threshold = kUnsharpThreshold);
+// The Gaussian blur UnsharpMask8 subtracts, alone (amount -1, no threshold: in - (in - gauss)):
+// the same integer weights, ring and vector loops.
+inline void GaussBlur8(const uint8_t* in, uint8_t* out, int w, int h, int bands, double sigma) {
+  UnsharpMask8(in, out, w, h, bands, sigma, -1.0, 0.0);
+}
 // The rows UnsharpMask8 reads on each side of a row: a band of rows computed with this many more
 // above and below is exact in its middle.
 inline int UnsharpRadius(double sigma) {

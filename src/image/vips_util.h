@@ -1,10 +1,13 @@
-// Private helpers for libvips: an owning pointer and the error text of the failed call.
+// Private to the libvips module (vips_module.h): an owning pointer, the error text of the failed
+// call, the executable's services, and the conversion pipeline (vips_convert.cpp).
 #pragma once
 
 #include <vips/vips.h>
 
 #include <memory>
 #include <string>
+
+#include "vips_module.h"
 
 namespace lumen {
 
@@ -30,5 +33,11 @@ inline std::string TakeVipsError() {
 // forgotten: a failed load often says why only there ("IHDR: CRC error") and leaves its error
 // buffer empty.
 std::string TakeLastVipsWarning();
+
+// The executable's services (set by VipsModuleApi::start).
+const VipsHost& Host();
+
+// ConvertFile's libvips part (VipsModuleApi::convert); no exception leaves it.
+Result<VipsConvertOutcome> ConvertWithVips(const VipsConvertRequest& request);
 
 }  // namespace lumen

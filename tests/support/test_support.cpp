@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include <vips/vips.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +16,7 @@
 #include "lumen/image/decode.h"
 #include "lumen/io/hash.h"
 #include "lumen/meta/exif.h"
+#include "vips_loader.h"
 
 namespace lumen::test {
 
@@ -84,17 +84,11 @@ std::vector<uint8_t> Encode(const Image& img, const std::string& suffix) {
     return true;
   }();
   (void)init;
-  VipsImage* in = vips_image_new_from_memory(img.pixels.data(), img.pixels.size(), img.width,
-                                             img.height, img.channels, VIPS_FORMAT_UCHAR);
-  if (!in) throw std::runtime_error("vips wrap failed");
-  void* buf = nullptr;
-  size_t len = 0;
-  int rc = vips_image_write_to_buffer(in, suffix.c_str(), &buf, &len, nullptr);
-  g_object_unref(in);
-  if (rc != 0) throw std::runtime_error(std::string("vips save failed: ") + vips_error_buffer());
-  std::vector<uint8_t> out(static_cast<uint8_t*>(buf), static_cast<uint8_t*>(buf) + len);
-  g_free(buf);
-  return out;
+  auto vips = VipsModule();
+  if (!vips.ok()) throw std::runtime_error(vips.status().ToString());
+  auto bytes = (*vips)->encode(img, suffix);
+  if (!bytes.ok()) throw std::runtime_error(bytes.status().ToString());
+  return std::move(*bytes);
 }
 
 void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {

@@ -42,6 +42,10 @@ void ArgSize(const std::string& arg, int* w, int* h);
 // for anything else.
 bool ParseColour(std::string_view text, std::vector<double>* rgb);
 
+// The upright size the chain's lead operation (fit, fill, or resize below 1) gives an image of
+// upright size `uw` x `uh`; false, nothing set, where fit or fill would not shrink it.
+bool ShrinkSize(const ChainOp& lead, int uw, int uh, int* fw, int* fh);
+
 // The chain written back in one canonical form (lower-case names, quotes only where needed,
 // "jpg" as "jpeg"): equal chains give equal text, ParseChain(CanonicalChain(c)) gives c back.
 // The key of convert's result cache.

@@ -1,0 +1,169 @@
+#include "vips_loader.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "convert_direct.h"
+#include "jpeg_scaled.h"
+#include "lumen/image/convert.h"
+#include "lumen/util/interrupt.h"
+#include "lumen/util/log.h"
+#include "lumen/util/profile.h"
+
+namespace lumen {
+namespace {
+
+std::atomic<bool> g_loaded{false};
+
+std::string& Argv0() {
+  static std::string argv0 = "lumen";
+  return argv0;
+}
+
+// libvips loads every loader module it finds at start (ImageMagick, poppler, OpenSlide, JPEG XL,
+// HEIF), and with them ~7 MB of libraries' pages. lumen reads only HEIF/AVIF through a module: the
+// module loads that one when a HEIF or AVIF file first comes, the others never. A VIPSHOME
+// without modules (unless the user set one) is how libvips is told to skip them.
+void SetVipsHome() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!std::getenv("VIPSHOME")) ::setenv("VIPSHOME", "/nonexistent/lumen-no-vips-modules", 0);
+  });
+}
+
+// --- the executable's services (VipsHost) ---
+
+void HostLogDebug(const std::string& line) {
+  log::Debug(line);
+}
+
+bool HostInterrupted() {
+  return Interrupted();
+}
+
+uint64_t HostNowNs() {
+  return MonotonicNs();
+}
+
+Status HostCheckOverlay(const std::string& path, const DecodeLimits& limits) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return Status::Io(fmt::format("overlay {}: {}", path, std::strerror(errno)));
+  Status st = CheckInputFile("overlay " + path, fd, limits, nullptr);
+  unsigned char magic[2] = {0, 0};
+  const bool jpeg = ::pread(fd, magic, 2, 0) == 2 && magic[0] == 0xFF && magic[1] == 0xD8;
+  if (st.ok() && jpeg && CountJpegScans(fd, limits.max_scans) > limits.max_scans)
+    st = Status::TooLarge(
+        fmt::format("overlay {}: more than {} JPEG scans", path, limits.max_scans));
+  ::close(fd);
+  return st;
+}
+
+bool HostNeedsSrgb(const void* icc, size_t len) {
+  return NeedsSrgbTransform(icc, len);
+}
+
+bool HostStop() {
+  return Interrupted();
+}
+
+bool HostShrinkJpeg(const std::string& input, const ChainOp& lead, int w, int h, int orientation,
+                    ResampleKernel kernel, int max_scans, uint64_t deadline_ns, Image* out) {
+  int uw, uh, fw, fh;  // upright: the file, the result
+  OrientedSize(w, h, orientation, &uw, &uh);
+  const bool swap = uw != w || uh != h;
+  if (!ShrinkSize(lead, uw, uh, &fw, &fh)) return false;
+  if (JpegScaleFor(w, h, swap ? fh : fw, swap ? fw : fh) == 8) return false;
+  JpegLimits limits;
+  limits.max_scans = max_scans;
+  limits.deadline_ns = deadline_ns;
+  limits.stop = HostStop;
+  JpegReader jpeg;
+  return jpeg.Open(input, false, &limits) && !jpeg.cmyk() &&
+         DecodeShrunk(&jpeg, orientation, fw, fh, kernel, false, out);
+}
+
+constexpr VipsHost kHost = {HostLogDebug,     HostInterrupted, HostNowNs,
+                            HostCheckOverlay, HostNeedsSrgb,   HostShrinkJpeg};
+
+// Where the module may be: $LUMEN_VIPS_MODULE alone if set; else next to the executable (the
+// build tree's src/cli, or an installed bin/), then where this build put it (test and benchmark
+// executables live elsewhere in the tree).
+std::vector<std::string> Candidates() {
+  if (const char* env = std::getenv("LUMEN_VIPS_MODULE"); env && *env) return {env};
+  std::vector<std::string> paths;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) paths.push_back((exe.parent_path() / "liblumen_vips.so").string());
+  paths.push_back(LUMEN_VIPS_MODULE_PATH);
+  return paths;
+}
+
+Result<const VipsModuleApi*> Load() {
+  SetVipsHome();
+  std::string tried;
+  for (const std::string& path : Candidates()) {
+    if (!tried.empty()) tried += "; ";
+    // RTLD_LOCAL: libvips' and GLib's symbols stay the module's. Never closed (libvips cannot be
+    // shut down and started again).
+    void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+      const char* why = ::dlerror();
+      tried += why ? why : path;
+      continue;
+    }
+    using Entry = const VipsModuleApi* (*)();
+    auto entry = reinterpret_cast<Entry>(::dlsym(lib, "lumen_vips_module_v1"));
+    const VipsModuleApi* api = entry ? entry() : nullptr;
+    if (!api || api->abi != kVipsModuleAbi || api->host_size != sizeof(VipsHost) ||
+        api->request_size != sizeof(VipsConvertRequest) ||
+        api->outcome_size != sizeof(VipsConvertOutcome) ||
+        api->decoded_size != sizeof(DecodedImage)) {
+      tried += fmt::format("{}: from another build of lumen", path);
+      continue;  // not closed either: its constructors have run
+    }
+    LUMEN_RETURN_IF_ERROR(api->start(&kHost, Argv0().c_str()));
+    log::Debug(fmt::format("libvips module loaded from {}", path));
+    g_loaded = true;
+    return api;
+  }
+  return Status::Internal(fmt::format(
+      "cannot load lumen's libvips module (needed for this image or operation): {}", tried));
+}
+
+}  // namespace
+
+Result<const VipsModuleApi*> VipsModule() {
+  static const Result<const VipsModuleApi*> api = Load();
+  return api;
+}
+
+bool VipsModuleLoaded() {
+  return g_loaded;
+}
+
+Status InitImageLibraries(const char* argv0) {
+  static std::once_flag once;
+  std::call_once(once, [argv0] {
+    if (argv0 && *argv0) Argv0() = argv0;
+    SetVipsHome();
+  });
+  return Status::Ok();
+}
+
+void EnsureHeifSupport() {
+  if (auto api = VipsModule(); api.ok()) (*api)->ensure_heif();
+}
+
+}  // namespace lumen

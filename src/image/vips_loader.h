@@ -1,0 +1,21 @@
+// Private: the libvips module (vips_module.h), loaded and started on first need.
+#pragma once
+
+#include "lumen/util/status.h"
+#include "vips_module.h"
+
+namespace lumen {
+
+// The module's functions, libvips started. The first call loads it (thread-safe; ~40 ms of
+// dynamic loading, once per process); later calls return the first one's result. Errors name the
+// module's paths tried and the loader's reason.
+Result<const VipsModuleApi*> VipsModule();
+
+// Whether the module has been loaded in this process (tests: a direct-path convert never loads it).
+bool VipsModuleLoaded();
+
+// The scans of a JPEG (its SOS markers), counted by walking its segments without decoding, up to
+// a little past `limit` (convert.cpp).
+int CountJpegScans(int fd, int limit);
+
+}  // namespace lumen

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -46,6 +47,27 @@ def run(*args, check=None, **kw):
         raise AssertionError(f"lumen {' '.join(map(str, args))} exited {p.returncode}, wanted {check}\n"
                              f"stdout: {p.stdout[-2000:]!r}\nstderr: {p.stderr[-4000:]!r}")
     return p
+
+
+def run_loading(*args, check=None):
+    """run(), and the shared objects the dynamic loader mapped into the process (its own
+    LD_DEBUG=files log, written to a file so that stderr stays lumen's)."""
+    with tempfile.TemporaryDirectory(prefix="lumen-ld-") as d:
+        env = {**os.environ, "LD_DEBUG": "files", "LD_DEBUG_OUTPUT": os.path.join(d, "ld")}
+        p = run(*args, check=check, env=env)
+        log = ""
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), errors="replace") as f:
+                log += f.read()
+    loaded = set(re.findall(r"file=(\S+) \[\d+\];\s+generating link map", log))
+    if not loaded:
+        raise AssertionError(f"no loader log for lumen {' '.join(map(str, args))}")
+    return p, loaded
+
+
+def loads(loaded, name):
+    """Whether a library whose file name starts with `name` ("libvips.so") was mapped."""
+    return any(os.path.basename(f).startswith(name) for f in loaded)
 
 
 def db_rows(catalog, query, *params):

@@ -10,7 +10,7 @@ from unittest import mock
 
 from PIL import Image, ImageChops
 
-from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, run
+from test_cli import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, loads, run, run_loading
 
 
 def size_of(path):
@@ -178,6 +178,53 @@ class Convert(unittest.TestCase):
         loaded = p.stderr.decode(errors="replace")
         self.assertIn("libwebp.so", loaded)  # the log is there
         self.assertNotIn("libopenblas", loaded)
+
+    def test_libvips_is_loaded_only_by_a_file_or_chain_that_needs_it(self):
+        # libvips and its ~100 libraries live in a module (liblumen_vips.so) that lumen dlopens on
+        # first need (image/vips_module.h): never for a JPEG on the direct path, into any of its
+        # formats, nor for lumen's start.
+        _, loaded = run_loading("--version", check=EXIT_OK)
+        self.assertTrue(loads(loaded, "libwebp.so"), loaded)  # the log is there
+        self.assertFalse(loads(loaded, "libvips"), loaded)
+        for chain in ("fit:300x300,webp", "fill:200x200,jpeg:80", "sharpen,png", "resize:0.5,sharpen,jpeg",
+                      "fit:400x400,svg:colors=3"):
+            _, loaded = run_loading("convert", self.src, "-o", self.out, "--chain", chain, "--quiet", "--overwrite",
+                                    "--no-cache", check=EXIT_OK)
+            self.assertFalse(loads(loaded, "liblumen_vips") or loads(loaded, "libvips"), chain)
+        # The libvips pipeline, and any input that is not a JPEG, load it.
+        _, loaded = run_loading("convert", self.src, "-o", self.out, "--chain", via_libvips("fit:300x300,webp"),
+                                "--quiet", "--overwrite", "--no-cache", check=EXIT_OK)
+        self.assertTrue(loads(loaded, "liblumen_vips.so") and loads(loaded, "libvips.so"), loaded)
+        Image.open(self.photo).save(os.path.join(self.src, "photo.png"))
+        os.remove(self.photo)
+        _, loaded = run_loading("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp", "--quiet",
+                                "--overwrite", "--no-cache", check=EXIT_OK)
+        self.assertTrue(loads(loaded, "libvips.so"), loaded)
+
+    def test_without_the_libvips_module_only_the_files_that_need_it_fail(self):
+        Image.open(self.photo).save(os.path.join(self.src, "other.png"))
+        missing = os.path.join(self.tmp, "nowhere", "liblumen_vips.so")
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp",
+                env={**os.environ, "LUMEN_VIPS_MODULE": missing}, check=EXIT_SOME_FAILED)
+        self.assertEqual(self.result("photo.webp").size, (300, 225))  # the direct path needs none
+        self.assertFalse(os.path.exists(os.path.join(self.out, "other.webp")))
+        err = p.stderr.decode()
+        self.assertIn("other.png: cannot load lumen's libvips module", err)
+        self.assertIn(missing, err)  # the loader's reason, with the path it tried
+
+    def test_svg_on_the_direct_path_matches_the_libvips_pipeline(self):
+        # A JPEG into SVG is decoded, shrunk, blurred and traced without libvips; the libvips
+        # pipeline (the same chain with brightness:1) traces the same picture.
+        renders = []
+        for chain in ("fit:400x400,svg:colors=3", via_libvips("fit:400x400,svg:colors=3")):
+            self.convert(chain, "--no-cache", "--overwrite")
+            png = os.path.join(self.tmp, f"r{len(renders)}.png")
+            subprocess.run(["rsvg-convert", "-o", png, os.path.join(self.out, "photo.svg")], check=True)
+            renders.append(Image.open(png).convert("RGB"))
+        self.assertEqual(renders[0].size, (400, 300))
+        self.assertGreater(psnr(renders[0], renders[1]), 30)
+        src = Image.open(self.photo).resize((400, 300), Image.LANCZOS)
+        self.assertGreater(psnr(renders[0], src), 28)
 
     def test_direct_path_keeps_iptc_and_xmp_as_libvips_does(self):
         subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:Keywords=harbour",

@@ -21,7 +21,7 @@ import zipfile
 from PIL import Image
 
 from fault_server import FaultServer
-from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, SLOW, db_rows, picture, run, states
+from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, SLOW, db_rows, loads, picture, run, run_loading, states
 
 KEY = "doc-key-1"
 
@@ -343,8 +343,12 @@ class LocalModel(Base):
         write(self.p("memo.txt"), "Remember to water the plants on Friday.\n")
         write(self.p("plan.md"), "# Trip\n\nTrain to Lyon at 9.\n")
         picture(self.p("photo.jpg"), 200, 150)
-        p = run("describe", self.lib, "--llm", "local", "--llm-model", os.path.join(models, "model.gguf"),
-                "--max-new-tokens", "2500", "--catalog", self.catalog, check=EXIT_SOME_FAILED)
+        # Documents and a photo refused before any pixel: libvips is never loaded (image/vips_module.h).
+        p, loaded = run_loading("describe", self.lib, "--llm", "local", "--llm-model",
+                                os.path.join(models, "model.gguf"), "--max-new-tokens", "2500", "--catalog",
+                                self.catalog, check=EXIT_SOME_FAILED)
+        self.assertTrue(loads(loaded, "libllama.so"), loaded)
+        self.assertFalse(loads(loaded, "libvips"), loaded)
         recs = {os.path.basename(r["file_path"]): r for r in map(json.loads, p.stdout.decode().splitlines())}
         # Random weights, but the grammar holds: each document gets a valid answer.
         self.assertEqual(set(recs), {"memo.txt", "plan.md"})
@@ -371,7 +375,9 @@ class Search(Base):
         self.assertEqual(n, 3)
         # A document embedded from one short chunk is its own best match for that text.
         for query, name in (("lighthouse keeper logbook", "a.txt"), ("recipe for plum jam", "b.txt")):
-            p = run("search", query, "--catalog", self.catalog, "--model", model, "-k", "6", "--json", check=EXIT_OK)
+            p, loaded = run_loading("search", query, "--catalog", self.catalog, "--model", model, "-k", "6",
+                                    "--json", check=EXIT_OK)
+            self.assertFalse(loads(loaded, "libvips"), loaded)  # a text query reads no image
             hits = json.loads(p.stdout)
             self.assertEqual(os.path.basename(hits[0]["path"]), name, hits)
             self.assertGreater(hits[0]["cosine"], 0.99)

@@ -9,16 +9,20 @@
 #   3. SVG: lumen convert --chain 'fit:N,svg:colors=16' on a real photo at 512..4096 px.
 #   4. One 100 MP photo converted with 1 thread and with every core, chains from processing-bound
 #      (full-size sharpen, blur, rotate) to codec-bound (PNG's deflate, shrink-on-load).
-# Usage: bench/issue17_bench.sh   (after scripts/build.sh release)
+# Usage: bench/issue17_bench.sh [SECTIONS]   (after scripts/build.sh release)
+#   SECTIONS: the numbers above to run (default "1 2 3 4"); LUMEN_BIN: another lumen binary.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-lumen="$repo/build/src/cli/lumen"
+lumen="${LUMEN_BIN:-$repo/build/src/cli/lumen}"
+sections=" ${1:-1 2 3 4} "
+want() { [[ "$sections" == *" $1 "* ]]; }
 cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}/bench-docs"
 work="$(mktemp -d /tmp/lumen-i17-XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$cache"
 export LUMEN_CATALOG="$work/catalog.db"
 
+if want 1; then
 echo "== 1. PDF text extraction (pages/s), lumen vs pdftotext"
 if [ ! -f "$cache/gnutls.pdf" ]; then
   (cd "$cache" && apt-get download gnutls-doc libgcrypt20-doc >/dev/null 2>&1)
@@ -34,7 +38,9 @@ for pdf in "$cache/gnutls.pdf" "$cache/gcrypt.pdf"; do
   done
   "$repo/build/bench/doc_bench" "$pdf" 3
 done
+fi
 
+if want 2; then
 echo "== 2. describe per document, in process (SmolLM2-135M shape, q8_0, random weights)"
 # The model is rebuilt when its generator changes (its vocabulary decides the prompt length).
 models="$cache/smolvlm-256m-$(sha1sum "$repo/tests/llm/tiny_vlm_gguf.py" | cut -c1-10)"
@@ -69,7 +75,9 @@ cat /usr/share/common-licenses/* > "$work/corpus.txt"
 for q in q8_0 q4_0; do
   "$repo/build/bench/vlm_bench" "$models/model-$q.gguf" - 6 96 "$work/corpus.txt" 2000
 done
+fi
 
+if want 3; then
 echo "== 3. SVG (svg:colors=16), a real photo at each size"
 photo="$work/photo.jpg"
 corpus="${LUMEN_BENCH_CORPUS:-$repo/bench/corpus/photos}"
@@ -98,7 +106,9 @@ t0=$(date +%s.%N)
 "$lumen" convert "$work/in512.jpg" -o "$work/tiny" --chain "fit:16x16,jpeg:80" --quiet --no-cache
 t1=$(date +%s.%N)
 echo "lumen convert of a 512 px photo to 16 px JPEG (the command's fixed cost): $(echo "$t1 - $t0" | bc) s"
+fi
 
+if want 4; then
 echo "== 4. one 100 MP photo, 1 thread vs all cores"
 /usr/bin/python3 - "$work/big.jpg" <<'EOF'
 import sys
@@ -121,3 +131,4 @@ for chain in "sharpen,jpeg:90" "blur:4,jpeg:90" "rotate:17,tiff" "sharpen,png" \
     echo "100 MP, $chain, -j $j: $(echo "$t1 - $t0" | bc) s"
   done
 done
+fi

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
+#include <utility>
 
 #include "lumen/image/decode.h"
 #include "lumen/image/derive.h"
@@ -34,7 +36,11 @@ const std::vector<uint8_t>& Photo() {
         px[1] = static_cast<uint8_t>((x + y) / 16);
         px[2] = static_cast<uint8_t>(x * y / 1000);
       }
-    return VipsModule().value()->encode(img, ".jpg[Q=90]").value();
+    auto vips = VipsModule();
+    if (!vips.ok()) throw std::runtime_error(vips.status().ToString());
+    auto jpeg = (*vips)->encode(img, ".jpg[Q=90]");
+    if (!jpeg.ok()) throw std::runtime_error(jpeg.status().ToString());
+    return std::move(*jpeg);
   }();
   return bytes;
 }

@@ -126,9 +126,13 @@ Status CopyInto(int from, int to, const std::string& shown) {
 
 int RunConvert(const Options& o, const char* argv0) {
   SetupLogging(o);
-  // libvips is started by the first image that needs it (image/convert.h): a run that only
-  // takes the direct path (a JPEG shrunk into WebP or JPEG) never loads its thousand types.
-  (void)argv0;
+  // libvips is loaded by the first image that needs it (image/convert.h): a run that only takes
+  // the direct path (a JPEG shrunk into WebP, JPEG, PNG or SVG) never loads it. What its start
+  // needs from the environment is set here, before any worker thread reads the environment.
+  if (Status st = InitImageLibraries(argv0); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
   if (o.chain.empty()) {
     log::Error("convert needs --chain OPS or --recipe FILE");
     return kExitError;

@@ -288,7 +288,12 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     // Traced from the finished raster (image/vectorize.h): colour layers traced in parallel.
     VectorizeOptions vo = SvgOptions(chain.svg);
     vo.threads = convert_threads;
-    auto v = Vectorize(done->raster, vo);
+    Result<VectorizeResult> v = Status::Internal("not traced");
+    try {
+      v = Vectorize(done->raster, vo);
+    } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
+      v = Status::Internal(e.what());
+    }
     if (!v.ok())
       return Status(v.status().code(), fmt::format("{}: {}", input, v.status().message()));
     for (size_t at = 0; at < v->svg.size();) {

@@ -44,6 +44,7 @@
 #include "jpeg_scaled.h"
 #include "lumen/image/image.h"
 #include "lumen/image/vectorize.h"
+#include "lumen/util/profile.h"
 #include "png_encode.h"
 #include "unsharp.h"
 #include "webp_encode.h"
@@ -493,6 +494,11 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   const int w = fill ? std::min(tw, fw) : fw;
   const int h = fill ? std::min(th, fh) : fh;
   const int x0 = (fw - w) / 2, y0 = (fh - h) / 2;
+  // SVG's blur before tracing (convert.h, SvgDenoise) in 8-bit weights is exact enough up to a
+  // sigma of about 8 (weights of 1/256 lose the tails of wider ones): wider blurs, rare (a large
+  // svg:denoise on a large image), are libvips' floating-point gaussblur.
+  const double svg_sigma = settings.svg_denoise * std::max(w, h) / 1024.0;
+  if (format == "svg" && svg_sigma > 8) return Direct::kNotApplicable;
   // Into WebP, a YCbCr or grey file goes as planes, unless a crop at an odd offset would split
   // the chroma samples.
   const bool planar = format == "webp" && jpeg.planar() && x0 % 2 == 0 && y0 % 2 == 0;
@@ -591,13 +597,29 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
     for (const auto& [sigma, amount, threshold] : sharpen)
       UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
                    threshold);
-    // The blur before quantising (convert.h, SvgDenoise), then the trace of the colour layers
-    // in parallel.
-    if (const double sigma = settings.svg_denoise * std::max(w, h) / 1024.0; sigma >= 0.3)
-      GaussBlur8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma);
+    // The blur before quantising, then the trace of the colour layers in parallel; the limits
+    // (deadline, a signal) are checked between the steps, as the decoder checks them per row.
+    auto limited = [&] {
+      const JpegLimits& l = settings.jpeg;
+      if (l.stop && l.stop())
+        *error = "stopped by a signal";
+      else if (l.deadline_ns > 0 && MonotonicNs() > l.deadline_ns)
+        *error = "took longer than the time limit";
+      return !error->empty();
+    };
+    if (svg_sigma >= 0.3) {
+      if (limited()) return Direct::kLimit;
+      GaussBlur8(img.pixels.data(), img.pixels.data(), w, h, img.channels, svg_sigma);
+    }
+    if (limited()) return Direct::kLimit;
     VectorizeOptions vo = SvgOptions(chain.svg);
     vo.threads = settings.threads;
-    auto traced = Vectorize(img, vo);
+    Result<VectorizeResult> traced = Status::Internal("not traced");
+    try {
+      traced = Vectorize(img, vo);
+    } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
+      traced = Status::Internal(e.what());
+    }
     if (!traced.ok()) {
       *error = traced.status().message();
       return Direct::kTraceFailed;

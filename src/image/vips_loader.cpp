@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -24,8 +23,6 @@
 
 namespace lumen {
 namespace {
-
-std::atomic<bool> g_loaded{false};
 
 std::string& Argv0() {
   static std::string argv0 = "lumen";
@@ -126,16 +123,15 @@ Result<const VipsModuleApi*> Load() {
     using Entry = const VipsModuleApi* (*)();
     auto entry = reinterpret_cast<Entry>(::dlsym(lib, "lumen_vips_module_v1"));
     const VipsModuleApi* api = entry ? entry() : nullptr;
-    if (!api || api->abi != kVipsModuleAbi || api->host_size != sizeof(VipsHost) ||
-        api->request_size != sizeof(VipsConvertRequest) ||
+    if (!api || std::strcmp(api->abi_id, LUMEN_VIPS_ABI_ID) != 0 ||
+        api->host_size != sizeof(VipsHost) || api->request_size != sizeof(VipsConvertRequest) ||
         api->outcome_size != sizeof(VipsConvertOutcome) ||
         api->decoded_size != sizeof(DecodedImage)) {
-      tried += fmt::format("{}: from another build of lumen", path);
+      tried += fmt::format("{}: not the libvips module of this build of lumen", path);
       continue;  // not closed either: its constructors have run
     }
     LUMEN_RETURN_IF_ERROR(api->start(&kHost, Argv0().c_str()));
     log::Debug(fmt::format("libvips module loaded from {}", path));
-    g_loaded = true;
     return api;
   }
   return Status::Internal(fmt::format(
@@ -147,10 +143,6 @@ Result<const VipsModuleApi*> Load() {
 Result<const VipsModuleApi*> VipsModule() {
   static const Result<const VipsModuleApi*> api = Load();
   return api;
-}
-
-bool VipsModuleLoaded() {
-  return g_loaded;
 }
 
 Status InitImageLibraries(const char* argv0) {

@@ -11,9 +11,6 @@ namespace lumen {
 // module's paths tried and the loader's reason.
 Result<const VipsModuleApi*> VipsModule();
 
-// Whether the module has been loaded in this process (tests: a direct-path convert never loads it).
-bool VipsModuleLoaded();
-
 // The scans of a JPEG (its SOS markers), counted by walking its segments without decoding, up to
 // a little past `limit` (convert.cpp).
 int CountJpegScans(int fd, int limit);

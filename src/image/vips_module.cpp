@@ -210,7 +210,7 @@ Result<VipsConvertOutcome> Convert(const VipsConvertRequest& request) {
 }
 
 constexpr VipsModuleApi kApi = {
-    kVipsModuleAbi,
+    LUMEN_VIPS_ABI_ID,
     sizeof(VipsHost),
     sizeof(VipsConvertRequest),
     sizeof(VipsConvertOutcome),

@@ -9,8 +9,9 @@
 // The module holds only code without state of its own (the libvips calls, the chain's
 // arguments, the unsharp mask, Status); what has process state (the log, the stop flag) or
 // lumen's JPEG decoders stays in the executable and is reached through VipsHost. Both sides
-// come from one build (same compiler, libstdc++ and flags), so C++ types cross the boundary;
-// exceptions never do (every entry point catches).
+// come from one build (same compiler, libstdc++ and flags: the loader checks), so C++ types cross
+// the boundary; the entry points that can meet bad input or run out of memory (decode, convert,
+// encode) catch, so no exception crosses it.
 #pragma once
 
 #include <cstddef>
@@ -66,9 +67,10 @@ struct VipsConvertOutcome {
 };
 
 struct VipsModuleApi {
-  uint32_t abi;  // kVipsModuleAbi of the source it was built from
-  // sizeof of the types that cross, as the module saw them (a module from another build whose
-  // types differ is refused, not called).
+  // LUMEN_VIPS_ABI_ID as the module was built: a hash of the headers whose types cross, the
+  // compiler and the sanitizer setting (src/image/CMakeLists.txt). A module from another build
+  // is refused, not called; so is one whose types' sizes differ from the executable's.
+  const char* abi_id;
   uint32_t host_size, request_size, outcome_size, decoded_size;
   // Starts libvips (once): cache off, one thread per operation, its log into host->log_debug.
   Status (*start)(const VipsHost* host, const char* argv0);
@@ -81,9 +83,6 @@ struct VipsModuleApi {
   // benchmarks make their fixtures with it.
   Result<std::vector<uint8_t>> (*encode)(const Image& image, const std::string& suffix);
 };
-
-// Raised whenever a type above changes shape.
-constexpr uint32_t kVipsModuleAbi = 1;
 
 }  // namespace lumen
 

@@ -211,6 +211,13 @@ class Convert(unittest.TestCase):
         err = p.stderr.decode()
         self.assertIn("other.png: cannot load lumen's libvips module", err)
         self.assertIn(missing, err)  # the loader's reason, with the path it tried
+        # A library that is not this build's module is refused before anything in it is called.
+        shutil.rmtree(self.out)
+        p = run("convert", self.src, "-o", self.out, "--chain", "fit:300x300,webp",
+                env={**os.environ, "LUMEN_VIPS_MODULE": "/usr/lib/x86_64-linux-gnu/libz.so.1"},
+                check=EXIT_SOME_FAILED)
+        self.assertIn("libz.so.1: not the libvips module of this build of lumen", p.stderr.decode())
+        self.assertEqual(self.result("photo.webp").size, (300, 225))
 
     def test_svg_on_the_direct_path_matches_the_libvips_pipeline(self):
         # A JPEG into SVG is decoded, shrunk, blurred and traced without libvips; the libvips

@@ -3,8 +3,9 @@
 // When the chain starts by shrinking (fit, fill, resize < 1) a JPEG is decoded at M/8 of its size
 // and other formats open with libvips' shrink-on-load, so a 20 MP photo never exists at full size
 // in memory; other chains stream the file where they can. A JPEG shrunk (and perhaps sharpened)
-// into WebP or JPEG takes a direct path through libjpeg, lumen's resampler and libwebp/libjpeg
-// without libvips; everything else is a libvips pipeline, libvips started on first need.
+// into WebP, JPEG, PNG or SVG takes a direct path through libjpeg, lumen's resampler and
+// libwebp/libjpeg/zlib or the vectorizer, without libvips; everything else is a libvips
+// pipeline, libvips loaded on first need (image/vips_module.h).
 #pragma once
 
 #include <cstdint>

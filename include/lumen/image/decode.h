@@ -19,9 +19,10 @@
 
 namespace lumen {
 
-// Call before decoding (starts libvips, sets its cache to zero and its per-operation
-// concurrency to 1: lumen parallelises across files, not within one). Once per process,
-// thread-safe: later calls return the first one's status.
+// Call on the main thread before decoding, before other threads start: it sets what libvips'
+// start will read from the environment. libvips itself (a module, image/vips_module.h) is loaded
+// and started by the first file that needs it (not JPEG), with its cache off and one thread per
+// operation (lumen parallelises across files, not within one). Once per process; Ok today.
 Status InitImageLibraries(const char* argv0);
 // Loads libvips' HEIF/AVIF module (heifload, heifsave) on first use; once, thread-safe.
 void EnsureHeifSupport();

@@ -17,6 +17,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -29,10 +32,41 @@ namespace {
 // Below this many pixels one encoder: the strips' headers and threads cost more than they give.
 constexpr int64_t kStripsFrom = 2'000'000;
 
-struct MemoryOut {
-  unsigned char* data = nullptr;
-  unsigned long size = 0;
-  ~MemoryOut() { std::free(data); }
+// libjpeg's destination into a std::vector (doubling). Not jpeg_mem_dest: that one reports its
+// buffer only when the encode finishes, and frees the first buffer itself when it grows, so an
+// encoder abandoned half way (an error, or `rows` throwing because the decode it follows stopped)
+// left the caller holding a freed pointer: a double free, seen once the strips got far enough.
+struct VectorOut {
+  jpeg_destination_mgr pub;
+  std::vector<uint8_t> bytes;
+
+  static void Init(j_compress_ptr c) {
+    auto* d = reinterpret_cast<VectorOut*>(c->dest);
+    if (!d->Grow(size_t(1) << 16, 0)) ERREXIT1(c, JERR_OUT_OF_MEMORY, 10);
+  }
+  // libjpeg's contract: the whole buffer is full, whatever free_in_buffer says (the Huffman
+  // encoder keeps its own copy of it).
+  static boolean Empty(j_compress_ptr c) {
+    auto* d = reinterpret_cast<VectorOut*>(c->dest);
+    if (!d->Grow(d->bytes.size() * 2, d->bytes.size())) ERREXIT1(c, JERR_OUT_OF_MEMORY, 10);
+    return TRUE;
+  }
+  static void Term(j_compress_ptr c) {
+    auto* d = reinterpret_cast<VectorOut*>(c->dest);
+    d->bytes.resize(d->bytes.size() - d->pub.free_in_buffer);
+  }
+  // Room for `size` bytes, the `used` ones written kept; false without memory (no exception may
+  // cross libjpeg's C frames).
+  bool Grow(size_t size, size_t used) {
+    try {
+      bytes.resize(size);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    pub.next_output_byte = bytes.data() + used;
+    pub.free_in_buffer = bytes.size() - used;
+    return true;
+  }
 };
 
 // One libjpeg encoder over `h` rows from `rows` starting at image row `y0`.
@@ -41,14 +75,17 @@ Status EncodeRange(int w, int h, int bands, int y0, const JpegEncodeOptions& o, 
   jpeg_compress_struct c;
   JpegErrorManager err;
   c.err = UseJpegErrors(&err);
-  MemoryOut mem;
-  std::vector<uint8_t> scratch;  // before setjmp: a longjmp must not skip a destructor
+  VectorOut dest{};  // before setjmp: a longjmp must not skip a destructor
+  std::vector<uint8_t> scratch;
   jpeg_create_compress(&c);
   if (setjmp(err.jump)) {
     jpeg_destroy_compress(&c);
     return Status::Internal(fmt::format("libjpeg: {}", err.message));
   }
-  jpeg_mem_dest(&c, &mem.data, &mem.size);
+  dest.pub.init_destination = VectorOut::Init;
+  dest.pub.empty_output_buffer = VectorOut::Empty;
+  dest.pub.term_destination = VectorOut::Term;
+  c.dest = &dest.pub;
   c.image_width = JDIMENSION(w);
   c.image_height = JDIMENSION(h);
   c.input_components = bands;
@@ -77,7 +114,7 @@ Status EncodeRange(int w, int h, int bands, int y0, const JpegEncodeOptions& o, 
   }
   jpeg_finish_compress(&c);
   jpeg_destroy_compress(&c);
-  out->assign(mem.data, mem.data + mem.size);
+  *out = std::move(dest.bytes);
   return Status::Ok();
 }
 

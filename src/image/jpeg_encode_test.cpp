@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <stdexcept>
 
 #include "jpeg_error.h"
 #include "lumen/image/decode.h"
@@ -60,6 +61,33 @@ Result<std::vector<uint8_t>> Encode(const Image& img, bool full_chroma, int thre
     jpeg_write_marker(c, JPEG_COM, reinterpret_cast<const JOCTET*>(text), sizeof text - 1);
   };
   return EncodeJpegStrips(img.width, img.height, img.channels, o, rows, markers);
+}
+
+TEST(JpegStrips, AnEncoderAbandonedHalfWayFreesItsOutputOnce) {
+  // Rows that stop coming (the decode the strips follow has failed) after the output buffer has
+  // grown several times: one encoder passes the exception on, strips turn it into the file's
+  // error; nothing is freed twice (it was, with libjpeg's jpeg_mem_dest: ASan's double free,
+  // glibc's "double free or corruption" once the strips got far enough).
+  const Image img = test::MakeNoisyPicture(2400, 2000, 3, 5);
+  const size_t stride = size_t(img.width) * 3;
+  auto rows = [&](int y0, int n, std::vector<uint8_t>*) -> const uint8_t* {
+    if (y0 + n > 1500) throw std::runtime_error("the decode stopped");
+    return img.pixels.data() + size_t(y0) * stride;
+  };
+  for (int threads : {1, 2, 3}) {
+    JpegEncodeOptions o;
+    o.quality = 95;
+    o.threads = threads;
+    if (threads == 1) {
+      EXPECT_THROW((void)EncodeJpegStrips(img.width, img.height, 3, o, rows, {}),
+                   std::runtime_error);
+      continue;
+    }
+    auto r = EncodeJpegStrips(img.width, img.height, 3, o, rows, {});
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("the decode stopped"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST(JpegStrips, StripsOnSeveralThreadsDecodeToTheSamePixelsAsOneEncoder) {

@@ -1,17 +1,48 @@
 // A plain interleaved 8-bit image and the small pixel operations every derived product shares.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace lumen {
 
+// Pixel buffers of several MB are advised to the kernel as transparent huge pages before their
+// first touch: a 100 MP raster is otherwise 73,000 page faults of 4 KB, each zeroed on its own
+// (12-19% of a 100 MP convert: BENCHMARKS.md, session 13). Smaller ones, and kernels without
+// THP, are as std::allocator gives them.
+inline void AdviseHugePages(void* p, size_t bytes) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (bytes < 2 * kHuge) return;
+  const uintptr_t from = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t to = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+  if (to > from) (void)::madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
+}
+
+template <typename T>
+struct PixelAllocator {
+  using value_type = T;
+  PixelAllocator() noexcept = default;
+  template <typename U>
+  PixelAllocator(const PixelAllocator<U>&) noexcept {}
+  T* allocate(size_t n) {
+    T* p = std::allocator<T>().allocate(n);
+    AdviseHugePages(p, n * sizeof(T));
+    return p;
+  }
+  void deallocate(T* p, size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  friend bool operator==(const PixelAllocator&, const PixelAllocator&) { return true; }
+};
+using PixelBuffer = std::vector<uint8_t, PixelAllocator<uint8_t>>;
+
 struct Image {
   int width = 0;
   int height = 0;
-  int channels = 0;             // 1 (grey) or 3 (RGB)
-  std::vector<uint8_t> pixels;  // row-major, width * channels bytes per row, no padding
+  int channels = 0;    // 1 (grey) or 3 (RGB)
+  PixelBuffer pixels;  // row-major, width * channels bytes per row, no padding
 
   Image() = default;
   Image(int w, int h, int c) : width(w), height(h), channels(c), pixels(size_t(w) * h * c) {}

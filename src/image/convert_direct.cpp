@@ -515,23 +515,40 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
   }
   const int quality = chain.quality > 0 ? chain.quality : 75;
   const int png_level = std::min(9, effort * 3 / 2);
-  // At full size into JPEG or PNG, upright as stored, on more than one thread: the decode runs on
-  // a thread of its own and the encoder's strips follow it (each waits for the rows it reads),
-  // so decoding, the one serial step, overlaps the encoding instead of coming before all of it.
-  if (!lead && orientation <= 1 && (format == "jpeg" || format == "png") && sharpen.size() <= 1 &&
-      settings.threads > 1 && pixels >= 4'000'000) {
+  // Into JPEG or PNG, upright as stored, at full size or shrunk without a crop, a result of 4 MP
+  // or more, on more than one thread: the decode (and the resampler, which writes each output row
+  // once the input rows under it are in) runs on a thread of its own and the encoder's strips
+  // follow it (each waits for the rows it reads), so decoding, the one serial step, overlaps the
+  // encoding instead of coming before all of it. The same pixels as DecodeShrunk's.
+  if ((!lead || (w == fw && h == fh)) && orientation <= 1 &&
+      (format == "jpeg" || format == "png") && sharpen.size() <= 1 && settings.threads > 1 &&
+      uint64_t(w) * uint64_t(h) >= 4'000'000) {
     if (!jpeg.Start(JpegScaleFor(jpeg.width(), jpeg.height(), w, h), false)) {
       *error = jpeg.error();
       return jpeg.limited() ? Direct::kLimit : Direct::kFailed;
     }
-    Image full(jpeg.out_width(), jpeg.out_height(), jpeg.bands());
+    const int dw = jpeg.out_width(), dh = jpeg.out_height();
+    Image full(w, h, jpeg.bands());
     Decoded decoded;
     bool decode_ok = false;
     auto decode = [&] {
       bool ok = true;
-      for (int y = 0; ok && y < full.height; ++y) {
-        ok = jpeg.ReadRow(full.row(y));
-        if (ok && ((y + 1) % 16 == 0 || y + 1 == full.height)) decoded.Set(y + 1);
+      if (dw == w && dh == h) {
+        for (int y = 0; ok && y < h; ++y) {
+          ok = jpeg.ReadRow(full.row(y));
+          if (ok && ((y + 1) % 16 == 0 || y + 1 == h)) decoded.Set(y + 1);
+        }
+      } else {
+        RowResampler resampler(dw, dh, w, h, full.channels, kernel, full.pixels.data());
+        std::vector<uint8_t> row(size_t(dw) * size_t(full.channels));
+        int published = 0;
+        for (int y = 0; ok && y < dh; ++y) {
+          ok = jpeg.ReadRow(row.data());
+          if (!ok) break;
+          resampler.Push(row.data());
+          if (resampler.emitted() - published >= 16 || resampler.done())
+            decoded.Set(published = resampler.emitted());
+        }
       }
       ok = ok && jpeg.Finish();
       if (!ok) decoded.Fail();

@@ -248,6 +248,32 @@ TEST(PngStrips, FullSizeSharpenIntoPngIsTheWholeImagesUnsharpMaskOnAnyThreads) {
   for (const Image& g : got) EXPECT_TRUE(g.pixels == sharp.pixels);
 }
 
+TEST(PngStrips, AShrinkFollowedByTheStripsGivesTheOneThreadPixels) {
+  // Shrunk without a crop to 4 MP or more, the decode and the resampler run on their own thread
+  // and the encoder's strips follow the rows the resampler writes: the same pixels as one thread
+  // (PNG is lossless), with and without a sharpen in the strips, through M/8 (resize:0.5 is 4/8
+  // exactly: no resampling left) and through the resampler.
+  test::TempDir dir;
+  const std::string input = dir.File("in.jpg");
+  ASSERT_TRUE(WriteJpeg(test::MakeNoisyPicture(5000, 3400, 3, 17), 90, input).ok());
+  for (const char* chain : {"resize:0.7,png", "fit:3000x3000,sharpen,png", "resize:0.5,png"}) {
+    std::vector<Image> got;
+    for (int threads : {1, 2, 3}) {
+      auto bytes = test::ConvertOnThreads(input, chain, threads,
+                                          dir.File("out" + std::to_string(threads) + ".png"));
+      ASSERT_TRUE(bytes.ok()) << chain << ": " << bytes.status().message();
+      Read d = Decode(*bytes);
+      ASSERT_EQ(d.error, "") << chain;
+      got.push_back(std::move(d.img));
+    }
+    EXPECT_GE(int64_t(got[0].width) * got[0].height, 4'000'000) << chain;  // the following path
+    for (const Image& g : got) {
+      EXPECT_EQ(g.width, got[0].width) << chain;
+      EXPECT_TRUE(g.pixels == got[0].pixels) << chain;
+    }
+  }
+}
+
 TEST(PngStrips, ADecodeStoppedUnderTheFollowingStripsIsAnErrorNotAHang) {
   // The decode on its own thread stops at the deadline while the strips wait for its rows: each
   // waiting strip is released, the file's error comes back, nothing is left running.

@@ -26,6 +26,7 @@ class RowResampler {
                uint8_t* out);
   void Push(const uint8_t* row);
   bool done() const { return next_out_ == out_h_; }
+  int emitted() const { return next_out_; }  // output rows written so far
 
   struct Taps {  // per output pixel: first input index, n weights (Q14, summing to 1 << 14)
     std::vector<int> first;

@@ -29,6 +29,7 @@ packages=(
   python3-numpy python3-pil python3-torch python3-sentencepiece python3-regex libicu-dev
   libimage-exiftool-perl wordnet-base time chromium libcpptoml-dev
   libpoppler-cpp-dev libzip-dev libxml2-dev libpotrace-dev librsvg2-bin poppler-utils qpdf
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libavfilter-dev ffmpeg
 )
 # node/npm may come from another repository (nodesource ships npm inside nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -1,0 +1,207 @@
+#include "lumen/video/probe.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "lumen/io/hash.h"
+#include "test_support.h"
+
+namespace lumen::video {
+namespace {
+
+// Clips are made by the ffmpeg command-line tool (a test generator only; lumen links the
+// libraries). testsrc2 is a moving test pattern, sine a tone.
+void Make(const std::string& args, const std::string& out) {
+  const std::string cmd = "ffmpeg -nostdin -loglevel error -y " + args + " '" + out + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+Hash128 HashOf(const std::string& path) {
+  const auto bytes = test::ReadFile(path);
+  return HashBytes(bytes.data(), bytes.size());
+}
+
+TEST(Probe, StreamsTracksAndTheContentHashWhileReading) {
+  test::TempDir dir;
+  const std::string front = dir.File("front.mp4"), back = dir.File("back.mp4");
+  const std::string clip =
+      "-f lavfi -i testsrc2=size=320x240:rate=25:duration=2 -f lavfi -i "
+      "sine=frequency=440:duration=2 "
+      "-c:v libx264 -pix_fmt yuv420p -c:a aac -ac 2 -metadata:s:a:0 language=eng ";
+  Make(clip + "-movflags +faststart", front);
+  Make(clip, back);  // moov at the end, as cameras write it
+  for (const std::string& path : {front, back}) {
+    SCOPED_TRACE(path);
+    ProbeOptions o;
+    o.hash = true;
+    auto p = Probe(path, o);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    EXPECT_NE(p->container.find("mp4"), std::string::npos) << p->container;
+    EXPECT_NEAR(p->duration, 2.0, 0.1);
+    ASSERT_EQ(p->video.size(), 1u);
+    const VideoTrack& v = p->video[0];
+    EXPECT_EQ(v.codec, "h264");
+    EXPECT_EQ(v.width, 320);
+    EXPECT_EQ(v.height, 240);
+    EXPECT_NEAR(v.fps, 25.0, 0.01);
+    EXPECT_FALSE(v.variable_rate);
+    EXPECT_EQ(v.pix_fmt, "yuv420p");
+    EXPECT_EQ(v.bit_depth, 8);
+    EXPECT_EQ(v.rotation, 0);
+    EXPECT_EQ(v.frames, 50);
+    EXPECT_FALSE(v.hdr);
+    ASSERT_EQ(p->audio.size(), 1u);
+    EXPECT_EQ(p->audio[0].codec, "aac");
+    EXPECT_EQ(p->audio[0].channels, 2);
+    EXPECT_EQ(p->audio[0].language, "eng");
+    // The hash of the bytes as read equals the file's; every byte read once, except what
+    // libavformat read ahead of the hash (the moov at the end).
+    ASSERT_TRUE(p->content_hash.has_value());
+    EXPECT_EQ(*p->content_hash, HashOf(path));
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(p->file_bytes, uint64_t(st.st_size));
+    EXPECT_GE(p->read_bytes, p->file_bytes + p->second_read_bytes);
+    if (path == front)
+      EXPECT_EQ(p->second_read_bytes, 0u);
+    else
+      EXPECT_GT(p->second_read_bytes, 0u);
+    // Without the hash, the probe reads only the start (and the moov).
+    auto light = Probe(path);
+    ASSERT_TRUE(light.ok());
+    EXPECT_FALSE(light->content_hash.has_value());
+  }
+}
+
+TEST(Probe, RotationTagsHdrAndInterlacing) {
+  test::TempDir dir;
+  // A phone-style portrait clip: stored landscape, a track matrix turning it 90 degrees
+  // clockwise (written into the tkhd box here: ffmpeg 5.1's tool cannot set one; ffprobe calls
+  // it "rotation -90"); QuickTime's creation time, make, model and ISO 6709 location.
+  const std::string mov = dir.File("phone.mov");
+  Make(
+      "-f lavfi -i testsrc2=size=320x180:rate=30:duration=1 -c:v libx264 -pix_fmt yuv420p "
+      "-metadata creation_time=2024-05-01T10:20:30Z "
+      "-metadata make=Apple -metadata model='iPhone 15' -metadata location=+48.8584+002.2945/",
+      mov);
+  {
+    auto bytes = test::ReadFile(mov);
+    const std::string all(bytes.begin(), bytes.end());
+    const size_t at = all.find("tkhd");
+    ASSERT_NE(at, std::string::npos);
+    size_t m = at + (bytes[at + 4] == 0 ? 44 : 56);  // the matrix, after the version's fields
+    const uint32_t matrix[9] = {0, 0x10000, 0, 0xFFFF0000u, 0, 0, 0, 0, 0x40000000};
+    for (uint32_t v : matrix)
+      for (int shift = 24; shift >= 0; shift -= 8) bytes[m++] = uint8_t(v >> shift);
+    test::WriteFile(mov, bytes);
+  }
+  auto p = Probe(mov);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->video[0].rotation, 90);
+  EXPECT_EQ(p->creation_time.rfind("2024-05-01T10:20:30", 0), 0u) << p->creation_time;
+  EXPECT_EQ(p->make, "Apple");
+  EXPECT_EQ(p->model, "iPhone 15");
+  ASSERT_TRUE(p->latitude.has_value());
+  EXPECT_NEAR(*p->latitude, 48.8584, 1e-6);
+  EXPECT_NEAR(*p->longitude, 2.2945, 1e-6);
+
+  // 10-bit HEVC with a PQ transfer: HDR.
+  const std::string hdr = dir.File("hdr.mkv");
+  Make(
+      "-f lavfi -i testsrc2=size=256x144:rate=24:duration=1 -c:v libx265 -x265-params "
+      "log-level=none "
+      "-pix_fmt yuv420p10le -color_trc smpte2084 -color_primaries bt2020 -colorspace bt2020nc",
+      hdr);
+  p = Probe(hdr);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->video[0].codec, "hevc");
+  EXPECT_EQ(p->video[0].bit_depth, 10);
+  EXPECT_EQ(p->video[0].color_transfer, "smpte2084");
+  EXPECT_EQ(p->video[0].color_primaries, "bt2020");
+  EXPECT_TRUE(p->video[0].hdr);
+
+  // Interlaced MPEG-2, top field first, 4:3 on 720x576 (non-square samples).
+  const std::string tape = dir.File("tape.mpg");
+  Make(
+      "-f lavfi -i testsrc2=size=720x576:rate=25:duration=1 -vf setfield=tff -c:v mpeg2video "
+      "-flags +ilme+ildct -top 1 -aspect 4:3",
+      tape);
+  p = Probe(tape);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->video[0].field_order, "tt");
+  EXPECT_EQ((p->video[0].dar_num * 3), (p->video[0].dar_den * 4));
+  EXPECT_NE(p->video[0].sar_num, p->video[0].sar_den);
+}
+
+TEST(Probe, VariableFrameRateIsNoticed) {
+  test::TempDir dir;
+  // 25 frames a second for one second, then every third frame: a phone's variable rate.
+  const std::string vfr = dir.File("vfr.mp4");
+  Make(
+      "-f lavfi -i testsrc2=size=160x120:rate=25:duration=3 "
+      "-vf \"select='lt(n\\,25)+not(mod(n\\,3))'\" -fps_mode vfr -c:v libx264",
+      vfr);
+  auto p = Probe(vfr);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_TRUE(p->video[0].variable_rate) << p->video[0].fps << " vs " << p->video[0].nominal_fps;
+}
+
+TEST(Probe, BadInputFailsWithReasons) {
+  test::TempDir dir;
+  const std::string empty = dir.File("empty.mp4");
+  test::WriteFile(empty, std::string());
+  auto p = Probe(empty);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), Code::kCorrupt);
+  EXPECT_NE(p.status().message().find("empty.mp4"), std::string::npos);
+
+  const std::string noise = dir.File("noise.mkv");
+  std::string bytes(100000, '\0');
+  uint32_t x = 12345;
+  for (char& c : bytes) c = char((x = x * 1103515245u + 12345u) >> 24);
+  test::WriteFile(noise, bytes);
+  p = Probe(noise);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("noise.mkv"), std::string::npos) << p.status().message();
+
+  const std::string text = dir.File("notes.mov");
+  test::WriteFile(text, std::string("just some words, not a movie\n"));
+  p = Probe(text);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("notes.mov"), std::string::npos);
+
+  // An MP4 cut before its moov: nothing to index.
+  const std::string whole = dir.File("whole.mp4"), cut = dir.File("cut.mp4");
+  Make("-f lavfi -i testsrc2=size=160x120:rate=25:duration=2 -c:v libx264", whole);
+  auto all = test::ReadFile(whole);
+  all.resize(all.size() / 2);
+  test::WriteFile(cut, all);
+  p = Probe(cut);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("cut.mp4"), std::string::npos);
+
+  // Audio only is not a video; a FIFO is never opened for reading.
+  const std::string audio = dir.File("tone.m4a");
+  Make("-f lavfi -i sine=duration=1 -c:a aac", audio);
+  p = Probe(audio);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), Code::kUnsupported);
+  const std::string fifo = dir.File("pipe.mp4");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  p = Probe(fifo);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), Code::kUnsupported);
+
+  // The file size limit, before any read.
+  ProbeOptions small;
+  small.max_file_bytes = 1000;
+  p = Probe(whole, small);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), Code::kTooLarge);
+}
+
+}  // namespace
+}  // namespace lumen::video

@@ -1,9 +1,5 @@
 #include "lumen/video/probe.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 extern "C" {
 #include <libavformat/avformat.h>
 #include <libavutil/display.h>
@@ -22,101 +18,10 @@ extern "C" {
 
 #include <fmt/format.h>
 
-#include "lumen/util/interrupt.h"
-#include "lumen/util/log.h"
-#include "lumen/util/profile.h"
+#include "input.h"
 
 namespace lumen::video {
 namespace {
-
-// libav's own log lines go to lumen's debug log, marked as libav's words.
-void RouteLibavLog() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    av_log_set_callback([](void*, int level, const char* format, va_list args) {
-      if (level > AV_LOG_WARNING) return;
-      char line[512];
-      std::vsnprintf(line, sizeof line, format, args);
-      std::string m = line;
-      while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
-      if (!m.empty()) log::Debug("libav: " + m);
-    });
-  });
-}
-
-std::string AvError(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, text, sizeof text);
-  return text;
-}
-
-// The file as libavformat reads it: positioned reads, and the XXH3-128 of the bytes read in order
-// from the start, fed as they pass.
-struct Reader {
-  int fd = -1;
-  uint64_t size = 0;
-  uint64_t pos = 0;
-  uint64_t hashed = 0;  // the in-order prefix fed to the hasher
-  uint64_t read_bytes = 0;
-  uint64_t ahead_bytes = 0;  // read beyond the in-order prefix (the hash reads them again)
-  uint64_t deadline_ns = 0;
-  Hasher hasher;
-
-  void Feed(const uint8_t* data, uint64_t at, size_t n) {
-    read_bytes += n;
-    if (at > hashed) {
-      ahead_bytes += n;
-      return;
-    }
-    if (at + n <= hashed) return;  // read again by libavformat: hashed already
-    const size_t skip = size_t(hashed - at);
-    hasher.Update(data + skip, n - skip);
-    hashed = at + n;
-  }
-  bool Expired() const { return Interrupted() || (deadline_ns > 0 && MonotonicNs() > deadline_ns); }
-};
-
-int ReadPacket(void* opaque, uint8_t* buf, int n) {
-  auto* r = static_cast<Reader*>(opaque);
-  if (r->Expired()) return AVERROR_EXIT;
-  ssize_t got;
-  do {
-    got = ::pread(r->fd, buf, size_t(n), off_t(r->pos));
-  } while (got < 0 && errno == EINTR);
-  if (got < 0) return AVERROR(errno);
-  if (got == 0) return AVERROR_EOF;
-  r->Feed(buf, r->pos, size_t(got));
-  r->pos += uint64_t(got);
-  return int(got);
-}
-
-int64_t Seek(void* opaque, int64_t offset, int whence) {
-  auto* r = static_cast<Reader*>(opaque);
-  if (whence & AVSEEK_SIZE) return int64_t(r->size);
-  whence &= ~AVSEEK_FORCE;
-  int64_t to;
-  if (whence == SEEK_SET)
-    to = offset;
-  else if (whence == SEEK_CUR)
-    to = int64_t(r->pos) + offset;
-  else if (whence == SEEK_END)
-    to = int64_t(r->size) + offset;
-  else
-    return AVERROR(EINVAL);
-  if (to < 0) return AVERROR(EINVAL);
-  r->pos = uint64_t(to);
-  return to;
-}
-
-struct FormatCloser {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
-};
-struct IoCloser {
-  void operator()(AVIOContext* io) const {
-    if (io) av_freep(&io->buffer);
-    avio_context_free(&io);
-  }
-};
 
 std::string Tag(const AVDictionary* tags, const char* key) {
   const AVDictionaryEntry* e = av_dict_get(tags, key, nullptr, 0);
@@ -215,67 +120,15 @@ VideoTrack Track(const AVStream* st) {
 }  // namespace
 
 Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options) {
-  RouteLibavLog();
-  Reader r;
-  if (options.max_seconds > 0) r.deadline_ns = MonotonicNs() + uint64_t(options.max_seconds * 1e9);
-  r.fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (r.fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return Status::NotFound(fmt::format("{}: no such file", path));
-    return Status::Io(fmt::format("{}: {}", path, std::strerror(err)));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{r.fd};
-  struct stat st;
-  if (::fstat(r.fd, &st) != 0) return Status::Io(fmt::format("{}: {}", path, std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) return Status::Unsupported(fmt::format("{}: not a regular file", path));
-  if (st.st_size == 0) return Status::Corrupt(fmt::format("{}: empty file", path));
-  r.size = uint64_t(st.st_size);
-  if (options.max_file_bytes > 0 && r.size > options.max_file_bytes)
-    return Status::TooLarge(fmt::format("{}: {:.1f} GB, above the file size limit of {:.1f} GB",
-                                        path, double(r.size) / 1e9,
-                                        double(options.max_file_bytes) / 1e9));
-
-  constexpr int kBuffer = 1 << 16;
-  auto* buffer = static_cast<uint8_t*>(av_malloc(kBuffer));
-  if (!buffer) return Status::Internal("out of memory");
-  std::unique_ptr<AVIOContext, IoCloser> io(
-      avio_alloc_context(buffer, kBuffer, 0, &r, ReadPacket, nullptr, Seek));
-  if (!io) {
-    av_free(buffer);
-    return Status::Internal("out of memory");
-  }
-  AVFormatContext* raw = avformat_alloc_context();
-  if (!raw) return Status::Internal("out of memory");
-  raw->pb = io.get();
-  raw->flags |= AVFMT_FLAG_CUSTOM_IO;
-  raw->probesize = options.probe_bytes;
-  raw->max_analyze_duration = options.analyze_seconds * AV_TIME_BASE;
-  raw->interrupt_callback.callback = [](void* opaque) {
-    return static_cast<Reader*>(opaque)->Expired() ? 1 : 0;
-  };
-  raw->interrupt_callback.opaque = &r;
-  auto stopped = [&](int rc) -> Status {
-    if (Interrupted()) return Status::Interrupted(fmt::format("{}: stopped by a signal", path));
-    if (rc == AVERROR_EXIT || r.Expired())
-      return Status::TooLarge(fmt::format("{}: took longer than the time limit", path));
-    return Status::Ok();
-  };
-  // On failure avformat_open_input frees the context itself.
-  if (int rc = avformat_open_input(&raw, path.c_str(), nullptr, nullptr); rc < 0) {
-    LUMEN_RETURN_IF_ERROR(stopped(rc));
-    if (rc == AVERROR_INVALIDDATA)
-      return Status::Unsupported(fmt::format("{}: not a video container lumen can read", path));
-    return Status::Corrupt(fmt::format("{}: {}", path, AvError(rc)));
-  }
-  std::unique_ptr<AVFormatContext, FormatCloser> fmt_ctx(raw);
-  if (int rc = avformat_find_stream_info(raw, nullptr); rc < 0) {
-    LUMEN_RETURN_IF_ERROR(stopped(rc));
-    return Status::Corrupt(fmt::format("{}: {}", path, AvError(rc)));
-  }
-  LUMEN_RETURN_IF_ERROR(stopped(0));
+  InputLimits limits;
+  limits.max_file_bytes = options.max_file_bytes;
+  limits.probe_bytes = options.probe_bytes;
+  limits.analyze_seconds = options.analyze_seconds;
+  limits.max_seconds = options.max_seconds;
+  auto opened = Input::Open(path, limits);
+  if (!opened.ok()) return opened.status();
+  Input& in = **opened;
+  const AVFormatContext* raw = in.format();
 
   VideoProbe p;
   p.container = raw->iformat->name;
@@ -312,25 +165,13 @@ Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options) {
 
   if (options.hash) {
     // The rest of the file, in order, after what libavformat read in order.
-    std::vector<uint8_t> chunk(size_t(1) << 20);
-    while (r.hashed < r.size) {
-      if (r.Expired()) LUMEN_RETURN_IF_ERROR(stopped(AVERROR_EXIT));
-      const ssize_t got = ::pread(r.fd, chunk.data(), chunk.size(), off_t(r.hashed));
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) return Status::Io(fmt::format("{}: {}", path, std::strerror(errno)));
-      if (got == 0)
-        return Status::Changed(fmt::format("{}: shorter than when it was opened", path));
-      r.read_bytes += uint64_t(got);
-      r.hasher.Update(chunk.data(), size_t(got));
-      r.hashed += uint64_t(got);
-    }
-    p.content_hash = r.hasher.Final();
-    p.second_read_bytes = r.ahead_bytes;
-  } else {
-    p.second_read_bytes = r.ahead_bytes;
+    auto hash = in.FinishHash();
+    if (!hash.ok()) return hash.status();
+    p.content_hash = *hash;
   }
-  p.file_bytes = r.size;
-  p.read_bytes = r.read_bytes;
+  p.second_read_bytes = in.ahead_bytes();
+  p.file_bytes = in.size();
+  p.read_bytes = in.read_bytes();
   return p;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "lumen/io/hash.h"
+#include "lumen/video/poster.h"
 #include "test_support.h"
 
 namespace lumen::video {
@@ -17,6 +18,26 @@ namespace {
 void Make(const std::string& args, const std::string& out) {
   const std::string cmd = "ffmpeg -nostdin -loglevel error -y " + args + " '" + out + "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+// Writes a track matrix turning the (first) track 90 degrees clockwise into an MP4/MOV's tkhd box:
+// what a phone writes for a portrait clip (ffmpeg 5.1's tool cannot set one; ffprobe calls it
+// "rotation -90").
+void RotateClockwise(const std::string& path) {
+  auto bytes = test::ReadFile(path);
+  const std::string all(bytes.begin(), bytes.end());
+  const size_t at = all.find("tkhd");
+  ASSERT_NE(at, std::string::npos);
+  size_t m = at + (bytes[at + 4] == 0 ? 44 : 56);  // the matrix, after the version's fields
+  const uint32_t matrix[9] = {0, 0x10000, 0, 0xFFFF0000u, 0, 0, 0, 0, 0x40000000};
+  for (uint32_t v : matrix)
+    for (int shift = 24; shift >= 0; shift -= 8) bytes[m++] = uint8_t(v >> shift);
+  test::WriteFile(path, bytes);
+}
+
+// A path that does not exist.
+std::string MissingFile(const test::TempDir& dir) {
+  return dir.File("missing.mp4");
 }
 
 Hash128 HashOf(const std::string& path) {
@@ -79,25 +100,14 @@ TEST(Probe, StreamsTracksAndTheContentHashWhileReading) {
 TEST(Probe, RotationTagsHdrAndInterlacing) {
   test::TempDir dir;
   // A phone-style portrait clip: stored landscape, a track matrix turning it 90 degrees
-  // clockwise (written into the tkhd box here: ffmpeg 5.1's tool cannot set one; ffprobe calls
-  // it "rotation -90"); QuickTime's creation time, make, model and ISO 6709 location.
+  // clockwise; QuickTime's creation time, make, model and ISO 6709 location.
   const std::string mov = dir.File("phone.mov");
   Make(
       "-f lavfi -i testsrc2=size=320x180:rate=30:duration=1 -c:v libx264 -pix_fmt yuv420p "
       "-metadata creation_time=2024-05-01T10:20:30Z "
       "-metadata make=Apple -metadata model='iPhone 15' -metadata location=+48.8584+002.2945/",
       mov);
-  {
-    auto bytes = test::ReadFile(mov);
-    const std::string all(bytes.begin(), bytes.end());
-    const size_t at = all.find("tkhd");
-    ASSERT_NE(at, std::string::npos);
-    size_t m = at + (bytes[at + 4] == 0 ? 44 : 56);  // the matrix, after the version's fields
-    const uint32_t matrix[9] = {0, 0x10000, 0, 0xFFFF0000u, 0, 0, 0, 0, 0x40000000};
-    for (uint32_t v : matrix)
-      for (int shift = 24; shift >= 0; shift -= 8) bytes[m++] = uint8_t(v >> shift);
-    test::WriteFile(mov, bytes);
-  }
+  RotateClockwise(mov);
   auto p = Probe(mov);
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_EQ(p->video[0].rotation, 90);
@@ -182,6 +192,13 @@ TEST(Probe, BadInputFailsWithReasons) {
   p = Probe(cut);
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("cut.mp4"), std::string::npos);
+  // The poster reads through the same checks: each refused with the file's name.
+  for (const std::string& bad : {empty, noise, text, cut, MissingFile(dir)}) {
+    auto poster = PosterFrame(bad);
+    ASSERT_FALSE(poster.ok()) << bad;
+    EXPECT_NE(poster.status().message().find(bad.substr(bad.rfind('/') + 1)), std::string::npos)
+        << poster.status().message();
+  }
 
   // Audio only is not a video; a FIFO is never opened for reading.
   const std::string audio = dir.File("tone.m4a");
@@ -201,6 +218,63 @@ TEST(Probe, BadInputFailsWithReasons) {
   p = Probe(whole, small);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), Code::kTooLarge);
+}
+
+double MeanLuma(const Image& rgb) {
+  double sum = 0;
+  for (size_t i = 0; i + 2 < rgb.pixels.size(); i += 3)
+    sum += 0.299 * rgb.pixels[i] + 0.587 * rgb.pixels[i + 1] + 0.114 * rgb.pixels[i + 2];
+  return sum / (double(rgb.pixels.size()) / 3);
+}
+
+TEST(Poster, SkipsAFadeFromBlackAndTakesAKeyFrameWithContent) {
+  test::TempDir dir;
+  // One second of black (a fade-in's start, the classic black thumbnail), then the pattern; a key
+  // frame every 10 frames.
+  const std::string clip = dir.File("intro.mp4");
+  Make(
+      "-f lavfi -i color=black:size=640x360:rate=25:duration=1 "
+      "-f lavfi -i testsrc2=size=640x360:rate=25:duration=2 "
+      "-filter_complex '[0][1]concat=n=2:v=1' -g 10 -c:v libx264 -pix_fmt yuv420p",
+      clip);
+  auto p = PosterFrame(clip);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_TRUE(p->content);
+  EXPECT_GE(p->time, 1.0);  // not one of the black key frames
+  EXPECT_GT(p->candidates, 3);
+  EXPECT_EQ(p->rgb.width, 512);  // the long edge at most max_side
+  EXPECT_EQ(p->rgb.height, 288);
+  EXPECT_GT(MeanLuma(p->rgb), 40);
+}
+
+TEST(Poster, ShortClipsRotationAndAllBlack) {
+  test::TempDir dir;
+  // Under a second, one key frame; rotated like a portrait phone clip: the poster is upright.
+  const std::string clip = dir.File("live.mov");
+  Make("-f lavfi -i testsrc2=size=320x180:rate=30:duration=0.4 -c:v libx264 -pix_fmt yuv420p",
+       clip);
+  RotateClockwise(clip);
+  auto p = PosterFrame(clip);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p->candidates, 1);
+  EXPECT_EQ(p->rgb.width, 180);
+  EXPECT_EQ(p->rgb.height, 320);
+  // HEVC too (phones' live photos).
+  const std::string hevc = dir.File("live-hevc.mp4");
+  Make(
+      "-f lavfi -i testsrc2=size=320x240:rate=30:duration=0.5 -c:v libx265 "
+      "-x265-params log-level=none -tag:v hvc1",
+      hevc);
+  p = PosterFrame(hevc);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_TRUE(p->content);
+  // Nothing but black: the best there is, said to be without content.
+  const std::string black = dir.File("black.mkv");
+  Make("-f lavfi -i color=black:size=160x120:rate=25:duration=2 -g 10 -c:v libx264", black);
+  p = PosterFrame(black);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_FALSE(p->content);
+  EXPECT_LT(MeanLuma(p->rgb), 20);
 }
 
 }  // namespace

@@ -1,17 +1,23 @@
-// lumen's in-process probe (video/probe.h) on each file, median of R runs, in milliseconds:
-//   build/bench/probe_bench R FILE...
-// bench/probe_bench.sh times `ffprobe -show_format -show_streams` on the same files.
+// lumen's in-process probe (video/probe.h), or with --poster its poster frame (video/poster.h),
+// on each file, median of R runs, in milliseconds:
+//   build/bench/probe_bench [--poster] R FILE...
+// bench/probe_bench.sh times ffprobe and an ffmpeg thumbnail command on the same files.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
 
+#include <cstring>
+
+#include "lumen/video/poster.h"
 #include "lumen/video/probe.h"
 
 int main(int argc, char** argv) {
+  const bool poster = argc > 1 && std::strcmp(argv[1], "--poster") == 0;
+  if (poster) ++argv, --argc;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s RUNS FILE...\n", argv[0]);
+    std::fprintf(stderr, "usage: probe_bench [--poster] RUNS FILE...\n");
     return 2;
   }
   const int runs = std::max(1, std::atoi(argv[1]));
@@ -19,10 +25,11 @@ int main(int argc, char** argv) {
     std::vector<double> ms;
     for (int r = 0; r < runs; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
-      auto p = lumen::video::Probe(argv[i]);
+      const lumen::Status st = poster ? lumen::video::PosterFrame(argv[i]).status()
+                                      : lumen::video::Probe(argv[i]).status();
       const auto t1 = std::chrono::steady_clock::now();
-      if (!p.ok()) {
-        std::fprintf(stderr, "%s\n", p.status().message().c_str());
+      if (!st.ok()) {
+        std::fprintf(stderr, "%s\n", st.message().c_str());
         return 1;
       }
       ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Probe per file: lumen's in-process probe (build/bench/probe_bench) against
-# `ffprobe -show_format -show_streams` (a process per file, as the tools lumen replaces run it) on
-# the same generated clips (H.264/AAC MP4 with moov at the front and at the end, HEVC 10-bit MKV,
-# MPEG-2 interlaced, a QuickTime .mov with tags), median of 9 runs each, and the ratio.
+# Per file, on the same generated clips (H.264/AAC MP4 with moov at the front and at the end,
+# HEVC 10-bit MKV, MPEG-2 interlaced, a QuickTime .mov with tags), median of 9 runs each, and the
+# ratio:
+#   probe:  lumen's in-process probe (build/bench/probe_bench) against `ffprobe -show_format
+#           -show_streams` (a process per file, as the tools lumen replaces run it);
+#   poster: lumen's poster frame (probe_bench --poster: key frames of the first 30 s scored, the
+#           best as 512 px RGB) against ffmpeg's own pick, `ffmpeg -skip_frame nokey -i F -vf
+#           thumbnail=12,scale=512:-2 -frames:v 1` to raw RGB (the shape of the ffmpeg thumbnail
+#           commands photo servers run: key frames only, the thumbnail filter's pick of a batch).
 #   bench/probe_bench.sh   (after scripts/build.sh release probe_bench)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,18 +24,26 @@ gen -f lavfi -i testsrc2=size=720x576:rate=25:duration=10 -vf setfield=tff -c:v 
   -flags +ilme+ildct "$work/tape.mpg"
 gen "${src[@]}" -c:v libx264 -preset veryfast -c:a aac -metadata make=Apple \
   -metadata location=+48.8584+002.2945/ "$work/phone.mov"
-printf 'file\tlumen ms\tffprobe ms\tratio\n'
-"$bench" 9 "$work"/* | while IFS=$'\t' read -r f lumen_ms; do
-  ff=$(/usr/bin/python3 - "$f" <<'PY'
+# The median wall time of 9 runs of a command (the file appended), in ms.
+median_ms() {
+  /usr/bin/python3 - "$@" <<'PY'
 import subprocess, sys, time
 t = []
 for _ in range(9):
     t0 = time.perf_counter()
-    subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", sys.argv[1]],
-                   stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
     t.append((time.perf_counter() - t0) * 1000)
 print(f"{sorted(t)[4]:.3f}")
 PY
-)
-  printf '%s\t%s\t%s\t%.1fx\n' "$(basename "$f")" "$lumen_ms" "$ff" "$(echo "$ff / $lumen_ms" | bc -l)"
+}
+printf 'probe\tfile\tlumen ms\tffprobe ms\tratio\n'
+"$bench" 9 "$work"/* | while IFS=$'\t' read -r f lumen_ms; do
+  ff=$(median_ms ffprobe -v error -show_format -show_streams "$f")
+  printf '\t%s\t%s\t%s\t%.1fx\n' "$(basename "$f")" "$lumen_ms" "$ff" "$(echo "$ff / $lumen_ms" | bc -l)"
+done
+printf 'poster\tfile\tlumen ms\tffmpeg ms\tlumen / ffmpeg\n'
+"$bench" --poster 9 "$work"/* | while IFS=$'\t' read -r f lumen_ms; do
+  ff=$(median_ms ffmpeg -nostdin -v error -skip_frame nokey -i "$f" -an \
+    -vf thumbnail=12,scale=512:-2 -frames:v 1 -f rawvideo -pix_fmt rgb24 -y /dev/null)
+  printf '\t%s\t%s\t%s\t%.2f\n' "$(basename "$f")" "$lumen_ms" "$ff" "$(echo "$lumen_ms / $ff" | bc -l)"
 done

@@ -1,10 +1,15 @@
 #include "input.h"
 
+extern "C" {
+#include <libavutil/display.h>
+}
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -41,6 +46,15 @@ std::string AvError(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {0};
   av_strerror(code, text, sizeof text);
   return text;
+}
+
+int DisplayRotation(const AVStream* stream) {
+  size_t size = 0;
+  const uint8_t* m = av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, &size);
+  if (!m || size < 9 * sizeof(int32_t)) return 0;
+  // av_display_rotation_get: counter-clockwise degrees of the matrix; upright is its opposite.
+  const double ccw = av_display_rotation_get(reinterpret_cast<const int32_t*>(m));
+  return std::isfinite(ccw) ? ((int(std::lround(-ccw / 90.0)) % 4 + 4) % 4) * 90 : 0;
 }
 
 void Input::Feed(const uint8_t* data, uint64_t at, size_t n) {

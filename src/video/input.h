@@ -63,4 +63,8 @@ class Input {
 
 std::string AvError(int code);
 
+// The clockwise degrees (0, 90, 180, 270) that turn the stream's stored frames upright, from its
+// display matrix (0 without one).
+int DisplayRotation(const AVStream* stream);
+
 }  // namespace lumen::video

@@ -3,7 +3,6 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
-#include <libavutil/display.h>
 #include <libswscale/swscale.h>
 }
 
@@ -56,14 +55,6 @@ double Score(const Image& rgb) {
   lap /= std::max(1.0, double(w - 2) * (h - 2));
   if (mean < 20 || mean > 240 || sd < 8 || lap < 1.0) return 0;  // black, white, flat, blurred
   return sd * lap;
-}
-
-int Rotation(const AVStream* st) {
-  size_t size = 0;
-  const uint8_t* m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &size);
-  if (!m || size < 9 * sizeof(int32_t)) return 0;
-  const double ccw = av_display_rotation_get(reinterpret_cast<const int32_t*>(m));
-  return std::isfinite(ccw) ? ((int(std::lround(-ccw / 90.0)) % 4 + 4) % 4) * 90 : 0;
 }
 
 }  // namespace
@@ -156,7 +147,7 @@ Result<Poster> PosterFrame(const std::string& path, const PosterOptions& options
                                        last_error.empty() ? "" : ": " + last_error));
   best.candidates = candidates;
   best.content = best_score > 0;
-  const int rotation = Rotation(st);  // EXIF's orientations: 6 is 90 clockwise, 3 180, 8 270
+  const int rotation = DisplayRotation(st);  // EXIF's orientations: 6 is 90 clockwise, 3 180, 8 270
   if (rotation != 0)
     best.rgb = ApplyOrientation(best.rgb, rotation == 90 ? 6 : rotation == 180 ? 3 : 8);
   return best;

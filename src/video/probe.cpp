@@ -2,19 +2,12 @@
 
 extern "C" {
 #include <libavformat/avformat.h>
-#include <libavutil/display.h>
 #include <libavutil/pixdesc.h>
 }
 
-#include <cerrno>
 #include <cmath>
-#include <cstdarg>
-#include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <memory>
-#include <mutex>
-#include <vector>
+#include <initializer_list>
 
 #include <fmt/format.h>
 
@@ -82,13 +75,7 @@ VideoTrack Track(const AVStream* st) {
   if (const char* p = avcodec_profile_name(par->codec_id, par->profile)) t.profile = p;
   t.width = par->width;
   t.height = par->height;
-  size_t sd_size = 0;
-  if (const uint8_t* m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &sd_size);
-      m && sd_size >= 9 * sizeof(int32_t)) {
-    // av_display_rotation_get: counter-clockwise degrees of the matrix; upright is its opposite.
-    const double ccw = av_display_rotation_get(reinterpret_cast<const int32_t*>(m));
-    if (std::isfinite(ccw)) t.rotation = ((int(std::lround(-ccw / 90.0)) % 4 + 4) % 4) * 90;
-  }
+  t.rotation = DisplayRotation(st);
   AVRational sar = par->sample_aspect_ratio;
   if (sar.num > 0 && sar.den > 0) {
     t.sar_num = sar.num;

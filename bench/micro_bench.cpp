@@ -36,9 +36,7 @@ const std::vector<uint8_t>& Photo() {
         px[1] = static_cast<uint8_t>((x + y) / 16);
         px[2] = static_cast<uint8_t>(x * y / 1000);
       }
-    auto vips = VipsModule();
-    if (!vips.ok()) throw std::runtime_error(vips.status().ToString());
-    auto jpeg = (*vips)->encode(img, ".jpg[Q=90]");
+    auto jpeg = EncodeWithVips(img, ".jpg[Q=90]");
     if (!jpeg.ok()) throw std::runtime_error(jpeg.status().ToString());
     return std::move(*jpeg);
   }();

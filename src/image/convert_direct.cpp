@@ -44,7 +44,6 @@
 #include "jpeg_scaled.h"
 #include "lumen/image/image.h"
 #include "lumen/image/vectorize.h"
-#include "lumen/util/profile.h"
 #include "png_encode.h"
 #include "unsharp.h"
 #include "webp_encode.h"
@@ -428,6 +427,46 @@ bool NeedsSrgbTransform(const void* data, size_t len) {
   return transform;
 }
 
+namespace {
+
+// The direct path's SVG: the blur before quantising (convert.h, SvgDenoise), then the trace of
+// the colour layers in parallel (vectorize.h); the limits (deadline, a signal) are checked
+// between the steps, as the decoder checks them per row.
+Direct TraceSvg(Image* img, const Chain& chain, double sigma, const DirectSettings& settings,
+                int out_fd, ConvertResult* result, std::string* error) {
+  if (sigma >= 0.3) {
+    if (const char* why = JpegLimitReached(settings.jpeg)) {
+      *error = why;
+      return Direct::kLimit;
+    }
+    GaussBlur8(img->pixels.data(), img->pixels.data(), img->width, img->height, img->channels,
+               sigma);
+  }
+  if (const char* why = JpegLimitReached(settings.jpeg)) {
+    *error = why;
+    return Direct::kLimit;
+  }
+  VectorizeOptions vo = SvgOptions(chain.svg);
+  vo.threads = settings.threads;
+  Result<VectorizeResult> traced = Status::Internal("not traced");
+  try {
+    traced = Vectorize(*img, vo);
+  } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
+    traced = Status::Internal(e.what());
+  }
+  if (!traced.ok()) {
+    *error = traced.status().message();
+    return Direct::kTraceFailed;
+  }
+  if (!WriteFile(out_fd, traced->svg.data(), traced->svg.size(), error))
+    return Direct::kWriteFailed;
+  result->width = img->width;
+  result->height = img->height;
+  return Direct::kDone;
+}
+
+}  // namespace
+
 Direct ConvertDirect(const std::string& input, const Chain& chain, const std::string& format,
                      int tmp, const DirectSettings& settings, ConvertResult* result,
                      std::string* error) {
@@ -609,47 +648,11 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
         UnsharpMask8(c->pixels.data(), c->pixels.data(), c->width, c->height, 1, sigma / 2, amount,
                      threshold);
     }
-  } else if (format == "svg") {
-    if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
-    for (const auto& [sigma, amount, threshold] : sharpen)
-      UnsharpMask8(img.pixels.data(), img.pixels.data(), w, h, img.channels, sigma, amount,
-                   threshold);
-    // The blur before quantising, then the trace of the colour layers in parallel; the limits
-    // (deadline, a signal) are checked between the steps, as the decoder checks them per row.
-    auto limited = [&] {
-      const JpegLimits& l = settings.jpeg;
-      if (l.stop && l.stop())
-        *error = "stopped by a signal";
-      else if (l.deadline_ns > 0 && MonotonicNs() > l.deadline_ns)
-        *error = "took longer than the time limit";
-      return !error->empty();
-    };
-    if (svg_sigma >= 0.3) {
-      if (limited()) return Direct::kLimit;
-      GaussBlur8(img.pixels.data(), img.pixels.data(), w, h, img.channels, svg_sigma);
-    }
-    if (limited()) return Direct::kLimit;
-    VectorizeOptions vo = SvgOptions(chain.svg);
-    vo.threads = settings.threads;
-    Result<VectorizeResult> traced = Status::Internal("not traced");
-    try {
-      traced = Vectorize(img, vo);
-    } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
-      traced = Status::Internal(e.what());
-    }
-    if (!traced.ok()) {
-      *error = traced.status().message();
-      return Direct::kTraceFailed;
-    }
-    if (!WriteFile(tmp, traced->svg.data(), traced->svg.size(), error)) return Direct::kWriteFailed;
-    result->width = w;
-    result->height = h;
-    return Direct::kDone;
   } else {
     if (w != fw || h != fh) CropInPlace(&img, x0, y0, w, h);
     // Into JPEG or PNG, one sharpen is done by the encoder's strips, in parallel; more in place
     // here.
-    if (format != "webp" && sharpen.size() == 1)
+    if ((format == "jpeg" || format == "png") && sharpen.size() == 1)
       strip_sharpen = &sharpen[0];
     else
       for (const auto& [sigma, amount, threshold] : sharpen)
@@ -657,6 +660,7 @@ Direct ConvertDirect(const std::string& input, const Chain& chain, const std::st
                      threshold);
   }
 
+  if (format == "svg") return TraceSvg(&img, chain, svg_sigma, settings, tmp, result, error);
   const bool ok =
       planar             ? EncodeWebpYuv(std::move(yuv), quality, effort, md, tmp, error)
       : format == "webp" ? EncodeWebp(std::move(img), quality, effort, md, tmp, error)

@@ -50,6 +50,10 @@ struct JpegLimits {
 
 void JpegLimitMonitor(j_common_ptr cinfo);
 
+// Why `limits` end the work now, if they do: "stopped by a signal" or "took longer than the time
+// limit" (the monitor's reasons, also checked between the steps after a decode); null if not.
+const char* JpegLimitReached(const JpegLimits& limits);
+
 // Installs `limits` on the decompressor (before jpeg_read_header).
 inline void UseJpegLimits(jpeg_decompress_struct* cinfo, JpegLimits* limits) {
   limits->pub.progress_monitor = JpegLimitMonitor;

@@ -30,10 +30,20 @@ constexpr char kXmp[] = "http://ns.adobe.com/xap/1.0/";  // and a NUL
 
 }  // namespace
 
+const char* JpegLimitReached(const JpegLimits& limits) {
+  if (limits.stop && limits.stop()) return "stopped by a signal";
+  if (limits.deadline_ns > 0) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec) > limits.deadline_ns)
+      return "took longer than the time limit";
+  }
+  return nullptr;
+}
+
 void JpegLimitMonitor(j_common_ptr cinfo) {
   auto* limits = reinterpret_cast<JpegLimits*>(cinfo->progress);
   auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
-  const char* why = nullptr;
   if (cinfo->is_decompressor && limits->max_scans > 0 &&
       reinterpret_cast<j_decompress_ptr>(cinfo)->input_scan_number > limits->max_scans) {
     std::snprintf(err->message, sizeof(err->message),
@@ -41,13 +51,7 @@ void JpegLimitMonitor(j_common_ptr cinfo) {
     limits->tripped = true;
     std::longjmp(err->jump, 1);
   }
-  if (limits->stop && limits->stop()) why = "stopped by a signal";
-  if (!why && limits->deadline_ns > 0) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec) > limits->deadline_ns)
-      why = "took longer than the time limit";
-  }
+  const char* why = JpegLimitReached(*limits);
   if (!why) return;
   std::snprintf(err->message, sizeof(err->message), "%s", why);
   limits->tripped = true;

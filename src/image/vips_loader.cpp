@@ -46,14 +46,6 @@ void HostLogDebug(const std::string& line) {
   log::Debug(line);
 }
 
-bool HostInterrupted() {
-  return Interrupted();
-}
-
-uint64_t HostNowNs() {
-  return MonotonicNs();
-}
-
 Status HostCheckOverlay(const std::string& path, const DecodeLimits& limits) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return Status::Io(fmt::format("overlay {}: {}", path, std::strerror(errno)));
@@ -67,32 +59,25 @@ Status HostCheckOverlay(const std::string& path, const DecodeLimits& limits) {
   return st;
 }
 
-bool HostNeedsSrgb(const void* icc, size_t len) {
-  return NeedsSrgbTransform(icc, len);
-}
-
-bool HostStop() {
-  return Interrupted();
-}
-
 bool HostShrinkJpeg(const std::string& input, const ChainOp& lead, int w, int h, int orientation,
                     ResampleKernel kernel, int max_scans, uint64_t deadline_ns, Image* out) {
   int uw, uh, fw, fh;  // upright: the file, the result
   OrientedSize(w, h, orientation, &uw, &uh);
-  const bool swap = uw != w || uh != h;
+  const bool swap = orientation >= 5 && orientation <= 8;
   if (!ShrinkSize(lead, uw, uh, &fw, &fh)) return false;
   if (JpegScaleFor(w, h, swap ? fh : fw, swap ? fw : fh) == 8) return false;
   JpegLimits limits;
   limits.max_scans = max_scans;
   limits.deadline_ns = deadline_ns;
-  limits.stop = HostStop;
+  limits.stop = Interrupted;
   JpegReader jpeg;
   return jpeg.Open(input, false, &limits) && !jpeg.cmyk() &&
          DecodeShrunk(&jpeg, orientation, fw, fh, kernel, false, out);
 }
 
-constexpr VipsHost kHost = {HostLogDebug,     HostInterrupted, HostNowNs,
-                            HostCheckOverlay, HostNeedsSrgb,   HostShrinkJpeg};
+// log::Debug takes a string_view and fields: the one service that needs a wrapper.
+constexpr VipsHost kHost = {HostLogDebug,     Interrupted,        MonotonicNs,
+                            HostCheckOverlay, NeedsSrgbTransform, HostShrinkJpeg};
 
 // Where the module may be: $LUMEN_VIPS_MODULE alone if set; else next to the executable (the
 // build tree's src/cli, or an installed bin/), then where this build put it (test and benchmark
@@ -152,6 +137,12 @@ Status InitImageLibraries(const char* argv0) {
     SetVipsHome();
   });
   return Status::Ok();
+}
+
+Result<std::vector<uint8_t>> EncodeWithVips(const Image& image, const std::string& suffix) {
+  auto api = VipsModule();
+  if (!api.ok()) return api.status();
+  return (*api)->encode(image, suffix);
 }
 
 void EnsureHeifSupport() {

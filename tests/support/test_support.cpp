@@ -84,9 +84,7 @@ std::vector<uint8_t> Encode(const Image& img, const std::string& suffix) {
     return true;
   }();
   (void)init;
-  auto vips = VipsModule();
-  if (!vips.ok()) throw std::runtime_error(vips.status().ToString());
-  auto bytes = (*vips)->encode(img, suffix);
+  auto bytes = EncodeWithVips(img, suffix);
   if (!bytes.ok()) throw std::runtime_error(bytes.status().ToString());
   return std::move(*bytes);
 }

@@ -196,6 +196,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
                                   const Preset& preset, const DecodeLimits& limits) {
   const PresetValues& pv = Values(preset);
   const std::string format = OutputFormat(chain, input);
+  const double svg_denoise = format == "svg" ? SvgDenoise(chain.svg) : 0;
   const uint64_t deadline =
       limits.max_seconds > 0 ? MonotonicNs() + uint64_t(limits.max_seconds * 1e9) : 0;
   ConvertResult r;
@@ -231,7 +232,7 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
     ds.jpeg.deadline_ns = deadline;
     ds.jpeg.stop = StopRequested;
     ds.threads = convert_threads;
-    ds.svg_denoise = format == "svg" ? SvgDenoise(chain.svg) : 0;
+    ds.svg_denoise = svg_denoise;
     // Full-size chains held decoded: 1 GiB in all, shared by the images converted at once
     // (convert_threads is this image's share of the cores).
     const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -279,30 +280,20 @@ Result<ConvertResult> ConvertFile(const std::string& input, const Chain& chain, 
   req.limits = limits;
   req.deadline_ns = deadline;
   req.threads = convert_threads;
-  req.svg_denoise = format == "svg" ? SvgDenoise(chain.svg) : 0;
+  req.svg_denoise = svg_denoise;
   auto done = (*vips)->convert(req);
   if (!done.ok()) return done.status();
   r = done->result;
   r.format = format;
   if (done->svg) {
     // Traced from the finished raster (image/vectorize.h): colour layers traced in parallel.
-    VectorizeOptions vo = SvgOptions(chain.svg);
-    vo.threads = convert_threads;
-    Result<VectorizeResult> v = Status::Internal("not traced");
-    try {
-      v = Vectorize(done->raster, vo);
-    } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
-      v = Status::Internal(e.what());
+    auto written = WriteSvg(done->raster, chain, convert_threads, out_fd);
+    if (!written.ok()) {
+      if (written.status().code() == Code::kIo) return output_error(written.status().message());
+      return Status(written.status().code(),
+                    fmt::format("{}: {}", input, written.status().message()));
     }
-    if (!v.ok())
-      return Status(v.status().code(), fmt::format("{}: {}", input, v.status().message()));
-    for (size_t at = 0; at < v->svg.size();) {
-      const ssize_t n = ::write(out_fd, v->svg.data() + at, v->svg.size() - at);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return output_error(std::strerror(errno));
-      at += size_t(n);
-    }
-    r.bytes = v->svg.size();
+    r.bytes = *written;
     return r;
   }
   struct stat st;

@@ -427,6 +427,21 @@ bool NeedsSrgbTransform(const void* data, size_t len) {
   return transform;
 }
 
+Result<uint64_t> WriteSvg(const Image& img, const Chain& chain, int threads, int out_fd) {
+  VectorizeOptions vo = SvgOptions(chain.svg);
+  vo.threads = threads;
+  Result<VectorizeResult> traced = Status::Internal("not traced");
+  try {
+    traced = Vectorize(img, vo);
+  } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
+    traced = Status::Internal(e.what());
+  }
+  if (!traced.ok()) return traced.status();
+  std::string error;
+  if (!WriteFile(out_fd, traced->svg.data(), traced->svg.size(), &error)) return Status::Io(error);
+  return uint64_t(traced->svg.size());
+}
+
 namespace {
 
 // The direct path's SVG: the blur before quantising (convert.h, SvgDenoise), then the trace of
@@ -446,20 +461,11 @@ Direct TraceSvg(Image* img, const Chain& chain, double sigma, const DirectSettin
     *error = why;
     return Direct::kLimit;
   }
-  VectorizeOptions vo = SvgOptions(chain.svg);
-  vo.threads = settings.threads;
-  Result<VectorizeResult> traced = Status::Internal("not traced");
-  try {
-    traced = Vectorize(*img, vo);
-  } catch (const std::exception& e) {  // std::bad_alloc: this file fails, not the run
-    traced = Status::Internal(e.what());
+  auto written = WriteSvg(*img, chain, settings.threads, out_fd);
+  if (!written.ok()) {
+    *error = written.status().message();
+    return written.status().code() == Code::kIo ? Direct::kWriteFailed : Direct::kTraceFailed;
   }
-  if (!traced.ok()) {
-    *error = traced.status().message();
-    return Direct::kTraceFailed;
-  }
-  if (!WriteFile(out_fd, traced->svg.data(), traced->svg.size(), error))
-    return Direct::kWriteFailed;
   result->width = img->width;
   result->height = img->height;
   return Direct::kDone;

@@ -44,6 +44,11 @@ struct DirectSettings {
   double svg_denoise = 0;        // svg: the blur before tracing, sigma per 1024 px (SvgDenoise)
 };
 
+// Traces `img` (vectorize.h: the chain's svg settings, colour layers on `threads`) and writes the
+// SVG document to `out_fd`: its size, the vectorizer's error, or Io with the write's reason.
+// Both paths into SVG end here (the direct one, and the libvips one after its raster).
+Result<uint64_t> WriteSvg(const Image& img, const Chain& chain, int threads, int out_fd);
+
 enum class Direct { kNotApplicable, kDone, kFailed, kLimit, kWriteFailed, kTraceFailed };
 
 // A JPEG whose chain is a shrink (fit, fill to the centre, resize below 1), then at most

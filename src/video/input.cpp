@@ -8,6 +8,7 @@ extern "C" {
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdarg>
@@ -76,13 +77,18 @@ bool Input::Expired() const {
 Status Input::Stopped() const {
   if (Interrupted()) return Status::Interrupted(fmt::format("{}: stopped by a signal", path_));
   if (deadline_ns_ > 0 && MonotonicNs() > deadline_ns_)
-    return Status::TooLarge(fmt::format("{}: took longer than the time limit", path_));
+    return Status::TooLarge(
+        fmt::format("{}: took longer than its time limit of {:.0f} s", path_, time_limit_));
   return Status::Ok();
 }
 
 int Input::Read(void* opaque, uint8_t* buf, int n) {
   auto* in = static_cast<Input*>(opaque);
   if (in->Expired()) return AVERROR_EXIT;
+  // Never past the size it had when opened: a file that grows while it is read is read as it was
+  // (and the hash's end check reports the change).
+  if (in->pos_ >= in->size_) return AVERROR_EOF;
+  n = int(std::min<uint64_t>(uint64_t(n), in->size_ - in->pos_));
   ssize_t got;
   do {
     got = ::pread(in->fd_, buf, size_t(n), off_t(in->pos_));
@@ -125,7 +131,8 @@ Result<std::unique_ptr<Input>> Input::Open(const std::string& path, const InputL
   RouteLibavLog();
   std::unique_ptr<Input> in(new Input());
   in->path_ = path;
-  if (limits.max_seconds > 0) in->deadline_ns_ = MonotonicNs() + uint64_t(limits.max_seconds * 1e9);
+  in->opened_ns_ = MonotonicNs();
+  in->SetTimeLimit(limits.max_seconds);
   in->fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (in->fd_ < 0) {
     const int err = errno;
@@ -138,6 +145,7 @@ Result<std::unique_ptr<Input>> Input::Open(const std::string& path, const InputL
   if (!S_ISREG(st.st_mode)) return Status::Unsupported(fmt::format("{}: not a regular file", path));
   if (st.st_size == 0) return Status::Corrupt(fmt::format("{}: empty file", path));
   in->size_ = uint64_t(st.st_size);
+  in->mtime_ns_ = int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   if (limits.max_file_bytes > 0 && in->size_ > limits.max_file_bytes)
     return Status::TooLarge(fmt::format("{}: {:.1f} GB, above the file size limit of {:.1f} GB",
                                         path, double(in->size_) / 1e9,
@@ -176,11 +184,17 @@ Result<std::unique_ptr<Input>> Input::Open(const std::string& path, const InputL
   return in;
 }
 
+void Input::SetTimeLimit(double seconds) {
+  time_limit_ = seconds;
+  deadline_ns_ = seconds > 0 ? opened_ns_ + uint64_t(seconds * 1e9) : 0;
+}
+
 Result<Hash128> Input::FinishHash() {
   std::vector<uint8_t> chunk(size_t(1) << 20);
   while (hashed_ < size_) {
     LUMEN_RETURN_IF_ERROR(Stopped());
-    const ssize_t got = ::pread(fd_, chunk.data(), chunk.size(), off_t(hashed_));
+    const size_t want = size_t(std::min<uint64_t>(chunk.size(), size_ - hashed_));
+    const ssize_t got = ::pread(fd_, chunk.data(), want, off_t(hashed_));
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return Status::Io(fmt::format("{}: {}", path_, std::strerror(errno)));
     if (got == 0) return Status::Changed(fmt::format("{}: shorter than when it was opened", path_));
@@ -188,6 +202,11 @@ Result<Hash128> Input::FinishHash() {
     hasher_.Update(chunk.data(), size_t(got));
     hashed_ += uint64_t(got);
   }
+  struct stat now;
+  if (::fstat(fd_, &now) == 0 &&
+      (uint64_t(now.st_size) != size_ ||
+       int64_t(now.st_mtim.tv_sec) * 1'000'000'000 + now.st_mtim.tv_nsec != mtime_ns_))
+    return Status::Changed(fmt::format("{}: the file changed while it was read", path_));
   return hasher_.Final();
 }
 

@@ -12,6 +12,7 @@ extern "C" {
 
 #include "lumen/io/hash.h"
 #include "lumen/util/status.h"
+#include "lumen/video/probe.h"
 
 namespace lumen::video {
 
@@ -36,8 +37,13 @@ class Input {
   // Interrupted (a signal) or TooLarge (the deadline) once either has happened; Ok before.
   Status Stopped() const;
   bool Expired() const;
-  // Reads the rest of the file in order into the hash; the hash of the whole file.
+  // Reads the rest of the file in order into the hash; the hash of the whole file. Changed when
+  // the file is not the one that was opened any more (it grew, shrank or was rewritten).
   Result<Hash128> FinishHash();
+  // Moves the deadline to `seconds` after the file was opened (0: none), e.g. once the duration
+  // is known.
+  void SetTimeLimit(double seconds);
+  double time_limit() const { return time_limit_; }
 
   uint64_t size() const { return size_; }
   uint64_t read_bytes() const { return read_bytes_; }
@@ -55,13 +61,18 @@ class Input {
   uint64_t hashed_ = 0;       // the in-order prefix fed to the hasher
   uint64_t read_bytes_ = 0;   // all reads
   uint64_t ahead_bytes_ = 0;  // read beyond the in-order prefix (the hash reads them again)
-  uint64_t deadline_ns_ = 0;
+  uint64_t opened_ns_ = 0, deadline_ns_ = 0;
+  double time_limit_ = 0;
+  int64_t mtime_ns_ = 0;
   Hasher hasher_;
   AVIOContext* io_ = nullptr;
   AVFormatContext* format_ = nullptr;
 };
 
 std::string AvError(int code);
+
+// The probe's fields from an opened input (probe.cpp); Unsupported without a video stream.
+Status ReadProbe(const Input& in, VideoProbe* out);
 
 // The clockwise degrees (0, 90, 180, 270) that turn the stream's stored frames upright, from its
 // display matrix (0 without one).

@@ -106,18 +106,10 @@ VideoTrack Track(const AVStream* st) {
 
 }  // namespace
 
-Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options) {
-  InputLimits limits;
-  limits.max_file_bytes = options.max_file_bytes;
-  limits.probe_bytes = options.probe_bytes;
-  limits.analyze_seconds = options.analyze_seconds;
-  limits.max_seconds = options.max_seconds;
-  auto opened = Input::Open(path, limits);
-  if (!opened.ok()) return opened.status();
-  Input& in = **opened;
+Status ReadProbe(const Input& in, VideoProbe* out) {
   const AVFormatContext* raw = in.format();
-
-  VideoProbe p;
+  const std::string& path = in.path();
+  VideoProbe& p = *out;
   p.container = raw->iformat->name;
   if (raw->duration != AV_NOPTS_VALUE) p.duration = double(raw->duration) / AV_TIME_BASE;
   p.bit_rate = raw->bit_rate;
@@ -149,7 +141,21 @@ Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options) {
           FirstTag(tags, {"com.apple.quicktime.location.ISO6709", "location", "location-eng"});
       !loc.empty())
     ParseIso6709(loc, &p);
+  p.file_bytes = in.size();
+  return Status::Ok();
+}
 
+Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options) {
+  InputLimits limits;
+  limits.max_file_bytes = options.max_file_bytes;
+  limits.probe_bytes = options.probe_bytes;
+  limits.analyze_seconds = options.analyze_seconds;
+  limits.max_seconds = options.max_seconds;
+  auto opened = Input::Open(path, limits);
+  if (!opened.ok()) return opened.status();
+  Input& in = **opened;
+  VideoProbe p;
+  LUMEN_RETURN_IF_ERROR(ReadProbe(in, &p));
   if (options.hash) {
     // The rest of the file, in order, after what libavformat read in order.
     auto hash = in.FinishHash();

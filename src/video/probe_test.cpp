@@ -7,6 +7,7 @@
 #include <string>
 
 #include "lumen/io/hash.h"
+#include "lumen/video/analyze.h"
 #include "lumen/video/poster.h"
 #include "test_support.h"
 
@@ -275,6 +276,98 @@ TEST(Poster, ShortClipsRotationAndAllBlack) {
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_FALSE(p->content);
   EXPECT_LT(MeanLuma(p->rgb), 20);
+}
+
+}  // namespace
+}  // namespace lumen::video
+
+namespace lumen::video {
+namespace {
+
+// Two sources joined by hard cuts at known frames: the cuts are found on those frames, the key
+// frames lie inside their shots, the hash is the file's, and every decoded frame is counted.
+TEST(Analyze, CutsKeyFramesPosterAndHash) {
+  test::TempDir dir;
+  const std::string clip = dir.File("cuts.mp4");
+  Make(
+      "-f lavfi -i testsrc2=size=320x240:rate=25:duration=2 "
+      "-f lavfi -i mandelbrot=size=320x240:rate=25 "
+      "-f lavfi -i smptebars=size=320x240:rate=25:duration=1.2 "
+      "-filter_complex '[1]trim=duration=1.6,setpts=PTS-STARTPTS[m];"
+      "[0][m][2]concat=n=3:v=1' -g 250 -c:v libx264 -pix_fmt yuv420p",
+      clip);
+  auto a = Analyze(clip);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_EQ(a->shots.size(), 3u);
+  EXPECT_DOUBLE_EQ(a->shots[0].start, 0);
+  EXPECT_NEAR(a->shots[1].start, 2.0, 1e-6);
+  EXPECT_NEAR(a->shots[2].start, 3.6, 1e-6);
+  EXPECT_NEAR(a->shots[2].end, 4.8, 1e-6);
+  EXPECT_EQ(a->frames, 120);
+  EXPECT_EQ(a->damaged, 0);
+  ASSERT_TRUE(a->probe.content_hash.has_value());
+  EXPECT_EQ(*a->probe.content_hash, HashOf(clip));
+  ASSERT_EQ(a->key_frames.size(), 3u);
+  for (const KeyFrame& k : a->key_frames) {
+    EXPECT_GE(k.time, a->shots[size_t(k.shot)].start);
+    EXPECT_LT(k.time, a->shots[size_t(k.shot)].end);
+    EXPECT_EQ(k.rgb.width, 320);
+  }
+  EXPECT_TRUE(a->poster_content);
+  EXPECT_EQ(a->poster_time, 0);         // the only key frame (-g 250) in the clip
+  EXPECT_EQ(a->signature.size(), 10u);  // one every 0.5 s
+}
+
+// A long shot gives a key frame per part; the count is capped, spread over the clip.
+TEST(Analyze, LongShotsAreSampledAndTheKeyFramesCapped) {
+  test::TempDir dir;
+  const std::string clip = dir.File("long.mkv");
+  Make("-f lavfi -i testsrc2=size=160x120:rate=10:duration=40 -c:v libx264 -pix_fmt yuv420p", clip);
+  AnalyzeOptions o;
+  o.sample_seconds = 4;
+  auto a = Analyze(clip, o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(a->shots.size(), 1u);
+  EXPECT_EQ(a->key_frames.size(), 10u);
+  o.max_key_frames = 4;
+  a = Analyze(clip, o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_EQ(a->key_frames.size(), 4u);
+  EXPECT_LT(a->key_frames.front().time, 12);
+  EXPECT_GT(a->key_frames.back().time, 28);
+}
+
+// Limits: frames above the pixel limit are refused before decoding; the watchdog's limit grows
+// with the duration; a file that changes while it is read is reported, not hashed as it was.
+TEST(Analyze, LimitsAndWatchdog) {
+  test::TempDir dir;
+  const std::string clip = dir.File("clip.mp4");
+  Make("-f lavfi -i testsrc2=size=320x240:rate=25:duration=2 -c:v libx264 -pix_fmt yuv420p", clip);
+  AnalyzeOptions o;
+  o.max_pixels = 320 * 200;
+  auto a = Analyze(clip, o);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), Code::kTooLarge);
+  EXPECT_NE(a.status().message().find("320x240"), std::string::npos) << a.status().message();
+  o = AnalyzeOptions{};
+  o.base_seconds = 10;
+  o.seconds_per_second = 2;
+  a = Analyze(clip, o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_NEAR(a->time_limit, 14, 0.2);
+  o.base_seconds = 1e-9;  // no time at all: stopped by the watchdog with the reason
+  o.seconds_per_second = 0;
+  a = Analyze(clip, o);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), Code::kTooLarge);
+  EXPECT_NE(a.status().message().find("time limit"), std::string::npos) << a.status().message();
+  // Not a video; empty; a FIFO.
+  test::WriteFile(dir.File("text.mov"), std::string("just some words, not a movie\n"));
+  EXPECT_EQ(Analyze(dir.File("text.mov")).status().code(), Code::kUnsupported);
+  test::WriteFile(dir.File("empty.mp4"), std::string());
+  EXPECT_EQ(Analyze(dir.File("empty.mp4")).status().code(), Code::kCorrupt);
+  ASSERT_EQ(::mkfifo(dir.File("fifo.mp4").c_str(), 0600), 0);
+  EXPECT_EQ(Analyze(dir.File("fifo.mp4")).status().code(), Code::kUnsupported);
 }
 
 }  // namespace

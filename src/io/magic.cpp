@@ -85,11 +85,53 @@ bool HasImageExtension(std::string_view name) {
 }
 
 const char* MediaKindName(MediaKind k) {
-  return k == MediaKind::kDocument ? "document" : "photo";
+  switch (k) {
+    case MediaKind::kDocument:
+      return "document";
+    case MediaKind::kVideo:
+      return "video";
+    case MediaKind::kPhoto:
+      break;
+  }
+  return "photo";
 }
 
 MediaKind ParseMediaKind(std::string_view name) {
-  return name == "document" ? MediaKind::kDocument : MediaKind::kPhoto;
+  if (name == "document") return MediaKind::kDocument;
+  if (name == "video") return MediaKind::kVideo;
+  return MediaKind::kPhoto;
+}
+
+bool MaybeVideo(const uint8_t* d, size_t n) {
+  if (DetectFormat(d, n) != Format::kUnknown) return false;  // HEIF and AVIF are ISO media too
+  if (Has(d, n, 4, "ftyp") || Has(d, n, 4, "moov") || Has(d, n, 4, "mdat") ||
+      Has(d, n, 4, "wide") || Has(d, n, 4, "free") || Has(d, n, 4, "skip"))
+    return true;                                      // MP4, MOV, 3GP
+  if (Has(d, n, 0, "\x1a\x45\xdf\xa3")) return true;  // Matroska, WebM
+  if (Has(d, n, 0, "RIFF") && (Has(d, n, 8, "AVI ") || Has(d, n, 8, "AVIX"))) return true;
+  if (n >= 4 && d[0] == 0 && d[1] == 0 && d[2] == 1 && (d[3] == 0xBA || d[3] == 0xB3))
+    return true;  // MPEG program stream, MPEG-1/2 elementary video
+  if (n > 188 && d[0] == 0x47 && d[188] == 0x47) return true;  // MPEG-TS
+  if (n > 196 && d[4] == 0x47 && d[196] == 0x47) return true;  // M2TS (Blu-ray, AVCHD .MTS)
+  if (Has(d, n, 0, "FLV\x01")) return true;
+  if (Has(d, n, 0, "\x30\x26\xb2\x75\x8e\x66\xcf\x11")) return true;  // ASF, WMV
+  if (Has(d, n, 0, "OggS")) return true;
+  if (n >= 3 && d[0] == 0x1F && d[1] == 0x07 && d[2] == 0x00) return true;  // DV
+  return false;
+}
+
+bool HasVideoExtension(std::string_view name) {
+  auto dot = name.rfind('.');
+  if (dot == std::string_view::npos) return false;
+  std::string ext(name.substr(dot + 1));
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  static const char* kExts[] = {"mp4", "m4v", "mov", "qt",   "mkv", "webm", "avi",  "wmv",
+                                "asf", "flv", "mts", "m2ts", "ts",  "mpg",  "mpeg", "3gp",
+                                "3g2", "ogv", "mxf", "dv",   "vob", "insv"};
+  for (const char* e : kExts)
+    if (ext == e) return true;
+  return false;
 }
 
 }  // namespace lumen

@@ -30,6 +30,8 @@ const char* StageName(Stage s) {
       return "tags";
     case Stage::kDocument:
       return "document";
+    case Stage::kVideo:
+      return "video";
     case Stage::kEncode:
       return "image encoder";
     case Stage::kWrite:

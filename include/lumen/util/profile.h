@@ -26,6 +26,7 @@ enum class Stage : int {
   kEncode,
   kTags,
   kDocument,  // document text extraction (and its text embedding)
+  kVideo,     // a video's read, hash, decode, shots, key frames and poster (one pass)
   kWrite,
   kCount
 };

@@ -204,6 +204,63 @@ CREATE TABLE documents(
   PRIMARY KEY(asset_id, producer)
 );
 )sql",
+    // v8 -> v9: videos (issue 18). Per analysis producer: the probe (JSON and the columns queries
+    // filter on), the temporal signature, shots and key frames with their perceptual hashes; per
+    // model, the key frames' embeddings (the video's pooled one is in `embeddings`); per label
+    // bank, the key frames' tags (the video's pooled ones are in `tags`).
+    R"sql(
+CREATE TABLE videos(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  duration REAL NOT NULL,
+  codec TEXT NOT NULL,
+  fps REAL NOT NULL,
+  vfr INTEGER NOT NULL,
+  rotation INTEGER NOT NULL,
+  creation_time TEXT,
+  probe TEXT NOT NULL,
+  poster_time REAL NOT NULL,
+  frames INTEGER NOT NULL,
+  damaged INTEGER NOT NULL,
+  signature BLOB NOT NULL,
+  PRIMARY KEY(asset_id, producer)
+);
+CREATE TABLE video_shots(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  start REAL NOT NULL,
+  end REAL NOT NULL,
+  PRIMARY KEY(asset_id, producer, idx)
+);
+CREATE TABLE video_frames(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  producer TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  t REAL NOT NULL,
+  shot INTEGER NOT NULL,
+  dhash INTEGER NOT NULL,
+  phash INTEGER NOT NULL,
+  PRIMARY KEY(asset_id, producer, idx)
+);
+CREATE TABLE frame_embeddings(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  model TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  t REAL NOT NULL,
+  dim INTEGER NOT NULL,
+  vector BLOB NOT NULL,
+  PRIMARY KEY(asset_id, model, idx)
+);
+CREATE TABLE frame_tags(
+  asset_id INTEGER NOT NULL REFERENCES assets(id),
+  bank TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  term TEXT NOT NULL,
+  confidence REAL NOT NULL,
+  PRIMARY KEY(asset_id, bank, idx, term)
+);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -554,6 +611,14 @@ Status Catalog::LoadCompleteAssets(const Producers& p,
     join(&docs, p.document_embedding, "embeddings", "model");
     q += " UNION ALL " + docs + " WHERE a.kind='document'";
   }
+  if (!p.video.empty()) {
+    std::string videos = "SELECT a.hash, a.id FROM assets a";
+    join(&videos, p.video, "videos");
+    join(&videos, p.thumbnail, "thumbnails");
+    join(&videos, p.metadata, "metadata");
+    join(&videos, p.embedding, "embeddings", "model");
+    q += " UNION ALL " + videos + " WHERE a.kind='video'";
+  }
   auto s = sql::Prepare(db_.get(), q);
   if (!s.ok()) return s.status();
   for (size_t i = 0; i < binds.size(); ++i) s->Bind(static_cast<int>(i + 1), binds[i]);
@@ -575,6 +640,118 @@ Result<int> Catalog::EmbeddingDim(const std::string& model) {
   const int dim = s->Step(&st) ? int(s->Int(0)) : 0;
   if (!st.ok()) return st;
   return dim;
+}
+
+Status Catalog::PutVideo(int64_t asset, const std::string& producer, const VideoRecord& v) {
+  static_assert(std::endian::native == std::endian::little, "signatures are stored little-endian");
+  for (const char* table : {"video_shots", "video_frames"}) {
+    auto del = sql::Prepare(db_.get(),
+                            fmt::format("DELETE FROM {} WHERE asset_id=? AND producer=?", table));
+    if (!del.ok()) return del.status();
+    del->Bind(1, asset).Bind(2, producer);
+    LUMEN_RETURN_IF_ERROR(del->Run());
+  }
+  // The signature: per sample, time (f32), flags (u32: 1 = masked), dHash (u64).
+  std::vector<uint8_t> sig(v.signature.size() * 16);
+  for (size_t i = 0; i < v.signature.size(); ++i) {
+    const video::SignatureSample& x = v.signature[i];
+    const uint32_t flags = x.masked ? 1 : 0;
+    std::memcpy(&sig[i * 16], &x.time, 4);
+    std::memcpy(&sig[i * 16 + 4], &flags, 4);
+    std::memcpy(&sig[i * 16 + 8], &x.dhash, 8);
+  }
+  const video::VideoTrack& t = v.probe.video.front();
+  auto s = sql::Prepare(db_.get(),
+                        "INSERT OR REPLACE INTO videos(asset_id,producer,duration,codec,fps,vfr,"
+                        "rotation,creation_time,probe,poster_time,frames,damaged,signature) "
+                        "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  if (!s.ok()) return s.status();
+  s->Bind(1, asset).Bind(2, producer).Bind(3, v.probe.duration).Bind(4, t.codec).Bind(5, t.fps);
+  s->Bind(6, int64_t(t.variable_rate)).Bind(7, int64_t(t.rotation));
+  s->Bind(8, v.probe.creation_time.empty() ? std::nullopt : std::optional(v.probe.creation_time));
+  s->Bind(9, video::ProbeJson(v.probe).dump()).Bind(10, v.poster_time).Bind(11, v.frames);
+  s->Bind(12, v.damaged).BindBlob(13, sig.data(), sig.size());
+  LUMEN_RETURN_IF_ERROR(s->Run());
+  auto shot = sql::Prepare(
+      db_.get(), "INSERT INTO video_shots(asset_id,producer,idx,start,end) VALUES(?,?,?,?,?)");
+  if (!shot.ok()) return shot.status();
+  for (size_t i = 0; i < v.shots.size(); ++i) {
+    shot->Bind(1, asset).Bind(2, producer).Bind(3, int64_t(i)).Bind(4, v.shots[i].start);
+    shot->Bind(5, v.shots[i].end);
+    LUMEN_RETURN_IF_ERROR(shot->Run());
+  }
+  auto frame = sql::Prepare(db_.get(),
+                            "INSERT INTO video_frames(asset_id,producer,idx,t,shot,dhash,phash) "
+                            "VALUES(?,?,?,?,?,?,?)");
+  if (!frame.ok()) return frame.status();
+  for (size_t i = 0; i < v.key_frames.size(); ++i) {
+    const VideoKeyFrame& k = v.key_frames[i];
+    frame->Bind(1, asset).Bind(2, producer).Bind(3, int64_t(i)).Bind(4, k.time);
+    frame->Bind(5, int64_t(k.shot))
+        .Bind(6, int64_t(k.hashes.dhash))
+        .Bind(7, int64_t(k.hashes.phash));
+    LUMEN_RETURN_IF_ERROR(frame->Run());
+  }
+  return Status::Ok();
+}
+
+Status Catalog::PutFrameEmbeddings(int64_t asset, const std::string& model,
+                                   const std::vector<double>& times,
+                                   const std::vector<float>& vectors, int dim) {
+  auto del = sql::Prepare(db_.get(), "DELETE FROM frame_embeddings WHERE asset_id=? AND model=?");
+  if (!del.ok()) return del.status();
+  del->Bind(1, asset).Bind(2, model);
+  LUMEN_RETURN_IF_ERROR(del->Run());
+  auto ins = sql::Prepare(
+      db_.get(),
+      "INSERT INTO frame_embeddings(asset_id,model,idx,t,dim,vector) VALUES(?,?,?,?,?,?)");
+  if (!ins.ok()) return ins.status();
+  for (size_t i = 0; i < times.size(); ++i) {
+    ins->Bind(1, asset).Bind(2, model).Bind(3, int64_t(i)).Bind(4, times[i]).Bind(5, int64_t(dim));
+    ins->BindBlob(6, vectors.data() + i * size_t(dim), size_t(dim) * sizeof(float));
+    LUMEN_RETURN_IF_ERROR(ins->Run());
+  }
+  return Status::Ok();
+}
+
+Status Catalog::PutFrameTags(int64_t asset, const std::string& bank,
+                             const std::vector<std::tuple<int, std::string, float>>& tags) {
+  auto del = sql::Prepare(db_.get(), "DELETE FROM frame_tags WHERE asset_id=? AND bank=?");
+  if (!del.ok()) return del.status();
+  del->Bind(1, asset).Bind(2, bank);
+  LUMEN_RETURN_IF_ERROR(del->Run());
+  auto ins = sql::Prepare(
+      db_.get(),
+      "INSERT OR REPLACE INTO frame_tags(asset_id,bank,idx,term,confidence) VALUES(?,?,?,?,?)");
+  if (!ins.ok()) return ins.status();
+  for (const auto& [idx, term, conf] : tags) {
+    ins->Bind(1, asset).Bind(2, bank).Bind(3, int64_t(idx)).Bind(4, term).Bind(5, double(conf));
+    LUMEN_RETURN_IF_ERROR(ins->Run());
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<std::pair<double, float>>> Catalog::BestFrame(
+    int64_t asset, const std::string& model, const std::vector<float>& query) {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT t, vector FROM frame_embeddings WHERE asset_id=? AND model=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, asset).Bind(2, model);
+  std::optional<std::pair<double, float>> best;
+  Status st;
+  while (s->Step(&st)) {
+    const std::string b = s->Blob(1);
+    if (b.size() != query.size() * sizeof(float)) continue;
+    float dot = 0;
+    for (size_t i = 0; i < query.size(); ++i) {
+      float x;
+      std::memcpy(&x, b.data() + i * sizeof(float), sizeof x);
+      dot += x * query[i];
+    }
+    if (!best || dot > best->second) best = std::make_pair(s->Double(0), dot);
+  }
+  if (!st.ok()) return st;
+  return best;
 }
 
 Status Catalog::PutDocument(int64_t asset, const std::string& producer, const DocumentRecord& d) {
@@ -1047,7 +1224,7 @@ Result<Catalog::AssetView> Catalog::GetAsset(int64_t id) {
       db_.get(),
       "SELECT a.hash, (SELECT path FROM locations l WHERE l.asset_id=a.id AND l.state='ok' "
       "ORDER BY l.path LIMIT 1), m.captured_at, "
-      "TRIM(COALESCE(m.camera_make,'') || ' ' || COALESCE(m.camera_model,'')) "
+      "TRIM(COALESCE(m.camera_make,'') || ' ' || COALESCE(m.camera_model,'')), a.kind "
       "FROM assets a LEFT JOIN metadata m ON m.asset_id=a.id WHERE a.id=? LIMIT 1");
   if (!s.ok()) return s.status();
   s->Bind(1, id);
@@ -1061,7 +1238,32 @@ Result<Catalog::AssetView> Catalog::GetAsset(int64_t id) {
   v.path = s->IsNull(1) ? "" : s->Blob(1);
   v.captured_at = s->OptText(2);
   if (!s->IsNull(3) && !s->Text(3).empty()) v.camera = s->Text(3);
+  v.kind = ParseMediaKind(s->IsNull(4) ? "" : s->Text(4));
   return v;
+}
+
+Status Catalog::LoadFrameEmbeddings(const std::string& model, FlatIndex* index,
+                                    std::vector<std::pair<int64_t, double>>* frames) {
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT f.asset_id, f.t, f.dim, f.vector FROM frame_embeddings f "
+                        "WHERE f.model=?1 AND EXISTS(SELECT 1 FROM locations l WHERE "
+                        "l.asset_id=f.asset_id AND l.state='ok') ORDER BY f.asset_id, f.idx");
+  if (!s.ok()) return s.status();
+  s->Bind(1, model);
+  Status st;
+  std::vector<float> v(size_t(index->dim()));
+  while (s->Step(&st)) {
+    const std::string blob = s->Blob(3);
+    if (s->Int(2) != index->dim() || blob.size() != v.size() * sizeof(float))
+      return Status::Invalid(
+          fmt::format("catalog frame embeddings of {} have dim {}, the model "
+                      "gives {}",
+                      model, s->Int(2), index->dim()));
+    std::memcpy(v.data(), blob.data(), blob.size());
+    index->Add(int64_t(frames->size()), v.data());
+    frames->emplace_back(s->Int(0), s->Double(1));
+  }
+  return st;
 }
 
 Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const AssetFilter& f) {
@@ -1095,6 +1297,10 @@ Result<std::unordered_set<int64_t>> Catalog::FilterAssets(const AssetFilter& f) 
     binds.push_back(f.tag);
     q += fmt::format(" AND EXISTS(SELECT 1 FROM tags t WHERE t.asset_id=a.id AND t.term=?{})",
                      binds.size());
+  }
+  if (!f.media.empty()) {
+    binds.push_back(f.media);
+    q += fmt::format(" AND a.kind=?{}", binds.size());
   }
   auto s = sql::Prepare(db_.get(), q);
   if (!s.ok()) return s.status();

@@ -12,7 +12,12 @@
 //  runs        one row per index/process run with its counts.
 //  conversions `lumen convert`'s result cache: (source content, recipe) -> output file (v7).
 //  documents   a document's extracted text and its own metadata per (asset, producer) (v8);
-//              assets.kind says what an asset is (photo | document).
+//              assets.kind says what an asset is (photo | document | video).
+//  videos, video_shots, video_frames
+//              a video's probe, signature, shots and key frames per (asset, producer) (v9);
+//  frame_embeddings, frame_tags
+//              its key frames' embeddings per model and tags per bank; its pooled embedding and
+//              tags are in `embeddings` and `tags`, like a photo's.
 //
 // One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
 // The schema is versioned with PRAGMA user_version and migrated forward on Open(). Paths are
@@ -36,10 +41,12 @@
 #include "lumen/meta/exif.h"
 #include "lumen/search/flat_index.h"
 #include "lumen/util/status.h"
+#include "lumen/video/analyze.h"
+#include "lumen/video/probe.h"
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 8;
+inline constexpr int kCatalogSchemaVersion = 9;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -56,6 +63,7 @@ struct Producers {
   std::string tags;                // label bank id; empty: no tagging (not part of completeness)
   std::string document;            // document text producer ("text20000@1"); empty: no documents
   std::string document_embedding;  // model id of the text tower that embeds documents, or empty
+  std::string video;               // video analysis producer ("shots32k@1"); empty: no videos
 };
 
 // A document's extracted text and its own metadata (doc/document.h), as the catalog keeps it.
@@ -65,6 +73,24 @@ struct DocumentRecord {
   bool needs_render = false;  // no text layer (a scanned PDF): described from its first page
   bool truncated = false;     // the text is the first part of a longer one
   std::string text;
+};
+
+// A video as the catalog keeps it: the probe, the analysis, and its key frames (their images
+// are not kept: the poster is the video's thumbnail).
+struct VideoKeyFrame {
+  double time = 0;
+  int shot = 0;
+  PerceptualHashes hashes;
+};
+struct VideoRecord {
+  video::VideoProbe probe;
+  std::vector<video::Shot> shots;
+  std::vector<VideoKeyFrame> key_frames;
+  std::vector<video::SignatureSample> signature;
+  double poster_time = 0;
+  bool poster_content = true;
+  int64_t frames = 0, damaged = 0;
+  bool interlaced = false;
 };
 
 struct KnownLocation {
@@ -137,6 +163,19 @@ class Catalog {
   // An L2-normalised image embedding (little-endian f32) from the model `model`.
   Status PutEmbedding(int64_t asset, const std::string& model, const std::vector<float>& v);
   Status PutDocument(int64_t asset, const std::string& producer, const DocumentRecord& d);
+  // A video's probe, signature, shots and key frames (replacing the producer's earlier rows).
+  Status PutVideo(int64_t asset, const std::string& producer, const VideoRecord& v);
+  // The key frames' embeddings from `model` (frame i at times[i], vectors frames x dim).
+  Status PutFrameEmbeddings(int64_t asset, const std::string& model,
+                            const std::vector<double>& times, const std::vector<float>& vectors,
+                            int dim);
+  // The key frames' tags from `bank`: (frame, term, confidence), replacing the bank's earlier ones.
+  Status PutFrameTags(int64_t asset, const std::string& bank,
+                      const std::vector<std::tuple<int, std::string, float>>& tags);
+  // The best-matching key frame of `asset` for the L2-normalised `query`: its time and score
+  // (nullopt when the asset has no frame embeddings from `model`).
+  Result<std::optional<std::pair<double, float>>> BestFrame(int64_t asset, const std::string& model,
+                                                            const std::vector<float>& query);
   // The document row of `asset` (the newest producer), nullopt for a photo.
   Result<std::optional<DocumentRecord>> GetDocument(int64_t asset);
   // Replaces the asset's tags from `bank` with (term, category, confidence) rows.
@@ -227,16 +266,23 @@ class Catalog {
     Hash128 hash;
     std::string path;  // a current location ("" if none is ok)
     std::optional<std::string> captured_at, camera;
+    MediaKind kind = MediaKind::kPhoto;
   };
   Result<AssetView> GetAsset(int64_t id);
+  // Every key frame embedding of `model` whose video has a current location, into `index` with
+  // ids 0, 1, ...: frames[id] is its (asset, time).
+  Status LoadFrameEmbeddings(const std::string& model, FlatIndex* index,
+                             std::vector<std::pair<int64_t, double>>* frames);
   // The asset's thumbnail (any producer; the largest), if it has one.
   Result<std::optional<Thumbnail>> GetThumbnail(int64_t asset);
   // Every condition that is set must hold: a current location under `folder`, a camera
-  // make/model containing `camera`, captured in [from, to] (ISO dates), tagged `tag` (any bank).
+  // make/model containing `camera`, captured in [from, to] (ISO dates), tagged `tag` (any bank),
+  // of media kind `media` ("photo", "video", "document").
   struct AssetFilter {
-    std::string folder, camera, from, to, tag;
+    std::string folder, camera, from, to, tag, media;
     bool empty() const {
-      return folder.empty() && camera.empty() && from.empty() && to.empty() && tag.empty();
+      return folder.empty() && camera.empty() && from.empty() && to.empty() && tag.empty() &&
+             media.empty();
     }
   };
   Result<std::unordered_set<int64_t>> FilterAssets(const AssetFilter& f);

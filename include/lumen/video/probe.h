@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "lumen/io/hash.h"
 #include "lumen/util/status.h"
 
@@ -88,5 +90,13 @@ struct ProbeOptions {
 };
 
 Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options = {});
+
+// The probe as JSON (docs/RECORDS.md, `video`): {container, duration, bit_rate, creation_time,
+// make, model, latitude, longitude, altitude, video: [{codec, profile, width, height, rotation,
+// sar, dar, fps, nominal_fps, vfr, pix_fmt, bit_depth, color_transfer, color_primaries,
+// color_space, hdr, field_order, frames, duration}], audio: [{codec, channels, sample_rate,
+// language}], subtitles: [{codec, language}]}; absent values are null. Reading statistics are
+// not part of it.
+nlohmann::json ProbeJson(const VideoProbe& p);
 
 }  // namespace lumen::video

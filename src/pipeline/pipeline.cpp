@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -147,6 +148,130 @@ ItemResult ProcessDocument(ItemResult r, OpenedFile& file, const PipelineOptions
   return r;
 }
 
+// A video's creation time as the catalog keeps a capture time: local "YYYY-MM-DDTHH:MM:SS" and
+// the offset when the file has one (QuickTime's creationdate "2024-05-01T12:20:30+0200", or a
+// UTC `creation_time` "2024-05-01T10:20:30.000000Z").
+void CreationTime(const std::string& v, PhotoMetadata* m) {
+  if (v.size() < 19 || v[4] != '-' || v[7] != '-' || (v[10] != 'T' && v[10] != ' ') ||
+      v[13] != ':' || v[16] != ':')
+    return;
+  std::string local = v.substr(0, 19);
+  local[10] = 'T';
+  if (local.substr(0, 4) == "1904" || local.substr(0, 4) == "1970") return;  // zero in MP4/Unix
+  m->captured_at = local;
+  size_t at = 19;
+  while (at < v.size() && (v[at] == '.' || std::isdigit(static_cast<unsigned char>(v[at])))) ++at;
+  if (at >= v.size()) return;
+  if (v[at] == 'Z') {
+    m->utc_offset = "+00:00";
+  } else if ((v[at] == '+' || v[at] == '-') && v.size() >= at + 5) {
+    std::string z = v.substr(at);
+    if (z.size() == 5) z.insert(3, ":");  // +0200
+    if (z.size() == 6 && z[3] == ':') m->utc_offset = z;
+  }
+}
+
+// A file whose first bytes are a video container's: one streaming pass (no whole-file read, so
+// neither --max-file-size nor the memory budget's file bytes apply; the pass holds a fixed share
+// of the budget for its decoder), then the poster's thumbnail and each key frame's hashes and
+// encoder input.
+ItemResult ProcessVideo(ItemResult r, const PipelineOptions& opt,
+                        const std::unordered_set<Hash128, Hash128Hasher>* complete,
+                        Profile* profile, MemoryBudget* budget, int jobs) {
+  auto fail = [&](Status st) {
+    // The analyzer names the file; the pipeline's reasons do not (the path is beside them).
+    std::string m = st.message();
+    if (m.rfind(r.path + ": ", 0) == 0) m.erase(0, r.path.size() + 2);
+    r.outcome = ItemResult::Outcome::kFailed;
+    r.status = Status(st.code(), m);
+    return std::move(r);
+  };
+  constexpr uint64_t kVideoMemory = 96ull << 20;  // a decoder's frames, a 4K 10-bit one's too
+  BudgetHold hold(budget, std::min(opt.memory_budget, kVideoMemory));
+  video::AnalyzeOptions vo = opt.video;
+  vo.threads = std::clamp(jobs, 1, 4);
+  Result<video::VideoAnalysis> analysed = Status::Internal("not analysed");
+  {
+    StageTimer t(profile, Stage::kVideo);
+    analysed = video::Analyze(r.path, vo);
+  }
+  hold.Release();
+  if (!analysed.ok()) {
+    const Status& st = analysed.status();
+    // No video stream (an audio file in MP4, Ogg or Matroska): not lumen's, unless it is named
+    // like a video.
+    if (st.code() == Code::kUnsupported &&
+        st.message().find("no video stream") != std::string::npos &&
+        !HasVideoExtension(BaseName(r.path))) {
+      r.outcome = ItemResult::Outcome::kSkipped;
+      r.status =
+          Status::Unsupported("not a photo, a video or a document (a container without video)");
+      return r;
+    }
+    return fail(st);
+  }
+  video::VideoAnalysis& a = *analysed;
+  r.kind = MediaKind::kVideo;
+  r.hash = *a.probe.content_hash;
+  const video::VideoTrack& track = a.probe.video.front();
+  {
+    const std::string& c = a.probe.container;
+    r.format_name = c.rfind("mov,mp4", 0) == 0    ? "mp4"
+                    : c.rfind("matroska", 0) == 0 ? "matroska"
+                                                  : c.substr(0, c.find(','));
+  }
+  if (complete && complete->count(r.hash)) {
+    r.outcome = ItemResult::Outcome::kKnown;
+    return r;
+  }
+  r.width = track.width;
+  r.height = track.height;
+  r.colorspace = track.color_space.empty() ? track.pix_fmt : track.color_space;
+  PhotoMetadata m;
+  CreationTime(a.probe.creation_time, &m);
+  if (!a.probe.make.empty()) m.camera_make = a.probe.make;
+  if (!a.probe.model.empty()) m.camera_model = a.probe.model;
+  m.gps_latitude = a.probe.latitude;
+  m.gps_longitude = a.probe.longitude;
+  m.gps_altitude = a.probe.altitude;
+  r.metadata = std::move(m);
+  if (opt.thumbnails) {
+    StageTimer t(profile, Stage::kThumbnail);
+    auto th = MakeThumbnail(a.poster, 1, opt.thumbnail);
+    if (!th.ok()) return fail(th.status());
+    r.thumbnail = std::move(th.value());
+  }
+  VideoRecord v;
+  v.probe = std::move(a.probe);
+  v.shots = std::move(a.shots);
+  v.signature = std::move(a.signature);
+  v.poster_time = a.poster_time;
+  v.poster_content = a.poster_content;
+  v.frames = a.frames;
+  v.damaged = a.damaged;
+  v.interlaced = a.interlaced;
+  for (video::KeyFrame& k : a.key_frames) {
+    VideoKeyFrame f;
+    f.time = k.time;
+    f.shot = k.shot;
+    {
+      StageTimer t(profile, Stage::kPerceptualHash);
+      f.hashes = ComputePerceptualHashes(k.rgb, 1);
+    }
+    if (opt.encoder) {
+      StageTimer t(profile, Stage::kModelInput);
+      std::vector<float> in = opt.encoder->Preprocess(k.rgb, 1);
+      r.encoder_input.insert(r.encoder_input.end(), in.begin(), in.end());
+      ++r.encoder_frames;
+    }
+    v.key_frames.push_back(f);
+    k.rgb = Image();
+  }
+  r.video = std::move(v);
+  r.outcome = ItemResult::Outcome::kNew;
+  return r;
+}
+
 // The text-tower embedding of a document: the mean of its first chunks' embeddings (title and
 // opening text weigh most, as a reader skims), L2-normalised. Chunks are cut at words, short
 // enough that the tower's context (64 tokens for SigLIP, 77 for CLIP) holds each.
@@ -188,7 +313,7 @@ std::vector<float> EmbedDocument(ml::TextEncoder* enc, const DocumentRecord& d) 
 
 ItemResult Process(const std::string& path, const PipelineOptions& opt,
                    const std::unordered_set<Hash128, Hash128Hasher>* complete, Profile* profile,
-                   MemoryBudget* budget) {
+                   MemoryBudget* budget, int jobs) {
   ItemResult r;
   r.path = path;
   auto fail = [&](Status st) {
@@ -217,11 +342,17 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
   r.format_name = FormatName(r.format);
   if (r.format == Format::kUnknown) {
     const std::string name = BaseName(path);
+    if (opt.videos && MaybeVideo(file.head().data(), file.head().size())) {
+      file = OpenedFile();  // the analyzer reads the file through libavformat
+      return ProcessVideo(std::move(r), opt, complete, profile, budget, jobs);
+    }
     if (opt.documents && doc::MaybeDocument(file.head().data(), file.head().size(), name))
       return ProcessDocument(std::move(r), file, opt, complete, profile, budget);
     std::string what = DescribeNonImage(file.head().data(), file.head().size());
     if (HasImageExtension(name))
       return fail(Status::Unsupported(fmt::format("not an image: the content is {}", what)));
+    if (opt.videos && HasVideoExtension(name))
+      return fail(Status::Unsupported(fmt::format("not a video: the content is {}", what)));
     r.outcome = ItemResult::Outcome::kSkipped;
     r.status = Status::Unsupported(fmt::format("not an image ({})", what));
     return r;
@@ -283,6 +414,7 @@ ItemResult Process(const std::string& path, const PipelineOptions& opt,
   if (opt.encoder) {
     StageTimer t(profile, Stage::kModelInput);
     r.encoder_input = opt.encoder->Preprocess(d.rgb, orientation);
+    r.encoder_frames = 1;
   }
   r.outcome = ItemResult::Outcome::kNew;
   return r;
@@ -305,13 +437,15 @@ Producers ProducersFor(const PipelineOptions& opt) {
   if (opt.tagging) p.tags = opt.tagging->bank_id;
   if (opt.documents) p.document = fmt::format("text{}@1", opt.doc_limits.max_chars);
   if (opt.documents && opt.encoder && opt.document_encoder) p.document_embedding = opt.encoder_id;
+  if (opt.videos)
+    p.video = fmt::format("shots{}k{}@1", opt.video.max_key_frames, opt.video.frame_side);
   return p;
 }
 
 ItemResult ProcessFile(const std::string& path, const PipelineOptions& opt,
                        const std::unordered_set<Hash128, Hash128Hasher>* complete,
                        Profile* profile) {
-  return Process(path, opt, complete, profile, nullptr);
+  return Process(path, opt, complete, profile, nullptr, 1);
 }
 
 Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
@@ -405,7 +539,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       // Nothing a file can trigger may end the run: an exception from a library (allocation
       // failure on a hostile header, a parser's throw) fails this file with its reason.
       try {
-        w->result = Process(e.path, opt, incremental ? &complete : nullptr, profile, &budget);
+        w->result = Process(e.path, opt, incremental ? &complete : nullptr, profile, &budget, jobs);
       } catch (...) {
         w->result = ItemResult{};
         w->result.path = e.path;
@@ -470,51 +604,123 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
   };
 
   // Items waiting for the image encoder. They hold no pipeline token, so the parallel stage keeps
-  // decoding the next ones while a batch is encoded.
-  std::vector<std::unique_ptr<Work>> pending;
-  auto encode_pending = [&](bool run_encoder) {
-    if (pending.empty()) return;
-    if (run_encoder) {
-      StageTimer t(profile, Stage::kEncode);
-      const size_t n = opt.encoder->input_floats();
-      const int dim = opt.encoder->dim();
-      std::vector<float> in(n * pending.size()), out(size_t(dim) * pending.size());
-      for (size_t i = 0; i < pending.size(); ++i)
-        std::copy(pending[i]->result.encoder_input.begin(), pending[i]->result.encoder_input.end(),
-                  in.begin() + static_cast<long>(i * n));
-      Status st = opt.encoder->Encode(in.data(), static_cast<int>(pending.size()), out.data());
-      if (!st.ok()) {
-        fatal = st;
-        return;
+  // decoding the next ones while a batch is encoded. The encoder sees frames, not items: a photo
+  // is one frame, a video one per key frame, and every batch but the last is full (a video's
+  // frames may span batches). Items leave in arrival order once all their frames are encoded.
+  struct Waiting {
+    std::unique_ptr<Work> w;
+    int encoded = 0;
+  };
+  std::deque<Waiting> pending;
+  size_t pending_frames = 0;  // not yet encoded
+  const int dim = opt.encoder ? opt.encoder->dim() : 0;
+  // Encodes the next `n` frames of the queue (and tags them).
+  auto encode_frames = [&](size_t n) -> Status {
+    StageTimer t(profile, Stage::kEncode);
+    const size_t floats = opt.encoder->input_floats();
+    std::vector<float> in(floats * n), out(size_t(dim) * n);
+    std::vector<std::pair<Waiting*, int>> where;
+    for (Waiting& x : pending) {
+      ItemResult& r = x.w->result;
+      for (int f = x.encoded; f < r.encoder_frames && where.size() < n; ++f) {
+        std::copy(r.encoder_input.begin() + long(size_t(f) * floats),
+                  r.encoder_input.begin() + long(size_t(f + 1) * floats),
+                  in.begin() + long(where.size() * floats));
+        where.emplace_back(&x, f);
       }
-      for (size_t i = 0; i < pending.size(); ++i)
-        pending[i]->result.embedding.assign(out.begin() + static_cast<long>(i * dim),
-                                            out.begin() + static_cast<long>((i + 1) * dim));
+      if (where.size() == n) break;
+    }
+    LUMEN_RETURN_IF_ERROR(opt.encoder->Encode(in.data(), static_cast<int>(n), out.data()));
+    std::vector<std::vector<tags::Tag>> scored;
+    std::shared_ptr<const tags::LabelBank> bank;
+    if (opt.tagging) {
+      StageTimer tt(profile, Stage::kTags);
+      const auto& tg = *opt.tagging;
+      bank = tg.bank->Current();
+      scored = tg.pools ? tg.pools->Score(out.data(), n, *bank, tg.calibration, tg.score)
+                        : tags::ScoreImages(out.data(), n, *bank, tg.calibration, tg.score);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      auto [x, f] = where[i];
+      ItemResult& r = x->w->result;
+      if (r.frame_embeddings.empty()) r.frame_embeddings.resize(size_t(r.encoder_frames) * dim);
+      std::copy(out.begin() + long(i * dim), out.begin() + long((i + 1) * dim),
+                r.frame_embeddings.begin() + long(size_t(f) * dim));
       if (opt.tagging) {
-        StageTimer tt(profile, Stage::kTags);
         const auto& tg = *opt.tagging;
-        std::shared_ptr<const tags::LabelBank> bank = tg.bank->Current();
-        auto scored =
-            tg.pools
-                ? tg.pools->Score(out.data(), pending.size(), *bank, tg.calibration, tg.score)
-                : tags::ScoreImages(out.data(), pending.size(), *bank, tg.calibration, tg.score);
-        for (size_t i = 0; i < pending.size(); ++i) {
-          pending[i]->result.tag_terms = bank->rows_done();
-          if (tg.drop_ancestors) tags::DropAncestors(*tg.vocab, &scored[i]);
-          for (const tags::Tag& t : scored[i]) {
-            const tags::Term& term = tg.vocab->terms()[t.term];
-            pending[i]->result.tags.push_back(
-                {term.text, term.category, tg.vocab->Path(t.term), t.confidence});
-          }
+        r.frame_tags.resize(size_t(r.encoder_frames));
+        r.tag_terms = bank->rows_done();
+        if (tg.drop_ancestors) tags::DropAncestors(*tg.vocab, &scored[i]);
+        for (const tags::Tag& tag : scored[i]) {
+          const tags::Term& term = tg.vocab->terms()[tag.term];
+          r.frame_tags[size_t(f)].push_back(
+              {term.text, term.category, tg.vocab->Path(tag.term), tag.confidence});
         }
       }
+      ++x->encoded;
     }
-    auto batch = std::move(pending);
-    pending.clear();
-    for (auto& w : batch) {
-      w->result.encoder_input = {};
+    pending_frames -= n;
+    return Status::Ok();
+  };
+  // An item whose frames are all encoded: a photo's embedding and tags are its frame's; a video's
+  // embedding is its frames' mean, L2-normalised, and its tags each term's best.
+  auto finish_encoded = [&](ItemResult& r) {
+    r.encoder_input = {};
+    if (r.frame_embeddings.empty()) return;
+    if (!r.video) {
+      r.embedding = std::move(r.frame_embeddings);
+      r.frame_embeddings = {};
+      if (!r.frame_tags.empty()) r.tags = std::move(r.frame_tags[0]);
+      r.frame_tags = {};
+      return;
+    }
+    std::vector<float> mean(size_t(dim), 0.0f);
+    for (int f = 0; f < r.encoder_frames; ++f)
+      for (int i = 0; i < dim; ++i) mean[size_t(i)] += r.frame_embeddings[size_t(f) * dim + i];
+    double norm = 0;
+    for (float v : mean) norm += double(v) * v;
+    if (norm > 0)
+      for (float& v : mean) v = float(v / std::sqrt(norm));
+    r.embedding = std::move(mean);
+    std::unordered_map<std::string, size_t> at;
+    for (const auto& frame : r.frame_tags)
+      for (const auto& t : frame) {
+        auto [it, added] = at.emplace(t.name, r.tags.size());
+        if (added)
+          r.tags.push_back(t);
+        else if (t.confidence > r.tags[it->second].confidence)
+          r.tags[it->second].confidence = t.confidence;
+      }
+    std::stable_sort(r.tags.begin(), r.tags.end(),
+                     [](const auto& a, const auto& b) { return a.confidence > b.confidence; });
+  };
+  auto deliver_encoded = [&] {
+    while (!pending.empty() &&
+           pending.front().encoded == pending.front().w->result.encoder_frames) {
+      std::unique_ptr<Work> w = std::move(pending.front().w);
+      pending.pop_front();
+      finish_encoded(w->result);
       deliver(std::move(w));
     }
+  };
+  // With `run_encoder` false (stopping), the rest is written without embeddings: those assets
+  // stay incomplete for the encoder and the next run encodes them.
+  auto encode_pending = [&](bool run_encoder) {
+    const size_t batch = size_t(std::max(1, opt.batch_size));
+    while (run_encoder && fatal.ok() && pending_frames > 0) {
+      Status st = encode_frames(std::min(batch, pending_frames));
+      if (!st.ok()) fatal = st;
+      deliver_encoded();
+    }
+    while (!pending.empty()) {
+      std::unique_ptr<Work> w = std::move(pending.front().w);
+      pending.pop_front();
+      w->result.encoder_input = {};
+      w->result.frame_embeddings = {};
+      w->result.frame_tags = {};
+      deliver(std::move(w));
+    }
+    pending_frames = 0;
   };
 
   // The text tower, loaded at the first new document (most runs have none).
@@ -533,9 +739,14 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       }
       if (doc_encoder) r.embedding = EmbedDocument(doc_encoder, *r.document);
     }
-    if (opt.encoder && !r.encoder_input.empty()) {
-      pending.push_back(std::move(owned));
-      if (pending.size() >= static_cast<size_t>(std::max(1, opt.batch_size))) encode_pending(true);
+    if (opt.encoder && r.encoder_frames > 0) {
+      pending_frames += size_t(r.encoder_frames);
+      pending.push_back({std::move(owned), 0});
+      const size_t batch = size_t(std::max(1, opt.batch_size));
+      while (fatal.ok() && pending_frames >= batch) {
+        if (Status st = encode_frames(batch); !st.ok()) fatal = st;
+        deliver_encoded();
+      }
       return;
     }
     deliver(std::move(owned));

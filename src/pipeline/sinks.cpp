@@ -5,6 +5,8 @@
 #include "lumen/meta/xmp_sidecar.h"
 #include "lumen/util/log.h"
 
+#include <unordered_set>
+
 #include "lumen/util/json.h"
 #include "lumen/util/profile.h"
 
@@ -44,6 +46,22 @@ Status CatalogSink::Accept(const ItemResult& r) {
       if (!id.ok()) return id.status();
       if (r.document && !producers_.document.empty())
         LUMEN_RETURN_IF_ERROR(catalog_->PutDocument(*id, producers_.document, *r.document));
+      if (r.video && !producers_.video.empty()) {
+        LUMEN_RETURN_IF_ERROR(catalog_->PutVideo(*id, producers_.video, *r.video));
+        if (!r.frame_embeddings.empty() && !producers_.embedding.empty()) {
+          std::vector<double> times;
+          for (const auto& k : r.video->key_frames) times.push_back(k.time);
+          const int dim = int(r.frame_embeddings.size() / std::max<size_t>(1, times.size()));
+          LUMEN_RETURN_IF_ERROR(catalog_->PutFrameEmbeddings(*id, producers_.embedding, times,
+                                                             r.frame_embeddings, dim));
+        }
+        if (r.tag_terms && !producers_.tags.empty()) {
+          std::vector<std::tuple<int, std::string, float>> rows;
+          for (size_t f = 0; f < r.frame_tags.size(); ++f)
+            for (const auto& t : r.frame_tags[f]) rows.emplace_back(int(f), t.name, t.confidence);
+          LUMEN_RETURN_IF_ERROR(catalog_->PutFrameTags(*id, producers_.tags, rows));
+        }
+      }
       const std::string& embedder =
           r.document ? producers_.document_embedding : producers_.embedding;
       if (!r.embedding.empty() && !embedder.empty())
@@ -196,6 +214,52 @@ nlohmann::json ToRecord(const ItemResult& r) {
                      {"needs_render", r.document->needs_render},
                      {"truncated", r.document->truncated},
                      {"text", r.document->text}};
+  }
+  if (r.video) {
+    const VideoRecord& v = *r.video;
+    const video::VideoTrack& t = v.probe.video.front();
+    j["media"] = "video";
+    j["duration"] = v.probe.duration;
+    nlohmann::json probe = video::ProbeJson(v.probe);
+    nlohmann::json vj = probe["video"][0];
+    vj["container"] = v.probe.container;
+    vj["bit_rate"] = v.probe.bit_rate;
+    vj["interlaced"] = v.interlaced;
+    vj["frames_decoded"] = v.frames;
+    vj["damaged"] = v.damaged;
+    vj["poster_time"] = v.poster_time;
+    vj["poster_has_content"] = v.poster_content;
+    vj["audio"] = probe["audio"];
+    vj["subtitles"] = probe["subtitles"];
+    vj["display_width"] = t.rotation % 180 ? t.height : t.width;
+    vj["display_height"] = t.rotation % 180 ? t.width : t.height;
+    j["video"] = std::move(vj);
+    nlohmann::json shots = nlohmann::json::array();
+    for (size_t i = 0; i < v.shots.size(); ++i) {
+      nlohmann::json shot = {{"start", v.shots[i].start}, {"end", v.shots[i].end}};
+      nlohmann::json frames = nlohmann::json::array(), tags = nlohmann::json::array();
+      std::vector<const ItemResult::ItemTag*> best;
+      for (size_t f = 0; f < v.key_frames.size(); ++f) {
+        if (v.key_frames[f].shot != int(i)) continue;
+        frames.push_back({{"t", v.key_frames[f].time},
+                          {"phash", Hex64(v.key_frames[f].hashes.phash)},
+                          {"dhash", Hex64(v.key_frames[f].hashes.dhash)}});
+        if (f < r.frame_tags.size())
+          for (const auto& t : r.frame_tags[f]) best.push_back(&t);
+      }
+      std::stable_sort(best.begin(), best.end(),
+                       [](auto* a, auto* b) { return a->confidence > b->confidence; });
+      std::unordered_set<std::string> seen;
+      for (auto* t : best)
+        if (seen.insert(t->name).second)
+          tags.push_back({{"name", t->name}, {"confidence", t->confidence}});
+      shot["key_frames"] = std::move(frames);
+      shot["tags"] = std::move(tags);
+      shots.push_back(std::move(shot));
+    }
+    j["shots"] = std::move(shots);
+  } else {
+    j["media"] = MediaKindName(r.kind);
   }
   if (!r.embedding.empty()) j["embedding"] = r.embedding;
   if (!r.tags.empty()) {

@@ -3,9 +3,11 @@
 //   scan (serial) -> read once -> hash -> [known asset? done] -> kind from the content
 //     photo:    EXIF/XMP -> decode reduced -> thumbnail + perceptual hashes + model input
 //     document: text and the document's own metadata (doc/document.h), bounded
+//     video:    one streaming pass (video/analyze.h): hash, probe, shots, key frames, poster
+//               -> thumbnail (the poster) + key frames' perceptual hashes and model inputs
 //     (parallel, all cores)
-//     -> image encoder (photos, batched) / text tower (documents) -> sinks: catalog writer,
-//        JSON records (serial, batched transactions)
+//     -> image encoder (frames of photos and videos, in full batches) / text tower (documents)
+//     -> sinks: catalog writer, JSON records (serial, batched transactions)
 //
 // Bounded: at most `tokens` items are in flight and the file bytes held in memory are capped by
 // `memory_budget`, whatever the number of files. Every item carries its own outcome; a file that
@@ -37,6 +39,7 @@
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
 #include "lumen/util/status.h"
+#include "lumen/video/analyze.h"
 
 namespace lumen {
 
@@ -57,6 +60,7 @@ struct ItemResult {
   Format format = Format::kUnknown;        // a photo's
   std::string format_name;                 // "jpeg", "pdf", "docx", ...
   std::optional<DocumentRecord> document;  // a document's text and metadata
+  std::optional<VideoRecord> video;        // a video's probe, shots and key frames
   int width = 0, height = 0;
   std::string colorspace;
   bool has_alpha = false;
@@ -64,14 +68,22 @@ struct ItemResult {
   std::optional<Thumbnail> thumbnail;
   std::optional<PerceptualHashes> hashes;
   std::optional<Image> model_input;
-  std::vector<float> encoder_input;  // preprocessed for the image encoder (freed once encoded)
-  std::vector<float> embedding;      // L2-normalised, when an encoder ran (image or text tower)
+  // Preprocessed for the image encoder (freed once encoded): `encoder_frames` inputs, one for a
+  // photo, one per key frame for a video.
+  std::vector<float> encoder_input;
+  int encoder_frames = 0;
+  // L2-normalised, when an encoder ran (image or text tower); a video's is its key frames' mean.
+  std::vector<float> embedding;
+  std::vector<float> frame_embeddings;  // a video's key frames' (frames x dim)
   struct ItemTag {
     std::string name, category, path;  // path: "animal > dog > retriever" (WordNet terms)
     float confidence = 0;
   };
-  std::vector<ItemTag> tags;  // zero-shot tags, most confident first, when a bank is loaded
-  size_t tag_terms = 0;       // bank rows the tags were scored against (0: not scored)
+  // Zero-shot tags, most confident first, when a bank is loaded; a video's are each term's best
+  // over its key frames, and `frame_tags` are the key frames' own.
+  std::vector<ItemTag> tags;
+  std::vector<std::vector<ItemTag>> frame_tags;
+  size_t tag_terms = 0;  // bank rows the tags were scored against (0: not scored)
 };
 
 // Consumers of finished items, called from one thread in completion order.
@@ -115,6 +127,9 @@ struct PipelineOptions {
   // The text tower that embeds documents into the image encoder's space (so text search finds
   // them), loaded on the first document only; may return null (no text tower: no embedding).
   std::function<ml::TextEncoder*()> document_encoder;
+  // Videos (MP4, MOV, MKV, AVI, ...): analysed in one pass (video/analyze.h); off: skipped.
+  bool videos = true;
+  video::AnalyzeOptions video;
   DecodeLimits limits;
   // Set with `limits` (cli_util.h, InputLimits): one default for every command.
   uint64_t max_file_bytes = DecodeLimits{}.max_file_bytes;

@@ -355,6 +355,14 @@ int RunStats(const Options& o) {
   j["assets"] = count("SELECT COUNT(*) FROM assets");
   j["photos"] = count("SELECT COUNT(*) FROM assets WHERE kind='photo'");
   j["documents"] = count("SELECT COUNT(*) FROM assets WHERE kind='document'");
+  j["videos"] = count("SELECT COUNT(*) FROM assets WHERE kind='video'");
+  {
+    auto s = sql::Prepare(db,
+                          "SELECT COALESCE(SUM(d),0) FROM (SELECT MAX(duration) d FROM videos "
+                          "GROUP BY asset_id)");
+    Status e;
+    j["video_seconds"] = s.ok() && s->Step(&e) ? s->Double(0) : 0.0;
+  }
   j["thumbnails"] = count("SELECT COUNT(*) FROM thumbnails");
   for (const char* st : {"ok", "failed", "skipped", "missing"}) {
     auto s = sql::Prepare(db, "SELECT COUNT(*) FROM locations WHERE state=?");
@@ -374,9 +382,11 @@ int RunStats(const Options& o) {
     return kExitOk;
   }
   std::printf("catalog   %s (schema v%d)\n", (*c)->path().c_str(), j["schema_version"].get<int>());
-  std::printf("assets    %lld distinct (%lld photos, %lld documents)\n",
+  std::printf("assets    %lld distinct (%lld photos, %lld videos of %.1f h, %lld documents)\n",
               static_cast<long long>(j["assets"].get<int64_t>()),
               static_cast<long long>(j["photos"].get<int64_t>()),
+              static_cast<long long>(j["videos"].get<int64_t>()),
+              j["video_seconds"].get<double>() / 3600,
               static_cast<long long>(j["documents"].get<int64_t>()));
   std::printf("locations %lld ok, %lld failed, %lld skipped, %lld missing\n",
               static_cast<long long>(j["locations"]["ok"].get<int64_t>()),

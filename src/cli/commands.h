@@ -116,6 +116,7 @@ struct Options {
   std::string query;
   int top = 20;
   std::string folder, camera, date_from, date_to, tag;
+  std::string media;  // photo | video | document; "" any
   bool full = false;
   // process
   std::string format = "jsonl";

@@ -321,12 +321,17 @@ int main(int argc, char** argv) {
     c->add_option("--from", o.date_from, "only images captured on or after this date (YYYY-MM-DD)");
     c->add_option("--to", o.date_to, "only images captured on or before this date (YYYY-MM-DD)");
     c->add_option("--tag", o.tag, "only images with this tag (lumen index --tags)");
+    c->add_option("--media", o.media, "only photos, videos or documents")
+        ->check(CLI::IsMember({"photo", "video", "document"}));
   };
-  auto* search = app.add_subcommand("search", "find images by a text description");
+  auto* search = app.add_subcommand(
+      "search", "find photos, video moments and documents by a text description");
   search->add_option("text", o.query, "what to look for")->required();
   add_search(search);
-  auto* similar = app.add_subcommand("similar", "find images that look like an image");
-  similar->add_option("image", o.query, "an image file, or a content hash from the catalog")
+  auto* similar = app.add_subcommand(
+      "similar", "find photos and video moments that look like an image or a video");
+  similar
+      ->add_option("image", o.query, "an image or video file, or a content hash from the catalog")
       ->required();
   add_search(similar);
 

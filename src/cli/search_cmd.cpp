@@ -41,6 +41,13 @@
 namespace lumen::cli {
 
 namespace {
+// "00:01:23.4": a moment in a video.
+std::string Timecode(double t) {
+  const int64_t tenths = std::llround(std::max(0.0, t) * 10);
+  return fmt::format("{:02}:{:02}:{:02}.{}", tenths / 36000, tenths / 600 % 60, tenths / 10 % 60,
+                     tenths % 10);
+}
+
 // Which model a search uses: --model, or the catalog's only model when it is an installed
 // registry model. Errors say what the catalog has.
 Result<std::string> SearchModelPath(const Options& o, Catalog& cat) {
@@ -98,6 +105,11 @@ int RunSearch(const Options& o, bool similar) {
         model_id, have)));
   }
 
+  // Video moments: every key frame's embedding, so that a hit in a video names its moment.
+  FlatIndex frames(cfg.embed_dim());
+  std::vector<std::pair<int64_t, double>> frame_at;
+  if (Status st = cat.LoadFrameEmbeddings(model_id, &frames, &frame_at); !st.ok()) return fail(st);
+
   std::vector<float> q(size_t(cfg.embed_dim()));
   int64_t exclude = -1;
   float scale = 1, bias = 0;
@@ -116,11 +128,10 @@ int RunSearch(const Options& o, bool similar) {
     std::error_code ec;
     const bool is_file = std::filesystem::is_regular_file(query, ec);
     if (is_file) {
-      auto opened = OpenFile(query);
-      if (!opened.ok()) return fail(opened.status());
-      std::vector<uint8_t> bytes;
-      if (Status st = ReadAll(*opened, &bytes); !st.ok()) return fail(st);
-      hash = HashBytes(bytes.data(), bytes.size());
+      // Streamed: a video is never read into memory whole.
+      auto h = HashFile(std::filesystem::canonical(query, ec).string(), nullptr);
+      if (!h.ok()) return fail(h.status());
+      hash = *h;
     } else if (!hash) {
       return fail(Status::NotFound(fmt::format("{}: neither a file nor a content hash", query)));
     }
@@ -138,9 +149,23 @@ int RunSearch(const Options& o, bool similar) {
       if (!enc.ok()) return fail(enc.status());
       p.encoder = std::move(enc.value());
       ItemResult r = ProcessFile(AbsolutePath(query), p, nullptr, nullptr);
-      if (r.outcome != ItemResult::Outcome::kNew) return fail(r.status);
-      if (Status st = p.encoder->Encode(r.encoder_input.data(), 1, q.data()); !st.ok())
+      if (r.outcome != ItemResult::Outcome::kNew)
+        return fail(Status(r.status.code(), fmt::format("{}: {}", query, r.status.message())));
+      if (r.encoder_frames == 0)
+        return fail(Status::Unsupported(fmt::format("{}: not an image or a video", query)));
+      // A video: the mean of its key frames, as the catalog keeps it.
+      std::vector<float> all(size_t(r.encoder_frames) * q.size());
+      if (Status st = p.encoder->Encode(r.encoder_input.data(), r.encoder_frames, all.data());
+          !st.ok())
         return fail(st);
+      double norm = 0;
+      for (size_t i = 0; i < q.size(); ++i) {
+        float v = 0;
+        for (int f = 0; f < r.encoder_frames; ++f) v += all[size_t(f) * q.size() + i];
+        q[i] = v;
+        norm += double(v) * v;
+      }
+      for (float& v : q) v = norm > 0 ? float(v / std::sqrt(norm)) : 0.0f;
     } else {
       return fail(Status::NotFound(
           fmt::format("content hash {} has no embedding from {} in the catalog", query, model_id)));
@@ -148,8 +173,12 @@ int RunSearch(const Options& o, bool similar) {
   }
 
   std::unordered_set<int64_t> allowed;
-  Catalog::AssetFilter filter{o.folder.empty() ? "" : AbsolutePath(o.folder), o.camera, o.date_from,
-                              o.date_to, o.tag};
+  Catalog::AssetFilter filter{o.folder.empty() ? "" : AbsolutePath(o.folder),
+                              o.camera,
+                              o.date_from,
+                              o.date_to,
+                              o.tag,
+                              o.media};
   const bool filtered = !filter.empty();
   if (filtered) {
     auto f = cat.FilterAssets(filter);
@@ -174,6 +203,31 @@ int RunSearch(const Options& o, bool similar) {
   } else {
     hits = index.Search(q.data(), static_cast<size_t>(o.top), keep);
   }
+  // Photos and video moments ranked together: a video scores its best key frame (or its pooled
+  // embedding, when that is higher), and names that frame's time.
+  std::unordered_map<int64_t, double> moment;
+  if (frames.size() > 0) {
+    const size_t want = static_cast<size_t>(o.top) * 4 + 32;
+    std::unordered_map<int64_t, Hit> best;
+    for (const Hit& h : frames.Search(q.data(), want,
+                                      [&](int64_t f) { return keep(frame_at[size_t(f)].first); })) {
+      const auto [asset, t] = frame_at[size_t(h.id)];
+      auto [it, added] = best.emplace(asset, Hit{asset, h.cosine});
+      if (added || h.cosine > it->second.cosine) {
+        it->second.cosine = h.cosine;
+        moment[asset] = t;
+      }
+    }
+    for (Hit& h : hits)
+      if (auto it = best.find(h.id); it != best.end()) {
+        h.cosine = std::max(h.cosine, it->second.cosine);
+        best.erase(it);
+      }
+    for (const auto& [asset, h] : best) hits.push_back(h);
+    std::stable_sort(hits.begin(), hits.end(),
+                     [](const Hit& a, const Hit& b) { return a.cosine > b.cosine; });
+    if (hits.size() > static_cast<size_t>(o.top)) hits.resize(static_cast<size_t>(o.top));
+  }
 
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < hits.size(); ++i) {
@@ -184,7 +238,12 @@ int RunSearch(const Options& o, bool similar) {
                      {"content_hash", a->hash.Hex()},
                      {"cosine", hits[i].cosine},
                      {"captured_at", a->captured_at ? nlohmann::json(*a->captured_at) : nullptr},
-                     {"camera", a->camera ? nlohmann::json(*a->camera) : nullptr}};
+                     {"camera", a->camera ? nlohmann::json(*a->camera) : nullptr},
+                     {"media", MediaKindName(a->kind)}};
+    if (auto m = moment.find(hits[i].id); m != moment.end()) {
+      j["t"] = m->second;
+      j["moment"] = Timecode(m->second);
+    }
     // SigLIP: the model's own match probability; CLIP: its scaled logit.
     if (!similar)
       j["score"] = sigmoid ? 1.0 / (1.0 + std::exp(-(scale * hits[i].cosine + bias)))
@@ -195,12 +254,14 @@ int RunSearch(const Options& o, bool similar) {
     std::puts(json::Dump(out, 2).c_str());
     return kExitOk;
   }
-  if (out.empty()) std::printf("no matching images\n");
+  if (out.empty()) std::printf("no matches\n");
   for (const auto& j : out) {
     std::string score =
         j.contains("score") ? fmt::format("score {:.4f}  ", j["score"].get<double>()) : "";
-    std::printf("%3d  %scos %.4f  %s\n", j["rank"].get<int>(), score.c_str(),
-                j["cosine"].get<double>(), log::Printable(j["path"].get<std::string>()).c_str());
+    const std::string at = j.contains("moment") ? " @ " + j["moment"].get<std::string>() : "";
+    std::printf("%3d  %scos %.4f  %s%s\n", j["rank"].get<int>(), score.c_str(),
+                j["cosine"].get<double>(), log::Printable(j["path"].get<std::string>()).c_str(),
+                at.c_str());
   }
   return kExitOk;
 }

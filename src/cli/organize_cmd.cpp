@@ -326,7 +326,7 @@ int RunOrganize(const Options& o, const char* argv0) {
     return kExitError;
   }
   std::vector<organize::Source> sources;
-  for (const auto& p : placed) sources.push_back({p.path, p.identity, p.hash, FieldsOf(p)});
+  for (const auto& p : placed) sources.push_back({p.path, p.identity, p.hash, FieldsOf(p), p.kind});
   organize::PlanOptions po;
   po.dest = dest;
   po.mode = mode;

@@ -176,7 +176,8 @@ void AddDirs(const std::set<std::string>& dirs, Plan* plan, RealDirs* real) {
 }  // namespace
 
 bool IsCompanionExtension(std::string_view ext) {
-  return ext == "xmp" || ext == "aae" || ext == "mov" || ext == "mp4" || IsRaw(ext);
+  return ext == "xmp" || ext == "aae" || ext == "mov" || ext == "mp4" || ext == "thm" ||
+         ext == "srt" || ext == "lrv" || IsRaw(ext);
 }
 
 Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
@@ -208,16 +209,22 @@ Result<Plan> PlanOrganize(const std::vector<Source>& in, const Template& tmpl,
     }
     std::sort(sources.begin(), sources.end(), by_path);
   }
-  // A RAW file beside a JPEG/HEIC of the same stem travels as that photo's companion.
+  // A RAW file beside a JPEG/HEIC of the same stem travels as that photo's companion, and so
+  // does a live photo's video (IMG_0001.MOV beside IMG_0001.HEIC), though it is an asset itself.
+  auto follows = [](const Source* s) {
+    const std::string ext = Lower(SplitExt(Base(s->path)).second);
+    return IsRaw(ext) || (s->kind == MediaKind::kVideo && (ext == "mov" || ext == "mp4"));
+  };
   std::set<std::string> primary_keys, demoted;
   for (const Source* s : sources) {
     auto [stem, ext] = SplitExt(Base(s->path));
-    if (!IsRaw(Lower(ext))) primary_keys.insert(Parent(s->path) + "/" + Lower(stem));
+    if (!follows(s) && s->kind == MediaKind::kPhoto)
+      primary_keys.insert(Parent(s->path) + "/" + Lower(stem));
   }
   std::unordered_set<std::string> is_source;
   for (const Source* s : sources) {
     auto [stem, ext] = SplitExt(Base(s->path));
-    if (IsRaw(Lower(ext)) && primary_keys.count(Parent(s->path) + "/" + Lower(stem)))
+    if (follows(s) && primary_keys.count(Parent(s->path) + "/" + Lower(stem)))
       demoted.insert(s->path);
     else
       is_source.insert(s->path);

@@ -80,8 +80,10 @@ class Organize(Base):
         os.makedirs(os.path.join(self.src, "camera"))
         a = picture(os.path.join(self.src, "phone", "IMG_0001.jpg"), 320, 240, seed=1)
         exif_date(a, "2021:07:04 10:00:00", "Apple", "iPhone 12")
-        with open(os.path.join(self.src, "phone", "IMG_0001.MOV"), "wb") as f:
-            f.write(b"live photo video " * 100)
+        # A live photo's video: an asset of its own (a video), travelling with its photo.
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "testsrc2=size=320x240:rate=30:duration=0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                        "-f", "mov", os.path.join(self.src, "phone", "IMG_0001.MOV")], check=True)
         with open(os.path.join(self.src, "phone", "IMG_0001.AAE"), "wb") as f:
             f.write(b"<plist/>")
         b = picture(os.path.join(self.src, "camera", "DSC_0002.JPG"), 320, 240, seed=2)

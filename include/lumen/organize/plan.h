@@ -11,17 +11,19 @@
 #include "lumen/catalog/journal.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
+#include "lumen/io/magic.h"
 #include "lumen/organize/template.h"
 #include "lumen/util/status.h"
 
 namespace lumen::organize {
 
-// One photo to place, as the catalog knows it.
+// One photo, video or document to place, as the catalog knows it.
 struct Source {
   std::string path;  // absolute
   FileIdentity id;   // as indexed
   Hash128 hash;
   Fields fields;  // name/stem/ext/hash8 are filled in by the planner
+  MediaKind kind = MediaKind::kPhoto;
 };
 
 struct PlanOptions {

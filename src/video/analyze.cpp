@@ -359,8 +359,9 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
       const AVCodecParameters* par = f->streams[index]->codecpar;
       if (par->width <= 0 || par->height <= 0 ||
           uint64_t(par->width) * uint64_t(par->height) > options.max_pixels)
-        return Status::TooLarge(fmt::format("{}: {}x{} frames, above the limit of {} pixels", path,
-                                            par->width, par->height, options.max_pixels));
+        return Status::TooLarge(
+            fmt::format("{}: {}x{} frames, above the limit of {:.1f} megapixels", path, par->width,
+                        par->height, double(options.max_pixels) / 1e6));
     }
   }
   auto opened_dec = OpenVideoDecoder(f, path, options.threads, &index);

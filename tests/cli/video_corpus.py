@@ -103,7 +103,7 @@ def make(photos, dest):
     path = os.path.join(dest, "fades.mp4")
     _ffmpeg(inputs + ["-filter_complex", graph, "-map", "[v]"] + X264 + [path])
     fades = [2.4, 4.8]  # the black between the shots
-    truth["fades"] = {"path": path, "cuts": [], "fades": fades, "dissolves": [6.7], "duration": 8.2}
+    truth["fades"] = {"path": path, "cuts": [], "fades": fades, "dissolves": [6.7], "duration": 8.6}
     # Interlaced: 50 fields/s woven into 25 frames/s with cuts between fields (the frame after the
     # cut has one field of each shot), stored as interlaced H.264 with top field first.
     frames = [51, 31, 75, 41, 61]

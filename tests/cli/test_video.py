@@ -1,0 +1,286 @@
+"""End-to-end tests of videos as a media kind (issue 18): lumen index/process find videos by their
+content, hash them while they are decoded once, record the probe, shots, key frames and poster,
+search and `similar` name the moment inside a video, reruns are incremental, and every bad input
+is recorded with a reason while the run goes on.
+
+The clips are made here with the ffmpeg tool from real photos (tests/cli/video_corpus.py, with
+known cut times), and the real videos come from Debian packages (scripts/fetch-photos.sh videos).
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import video_corpus
+from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, run, states
+
+FFMPEG = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+
+
+def ffmpeg(*args):
+    subprocess.run(FFMPEG + list(args), check=True)
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def records(p):
+    return {os.path.basename(r["file_path"]): r for r in map(json.loads, p.stdout.decode().splitlines())}
+
+
+def photos(tmp):
+    dest = os.path.join(tmp, "photos")
+    subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "test", dest], check=True)
+    return [os.path.join(r, f) for r, _, fs in os.walk(dest) for f in fs if f.lower().endswith(".jpg")]
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="lumen-video-")
+        self.lib = os.path.join(self.tmp, "lib")
+        os.makedirs(self.lib)
+        self.catalog = os.path.join(self.tmp, "cat", "catalog.db")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def index(self, *extra, check=None):
+        return run("index", self.lib, "--catalog", self.catalog, *extra, check=check)
+
+
+class Shots(Base):
+    def test_cut_times_fades_flashes_interlacing_and_vfr_against_the_truth(self):
+        truth = video_corpus.make(photos(self.tmp), self.lib)
+        p = run("process", self.lib, "--no-thumbnail", "--quiet", check=EXIT_OK)
+        recs = records(p)
+        frame = 1 / video_corpus.FPS
+        tp = fp = fn = 0
+        for name, t in truth.items():
+            r = recs[os.path.basename(t["path"])]
+            self.assertEqual(r["media"], "video", name)
+            self.assertAlmostEqual(r["duration"], t["duration"], delta=0.1)
+            starts = [s["start"] for s in r["shots"]]
+            self.assertEqual(starts[0], 0, name)
+            found = starts[1:]
+            if t["cuts"]:
+                a, b, c = video_corpus.score(found, t["cuts"], frame)
+                tp, fp, fn = tp + a, fp + b, fn + c
+                self.assertEqual(b, 0, f"{name}: a cut where there is none: {found} vs {t['cuts']}")
+            if name == "vfr":  # pts times: exact, though frame number / rate is not
+                for x in t["cuts"]:
+                    self.assertTrue(any(abs(x - y) < frame / 2 for y in found), (x, found))
+            if name == "interlaced":  # one cut per cut, never two a field apart
+                self.assertEqual(len(found), len(t["cuts"]), found)
+            if name == "fades":
+                hit = [f for f in t["fades"] if any(abs(f - y) <= 0.45 for y in found)]
+                self.assertGreaterEqual(len(hit) / len(t["fades"]), 0.8, found)
+                self.assertTrue(any(abs(t["dissolves"][0] - y) <= 0.6 for y in found), found)
+                self.assertEqual(len(found), 3, found)
+            if name == "flash":
+                self.assertEqual(len(found), 2, found)  # the flashes are not cuts
+            # Key frames lie in their shots; the shots tile the video.
+            for s, nxt in zip(r["shots"], r["shots"][1:]):
+                self.assertAlmostEqual(s["end"], nxt["start"], places=6)
+            for s in r["shots"]:
+                for k in s["key_frames"]:
+                    self.assertGreaterEqual(k["t"], s["start"])
+                    self.assertLess(k["t"], s["end"])
+        f1 = 2 * tp / (2 * tp + fp + fn)
+        self.assertGreaterEqual(f1, 0.95, (tp, fp, fn))
+
+
+class Library(Base):
+    def test_real_videos_index_incrementally_with_probe_poster_and_shots(self):
+        real = os.path.join(self.tmp, "real")
+        subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "videos", real], check=True)
+        for f in os.listdir(real):
+            if not f.startswith("."):
+                shutil.copy(os.path.join(real, f), self.lib)
+        # A phone clip: HEVC in QuickTime with Apple's keys, portrait (rotated), AAC audio.
+        phone = os.path.join(self.lib, "IMG_0420.MOV")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=1.5", "-f", "lavfi", "-i",
+               "sine=duration=1.5", "-c:v", "libx265", "-x265-params", "log-level=none", "-tag:v", "hvc1",
+               "-c:a", "aac", "-metadata", "com.apple.quicktime.make=Apple",
+               "-metadata", "com.apple.quicktime.model=iPhone 15",
+               "-metadata", "com.apple.quicktime.creationdate=2024-05-01T12:20:30+0200",
+               "-metadata", "com.apple.quicktime.location.ISO6709=+48.8584+002.2945+035.000/",
+               "-movflags", "use_metadata_tags", "-f", "mov", phone)
+        p = self.index("--no-embedding", check=EXIT_OK)
+        self.assertIn(b"8 succeeded", p.stderr)
+        kinds = dict(db_rows(self.catalog, "SELECT kind, COUNT(*) FROM assets GROUP BY kind"))
+        self.assertEqual(kinds, {"video": 8})
+        rows = {os.path.basename(r[0].decode() if isinstance(r[0], bytes) else r[0]): r[1:] for r in db_rows(
+            self.catalog, "SELECT l.path, v.codec, v.duration, v.creation_time, "
+            "(SELECT COUNT(*) FROM video_shots s WHERE s.asset_id=v.asset_id), "
+            "(SELECT COUNT(*) FROM thumbnails t WHERE t.asset_id=v.asset_id) "
+            "FROM videos v JOIN locations l ON l.asset_id=v.asset_id")}
+        self.assertEqual(rows["Megamind.avi"][0], "mpeg4")
+        self.assertEqual(rows["Megamind.avi"][3], 4)  # four shots, as ffmpeg's scene score says
+        self.assertEqual(rows["vtest.avi"][3], 1)  # one fixed camera
+        self.assertEqual(rows["IMG_0420.MOV"][0], "hevc")
+        self.assertEqual(rows["IMG_0420.MOV"][2], "2024-05-01T12:20:30+0200")
+        for name, r in rows.items():
+            self.assertEqual(r[4], 1, name)  # a poster thumbnail for every video
+        meta = db_rows(self.catalog, "SELECT m.captured_at, m.utc_offset, m.camera_make, m.camera_model, "
+                       "m.gps_latitude FROM metadata m JOIN locations l ON l.asset_id=m.asset_id "
+                       "WHERE CAST(l.path AS TEXT) LIKE '%IMG_0420.MOV'")
+        self.assertEqual(meta, [("2024-05-01T12:20:30", "+02:00", "Apple", "iPhone 15", 48.8584)])
+        # Unchanged: nothing is read again.
+        p = self.index("--no-embedding", check=EXIT_OK)
+        self.assertIn(b"8 unchanged", p.stderr)
+        # process: the record of a video.
+        p = run("process", phone, "--quiet", check=EXIT_OK)
+        r = json.loads(p.stdout)
+        self.assertEqual((r["media"], r["kind"], r["format"]), ("video", "video", "mp4"))
+        self.assertAlmostEqual(r["duration"], 1.5, delta=0.05)
+        v = r["video"]
+        self.assertEqual((v["codec"], v["width"], v["height"], v["rotation"]), ("hevc", 640, 360, 0))
+        self.assertEqual(v["audio"][0]["codec"], "aac")
+        self.assertFalse(v["vfr"])
+        self.assertEqual(r["exif"]["captured_at"], "2024-05-01T12:20:30+02:00")
+        self.assertAlmostEqual(r["exif"]["gps_longitude"], 2.2945)
+        self.assertTrue(r["thumbnail"])
+        self.assertEqual(len(r["shots"]), 1)
+
+    def test_bad_videos_are_recorded_with_reasons_and_the_run_goes_on(self):
+        good = os.path.join(self.lib, "good.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4", "-c:v", "libx264", "-g", "25",
+               "-pix_fmt", "yuv420p", good)
+        data = read(good)
+        write(os.path.join(self.lib, "zero.mp4"), b"")
+        # Truncated: the first half, before the moov box cameras write at the end.
+        write(os.path.join(self.lib, "truncated.mp4"), data[: len(data) // 2])
+        write(os.path.join(self.lib, "random.mkv"), os.urandom(200_000))
+        write(os.path.join(self.lib, "notes.mov"), "a text file, not a movie\n" * 50)
+        # Corrupt frames in the middle: garbage over a stretch of the media data.
+        broken = bytearray(data)
+        mid = len(broken) // 2
+        broken[mid:mid + 4000] = os.urandom(4000)
+        write(os.path.join(self.lib, "damaged.mp4"), bytes(broken))
+        # Absurd dimensions: an MJPEG AVI whose headers and JPEG frames claim 12000x12000.
+        huge = os.path.join(self.tmp, "huge.avi")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5:duration=1", "-c:v", "mjpeg", huge)
+        b = bytearray(read(huge))
+        at = b.find(b"\xff\xc0")
+        while at >= 0:
+            b[at + 5:at + 9] = (12000).to_bytes(2, "big") * 2
+            at = b.find(b"\xff\xc0", at + 2)
+        for box, off in ((b"avih", 40), (b"strf", 12)):  # dwWidth/dwHeight, biWidth/biHeight
+            at = b.find(box)
+            b[at + off:at + off + 8] = (12000).to_bytes(4, "little") * 2
+        write(os.path.join(self.lib, "huge.avi"), bytes(b))
+        # A FIFO and /dev/zero behind a link named like videos.
+        os.mkfifo(os.path.join(self.lib, "pipe.mp4"))
+        os.symlink("/dev/zero", os.path.join(self.lib, "zero-link.mkv"))
+        # A very long file: two hours, tiny frames.
+        ffmpeg("-f", "lavfi", "-i", "color=gray:size=32x32:rate=1:duration=7200", "-c:v", "libx264",
+               "-preset", "ultrafast", "-g", "600", os.path.join(self.lib, "long.mkv"))
+        # An audio file in MP4 (m4a): not lumen's.
+        ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", os.path.join(self.lib, "voice.m4a"))
+        # A file that grows while it is read (a recording in progress).
+        growing = os.path.join(self.lib, "growing.mp4")
+        write(growing, data)
+        stop = threading.Event()
+
+        def grow():
+            with open(growing, "ab") as f:
+                while not stop.is_set():
+                    f.write(b"\0" * 65536)
+                    f.flush()
+                    time.sleep(0.002)
+
+        writer = threading.Thread(target=grow)
+        writer.start()
+        try:
+            t0 = time.monotonic()
+            p = self.index("--no-embedding", check=EXIT_SOME_FAILED)
+            elapsed = time.monotonic() - t0
+        finally:
+            stop.set()
+            writer.join()
+        self.assertLess(elapsed, 120)
+        st = {os.path.basename(k.decode()): v[0] for k, v in states(self.catalog).items()}
+        reason = dict((os.path.basename(r[0].decode() if isinstance(r[0], bytes) else r[0]), r[1] or "")
+                      for r in db_rows(self.catalog, "SELECT path, reason FROM locations"))
+        for name in ("good.mp4", "damaged.mp4", "long.mkv"):
+            self.assertEqual(st[name], "ok", (name, reason.get(name)))
+        for name in ("zero.mp4", "truncated.mp4", "random.mkv", "notes.mov", "huge.avi", "growing.mp4"):
+            self.assertEqual(st[name], "failed", (name, reason.get(name)))
+            self.assertTrue(reason[name], name)
+        self.assertIn("empty", reason["zero.mp4"])
+        self.assertIn("not a video", reason["notes.mov"])
+        self.assertIn("text", reason["notes.mov"])
+        self.assertIn("changed while it was read", reason["growing.mp4"])
+        self.assertIn("12000x12000 frames, above the limit", reason["huge.avi"])
+        self.assertEqual(st["voice.m4a"], "skipped")
+        # The FIFO and the link are never opened as videos.
+        self.assertNotEqual(st.get("pipe.mp4"), "ok")
+        self.assertNotEqual(st.get("zero-link.mkv"), "ok")
+        damaged, = db_rows(self.catalog, "SELECT v.damaged FROM videos v JOIN locations l ON "
+                           "l.asset_id=v.asset_id WHERE CAST(l.path AS TEXT) LIKE '%damaged.mp4'")
+        self.assertGreater(damaged[0], 0)
+        long, = db_rows(self.catalog, "SELECT v.duration, (SELECT COUNT(*) FROM video_frames f WHERE "
+                        "f.asset_id=v.asset_id) FROM videos v JOIN locations l ON l.asset_id=v.asset_id "
+                        "WHERE CAST(l.path AS TEXT) LIKE '%long.mkv'")
+        self.assertAlmostEqual(long[0], 7200, delta=1)
+        self.assertLessEqual(long[1], 32)
+
+
+class Search(Base):
+    def test_a_still_from_a_shot_is_found_at_that_video_and_that_shot(self):
+        model = os.path.join(self.tmp, "siglip-tiny")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), model, "siglip",
+                        "4"], check=True)
+        pics = sorted(photos(self.tmp))
+        frames = [50, 40, 60, 45]
+        clip = os.path.join(self.lib, "trip.mp4")
+        video_corpus._concat(pics[:4], frames, clip, video_corpus.X264)
+        for i, pic in enumerate(pics[6:10]):  # photos too: they rank with the moments
+            shutil.copy(pic, os.path.join(self.lib, f"photo{i}.jpg"))
+        self.index("--model", model, check=EXIT_OK)
+        n, = db_rows(self.catalog, "SELECT COUNT(*) FROM frame_embeddings")
+        self.assertGreaterEqual(n[0], 4)
+        cuts = [0] + [sum(frames[:i + 1]) / video_corpus.FPS for i in range(len(frames))]
+        for shot in (1, 3):
+            # A still exported at the moment lumen keeps for that shot (its key frame): found at
+            # that video, within that shot.
+            (t,), = db_rows(self.catalog, "SELECT t FROM video_frames WHERE shot=? ORDER BY idx LIMIT 1", shot)
+            self.assertGreaterEqual(t, cuts[shot])
+            self.assertLess(t, cuts[shot + 1])
+            still = os.path.join(self.tmp, f"still{shot}.jpg")
+            ffmpeg("-ss", f"{t:.3f}", "-i", clip, "-frames:v", "1", "-q:v", "3", still)
+            p = run("similar", still, "--catalog", self.catalog, "--model", model, "--json", check=EXIT_OK)
+            hits = json.loads(p.stdout)
+            self.assertEqual(os.path.basename(hits[0]["path"]), "trip.mp4", hits[:3])
+            self.assertEqual(hits[0]["media"], "video")
+            self.assertGreaterEqual(hits[0]["t"], cuts[shot], (shot, hits[0]))
+            self.assertLess(hits[0]["t"], cuts[shot + 1], (shot, hits[0]))
+            self.assertEqual(len({h["path"] for h in hits}), len(hits))  # one hit per video
+            p = run("similar", still, "--catalog", self.catalog, "--model", model, check=EXIT_OK)
+            self.assertRegex(p.stdout.decode().splitlines()[0], r"trip\.mp4 @ 00:00:\d\d\.\d$")
+        p = run("search", "a photo", "--catalog", self.catalog, "--model", model, "--media", "photo", "--json",
+                check=EXIT_OK)
+        self.assertEqual({h["media"] for h in json.loads(p.stdout)}, {"photo"})
+        p = run("search", "a photo", "--catalog", self.catalog, "--model", model, "--media", "video", "--json",
+                check=EXIT_OK)
+        hits = json.loads(p.stdout)
+        self.assertEqual([os.path.basename(h["path"]) for h in hits], ["trip.mp4"])
+        self.assertIn("t", hits[0])
+        # The video as the query: its own pooled embedding; it is not its own hit.
+        p = run("similar", clip, "--catalog", self.catalog, "--model", model, "--json", check=EXIT_OK)
+        self.assertNotIn(clip, [h["path"] for h in json.loads(p.stdout)])
+
+
+if __name__ == "__main__":
+    unittest.main()

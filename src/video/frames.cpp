@@ -7,6 +7,8 @@ extern "C" {
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include <fmt/format.h>
@@ -151,18 +153,24 @@ Result<Image> FrameToRgb(const AVFrame* frame, int ow, int oh, bool one_field, S
     src[i] = frame->data[i];
     stride[i] = one_field ? frame->linesize[i] * 2 : frame->linesize[i];
   }
+  // swscale's vector code may write past the end of a row: it writes into a padded buffer of
+  // aligned rows (as libav allocates its own frames), copied out after.
+  const int px = hdr ? 6 : 3;
+  const int stride_bytes = (ow * px + 63) & ~63;
+  std::unique_ptr<uint8_t, void (*)(void*)> buf(
+      static_cast<uint8_t*>(av_malloc(size_t(stride_bytes) * size_t(oh + 1) + 64)), av_free);
+  if (!buf) return Status::Internal("out of memory");
+  uint8_t* dst[4] = {buf.get(), nullptr, nullptr, nullptr};
+  int dst_stride[4] = {stride_bytes, 0, 0, 0};
+  sws_scale(scale->get(), src, stride, 0, h, dst, dst_stride);
   Image rgb(ow, oh, 3);
   if (!hdr) {
-    uint8_t* dst[4] = {rgb.pixels.data(), nullptr, nullptr, nullptr};
-    int dst_stride[4] = {ow * 3, 0, 0, 0};
-    sws_scale(scale->get(), src, stride, 0, h, dst, dst_stride);
+    for (int y = 0; y < oh; ++y)
+      std::memcpy(rgb.row(y), buf.get() + size_t(y) * size_t(stride_bytes), size_t(ow) * 3);
     return rgb;
   }
-  std::vector<uint16_t> wide(size_t(ow) * size_t(oh) * 3);
-  uint8_t* dst[4] = {reinterpret_cast<uint8_t*>(wide.data()), nullptr, nullptr, nullptr};
-  int dst_stride[4] = {ow * 6, 0, 0, 0};
-  sws_scale(scale->get(), src, stride, 0, h, dst, dst_stride);
-  ToneMap(wide.data(), ow, oh, size_t(ow) * 3, frame->color_trc == AVCOL_TRC_SMPTE2084, &rgb);
+  ToneMap(reinterpret_cast<const uint16_t*>(buf.get()), ow, oh, size_t(stride_bytes) / 2,
+          frame->color_trc == AVCOL_TRC_SMPTE2084, &rgb);
   return rgb;
 }
 

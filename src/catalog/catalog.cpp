@@ -651,11 +651,13 @@ Status Catalog::PutVideo(int64_t asset, const std::string& producer, const Video
     del->Bind(1, asset).Bind(2, producer);
     LUMEN_RETURN_IF_ERROR(del->Run());
   }
-  // The signature: per sample, time (f32), flags (u32: 1 = masked), dHash (u64).
+  // The signature: per sample, time (f32), flags (u32: bit 0 masked, bits 8-31 the mean RGB),
+  // dHash (u64).
   std::vector<uint8_t> sig(v.signature.size() * 16);
   for (size_t i = 0; i < v.signature.size(); ++i) {
     const video::SignatureSample& x = v.signature[i];
-    const uint32_t flags = x.masked ? 1 : 0;
+    const uint32_t flags = (x.masked ? 1u : 0u) | uint32_t(x.rgb[0]) << 8 |
+                           uint32_t(x.rgb[1]) << 16 | uint32_t(x.rgb[2]) << 24;
     std::memcpy(&sig[i * 16], &x.time, 4);
     std::memcpy(&sig[i * 16 + 4], &flags, 4);
     std::memcpy(&sig[i * 16 + 8], &x.dhash, 8);
@@ -1165,6 +1167,71 @@ Status Catalog::LoadDupeItems(std::vector<dupes::Item>* out) {
     if (auto it = at.find(l->Int(0)); it != at.end()) {
       (*out)[it->second].paths.push_back(l->Blob(1));
       (*out)[it->second].mtimes.push_back(l->Int(2));
+    }
+  return st;
+}
+
+Status Catalog::LoadVideoDupeItems(std::vector<dupes::Item>* items,
+                                   std::vector<dupes::VideoItem>* videos) {
+  // One row per video asset with a current location: its newest analysis.
+  auto s = sql::Prepare(
+      db_.get(),
+      "SELECT a.id, a.size, COALESCE(a.format,''), COALESCE(a.width,0), COALESCE(a.height,0), "
+      "v.duration, v.codec, v.fps, v.probe, v.signature, m.captured_at FROM assets a "
+      "JOIN videos v ON v.asset_id=a.id AND v.rowid=(SELECT MAX(rowid) FROM videos w WHERE "
+      "w.asset_id=a.id) LEFT JOIN metadata m ON m.asset_id=a.id "
+      "WHERE a.kind='video' AND EXISTS(SELECT 1 FROM locations l WHERE l.asset_id=a.id AND "
+      "l.state='ok') GROUP BY a.id ORDER BY a.id");
+  if (!s.ok()) return s.status();
+  Status st;
+  std::unordered_map<int64_t, size_t> at;
+  while (s->Step(&st)) {
+    dupes::Item it;
+    it.asset = s->Int(0);
+    it.size = static_cast<uint64_t>(s->Int(1));
+    it.format = s->Text(2);
+    it.width = static_cast<int>(s->Int(3));
+    it.height = static_cast<int>(s->Int(4));
+    if (!s->IsNull(10)) it.captured = s->Text(10);
+    it.video = true;
+    dupes::VideoItem v;
+    v.item = items->size();
+    v.duration = s->Double(5);
+    v.codec = s->Text(6);
+    v.fps = s->Double(7);
+    v.width = it.width;
+    v.height = it.height;
+    auto probe = nlohmann::json::parse(s->Text(8), nullptr, false);
+    if (probe.is_object()) {
+      v.bit_rate = probe.value("bit_rate", int64_t(0));
+      v.audio = probe.contains("audio") && probe["audio"].is_array() && !probe["audio"].empty();
+    }
+    const std::string sig = s->Blob(9);
+    for (size_t o = 0; o + 16 <= sig.size(); o += 16) {
+      video::SignatureSample x;
+      uint32_t flags;
+      std::memcpy(&x.time, sig.data() + o, 4);
+      std::memcpy(&flags, sig.data() + o + 4, 4);
+      std::memcpy(&x.dhash, sig.data() + o + 8, 8);
+      x.masked = flags & 1;
+      x.rgb[0] = uint8_t(flags >> 8);
+      x.rgb[1] = uint8_t(flags >> 16);
+      x.rgb[2] = uint8_t(flags >> 24);
+      v.signature.push_back(x);
+    }
+    at[it.asset] = items->size();
+    items->push_back(std::move(it));
+    videos->push_back(std::move(v));
+  }
+  if (!st.ok()) return st;
+  auto l = sql::Prepare(db_.get(),
+                        "SELECT asset_id, path, mtime_ns FROM locations WHERE state='ok' AND "
+                        "asset_id IS NOT NULL ORDER BY asset_id, path");
+  if (!l.ok()) return l.status();
+  while (l->Step(&st))
+    if (auto it = at.find(l->Int(0)); it != at.end()) {
+      (*items)[it->second].paths.push_back(l->Blob(1));
+      (*items)[it->second].mtimes.push_back(l->Int(2));
     }
   return st;
 }

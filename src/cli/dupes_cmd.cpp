@@ -161,7 +161,12 @@ int RunDupes(const Options& o) {
   }
   const uint64_t t0 = MonotonicNs();
   std::vector<dupes::Item> items;
+  std::vector<dupes::VideoItem> videos;
   if (Status st = (*c)->LoadDupeItems(&items); !st.ok()) {
+    log::Error(st.message());
+    return kExitError;
+  }
+  if (Status st = (*c)->LoadVideoDupeItems(&items, &videos); !st.ok()) {
     log::Error(st.message());
     return kExitError;
   }
@@ -187,6 +192,18 @@ int RunDupes(const Options& o) {
     }
   }
   auto groups = dupes::FindGroups(items, opt);
+  {
+    dupes::VideoOptions vo;
+    vo.keep = opt.keep;
+    vo.prefix = opt.prefix;
+    auto vg = dupes::FindVideoGroups(videos, items, vo);
+    groups.insert(groups.end(), std::make_move_iterator(vg.begin()),
+                  std::make_move_iterator(vg.end()));
+    std::stable_sort(groups.begin(), groups.end(),
+                     [](const dupes::Group& a, const dupes::Group& b) {
+                       return a.members.size() > b.members.size();
+                     });
+  }
   const bool acting = !o.move_to.empty() || o.dupes_hardlink;
   std::vector<std::string> tiers = o.tiers;
   if (tiers.empty() && acting) tiers = {"exact", "near"};

@@ -108,9 +108,9 @@ int main(int argc, char** argv) {
   dupes->add_flag("--json", o.json_out, "print the groups (or the action's plan) as JSON");
   dupes
       ->add_option("--tier", o.tiers,
-                   "only these tiers: exact, near, burst, semantic (repeatable; actions default "
-                   "to exact and near)")
-      ->check(CLI::IsMember({"exact", "near", "burst", "semantic"}))
+                   "only these tiers: exact, near, burst, semantic, and for videos remux, "
+                   "reencode, trim (repeatable; actions default to exact and near)")
+      ->check(CLI::IsMember({"exact", "near", "burst", "semantic", "remux", "reencode", "trim"}))
       ->delimiter(',');
   dupes
       ->add_option("--burst-seconds", o.burst_seconds,

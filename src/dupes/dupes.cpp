@@ -66,8 +66,6 @@ int FormatRank(const std::string& f) {
   return 0;
 }
 
-std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::string* why);
-
 // Chooses the member to keep and says why; `items` are candidates (indexes into all).
 std::pair<size_t, std::string> ChooseKeep(const std::vector<Item>& all, std::vector<size_t> c,
                                           const Options& opt) {
@@ -144,7 +142,62 @@ std::pair<size_t, std::string> ChooseKeep(const std::vector<Item>& all, std::vec
   return {k, fmt::format("{}", fmt::join(why, ", "))};
 }
 
+// "IMG_0001 copy.jpg", "IMG_0001 (2).jpg", "IMG_0001-1.jpg", "Kopie von IMG_0001.jpg": names that
+// copies get.
+bool LooksLikeCopy(const std::string& path) {
+  std::string name = path.substr(path.rfind('/') + 1);
+  name = name.substr(0, name.rfind('.'));
+  for (char& c : name)
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  if (name.find("copy") != std::string::npos || name.find("kopie") != std::string::npos ||
+      name.find("copie") != std::string::npos)
+    return true;
+  const size_t n = name.size();
+  if (n >= 3 && name[n - 1] == ')' && std::isdigit(static_cast<unsigned char>(name[n - 2])))
+    return true;
+  // A numbered name with one more number: "IMG_0001-1", "DSC01234_2" (not "IMG_1").
+  return n >= 3 && std::isdigit(static_cast<unsigned char>(name[n - 1])) &&
+         (name[n - 2] == ' ' || name[n - 2] == '-' || name[n - 2] == '_') &&
+         std::isdigit(static_cast<unsigned char>(name[n - 3]));
+}
+
 }  // namespace
+
+// An item's paths, the one most likely the original first: under the --keep-under prefix (when
+// that is the strategy), then the oldest modification time (a copy is usually newer), then a
+// name that does not look like a copy's, then the shallower path, then byte order. `why`
+// receives the deciding criterion.
+std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::string* why) {
+  struct P {
+    std::string path;
+    bool under;
+    int64_t mtime;
+    bool copy;
+    size_t depth;
+  };
+  std::vector<P> ps;
+  for (size_t i = 0; i < it.paths.size(); ++i) {
+    const std::string& p = it.paths[i];
+    ps.push_back({p, opt.keep == Keep::kPathPrefix && p.starts_with(opt.prefix),
+                  i < it.mtimes.size() ? it.mtimes[i] : 0, LooksLikeCopy(p),
+                  size_t(std::count(p.begin(), p.end(), '/'))});
+  }
+  auto key = [](const P& p) { return std::make_tuple(!p.under, p.mtime, p.copy, p.depth); };
+  std::stable_sort(ps.begin(), ps.end(), [&](const P& a, const P& b) {
+    return key(a) != key(b) ? key(a) < key(b) : a.path < b.path;
+  });
+  if (why && ps.size() > 1) {
+    const P &a = ps[0], &b = ps[1];
+    *why = a.under != b.under   ? fmt::format("under {}", opt.prefix)
+           : a.mtime != b.mtime ? "same content; the oldest file"
+           : a.copy != b.copy   ? "same content; the others' names look like copies"
+           : a.depth != b.depth ? "same content; the shallowest path"
+                                : "same content; first path";
+  }
+  std::vector<std::string> out;
+  for (auto& p : ps) out.push_back(std::move(p.path));
+  return out;
+}
 
 std::vector<Pair> NearPairs(const std::vector<uint64_t>& hashes, int max_distance) {
   std::vector<Pair> out;
@@ -250,60 +303,6 @@ std::optional<double> CaptureSeconds(const std::string& iso) {
 }
 
 namespace {
-// "IMG_0001 copy.jpg", "IMG_0001 (2).jpg", "IMG_0001-1.jpg", "Kopie von IMG_0001.jpg": names that
-// copies get.
-bool LooksLikeCopy(const std::string& path) {
-  std::string name = path.substr(path.rfind('/') + 1);
-  name = name.substr(0, name.rfind('.'));
-  for (char& c : name)
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-  if (name.find("copy") != std::string::npos || name.find("kopie") != std::string::npos ||
-      name.find("copie") != std::string::npos)
-    return true;
-  const size_t n = name.size();
-  if (n >= 3 && name[n - 1] == ')' && std::isdigit(static_cast<unsigned char>(name[n - 2])))
-    return true;
-  // A numbered name with one more number: "IMG_0001-1", "DSC01234_2" (not "IMG_1").
-  return n >= 3 && std::isdigit(static_cast<unsigned char>(name[n - 1])) &&
-         (name[n - 2] == ' ' || name[n - 2] == '-' || name[n - 2] == '_') &&
-         std::isdigit(static_cast<unsigned char>(name[n - 3]));
-}
-
-// An item's paths, the one most likely the original first: under the --keep-under prefix (when
-// that is the strategy), then the oldest modification time (a copy is usually newer), then a
-// name that does not look like a copy's, then the shallower path, then byte order. `why`
-// receives the deciding criterion.
-std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::string* why) {
-  struct P {
-    std::string path;
-    bool under;
-    int64_t mtime;
-    bool copy;
-    size_t depth;
-  };
-  std::vector<P> ps;
-  for (size_t i = 0; i < it.paths.size(); ++i) {
-    const std::string& p = it.paths[i];
-    ps.push_back({p, opt.keep == Keep::kPathPrefix && p.starts_with(opt.prefix),
-                  i < it.mtimes.size() ? it.mtimes[i] : 0, LooksLikeCopy(p),
-                  size_t(std::count(p.begin(), p.end(), '/'))});
-  }
-  auto key = [](const P& p) { return std::make_tuple(!p.under, p.mtime, p.copy, p.depth); };
-  std::stable_sort(ps.begin(), ps.end(), [&](const P& a, const P& b) {
-    return key(a) != key(b) ? key(a) < key(b) : a.path < b.path;
-  });
-  if (why && ps.size() > 1) {
-    const P &a = ps[0], &b = ps[1];
-    *why = a.under != b.under   ? fmt::format("under {}", opt.prefix)
-           : a.mtime != b.mtime ? "same content; the oldest file"
-           : a.copy != b.copy   ? "same content; the others' names look like copies"
-           : a.depth != b.depth ? "same content; the shallowest path"
-                                : "same content; first path";
-  }
-  std::vector<std::string> out;
-  for (auto& p : ps) out.push_back(std::move(p.path));
-  return out;
-}
 
 // A group of several assets, one path each (the one its exact group keeps; its other paths are
 // in that exact group): the keeper first, then the others with `why(other, keeper)`.
@@ -343,11 +342,14 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
   std::vector<Group> groups;
   std::vector<bool> grouped(items.size(), false);
   // Near: connected components of close pHashes.
-  std::vector<uint64_t> ph(items.size());
-  std::vector<size_t> all(items.size());
-  for (size_t i = 0; i < items.size(); ++i) ph[i] = items[i].phash, all[i] = i;
+  // Videos are matched by their own tiers (video.h); here they have only the exact one.
+  std::vector<uint64_t> ph;
+  std::vector<size_t> all;
+  for (size_t i = 0; i < items.size(); ++i)
+    if (!items[i].video) ph.push_back(items[i].phash), all.push_back(i);
   UnionFind uf(items.size());
-  for (const Pair& p : NearPairs(ph, opt.max_distance)) uf.Join(p.a, p.b);
+  for (const Pair& p : NearPairs(ph, opt.max_distance))
+    uf.Join(static_cast<uint32_t>(all[p.a]), static_cast<uint32_t>(all[p.b]));
   for (const auto& c : Components(uf, all)) {
     groups.push_back(MakeGroup(items, c, opt, "near", [&](size_t i, size_t keep) {
       return fmt::format("pHash distance {} from the kept one",
@@ -360,7 +362,7 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
     std::vector<std::pair<double, size_t>> timed;
     std::vector<double> when(items.size(), 0);
     for (size_t i = 0; i < items.size(); ++i)
-      if (!grouped[i] && items[i].captured)
+      if (!grouped[i] && !items[i].video && items[i].captured)
         if (auto t = CaptureSeconds(*items[i].captured)) timed.emplace_back(when[i] = *t, i);
     std::sort(timed.begin(), timed.end());
     UnionFind burst(items.size());
@@ -388,7 +390,7 @@ std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt
     std::vector<size_t> members;
     for (const SimilarPair& p : opt.semantic) {
       if (p.cosine < opt.min_cosine || p.a >= items.size() || p.b >= items.size() || grouped[p.a] ||
-          grouped[p.b])
+          grouped[p.b] || items[p.a].video || items[p.b].video)
         continue;
       sem.Join(p.a, p.b);
       members.push_back(p.a);

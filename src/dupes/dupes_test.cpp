@@ -2,12 +2,14 @@
 
 #include <bit>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <random>
 #include <set>
 
 #include "lumen/dupes/dupes.h"
+#include "lumen/dupes/video.h"
 #include "lumen/util/blas.h"
 
 namespace lumen::dupes {
@@ -297,6 +299,94 @@ TEST(FindGroups, SemanticTierAndSharpness) {
   EXPECT_EQ(near.keep_reason.find("sharpest"), std::string::npos) << near.keep_reason;
   opt.min_cosine = 0.98f;
   EXPECT_EQ(FindGroups(items, opt).size(), 1u);
+}
+
+// A video's signature: `scene(t)` gives the content hash at time t (a new random hash per second
+// of a scene, so that frames differ as they do in a moving shot), sampled every half second.
+VideoItem Clip(double duration, const std::function<uint64_t(double)>& scene, double start = 0,
+               double masked_until = 0) {
+  VideoItem v;
+  v.duration = duration;
+  for (double t = 0; t < duration; t += 0.5) {
+    video::SignatureSample s;
+    s.time = float(t);
+    s.dhash = scene(start + t);
+    s.masked = t < masked_until;
+    s.rgb[0] = uint8_t(s.dhash), s.rgb[1] = uint8_t(s.dhash >> 8),
+    s.rgb[2] = uint8_t(s.dhash >> 16);
+    v.signature.push_back(s);
+  }
+  return v;
+}
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+TEST(VideoDupes, TrimsMatchAtTheirOffsetASharedIntroAndAFadeDoNot) {
+  auto a = [](double t) { return Mix(uint64_t(t * 2) + 1000); };
+  auto b = [](double t) { return Mix(uint64_t(t * 2) + 5000); };
+  // A re-encode: a few bits flipped in every sample.
+  auto noisy = [&](double t) { return a(t) ^ (Mix(uint64_t(t * 7)) & 0x0101010101ull); };
+  const VideoOptions opt;
+  VideoMatch m = MatchVideos(Clip(30, a), Clip(30, noisy), opt);
+  EXPECT_TRUE(m.duplicate);
+  EXPECT_NEAR(m.match, 1.0, 1e-9);
+  EXPECT_EQ(m.offset, 0);
+  // Trimmed by 4 s at the start: found at +4 s.
+  m = MatchVideos(Clip(26, a, 4), Clip(30, a), opt);
+  EXPECT_TRUE(m.duplicate);
+  EXPECT_NEAR(m.offset, 4.0, 1e-9);
+  // A 5 s intro shared, then other content.
+  auto intro_then_b = [&](double t) { return t < 5 ? a(t) : b(t); };
+  m = MatchVideos(Clip(30, a), Clip(30, intro_then_b), opt);
+  EXPECT_FALSE(m.duplicate);
+  EXPECT_GE(m.mismatch_run, 2);
+  // Both fade in from black (masked) into different content: nothing comparable matches.
+  m = MatchVideos(Clip(20, a, 0, 2), Clip(20, b, 0, 2), opt);
+  EXPECT_FALSE(m.duplicate);
+  // The colours disagree (same hashes, other colours): not verified, not a duplicate.
+  VideoItem recoloured = Clip(30, a);
+  for (auto& s : recoloured.signature) s.rgb[0] = uint8_t(s.rgb[0] + 60);
+  EXPECT_FALSE(MatchVideos(Clip(30, a), recoloured, opt).duplicate);
+}
+
+TEST(VideoDupes, GroupsKeepTheHighestResolutionAndNameTheTier) {
+  auto a = [](double t) { return Mix(uint64_t(t * 2) + 1000); };
+  auto b = [](double t) { return Mix(uint64_t(t * 2) + 9000); };
+  std::vector<Item> items(5);
+  std::vector<VideoItem> videos;
+  const char* names[] = {"/v/a-720.mp4", "/v/a-1080.mp4", "/v/a-trim.mp4", "/v/b.mp4", "/v/a.mkv"};
+  for (int i = 0; i < 5; ++i) {
+    items[size_t(i)].paths = {names[i]};
+    items[size_t(i)].video = true;
+  }
+  auto add = [&](VideoItem v, int w, int h, const char* codec, int64_t rate) {
+    v.item = videos.size();
+    v.width = w, v.height = h, v.codec = codec, v.bit_rate = rate, v.fps = 30;
+    items[v.item].width = w, items[v.item].height = h;
+    videos.push_back(std::move(v));
+  };
+  add(Clip(20, a), 1280, 720, "h264", 4'000'000);
+  add(Clip(20, a), 1920, 1080, "hevc", 6'000'000);
+  add(Clip(15, a, 3), 1920, 1080, "hevc", 6'000'000);
+  add(Clip(20, b), 1920, 1080, "hevc", 6'000'000);
+  add(Clip(20, a), 1920, 1080, "hevc", 6'050'000);
+  auto groups = FindVideoGroups(videos, items, VideoOptions{});
+  ASSERT_EQ(groups.size(), 1u);
+  const Group& g = groups[0];
+  EXPECT_EQ(g.tier, "trim");
+  ASSERT_EQ(g.members.size(), 4u);                // b is not in it
+  EXPECT_EQ(g.members[0].path, "/v/a-1080.mp4");  // 1080p; equal to a.mkv on all else, first path
+  std::map<std::string, std::string> why;
+  for (const auto& m : g.members) why[m.path] = m.reason;
+  EXPECT_NE(why["/v/a-720.mp4"].find("re-encoded"), std::string::npos) << why["/v/a-720.mp4"];
+  EXPECT_NE(why["/v/a-trim.mp4"].find("trimmed"), std::string::npos) << why["/v/a-trim.mp4"];
+  EXPECT_NE(why["/v/a.mkv"].find("same hevc 1920x1080 streams"), std::string::npos)
+      << why["/v/a.mkv"];
 }
 
 }  // namespace

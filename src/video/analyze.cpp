@@ -31,6 +31,7 @@ struct Small {
   std::array<uint8_t, kSmallW * kSmallH * 3> rgb;
   std::array<uint8_t, kSmallW * kSmallH> luma;
   double mean = 0, sd = 0;
+  uint8_t rgb_mean[3] = {0, 0, 0};
   bool blank = false;  // black, white or flat
 };
 
@@ -38,13 +39,18 @@ void Describe(const Image& im, Small* s) {
   std::copy(im.pixels.begin(), im.pixels.begin() + long(s->rgb.size()), s->rgb.begin());
   double sum = 0, sum2 = 0;
   const int n = kSmallW * kSmallH;
+  int64_t channel[3] = {0, 0, 0};
   for (int i = 0; i < n; ++i) {
     const uint8_t* p = &s->rgb[size_t(3 * i)];
+    channel[0] += p[0];
+    channel[1] += p[1];
+    channel[2] += p[2];
     const int y = (77 * p[0] + 150 * p[1] + 29 * p[2]) >> 8;
     s->luma[size_t(i)] = uint8_t(y);
     sum += y;
     sum2 += double(y) * y;
   }
+  for (int c = 0; c < 3; ++c) s->rgb_mean[c] = uint8_t((channel[c] + n / 2) / n);
   s->mean = sum / n;
   s->sd = std::sqrt(std::max(0.0, sum2 / n - s->mean * s->mean));
   s->blank = s->mean < 20 || s->mean > 235 || s->sd < 6;
@@ -209,7 +215,10 @@ class Analyzer {
     while (history_.size() > 2 && t - history_.front().first > 1.0) history_.pop_front();
     // The signature: one sample every signature_seconds.
     if (t >= next_signature_) {
-      signature_.push_back({float(t), DHash(p.small), p.small.blank});
+      signature_.push_back({float(t),
+                            DHash(p.small),
+                            {p.small.rgb_mean[0], p.small.rgb_mean[1], p.small.rgb_mean[2]},
+                            p.small.blank});
       next_signature_ = t + o_.signature_seconds;
     }
     // Key frame candidates and poster candidates, scored.

@@ -284,3 +284,39 @@ class Search(Base):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Dupes(Base):
+    def test_reencodes_trims_and_remuxes_group_a_shared_intro_or_fade_never_does(self):
+        paths, src_of = video_corpus.make_dupes(photos(self.tmp), self.lib, sources=3, seconds=8, size=(320, 180),
+                                                codecs=("h264", "hevc", "av1"))
+        self.index("--no-embedding", check=EXIT_OK)
+        p = run("dupes", "--catalog", self.catalog, "--json", check=EXIT_OK)
+        groups = json.loads(p.stdout)
+        recall, precision, wrong = video_corpus.pair_scores(groups, paths, src_of)
+        self.assertGreaterEqual(recall, 0.95)
+        self.assertEqual(precision, 1.0, wrong)
+        for g in groups:
+            self.assertIn(g["tier"], ("remux", "reencode", "trim"))
+            kept = g["files"][0]
+            # Keep the best: the highest resolution, then the most bits per pixel.
+            self.assertEqual(max(f["width"] * f["height"] for f in g["files"]), kept["width"] * kept["height"])
+            reasons = {os.path.basename(f["path"]): f["reason"] for f in g["files"][1:]}
+            for name, why in reasons.items():
+                if "trim" in name:
+                    self.assertIn("trimmed", why)
+                elif "-h264-" in name or "-hevc-" in name or "-av1-" in name:
+                    self.assertIn("re-encoded", why)
+        # The tiers filter, and the HTML report shows the poster frames.
+        p = run("dupes", "--catalog", self.catalog, "--tier", "trim", "--json", check=EXIT_OK)
+        self.assertEqual({g["tier"] for g in json.loads(p.stdout)}, {"trim"})
+        report = os.path.join(self.tmp, "dupes.html")
+        run("dupes", "--catalog", self.catalog, "--report", report, check=EXIT_OK)
+        self.assertGreaterEqual(read(report).count(b"data:image/webp;base64,"), len(paths) - 3)
+        # Byte-identical copies of a video: the exact tier, as for photos.
+        shutil.copy(paths[0], os.path.join(self.lib, "copy-of-src0.mp4"))
+        self.index("--no-embedding", check=EXIT_OK)
+        p = run("dupes", "--catalog", self.catalog, "--tier", "exact", "--json", check=EXIT_OK)
+        exact = json.loads(p.stdout)
+        self.assertEqual(len(exact), 1)
+        self.assertEqual({os.path.basename(f["path"]) for f in exact[0]["files"]}, {"src0.mp4", "copy-of-src0.mp4"})

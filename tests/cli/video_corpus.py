@@ -24,8 +24,9 @@ def _ffmpeg(args):
         raise RuntimeError("ffmpeg " + " ".join(args) + "\n" + p.stderr.decode(errors="replace"))
 
 
-def _shot_inputs(photos, frames, fps=FPS):
+def _shot_inputs(photos, frames, fps=FPS, size=None):
     """ffmpeg inputs and filter chains: photo i panned for frames[i] frames at `fps`."""
+    W, H = size or (globals()["W"], globals()["H"])
     inputs, chains = [], []
     for i, n in enumerate(frames):
         inputs += ["-loop", "1", "-framerate", str(fps), "-t", f"{n / fps:.4f}", "-i", photos[i % len(photos)]]
@@ -38,8 +39,8 @@ def _shot_inputs(photos, frames, fps=FPS):
     return inputs, chains
 
 
-def _concat(photos, frames, out, codec_args, extra_chain=""):
-    inputs, chains = _shot_inputs(photos, frames)
+def _concat(photos, frames, out, codec_args, extra_chain="", fps=FPS, size=None):
+    inputs, chains = _shot_inputs(photos, frames, fps, size)
     graph = ";".join(chains) + ";" + "".join(f"[s{i}]" for i in range(len(frames)))
     graph += f"concat=n={len(frames)}:v=1[c]"
     graph += f";[c]{extra_chain}[v]" if extra_chain else ";[c]null[v]"
@@ -139,6 +140,14 @@ def make(photos, dest):
     return truth
 
 
+def phone_clip(photos, out, codec_args, size=(1920, 1080), fps=30, seconds=15, shots=5):
+    """A phone-like clip for benchmarks: `shots` panning shots of real photos, `seconds` long."""
+    n = int(seconds * fps)
+    frames = [n // shots] * shots
+    frames[-1] += n - sum(frames)
+    _concat(sorted(photos), frames, out, codec_args, fps=fps, size=size)
+
+
 def score(found, truth, tolerance):
     """(true positives, false positives, false negatives) of cut times within `tolerance`."""
     left = list(truth)
@@ -155,3 +164,78 @@ if __name__ == "__main__":
     src, out = sys.argv[1], sys.argv[2]
     pics = [os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs if f.lower().endswith(".jpg")]
     print(json.dumps(make(pics, out), indent=1))
+
+
+def make_dupes(photos, dest, sources=4, seconds=8, size=(640, 360), codecs=("h264", "hevc", "av1")):
+    """A duplicate-detection corpus: `sources` distinct clips (three shots each from photos no
+    other source uses), each re-encoded at 3 sizes in each of `codecs`, trimmed by 2 s at the start
+    and at the end, and remuxed into Matroska; and negatives: clips that share a 5 s intro with a
+    source and then differ, and clips that start with a fade from black like every source does.
+    Returns (paths, source of each path: an int, or None for a negative that matches nothing)."""
+    photos = sorted(photos)
+    assert len(photos) >= 3 * sources + 6, "not enough photos"
+    os.makedirs(dest, exist_ok=True)
+    enc = {"h264": ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p"],
+           "hevc": ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=none",
+                    "-pix_fmt", "yuv420p"],
+           "av1": ["-c:v", "libsvtav1", "-preset", "12", "-pix_fmt", "yuv420p"]}
+    ext = {"h264": "mp4", "hevc": "mp4", "av1": "mkv"}
+    out, src_of = [], []
+    n = int(seconds * FPS)
+    frames = [n // 3, n // 3, n - 2 * (n // 3)]
+    for s in range(sources):
+        base = os.path.join(dest, f"src{s}.mp4")
+        # A fade from black into the first shot, as many phone and camera clips start.
+        _concat(photos[3 * s:3 * s + 3], frames, base, X264 + ["-crf", "16"], "fade=t=in:st=0:d=1",
+                size=size)
+        out.append(base)
+        src_of.append(s)
+        for codec in codecs:
+            for scale in (1.0, 0.75, 0.5):
+                w, h = int(size[0] * scale) // 2 * 2, int(size[1] * scale) // 2 * 2
+                p = os.path.join(dest, f"src{s}-{codec}-{w}.{ext[codec]}")
+                _ffmpeg(["-i", base, "-vf", f"scale={w}:{h}", *enc[codec], "-an", p])
+                out.append(p)
+                src_of.append(s)
+        for name, cut in (("head", ["-ss", "2.2"]), ("tail", ["-t", str(seconds - 1.8)])):
+            p = os.path.join(dest, f"src{s}-trim-{name}.mp4")
+            _ffmpeg(["-i", base, *cut, *enc["h264"], p])
+            out.append(p)
+            src_of.append(s)
+        p = os.path.join(dest, f"src{s}-remux.mkv")
+        _ffmpeg(["-i", base, "-c", "copy", p])
+        out.append(p)
+        src_of.append(s)
+    # Negatives: the first 5 s of a source, then 5 s of photos no source uses; and a clip of its
+    # own that also fades in from black.
+    spare = photos[3 * sources:]
+    for s in range(min(sources, 2)):
+        tail = os.path.join(dest, f"tail{s}.mp4")
+        _concat(spare[2 * s:2 * s + 2], [int(2.5 * FPS), int(2.5 * FPS)], tail, X264, size=size)
+        p = os.path.join(dest, f"intro{s}.mp4")
+        _ffmpeg(["-i", os.path.join(dest, f"src{s}.mp4"), "-i", tail, "-filter_complex",
+                 f"[0:v]trim=end=5,setpts=PTS-STARTPTS[a];[1:v]setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1[v]",
+                 "-map", "[v]", *X264, p])
+        os.remove(tail)
+        out.append(p)
+        src_of.append(None)
+    p = os.path.join(dest, "fade-only.mp4")
+    _concat(spare[4:6], [n // 2, n - n // 2], p, X264, "fade=t=in:st=0:d=1", size=size)
+    out.append(p)
+    src_of.append(None)
+    return out, src_of
+
+
+def pair_scores(groups, paths, src_of):
+    """(recall, precision) over pairs of files: a pair is true when both come from one source."""
+    index = {p: i for i, p in enumerate(paths)}
+    found = set()
+    for g in groups:
+        members = [index[f["path"]] for f in g["files"] if f["path"] in index]
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)):
+                found.add((min(members[i], members[j]), max(members[i], members[j])))
+    truth = {(i, j) for i in range(len(paths)) for j in range(i + 1, len(paths))
+             if src_of[i] is not None and src_of[i] == src_of[j]}
+    tp = len(found & truth)
+    return tp / max(1, len(truth)), tp / max(1, len(found)), found - truth

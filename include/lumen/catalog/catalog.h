@@ -35,6 +35,7 @@
 
 #include "lumen/catalog/sqlite.h"
 #include "lumen/dupes/dupes.h"
+#include "lumen/dupes/video.h"
 #include "lumen/image/derive.h"
 #include "lumen/io/file.h"
 #include "lumen/io/hash.h"
@@ -244,6 +245,9 @@ class Catalog {
 
   // Every current asset with perceptual hashes, with its current paths (for dupes).
   Status LoadDupeItems(std::vector<dupes::Item>* out);
+  // Every current video with its signature: an Item each (video = true) appended to `items`, and
+  // its VideoItem (item: that index) to `videos`.
+  Status LoadVideoDupeItems(std::vector<dupes::Item>* items, std::vector<dupes::VideoItem>* videos);
 
   // Relevance-pool state per label bank (tags/pools.h), opaque here.
   Result<std::optional<std::string>> GetTagPools(const std::string& bank);

@@ -35,6 +35,7 @@ struct Item {
   std::optional<double> sharpness;      // variance of the Laplacian (image/derive.h)
   std::vector<std::string> paths;       // current locations, sorted
   std::vector<int64_t> mtimes;          // their modification times (ns), if known
+  bool video = false;  // a video: in the exact tier here, its other tiers are video.h's
 };
 
 // Every pair (i < j) of `hashes` within `max_distance` bits (0..15), with its distance.
@@ -90,5 +91,10 @@ std::optional<double> CaptureSeconds(const std::string& iso);
 // its exact group keeps (so a file is never a duplicate in two groups, and the byte-identical
 // copies of a near duplicate stay visible to `--tier exact` and `--hardlink`). Largest first.
 std::vector<Group> FindGroups(const std::vector<Item>& items, const Options& opt);
+
+// An item's paths, the one most likely the original first: under the --keep-under prefix (when
+// that is the strategy), then the oldest modification time, then a name that does not look like a
+// copy's, then the shallower path. `why` (optional) receives the deciding criterion.
+std::vector<std::string> KeeperPaths(const Item& it, const Options& opt, std::string* why);
 
 }  // namespace lumen::dupes

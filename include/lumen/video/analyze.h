@@ -27,8 +27,9 @@
 // Poster: the best of the first `poster_candidates` key frames (stream key frames) in the first
 // `poster_seconds`; when none of them has content, the best sampled frame of that part.
 //
-// Signature: every `signature_seconds`, a 64-bit difference hash of the frame (9x8 luma), with
-// black and flat frames marked, over the whole duration: what video duplicates are matched on.
+// Signature: every `signature_seconds`, a 64-bit difference hash of the frame (9x8 luma) and its
+// mean colour, with black and flat frames marked, over the whole duration: what video duplicates
+// are matched (the hashes) and verified (the colours) on.
 //
 // Watchdog: the call stops after `base_seconds + seconds_per_second x duration` (at most
 // `max_seconds`), so a hostile or damaged file cannot hold a worker for long, while a long video
@@ -77,7 +78,8 @@ struct KeyFrame {
 struct SignatureSample {
   float time = 0;
   uint64_t dhash = 0;
-  bool masked = false;  // black or flat: carries no identity
+  uint8_t rgb[3] = {0, 0, 0};  // the frame's mean colour: a second, independent signal
+  bool masked = false;         // black or flat: carries no identity
 };
 
 struct VideoAnalysis {

@@ -1,5 +1,6 @@
-// lumen's in-process probe (video/probe.h), or with --poster its poster frame (video/poster.h),
-// on each file, median of R runs, in milliseconds:
+// lumen's in-process probe (video/probe.h), or with --poster its poster frame (video/poster.h)
+// and the thumbnail made from it (a 256 px WebP, what the catalog keeps), on each file, median of
+// R runs, in milliseconds:
 //   build/bench/probe_bench [--poster] R FILE...
 // bench/probe_bench.sh times ffprobe and an ffmpeg thumbnail command on the same files.
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include <cstring>
 
+#include "lumen/image/derive.h"
 #include "lumen/video/poster.h"
 #include "lumen/video/probe.h"
 
@@ -25,8 +27,14 @@ int main(int argc, char** argv) {
     std::vector<double> ms;
     for (int r = 0; r < runs; ++r) {
       const auto t0 = std::chrono::steady_clock::now();
-      const lumen::Status st = poster ? lumen::video::PosterFrame(argv[i]).status()
-                                      : lumen::video::Probe(argv[i]).status();
+      lumen::Status st;
+      if (poster) {
+        auto p = lumen::video::PosterFrame(argv[i]);
+        st = p.status();
+        if (p.ok()) st = lumen::MakeThumbnail(p->rgb, 1, lumen::ThumbnailOptions{}).status();
+      } else {
+        st = lumen::video::Probe(argv[i]).status();
+      }
       const auto t1 = std::chrono::steady_clock::now();
       if (!st.ok()) {
         std::fprintf(stderr, "%s\n", st.message().c_str());

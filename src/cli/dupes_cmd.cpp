@@ -290,8 +290,10 @@ int RunDupes(const Options& o) {
     }
     log::Info(fmt::format("report: {}", o.report));
   }
-  log::Info(fmt::format("{} duplicate groups among {} photos: {} extra files, {:.1f} MB ({:.2f} s)",
-                        groups.size(), items.size(), extra_files, double(extra_bytes) / 1e6, secs));
+  log::Info(fmt::format(
+      "{} duplicate groups among {} photos and {} videos: {} extra files, {:.1f} MB ({:.2f} s)",
+      groups.size(), items.size() - videos.size(), videos.size(), extra_files,
+      double(extra_bytes) / 1e6, secs));
   return kExitOk;
 }
 

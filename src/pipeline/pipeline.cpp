@@ -190,6 +190,7 @@ ItemResult ProcessVideo(ItemResult r, const PipelineOptions& opt,
   BudgetHold hold(budget, std::min(opt.memory_budget, kVideoMemory));
   video::AnalyzeOptions vo = opt.video;
   vo.threads = std::clamp(jobs, 1, 4);
+  vo.min_short_side = std::max(vo.min_short_side, opt.encoder ? opt.encoder->input_size() : 0);
   Result<video::VideoAnalysis> analysed = Status::Internal("not analysed");
   {
     StageTimer t(profile, Stage::kVideo);

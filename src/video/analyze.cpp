@@ -134,9 +134,13 @@ class Analyzer {
     }
     const bool one_field = interlaced_ || f->interlaced_frame;
     if (f->interlaced_frame) saw_interlaced_ = true;
-    auto small = FrameToRgb(f, kSmallW, kSmallH, one_field, &small_scale_, in_.path());
-    if (!small.ok()) return small.status();
-    Describe(*small, &p->small);
+    Image small;
+    if (!SmallFromYuv(f, kSmallW, kSmallH, one_field, &small)) {
+      auto converted = FrameToRgb(f, kSmallW, kSmallH, one_field, &small_scale_, in_.path());
+      if (!converted.ok()) return converted.status();
+      small = std::move(*converted);
+    }
+    Describe(small, &p->small);
     if (!window_.empty()) p->diff = Diff(p->small, window_.back()->small);
     last_time_ = t;
     if (frame_step_ <= 0 && !window_.empty()) frame_step_ = t - window_.back()->time;
@@ -373,11 +377,24 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
                         par->height, double(options.max_pixels) / 1e6));
     }
   }
-  auto opened_dec = OpenVideoDecoder(f, path, options.threads, &index);
+  int lowres = 0;
+  if (index >= 0) {
+    const AVCodecParameters* par = f->streams[index]->codecpar;
+    const int short_side = std::min(par->width, par->height);
+    while (lowres < 3 && (short_side >> (lowres + 1)) >= options.min_short_side) ++lowres;
+  }
+  auto opened_dec = OpenVideoDecoder(f, path, options.threads, &index, lowres);
   if (!opened_dec.ok()) return opened_dec.status();
   CodecPtr dec = std::move(*opened_dec);
   AVStream* st = f->streams[index];
-  dec->skip_loop_filter = AVDISCARD_NONKEY;
+  // The loop filter smooths block edges that a 2x or larger reduction averages away anyway: off
+  // for every frame of a large video, for the non-key frames (not poster candidates) of a small
+  // one.
+  const AVCodecParameters* par = st->codecpar;
+  dec->skip_loop_filter = std::max(par->width, par->height) >> dec->lowres >= 2 * options.frame_side
+                              ? AVDISCARD_ALL
+                              : AVDISCARD_NONKEY;
+  dec->flags2 |= AV_CODEC_FLAG2_FAST;
   const AVFieldOrder fo = st->codecpar->field_order;
   out.interlaced = fo == AV_FIELD_TT || fo == AV_FIELD_BB || fo == AV_FIELD_TB || fo == AV_FIELD_BT;
   Analyzer an(in, options, out.interlaced);

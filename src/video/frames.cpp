@@ -85,13 +85,20 @@ void ToneMap(const uint16_t* in, int w, int h, size_t in_stride, bool pq, Image*
 }  // namespace
 
 double FrameScore(const Image& rgb) {
-  const int w = rgb.width, h = rgb.height;
+  // On the luma at half size (2x2 means) when the frame is large: the same verdicts, a quarter of
+  // the work.
+  const int f = rgb.width >= 256 && rgb.height >= 128 ? 2 : 1;
+  const int w = rgb.width / f, h = rgb.height / f;
   std::vector<uint8_t> y(size_t(w) * size_t(h));
   double sum = 0, sum2 = 0;
   for (int r = 0; r < h; ++r)
     for (int x = 0; x < w; ++x) {
-      const uint8_t* p = rgb.row(r) + 3 * x;
-      const int v = (77 * p[0] + 150 * p[1] + 29 * p[2]) >> 8;
+      int acc = 0;
+      for (int dy = 0; dy < f; ++dy) {
+        const uint8_t* p = rgb.row(r * f + dy) + 3 * x * f;
+        for (int dx = 0; dx < f; ++dx, p += 3) acc += 77 * p[0] + 150 * p[1] + 29 * p[2];
+      }
+      const int v = (acc / (f * f)) >> 8;
       y[size_t(r) * size_t(w) + size_t(x)] = uint8_t(v);
       sum += v;
       sum2 += double(v) * v;
@@ -99,14 +106,104 @@ double FrameScore(const Image& rgb) {
   const double n = double(w) * h, mean = sum / n;
   const double sd = std::sqrt(std::max(0.0, sum2 / n - mean * mean));
   double lap = 0;
-  for (int r = 1; r + 1 < h; ++r)
-    for (int x = 1; x + 1 < w; ++x) {
-      const auto at = [&](int yy, int xx) { return int(y[size_t(yy) * size_t(w) + size_t(xx)]); };
-      lap += std::abs(4 * at(r, x) - at(r - 1, x) - at(r + 1, x) - at(r, x - 1) - at(r, x + 1));
-    }
+  for (int r = 1; r + 1 < h; ++r) {
+    const uint8_t* up = &y[size_t(r - 1) * size_t(w)];
+    const uint8_t* mid = up + w;
+    const uint8_t* down = mid + w;
+    int64_t row = 0;
+    for (int x = 1; x + 1 < w; ++x)
+      row += std::abs(4 * mid[x] - up[x] - down[x] - mid[x - 1] - mid[x + 1]);
+    lap += double(row);
+  }
   lap /= std::max(1.0, double(w - 2) * (h - 2));
   if (mean < 20 || mean > 240 || sd < 8 || lap < 1.0) return 0;  // black, white, flat, blurred
   return sd * lap;
+}
+
+namespace {
+
+// SmallFromYuv over samples of type T with `depth` bits (8: uint8_t; 10, 12: uint16_t).
+template <typename T>
+void SmallPlanes(const AVFrame* frame, int ow, int oh, bool one_field, int cx, int cy, bool semi,
+                 int depth, bool full, bool bt709, Image* out) {
+  const int w = frame->width, h = one_field ? frame->height / 2 : frame->height;
+  const int field = one_field ? 2 : 1;                  // rows of the top field: every other one
+  const double top = double((1 << depth) - 1) / 255.0;  // code values per 8-bit step
+  // Y'CbCr to R'G'B' (BT.601 or BT.709), with the range expansion folded in.
+  const double ys = (full ? 1.0 : 255.0 / 219) / top, cs = (full ? 1.0 : 255.0 / 224) / top;
+  const double yo = full ? 0 : 16 * top, co = 128 * top;
+  const double kr = bt709 ? 1.5748 : 1.402, kgu = bt709 ? 0.1873 : 0.344136,
+               kgv = bt709 ? 0.4681 : 0.714136, kb = bt709 ? 1.8556 : 1.772;
+  auto row_of = [&](int plane, int row) {
+    return reinterpret_cast<const T*>(frame->data[plane] +
+                                      size_t(row) * size_t(frame->linesize[plane]));
+  };
+  for (int oy = 0; oy < oh; ++oy) {
+    const int y0 = oy * h / oh, y1 = std::max(y0 + 1, (oy + 1) * h / oh);
+    const int sy = std::max(1, (y1 - y0 + 2) / 3);
+    uint8_t* dst = out->row(oy);
+    for (int ox = 0; ox < ow; ++ox) {
+      const int x0 = ox * w / ow, x1 = std::max(x0 + 1, (ox + 1) * w / ow);
+      const int sx = std::max(1, (x1 - x0 + 2) / 3);
+      int64_t ysum = 0, us = 0, vs = 0;
+      int n = 0;
+      for (int y = y0; y < y1; y += sy) {
+        const int row = y * field;
+        const T* yp = row_of(0, row);
+        const T* up = row_of(1, row >> cy);
+        const T* vp = semi ? up : row_of(2, row >> cy);
+        for (int x = x0; x < x1; x += sx, ++n) {
+          ysum += yp[x];
+          const int c = x >> cx;
+          if (semi) {
+            us += up[2 * c];
+            vs += up[2 * c + 1];
+          } else {
+            us += up[c];
+            vs += vp[c];
+          }
+        }
+      }
+      const double Y = (double(ysum) / n - yo) * ys, U = (double(us) / n - co) * cs,
+                   V = (double(vs) / n - co) * cs;
+      const double rgb[3] = {Y + kr * V, Y - kgu * U - kgv * V, Y + kb * U};
+      for (int c = 0; c < 3; ++c) dst[3 * ox + c] = uint8_t(std::clamp(rgb[c] + 0.5, 0.0, 255.0));
+    }
+  }
+}
+
+}  // namespace
+
+bool SmallFromYuv(const AVFrame* frame, int ow, int oh, bool one_field, Image* out) {
+  const auto fmt = AVPixelFormat(frame->format);
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(fmt);
+  if (!d ||
+      (d->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BE |
+                   AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_BITSTREAM)) ||
+      d->nb_components != 3 || !(d->flags & AV_PIX_FMT_FLAG_PLANAR))
+    return false;
+  const int depth = d->comp[0].depth;
+  // Planar (3 planes) or semi-planar (NV12, P010: interleaved chroma in plane 1); samples in the
+  // low bits (P010 keeps them high: not handled here).
+  const bool semi = d->comp[1].plane == 1 && d->comp[2].plane == 1;
+  if (!semi && (d->comp[1].plane != 1 || d->comp[2].plane != 2)) return false;
+  if (d->comp[0].shift != 0 || (depth != 8 && depth != 10 && depth != 12)) return false;
+  if (d->comp[0].step != (depth > 8 ? 2 : 1)) return false;
+  const int w = frame->width, h = one_field ? frame->height / 2 : frame->height;
+  if (w < ow || h < oh) return false;
+  const bool full = frame->color_range == AVCOL_RANGE_JPEG || fmt == AV_PIX_FMT_YUVJ420P ||
+                    fmt == AV_PIX_FMT_YUVJ422P || fmt == AV_PIX_FMT_YUVJ444P;
+  const bool bt709 = frame->colorspace == AVCOL_SPC_BT709 ||
+                     frame->colorspace == AVCOL_SPC_BT2020_NCL ||
+                     (frame->colorspace == AVCOL_SPC_UNSPECIFIED && frame->height >= 720);
+  *out = Image(ow, oh, 3);
+  if (depth == 8)
+    SmallPlanes<uint8_t>(frame, ow, oh, one_field, d->log2_chroma_w, d->log2_chroma_h, semi, 8,
+                         full, bt709, out);
+  else
+    SmallPlanes<uint16_t>(frame, ow, oh, one_field, d->log2_chroma_w, d->log2_chroma_h, semi, depth,
+                          full, bt709, out);
+  return true;
 }
 
 void DisplaySize(const AVFrame* frame, int max_side, int* ow, int* oh) {
@@ -175,7 +272,7 @@ Result<Image> FrameToRgb(const AVFrame* frame, int ow, int oh, bool one_field, S
 }
 
 Result<CodecPtr> OpenVideoDecoder(AVFormatContext* f, const std::string& path, int threads,
-                                  int* index) {
+                                  int* index, int lowres) {
   const AVCodec* codec = nullptr;
   *index = av_find_best_stream(f, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
   if (*index < 0 || !codec)
@@ -188,6 +285,7 @@ Result<CodecPtr> OpenVideoDecoder(AVFormatContext* f, const std::string& path, i
   dec->thread_count = std::max(1, threads);
   dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
   dec->pkt_timebase = f->streams[*index]->time_base;
+  dec->lowres = std::clamp(lowres, 0, int(codec->max_lowres));
   if (int rc = avcodec_open2(dec.get(), codec, nullptr); rc < 0)
     return Status::Unsupported(
         fmt::format("{}: cannot decode {}: {}", path, codec->name, AvError(rc)));

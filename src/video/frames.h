@@ -44,12 +44,19 @@ double FrameScore(const Image& rgb);
 Result<Image> FrameToRgb(const AVFrame* frame, int ow, int oh, bool one_field, ScalePtr* scale,
                          const std::string& path);
 
+// The detector's small picture of a planar or semi-planar YUV frame of 8, 10 or 12 bits (yuv420p,
+// yuv422p10le, nv12, ...), box
+// means over a sparse grid of each cell (at most 3x3 samples), converted with the frame's matrix
+// and range: a fraction of a full conversion's cost. False for other formats (then FrameToRgb).
+bool SmallFromYuv(const AVFrame* frame, int ow, int oh, bool one_field, Image* out);
+
 // The stored frame's size with square pixels, its long edge at most `max_side` (never enlarged).
 void DisplaySize(const AVFrame* frame, int max_side, int* ow, int* oh);
 
 // A decoder for the best video stream of `f` (every other stream discarded), or Unsupported
 // naming the file. `index` receives the stream's index.
+// `lowres` (0-3): decode at 1/2^lowres of the size where the codec can (capped to what it can).
 Result<CodecPtr> OpenVideoDecoder(AVFormatContext* f, const std::string& path, int threads,
-                                  int* index);
+                                  int* index, int lowres = 0);
 
 }  // namespace lumen::video

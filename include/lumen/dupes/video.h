@@ -40,7 +40,7 @@ struct VideoItem {
 };
 
 struct VideoOptions {
-  int max_distance = 10;     // dHash bits for two samples to match
+  int max_distance = 12;     // dHash bits for two samples to match
   double min_match = 0.8;    // of the comparable samples over the shared span
   int max_mismatch_run = 2;  // this many mismatched samples in a row (1 s): other content
   double min_overlap = 0.6;  // of the shorter video's (unmasked) duration

@@ -8,7 +8,8 @@
 // `frame_side` pixels.
 //
 // Decoding: every frame of the best video stream, with the loop filter skipped on non-key frames
-// (key frames, where the poster comes from, are decoded in full quality); each frame is converted
+// (key frames, where the poster comes from, are decoded in full quality), at a reduced size where
+// the codec can (`min_short_side`); each frame is converted
 // straight to a 64x36 RGB image for the detector (one field of an interlaced frame, so that a cut
 // between fields is still one cut), and a few frames per second to `frame_side` for key frames.
 //
@@ -54,6 +55,9 @@ struct AnalyzeOptions {
   uint64_t max_pixels = 8192ull * 8192;  // coded width x height
   int threads = 1;                       // decoder threads for this file
   int frame_side = 512;                  // key frames' and the poster's long edge at most
+  // Codecs that can decode at a reduced size (MPEG-4 part 2, MJPEG, ...) do, as long as the
+  // frames' short side stays at least this (what the thumbnail and the encoder need).
+  int min_short_side = 256;
   int max_key_frames = 32;
   double candidate_seconds = 0.5;  // frames looked at per shot, one per this many seconds
   double sample_seconds = 6;       // a shot longer than this gives one key frame per part

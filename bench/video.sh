@@ -4,19 +4,26 @@
 #           probe, decode every frame, shots, key frames, poster) against a plain decode,
 #           `ffmpeg -threads 2 -i F -an -f null -`; A B A B, the median of each and the ratio
 #           (> 1: lumen is faster), per file;
+#   memory: peak RSS of `lumen process` on the 2160p HEVC 10-bit clip and on a 2 GB MP4 (the
+#           1080p clip followed by a 2 GB `free` box, a sparse file: every byte is hashed, none is
+#           decoded), and its wall time against `cat F > /dev/null`;
+#   dupes:  `lumen dupes` on a generated corpus (tests/cli/video_corpus.py make_dupes: 10 sources
+#           from the bench photos, each re-encoded at 3 sizes x H.264/HEVC/AV1, trimmed by 2 s at
+#           either end and remuxed; negatives sharing a 5 s intro, or a fade from black): pair
+#           recall and precision, and the time of the index and dupes runs;
 #   ai:     a 15 s 1080p phone clip fully indexed with ViT-B/16 (SigLIP B/16-224 at full size,
 #           random weights: the real timings) by `lumen process F --model M`, median of 3, with
 #           the video and encoder stages from --profile.
 # Files: opencv-doc's and kphotoalbum's real videos (scripts/fetch-photos.sh videos) and phone-like
 # clips made from real photos (tests/cli/video_corpus.py): 15 s 1080p30 H.264 High and HEVC
 # (hvc1, .mov), 15 s 720p VP9, 5 s 2160p HEVC 10-bit.
-#   bench/video.sh [runs=5] [sections=shots,ai]   (after scripts/build.sh release)
+#   bench/video.sh [runs=5] [sections=shots,memory,dupes,ai]   (after scripts/build.sh release)
 # LUMEN_BIN (default build/src/cli/lumen), LUMEN_CACHE (default ~/.cache/lumen-build; the clips
 # and the model are kept there).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs="${1:-5}"
-sections="${2:-shots,ai}"
+sections="${2:-shots,memory,dupes,ai}"
 lumen="${LUMEN_BIN:-$repo/build/src/cli/lumen}"
 cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}"
 clips="$cache/video-bench"
@@ -59,12 +66,65 @@ ratios = []
 for f in files:
     a, b = [], []
     for _ in range(runs):
-        a.append(wall([lumen, "process", f, "--no-thumbnail", "--quiet", "-o", "/dev/null"]))
+        a.append(wall([lumen, "process", f, "--no-thumbnail", "--quiet"]))
         b.append(wall(["ffmpeg", "-nostdin", "-threads", "2", "-i", f, "-an", "-f", "null", "-"]))
     la, lb = statistics.median(a), statistics.median(b)
     ratios.append(lb / la)
     print(f"shots\t{os.path.basename(f)}\t{la:.3f}\t{lb:.3f}\t{lb / la:.2f}")
 print(f"shots\tmedian ratio over {len(files)} files\t\t\t{statistics.median(ratios):.2f}")
+PY
+fi
+
+if [[ ",$sections," == *",memory,"* ]]; then
+  big="$clips/big-2gb.mp4"
+  if [ ! -f "$big" ]; then
+    /usr/bin/python3 - "$clips/phone-1080p-h264.mp4" "$big" <<'PY'
+import os, struct, sys
+src, out = sys.argv[1], sys.argv[2]
+with open(src, "rb") as f, open(out + ".part", "wb") as g:
+    g.write(f.read())
+    g.write(struct.pack(">I4s", 1 << 31, b"free"))
+    g.truncate(g.tell() + (1 << 31) - 8)
+os.rename(out + ".part", out)
+PY
+  fi
+  printf 'memory\tfile\tsize MB\tpeak RSS MB\twall s\tcat s\n'
+  for f in "$clips/uhd-2160p-hevc10.mkv" "$big"; do
+    c=$( { /usr/bin/time -f '%e' cat "$f" >/dev/null; } 2>&1 | tail -1)  # both from the page cache
+    out=$( { /usr/bin/time -f '%M %e' "$lumen" process "$f" --quiet >/dev/null; } 2>&1 | tail -1)
+    printf 'memory\t%s\t%.0f\t%.0f\t%s\t%s\n' "$(basename "$f")" \
+      "$(echo "$(stat -c %s "$f") / 1048576" | bc -l)" "$(echo "${out% *} / 1024" | bc -l)" \
+      "${out#* }" "$c"
+  done
+fi
+
+if [[ ",$sections," == *",dupes,"* ]]; then
+  "$repo/scripts/fetch-photos.sh" bench "$cache/photos-bench" >/dev/null
+  PYTHONPATH="$repo/tests/cli" /usr/bin/python3 - "$lumen" "$cache/photos-bench" "$clips/dupes" <<'PY'
+import json, os, shutil, subprocess, sys, tempfile, time
+import video_corpus as vc
+lumen, src, out = sys.argv[1:4]
+truth = os.path.join(out, "truth.json")
+if not os.path.exists(truth):
+    pics = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs if f.lower().endswith(".jpg"))
+    pics = pics[::max(1, len(pics) // 40)][:40]  # spread over the packages: distinct pictures
+    shutil.rmtree(out, ignore_errors=True)
+    paths, src_of = vc.make_dupes(pics, out, sources=10, seconds=8, size=(640, 360))
+    with open(truth, "w") as f:
+        json.dump({"paths": paths, "src": src_of}, f)
+t = json.load(open(truth))
+cat = os.path.join(tempfile.mkdtemp(), "catalog.db")
+t0 = time.perf_counter()
+subprocess.run([lumen, "index", out, "--catalog", cat, "--no-embedding", "--quiet"], check=True)
+t1 = time.perf_counter()
+p = subprocess.run([lumen, "dupes", "--catalog", cat, "--json"], check=True, capture_output=True)
+t2 = time.perf_counter()
+recall, precision, wrong = vc.pair_scores(json.loads(p.stdout), t["paths"], t["src"])
+pos = sum(1 for i in range(len(t["src"])) for j in range(i + 1, len(t["src"]))
+          if t["src"][i] is not None and t["src"][i] == t["src"][j])
+print("dupes\tfiles\ttrue pairs\trecall\tprecision\tindex s\tdupes s")
+print(f"dupes\t{len(t['paths'])}\t{pos}\t{recall:.3f}\t{precision:.3f}\t{t1 - t0:.1f}\t{t2 - t1:.2f}")
+shutil.rmtree(os.path.dirname(cat))
 PY
 fi
 

@@ -33,6 +33,7 @@
 #include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
+#include "lumen/video/analyze.h"
 
 namespace lumen::cli {
 namespace {
@@ -420,10 +421,45 @@ Result<Image> ModelRgb(const std::string& path, int edge) {
   return up;
 }
 
-// The image the model sees: the reduced decode, upright, long edge `edge`, as JPEG (every API
-// and llama-server read it) or WebP (smaller; not every server decodes it).
-Result<std::string> ModelImage(const std::string& path, int edge, bool webp) {
-  auto rgb = ModelRgb(path, edge);
+// What a model sees of a video: its key frames (one per shot, at most 4, decoded again: the catalog
+// keeps only the poster), in time order on a sheet two frames wide, long edge `edge`. One image,
+// so that every provider and llama-server can take it.
+Result<Image> VideoSheet(const std::string& path, int edge, int* frames) {
+  video::AnalyzeOptions vo;
+  vo.max_key_frames = 4;
+  vo.frame_side = edge;
+  auto a = video::Analyze(path, vo);
+  if (!a.ok()) return a.status();
+  std::vector<const Image*> keep;
+  for (const auto& k : a->key_frames)
+    if (k.content || a->key_frames.size() == 1) keep.push_back(&k.rgb);
+  if (keep.empty()) keep.push_back(&a->poster);
+  *frames = int(keep.size());
+  if (keep.size() == 1) return *keep[0];
+  const int cols = 2, rows = int(keep.size() + 1) / 2;
+  const Image& first = *keep[0];
+  const int cw = edge / cols, ch = std::max(1, int(double(cw) * first.height / first.width + 0.5));
+  Image sheet(cw * cols, ch * rows, 3);  // black between and around frames of other shapes
+  for (size_t i = 0; i < keep.size(); ++i) {
+    const Image& f = *keep[i];
+    const double s = std::min(double(cw) / f.width, double(ch) / f.height);
+    const int w = std::max(1, int(f.width * s)), h = std::max(1, int(f.height * s));
+    Image cell = Resample(f, w, h);
+    const int x0 = int(i % cols) * cw + (cw - w) / 2, y0 = int(i / cols) * ch + (ch - h) / 2;
+    for (int y = 0; y < h; ++y)
+      std::copy(cell.row(y), cell.row(y) + 3 * w, sheet.row(y0 + y) + 3 * x0);
+  }
+  return sheet;
+}
+
+// The image the model sees: the reduced decode, upright, long edge `edge` (a video's sheet of
+// key frames), as JPEG (every API and llama-server read it) or WebP (smaller; not every server
+// decodes it).
+Result<std::string> ModelImage(const std::string& path, int edge, bool webp,
+                               MediaKind kind = MediaKind::kPhoto, int* frames = nullptr) {
+  int n = 1;
+  auto rgb = kind == MediaKind::kVideo ? VideoSheet(path, edge, &n) : ModelRgb(path, edge);
+  if (frames) *frames = n;
   if (!rgb.ok()) return rgb.status();
   Result<std::vector<uint8_t>> bytes = Status::Internal("no encoder");
   if (webp) {
@@ -748,11 +784,19 @@ int RunDescribe(const Options& o, const char* argv0) {
     const int edge = o.image_edge;
     const bool webp = o.image_format == "webp";
     const int max_tokens = o.max_new_tokens;
-    job.prompt = [path, tags, edge, webp, max_tokens, &task]() -> Result<llm::Prompt> {
-      auto img = ModelImage(path, edge, webp);
+    const MediaKind kind = p.kind;
+    job.prompt = [path, tags, edge, webp, max_tokens, kind, &task]() -> Result<llm::Prompt> {
+      int frames = 1;
+      auto img = ModelImage(path, edge, webp, kind, &frames);
       if (!img.ok()) return img.status();
       llm::Prompt pr;
       pr.text = task.Prompt(tags);
+      if (kind == MediaKind::kVideo)
+        pr.text = fmt::format(
+                      "This is a video, shown as {} of its frames{}. Describe the video as you "
+                      "would a photo. ",
+                      frames, frames > 1 ? " in time order, left to right, top to bottom" : "") +
+                  pr.text;
       pr.image_base64 = std::move(img.value());
       pr.image_mime = webp ? "image/webp" : "image/jpeg";
       pr.schema_json = task.schema;

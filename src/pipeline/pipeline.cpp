@@ -199,6 +199,10 @@ ItemResult ProcessVideo(ItemResult r, const PipelineOptions& opt,
   hold.Release();
   if (!analysed.ok()) {
     const Status& st = analysed.status();
+    if (st.code() == Code::kInterrupted) {  // a stop request: not recorded, the next run redoes it
+      r.outcome = ItemResult::Outcome::kInterrupted;
+      return r;
+    }
     // No video stream (an audio file in MP4, Ogg or Matroska): not lumen's, unless it is named
     // like a video.
     if (st.code() == Code::kUnsupported &&

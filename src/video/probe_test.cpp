@@ -372,3 +372,31 @@ TEST(Analyze, LimitsAndWatchdog) {
 
 }  // namespace
 }  // namespace lumen::video
+
+namespace lumen::video {
+namespace {
+
+// HDR: a PQ (SMPTE ST 2084) clip's frames are tone-mapped to SDR sRGB, not shown as their code
+// values: mid-grey code values are ~92 cd/m2 in PQ, brighter than SDR mid-grey once mapped.
+TEST(Analyze, HdrFramesAreToneMapped) {
+  test::TempDir dir;
+  const std::string sdr = dir.File("sdr.mkv"), pq = dir.File("pq.mkv");
+  const std::string src =
+      "-f lavfi -i color=0x808080:size=320x180:rate=25:duration=1 -c:v libx265 "
+      "-x265-params log-level=none -pix_fmt yuv420p10le ";
+  Make(src + "-color_primaries bt709 -color_trc bt709 -colorspace bt709", sdr);
+  Make(src + "-color_primaries bt2020 -color_trc smpte2084 -colorspace bt2020nc", pq);
+  auto probe = Probe(pq);
+  ASSERT_TRUE(probe.ok()) << probe.status().message();
+  EXPECT_TRUE(probe->video[0].hdr);
+  auto a = Analyze(sdr), b = Analyze(pq);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  const double plain = MeanLuma(a->poster), mapped = MeanLuma(b->poster);
+  EXPECT_NEAR(plain, 128, 6);
+  EXPECT_GT(mapped, plain + 15) << plain << " " << mapped;
+  EXPECT_LT(mapped, 200);
+}
+
+}  // namespace
+}  // namespace lumen::video

@@ -6,14 +6,19 @@ is recorded with a reason while the run goes on.
 The clips are made here with the ffmpeg tool from real photos (tests/cli/video_corpus.py, with
 known cut times), and the real videos come from Debian packages (scripts/fetch-photos.sh videos).
 """
+import base64
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
+
+from PIL import Image
 
 import video_corpus
 from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, run, states
@@ -320,3 +325,64 @@ class Dupes(Base):
         exact = json.loads(p.stdout)
         self.assertEqual(len(exact), 1)
         self.assertEqual({os.path.basename(f["path"]) for f in exact[0]["files"]}, {"src0.mp4", "copy-of-src0.mp4"})
+
+
+class Describe(Base):
+    def test_a_video_is_described_from_its_key_frames(self):
+        from fault_server import FaultServer
+        key = "video-key-1"
+        # Two shots of flat colours (their mean is what the test server reports seeing).
+        clip = os.path.join(self.lib, "two.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2", "-f", "lavfi", "-i",
+               "smptebars=size=320x180:rate=25:duration=2", "-filter_complex", "[0][1]concat=n=2:v=1",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
+        self.index("--no-embedding", check=EXIT_OK)
+        class Recording(FaultServer):
+            bodies = []
+
+            def parse(self, h, body):
+                self.bodies.append(body)
+                return super().parse(h, body)
+
+        server = Recording(api_key=key)
+        try:
+            env = dict(os.environ, LUMEN_TEST_KEY=key)
+            p = run("describe", self.lib, "--llm", "openai", "--llm-model", "test-vlm", "--base-url", server.url,
+                    "--api-key-env", "LUMEN_TEST_KEY", "--catalog", self.catalog, check=EXIT_OK, env=env)
+        finally:
+            server.stop()
+        recs = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        self.assertEqual(len(recs), 1)
+        self.assertEqual(os.path.basename(recs[0]["file_path"]), "two.mp4")
+        self.assertIn("colour", recs[0]["description"])
+        self.assertEqual(server.counts, {200: 1})
+        # One image: a sheet of the two shots' key frames side by side, and a prompt that says so.
+        body = json.loads(server.bodies[0])
+        text = json.dumps(body)
+        self.assertIn("This is a video, shown as 2 of its frames", text)
+        m = re.search(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", text)
+        sheet = Image.open(io.BytesIO(base64.b64decode(m.group(1))))
+        self.assertAlmostEqual(sheet.width / sheet.height, 2 * 320 / 180, delta=0.1)
+
+
+class Organize(Base):
+    def test_videos_move_by_creation_time_with_companions_and_undo(self):
+        src = os.path.join(self.lib, "camera")
+        os.makedirs(src)
+        clip = os.path.join(src, "GOPR0001.MP4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=1", "-c:v", "libx264",
+               "-pix_fmt", "yuv420p", "-metadata", "creation_time=2019-08-17T09:30:00.000000Z", clip)
+        write(os.path.join(src, "GOPR0001.THM"), b"\xff\xd8 thumbnail")
+        write(os.path.join(src, "GOPR0001.SRT"), "1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+        write(os.path.join(src, "GOPR0001.LRV"), b"low-res proxy")
+        before = {f: read(os.path.join(src, f)) for f in os.listdir(src)}
+        self.index("--no-embedding", check=EXIT_OK)
+        dest = os.path.join(self.tmp, "sorted")
+        run("organize", self.lib, "--into", dest, "--apply", "--catalog", self.catalog, check=EXIT_OK)
+        moved = os.path.join(dest, "2019", "08")
+        self.assertEqual(sorted(os.listdir(moved)), sorted(before))
+        for f, data in before.items():
+            self.assertEqual(read(os.path.join(moved, f)), data)
+        self.assertEqual(os.listdir(src), [])
+        run("undo", "--catalog", self.catalog, check=EXIT_OK)
+        self.assertEqual({f: read(os.path.join(src, f)) for f in os.listdir(src)}, before)

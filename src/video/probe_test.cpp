@@ -400,3 +400,37 @@ TEST(Analyze, HdrFramesAreToneMapped) {
 
 }  // namespace
 }  // namespace lumen::video
+
+namespace lumen::video {
+namespace {
+
+// Audio tracks and subtitles with their languages, as a camcorder's or a rip's MKV has them.
+TEST(Probe, AudioTracksAndSubtitlesWithLanguages) {
+  test::TempDir dir;
+  test::WriteFile(dir.File("subs.srt"),
+                  std::string("1\n00:00:00,000 --> 00:00:01,000\nBonjour\n\n"));
+  const std::string clip = dir.File("rip.mkv");
+  Make(
+      "-f lavfi -i testsrc2=size=160x120:rate=25:duration=1 -f lavfi -i sine=duration=1 "
+      "-f lavfi -i sine=frequency=880:duration=1 -i '" +
+          dir.File("subs.srt") +
+          "' -map 0 -map 1 -map 2 -map 3 -c:v libx264 -c:a aac -ac:a:1 1 -c:s srt "
+          "-metadata:s:a:0 language=eng -metadata:s:a:1 language=deu "
+          "-metadata:s:s:0 language=fra",
+      clip);
+  auto p = Probe(clip);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  ASSERT_EQ(p->audio.size(), 2u);
+  EXPECT_EQ(p->audio[0].language, "eng");
+  EXPECT_EQ(p->audio[1].language, "deu");
+  EXPECT_EQ(p->audio[1].channels, 1);
+  ASSERT_EQ(p->subtitles.size(), 1u);
+  EXPECT_EQ(p->subtitles[0].codec, "subrip");
+  EXPECT_EQ(p->subtitles[0].language, "fra");
+  const auto j = ProbeJson(*p);
+  EXPECT_EQ(j["subtitles"][0]["language"], "fra");
+  EXPECT_EQ(j["audio"].size(), 2u);
+}
+
+}  // namespace
+}  // namespace lumen::video

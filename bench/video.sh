@@ -62,7 +62,7 @@ def wall(cmd):
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t0
-ratios = []
+ratios, total_a, total_b = [], 0.0, 0.0
 for f in files:
     a, b = [], []
     for _ in range(runs):
@@ -70,8 +70,10 @@ for f in files:
         b.append(wall(["ffmpeg", "-nostdin", "-threads", "2", "-i", f, "-an", "-f", "null", "-"]))
     la, lb = statistics.median(a), statistics.median(b)
     ratios.append(lb / la)
+    total_a, total_b = total_a + la, total_b + lb
     print(f"shots\t{os.path.basename(f)}\t{la:.3f}\t{lb:.3f}\t{lb / la:.2f}")
 print(f"shots\tmedian ratio over {len(files)} files\t\t\t{statistics.median(ratios):.2f}")
+print(f"shots\tall files (throughput)\t{total_a:.3f}\t{total_b:.3f}\t{total_b / total_a:.2f}")
 PY
 fi
 

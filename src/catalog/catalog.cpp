@@ -662,7 +662,7 @@ Status Catalog::PutVideo(int64_t asset, const std::string& producer, const Video
     std::memcpy(&sig[i * 16 + 4], &flags, 4);
     std::memcpy(&sig[i * 16 + 8], &x.dhash, 8);
   }
-  const video::VideoTrack& t = v.probe.video.front();
+  const video::VideoTrack& t = video::MainTrack(v.probe);
   auto s = sql::Prepare(db_.get(),
                         "INSERT OR REPLACE INTO videos(asset_id,producer,duration,codec,fps,vfr,"
                         "rotation,creation_time,probe,poster_time,frames,damaged,signature) "

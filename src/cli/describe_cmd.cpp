@@ -452,6 +452,14 @@ Result<Image> VideoSheet(const std::string& path, int edge, int* frames) {
   return sheet;
 }
 
+// What the prompt says first about a video's sheet ("" for a photo).
+std::string VideoNote(MediaKind kind, int frames) {
+  if (kind != MediaKind::kVideo) return "";
+  return fmt::format(
+      "This is a video, shown as {} of its frames{}. Describe the video as you would a photo. ",
+      frames, frames > 1 ? " in time order, left to right, top to bottom" : "");
+}
+
 // The image the model sees: the reduced decode, upright, long edge `edge` (a video's sheet of
 // key frames), as JPEG (every API and llama-server read it) or WebP (smaller; not every server
 // decodes it).
@@ -791,12 +799,7 @@ int RunDescribe(const Options& o, const char* argv0) {
       if (!img.ok()) return img.status();
       llm::Prompt pr;
       pr.text = task.Prompt(tags);
-      if (kind == MediaKind::kVideo)
-        pr.text = fmt::format(
-                      "This is a video, shown as {} of its frames{}. Describe the video as you "
-                      "would a photo. ",
-                      frames, frames > 1 ? " in time order, left to right, top to bottom" : "") +
-                  pr.text;
+      pr.text = VideoNote(kind, frames) + pr.text;
       pr.image_base64 = std::move(img.value());
       pr.image_mime = webp ? "image/webp" : "image/jpeg";
       pr.schema_json = task.schema;
@@ -985,7 +988,10 @@ int RunDescribe(const Options& o, const char* argv0) {
       const bool is_doc = p.kind == MediaKind::kDocument;
       const DocumentRecord* d = is_doc ? &documents.at(p.asset) : nullptr;
       Result<Image> img = Image();
-      if (!is_doc)
+      int frames = 1;
+      if (p.kind == MediaKind::kVideo)
+        img = VideoSheet(p.path, o.image_edge, &frames);
+      else if (!is_doc)
         img = ModelRgb(p.path, o.image_edge);
       else if (d->needs_render)
         img = DocumentPage(p.path, o.image_edge);
@@ -997,7 +1003,8 @@ int RunDescribe(const Options& o, const char* argv0) {
           reply = is_doc
                       ? vlm->Generate(*img, doc_task.Prompt(*d, d->needs_render), o.max_new_tokens,
                                       llm::DocumentGrammar(300, doc_task.taxonomy))
-                      : vlm->Generate(*img, task.Prompt(p.tags), o.max_new_tokens,
+                      : vlm->Generate(*img, VideoNote(p.kind, frames) + task.Prompt(p.tags),
+                                      o.max_new_tokens,
                                       llm::DescribeGrammar(300, task.taxonomy, task.social));
         } catch (const std::exception& ex) {
           reply = Status::Internal(fmt::format("the model failed: {}", ex.what()));

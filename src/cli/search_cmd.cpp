@@ -207,9 +207,10 @@ int RunSearch(const Options& o, bool similar) {
   // embedding, when that is higher), and names that frame's time.
   std::unordered_map<int64_t, double> moment;
   if (frames.size() > 0) {
-    const size_t want = static_cast<size_t>(o.top) * 4 + 32;
+    // Every frame (an exact pass, as the flat index is): each video's best moment, however many
+    // frames the best videos have.
     std::unordered_map<int64_t, Hit> best;
-    for (const Hit& h : frames.Search(q.data(), want,
+    for (const Hit& h : frames.Search(q.data(), frames.size(),
                                       [&](int64_t f) { return keep(frame_at[size_t(f)].first); })) {
       const auto [asset, t] = frame_at[size_t(h.id)];
       auto [it, added] = best.emplace(asset, Hit{asset, h.cosine});

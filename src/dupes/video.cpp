@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <numeric>
 #include <unordered_map>
@@ -46,12 +47,32 @@ VideoMatch MatchVideos(const VideoItem& a, const VideoItem& b, const VideoOption
   const auto& sb = b.signature;
   if (sa.empty() || sb.empty()) return m;
   // The offset: the most common (tb - ta) among samples whose hashes match, in quarter seconds.
+  // Pairs of samples come from b's 16-bit hash blocks (not all pairs: two hours of video are
+  // 14,400 samples a side); of a block value too common (a static scene), a spread sample votes.
+  constexpr size_t kMaxVoters = 64;
+  std::unordered_map<uint32_t, std::vector<uint32_t>> blocks;
+  for (size_t j = 0; j < sb.size(); ++j)
+    if (!sb[j].masked)
+      for (uint32_t k = 0; k < 4; ++k)
+        blocks[(k << 16) | uint32_t((sb[j].dhash >> (16 * k)) & 0xFFFF)].push_back(uint32_t(j));
   std::map<int, int> votes;
-  for (const auto& x : sa) {
+  std::vector<uint32_t> seen(sb.size(), UINT32_MAX);
+  for (size_t i = 0; i < sa.size(); ++i) {
+    const auto& x = sa[i];
     if (x.masked) continue;
-    for (const auto& y : sb)
-      if (!y.masked && std::popcount(x.dhash ^ y.dhash) <= opt.max_distance)
-        ++votes[int(std::lround((y.time - x.time) * 4))];
+    for (uint32_t k = 0; k < 4; ++k) {
+      auto it = blocks.find((k << 16) | uint32_t((x.dhash >> (16 * k)) & 0xFFFF));
+      if (it == blocks.end()) continue;
+      const std::vector<uint32_t>& list = it->second;
+      const size_t stride = (list.size() + kMaxVoters - 1) / kMaxVoters;
+      for (size_t n = 0; n < list.size(); n += stride) {
+        const uint32_t j = list[n];
+        if (seen[j] == i) continue;
+        seen[j] = uint32_t(i);
+        if (std::popcount(x.dhash ^ sb[j].dhash) <= opt.max_distance)
+          ++votes[int(std::lround((sb[j].time - x.time) * 4))];
+      }
+    }
   }
   if (votes.empty()) return m;
   int best = 0, best_votes = -1;

@@ -201,6 +201,16 @@ std::vector<float> ImageEncoder::Normalize(const Image& sq) const {
   return out;
 }
 
+Image ImageEncoder::Square(const Image& reduced, int orientation) const {
+  ModelInputSpec spec;
+  spec.size = input_size();
+  spec.mode = impl_->cfg.preprocess.resize == PreprocessConfig::Resize::kSquash
+                  ? ModelResize::kSquash
+                  : ModelResize::kCenterCrop;
+  auto sq = MakeModelInput(reduced, orientation, spec);
+  return sq.ok() ? std::move(*sq) : Image(input_size(), input_size(), 3);
+}
+
 std::vector<float> ImageEncoder::Preprocess(const Image& reduced, int orientation) const {
   ModelInputSpec spec;
   spec.size = input_size();

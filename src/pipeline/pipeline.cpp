@@ -218,7 +218,7 @@ ItemResult ProcessVideo(ItemResult r, const PipelineOptions& opt,
   video::VideoAnalysis& a = *analysed;
   r.kind = MediaKind::kVideo;
   r.hash = *a.probe.content_hash;
-  const video::VideoTrack& track = a.probe.video.front();
+  const video::VideoTrack& track = video::MainTrack(a.probe);
   {
     const std::string& c = a.probe.container;
     r.format_name = c.rfind("mov,mp4", 0) == 0    ? "mp4"
@@ -265,8 +265,7 @@ ItemResult ProcessVideo(ItemResult r, const PipelineOptions& opt,
     }
     if (opt.encoder) {
       StageTimer t(profile, Stage::kModelInput);
-      std::vector<float> in = opt.encoder->Preprocess(k.rgb, 1);
-      r.encoder_input.insert(r.encoder_input.end(), in.begin(), in.end());
+      r.encoder_squares.push_back(opt.encoder->Square(k.rgb, 1));
       ++r.encoder_frames;
     }
     v.key_frames.push_back(f);
@@ -628,9 +627,14 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
     for (Waiting& x : pending) {
       ItemResult& r = x.w->result;
       for (int f = x.encoded; f < r.encoder_frames && where.size() < n; ++f) {
-        std::copy(r.encoder_input.begin() + long(size_t(f) * floats),
-                  r.encoder_input.begin() + long(size_t(f + 1) * floats),
-                  in.begin() + long(where.size() * floats));
+        if (!r.encoder_squares.empty()) {
+          const std::vector<float> v = opt.encoder->Normalize(r.encoder_squares[size_t(f)]);
+          std::copy(v.begin(), v.end(), in.begin() + long(where.size() * floats));
+        } else {
+          std::copy(r.encoder_input.begin() + long(size_t(f) * floats),
+                    r.encoder_input.begin() + long(size_t(f + 1) * floats),
+                    in.begin() + long(where.size() * floats));
+        }
         where.emplace_back(&x, f);
       }
       if (where.size() == n) break;
@@ -654,7 +658,9 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       if (opt.tagging) {
         const auto& tg = *opt.tagging;
         r.frame_tags.resize(size_t(r.encoder_frames));
-        r.tag_terms = bank->rows_done();
+        // Scored against the smallest bank any of its frames saw (a bank may grow meanwhile).
+        r.tag_terms = x->encoded == 0 && f == 0 ? bank->rows_done()
+                                                : std::min(r.tag_terms, bank->rows_done());
         if (tg.drop_ancestors) tags::DropAncestors(*tg.vocab, &scored[i]);
         for (const tags::Tag& tag : scored[i]) {
           const tags::Term& term = tg.vocab->terms()[tag.term];
@@ -671,6 +677,7 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
   // embedding is its frames' mean, L2-normalised, and its tags each term's best.
   auto finish_encoded = [&](ItemResult& r) {
     r.encoder_input = {};
+    r.encoder_squares = {};
     if (r.frame_embeddings.empty()) return;
     if (!r.video) {
       r.embedding = std::move(r.frame_embeddings);
@@ -721,8 +728,10 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       std::unique_ptr<Work> w = std::move(pending.front().w);
       pending.pop_front();
       w->result.encoder_input = {};
+      w->result.encoder_squares = {};
       w->result.frame_embeddings = {};
       w->result.frame_tags = {};
+      w->result.tag_terms = 0;
       deliver(std::move(w));
     }
     pending_frames = 0;

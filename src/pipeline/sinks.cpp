@@ -217,11 +217,11 @@ nlohmann::json ToRecord(const ItemResult& r) {
   }
   if (r.video) {
     const VideoRecord& v = *r.video;
-    const video::VideoTrack& t = v.probe.video.front();
+    const video::VideoTrack& t = video::MainTrack(v.probe);
     j["media"] = "video";
     j["duration"] = v.probe.duration;
     nlohmann::json probe = video::ProbeJson(v.probe);
-    nlohmann::json vj = probe["video"][0];
+    nlohmann::json vj = probe["video"][size_t(&t - v.probe.video.data())];
     vj["container"] = v.probe.container;
     vj["bit_rate"] = v.probe.bit_rate;
     vj["interlaced"] = v.interlaced;

@@ -370,7 +370,7 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
     index = av_find_best_stream(f, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (index >= 0) {
       const AVCodecParameters* par = f->streams[index]->codecpar;
-      if (par->width <= 0 || par->height <= 0 ||
+      if (par->width > 0 && par->height > 0 &&
           uint64_t(par->width) * uint64_t(par->height) > options.max_pixels)
         return Status::TooLarge(
             fmt::format("{}: {}x{} frames, above the limit of {:.1f} megapixels", path, par->width,
@@ -404,7 +404,9 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
   if (!pkt || !frame) return Status::Internal("out of memory");
   const double tb = av_q2d(st->time_base);
   int64_t start = st->start_time;
-  double last_t = -1;
+  double last_t = -1, rebase = 0;
+  const double rate = av_q2d(st->avg_frame_rate) > 0 ? av_q2d(st->avg_frame_rate) : 30;
+  const double step = 1 / std::clamp(rate, 1.0, 1000.0);
   bool done = false;
   while (!done) {
     LUMEN_RETURN_IF_ERROR(in.Stopped());
@@ -426,15 +428,26 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
         break;
       }
       if (frame->decode_error_flags || (frame->flags & AV_FRAME_FLAG_CORRUPT)) ++out.damaged;
+      if (uint64_t(frame->width) * uint64_t(frame->height) > options.max_pixels)
+        return Status::TooLarge(
+            fmt::format("{}: {}x{} frames, above the limit of {:.1f} megapixels", path,
+                        frame->width, frame->height, double(options.max_pixels) / 1e6));
       const int64_t pts = frame->best_effort_timestamp;
       double t;
       if (pts == AV_NOPTS_VALUE) {
-        t = last_t < 0 ? 0 : last_t + 1 / 30.0;
+        t = last_t < 0 ? 0 : last_t + step;
       } else {
         if (start == AV_NOPTS_VALUE) start = pts;
-        t = double(pts - start) * tb;
+        t = (double(pts) - double(start)) * tb + rebase;  // double: hostile pts cannot overflow
       }
-      if (t <= last_t) t = last_t + 1e-6;  // presentation order, even on broken timestamps
+      // Timestamps that jump back (joined transport streams, a camera's reset) continue from
+      // where the video was, a frame later: the rest of the file keeps its shots and samples.
+      if (t < last_t - step && pts != AV_NOPTS_VALUE) {
+        rebase += last_t + step - t;
+        t = last_t + step;
+      } else if (t <= last_t) {
+        t = last_t + 1e-3;  // a repeated or slightly early time: kept in presentation order
+      }
       last_t = t;
       ++out.frames;
       LUMEN_RETURN_IF_ERROR(an.Add(frame.get(), t));
@@ -442,6 +455,7 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
     }
   }
   LUMEN_RETURN_IF_ERROR(an.Finish(&out));
+  out.probe.main = index;
   auto hash = in.FinishHash();
   if (!hash.ok()) return hash.status();
   out.probe.content_hash = *hash;

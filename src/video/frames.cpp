@@ -186,6 +186,7 @@ bool SmallFromYuv(const AVFrame* frame, int ow, int oh, bool one_field, Image* o
   // Planar (3 planes) or semi-planar (NV12, P010: interleaved chroma in plane 1); samples in the
   // low bits (P010 keeps them high: not handled here).
   const bool semi = d->comp[1].plane == 1 && d->comp[2].plane == 1;
+  if (semi && d->comp[1].offset > d->comp[2].offset) return false;  // NV21: V first
   if (!semi && (d->comp[1].plane != 1 || d->comp[2].plane != 2)) return false;
   if (d->comp[0].shift != 0 || (depth != 8 && depth != 10 && depth != 12)) return false;
   if (d->comp[0].step != (depth > 8 ? 2 : 1)) return false;

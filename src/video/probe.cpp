@@ -168,6 +168,12 @@ Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options) {
   return p;
 }
 
+const VideoTrack& MainTrack(const VideoProbe& p) {
+  for (const VideoTrack& t : p.video)
+    if (t.index == p.main) return t;
+  return p.video.front();
+}
+
 nlohmann::json ProbeJson(const VideoProbe& p) {
   using nlohmann::json;
   auto text = [](const std::string& v) { return v.empty() ? json() : json(v); };

@@ -434,3 +434,31 @@ TEST(Probe, AudioTracksAndSubtitlesWithLanguages) {
 
 }  // namespace
 }  // namespace lumen::video
+
+namespace lumen::video {
+namespace {
+
+// Timestamps that start again mid-file (two transport streams joined byte for byte, as cameras
+// split and tools concatenate them): the second part follows the first, with its own shots and
+// samples, instead of collapsing onto one instant.
+TEST(Analyze, TimestampsThatJumpBackContinue) {
+  test::TempDir dir;
+  Make("-f lavfi -i testsrc2=size=320x240:rate=25:duration=2 -c:v libx264 -pix_fmt yuv420p",
+       dir.File("a.ts"));
+  Make("-f lavfi -i smptebars=size=320x240:rate=25:duration=2 -c:v libx264 -pix_fmt yuv420p",
+       dir.File("b.ts"));
+  auto a = test::ReadFile(dir.File("a.ts")), b = test::ReadFile(dir.File("b.ts"));
+  a.insert(a.end(), b.begin(), b.end());
+  test::WriteFile(dir.File("joined.ts"), a);
+  auto r = Analyze(dir.File("joined.ts"));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->frames, 100);
+  ASSERT_EQ(r->shots.size(), 2u);
+  EXPECT_NEAR(r->shots[1].start, 2.0, 0.05);
+  EXPECT_NEAR(r->shots[1].end, 4.0, 0.1);
+  EXPECT_GE(r->signature.size(), 7u);
+  EXPECT_EQ(r->key_frames.size(), 2u);
+}
+
+}  // namespace
+}  // namespace lumen::video

@@ -59,6 +59,9 @@ class ImageEncoder {
   std::vector<float> Preprocess(const Image& reduced, int orientation) const;
   // As Preprocess, from an image that is already upright and image_size square.
   std::vector<float> Normalize(const Image& square) const;
+  // Preprocess's first step: the upright image_size square (8-bit RGB, a quarter of the floats'
+  // memory), for inputs that wait before they are encoded (a video's key frames).
+  Image Square(const Image& reduced, int orientation) const;
 
   // `batch` inputs of input_floats() each -> batch x dim() floats, each row L2-normalised.
   Status Encode(const float* inputs, int batch, float* out);

@@ -68,9 +68,11 @@ struct ItemResult {
   std::optional<Thumbnail> thumbnail;
   std::optional<PerceptualHashes> hashes;
   std::optional<Image> model_input;
-  // Preprocessed for the image encoder (freed once encoded): `encoder_frames` inputs, one for a
-  // photo, one per key frame for a video.
+  // For the image encoder (freed once encoded): `encoder_frames` inputs, one for a photo
+  // (preprocessed floats), one per key frame for a video (its upright input square, normalised
+  // when it is encoded: a quarter of the memory while it waits).
   std::vector<float> encoder_input;
+  std::vector<Image> encoder_squares;
   int encoder_frames = 0;
   // L2-normalised, when an encoder ran (image or text tower); a video's is its key frames' mean.
   std::vector<float> embedding;

@@ -67,6 +67,7 @@ struct VideoProbe {
   double duration = 0;    // seconds
   int64_t bit_rate = 0;   // bits per second, whole file
   std::vector<VideoTrack> video;  // at least one
+  int main = -1;                  // the stream index of the one analysed (Analyze), -1 unknown
   std::vector<AudioTrack> audio;
   std::vector<SubtitleTrack> subtitles;
   // Tags: the creation time as written (ISO 8601, with its zone where the file has one: Apple's
@@ -90,6 +91,9 @@ struct ProbeOptions {
 };
 
 Result<VideoProbe> Probe(const std::string& path, const ProbeOptions& options = {});
+
+// The video track that stands for the file: the one Analyze decoded, else the first.
+const VideoTrack& MainTrack(const VideoProbe& p);
 
 // The probe as JSON (docs/RECORDS.md, `video`): {container, duration, bit_rate, creation_time,
 // make, model, latitude, longitude, altitude, video: [{codec, profile, width, height, rotation,

@@ -21,9 +21,10 @@ import unittest
 from PIL import Image
 
 import video_corpus
-from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, run, states
+from test_cli import EXIT_OK, EXIT_SOME_FAILED, ROOT, db_rows, loads, run, run_loading, states
 
 FFMPEG = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+LUMEN_BIN = os.environ.get("LUMEN_BIN", os.path.join(ROOT, "build", "src", "cli", "lumen"))
 
 
 def ffmpeg(*args):
@@ -62,6 +63,29 @@ class Base(unittest.TestCase):
 
     def index(self, *extra, check=None):
         return run("index", self.lib, "--catalog", self.catalog, *extra, check=check)
+
+
+class Loading(Base):
+    def test_ffmpeg_is_loaded_only_for_videos_and_a_missing_module_fails_only_them(self):
+        photo = os.path.join(self.lib, "p.png")
+        Image.new("RGB", (64, 48), (10, 120, 200)).save(photo)
+        _, loaded = run_loading("process", photo, "--quiet", check=EXIT_OK)
+        self.assertFalse(loads(loaded, "libavcodec.so"), loaded)
+        self.assertFalse(loads(loaded, "liblumen_video.so"), loaded)
+        clip = os.path.join(self.lib, "c.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=1", "-c:v", "libx264",
+               "-pix_fmt", "yuv420p", clip)
+        _, loaded = run_loading("process", clip, "--quiet", check=EXIT_OK)
+        self.assertTrue(loads(loaded, "liblumen_video.so"), loaded)
+        self.assertTrue(loads(loaded, "libavcodec.so"), loaded)
+        # No module (or another build's): the videos fail with the reason, the photo is indexed.
+        for module in ("/nonexistent/liblumen_video.so", os.path.join(os.path.dirname(LUMEN_BIN),
+                                                                       "liblumen_vips.so")):
+            env = dict(os.environ, LUMEN_VIDEO_MODULE=module)
+            p = run("process", self.lib, check=EXIT_SOME_FAILED, env=env)
+            recs = records(p)
+            self.assertEqual(set(recs), {"p.png"})
+            self.assertIn(b"cannot load lumen's video module", p.stderr)
 
 
 class Shots(Base):

@@ -1,0 +1,68 @@
+// liblumen_video.so's entry (video_module.h), and the executable's services it forwards to: the
+// video code calls Interrupted(), MonotonicNs() and log::Write() as it does when linked into a
+// test, and here they reach the executable's own.
+#include "video_module.h"
+
+#include <exception>
+
+#include <fmt/format.h>
+
+#include "lumen/util/interrupt.h"
+#include "lumen/util/profile.h"
+
+namespace lumen {
+namespace {
+const video::VideoHost* g_host = nullptr;
+
+template <typename T, typename F>
+Result<T> Guarded(F f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("video: {}", e.what()));
+  } catch (...) {
+    return Status::Internal("video: unknown exception");
+  }
+}
+
+Result<video::VideoProbe> ModuleProbe(const std::string& path, const video::ProbeOptions& o) {
+  return Guarded<video::VideoProbe>([&] { return video::Probe(path, o); });
+}
+Result<video::Poster> ModulePoster(const std::string& path, const video::PosterOptions& o) {
+  return Guarded<video::Poster>([&] { return video::PosterFrame(path, o); });
+}
+Result<video::VideoAnalysis> ModuleAnalyze(const std::string& path,
+                                           const video::AnalyzeOptions& o) {
+  return Guarded<video::VideoAnalysis>([&] { return video::Analyze(path, o); });
+}
+
+constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,
+                                        sizeof(video::VideoHost),
+                                        sizeof(video::VideoAnalysis),
+                                        sizeof(video::VideoProbe),
+                                        ModuleProbe,
+                                        ModulePoster,
+                                        ModuleAnalyze};
+}  // namespace
+
+bool Interrupted() {
+  return g_host && g_host->interrupted();
+}
+
+uint64_t MonotonicNs() {
+  return g_host ? g_host->monotonic_ns() : 0;
+}
+
+namespace log {
+void Write(Level level, std::string_view message, const Fields&) {
+  if (g_host) g_host->log(level, std::string(message));
+}
+}  // namespace log
+
+}  // namespace lumen
+
+extern "C" __attribute__((visibility("default"))) const lumen::video::VideoModuleApi*
+lumen_video_module_v1(const lumen::video::VideoHost* host) {
+  lumen::g_host = host;
+  return &lumen::kApi;
+}

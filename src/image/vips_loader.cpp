@@ -19,6 +19,7 @@
 #include "lumen/image/convert.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
+#include "lumen/util/module_path.h"
 #include "lumen/util/profile.h"
 
 namespace lumen {
@@ -79,23 +80,11 @@ bool HostShrinkJpeg(const std::string& input, const ChainOp& lead, int w, int h,
 constexpr VipsHost kHost = {HostLogDebug,     Interrupted,        MonotonicNs,
                             HostCheckOverlay, NeedsSrgbTransform, HostShrinkJpeg};
 
-// Where the module may be: $LUMEN_VIPS_MODULE alone if set; else next to the executable (the
-// build tree's src/cli, or an installed bin/), then where this build put it (test and benchmark
-// executables live elsewhere in the tree).
-std::vector<std::string> Candidates() {
-  if (const char* env = std::getenv("LUMEN_VIPS_MODULE"); env && *env) return {env};
-  std::vector<std::string> paths;
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) paths.push_back((exe.parent_path() / "liblumen_vips.so").string());
-  paths.push_back(LUMEN_VIPS_MODULE_PATH);
-  return paths;
-}
-
 Result<const VipsModuleApi*> Load() {
   SetVipsHome();
   std::string tried;
-  for (const std::string& path : Candidates()) {
+  for (const std::string& path :
+       ModuleCandidates("LUMEN_VIPS_MODULE", "liblumen_vips.so", LUMEN_VIPS_MODULE_PATH)) {
     if (!tried.empty()) tried += "; ";
     // RTLD_LOCAL: libvips' and GLib's symbols stay the module's. Never closed (libvips cannot be
     // shut down and started again).

@@ -212,14 +212,7 @@ Image ImageEncoder::Square(const Image& reduced, int orientation) const {
 }
 
 std::vector<float> ImageEncoder::Preprocess(const Image& reduced, int orientation) const {
-  ModelInputSpec spec;
-  spec.size = input_size();
-  spec.mode = impl_->cfg.preprocess.resize == PreprocessConfig::Resize::kSquash
-                  ? ModelResize::kSquash
-                  : ModelResize::kCenterCrop;
-  auto sq = MakeModelInput(reduced, orientation, spec);
-  if (!sq.ok()) return std::vector<float>(input_floats(), 0.f);
-  return Normalize(*sq);
+  return Normalize(Square(reduced, orientation));
 }
 
 Status ImageEncoder::Encode(const float* inputs, int batch, float* out) {

@@ -337,6 +337,25 @@ TEST(Analyze, LongShotsAreSampledAndTheKeyFramesCapped) {
   EXPECT_GT(a->key_frames.back().time, 28);
 }
 
+// A portrait phone clip (a 90 degree display matrix): the poster and key frames come out upright,
+// and a sub-second clip with one key frame still has its shot, key frame and poster.
+TEST(Analyze, RotatedShortClipIsUpright) {
+  test::TempDir dir;
+  const std::string clip = dir.File("portrait.mov");
+  Make("-f lavfi -i testsrc2=size=320x180:rate=30:duration=0.5 -c:v libx264 -pix_fmt yuv420p",
+       clip);
+  RotateClockwise(clip);
+  auto a = Analyze(clip);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_EQ(MainTrack(a->probe).rotation, 90);
+  EXPECT_EQ(a->poster.width, 180);
+  EXPECT_EQ(a->poster.height, 320);
+  ASSERT_EQ(a->shots.size(), 1u);
+  ASSERT_EQ(a->key_frames.size(), 1u);
+  EXPECT_EQ(a->key_frames[0].rgb.width, 180);
+  EXPECT_EQ(a->key_frames[0].rgb.height, 320);
+}
+
 // Limits: frames above the pixel limit are refused before decoding; the watchdog's limit grows
 // with the duration; a file that changes while it is read is reported, not hashed as it was.
 TEST(Analyze, LimitsAndWatchdog) {

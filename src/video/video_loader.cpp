@@ -4,7 +4,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -12,6 +11,7 @@
 
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
+#include "lumen/util/module_path.h"
 #include "lumen/util/profile.h"
 #include "video_module.h"
 
@@ -24,21 +24,10 @@ void HostLog(log::Level level, const std::string& line) {
 
 constexpr VideoHost kHost = {HostLog, Interrupted, MonotonicNs};
 
-// $LUMEN_VIDEO_MODULE alone if set; else next to the executable (the build tree's src/cli, or an
-// installed bin/), then where this build put it (test and benchmark executables).
-std::vector<std::string> Candidates() {
-  if (const char* env = std::getenv("LUMEN_VIDEO_MODULE"); env && *env) return {env};
-  std::vector<std::string> paths;
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) paths.push_back((exe.parent_path() / "liblumen_video.so").string());
-  paths.push_back(LUMEN_VIDEO_MODULE_PATH);
-  return paths;
-}
-
 Result<const VideoModuleApi*> Load() {
   std::string tried;
-  for (const std::string& path : Candidates()) {
+  for (const std::string& path :
+       ModuleCandidates("LUMEN_VIDEO_MODULE", "liblumen_video.so", LUMEN_VIDEO_MODULE_PATH)) {
     if (!tried.empty()) tried += "; ";
     // RTLD_LOCAL: FFmpeg's symbols stay the module's. Never closed.
     void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);

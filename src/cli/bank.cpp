@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -145,13 +146,48 @@ Result<size_t> TagFromStoredEmbeddings(Catalog* cat, const PipelineOptions::Tagg
   LUMEN_RETURN_IF_ERROR(
       all ? cat->LoadEmbeddings(model_id, &stored)
           : cat->LoadEmbeddingsToTag(model_id, t.bank_id, bank->rows_done(), &stored));
+  // A video is tagged as the index run tags it: each key frame scored (frame_tags), and each
+  // term's best over its frames as the video's tags; its pooled embedding is not scored.
+  FlatIndex frames(dim);
+  std::vector<std::pair<int64_t, double>> frame_at;
+  LUMEN_RETURN_IF_ERROR(cat->LoadFrameEmbeddings(model_id, &frames, &frame_at));
+  std::unordered_map<int64_t, std::pair<size_t, size_t>> rows_of;  // asset: its frames' rows
+  for (size_t r = 0; r < frame_at.size(); ++r) {
+    auto [it, added] = rows_of.emplace(frame_at[r].first, std::make_pair(r, r + 1));
+    if (!added) it->second.second = r + 1;
+  }
   const size_t batch = 256, d = size_t(dim);
   LUMEN_RETURN_IF_ERROR(cat->Begin());
   for (size_t at = 0; at < stored.size(); at += batch) {
     const size_t n = std::min(batch, stored.size() - at);
     auto scored = tags::ScoreImages(stored.data() + at * d, n, *bank, t.calibration, t.score);
     for (size_t i = 0; i < n; ++i) {
-      if (t.drop_ancestors) tags::DropAncestors(*t.vocab, &scored[i]);
+      if (auto v = rows_of.find(stored.ids()[at + i]); v != rows_of.end()) {
+        const auto [begin, end] = v->second;
+        auto per_frame = tags::ScoreImages(frames.data() + begin * d, end - begin, *bank,
+                                           t.calibration, t.score);
+        std::vector<std::tuple<int, std::string, float>> frame_rows;
+        std::unordered_map<uint32_t, size_t> best;  // term -> index in scored[i]
+        scored[i].clear();
+        for (size_t f = 0; f < per_frame.size(); ++f) {
+          if (t.drop_ancestors) tags::DropAncestors(*t.vocab, &per_frame[f]);
+          for (const tags::Tag& tag : per_frame[f]) {
+            frame_rows.emplace_back(int(f), t.vocab->terms()[tag.term].text, tag.confidence);
+            auto [it, added] = best.emplace(tag.term, scored[i].size());
+            if (added)
+              scored[i].push_back(tag);
+            else if (tag.confidence > scored[i][it->second].confidence)
+              scored[i][it->second].confidence = tag.confidence;
+          }
+        }
+        std::stable_sort(
+            scored[i].begin(), scored[i].end(),
+            [](const tags::Tag& a, const tags::Tag& b) { return a.confidence > b.confidence; });
+        if (scored[i].size() > t.score.max_tags) scored[i].resize(t.score.max_tags);
+        LUMEN_RETURN_IF_ERROR(cat->PutFrameTags(stored.ids()[at + i], t.bank_id, frame_rows));
+      } else if (t.drop_ancestors) {
+        tags::DropAncestors(*t.vocab, &scored[i]);
+      }
       std::vector<std::tuple<std::string, std::string, float>> rows;
       for (const tags::Tag& tag : scored[i]) {
         const tags::Term& term = t.vocab->terms()[tag.term];

@@ -705,6 +705,8 @@ Result<RunSummary> RunPipeline(const PipelineOptions& opt, Catalog* catalog,
       }
     std::stable_sort(r.tags.begin(), r.tags.end(),
                      [](const auto& a, const auto& b) { return a.confidence > b.confidence; });
+    if (opt.tagging && r.tags.size() > opt.tagging->score.max_tags)
+      r.tags.resize(opt.tagging->score.max_tags);
   };
   auto deliver_encoded = [&] {
     while (!pending.empty() &&

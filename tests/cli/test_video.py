@@ -410,3 +410,43 @@ class Organize(Base):
         self.assertEqual(os.listdir(src), [])
         run("undo", "--catalog", self.catalog, check=EXIT_OK)
         self.assertEqual({f: read(os.path.join(src, f)) for f in os.listdir(src)}, before)
+
+
+class Tags(Base):
+    def test_a_video_is_tagged_by_its_key_frames_at_index_and_from_stored_embeddings(self):
+        model = os.path.join(self.tmp, "siglip-tiny")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), model, "siglip",
+                        "6"], check=True)
+        vocab = os.path.join(self.tmp, "mine.tsv")
+        write(vocab, "sourdough bread\tfood\nmy cat\tpets\n")
+        clip = os.path.join(self.lib, "two.mp4")
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2", "-f", "lavfi", "-i",
+               "smptebars=size=320x180:rate=25:duration=2", "-filter_complex", "[0][1]concat=n=2:v=1",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", clip)
+        common = ["--catalog", self.catalog, "--model", model, "--no-wordnet", "--vocab", vocab]
+        run("tags", "build", *common, check=EXIT_OK)
+
+        def check(bank_count):
+            for (bank,) in db_rows(self.catalog, "SELECT DISTINCT bank FROM tags"):
+                frames = db_rows(self.catalog, "SELECT idx, term, confidence FROM frame_tags WHERE bank=?", bank)
+                self.assertEqual({f[0] for f in frames}, {0, 1}, bank)  # both key frames scored
+                best = {}
+                for _, term, conf in frames:
+                    best[term] = max(best.get(term, 0), conf)
+                tags = dict(db_rows(self.catalog, "SELECT term, confidence FROM tags WHERE bank=?", bank))
+                # The video's tags: each term's best over its frames, the 15 (--max-tags) best of them.
+                self.assertEqual(len(tags), min(15, len(best)))
+                for term, conf in tags.items():
+                    self.assertAlmostEqual(conf, best[term], places=6)
+                left = [c for t, c in best.items() if t not in tags]
+                self.assertLessEqual(max(left, default=0), min(tags.values()) + 1e-6)
+            self.assertEqual(db_rows(self.catalog, "SELECT COUNT(DISTINCT bank) FROM tags"), [(bank_count,)])
+
+        run("index", self.lib, "--tags", "--min-confidence", "0", *common, "--quiet", check=EXIT_OK)
+        check(1)
+        # A new vocabulary (another bank): the video is re-tagged from its stored frame embeddings.
+        vocab2 = os.path.join(self.tmp, "more.tsv")
+        write(vocab2, "sourdough bread\tfood\nmy cat\tpets\nred kite\tbirds\n")
+        p = run("index", self.lib, "--tags", "--min-confidence", "0", *common[:-1], vocab2, check=EXIT_OK)
+        self.assertIn(b"tagged 1 images from their stored embeddings", p.stderr)
+        check(2)

@@ -82,34 +82,25 @@ constexpr VipsHost kHost = {HostLogDebug,     Interrupted,        MonotonicNs,
 
 Result<const VipsModuleApi*> Load() {
   SetVipsHome();
-  std::string tried;
-  for (const std::string& path :
-       ModuleCandidates("LUMEN_VIPS_MODULE", "liblumen_vips.so", LUMEN_VIPS_MODULE_PATH)) {
-    if (!tried.empty()) tried += "; ";
-    // RTLD_LOCAL: libvips' and GLib's symbols stay the module's. Never closed (libvips cannot be
-    // shut down and started again).
-    void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      const char* why = ::dlerror();
-      tried += why ? why : path;
-      continue;
-    }
-    using Entry = const VipsModuleApi* (*)();
-    auto entry = reinterpret_cast<Entry>(::dlsym(lib, "lumen_vips_module_v1"));
-    const VipsModuleApi* api = entry ? entry() : nullptr;
-    if (!api || std::strcmp(api->abi_id, LUMEN_VIPS_ABI_ID) != 0 ||
-        api->host_size != sizeof(VipsHost) || api->request_size != sizeof(VipsConvertRequest) ||
-        api->outcome_size != sizeof(VipsConvertOutcome) ||
-        api->decoded_size != sizeof(DecodedImage)) {
-      tried += fmt::format("{}: not the libvips module of this build of lumen", path);
-      continue;  // not closed either: its constructors have run
-    }
-    LUMEN_RETURN_IF_ERROR(api->start(&kHost, Argv0().c_str()));
-    log::Debug(fmt::format("libvips module loaded from {}", path));
-    return api;
-  }
-  return Status::Internal(fmt::format(
-      "cannot load lumen's libvips module (needed for this image or operation): {}", tried));
+  // Never closed: libvips cannot be shut down and started again.
+  auto loaded = LoadModule(
+      ModuleCandidates("LUMEN_VIPS_MODULE", "liblumen_vips.so", LUMEN_VIPS_MODULE_PATH),
+      "lumen_vips_module_v1",
+      [](void* entry) -> const void* {
+        using Entry = const VipsModuleApi* (*)();
+        const VipsModuleApi* m = reinterpret_cast<Entry>(entry)();
+        const bool ours = m && std::strcmp(m->abi_id, LUMEN_VIPS_ABI_ID) == 0 &&
+                          m->host_size == sizeof(VipsHost) &&
+                          m->request_size == sizeof(VipsConvertRequest) &&
+                          m->outcome_size == sizeof(VipsConvertOutcome) &&
+                          m->decoded_size == sizeof(DecodedImage);
+        return ours ? m : nullptr;
+      },
+      "libvips module", "this image or operation");
+  if (!loaded.ok()) return loaded.status();
+  const auto* api = static_cast<const VipsModuleApi*>(*loaded);
+  LUMEN_RETURN_IF_ERROR(api->start(&kHost, Argv0().c_str()));
+  return api;
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 // The executable's side of liblumen_video.so (video_module.h): video::Probe, PosterFrame and
 // Analyze, forwarded to the module, which is loaded on the first call.
-#include <dlfcn.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -25,31 +23,21 @@ void HostLog(log::Level level, const std::string& line) {
 constexpr VideoHost kHost = {HostLog, Interrupted, MonotonicNs};
 
 Result<const VideoModuleApi*> Load() {
-  std::string tried;
-  for (const std::string& path :
-       ModuleCandidates("LUMEN_VIDEO_MODULE", "liblumen_video.so", LUMEN_VIDEO_MODULE_PATH)) {
-    if (!tried.empty()) tried += "; ";
-    // RTLD_LOCAL: FFmpeg's symbols stay the module's. Never closed.
-    void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-      const char* why = ::dlerror();
-      tried += why ? why : path;
-      continue;
-    }
-    using Entry = const VideoModuleApi* (*)(const VideoHost*);
-    auto entry = reinterpret_cast<Entry>(::dlsym(lib, "lumen_video_module_v1"));
-    const VideoModuleApi* api = entry ? entry(&kHost) : nullptr;
-    if (!api || std::strcmp(api->abi_id, LUMEN_VIDEO_ABI_ID) != 0 ||
-        api->host_size != sizeof(VideoHost) || api->analysis_size != sizeof(VideoAnalysis) ||
-        api->probe_size != sizeof(VideoProbe)) {
-      tried += fmt::format("{}: not the video module of this build of lumen", path);
-      continue;
-    }
-    log::Debug(fmt::format("video module loaded from {}", path));
-    return api;
-  }
-  return Status::Internal(
-      fmt::format("cannot load lumen's video module (needed for videos): {}", tried));
+  auto api = LoadModule(
+      ModuleCandidates("LUMEN_VIDEO_MODULE", "liblumen_video.so", LUMEN_VIDEO_MODULE_PATH),
+      "lumen_video_module_v1",
+      [](void* entry) -> const void* {
+        using Entry = const VideoModuleApi* (*)(const VideoHost*);
+        const VideoModuleApi* m = reinterpret_cast<Entry>(entry)(&kHost);
+        const bool ours = m && std::strcmp(m->abi_id, LUMEN_VIDEO_ABI_ID) == 0 &&
+                          m->host_size == sizeof(VideoHost) &&
+                          m->analysis_size == sizeof(VideoAnalysis) &&
+                          m->probe_size == sizeof(VideoProbe);
+        return ours ? m : nullptr;
+      },
+      "video module", "videos");
+  if (!api.ok()) return api.status();
+  return static_cast<const VideoModuleApi*>(*api);
 }
 
 Result<const VideoModuleApi*> Module() {

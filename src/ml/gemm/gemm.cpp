@@ -15,11 +15,12 @@ namespace {
 
 // Cache blocking: an A block (kMc rows x kKc) stays in L2 while each kNc-wide... panel of W
 // (kKc x nr, in L1) meets every micro-panel of it.
-constexpr int64_t kKc = 256;   // f32 k block
-constexpr int64_t kMc = 216;   // f32 rows per A block (a multiple of every mr)
-constexpr int64_t kNc = 512;   // f32 columns per block of C
-constexpr int64_t kMc8 = 216;  // int8 rows per A block
-constexpr int64_t kNc8 = 512;  // int8 columns per block of C
+constexpr int64_t kKc = 256;          // f32 k block
+constexpr int64_t kMc = 216;          // f32 rows per A block (a multiple of every mr)
+constexpr int64_t kNc = 512;          // f32 columns per block of C
+constexpr int64_t kMc8 = 216;         // int8 rows per A block
+constexpr int64_t kNc8 = 512;         // int8 columns per block of C
+constexpr int64_t kKc8 = 4 * kBlock;  // int8 k per kernel call (B: 16 KB per panel, in L1)
 
 const Kernels* F32Kernels(Isa isa) {
   switch (isa) {
@@ -391,17 +392,19 @@ void Matrix::MultiplyInt8(const uint8_t* q, int64_t m, float* c, int64_t ldc, in
   const Kernels& K = *kernels_;
   const int64_t mr = K.mr8, nr = K.nr8, padded = RoundUp(m, mr);
   const float* a_scales = reinterpret_cast<const float*>(q + blocks_ * padded * cell_bytes_);
-  Sweep(m, k_, p0, p1, mr, nr, kMc8, kNc8, kBlock,
+  Sweep(m, k_, p0, p1, mr, nr, kMc8, kNc8, kKc8,
         [&](int64_t ic, int64_t ir, int64_t rows, int64_t p, int64_t pc, int64_t kc) {
           const int64_t b = pc / kBlock, row = ic + ir;
+          const int blocks = static_cast<int>((kc + kBlock - 1) / kBlock);
           const int64_t cell = (p * blocks_ + b) * nr;
           const float* init = b == 0 ? bias_ + p * nr : nullptr;
           const bool last = pc + kc >= k_;
           const int64_t cols = std::min(nr, n_ - p * nr);
           Tile(c + row * ldc + p * nr, ldc, rows, cols, mr, nr, init != nullptr,
                [&](float* out, int64_t ld) {
-                 K.i8(q + (b * padded + row) * cell_bytes_, q_ + cell * cell_bytes_,
-                      a_scales + b * padded + row, scales_ + cell, corr_ + cell, out, ld, init);
+                 K.i8(q + (b * padded + row) * cell_bytes_, padded * cell_bytes_,
+                      q_ + cell * cell_bytes_, a_scales + b * padded + row, padded, scales_ + cell,
+                      corr_ + cell, blocks, out, ld, init);
                  if (last && activation_) K.activate(out, ld, int(rows), int(cols), activation_);
                });
         });

@@ -51,8 +51,8 @@ std::vector<Isa> SupportedIsas() {
 TEST(Gemm, MatchesReferenceForEveryKernelAndShape) {
   const auto isas = SupportedIsas();
   if (isas.empty()) GTEST_SKIP() << "this CPU has no AVX2 + FMA: ggml's products run instead";
-  const Shape shapes[] = {{1, 1, 1},      {1, 768, 768},  {5, 17, 3},    {13, 50, 300},
-                          {197, 96, 768}, {300, 33, 513}, {7, 2304, 130}};
+  const Shape shapes[] = {{1, 1, 1},      {1, 768, 768},  {5, 17, 3},     {13, 50, 300},
+                          {197, 96, 768}, {300, 33, 513}, {7, 2304, 130}, {20, 40, 1100}};
   std::mt19937 gen(7);
   for (const Shape& s : shapes) {
     auto a = Random(size_t(s.m * s.k), gen), w = Random(size_t(s.n * s.k), gen, 0.05f),

@@ -83,28 +83,31 @@ inline void MaddAdd(__m256i& acc, __m256i x, __m256i b) {
 
 // int8 values as int16 pairs, vpmaddwd: exact 32-bit sums of two products, so the weights keep
 // all 8 bits (vpmaddubsw, as fast, saturates 16 bits at 255 * 127 * 2). No offset: A is signed.
-void I16Kernel(const uint8_t* a8, const int8_t* b8, const float* a_scale, const float* b_scale,
-               const int32_t*, float* c, int64_t ldc, const float* init) {
+void I16Kernel(const uint8_t* a_blocks, int64_t a_step, const int8_t* b, const float* a_scales,
+               int64_t a_scale_step, const float* b_scale, const int32_t*, int blocks, float* c,
+               int64_t ldc, const float* init) {
   static const int32_t kNoCorrection[16] = {};
-  const uint8_t* a = a8;
-  const int8_t* b = b8;
-  LUMEN_ROWS6(LUMEN_ZERO)
-  for (int g = 0; g < kBlock / 2; ++g) {
-    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32));
+  for (int j = 0; j < blocks; ++j, b_scale += kNr8, init = nullptr) {
+    const uint8_t* a = a_blocks + j * a_step;
+    const float* a_scale = a_scales + j * a_scale_step;
+    LUMEN_ROWS6(LUMEN_ZERO)
+    for (int g = 0; g < kBlock / 2; ++g) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + 32));
 #define LUMEN_STEP(r)                        \
   {                                          \
     const __m256i x = Broadcast4(a + 4 * r); \
     MaddAdd(c##r##0, x, b0);                 \
     MaddAdd(c##r##1, x, b1);                 \
   }
-    LUMEN_ROWS6(LUMEN_STEP)
+      LUMEN_ROWS6(LUMEN_STEP)
 #undef LUMEN_STEP
-    a += 4 * kMr8;
-    b += 4 * kNr8;
+      a += 4 * kMr8;
+      b += 4 * kNr8;
+    }
+    const int32_t* corr = kNoCorrection;
+    LUMEN_EPILOGUE(LUMEN_ROWS6, kMr8)
   }
-  const int32_t* corr = kNoCorrection;
-  LUMEN_EPILOGUE(LUMEN_ROWS6, kMr8)
 }
 
 // acc += u8 x s8 dot products of 4 (AVX-VNNI vpdpbusd). Inline assembly because GCC 12's
@@ -114,11 +117,9 @@ __attribute__((target("avx2,avxvnni"), always_inline)) inline void Dot(__m256i& 
   asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
 }
 
-__attribute__((target("avx2,fma,avxvnni"))) void I8KernelVnni(const uint8_t* a, const int8_t* b,
-                                                              const float* a_scale,
-                                                              const float* b_scale,
-                                                              const int32_t* corr, float* c,
-                                                              int64_t ldc, const float* init) {
+__attribute__((noinline, target("avx2,fma,avxvnni"))) void I8BlockVnni(
+    const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
+    const int32_t* corr, float* c, int64_t ldc, const float* init) {
   LUMEN_ROWS6(LUMEN_ZERO)
   for (int g = 0; g < kBlock / 4; ++g) {
     const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b));
@@ -135,6 +136,18 @@ __attribute__((target("avx2,fma,avxvnni"))) void I8KernelVnni(const uint8_t* a, 
     b += 4 * kNrV;
   }
   LUMEN_EPILOGUE(LUMEN_ROWS6, kMrV)
+}
+
+// One call for several blocks (kernels.h); each block is its own call of I8BlockVnni, which keeps
+// its accumulators in registers only as a function of its own (inlined into the loop, GCC 12
+// spills them).
+__attribute__((target("avx2,fma,avxvnni"))) void I8KernelVnni(
+    const uint8_t* a, int64_t a_step, const int8_t* b, const float* a_scale, int64_t a_scale_step,
+    const float* b_scale, const int32_t* corr, int blocks, float* c, int64_t ldc,
+    const float* init) {
+  for (int j = 0; j < blocks;
+       ++j, b += kBlock * kNrV, b_scale += kNrV, corr += kNrV, init = nullptr)
+    I8BlockVnni(a + j * a_step, b, a_scale + j * a_scale_step, b_scale, corr, c, ldc, init);
 }
 
 #undef LUMEN_EPILOGUE

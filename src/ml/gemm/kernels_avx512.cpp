@@ -52,9 +52,9 @@ __attribute__((target("avx512f,avx512vnni"), always_inline)) inline void Dot(__m
   _mm512_store_si512(acc + (2 * r) * 16, c##r##0); \
   _mm512_store_si512(acc + (2 * r + 1) * 16, c##r##1);
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni"))) void I8KernelVnni(
-    const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
-    const int32_t* corr, float* c, int64_t ldc, const float* init) {
+__attribute__((noinline, target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni"))) void
+I8BlockVnni(const uint8_t* a, const int8_t* b, const float* a_scale, const float* b_scale,
+            const int32_t* corr, float* c, int64_t ldc, const float* init) {
   LUMEN_ROWS12(LUMEN_ZERO)
   for (int g = 0; g < kBlock / 4; ++g) {
     const __m512i b0 = _mm512_load_si512(b), b1 = _mm512_load_si512(b + 64);
@@ -79,6 +79,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni"))) voi
     _mm512_storeu_ps(row, _mm512_fmadd_ps(f0, _mm512_mul_ps(sa, s0), o0));
     _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(f1, _mm512_mul_ps(sa, s1), o1));
   }
+}
+
+// One call for several blocks (kernels.h); each block is its own call of I8BlockVnni, which keeps
+// its accumulators in registers only as a function of its own (inlined into the loop, GCC 12
+// spills them).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx512vnni"))) void I8KernelVnni(
+    const uint8_t* a, int64_t a_step, const int8_t* b, const float* a_scale, int64_t a_scale_step,
+    const float* b_scale, const int32_t* corr, int blocks, float* c, int64_t ldc,
+    const float* init) {
+  for (int j = 0; j < blocks;
+       ++j, b += kBlock * kNr8, b_scale += kNr8, corr += kNr8, init = nullptr)
+    I8BlockVnni(a + j * a_step, b, a_scale + j * a_scale_step, b_scale, corr, c, ldc, init);
 }
 
 #undef LUMEN_SAVE

@@ -30,6 +30,7 @@ packages=(
   libimage-exiftool-perl wordnet-base time chromium libcpptoml-dev
   libpoppler-cpp-dev libzip-dev libxml2-dev libpotrace-dev librsvg2-bin poppler-utils qpdf
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libavfilter-dev ffmpeg
+  libcpp-httplib-dev wrk
 )
 # node/npm may come from another repository (nodesource ships npm inside nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

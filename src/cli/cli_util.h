@@ -29,6 +29,9 @@ Result<std::unique_ptr<Catalog>> OpenCatalog(const Options& o,
 // The catalog's id for a model: family and the folder's (or file's) name,
 // "siglip:siglip-base-patch16-224".
 std::string EncoderId(const std::string& path, ml::Family family);
+// Which model a search uses: --model, or the catalog's only model when it is an installed
+// registry model. Errors say what the catalog has.
+Result<std::string> SearchModelPath(const Options& o, Catalog& cat);
 tags::VocabularyOptions VocabOptions(const Options& o);
 // "<catalog dir>/<sub>/<model id made file-safe>": per-model files kept beside the catalog.
 std::string BesideCatalog(const std::string& catalog, const std::string& sub,

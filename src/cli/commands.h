@@ -114,6 +114,9 @@ struct Options {
   int64_t run_id = 0;  // 0: the latest that fits
   // search / similar
   std::string query;
+  // serve
+  std::string listen = "127.0.0.1:8750";
+  std::string token;  // --token or $LUMEN_TOKEN
   int top = 20;
   std::string folder, camera, date_from, date_to, tag;
   std::string media;  // photo | video | document; "" any
@@ -142,6 +145,7 @@ int RunHistory(const Options& o);
 int RunDescribe(const Options& o, const char* argv0);
 int RunConvert(const Options& o, const char* argv0);
 int RunPosts(const Options& o, const char* argv0);
+int RunServe(const Options& o);
 
 // A duplicate to act on: `path` holds asset `asset`; `keeper` is the copy kept.
 struct DupeVictim {

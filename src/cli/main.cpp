@@ -351,6 +351,16 @@ int main(int argc, char** argv) {
                 "also describe each photo with a vision-language model (lumen describe)");
     add_llm(c, false);
   }
+  auto* serve = app.add_subcommand("serve", "browse the library in a web browser (and a REST API)");
+  serve->add_option("--catalog", o.catalog, "catalog database");
+  serve->add_option("--listen", o.listen,
+                    "address and port to listen on (127.0.0.1:8750; :0 picks a free port); "
+                    "another than loopback needs --token");
+  serve->add_option("--token", o.token,
+                    "the access token (default: $LUMEN_TOKEN, else a new one each run)");
+  serve->add_option("--model", o.model,
+                    "image-text model for text search (default: the catalog's)");
+  serve->add_flag("-v,--verbose", o.verbose, "log every request");
   auto* tags_cmd = app.add_subcommand("tags", "zero-shot tags: the label bank");
   tags_cmd->require_subcommand(1);
   auto* t_build = tags_cmd->add_subcommand(
@@ -430,6 +440,7 @@ int main(int argc, char** argv) {
   if (history->parsed()) return lumen::cli::RunHistory(o);
   if (describe->parsed()) return lumen::cli::RunDescribe(o, argv[0]);
   if (convert->parsed()) return lumen::cli::RunConvert(o, argv[0]);
+  if (serve->parsed()) return lumen::cli::RunServe(o);
   if (posts->parsed()) return lumen::cli::RunPosts(o, argv[0]);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);

@@ -48,28 +48,6 @@ std::string Timecode(double t) {
                      tenths % 10);
 }
 
-// Which model a search uses: --model, or the catalog's only model when it is an installed
-// registry model. Errors say what the catalog has.
-Result<std::string> SearchModelPath(const Options& o, Catalog& cat) {
-  auto models = cat.EmbeddingModels();
-  if (!models.ok()) return models.status();
-  std::string have;
-  for (const auto& [m, n] : *models)
-    have += fmt::format("{}{} ({} images)", have.empty() ? "" : ", ", m, n);
-  if (models->empty())
-    return Status::NotFound(
-        "no image embeddings in the catalog yet: run `lumen index DIR --model MODEL` first");
-  if (!o.model.empty()) return ml::ResolveModelPath(o.model);
-  if (models->size() == 1) {
-    const std::string& id = models->front().first;
-    std::string name = id.substr(id.find(':') + 1);
-    std::string path = ml::ResolveModelPath(name);
-    std::error_code ec;
-    if (ml::FindModel(name) && std::filesystem::exists(path, ec)) return path;
-  }
-  return Status::Invalid(
-      fmt::format("say which model with --model (the catalog has embeddings from: {})", have));
-}
 }  // namespace
 
 int RunSearch(const Options& o, bool similar) {

@@ -291,6 +291,30 @@ class Catalog {
   };
   Result<std::unordered_set<int64_t>> FilterAssets(const AssetFilter& f);
 
+  // Browsing (lumen serve), in catalog_browse.cpp.
+  // Every asset with a current location, newest capture first (undated last, by id).
+  struct TimelineEntry {
+    int64_t id = 0;
+    int32_t date = 0;  // yyyymmdd of the capture (local time); 0: undated
+    MediaKind kind = MediaKind::kPhoto;
+  };
+  Status LoadTimeline(std::vector<TimelineEntry>* out);
+  // Everything the catalog knows of one asset.
+  struct AssetDetails {
+    int64_t id = 0;
+    AssetRecord record;
+    std::vector<std::string> paths;                   // current locations, sorted
+    PhotoMetadata metadata;                           // empty when it has no metadata row
+    std::vector<std::pair<std::string, float>> tags;  // best confidence first (any bank)
+    std::optional<std::string> description;           // the newest describe result (JSON text)
+    std::optional<double> duration;                   // videos
+    std::vector<std::pair<double, double>> shots;     // videos: [start, end) seconds
+  };
+  Result<AssetDetails> GetAssetDetails(int64_t id);
+  // Changes whenever any connection commits to the catalog (PRAGMA data_version, plus this
+  // connection's own changes).
+  Result<int64_t> DataVersion();
+
   Status UpsertLocation(const std::string& path, const FileIdentity& id,
                         std::optional<int64_t> asset, LocationState state,
                         const std::string& reason, int64_t run);

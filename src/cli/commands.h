@@ -147,17 +147,16 @@ int RunConvert(const Options& o, const char* argv0);
 int RunPosts(const Options& o, const char* argv0);
 int RunServe(const Options& o);
 
-// A duplicate to act on: `path` holds asset `asset`; `keeper` is the copy kept.
-struct DupeVictim {
-  std::string path, keeper;
-  int64_t asset = 0;
-};
 }  // namespace lumen::cli
 namespace lumen {
 class Catalog;
+namespace organize {
+struct DupeVictim;
 }
+}  // namespace lumen
 namespace lumen::cli {
-int RunDupesAction(const Options& o, Catalog& cat, const std::vector<DupeVictim>& victims);
+int RunDupesAction(const Options& o, Catalog& cat,
+                   const std::vector<organize::DupeVictim>& victims);
 
 // The provider, model, key and throughput limits of describe's options (and the config file),
 // for every command that asks a model; `key_var` names the key's environment variable.

@@ -13,68 +13,14 @@
 #include "commands.h"
 #include "lumen/dupes/dupes.h"
 #include "lumen/io/output.h"
+#include "lumen/organize/duplicates.h"
 #include "lumen/pipeline/sinks.h"
-#include "lumen/search/ann_index.h"
-#include "lumen/search/flat_index.h"
 #include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 
 namespace lumen::cli {
 namespace {
-
-constexpr size_t kExactSemanticMax = 40000;  // above: neighbours from the ANN index
-
-// Semantic candidate pairs from the embeddings of `model` (or of the catalog's most used model).
-Status SemanticPairs(const Options& o, Catalog& cat, const std::vector<dupes::Item>& items,
-                     std::vector<dupes::SimilarPair>* out) {
-  auto models = cat.EmbeddingModels();
-  if (!models.ok()) return models.status();
-  std::string model;
-  int64_t most = 0;
-  for (const auto& [m, n] : *models)
-    if ((!o.model.empty() && m.find(o.model) != std::string::npos) || (o.model.empty() && n > most))
-      model = m, most = n;
-  if (model.empty()) return Status::Ok();  // no embeddings: no semantic tier
-  auto dim = sql::Prepare(cat.db(), "SELECT dim FROM embeddings WHERE model=? LIMIT 1");
-  if (!dim.ok()) return dim.status();
-  dim->Bind(1, model);
-  Status st;
-  if (!dim->Step(&st)) return st;
-  FlatIndex index(int(dim->Int(0)));
-  LUMEN_RETURN_IF_ERROR(cat.LoadEmbeddings(model, &index));
-  std::unordered_map<int64_t, uint32_t> item_of;
-  for (size_t i = 0; i < items.size(); ++i) item_of[items[i].asset] = uint32_t(i);
-  // Rows of the index that are items, in index order.
-  std::vector<uint32_t> row_item;
-  std::vector<float> rows;
-  for (size_t r = 0; r < index.size(); ++r) {
-    auto it = item_of.find(index.ids()[r]);
-    if (it == item_of.end()) continue;
-    row_item.push_back(it->second);
-    const float* v = index.data() + r * size_t(index.dim());
-    rows.insert(rows.end(), v, v + index.dim());
-  }
-  if (row_item.size() <= kExactSemanticMax) {
-    for (auto p : dupes::SimilarPairs(rows.data(), row_item.size(), index.dim(), o.similarity))
-      out->push_back({row_item[p.a], row_item[p.b], p.cosine});
-  } else {
-    auto ann = AnnIndex::Sync(BesideCatalog(cat.path(), "ann", model) + ".hnsw", index);
-    if (!ann.ok()) return ann.status();
-    for (size_t r = 0; r < index.size(); ++r) {
-      auto a = item_of.find(index.ids()[r]);
-      if (a == item_of.end()) continue;
-      for (const Hit& h : (*ann)->Search(index, index.data() + r * size_t(index.dim()), 10)) {
-        auto b = item_of.find(h.id);
-        if (b != item_of.end() && a->second < b->second && h.cosine >= o.similarity)
-          out->push_back({a->second, b->second, h.cosine});
-      }
-    }
-  }
-  log::Debug(fmt::format("semantic tier: {} embeddings from {}, {} pairs at cosine >= {}",
-                         row_item.size(), model, out->size(), o.similarity));
-  return Status::Ok();
-}
 
 // A self-contained HTML page: per group, the files side by side with their thumbnails (embedded
 // WebP), the kept one marked, each with its size, resolution, sharpness and reason.
@@ -160,17 +106,8 @@ int RunDupes(const Options& o) {
     return kExitError;
   }
   const uint64_t t0 = MonotonicNs();
-  std::vector<dupes::Item> items;
-  std::vector<dupes::VideoItem> videos;
-  if (Status st = (*c)->LoadDupeItems(&items); !st.ok()) {
-    log::Error(st.message());
-    return kExitError;
-  }
-  if (Status st = (*c)->LoadVideoDupeItems(&items, &videos); !st.ok()) {
-    log::Error(st.message());
-    return kExitError;
-  }
-  dupes::Options opt;
+  organize::DupesQuery q;
+  dupes::Options& opt = q.opt;
   opt.max_distance = o.distance;
   opt.burst_seconds = o.burst_seconds;
   opt.keep = o.keep == "oldest"     ? dupes::Keep::kOldest
@@ -185,55 +122,24 @@ int RunDupes(const Options& o) {
     opt.prefix = dir.ends_with('/') ? dir : dir + "/";
   }
   opt.min_cosine = o.similarity;
-  if (o.similarity <= 1.0f) {
-    if (Status st = SemanticPairs(o, **c, items, &opt.semantic); !st.ok()) {
-      log::Error(st.message());
-      return kExitError;
-    }
-  }
-  auto groups = dupes::FindGroups(items, opt);
-  {
-    dupes::VideoOptions vo;
-    vo.keep = opt.keep;
-    vo.prefix = opt.prefix;
-    auto vg = dupes::FindVideoGroups(videos, items, vo);
-    groups.insert(groups.end(), std::make_move_iterator(vg.begin()),
-                  std::make_move_iterator(vg.end()));
-    std::stable_sort(groups.begin(), groups.end(),
-                     [](const dupes::Group& a, const dupes::Group& b) {
-                       return a.members.size() > b.members.size();
-                     });
-  }
+  q.model = o.model;
+  q.semantic = o.similarity <= 1.0f;
+  q.ann_path = [&](const std::string& model) {
+    return BesideCatalog((*c)->path(), "ann", model) + ".hnsw";
+  };
   const bool acting = !o.move_to.empty() || o.dupes_hardlink;
-  std::vector<std::string> tiers = o.tiers;
-  if (tiers.empty() && acting) tiers = {"exact", "near"};
-  if (!tiers.empty())
-    std::erase_if(groups, [&](const dupes::Group& g) {
-      return std::find(tiers.begin(), tiers.end(), g.tier) == tiers.end();
-    });
+  q.tiers = o.tiers;
+  if (q.tiers.empty() && acting) q.tiers = {"exact", "near"};
+  auto found = organize::FindDuplicates(**c, q);
+  if (!found.ok()) {
+    log::Error(found.status().message());
+    return kExitError;
+  }
+  const auto& items = found->items;
+  const auto& groups = found->groups;
   if (acting) {
-    // Each file once. A near (burst, semantic) duplicate goes with all of its identical copies,
-    // which its group lists once (their exact group has the rest).
-    std::vector<DupeVictim> victims;
-    std::unordered_set<std::string> named;
     size_t not_identical = 0;
-    for (const auto& g : groups)
-      for (size_t m = 1; m < g.members.size(); ++m) {
-        const auto& mem = g.members[m];
-        const bool identical = items[mem.item].asset == items[g.members[0].item].asset;
-        if (o.dupes_hardlink && !identical) {
-          ++not_identical;
-          continue;
-        }
-        if (g.tier == "exact") {
-          if (named.insert(mem.path).second)
-            victims.push_back({mem.path, g.members[0].path, items[mem.item].asset});
-          continue;
-        }
-        for (const auto& path : items[mem.item].paths)
-          if (named.insert(path).second)
-            victims.push_back({path, g.members[0].path, items[mem.item].asset});
-      }
+    auto victims = organize::Victims(*found, o.dupes_hardlink, &not_identical);
     if (not_identical)
       log::Info(
           fmt::format("{} near duplicates differ in content from their kept copy: only "
@@ -292,7 +198,7 @@ int RunDupes(const Options& o) {
   }
   log::Info(fmt::format(
       "{} duplicate groups among {} photos and {} videos: {} extra files, {:.1f} MB ({:.2f} s)",
-      groups.size(), items.size() - videos.size(), videos.size(), extra_files,
+      groups.size(), items.size() - found->videos, found->videos, extra_files,
       double(extra_bytes) / 1e6, secs));
   return kExitOk;
 }

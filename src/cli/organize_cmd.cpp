@@ -11,6 +11,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "lumen/catalog/journal.h"
+#include "lumen/organize/duplicates.h"
 #include "lumen/organize/execute.h"
 #include "lumen/organize/plan.h"
 #include "lumen/organize/template.h"
@@ -226,10 +227,7 @@ int PlanAndMaybeApply(const Options& o, Catalog& cat, const std::string& command
   }
   Journal j(&cat);
   // Where the plan's folders really are: apply, resume and undo follow no link (execute.h).
-  nlohmann::json stored = args;
-  stored["real"] = nlohmann::json::object();
-  for (const auto& [spelled, real] : plan.real) stored["real"][spelled] = real;
-  auto run = j.CreateRun(command, json::Dump(stored), plan.ops);
+  auto run = organize::RecordRun(j, command, json::Dump(args), plan);
   if (!run.ok()) {
     log::Error(run.status().message());
     return kExitError;
@@ -363,35 +361,17 @@ int RunPostsAction(const Options& o, Catalog& cat, const std::vector<organize::S
   return PlanAndMaybeApply(o, cat, "posts", args, *plan, po.dest, mode);
 }
 
-int RunDupesAction(const Options& o, Catalog& cat, const std::vector<DupeVictim>& victims) {
-  std::vector<organize::Doomed> doomed;
-  for (const auto& v : victims) {
-    auto a = cat.GetAsset(v.asset);
-    if (!a.ok()) {
-      log::Error(a.status().message());
-      return kExitError;
-    }
-    doomed.push_back({v.path, a->hash, v.keeper});
-  }
-  Result<organize::Plan> plan = Status::Invalid("no action");
-  nlohmann::json args;
-  std::string dest;
-  OpKind mode;
-  if (!o.move_to.empty()) {
-    dest = Abs(o.move_to);
-    plan = organize::PlanQuarantine(doomed, dest);
-    args = {{"action", "move-to"}, {"dest", dest}};
-    mode = OpKind::kMove;
-  } else {
-    plan = organize::PlanHardlinks(doomed);
-    args = {{"action", "hardlink"}};
-    mode = OpKind::kReplaceLink;
-  }
+int RunDupesAction(const Options& o, Catalog& cat,
+                   const std::vector<organize::DupeVictim>& victims) {
+  const std::string dest = o.move_to.empty() ? "" : Abs(o.move_to);
+  std::string args;
+  auto plan = organize::PlanDupes(cat, victims, dest, &args);
   if (!plan.ok()) {
     log::Error(plan.status().message());
     return kExitError;
   }
-  return PlanAndMaybeApply(o, cat, "dupes", args, *plan, dest, mode);
+  return PlanAndMaybeApply(o, cat, "dupes", nlohmann::json::parse(args), *plan, dest,
+                           dest.empty() ? OpKind::kReplaceLink : OpKind::kMove);
 }
 
 int RunUndo(const Options& o, bool redo) {

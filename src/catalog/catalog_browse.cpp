@@ -24,6 +24,17 @@ int32_t DateKey(const std::string& s) {
 }
 }  // namespace
 
+Status Catalog::LoadCurrentPaths(std::vector<std::pair<std::string, int64_t>>* out) {
+  out->clear();
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT path, asset_id FROM locations WHERE state='ok' AND asset_id IS "
+                        "NOT NULL ORDER BY path");
+  if (!s.ok()) return s.status();
+  Status st;
+  while (s->Step(&st)) out->emplace_back(s->Text(0), s->Int(1));
+  return st;
+}
+
 Status Catalog::LoadTimeline(std::vector<TimelineEntry>* out) {
   out->clear();
   // The newest metadata row per asset (there is one producer today; MAX keeps it one row).

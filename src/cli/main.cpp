@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
   dupes->add_flag("--dry-run", o.dry_run, "show and save the plan only (the default)")
       ->excludes(dupes_apply);
   dupes->add_flag("-q,--quiet", o.quiet, "no summary");
+  dupes->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
   dupes->add_flag("-v,--verbose", o.verbose, "list every file of the plan");
 
   auto* organize = app.add_subcommand(
@@ -169,6 +170,7 @@ int main(int argc, char** argv) {
   organize->add_option("--catalog", o.catalog, "catalog database");
   organize->add_flag("--json", o.json_out, "print the plan as JSON");
   organize->add_flag("-q,--quiet", o.quiet, "no plan, progress or summary");
+  organize->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
   organize->add_flag("-v,--verbose", o.verbose, "list every file of the plan");
   organize->add_option("-j,--jobs", o.jobs, "worker threads for indexing")
       ->check(CLI::Range(0, 1024));
@@ -233,6 +235,7 @@ int main(int argc, char** argv) {
   describe->add_option("-o,--output", o.output, "write the records to FILE (JSONL)");
   describe->add_option("--catalog", o.catalog, "catalog database");
   describe->add_flag("-q,--quiet", o.quiet, "no summary");
+  describe->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
   describe->add_flag("-v,--verbose", o.verbose, "list every failure");
 
   auto* posts = app.add_subcommand(
@@ -294,6 +297,7 @@ int main(int argc, char** argv) {
   convert->add_option("--time-limit", o.time_limit_s, "seconds one image may take (default 120)")
       ->check(CLI::PositiveNumber);
   convert->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
+  convert->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
   convert->add_flag("-v,--verbose", o.verbose, "list every failure");
 
   auto add_run_cmd = [&](const char* name, const char* help) {
@@ -302,6 +306,7 @@ int main(int argc, char** argv) {
     c->add_option("--catalog", o.catalog, "catalog database");
     c->add_flag("-q,--quiet", o.quiet, "no progress or summary");
     c->add_flag("-v,--verbose", o.verbose, "list every file left as it was");
+    c->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
     return c;
   };
   auto* undo = add_run_cmd("undo", "reverse an organize or dupes run (never overwrites a file)");
@@ -360,6 +365,11 @@ int main(int argc, char** argv) {
                     "the access token (default: $LUMEN_TOKEN, else a new one each run)");
   serve->add_option("--model", o.model,
                     "image-text model for text search (default: the catalog's)");
+  serve->add_option("--quarantine", o.move_to,
+                    "where the duplicates page moves duplicates (default: a folder "
+                    "\"quarantine\" beside the catalog)");
+  serve->add_flag("--read-only", o.dry_run,
+                  "browse only: no jobs, no duplicate actions, nothing changed from the page");
   serve->add_flag("-v,--verbose", o.verbose, "log every request");
   auto* tags_cmd = app.add_subcommand("tags", "zero-shot tags: the label bank");
   tags_cmd->require_subcommand(1);

@@ -79,12 +79,26 @@ int RunServe(const Options& o) {
       if (!t.ok()) return fail(t.status());
       text = std::move(*t);
       so.model = EncoderId(*path, cfg.family);
+      // Index jobs embed new photos with the same model, so they are found by the same search.
+      so.index_args = {"--model", *path};
       so.encode_text = [text](const std::string& q) -> Result<std::vector<float>> {
         std::vector<float> v(size_t(text->dim()));
         if (Status st = text->Encode({q}, v.data()); !st.ok()) return st;
         return v;
       };
     }
+  }
+  // Jobs run this program itself, on the same catalog.
+  if (!o.dry_run) {
+    std::error_code exe_ec;
+    so.exe = std::filesystem::read_symlink("/proc/self/exe", exe_ec).string();
+    if (exe_ec) log::Warn("serve: this program's path is unknown: jobs are off");
+    so.quarantine = o.move_to.empty()
+                        ? (std::filesystem::path(so.catalog).parent_path() / "quarantine").string()
+                        : std::filesystem::absolute(o.move_to, ec).string();
+    so.ann_path = [catalog = so.catalog](const std::string& model) {
+      return BesideCatalog(catalog, "ann", model) + ".hnsw";
+    };
   }
   c->reset();
   so.on_listening = [&](const std::string& url) {

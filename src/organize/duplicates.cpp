@@ -98,11 +98,13 @@ Result<Duplicates> FindDuplicates(Catalog& cat, const DupesQuery& q) {
   return d;
 }
 
-std::vector<DupeVictim> Victims(const Duplicates& d, bool identical_only, size_t* not_identical) {
+std::vector<DupeVictim> Victims(const Duplicates& d, bool identical_only, size_t* not_identical,
+                                const std::string& tier) {
   std::vector<DupeVictim> victims;
   std::unordered_set<std::string> named;
   size_t others = 0;
-  for (const auto& g : d.groups)
+  for (const auto& g : d.groups) {
+    if (!tier.empty() && g.tier != tier) continue;
     for (size_t m = 1; m < g.members.size(); ++m) {
       const auto& mem = g.members[m];
       const int64_t asset = d.items[mem.item].asset;
@@ -118,6 +120,7 @@ std::vector<DupeVictim> Victims(const Duplicates& d, bool identical_only, size_t
       for (const auto& path : d.items[mem.item].paths)
         if (named.insert(path).second) victims.push_back({path, g.members[0].path, asset});
     }
+  }
   if (not_identical) *not_identical = others;
   return victims;
 }

@@ -21,8 +21,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jobs.h"
+#include "library.h"
 #include "lumen/catalog/catalog.h"
+#include "lumen/catalog/journal.h"
 #include "lumen/io/magic.h"
+#include "lumen/organize/duplicates.h"
 #include "lumen/search/flat_index.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
@@ -41,6 +45,9 @@ namespace {
 constexpr size_t kMaxBody = 1 << 20;  // JSON bodies: 1 MiB
 constexpr int64_t kMaxRange = 10000;  // timeline entries per request
 constexpr size_t kMaxResults = 1000;  // search results per request
+constexpr int64_t kMaxGroups = 500;   // duplicate groups per request
+constexpr int64_t kMaxFiles = 10000;  // a folder's files per request
+constexpr size_t kMaxPaths = 10000;   // paths one job names
 
 std::string RandomToken() {
   unsigned char b[16] = {};
@@ -166,14 +173,15 @@ class App {
   Status Start() {
     auto c = Catalog::Open(o_.catalog, Catalog::Mode::kReadOnly);
     if (!c.ok()) return c.status();
-    if (o_.encode_text) {
-      auto dim = (*c)->EmbeddingDim(o_.model);
-      if (dim.ok() && *dim > 0) {
-        index_ = std::make_unique<FlatIndex>(*dim);
-        if (Status st = (*c)->LoadEmbeddings(o_.model, index_.get()); !st.ok()) return st;
-      }
-    }
+    watch_ = std::move(*c);
+    LUMEN_RETURN_IF_ERROR(LoadTextIndex(*watch_));
+    if (!o_.exe.empty()) jobs_ = std::make_unique<Jobs>(o_.exe, o_.catalog);
     return Status::Ok();
+  }
+
+  // Ends the jobs (and wakes the event streams) before the server stops.
+  void Stop() {
+    if (jobs_) jobs_->Stop();
   }
 
   void Routes(httplib::Server& svr) {
@@ -193,7 +201,9 @@ class App {
                      {"photos", t->photos},
                      {"videos", t->videos},
                      {"documents", t->documents},
-                     {"text_search", index_ != nullptr}});
+                     {"text_search", TextIndex() != nullptr},
+                     {"jobs", jobs_ != nullptr},
+                     {"quarantine", o_.quarantine}});
     });
     svr.Get("/api/v1/timeline", [this](const httplib::Request&, httplib::Response& res) {
       auto t = Current();
@@ -231,6 +241,48 @@ class App {
         return SendError(res, 400, "the body is not a JSON object");
       Search(q, res);
     });
+    svr.Get("/api/v1/folders",
+            [this](const httplib::Request& req, httplib::Response& res) { FoldersList(req, res); });
+    svr.Get("/api/v1/duplicates", [this](const httplib::Request& req, httplib::Response& res) {
+      DuplicatesPage(req, res);
+    });
+    svr.Post(
+        "/api/v1/duplicates/apply",
+        [this](const httplib::Request& req, httplib::Response& res) { DuplicatesApply(req, res); });
+    svr.Get("/api/v1/runs", [this](const httplib::Request&, httplib::Response& res) {
+      Catalog* db = Db();
+      if (!db) return SendError(res, 503, "the catalog cannot be read");
+      Journal j(db);
+      auto runs = j.Runs();
+      if (!runs.ok()) return SendError(res, 500, runs.status().message());
+      json a = json::array();
+      for (auto it = runs->rbegin(); it != runs->rend(); ++it) a.push_back(RunJson(*it));
+      SendJson(res, {{"runs", a}});
+    });
+    svr.Post(R"(/api/v1/runs/(\d{1,18})/(apply|undo|redo))",
+             [this](const httplib::Request& req, httplib::Response& res) { RunAction(req, res); });
+    svr.Get("/api/v1/jobs", [this](const httplib::Request&, httplib::Response& res) {
+      SendJson(res, {{"jobs", jobs_ ? jobs_->List() : json::array()}});
+    });
+    svr.Post("/api/v1/jobs",
+             [this](const httplib::Request& req, httplib::Response& res) { StartJob(req, res); });
+    svr.Get(R"(/api/v1/jobs/(\d{1,18}))",
+            [this](const httplib::Request& req, httplib::Response& res) {
+              auto j = jobs_ ? jobs_->Get(IdOf(req)) : std::nullopt;
+              if (!j) return SendError(res, 404, fmt::format("there is no job {}", IdOf(req)));
+              SendJson(res, *j);
+            });
+    svr.Post(R"(/api/v1/jobs/(\d{1,18})/cancel)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               if (!jobs_) return SendError(res, 404, fmt::format("there is no job {}", IdOf(req)));
+               Status st = jobs_->Cancel(IdOf(req));
+               if (!st.ok())
+                 return SendError(res, st.code() == Code::kNotFound ? 404 : 409, st.message());
+               res.status = 202;
+               SendJson(res, *jobs_->Get(IdOf(req)));
+             });
+    svr.Get("/api/v1/events",
+            [this](const httplib::Request&, httplib::Response& res) { Events(res); });
   }
 
   // Host, token and origin checks for every request (pre-routing).
@@ -308,16 +360,14 @@ class App {
       checked_ = now;
     }
     std::lock_guard<std::mutex> build(build_mu_);
-    Catalog* db = Db();
-    if (!db) return nullptr;
-    auto version = db->DataVersion();
+    auto version = watch_->DataVersion();
     auto current = [&] {
       std::lock_guard<std::mutex> lock(mu_);
       return timeline_;
     }();
-    // data_version is per connection: the builder's own connection is the one compared.
+    // data_version is per connection: one connection, watch_, numbers every view.
     if (current && version.ok() && current->version == *version) return current;
-    auto t = BuildTimeline(*db, version.ok() ? *version : -1);
+    auto t = BuildTimeline(*watch_, version.ok() ? *version : -1);
     if (!t) return current;
     std::lock_guard<std::mutex> lock(mu_);
     timeline_ = t;
@@ -538,7 +588,8 @@ class App {
     }
     json ids = json::array(), scores = json::array();
     if (!query.empty()) {
-      if (!index_ || !o_.encode_text)
+      std::shared_ptr<const FlatIndex> index = TextIndex();
+      if (!index || !o_.encode_text)
         return SendError(res, 501,
                          "text search needs an image-text model: lumen serve --model MODEL");
       std::vector<float> v;
@@ -548,11 +599,11 @@ class App {
         if (!e.ok()) return SendError(res, 500, e.status().message());
         v = std::move(*e);
       }
-      if (int(v.size()) != index_->dim())
+      if (int(v.size()) != index->dim())
         return SendError(res, 500, "the text and image embeddings disagree on the size");
       std::function<bool(int64_t)> pass;
       if (keep) pass = [&](int64_t id) { return keep->count(id) > 0; };
-      for (const Hit& h : index_->Search(v.data(), size_t(limit), pass)) {
+      for (const Hit& h : index->Search(v.data(), size_t(limit), pass)) {
         ids.push_back(h.id);
         scores.push_back(h.cosine);
       }
@@ -568,12 +619,376 @@ class App {
     SendJson(res, {{"ids", ids}, {"scores", scores}});
   }
 
+  // ---- text index ----
+
+  std::shared_ptr<const FlatIndex> TextIndex() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return index_;
+  }
+
+  // (Re)loads the embeddings text search ranks (at start, and after a job that may add some).
+  Status LoadTextIndex(Catalog& cat) {
+    if (!o_.encode_text) return Status::Ok();
+    auto dim = cat.EmbeddingDim(o_.model);
+    if (!dim.ok() || *dim <= 0) return Status::Ok();
+    auto index = std::make_shared<FlatIndex>(*dim);
+    LUMEN_RETURN_IF_ERROR(cat.LoadEmbeddings(o_.model, index.get()));
+    std::lock_guard<std::mutex> lock(mu_);
+    index_ = std::move(index);
+    return Status::Ok();
+  }
+
+  // The catalog version on watch_ (the one connection whose versions are compared).
+  int64_t Version() {
+    std::lock_guard<std::mutex> build(build_mu_);
+    auto v = watch_->DataVersion();
+    return v.ok() ? *v : -1;
+  }
+
+  // ---- folders and duplicates ----
+
+  static bool Param(const httplib::Request& req, const char* key, int64_t lo, int64_t hi,
+                    int64_t fallback, int64_t* out) {
+    if (!req.has_param(key)) {
+      *out = fallback;
+      return true;
+    }
+    return ParseInt(req.get_param_value(key), lo, hi, out);
+  }
+
+  void FoldersList(const httplib::Request& req, httplib::Response& res) {
+    int64_t offset = 0, limit = 0;
+    if (!Param(req, "offset", 0, INT64_MAX / 2, 0, &offset) ||
+        !Param(req, "limit", 1, kMaxFiles, 1000, &limit))
+      return SendError(res, 400, fmt::format("offset >= 0, limit 1..{}", kMaxFiles));
+    const int64_t version = Version();
+    std::shared_ptr<const Folders> f;
+    {
+      std::lock_guard<std::mutex> lock(views_mu_);
+      if (!folders_ || folders_->version() != version) {
+        Catalog* db = Db();
+        if (!db) return SendError(res, 503, "the catalog cannot be read");
+        auto built = Folders::Build(*db, version);
+        if (!built.ok()) return SendError(res, 500, built.status().message());
+        folders_ = *built;
+      }
+      f = folders_;
+    }
+    std::string folder = f->root();
+    if (req.has_param("path")) {
+      auto p = CheckedPath(json(req.get_param_value("path")), "path", false);
+      if (!p.ok()) return SendError(res, 400, p.status().message());
+      folder = *p;
+    }
+    auto list = f->List(folder, offset, limit);
+    if (!list.ok()) return SendError(res, 404, list.status().message());
+    SendJson(res, *list);
+  }
+
+  Result<std::shared_ptr<const DupesView>> Dupes() {
+    const int64_t version = Version();
+    std::lock_guard<std::mutex> lock(dupes_mu_);
+    if (dupes_ && dupes_->version() == version) return dupes_;
+    Catalog* db = Db();
+    if (!db) return Status::Io("the catalog cannot be read");
+    organize::DupesQuery q;  // lumen dupes' defaults: every tier, keep the best
+    q.ann_path = o_.ann_path;
+    auto v = DupesView::Build(*db, q, version);
+    if (!v.ok()) return v.status();
+    dupes_ = *v;
+    return dupes_;
+  }
+
+  static bool KnownTier(const std::string& t) {
+    for (const char* k : {"exact", "near", "burst", "semantic", "remux", "reencode", "trim"})
+      if (t == k) return true;
+    return false;
+  }
+
+  void DuplicatesPage(const httplib::Request& req, httplib::Response& res) {
+    int64_t offset = 0, limit = 0;
+    if (!Param(req, "offset", 0, INT64_MAX / 2, 0, &offset) ||
+        !Param(req, "limit", 1, kMaxGroups, 50, &limit))
+      return SendError(res, 400, fmt::format("offset >= 0, limit 1..{}", kMaxGroups));
+    const std::string tier = req.get_param_value("tier");
+    if (!tier.empty() && !KnownTier(tier))
+      return SendError(res, 400, "tier is exact, near, burst, semantic, remux, reencode or trim");
+    auto v = Dupes();
+    if (!v.ok()) return SendError(res, 500, v.status().message());
+    SendJson(res, (*v)->Page(tier, offset, limit));
+  }
+
+  // {"action": "quarantine"|"hardlink", "tier": T} (the suggested choice in every group of T)
+  // or {"action": ..., "remove": [{"path", "keep"}, ...]} (the page's choice): plans and records
+  // the run, then applies it as a job. 202 {run, job}.
+  void DuplicatesApply(const httplib::Request& req, httplib::Response& res) {
+    if (!jobs_) return SendError(res, 403, "this server is read-only (lumen serve --read-only)");
+    json b = json::parse(req.body, nullptr, false);
+    if (b.is_discarded() || !b.is_object())
+      return SendError(res, 400, "the body is not a JSON object");
+    const std::string action =
+        b.value("action", json("")).is_string() ? b.value("action", std::string()) : std::string();
+    if (action != "quarantine" && action != "hardlink")
+      return SendError(res, 400, "action is quarantine or hardlink");
+    const bool hardlink = action == "hardlink";
+    if (!hardlink && o_.quarantine.empty())
+      return SendError(res, 409, "no quarantine folder is set (lumen serve --quarantine DIR)");
+    if (b.contains("tier") == b.contains("remove"))
+      return SendError(res, 400, "give either tier (the suggested choice) or remove");
+    auto v = Dupes();
+    if (!v.ok()) return SendError(res, 500, v.status().message());
+    std::vector<organize::DupeVictim> victims;
+    size_t not_identical = 0;
+    if (b.contains("tier")) {
+      if (!b["tier"].is_string() || !KnownTier(b["tier"].get<std::string>()))
+        return SendError(res, 400, "tier is exact, near, burst, semantic, remux, reencode or trim");
+      victims = (*v)->Suggested(b["tier"].get<std::string>(), hardlink, &not_identical);
+    } else {
+      auto chosen = (*v)->Chosen(b["remove"], hardlink);
+      if (!chosen.ok()) return SendError(res, 400, chosen.status().message());
+      victims = std::move(*chosen);
+    }
+    if (victims.empty())
+      return SendError(res, 409,
+                       not_identical ? "no identical copies to link (near duplicates differ)"
+                                     : "nothing to do: no duplicates in that choice");
+    // Plan and record on a connection of its own that writes; the job applies the run.
+    auto rw = Catalog::Open(o_.catalog, Catalog::Mode::kReadWrite);
+    if (!rw.ok()) return SendError(res, 500, rw.status().message());
+    std::string args;
+    auto plan = organize::PlanDupes(**rw, victims, hardlink ? "" : o_.quarantine, &args);
+    if (!plan.ok()) return SendError(res, 500, plan.status().message());
+    Journal j(rw->get());
+    auto run = organize::RecordRun(j, "dupes", args, *plan);
+    if (!run.ok()) return SendError(res, 500, run.status().message());
+    const int64_t job =
+        jobs_->Submit("dupes",
+                      fmt::format("{} {} duplicates (run {})",
+                                  hardlink ? "hard-link" : "quarantine", victims.size(), *run),
+                      {"organize", "--resume", "--run", std::to_string(*run)});
+    res.status = 202;
+    SendJson(
+        res,
+        {{"run", *run}, {"job", job}, {"files", victims.size()}, {"not_identical", not_identical}});
+  }
+
+  // ---- runs and jobs ----
+
+  static json RunJson(const JournalRun& r) {
+    json args = json::parse(r.args, nullptr, false);
+    if (args.is_object()) args.erase("real");
+    return {{"id", r.id},
+            {"command", r.command},
+            {"args", args.is_discarded() ? json() : args},
+            {"created", r.created_at},
+            {"state", r.state},
+            {"files", r.files},
+            {"pending", r.pending},
+            {"done", r.done},
+            {"skipped", r.skipped},
+            {"failed", r.failed},
+            {"undone", r.undone}};
+  }
+
+  void RunAction(const httplib::Request& req, httplib::Response& res) {
+    if (!jobs_) return SendError(res, 403, "this server is read-only (lumen serve --read-only)");
+    const int64_t id = IdOf(req);
+    const std::string what = req.matches[2];
+    Catalog* db = Db();
+    if (!db) return SendError(res, 503, "the catalog cannot be read");
+    Journal j(db);
+    auto runs = j.Runs();
+    if (!runs.ok()) return SendError(res, 500, runs.status().message());
+    const JournalRun* run = nullptr;
+    for (const auto& r : *runs)
+      if (r.id == id) run = &r;
+    if (!run) return SendError(res, 404, fmt::format("there is no run {}", id));
+    // The command checks the state again when it runs; this refuses the obvious at once.
+    const bool ok = what == "apply"  ? run->state == "planned" || run->state == "applying"
+                    : what == "undo" ? run->state != "undone" && run->state != "planned"
+                                     : run->state == "undone";
+    if (!ok)
+      return SendError(res, 409,
+                       fmt::format("run {} is {}: it cannot be {}", id, run->state,
+                                   what == "apply" ? "applied" : what + "ne"));
+    std::vector<std::string> args;
+    if (what == "apply")
+      args = {"organize", "--resume", "--run", std::to_string(id)};
+    else
+      args = {what, std::to_string(id)};
+    const int64_t job = jobs_->Submit(what, fmt::format("{} run {}", what, id), args);
+    res.status = 202;
+    SendJson(res, {{"run", id}, {"job", job}});
+  }
+
+  // Paths of a job: a non-empty array of checked paths.
+  static Result<std::vector<std::string>> PathList(const json& b, const char* field, bool files) {
+    if (!b.contains(field) || !b[field].is_array() || b[field].empty() ||
+        b[field].size() > kMaxPaths)
+      return Status::Invalid(
+          fmt::format("{} is a non-empty array of at most {} absolute paths", field, kMaxPaths));
+    std::vector<std::string> out;
+    for (const json& p : b[field]) {
+      auto c = CheckedPath(p, field, true, files);
+      if (!c.ok()) return c.status();
+      out.push_back(*c);
+    }
+    return out;
+  }
+
+  // An optional string option of a job: at most 1024 bytes, printable, passed as --name=value.
+  static Status Opt(const json& b, const char* field, const char* flag,
+                    std::vector<std::string>* args) {
+    if (!b.contains(field)) return Status::Ok();
+    if (!b[field].is_string()) return Status::Invalid(fmt::format("{} must be a string", field));
+    const std::string v = b[field].get<std::string>();
+    if (v.size() > 1024) return Status::Invalid(fmt::format("{}: at most 1024 bytes", field));
+    for (unsigned char c : v)
+      if (c < 0x20 || c == 0x7f)
+        return Status::Invalid(fmt::format("{}: no control characters", field));
+    if (!v.empty()) args->push_back(fmt::format("--{}={}", flag, v));
+    return Status::Ok();
+  }
+
+  // POST /api/v1/jobs: {"kind": index|organize|describe|convert, ...}; 202 the job.
+  void StartJob(const httplib::Request& req, httplib::Response& res) {
+    if (!jobs_) return SendError(res, 403, "this server is read-only (lumen serve --read-only)");
+    json b = json::parse(req.body, nullptr, false);
+    if (b.is_discarded() || !b.is_object())
+      return SendError(res, 400, "the body is not a JSON object");
+    const std::string kind =
+        b.contains("kind") && b["kind"].is_string() ? b["kind"].get<std::string>() : "";
+    std::vector<std::string> args;
+    std::string title;
+    Status st;
+    auto paths = [&](const char* field, bool files) -> bool {
+      auto p = PathList(b, field, files);
+      if (!p.ok()) {
+        st = p.status();
+        return false;
+      }
+      args.insert(args.end(), p->begin(), p->end());
+      title += fmt::format(" {}{}", p->front(),
+                           p->size() > 1 ? fmt::format(" (+{})", p->size() - 1) : "");
+      return true;
+    };
+    if (kind == "index") {
+      args = {"index"};
+      args.insert(args.end(), o_.index_args.begin(), o_.index_args.end());
+      if (b.value("full", false) == true) args.push_back("--full");
+      title = "index";
+      paths("paths", true);
+    } else if (kind == "organize") {
+      auto into = b.contains("into") ? CheckedPath(b["into"], "into", false)
+                                     : Result<std::string>(Status::Invalid("organize needs into"));
+      if (!into.ok()) return SendError(res, 400, into.status().message());
+      const std::string mode =
+          b.value("mode", json("move")).is_string() ? b.value("mode", std::string("move")) : "";
+      if (mode != "move" && mode != "copy" && mode != "hardlink")
+        return SendError(res, 400, "mode is move, copy or hardlink");
+      args = {"organize", "--json", "--into=" + *into, "--" + mode};
+      st = Opt(b, "template", "template", &args);
+      if (st.ok() && b.value("apply", false) == true) args.push_back("--apply");
+      title = fmt::format("organize into {}:", *into);
+      if (st.ok()) paths("paths", false);
+    } else if (kind == "describe") {
+      args = {"describe"};
+      for (auto [field, flag] : {std::pair{"llm", "llm"},
+                                 {"llm_model", "llm-model"},
+                                 {"base_url", "base-url"},
+                                 {"llm_profile", "llm-profile"}})
+        if (st.ok()) st = Opt(b, field, flag, &args);
+      title = "describe";
+      if (st.ok()) paths("paths", true);
+    } else if (kind == "convert") {
+      auto out = b.contains("output")
+                     ? CheckedPath(b["output"], "output", false)
+                     : Result<std::string>(Status::Invalid("convert needs output"));
+      if (!out.ok()) return SendError(res, 400, out.status().message());
+      args = {"convert", "--output=" + *out};
+      for (auto [field, flag] :
+           {std::pair{"chain", "chain"}, {"preset", "preset"}, {"name", "name"}})
+        if (st.ok()) st = Opt(b, field, flag, &args);
+      if (st.ok() && !b.contains("chain"))
+        st = Status::Invalid("convert needs a chain (e.g. \"fit:1600x1600,webp:82\")");
+      if (st.ok() && b.value("skip_existing", false) == true) args.push_back("--skip-existing");
+      title = fmt::format("convert to {}:", *out);
+      if (st.ok()) paths("paths", true);
+    } else {
+      return SendError(res, 400, "kind is index, organize, describe or convert");
+    }
+    if (!st.ok()) return SendError(res, st.code() == Code::kNotFound ? 404 : 400, st.message());
+    Jobs::Done done;
+    if (kind == "index") {
+      // New embeddings: text search ranks them once the job ends.
+      done = [this](const json&) {
+        auto c = Catalog::Open(o_.catalog, Catalog::Mode::kReadOnly);
+        if (!c.ok()) return;
+        if (Status s = LoadTextIndex(**c); !s.ok())
+          log::Warn(fmt::format("serve: reloading the embeddings: {}", s.message()));
+      };
+    }
+    const int64_t id = jobs_->Submit(kind, title, args, done);
+    res.status = 202;
+    SendJson(res, *jobs_->Get(id));
+  }
+
+  // GET /api/v1/events: server-sent events; a "jobs" event with every job whenever one changes
+  // (at most 4 a second), a comment every 15 s to keep the connection open.
+  void Events(httplib::Response& res) {
+    if (streams_.fetch_add(1) >= max_streams_) {
+      streams_.fetch_sub(1);
+      return SendError(res, 503, "too many event streams are open");
+    }
+    res.set_header("Cache-Control", "no-store");
+    res.set_header("X-Accel-Buffering", "no");
+    auto seen = std::make_shared<int64_t>(-1);
+    auto idle = std::make_shared<int>(0);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, seen, idle](size_t, httplib::DataSink& sink) {
+          if (Interrupted() || (jobs_ && jobs_->stopped())) {
+            sink.done();
+            return true;
+          }
+          int64_t now = -1;
+          if (jobs_)
+            now = jobs_->Wait(*seen, std::chrono::milliseconds(1000));
+          else
+            std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+          if (now != *seen) {
+            *seen = now;
+            *idle = 0;
+            const std::string data = "event: jobs\ndata: " +
+                                     json{{"jobs", jobs_ ? jobs_->List() : json::array()}}.dump(
+                                         -1, ' ', false, json::error_handler_t::replace) +
+                                     "\n\n";
+            if (!sink.write(data.data(), data.size())) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(250));
+          } else if (++*idle >= 15) {
+            *idle = 0;
+            static const std::string beat = ": keep-alive\n\n";
+            if (!sink.write(beat.data(), beat.size())) return false;
+          }
+          return true;
+        },
+        [this](bool) { streams_.fetch_sub(1); });
+  }
+
   ServeOptions o_;
   std::string token_, bound_host_;
-  std::unique_ptr<FlatIndex> index_;
-  std::mutex mu_, build_mu_, encode_mu_;
+  std::unique_ptr<Catalog> watch_;  // used under build_mu_
+  std::shared_ptr<const FlatIndex> index_;
+  std::mutex mu_, build_mu_, encode_mu_, views_mu_, dupes_mu_;
   std::shared_ptr<Timeline> timeline_;
+  std::shared_ptr<const Folders> folders_;
+  std::shared_ptr<const DupesView> dupes_;
   std::chrono::steady_clock::time_point checked_{};
+  std::unique_ptr<Jobs> jobs_;
+  std::atomic<int> streams_{0};
+
+ public:
+  int max_streams_ = 4;
 };
 
 }  // namespace
@@ -632,6 +1047,7 @@ Status Serve(const ServeOptions& options) {
         log::Warn(fmt::format("serve: {} {}: {}", req.method, req.path, what));
         SendError(res, 500, "internal error");
       });
+  app.max_streams_ = std::max(1, threads / 2);  // the rest of the threads answer requests
   app.Routes(svr);
 
   int bound = options.port;
@@ -655,6 +1071,7 @@ Status Serve(const ServeOptions& options) {
   std::thread watcher([&] {
     while (!done.load() && !Interrupted())
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    app.Stop();  // cancels the running job, ends the event streams
     svr.stop();
   });
   if (options.on_listening) options.on_listening(url);

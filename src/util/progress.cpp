@@ -65,10 +65,21 @@ void Progress::Clear() {
 }
 
 void Progress::Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t failed, bool force) {
-  if (mode_ == Mode::kQuiet || (force && mode_ == Mode::kLines)) return;
+  // JSON logs are read by programs (lumen serve's jobs): twice a second, and the last count too.
+  const bool json = mode_ == Mode::kLines && log::IsJson();
+  if (mode_ == Mode::kQuiet || (force && mode_ == Mode::kLines && !json)) return;
   uint64_t now = MonotonicNs();
-  uint64_t interval = mode_ == Mode::kTerminal ? 100'000'000ull : 5'000'000'000ull;
-  if (!force && now - last_ns_ < interval) return;
+  uint64_t interval = mode_ == Mode::kTerminal ? 100'000'000ull
+                      : json                   ? 500'000'000ull
+                                               : 5'000'000'000ull;
+  if (!force && now - last_ns_ < interval) {
+    if (json) {
+      unshown_ = true;
+      last_[0] = done, last_[1] = total, last_[2] = bytes, last_[3] = failed;
+    }
+    return;
+  }
+  unshown_ = false;
   last_ns_ = now;
   double el = (now - start_ns_) / 1e9;
   double rate = el > 0 ? done / el : 0;
@@ -86,6 +97,16 @@ void Progress::Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t fa
     std::lock_guard lock(mu_);
     WriteAll(line);
     drawn_ = true;
+  } else if (json) {
+    const double left = total && rate > 0 && total >= done ? (total - done) / rate : -1;
+    log::Info("progress", {{"event", "progress"},
+                           {"unit", unit_},
+                           {"done", fmt::format("{}", done)},
+                           {"total", fmt::format("{}", total)},
+                           {"bytes", fmt::format("{}", bytes)},
+                           {"failed", fmt::format("{}", failed)},
+                           {"rate", fmt::format("{:.2f}", rate)},
+                           {"eta_s", left < 0 ? "" : fmt::format("{:.0f}", left)}});
   } else {
     log::Info(fmt::format("progress {}/{} {}, {:.1f} {}/s, {:.1f} MB/s, ETA {}, {} failed", done,
                           tot, unit_, rate, unit_, mbs, eta, failed));
@@ -93,6 +114,8 @@ void Progress::Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t fa
 }
 
 void Progress::Finish() {
+  if (mode_ == Mode::kLines && log::IsJson() && unshown_)
+    Update(last_[0], last_[1], last_[2], last_[3], true);
   if (mode_ != Mode::kTerminal) return;
   std::lock_guard lock(mu_);
   Clear();

@@ -299,6 +299,8 @@ class Catalog {
     MediaKind kind = MediaKind::kPhoto;
   };
   Status LoadTimeline(std::vector<TimelineEntry>* out);
+  // Every current location (state ok) with its asset: (path, asset id), in path order.
+  Status LoadCurrentPaths(std::vector<std::pair<std::string, int64_t>>* out);
   // Everything the catalog knows of one asset.
   struct AssetDetails {
     int64_t id = 0;

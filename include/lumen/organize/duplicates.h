@@ -41,8 +41,10 @@ struct DupeVictim {
 
 // The files the groups would remove, each once. A near (burst, semantic) duplicate goes with
 // all of its identical copies, which its group lists once. `identical_only` (hard links): only
-// byte-identical copies of the keeper; the others are counted in *not_identical.
-std::vector<DupeVictim> Victims(const Duplicates& d, bool identical_only, size_t* not_identical);
+// byte-identical copies of the keeper; the others are counted in *not_identical. `tier`: only
+// its groups.
+std::vector<DupeVictim> Victims(const Duplicates& d, bool identical_only, size_t* not_identical,
+                                const std::string& tier = "");
 
 // The plan that moves the victims under `quarantine` (keeping their absolute paths), or, when it
 // is empty, replaces each by a hard link to its keeper; `args` receives the run's arguments.

@@ -25,6 +25,13 @@ struct ServeOptions {
   // model are searched); unset: search by filters only.
   std::function<Result<std::vector<float>>(const std::string&)> encode_text;
   std::string model;
+  // Jobs (index, organize, undo, describe, convert, duplicate actions) run `exe`, this program,
+  // as child processes on the catalog; empty: the server is read-only.
+  std::string exe;
+  std::vector<std::string> index_args;  // added to every index job (e.g. --model PATH)
+  std::string quarantine;               // where duplicate actions move duplicates
+  // The ANN index file of a model's embeddings (dupes' semantic tier at scale); unset: exact.
+  std::function<std::string(const std::string& model)> ann_path;
   // Called once the socket is bound, with the URL to open (token included).
   std::function<void(const std::string& url)> on_listening;
 };

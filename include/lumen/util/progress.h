@@ -21,7 +21,8 @@ class Progress {
   // `total` is 0 while the total is still unknown (scan in progress).
   void Update(uint64_t done, uint64_t total, uint64_t bytes, uint64_t failed, bool force = false);
   bool visible() const { return mode_ != Mode::kQuiet; }
-  // Erases the terminal line (before printing the summary).
+  // Erases the terminal line (before printing the summary); with JSON logs, logs the last count
+  // if it was not logged yet.
   void Finish();
 
  private:
@@ -33,6 +34,8 @@ class Progress {
   uint64_t start_ns_;
   uint64_t last_ns_;
   bool drawn_ = false;
+  bool unshown_ = false;   // the last Update was not written (JSON logs: Finish writes it)
+  uint64_t last_[4] = {};  // its done, total, bytes, failed
   std::mutex mu_;
 };
 

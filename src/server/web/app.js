@@ -375,6 +375,359 @@ $('search').addEventListener('submit', async (e) => {
     status.textContent = err.message;
   }
 });
-$('home').addEventListener('click', (e) => { e.preventDefault(); $('q').value = ''; showTimeline(); });
+$('home').addEventListener('click', (e) => { e.preventDefault(); $('q').value = ''; tab('timeline'); });
 
-showTimeline().catch((err) => { status.textContent = err.message; });
+// ---- changes: every POST carries the token header (the server refuses it otherwise) ----
+
+async function post(path, body) {
+  const r = await fetch(api + path, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json', 'X-Lumen-Token': token },
+    body: JSON.stringify(body || {}),
+  });
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(j.error || r.statusText);
+  return j;
+}
+
+function note(id, text, err) {
+  const el = $(id);
+  el.textContent = text;
+  el.classList.toggle('err', !!err);
+}
+
+function el(tag, props, ...kids) {
+  const e = document.createElement(tag);
+  Object.assign(e, props || {});
+  for (const k of kids) if (k !== null && k !== undefined) e.append(k);
+  return e;
+}
+
+const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolean);
+
+// ---- tabs ----
+
+const main = document.querySelector('main');
+let current = 'timeline';
+function tab(name) {
+  current = name;
+  for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('on', b.dataset.tab === name);
+  const gridTab = name === 'timeline' || name === 'folders';
+  scroller.hidden = scrubber.hidden = !gridTab;
+  $('bar').hidden = name !== 'folders';
+  main.classList.toggle('with-bar', name === 'folders');
+  for (const p of ['duplicates', 'organize', 'jobs']) $(p).hidden = p !== name;
+  if (name === 'timeline') showTimeline().catch((err) => { status.textContent = err.message; });
+  if (name === 'folders') showFolder(null);
+  if (name === 'duplicates') showDuplicates(true);
+  if (name === 'jobs') showRuns();
+}
+for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => tab(b.dataset.tab));
+
+// ---- folders: a breadcrumb, the subfolders, and the folder's own files as the grid ----
+
+async function showFolder(path) {
+  const bar = $('bar');
+  try {
+    const f = await getJson('/folders?limit=10000' + (path ? '&path=' + encodeURIComponent(path) : ''));
+    bar.textContent = '';
+    const crumbs = el('div', { className: 'crumbs' });
+    const parts = f.folder.split('/').filter(Boolean);
+    const rootDepth = f.root.split('/').filter(Boolean).length;
+    parts.forEach((p, i) => {
+      const to = '/' + parts.slice(0, i + 1).join('/');
+      if (i + 1 < rootDepth) return;
+      crumbs.append(' / ', i + 1 === parts.length ? p : el('a', { textContent: p, onclick: () => showFolder(to) }));
+    });
+    crumbs.append(`  (${f.total.toLocaleString()} files)`);
+    bar.append(crumbs);
+    const subs = el('div');
+    for (const s of f.folders)
+      subs.append(el('a', { className: 'sub', textContent: `${s.name} (${s.count})`, onclick: () => showFolder(f.folder.replace(/\/$/, '') + '/' + s.name) }));
+    bar.append(subs);
+    grid.setSource(new ListSource(f.folder, f.ids));
+    status.textContent = `${f.files} here, ${f.folders.length} folders`;
+  } catch (err) {
+    bar.textContent = err.message;
+  }
+}
+
+// ---- duplicates: groups side by side, the suggested keeper preselected ----
+
+const dups = { offset: 0, tier: '', groups: [] };
+async function showDuplicates(reset) {
+  if (reset) { dups.offset = 0; dups.groups = []; $('groups').textContent = ''; }
+  note('dupnote', 'Finding duplicates…');
+  try {
+    const tier = $('tier').value || dups.tier;
+    const d = await getJson(`/duplicates?limit=50&offset=${dups.offset}` + (tier ? '&tier=' + tier : ''));
+    const sel = $('tier');
+    const tiers = Object.keys(d.tiers);
+    if (reset) {
+      sel.textContent = '';
+      sel.append(el('option', { value: '', textContent: 'all' }));
+      for (const t of tiers) sel.append(el('option', { value: t, textContent: `${t} (${d.tiers[t]})` }));
+      sel.value = tiers.includes(tier) ? tier : '';
+    }
+    dups.tier = sel.value;
+    const total = Object.values(d.tiers).reduce((a, b) => a + b, 0);
+    $('dupsum').textContent = `${d.total} groups shown of ${total}`;
+    for (const g of d.groups) renderGroup(g);
+    dups.offset += d.groups.length;
+    $('dup-more').hidden = dups.offset >= d.total;
+    note('dupnote', d.total ? '' : 'No duplicates in this tier.');
+  } catch (err) {
+    note('dupnote', err.message, true);
+  }
+}
+
+function renderGroup(g) {
+  const k = dups.groups.length;
+  dups.groups.push(g);
+  const box = el('div', { className: 'group' });
+  box.dataset.group = k;
+  box.append(el('h4', { textContent: `${g.tier}: ${g.members.length} files — keep: ${g.keep_reason}` }));
+  const row = el('div', { className: 'members' });
+  g.members.forEach((m, i) => {
+    const card = el('div', { className: 'member' + (m.keep ? ' keep' : '') });
+    const img = el('img', { alt: '', loading: 'lazy', decoding: 'async', src: `${api}/assets/${m.asset}/thumbnail` });
+    const radio = el('input', { type: 'radio', name: `keep-${k}`, checked: m.keep, value: String(i) });
+    radio.addEventListener('change', () => {
+      for (const c of row.children) c.classList.remove('keep');
+      card.classList.add('keep');
+    });
+    card.append(img, el('div', { className: 'path', textContent: m.path }),
+      el('div', { className: 'why', textContent: m.reason }),
+      el('div', { textContent: `${m.width}×${m.height} ${m.format}, ${(m.size / 1048576).toFixed(2)} MB${m.captured ? ', ' + m.captured : ''}` }),
+      el('label', {}, radio, ' keep this one'));
+    row.append(card);
+  });
+  box.append(row);
+  $('groups').append(box);
+}
+
+// What the page says to remove: every member but the chosen keeper, in every group shown.
+function pageChoice() {
+  const remove = [];
+  document.querySelectorAll('#groups .group').forEach((box) => {
+    const g = dups.groups[Number(box.dataset.group)];
+    const chosen = box.querySelector('input[type=radio]:checked');
+    const keep = g.members[chosen ? Number(chosen.value) : 0];
+    for (const m of g.members) if (m !== keep && m.path !== keep.path) remove.push({ path: m.path, keep: keep.path });
+  });
+  return remove;
+}
+
+async function applyDuplicates(body) {
+  note('dupnote', 'Planning…');
+  try {
+    const r = await post('/duplicates/apply', body);
+    note('dupnote', `Run ${r.run}: ${r.files} files (job ${r.job})…`);
+    const job = await waitJob(r.job);
+    const box = $('dupdone');
+    box.textContent = `Run ${r.run} ${job.state}: ${summary(job)} `;
+    box.append(el('button', { id: 'dup-undo', textContent: `Undo run ${r.run}`, onclick: () => undoRun(r.run, 'dupdone') }));
+    await showDuplicates(true);
+  } catch (err) {
+    note('dupnote', err.message, true);
+  }
+}
+
+async function undoRun(run, noteId) {
+  try {
+    const r = await post(`/runs/${run}/undo`);
+    note(noteId, `Undoing run ${run} (job ${r.job})…`);
+    const job = await waitJob(r.job);
+    note(noteId, `Undo of run ${run}: ${job.state}. ${summary(job)}`, job.state !== 'done');
+    if (current === 'duplicates') showDuplicates(true);
+    if (current === 'jobs') showRuns();
+  } catch (err) {
+    note(noteId, err.message, true);
+  }
+}
+
+$('tier').addEventListener('change', () => showDuplicates(true));
+$('dup-more').addEventListener('click', () => showDuplicates(false));
+$('dup-suggest-q').addEventListener('click', () => applyDuplicates({ action: 'quarantine', tier: $('tier').value || 'exact' }));
+$('dup-suggest-h').addEventListener('click', () => applyDuplicates({ action: 'hardlink', tier: $('tier').value || 'exact' }));
+$('dup-page').addEventListener('click', () => {
+  const remove = pageChoice();
+  if (!remove.length) return note('dupnote', 'Nothing to remove on this page.');
+  applyDuplicates({ action: 'quarantine', remove });
+});
+
+// ---- jobs: live by server-sent events ----
+
+const jobs = { list: [], waiters: new Map() };
+function summary(j) {
+  const p = j.progress;
+  const last = (j.messages || []).slice(-1)[0];
+  return (p ? `${p.done}/${p.total || '?'} ${p.unit}${p.failed ? `, ${p.failed} failed` : ''}` : '') + (last ? ` — ${last.message}` : '');
+}
+// Resolves with the job (and its result) once it has ended: told by the event stream, or
+// found by asking every 2 s should the stream be down.
+function waitJob(id) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (v) => { if (!settled) { settled = true; clearInterval(poll); resolve(v); } };
+    const poll = setInterval(() => {
+      getJson(`/jobs/${id}`).then((j) => { if (!['queued', 'running'].includes(j.state)) finish(j); }).catch(() => {});
+    }, 2000);
+    const j = jobs.list.find((x) => x.id === id);
+    if (j && !['queued', 'running'].includes(j.state)) return finish(getJson(`/jobs/${id}`));
+    jobs.waiters.set(id, finish);
+  });
+}
+function renderJobs() {
+  const box = $('joblist');
+  box.textContent = '';
+  const active = jobs.list.filter((j) => j.state === 'queued' || j.state === 'running').length;
+  $('jobcount').textContent = active ? `(${active})` : '';
+  for (const j of jobs.list.slice(0, 50)) {
+    const p = j.progress || {};
+    const frac = j.state === 'done' ? 1 : p.total ? Math.min(1, p.done / p.total) : 0;
+    const bar = el('div', { className: 'bar' }, el('div'));
+    bar.firstChild.style.width = (frac * 100).toFixed(1) + '%';
+    const card = el('div', { className: `job ${j.state}` },
+      el('div', { textContent: `#${j.id} ${j.title} — ${j.state}` + (p.rate ? ` — ${p.rate.toFixed(1)} ${p.unit}/s` : '') + (p.eta_s !== undefined && j.state === 'running' ? `, ${p.eta_s} s left` : '') }),
+      bar,
+      el('div', { className: 'progress', textContent: p.total !== undefined ? `${p.done} / ${p.total} ${p.unit}${p.failed ? `, ${p.failed} failed` : ''}` : '' }),
+      el('div', { className: 'msgs', textContent: (j.messages || []).slice(-5).map((m) => `${m.level}: ${m.message}`).join('\n') }));
+    card.dataset.job = j.id;
+    card.dataset.state = j.state;
+    if (j.state === 'queued' || j.state === 'running')
+      card.append(el('button', { textContent: 'Cancel', onclick: () => post(`/jobs/${j.id}/cancel`).catch((e) => alert(e.message)) }));
+    box.append(card);
+  }
+}
+function listen() {
+  const es = new EventSource(api + '/events');
+  es.addEventListener('jobs', (e) => {
+    jobs.list = JSON.parse(e.data).jobs;
+    renderJobs();
+    for (const j of jobs.list) {
+      const w = jobs.waiters.get(j.id);
+      if (w && !['queued', 'running'].includes(j.state)) {
+        jobs.waiters.delete(j.id);
+        w(getJson(`/jobs/${j.id}`));
+        if (current === 'jobs') showRuns();
+      }
+    }
+  });
+  es.onerror = () => { es.close(); setTimeout(listen, 2000); };
+}
+
+function syncKind() {
+  const kind = $('job-kind').value;
+  for (const e of document.querySelectorAll('.k-describe')) e.hidden = kind !== 'describe';
+  for (const e of document.querySelectorAll('.k-convert')) e.hidden = kind !== 'convert';
+}
+$('job-kind').addEventListener('change', syncKind);
+syncKind();
+$('job-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const kind = $('job-kind').value;
+  const body = { kind, paths: lines('job-paths') };
+  if (kind === 'describe') {
+    for (const [k, id] of [['llm', 'job-llm'], ['llm_model', 'job-llm-model'], ['base_url', 'job-base-url']])
+      if ($(id).value.trim()) body[k] = $(id).value.trim();
+  }
+  if (kind === 'convert') { body.output = $('job-output').value.trim(); body.chain = $('job-chain').value.trim(); }
+  try {
+    const j = await post('/jobs', body);
+    note('job-note', `Job ${j.id} started.`);
+  } catch (err) {
+    note('job-note', err.message, true);
+  }
+});
+
+async function showRuns() {
+  try {
+    const r = await getJson('/runs');
+    const t = $('runs');
+    t.textContent = '';
+    t.append(el('tr', {}, ...['Run', 'Command', 'State', 'Files', 'Done', 'Skipped', 'Failed', ''].map((h) => el('th', { textContent: h }))));
+    for (const run of r.runs.slice(0, 100)) {
+      const act = el('td');
+      if (run.state === 'planned' || run.state === 'applying')
+        act.append(el('button', { textContent: 'Apply', onclick: () => post(`/runs/${run.id}/apply`).then(showRuns).catch((e) => note('job-note', e.message, true)) }));
+      if (run.state === 'applied' || run.state === 'applying' || run.state === 'undoing')
+        act.append(el('button', { textContent: 'Undo', onclick: () => undoRun(run.id, 'job-note') }));
+      if (run.state === 'undone')
+        act.append(el('button', { textContent: 'Redo', onclick: () => post(`/runs/${run.id}/redo`).then(showRuns).catch((e) => note('job-note', e.message, true)) }));
+      t.append(el('tr', {}, ...[run.id, run.command, run.state, run.files, run.done, run.skipped, run.failed].map((v) => el('td', { textContent: String(v) })), act));
+    }
+  } catch (err) {
+    note('job-note', err.message, true);
+  }
+}
+
+// ---- organize: the plan as the destination tree, then apply and undo ----
+
+const org = { run: 0 };
+$('org-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  $('org-apply').hidden = $('org-undo').hidden = true;
+  $('org-tree').textContent = '';
+  const body = { kind: 'organize', paths: lines('org-paths'), into: $('org-into').value.trim(), template: $('org-template').value.trim(), mode: $('org-mode').value };
+  try {
+    const j = await post('/jobs', body);
+    note('org-note', `Planning (job ${j.id})…`);
+    const done = await waitJob(j.id);
+    const plan = done.result;
+    if (done.state !== 'done' || !plan || typeof plan !== 'object') throw new Error(`planning ${done.state}: ${summary(done)}`);
+    org.run = plan.run;
+    const files = plan.operations.filter((o) => o.op !== 'mkdir');
+    note('org-note', `Plan (run ${plan.run}): ${plan.photos} photos, ${plan.folders} new folders, ${plan.renamed} renamed, ${plan.identical} identical already there, ${plan.in_place} in place.`);
+    renderTree($('org-into').value.trim(), files);
+    $('org-apply').hidden = !plan.run || !files.some((o) => o.state === 'pending');
+  } catch (err) {
+    note('org-note', err.message, true);
+  }
+});
+
+function renderTree(into, ops) {
+  const root = { dirs: new Map(), files: [] };
+  for (const o of ops) {
+    let rel = o.dst.startsWith(into) ? o.dst.slice(into.length) : o.dst;
+    const parts = rel.split('/').filter(Boolean);
+    let node = root;
+    for (const p of parts.slice(0, -1)) {
+      if (!node.dirs.has(p)) node.dirs.set(p, { dirs: new Map(), files: [] });
+      node = node.dirs.get(p);
+    }
+    node.files.push(o);
+  }
+  const count = (n) => n.files.length + [...n.dirs.values()].reduce((a, d) => a + count(d), 0);
+  const draw = (n, parent) => {
+    for (const [name, d] of [...n.dirs.entries()].sort()) {
+      const det = el('details', {}, el('summary', { textContent: `${name}/ (${count(d)})` }));
+      draw(d, det);
+      parent.append(det);
+    }
+    for (const f of n.files.slice(0, 200))
+      parent.append(el('div', { className: 'file', textContent: `${f.dst.split('/').pop()} ← ${f.src || ''}${f.state !== 'pending' ? ' [' + f.state + ']' : ''}` }));
+    if (n.files.length > 200) parent.append(el('div', { className: 'file', textContent: `… and ${n.files.length - 200} more` }));
+  };
+  const top = el('div', { className: 'tree' }, el('div', { textContent: into + '/' }));
+  draw(root, top);
+  $('org-tree').append(top);
+}
+
+$('org-apply').addEventListener('click', async () => {
+  try {
+    const r = await post(`/runs/${org.run}/apply`);
+    note('org-note', `Applying run ${org.run} (job ${r.job})…`);
+    $('org-apply').hidden = true;
+    const j = await waitJob(r.job);
+    note('org-note', `Run ${org.run} ${j.state}: ${summary(j)}`, j.state !== 'done');
+    $('org-undo').hidden = false;
+  } catch (err) {
+    note('org-note', err.message, true);
+  }
+});
+$('org-undo').addEventListener('click', () => { $('org-undo').hidden = true; undoRun(org.run, 'org-note'); });
+
+listen();
+tab('timeline');

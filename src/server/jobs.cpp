@@ -44,6 +44,7 @@ struct Jobs::Job {
   bool cancel = false;
   std::chrono::steady_clock::time_point cancel_at{};
   json progress;  // the last progress event
+  json summary;   // the command's summary line, when it logs one
   std::deque<json> messages;
   std::string out, err_tail;
   bool out_cut = false;
@@ -118,6 +119,7 @@ json Jobs::View(const Job& j) const {
   if (j.ended) v["ended"] = j.ended;
   if (j.exit_code >= 0) v["exit_code"] = j.exit_code;
   if (!j.progress.is_null()) v["progress"] = j.progress;
+  if (!j.summary.is_null()) v["summary"] = j.summary;
   v["messages"] = json::array();
   for (const json& m : j.messages) v["messages"].push_back(m);
   return v;
@@ -225,7 +227,19 @@ void Jobs::Line(Job& j, const std::string& line) {
   }
   json m;
   if (e.is_object()) {
-    m = {{"level", e.value("level", "info")}, {"message", e.value("msg", e.value("message", ""))}};
+    // "msg" and its fields: "summary (done=12, failed=0)"; the summary is also kept whole.
+    std::string text = e.value("msg", std::string());
+    std::string fields;
+    json rest = json::object();
+    for (const auto& [k, v] : e.items()) {
+      if (k == "msg" || k == "level" || k == "ts") continue;
+      const std::string val = v.is_string() ? v.get<std::string>() : v.dump();
+      fields += fmt::format("{}{}={}", fields.empty() ? "" : ", ", k, val);
+      rest[k] = v;
+    }
+    if (text == "summary") j.summary = rest;
+    if (!fields.empty()) text += " (" + fields + ")";
+    m = {{"level", e.value("level", "info")}, {"message", text}};
   } else {
     m = {{"level", "info"}, {"message", line}};
   }

@@ -102,12 +102,26 @@ Result<json> Folders::List(const std::string& folder, int64_t offset, int64_t li
 
 Result<std::shared_ptr<const DupesView>> DupesView::Build(Catalog& cat,
                                                           const organize::DupesQuery& query,
-                                                          int64_t version) {
+                                                          int64_t version,
+                                                          const std::string& exclude) {
   auto v = std::make_shared<DupesView>();
   v->version_ = version;
   auto d = organize::FindDuplicates(cat, query);
   if (!d.ok()) return d.status();
   v->d_ = std::move(*d);
+  if (!exclude.empty()) {
+    const std::string under = exclude + "/";
+    auto out = [&](const std::string& p) { return p.compare(0, under.size(), under) == 0; };
+    for (auto& item : v->d_.items)
+      for (size_t k = item.paths.size(); k-- > 0;)
+        if (out(item.paths[k])) {
+          item.paths.erase(item.paths.begin() + ptrdiff_t(k));
+          if (k < item.mtimes.size()) item.mtimes.erase(item.mtimes.begin() + ptrdiff_t(k));
+        }
+    for (auto& g : v->d_.groups)
+      std::erase_if(g.members, [&](const dupes::Member& m) { return out(m.path); });
+    std::erase_if(v->d_.groups, [](const dupes::Group& g) { return g.members.size() < 2; });
+  }
   for (uint32_t g = 0; g < v->d_.groups.size(); ++g)
     for (const auto& m : v->d_.groups[g].members) {
       auto& gs = v->groups_of_item_[m.item];

@@ -47,9 +47,12 @@ class Folders {
 // The duplicate groups of the catalog (lumen dupes' tiers and choices), by tier.
 class DupesView {
  public:
+  // Files under `exclude` (the quarantine: what was already set aside) are left out of every
+  // group; a group left with one file is dropped.
   static Result<std::shared_ptr<const DupesView>> Build(Catalog& cat,
                                                         const organize::DupesQuery& query,
-                                                        int64_t version);
+                                                        int64_t version,
+                                                        const std::string& exclude = "");
   int64_t version() const { return version_; }
   // Groups of `tier` ("" all) [offset, offset + limit), largest first, each member with what the
   // page shows; and the number of groups per tier.

@@ -693,7 +693,7 @@ class App {
     if (!db) return Status::Io("the catalog cannot be read");
     organize::DupesQuery q;  // lumen dupes' defaults: every tier, keep the best
     q.ann_path = o_.ann_path;
-    auto v = DupesView::Build(*db, q, version);
+    auto v = DupesView::Build(*db, q, version, o_.quarantine);
     if (!v.ok()) return v.status();
     dupes_ = *v;
     return dupes_;

@@ -1,0 +1,146 @@
+// Drives lumen serve's web app in Debian's Chromium (playwright-core from npm, never a downloaded
+// browser) and checks what a user sees: run by test_serve_browser.py, which builds the library
+// and passes what to expect as JSON in LUMEN_BROWSER_TEST. Prints one JSON line of findings;
+// exits 1 with the reason on the first check that fails.
+'use strict';
+
+const fs = require('fs');
+const cfg = JSON.parse(process.env.LUMEN_BROWSER_TEST);
+const { chromium } = require(cfg.playwright);
+
+function check(ok, what) {
+  if (!ok) throw new Error('check failed: ' + what);
+}
+
+async function waitFor(fn, what, timeout = 60000) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function main() {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const out = {};
+  try {
+    // The printed URL: the token becomes a cookie, the address bar loses it.
+    await page.goto(cfg.url);
+    check(!page.url().includes('token='), 'the token left the address bar');
+    await page.waitForSelector('#layer .cell img');
+
+    // The grid shows every asset: scroll through it, collecting the ids of the cells drawn.
+    const seen = new Set();
+    const collect = async () => {
+      for (const id of await page.$$eval('#layer .cell', (cells) => cells.map((c) => c.dataset.id).filter(Boolean))) seen.add(Number(id));
+    };
+    for (let y = 0; ; y += 300) {
+      await page.$eval('#scroller', (s, y) => { s.scrollTop = y; }, y);
+      await page.waitForTimeout(150);
+      await collect();
+      const atEnd = await page.$eval('#scroller', (s) => s.scrollTop + s.clientHeight >= s.scrollHeight - 1);
+      if (atEnd) break;
+    }
+    check(seen.size === cfg.total, `the grid showed ${seen.size} of ${cfg.total} assets`);
+    out.grid_assets = seen.size;
+
+    // Thumbnails on screen decode.
+    await page.$eval('#scroller', (s) => { s.scrollTop = 0; });
+    await waitFor(() => page.$$eval('#layer .cell img', (imgs) => imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0)), 'thumbnails to decode');
+    out.thumbnails_decoded = await page.$$eval('#layer .cell img', (imgs) => imgs.filter((i) => i.naturalWidth > 0).length);
+
+    // The viewer opens a photo with its details.
+    await page.click('#layer .cell');
+    await waitFor(() => page.$eval('#info', (e) => e.textContent.includes('Files')), 'the viewer details');
+    await page.keyboard.press('Escape');
+    check(await page.$eval('#viewer', (v) => v.hidden), 'Escape closes the viewer');
+
+    // Text search finds the photo the CLI ranks first for the same words.
+    await page.fill('#q', cfg.query);
+    await page.click('#search button[type=submit]');
+    await waitFor(() => page.$eval('#status', (s) => s.textContent.includes('results')), 'search results');
+    await waitFor(() => page.$('#layer .cell[data-id]'), 'a result cell');
+    const first = await page.$eval('#layer .cell[data-index="0"]', (c) => Number(c.dataset.id));
+    check(first === cfg.expected_id, `search's first result is ${first}, the CLI's ${cfg.expected_id}`);
+    out.search_first = first;
+
+    // Folders: the library's subfolders, and a folder's files as the grid.
+    await page.click('#tabs button[data-tab=folders]');
+    await waitFor(() => page.$$eval('#bar .sub', (s) => s.length >= 2), 'subfolders');
+    const subs = await page.$$eval('#bar .sub', (s) => s.map((e) => e.textContent));
+    check(subs.some((s) => s.startsWith('dupes ')), 'the dupes folder is listed: ' + subs);
+    await page.click('#bar .sub >> text=/^dupes /');
+    await waitFor(() => page.$$eval('#layer .cell img', (imgs, n) => imgs.length === n, cfg.dupes_folder_files), 'the folder\'s files');
+
+    // Duplicates: groups side by side with the keeper chosen; quarantine the suggestion, check the
+    // disk, undo from the page, check again.
+    await page.click('#tabs button[data-tab=duplicates]');
+    await waitFor(() => page.$$eval('#groups .group', (g) => g.length > 0), 'duplicate groups');
+    const groups = await page.$$eval('#groups .group', (gs) => gs.map((g) => ({
+      members: g.querySelectorAll('.member').length,
+      kept: g.querySelectorAll('.member.keep').length,
+      checked: g.querySelectorAll('input[type=radio]:checked').length,
+    })));
+    check(groups.every((g) => g.members >= 2 && g.kept === 1 && g.checked === 1), 'each group: members, one kept: ' + JSON.stringify(groups));
+    out.duplicate_groups = groups.length;
+    await page.selectOption('#tier', 'exact');
+    await waitFor(() => page.$$eval('#groups .group', (g, n) => g.length === n, cfg.exact_groups), 'the exact tier');
+    await page.click('#dup-suggest-q');
+    await page.waitForSelector('#dup-undo', { timeout: 60000 });
+    for (const v of cfg.victims) check(!fs.existsSync(v), v + ' was moved');
+    for (const v of cfg.victims) check(fs.existsSync(cfg.quarantine + v), v + ' is in the quarantine');
+    await page.click('#dup-undo');
+    await waitFor(() => page.$eval('#dupdone', (e) => /Undo of run \d+: done/.test(e.textContent)), 'the undo');
+    for (const v of cfg.victims) check(fs.existsSync(v), v + ' is back');
+    check(!cfg.victims.some((v) => fs.existsSync(cfg.quarantine + v)), 'the quarantine is empty again');
+
+    // A job from the page: its progress is shown while it runs, then it is done.
+    await page.click('#tabs button[data-tab=jobs]');
+    await page.selectOption('#job-kind', 'convert');
+    await page.fill('#job-paths', cfg.convert_src);
+    await page.fill('#job-output', cfg.convert_out);
+    await page.fill('#job-chain', 'sharpen:0.5,webp:90');
+    await page.click('#job-form button[type=submit]');
+    const jobId = async () => Number(await waitFor(() => page.$eval('#job-note', (e) => (/Job (\d+) started/.exec(e.textContent) || [])[1]), 'the job to start'));
+    const convertJob = await jobId();
+    const progress = [];
+    await waitFor(async () => {
+      const card = await page.$(`#joblist .job[data-job="${convertJob}"]`);
+      if (!card) return false;
+      const state = await card.getAttribute('data-state');
+      const text = await card.$eval('.progress', (e) => e.textContent);
+      progress.push([state, text]);
+      return state === 'done' || state === 'failed' || state === 'cancelled';
+    }, 'the convert job', 300000);
+    const last = progress[progress.length - 1];
+    check(last[0] === 'done', 'the job ended ' + JSON.stringify(last));
+    check(progress.some(([s, t]) => s === 'running' && /^\d+ \/ \d+/.test(t)), 'progress shown while running: ' + JSON.stringify(progress.slice(0, 5)));
+    check(last[1].startsWith(`${cfg.convert_files} / ${cfg.convert_files}`), 'the final count: ' + last[1]);
+    check(fs.readdirSync(cfg.convert_out).length === cfg.convert_files, 'the converted files exist');
+    out.job_progress_updates = new Set(progress.map((p) => p.join(' '))).size;
+
+    // An index job from the page: the timeline then shows the new photos.
+    await page.selectOption('#job-kind', 'index');
+    await page.fill('#job-paths', cfg.index_dir);
+    await page.$eval('#job-note', (e) => { e.textContent = ''; });
+    await page.click('#job-form button[type=submit]');
+    const indexJob = await jobId();
+    await waitFor(() => page.$eval(`#joblist .job[data-job="${indexJob}"]`, (c) => c.dataset.state === 'done').catch(() => false), 'the index job', 120000);
+    await page.click('#tabs button[data-tab=timeline]');
+    await waitFor(() => page.$eval('#status', (s, want) => s.textContent === want, `${cfg.total + cfg.index_files} items`), 'the timeline to grow', 20000);
+    check(errors.length === 0, 'no script errors: ' + errors.join('; '));
+    console.log(JSON.stringify(out));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(String(e && e.stack || e));
+  process.exit(1);
+});

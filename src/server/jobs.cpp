@@ -276,6 +276,8 @@ void Jobs::Execute(Job& j, std::unique_lock<std::mutex>& lock) {
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out[1], 1);
   posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  // Nothing else of the server's (its listening socket, clients, the catalog) reaches the child.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   sigset_t none, defaults;
   sigemptyset(&none);
   sigemptyset(&defaults);

@@ -27,6 +27,7 @@
 #include "lumen/catalog/journal.h"
 #include "lumen/io/magic.h"
 #include "lumen/organize/duplicates.h"
+#include "lumen/search/ann_index.h"
 #include "lumen/search/flat_index.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
@@ -165,6 +166,16 @@ std::shared_ptr<Timeline> BuildTimeline(Catalog& cat, int64_t version) {
   }
   return t;
 }
+
+// What text search ranks: every embedding of the model, and the ANN index over them once built.
+struct TextSearch {
+  std::shared_ptr<const FlatIndex> flat;
+  std::shared_ptr<const AnnIndex> ann;
+};
+struct TextState {
+  std::mutex mu;
+  std::shared_ptr<const TextSearch> current;
+};
 
 class App {
  public:
@@ -588,8 +599,8 @@ class App {
     }
     json ids = json::array(), scores = json::array();
     if (!query.empty()) {
-      std::shared_ptr<const FlatIndex> index = TextIndex();
-      if (!index || !o_.encode_text)
+      std::shared_ptr<const TextSearch> ts = TextIndex();
+      if (!ts || !o_.encode_text)
         return SendError(res, 501,
                          "text search needs an image-text model: lumen serve --model MODEL");
       std::vector<float> v;
@@ -599,11 +610,14 @@ class App {
         if (!e.ok()) return SendError(res, 500, e.status().message());
         v = std::move(*e);
       }
-      if (int(v.size()) != index->dim())
+      if (int(v.size()) != ts->flat->dim())
         return SendError(res, 500, "the text and image embeddings disagree on the size");
       std::function<bool(int64_t)> pass;
       if (keep) pass = [&](int64_t id) { return keep->count(id) > 0; };
-      for (const Hit& h : index->Search(v.data(), size_t(limit), pass)) {
+      const std::vector<Hit> hits = ts->ann
+                                        ? ts->ann->Search(*ts->flat, v.data(), size_t(limit), pass)
+                                        : ts->flat->Search(v.data(), size_t(limit), pass);
+      for (const Hit& h : hits) {
         ids.push_back(h.id);
         scores.push_back(h.cosine);
       }
@@ -621,20 +635,42 @@ class App {
 
   // ---- text index ----
 
-  std::shared_ptr<const FlatIndex> TextIndex() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return index_;
+  std::shared_ptr<const TextSearch> TextIndex() {
+    std::lock_guard<std::mutex> lock(text_->mu);
+    return text_->current;
   }
 
   // (Re)loads the embeddings text search ranks (at start, and after a job that may add some).
+  // Above AnnThreshold() vectors the ANN index lumen search keeps beside the catalog is brought
+  // in step in the background (a first build of 100,000 takes minutes); until then, and if that
+  // fails, search scans them all.
   Status LoadTextIndex(Catalog& cat) {
     if (!o_.encode_text) return Status::Ok();
     auto dim = cat.EmbeddingDim(o_.model);
     if (!dim.ok() || *dim <= 0) return Status::Ok();
-    auto index = std::make_shared<FlatIndex>(*dim);
-    LUMEN_RETURN_IF_ERROR(cat.LoadEmbeddings(o_.model, index.get()));
-    std::lock_guard<std::mutex> lock(mu_);
-    index_ = std::move(index);
+    auto flat = std::make_shared<FlatIndex>(*dim);
+    LUMEN_RETURN_IF_ERROR(cat.LoadEmbeddings(o_.model, flat.get()));
+    auto ts = std::make_shared<TextSearch>();
+    ts->flat = flat;
+    {
+      std::lock_guard<std::mutex> lock(text_->mu);
+      text_->current = ts;
+    }
+    if (flat->size() < AnnThreshold() || !o_.ann_path) return Status::Ok();
+    // Detached: it holds only what it shares (the server may stop before it ends).
+    std::thread([state = text_, flat, path = o_.ann_path(o_.model)] {
+      auto ann = AnnIndex::Sync(path, *flat);
+      if (!ann.ok()) {
+        log::Warn(fmt::format("serve: the ANN index ({}): {}; text search scans every embedding",
+                              path, ann.status().message()));
+        return;
+      }
+      auto with = std::make_shared<TextSearch>();
+      with->flat = flat;
+      with->ann = std::shared_ptr<const AnnIndex>(std::move(*ann));
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (state->current && state->current->flat == flat) state->current = with;
+    }).detach();
     return Status::Ok();
   }
 
@@ -978,7 +1014,7 @@ class App {
   ServeOptions o_;
   std::string token_, bound_host_;
   std::unique_ptr<Catalog> watch_;  // used under build_mu_
-  std::shared_ptr<const FlatIndex> index_;
+  std::shared_ptr<TextState> text_ = std::make_shared<TextState>();
   std::mutex mu_, build_mu_, encode_mu_, views_mu_, dupes_mu_;
   std::shared_ptr<Timeline> timeline_;
   std::shared_ptr<const Folders> folders_;

@@ -92,6 +92,15 @@ end
 EOF
 echo "wrk thumbnails (100,000 different ids, 2 threads, 64 connections, ${secs} s):"
 wrk -t2 -c64 -d"${secs}s" -s "$work/thumbs.lua" http://127.0.0.1:8762/ | grep -E "Requests/sec|Latency|Transfer"
+cat >"$work/hot.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/api/v1/assets/" .. (20 + (n * 7919) % 2000) .. "/thumbnail", {["X-Lumen-Token"] = "$token"})
+end
+LUA
+echo "wrk thumbnails, a working set of 2,000 (a few screens of the grid, back and forth):"
+wrk -t2 -c64 -d"${secs}s" -s "$work/hot.lua" http://127.0.0.1:8762/ | grep -E "Requests/sec|Latency|Transfer"
 echo "wrk app.css (in memory: the HTTP stack's ceiling here):"
 wrk -t2 -c64 -d"${secs}s" http://127.0.0.1:8762/app.css | grep -E "Requests/sec|Latency"
 $py - "$token" 8762 <<'EOF'
@@ -112,6 +121,7 @@ for i in range(100):
 ms.sort()
 print(f"text search top-100, 100 queries: p50 {ms[50]:.1f} ms, p95 {ms[95]:.1f} ms, max {ms[-1]:.1f} ms")
 EOF
+node bench/serve_browser_bench.js "$pw" "http://127.0.0.1:8762/?token=$token" 300
 node bench/serve_browser_bench.js "$pw" "http://127.0.0.1:8762/?token=$token" 1500
 echo "RSS with the app open: $(rss "$pid")"
 kill "$pid"; wait "$pid" 2>/dev/null || true

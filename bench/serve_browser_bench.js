@@ -26,6 +26,14 @@ const step = Number(stepArg || 1500);
     await page.waitForFunction(() => window.__first > 0, null, { timeout: 30000 });
     runs.push(await page.evaluate(() => window.__first));
   }
+  // Where the last navigation's time went (ms after navigation start).
+  const phases = await page.evaluate(() => {
+    const nav = performance.getEntriesByType('navigation')[0];
+    const res = performance.getEntriesByType('resource');
+    const end = (re) => { const e = res.find((r) => re.test(r.name)); return e ? Math.round(e.responseEnd) : null; };
+    return { html: Math.round(nav.responseEnd), script: end(/app\.js/), timeline: end(/timeline$/),
+             slice: end(/timeline\/assets/), thumbnail: end(/thumbnail/), shown: Math.round(window.__first) };
+  });
   runs.sort((a, b) => a - b);
   const total = await page.evaluate(async () => (await (await fetch('/api/v1/info')).json()).assets);
   // Scroll the whole timeline, one step per frame, timing the frames.
@@ -46,11 +54,37 @@ const step = Number(stepArg || 1500);
     return deltas.slice(1);
   }, step);
   frames.sort((a, b) => a - b);
+  // A reading pace (60 px a frame, 3,600 px/s) for 600 frames from the top: thumbnails load as
+  // rows come in.
+  await page.$eval('#scroller', (s) => { s.scrollTop = 0; });
+  await page.waitForTimeout(500);
+  const slow = await page.evaluate(async () => {
+    const s = document.getElementById('scroller');
+    const deltas = [];
+    let last = performance.now(), loaded = 0;
+    const count = (e) => { if (e.target.tagName === 'IMG') ++loaded; };
+    document.addEventListener('load', count, true);
+    await new Promise((done) => {
+      const tick = (t) => {
+        deltas.push(t - last);
+        last = t;
+        s.scrollTop += 60;
+        if (deltas.length > 600) return done();
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    });
+    document.removeEventListener('load', count, true);
+    const d = deltas.slice(1).sort((a, b) => a - b);
+    return { frames: d.length, thumbnails_loaded: loaded, p50_ms: d[Math.floor(d.length / 2)], p95_ms: d[Math.floor(d.length * 0.95)] };
+  });
   const q = (p) => frames[Math.min(frames.length - 1, Math.floor(p * frames.length))];
   const out = {
     assets: total,
     first_thumbnail_ms: { min: runs[0], median: runs[2], max: runs[4] },
+    last_navigation_ms: phases,
     scroll: { frames: frames.length, step_px: step, p50_ms: q(0.5), p95_ms: q(0.95), max_ms: frames[frames.length - 1] },
+    reading_pace: slow,
   };
   if (bottomArg === '1') {
     // The bottom: the last asset's cell exists and its id arrives.

@@ -24,6 +24,33 @@ int32_t DateKey(const std::string& s) {
 }
 }  // namespace
 
+Result<std::optional<Catalog::ServedThumbnail>> Catalog::GetServedThumbnail(int64_t asset) {
+  if (!served_thumb_) {
+    auto s =
+        sql::Prepare(db_.get(),
+                     "SELECT a.hash, t.width, t.height, t.webp FROM assets a JOIN thumbnails t "
+                     "ON t.asset_id=a.id WHERE a.id=? ORDER BY t.width*t.height DESC LIMIT 1");
+    if (!s.ok()) return s.status();
+    served_thumb_ = std::move(*s);
+  }
+  sql::Stmt& s = served_thumb_;
+  s.Bind(1, asset);
+  Status st;
+  std::optional<ServedThumbnail> out;
+  if (s.Step(&st)) {
+    out.emplace();
+    const std::string h = s.Blob(0);
+    if (h.size() == 16)
+      out->hash = Hash128::FromBytes(reinterpret_cast<const unsigned char*>(h.data()));
+    out->width = int(s.Int(1));
+    out->height = int(s.Int(2));
+    out->webp = s.Blob(3);
+  }
+  s.Reset();
+  if (!st.ok()) return st;
+  return out;
+}
+
 Status Catalog::LoadCurrentPaths(std::vector<std::pair<std::string, int64_t>>* out) {
   out->clear();
   auto s = sql::Prepare(db_.get(),

@@ -365,6 +365,10 @@ int main(int argc, char** argv) {
                     "the access token (default: $LUMEN_TOKEN, else a new one each run)");
   serve->add_option("--model", o.model,
                     "image-text model for text search (default: the catalog's)");
+  serve
+      ->add_option("--weights", o.weights,
+                   "text tower weights for search: stored (default), f32, f16, bf16, q8_0, int8")
+      ->check(CLI::IsMember({"stored", "f32", "f16", "bf16", "q8_0", "int8"}));
   serve->add_option("--quarantine", o.move_to,
                     "where the duplicates page moves duplicates (default: a folder "
                     "\"quarantine\" beside the catalog)");

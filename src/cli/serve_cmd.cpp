@@ -64,7 +64,6 @@ int RunServe(const Options& o) {
   so.catalog = std::filesystem::absolute((*c)->path(), ec).string();
 
   // Text search with the catalog's model, when there is one (or --model names it).
-  std::shared_ptr<ml::TextEncoder> text;
   if (auto models = (*c)->EmbeddingModels(); models.ok() && !models->empty()) {
     auto path = SearchModelPath(o, **c);
     if (!path.ok()) {
@@ -75,15 +74,25 @@ int RunServe(const Options& o) {
       if (!source.ok()) return fail(source.status());
       const ml::ModelConfig cfg = (*source)->config;
       source->reset();
-      auto t = ml::TextEncoder::Load(*path, {});
-      if (!t.ok()) return fail(t.status());
-      text = std::move(*t);
+      if (!cfg.text.present)
+        return fail(
+            Status::Invalid(fmt::format("{} has no text tower: text search needs one", *path)));
       so.model = EncoderId(*path, cfg.family);
       // Index jobs embed new photos with the same model, so they are found by the same search.
       so.index_args = {"--model", *path};
-      so.encode_text = [text](const std::string& q) -> Result<std::vector<float>> {
-        std::vector<float> v(size_t(text->dim()));
-        if (Status st = text->Encode({q}, v.data()); !st.ok()) return st;
+      // The text tower is loaded at the first text search (the server calls this one query at a
+      // time): a server nobody searches does not hold it (~440 MB for SigLIP B/16 in f32).
+      ml::EncoderOptions eo;
+      eo.weights = ml::ParseWeightType(o.weights).value_or(ml::WeightType::kStored);
+      auto holder = std::make_shared<std::unique_ptr<ml::TextEncoder>>();
+      so.encode_text = [holder, eo, p = *path](const std::string& q) -> Result<std::vector<float>> {
+        if (!*holder) {
+          auto t = ml::TextEncoder::Load(p, eo);
+          if (!t.ok()) return t.status();
+          *holder = std::move(*t);
+        }
+        std::vector<float> v(size_t((*holder)->dim()));
+        if (Status st = (*holder)->Encode({q}, v.data()); !st.ok()) return st;
         return v;
       };
     }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -86,14 +87,28 @@ std::string CookieValue(const httplib::Request& req, const std::string& name) {
   return "";
 }
 
+// No compression: cpp-httplib compresses text/*, application/javascript and a bare
+// application/json, with brotli at its slowest setting when the browser offers it (tens of ms
+// for a 30 KB script, more than everything else a request costs on loopback). JSON is sent with
+// its charset (a type cpp-httplib leaves alone); text is sent through a content provider (never
+// compressed).
+constexpr const char* kJson = "application/json; charset=utf-8";
+
+void SendText(httplib::Response& res, std::shared_ptr<const std::string> body, const char* type) {
+  const size_t n = body->size();
+  res.set_content_provider(n, type, [body](size_t offset, size_t length, httplib::DataSink& sink) {
+    return sink.write(body->data() + offset, length);
+  });
+}
+
 void SendError(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content(json{{"error", message}, {"status", status}}.dump(), "application/json");
+  res.set_content(json{{"error", message}, {"status", status}}.dump(), kJson);
 }
 
 void SendJson(httplib::Response& res, const json& j) {
   res.set_header("Cache-Control", "no-store");
-  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), kJson);
 }
 
 std::string MonthOf(int32_t date) {
@@ -167,6 +182,53 @@ std::shared_ptr<Timeline> BuildTimeline(Catalog& cat, int64_t version) {
   return t;
 }
 
+// The thumbnails served last (64 MB: a few screens of the grid, back and forth), so that a
+// scroll back, a second tab or a reload reads no SQLite. Entries of an older catalog version are
+// misses.
+struct CachedThumb {
+  std::string etag, webp;
+};
+class ThumbCache {
+ public:
+  explicit ThumbCache(size_t capacity) : capacity_(capacity) {}
+  std::shared_ptr<const CachedThumb> Get(int64_t id, int64_t version) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(id);
+    if (it == map_.end() || it->second->version != version) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->thumb;
+  }
+  void Put(int64_t id, int64_t version, std::shared_ptr<const CachedThumb> t) {
+    const size_t bytes = t->webp.size() + t->etag.size() + 64;
+    if (bytes > capacity_ / 16) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = map_.find(id); it != map_.end()) {
+      used_ -= it->second->bytes;
+      lru_.erase(it->second);
+      map_.erase(it);
+    }
+    lru_.push_front({id, version, bytes, std::move(t)});
+    map_[id] = lru_.begin();
+    used_ += bytes;
+    while (used_ > capacity_ && !lru_.empty()) {
+      used_ -= lru_.back().bytes;
+      map_.erase(lru_.back().id);
+      lru_.pop_back();
+    }
+  }
+
+ private:
+  struct Entry {
+    int64_t id, version;
+    size_t bytes;
+    std::shared_ptr<const CachedThumb> thumb;
+  };
+  size_t capacity_, used_ = 0;
+  std::mutex mu_;
+  std::list<Entry> lru_;
+  std::unordered_map<int64_t, std::list<Entry>::iterator> map_;
+};
+
 // What text search ranks: every embedding of the model, and the ANN index over them once built.
 struct TextSearch {
   std::shared_ptr<const FlatIndex> flat;
@@ -196,12 +258,17 @@ class App {
   }
 
   void Routes(httplib::Server& svr) {
+    // The most frequent request first: cpp-httplib tries the routes' patterns in order.
+    svr.Get(R"(/api/v1/assets/(\d{1,18})/thumbnail)",
+            [this](const httplib::Request& req, httplib::Response& res) { Thumbnail(req, res); });
     svr.Get("/", [this](const httplib::Request& req, httplib::Response& res) { Index(req, res); });
     for (const WebAsset& a : WebAssets()) {
       if (std::string(a.path) == "/index.html") continue;
       svr.Get(a.path, [a](const httplib::Request&, httplib::Response& res) {
         res.set_header("Cache-Control", "no-cache");
-        res.set_content(reinterpret_cast<const char*>(a.data), a.size, a.type);
+        SendText(res,
+                 std::make_shared<const std::string>(reinterpret_cast<const char*>(a.data), a.size),
+                 a.type);
       });
     }
     svr.Get("/api/v1/info", [this](const httplib::Request&, httplib::Response& res) {
@@ -236,8 +303,6 @@ class App {
     });
     svr.Get(R"(/api/v1/assets/(\d{1,18}))",
             [this](const httplib::Request& req, httplib::Response& res) { Details(req, res); });
-    svr.Get(R"(/api/v1/assets/(\d{1,18})/thumbnail)",
-            [this](const httplib::Request& req, httplib::Response& res) { Thumbnail(req, res); });
     svr.Get(R"(/api/v1/assets/(\d{1,18})/original)",
             [this](const httplib::Request& req, httplib::Response& res) { Original(req, res); });
     svr.Get("/api/v1/search", [this](const httplib::Request& req, httplib::Response& res) {
@@ -377,6 +442,7 @@ class App {
       return timeline_;
     }();
     // data_version is per connection: one connection, watch_, numbers every view.
+    if (version.ok()) seen_version_ = *version;
     if (current && version.ok() && current->version == *version) return current;
     auto t = BuildTimeline(*watch_, version.ok() ? *version : -1);
     if (!t) return current;
@@ -408,7 +474,7 @@ class App {
     std::string html(reinterpret_cast<const char*>(page->data), page->size);
     const std::string mark = "{{TOKEN}}";
     if (auto at = html.find(mark); at != std::string::npos) html.replace(at, mark.size(), token_);
-    res.set_content(html, "text/html; charset=utf-8");
+    SendText(res, std::make_shared<const std::string>(std::move(html)), "text/html; charset=utf-8");
   }
 
   static bool ParseInt(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
@@ -501,24 +567,32 @@ class App {
   }
 
   void Thumbnail(const httplib::Request& req, httplib::Response& res) {
-    Catalog* db = Db();
-    if (!db) return SendError(res, 503, "the catalog cannot be read");
     const int64_t id = IdOf(req);
-    auto a = db->GetAsset(id);
-    if (!a.ok()) return SendError(res, 404, a.status().message());
-    auto t = db->GetThumbnail(id);
-    if (!t.ok()) return SendError(res, 500, t.status().message());
-    if (!*t) return SendError(res, 404, fmt::format("asset {} has no thumbnail", id));
-    // Content-addressed: the file's hash and the thumbnail's size name its bytes.
-    const std::string etag = fmt::format("\"{}-{}x{}\"", a->hash.Hex(), (*t)->width, (*t)->height);
-    res.set_header("ETag", etag);
+    std::shared_ptr<const CachedThumb> t = thumbs_.Get(id, seen_version_.load());
+    if (!t) {
+      Catalog* db = Db();
+      if (!db) return SendError(res, 503, "the catalog cannot be read");
+      auto got = db->GetServedThumbnail(id);
+      if (!got.ok()) return SendError(res, 500, got.status().message());
+      if (!*got) {
+        if (!db->GetAsset(id).ok())
+          return SendError(res, 404, fmt::format("there is no asset {}", id));
+        return SendError(res, 404, fmt::format("asset {} has no thumbnail", id));
+      }
+      auto c = std::make_shared<CachedThumb>();
+      // Content-addressed: the file's hash and the thumbnail's size name its bytes.
+      c->etag = fmt::format("\"{}-{}x{}\"", (*got)->hash.Hex(), (*got)->width, (*got)->height);
+      c->webp = std::move((*got)->webp);
+      t = c;
+      thumbs_.Put(id, seen_version_.load(), c);
+    }
+    res.set_header("ETag", t->etag);
     res.set_header("Cache-Control", "private, max-age=31536000, immutable");
-    if (req.get_header_value("If-None-Match") == etag) {
+    if (req.get_header_value("If-None-Match") == t->etag) {
       res.status = 304;
       return;
     }
-    res.set_content(reinterpret_cast<const char*>((*t)->webp.data()), (*t)->webp.size(),
-                    "image/webp");
+    res.set_content(t->webp.data(), t->webp.size(), "image/webp");
   }
 
   void Original(const httplib::Request& req, httplib::Response& res) {
@@ -1022,6 +1096,8 @@ class App {
   std::chrono::steady_clock::time_point checked_{};
   std::unique_ptr<Jobs> jobs_;
   std::atomic<int> streams_{0};
+  std::atomic<int64_t> seen_version_{-1};  // the catalog version Current() last saw
+  ThumbCache thumbs_{64 << 20};
 
  public:
   int max_streams_ = 4;

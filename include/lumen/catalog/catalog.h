@@ -279,6 +279,14 @@ class Catalog {
                              std::vector<std::pair<int64_t, double>>* frames);
   // The asset's thumbnail (any producer; the largest), if it has one.
   Result<std::optional<Thumbnail>> GetThumbnail(int64_t asset);
+  // The largest thumbnail of `asset` with the asset's content hash, by one statement prepared once
+  // per connection (lumen serve's most frequent request). nullopt: no such asset, or no thumbnail.
+  struct ServedThumbnail {
+    Hash128 hash;
+    int width = 0, height = 0;
+    std::string webp;
+  };
+  Result<std::optional<ServedThumbnail>> GetServedThumbnail(int64_t asset);
   // Every condition that is set must hold: a current location under `folder`, a camera
   // make/model containing `camera`, captured in [from, to] (ISO dates), tagged `tag` (any bank),
   // of media kind `media` ("photo", "video", "document").
@@ -330,7 +338,7 @@ class Catalog {
   std::string path_;
   sql::DbPtr db_;
   sql::Stmt begin_, commit_, upsert_asset_, find_asset_, put_thumb_, put_hashes_, put_meta_,
-      put_embedding_, upsert_location_, mark_missing_;
+      put_embedding_, upsert_location_, mark_missing_, served_thumb_;
 };
 
 }  // namespace lumen

@@ -61,10 +61,13 @@ class ListSource {
   want() {}
 }
 
+// One formatter for every month (toLocaleString with options builds one per call: ~0.3 ms each,
+// most of the first frame's time for a library of 20 years).
+const monthFormat = new Intl.DateTimeFormat(undefined, { month: 'long', year: 'numeric', timeZone: 'UTC' });
 function monthLabel(m) {
   if (!m) return 'Undated';
   const [y, mo] = m.split('-').map(Number);
-  return new Date(Date.UTC(y, mo - 1, 1)).toLocaleString(undefined, { month: 'long', year: 'numeric', timeZone: 'UTC' });
+  return monthFormat.format(new Date(Date.UTC(y, mo - 1, 1)));
 }
 
 // The grid: square cells, a header per section, only the rows on screen (and one screen either
@@ -74,9 +77,18 @@ class Grid {
     this.source = null;
     this.cells = new Map();   // index -> element
     this.heads = new Map();   // section -> element
+    this.pool = [];           // cells no longer on screen, kept (hidden) for reuse
     this.queued = false;
+    this.lastTop = 0;
+    this.settle = 0;
     scroller.addEventListener('scroll', () => this.schedule(), { passive: true });
-    window.addEventListener('resize', () => { this.layout(); this.schedule(); });
+    window.addEventListener('resize', () => {
+      // A new column count and cell size: every cell is made again.
+      for (const el of this.cells.values()) this.recycle(el);
+      this.cells.clear();
+      this.layout();
+      this.schedule();
+    });
     layer.addEventListener('click', (e) => {
       const cell = e.target.closest('.cell');
       if (cell) viewer.open(Number(cell.dataset.index));
@@ -90,7 +102,7 @@ class Grid {
     this.heads.clear();
     this.layout();
     scroller.scrollTop = 0;
-    this.schedule();
+    this.render();
   }
   layout() {
     const w = scroller.clientWidth;
@@ -137,9 +149,23 @@ class Grid {
     if (!s || !s.sections.length) return;
     const view = scroller.clientHeight, top = this.virtualTop();
     const y0 = Math.max(0, top - view), y1 = top + 2 * view;
-    // The layer follows the scroll position: elements are placed relative to `top`.
-    const base = scroller.scrollTop;
-    layer.style.transform = `translateY(${base}px)`;
+    // Scrolling fast (more than 1/8 of a screen per frame, ~6,000 px/s): cells without a
+    // thumbnail yet stay empty, and the thumbnails of what is on screen are requested once the
+    // grid slows down or stops (120 ms). A thumbnail decoded and drawn for a cell that is gone a
+    // few frames later is what makes a fast scroll stutter, on a slow machine most of all.
+    const fast = Math.abs(top - this.lastTop) > view / 8;
+    this.lastTop = top;
+    if (fast) {
+      clearTimeout(this.settle);
+      this.settle = setTimeout(() => { this.lastTop = this.virtualTop(); this.schedule(); }, 120);
+    }
+    // Up to MAX_SPACER the grid scrolls natively: cells sit at their own place and stay there
+    // (a frame only adds the rows coming into view). Beyond, the layer follows the scroll
+    // position and cells are placed relative to the virtual top.
+    const scaled = this.height !== this.spacerHeight;
+    const origin = scaled ? top : 0;
+    const shift = scaled ? `translateY(${scroller.scrollTop}px)` : 'none';
+    if (layer.style.transform !== shift) layer.style.transform = shift;
     const wanted = new Set(), heads = new Set();
     let lo = Infinity, hi = 0;
     for (let k = this.section(y0); k < s.sections.length && this.tops[k] < y1; ++k) {
@@ -153,7 +179,8 @@ class Grid {
         layer.appendChild(head);
         this.heads.set(k, head);
       }
-      head.style.top = (t - top) + 'px';
+      const hy = (t - origin) + 'px';
+      if (head.style.top !== hy) head.style.top = hy;
       const rows = Math.ceil(sec.count / this.cols);
       const r0 = Math.max(0, Math.floor((y0 - t - HEADER) / this.size));
       const r1 = Math.min(rows, Math.ceil((y1 - t - HEADER) / this.size));
@@ -170,8 +197,10 @@ class Grid {
             el = this.make(i);
             this.cells.set(i, el);
           }
-          el.style.transform = `translate(${c * this.size}px, ${t + HEADER + r * this.size - top}px)`;
-          this.fill(el, i, t + HEADER + r * this.size - top, view);
+          const y = t + HEADER + r * this.size;
+          const at = `translate(${c * this.size}px, ${y - origin}px)`;
+          if (el._at !== at) { el.style.transform = at; el._at = at; }
+          this.fill(el, i, y - top, view, fast);
         }
       }
     }
@@ -181,15 +210,22 @@ class Grid {
     this.moveScrubber(top);
   }
   make(i) {
-    const el = document.createElement('div');
-    el.className = 'cell';
+    let el = this.pool.pop();
+    if (el) {
+      el.style.display = '';
+    } else {
+      el = document.createElement('div');
+      el.className = 'cell';
+      layer.appendChild(el);
+    }
     el.dataset.index = i;
+    delete el.dataset.id;
+    el._at = '';
     el.style.width = el.style.height = (this.size - GAP) + 'px';
-    layer.appendChild(el);
     return el;
   }
   // The image only while the cell is on screen; leaving it (src removed) cancels its request.
-  fill(el, i, y, view) {
+  fill(el, i, y, view, fast) {
     const onScreen = y + this.size > 0 && y < view;
     const e = this.source.entry(i);
     let img = el.firstChild;
@@ -199,7 +235,7 @@ class Grid {
     }
     el.classList.toggle('v', e.kind === 'v');
     el.dataset.id = e.id;
-    if (!img) {
+    if (!img && !fast) {
       img = new Image();
       img.decoding = 'async';
       img.alt = '';
@@ -209,8 +245,14 @@ class Grid {
   }
   recycle(el) {
     const img = el.firstChild;
-    if (img) img.removeAttribute('src');
-    el.remove();
+    if (img) { img.removeAttribute('src'); img.remove(); }
+    if (this.pool.length < 400) {
+      el.style.display = 'none';
+      el.classList.remove('v');
+      this.pool.push(el);
+    } else {
+      el.remove();
+    }
   }
   drawScrubber() {
     scrubber.textContent = '';
@@ -351,8 +393,14 @@ function timecode(t) {
 }
 
 async function showTimeline() {
+  // The first page of the timeline is asked for with the bucket list (they arrive together), so
+  // the first thumbnails are requested in the same frame the grid is laid out.
+  const firstPage = getJson(`/timeline/assets?offset=0&count=${PAGE}`).catch(() => null);
   const t = await getJson('/timeline');
-  grid.setSource(new TimelineSource(t));
+  const source = new TimelineSource(t);
+  const first = await firstPage;
+  if (first && first.version === t.version) source.pages.set(0, { ids: first.ids, kinds: first.kinds });
+  grid.setSource(source);
   status.textContent = `${t.total.toLocaleString()} items`;
 }
 

@@ -307,7 +307,8 @@ class App {
             [this](const httplib::Request& req, httplib::Response& res) { Original(req, res); });
     svr.Get("/api/v1/search", [this](const httplib::Request& req, httplib::Response& res) {
       json q = json::object();
-      for (const char* k : {"q", "folder", "camera", "from", "to", "tag", "media", "limit"})
+      for (const char* k :
+           {"q", "similar", "folder", "camera", "from", "to", "tag", "media", "limit"})
         if (req.has_param(k)) q[k] = req.get_param_value(k);
       Search(q, res);
     });
@@ -651,18 +652,21 @@ class App {
     f.to = text("to");
     f.tag = text("tag");
     f.media = text("media");
-    const std::string query = text("q"), limit_s = text("limit");
+    const std::string query = text("q"), limit_s = text("limit"), similar_s = text("similar");
     for (const std::string* s : std::initializer_list<const std::string*>{
-             &f.folder, &f.camera, &f.from, &f.to, &f.tag, &f.media, &query})
+             &f.folder, &f.camera, &f.from, &f.to, &f.tag, &f.media, &query, &similar_s})
       if (*s == "\x01" || s->size() > 4096)
         return SendError(res, 400, "search fields are strings of at most 4096 bytes");
     if (!f.media.empty() && f.media != "photo" && f.media != "video" && f.media != "document")
       return SendError(res, 400, "media is photo, video or document");
     if (!f.folder.empty() && f.folder[0] != '/')
       return SendError(res, 400, "folder is an absolute path of a folder the catalog holds");
-    int64_t limit = 100;
+    int64_t limit = 100, similar = 0;
     if (!limit_s.empty() && !ParseInt(limit_s, 1, kMaxResults, &limit))
       return SendError(res, 400, fmt::format("limit is 1..{}", kMaxResults));
+    if (!similar_s.empty() && !ParseInt(similar_s, 1, INT64_MAX, &similar))
+      return SendError(res, 400, "similar is an asset id");
+    if (similar && !query.empty()) return SendError(res, 400, "give q or similar, not both");
     Catalog* db = Db();
     if (!db) return SendError(res, 503, "the catalog cannot be read");
     std::optional<std::unordered_set<int64_t>> keep;
@@ -672,13 +676,24 @@ class App {
       keep = std::move(*ids);
     }
     json ids = json::array(), scores = json::array();
-    if (!query.empty()) {
+    if (!query.empty() || similar) {
       std::shared_ptr<const TextSearch> ts = TextIndex();
       if (!ts || !o_.encode_text)
         return SendError(res, 501,
-                         "text search needs an image-text model: lumen serve --model MODEL");
+                         "search by text or similarity needs an image-text model: lumen serve "
+                         "--model MODEL");
       std::vector<float> v;
-      {
+      if (similar) {
+        // The asset's own image embedding is the query; the asset itself is left out.
+        const auto& all = ts->flat->ids();
+        const auto at = std::find(all.begin(), all.end(), similar);
+        if (at == all.end())
+          return SendError(res, 404,
+                           fmt::format("asset {} has no embedding of {}", similar, o_.model));
+        const float* row = ts->flat->data() + size_t(at - all.begin()) * size_t(ts->flat->dim());
+        v.assign(row, row + ts->flat->dim());
+        ++limit;
+      } else {
         std::lock_guard<std::mutex> lock(encode_mu_);
         auto e = o_.encode_text(query);
         if (!e.ok()) return SendError(res, 500, e.status().message());
@@ -692,6 +707,7 @@ class App {
                                         ? ts->ann->Search(*ts->flat, v.data(), size_t(limit), pass)
                                         : ts->flat->Search(v.data(), size_t(limit), pass);
       for (const Hit& h : hits) {
+        if (h.id == similar || int64_t(ids.size()) >= limit - (similar ? 1 : 0)) continue;
         ids.push_back(h.id);
         scores.push_back(h.cosine);
       }

@@ -69,6 +69,17 @@ async function main() {
     check(first === cfg.expected_id, `search's first result is ${first}, the CLI's ${cfg.expected_id}`);
     out.search_first = first;
 
+    // From the viewer, "Similar": photos that look like it, itself left out.
+    await page.click('#layer .cell[data-index="0"]');
+    await page.waitForSelector('#similar');
+    await page.$eval('#status', (s) => { s.textContent = ''; });
+    await page.click('#similar');
+    await waitFor(() => page.$eval('#status', (s) => s.textContent.includes('results')), 'similar results');
+    await waitFor(() => page.$('#layer .cell[data-index="0"][data-id]'), 'a similar cell');
+    const similar = await page.$$eval('#layer .cell[data-id]', (cs) => cs.map((c) => Number(c.dataset.id)));
+    const label = await page.$eval('#layer .month', (m) => m.textContent);
+    check(similar.length > 0 && !similar.includes(first), `similar leaves the photo itself out: ${first} in ${similar} (${label})`);
+
     // Folders: the library's subfolders, and a folder's files as the grid.
     await page.click('#tabs button[data-tab=folders]');
     await waitFor(() => page.$$eval('#bar .sub', (s) => s.length >= 2), 'subfolders');

@@ -247,6 +247,21 @@ class Serve(unittest.TestCase):
         for i in ids:
             self.assertTrue(self.get_json(f"/api/v1/assets/{i}")["paths"][0].startswith(os.path.join(self.lib, "a")))
 
+    def test_similar_ranks_as_lumen_similar_does(self):
+        _, ids = self.timeline_ids(100)
+        photo = next(d for d in (self.get_json(f"/api/v1/assets/{i}") for i in ids) if d["media"] == "photo")
+        cli = json.loads(run("similar", photo["hash"], "--catalog", self.catalog, "--model", self.model, "-k", "4",
+                             "--json", check=EXIT_OK).stdout)
+        r = self.get_json(f"/api/v1/search?similar={photo['id']}&limit=4")
+        self.assertEqual(len(r["ids"]), 4)
+        self.assertNotIn(photo["id"], r["ids"])
+        self.assertEqual(r["scores"], sorted(r["scores"], reverse=True))
+        paths = [self.get_json(f"/api/v1/assets/{i}")["paths"][0] for i in r["ids"]]
+        self.assertEqual(paths, [h["path"] for h in cli if h["path"] not in photo["paths"]][:4])
+        for bad, want in (("similar=abc", 400), ("similar=0", 400), ("similar=99999999", 404),
+                          (f"similar={photo['id']}&q=dog", 400)):
+            self.assertEqual(self.get(f"/api/v1/search?{bad}")[0], want, bad)
+
     def test_security_every_request_is_checked(self):
         good = {"X-Lumen-Token": self.token}
         # Wrong or missing Host: refused before anything else (DNS rebinding).

@@ -249,6 +249,8 @@ class Grid {
     if (this.pool.length < 400) {
       el.style.display = 'none';
       el.classList.remove('v');
+      delete el.dataset.id;
+      delete el.dataset.index;
       this.pool.push(el);
     } else {
       el.remove();
@@ -355,6 +357,9 @@ const viewer = {
     if (d.description) row('Description', typeof d.description === 'string' ? d.description : (d.description.description || d.description.caption || JSON.stringify(d.description)));
     row('Files', (d.paths || []).join('\n'));
     info.appendChild(dl);
+    const similar = el('button', { id: 'similar', textContent: 'Similar', title: 'photos and videos that look like this one' });
+    similar.addEventListener('click', () => { this.close(); searchBy({ similar: d.id, limit: 500 }, 'Similar'); });
+    info.appendChild(similar);
     if (d.tags && d.tags.length) {
       const tags = document.createElement('div');
       for (const t of d.tags.slice(0, 30)) {
@@ -408,6 +413,11 @@ $('search').addEventListener('submit', async (e) => {
   e.preventDefault();
   const body = { q: $('q').value.trim(), media: $('media').value, from: $('from').value, to: $('to').value, limit: 500 };
   if (!body.q && !body.media && !body.from && !body.to) return showTimeline();
+  if (current !== 'timeline') tab('timeline', true);
+  searchBy(body, body.q ? `“${body.q}”` : 'Matches');
+});
+
+async function searchBy(body, label) {
   try {
     const r = await fetch(api + '/search', {
       method: 'POST',
@@ -417,12 +427,12 @@ $('search').addEventListener('submit', async (e) => {
     });
     const j = await r.json();
     if (!r.ok) throw new Error(j.error || r.statusText);
-    grid.setSource(new ListSource(body.q ? `“${body.q}”` : 'Matches', j.ids));
+    grid.setSource(new ListSource(label, j.ids));
     status.textContent = `${j.ids.length} results`;
   } catch (err) {
     status.textContent = err.message;
   }
-});
+}
 $('home').addEventListener('click', (e) => { e.preventDefault(); $('q').value = ''; tab('timeline'); });
 
 // ---- changes: every POST carries the token header (the server refuses it otherwise) ----
@@ -458,7 +468,7 @@ const lines = (id) => $(id).value.split('\n').map((s) => s.trim()).filter(Boolea
 
 const main = document.querySelector('main');
 let current = 'timeline';
-function tab(name) {
+function tab(name, keepGrid) {
   current = name;
   for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('on', b.dataset.tab === name);
   const gridTab = name === 'timeline' || name === 'folders';
@@ -466,7 +476,7 @@ function tab(name) {
   $('bar').hidden = name !== 'folders';
   main.classList.toggle('with-bar', name === 'folders');
   for (const p of ['duplicates', 'organize', 'jobs']) $(p).hidden = p !== name;
-  if (name === 'timeline') showTimeline().catch((err) => { status.textContent = err.message; });
+  if (name === 'timeline' && !keepGrid) showTimeline().catch((err) => { status.textContent = err.message; });
   if (name === 'folders') showFolder(null);
   if (name === 'duplicates') showDuplicates(true);
   if (name === 'jobs') showRuns();

@@ -43,6 +43,7 @@ fi
   "$lumen" search "warm up" --catalog "$work/100k.db" --model "$model" -k 1 >/dev/null
 
 token=0123456789abcdef0123456789abcdef
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # no server outlives the script
 start() {  # catalog port -> pid
   LUMEN_TOKEN=$token "$lumen" serve --catalog "$1" --model "$model" --listen "127.0.0.1:$2" >"$work/serve-$2.log" 2>&1 &
   echo $!

@@ -88,6 +88,7 @@ const step = Number(stepArg || 1500);
   };
   if (bottomArg === '1') {
     // The bottom: the last asset's cell exists and its id arrives.
+    await page.$eval('#scroller', (s) => { s.scrollTop = s.scrollHeight; });
     await page.waitForFunction((n) => {
       const c = document.querySelector(`#layer .cell[data-index="${n - 1}"]`);
       return c && c.dataset.id;

@@ -378,7 +378,7 @@ class App {
     const std::string auth = req.get_header_value("Authorization");
     if (header.empty() && auth.rfind("Bearer ", 0) == 0) header = auth.substr(7);
     const bool by_header = SameSecret(header, token_);
-    const bool by_cookie = SameSecret(CookieValue(req, "lumen_token"), token_);
+    const bool by_cookie = !by_header && SameSecret(CookieValue(req, "lumen_token"), token_);
     if (!by_header && !by_cookie) {
       SendError(res, 401, "missing or wrong token: open the address lumen serve printed");
       return false;

@@ -211,24 +211,33 @@ void Jobs::Run() {
     }
 }
 
+namespace {
+// A string member of a log line, `fallback` when it is missing or not a string (a line from a
+// library or a model may hold anything: it must never throw).
+std::string Field(const json& e, const char* key, const char* fallback) {
+  auto it = e.find(key);
+  return it != e.end() && it->is_string() ? it->get<std::string>() : std::string(fallback);
+}
+}  // namespace
+
 void Jobs::Line(Job& j, const std::string& line) {
   if (line.empty()) return;
   json e = json::parse(line, nullptr, false);
-  if (e.is_object() && e.value("event", "") == "progress") {
+  if (e.is_object() && Field(e, "event", "") == "progress") {
     json p = json::object();
     for (const char* k : {"done", "total", "bytes", "failed"})
-      p[k] = std::strtoll(e.value(k, "0").c_str(), nullptr, 10);
-    p["rate"] = std::strtod(e.value("rate", "0").c_str(), nullptr);
-    const std::string eta = e.value("eta_s", "");
+      p[k] = std::strtoll(Field(e, k, "0").c_str(), nullptr, 10);
+    p["rate"] = std::strtod(Field(e, "rate", "0").c_str(), nullptr);
+    const std::string eta = Field(e, "eta_s", "");
     if (!eta.empty()) p["eta_s"] = std::strtoll(eta.c_str(), nullptr, 10);
-    p["unit"] = e.value("unit", "files");
+    p["unit"] = Field(e, "unit", "files");
     j.progress = std::move(p);
     return;
   }
   json m;
   if (e.is_object()) {
     // "msg" and its fields: "summary (done=12, failed=0)"; the summary is also kept whole.
-    std::string text = e.value("msg", std::string());
+    std::string text = Field(e, "msg", "");
     std::string fields;
     json rest = json::object();
     for (const auto& [k, v] : e.items()) {
@@ -239,7 +248,7 @@ void Jobs::Line(Job& j, const std::string& line) {
     }
     if (text == "summary") j.summary = rest;
     if (!fields.empty()) text += " (" + fields + ")";
-    m = {{"level", e.value("level", "info")}, {"message", text}};
+    m = {{"level", Field(e, "level", "info")}, {"message", text}};
   } else {
     m = {{"level", "info"}, {"message", line}};
   }
@@ -355,13 +364,18 @@ void Jobs::Execute(Job& j, std::unique_lock<std::mutex>& lock) {
   ::close(out[0]);
   ::close(err[0]);
   int status = 0;
+  // Wait for the exit without reaping, so the pid (and process group) cannot be reused while a
+  // cancel may still signal it; forget the pid under the lock, then reap.
   lock.unlock();
+  siginfo_t info{};
+  while (::waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  lock.lock();
+  j.pid = -1;
   pid_t w;
   do {
     w = ::waitpid(pid, &status, 0);
   } while (w < 0 && errno == EINTR);
-  lock.lock();
-  j.pid = -1;
   j.ended = Now();
   if (w == pid && WIFEXITED(status)) j.exit_code = WEXITSTATUS(status);
   if (w == pid && WIFSIGNALED(status)) j.exit_code = 128 + WTERMSIG(status);

@@ -355,8 +355,9 @@ class App {
                Status st = jobs_->Cancel(IdOf(req));
                if (!st.ok())
                  return SendError(res, st.code() == Code::kNotFound ? 404 : 409, st.message());
+               auto j = jobs_->Get(IdOf(req));
                res.status = 202;
-               SendJson(res, *jobs_->Get(IdOf(req)));
+               SendJson(res, j ? *j : json{{"id", IdOf(req)}, {"state", "cancelled"}});
              });
     svr.Get("/api/v1/events",
             [this](const httplib::Request&, httplib::Response& res) { Events(res); });
@@ -1091,7 +1092,7 @@ class App {
                                      "\n\n";
             if (!sink.write(data.data(), data.size())) return false;
             std::this_thread::sleep_for(std::chrono::milliseconds(250));
-          } else if (++*idle >= 15) {
+          } else if (++*idle >= 3) {  // a closed page is noticed within seconds
             *idle = 0;
             static const std::string beat = ": keep-alive\n\n";
             if (!sink.write(beat.data(), beat.size())) return false;

@@ -142,8 +142,14 @@ async function main() {
     await page.click('#job-form button[type=submit]');
     const indexJob = await jobId();
     await waitFor(() => page.$eval(`#joblist .job[data-job="${indexJob}"]`, (c) => c.dataset.state === 'done').catch(() => false), 'the index job', 120000);
-    await page.click('#tabs button[data-tab=timeline]');
-    await waitFor(() => page.$eval('#status', (s, want) => s.textContent === want, `${cfg.total + cfg.index_files} items`), 'the timeline to grow', 20000);
+    // (The server looks for catalog changes at most once a second: the tab is opened again until
+    // the new photos are there.)
+    const want = `${cfg.total + cfg.index_files} items`;
+    await waitFor(async () => {
+      await page.click('#tabs button[data-tab=timeline]');
+      await page.waitForTimeout(1000);
+      return page.$eval('#status', (s, want) => s.textContent === want, want);
+    }, 'the timeline to grow', 30000);
     check(errors.length === 0, 'no script errors: ' + errors.join('; '));
     console.log(JSON.stringify(out));
   } finally {

@@ -518,7 +518,7 @@ async function showDuplicates(reset) {
   if (reset) { dups.offset = 0; dups.groups = []; $('groups').textContent = ''; }
   note('dupnote', 'Finding duplicates…');
   try {
-    const tier = $('tier').value || dups.tier;
+    const tier = reset ? $('tier').value : dups.tier;
     const d = await getJson(`/duplicates?limit=50&offset=${dups.offset}` + (tier ? '&tier=' + tier : ''));
     const sel = $('tier');
     const tiers = Object.keys(d.tiers);
@@ -629,8 +629,10 @@ function waitJob(id) {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (v) => { if (!settled) { settled = true; clearInterval(poll); resolve(v); } };
+    let misses = 0;
     const poll = setInterval(() => {
-      getJson(`/jobs/${id}`).then((j) => { if (!['queued', 'running'].includes(j.state)) finish(j); }).catch(() => {});
+      getJson(`/jobs/${id}`).then((j) => { misses = 0; if (!['queued', 'running'].includes(j.state)) finish(j); })
+        .catch((err) => { if (++misses >= 5) finish({ id, state: 'failed', messages: [{ level: 'error', message: err.message }] }); });
     }, 2000);
     const j = jobs.list.find((x) => x.id === id);
     if (j && !['queued', 'running'].includes(j.state)) return finish(getJson(`/jobs/${id}`));
@@ -672,6 +674,12 @@ function listen() {
         if (current === 'jobs') showRuns();
       }
     }
+    // A job that ended since the last event: what it changed shows at once on the timeline
+    // (unless the grid holds search results).
+    const ended = jobs.list.filter((j) => !['queued', 'running'].includes(j.state)).map((j) => j.id);
+    const fresh = jobs.ended && ended.some((id) => !jobs.ended.has(id));
+    jobs.ended = new Set(ended);
+    if (fresh && current === 'timeline' && grid.source instanceof TimelineSource) showTimeline().catch(() => {});
   });
   es.onerror = () => { es.close(); setTimeout(listen, 2000); };
 }

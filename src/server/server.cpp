@@ -313,10 +313,8 @@ class App {
       Search(q, res);
     });
     svr.Post("/api/v1/search", [this](const httplib::Request& req, httplib::Response& res) {
-      json q = json::parse(req.body, nullptr, false);
-      if (q.is_discarded() || !q.is_object())
-        return SendError(res, 400, "the body is not a JSON object");
-      Search(q, res);
+      json q;
+      if (JsonBody(req, res, &q)) Search(q, res);
     });
     svr.Get("/api/v1/folders",
             [this](const httplib::Request& req, httplib::Response& res) { FoldersList(req, res); });
@@ -849,10 +847,8 @@ class App {
   // or {"action": ..., "remove": [{"path", "keep"}, ...]} (the page's choice): plans and records
   // the run, then applies it as a job. 202 {run, job}.
   void DuplicatesApply(const httplib::Request& req, httplib::Response& res) {
-    if (!jobs_) return SendError(res, 403, "this server is read-only (lumen serve --read-only)");
-    json b = json::parse(req.body, nullptr, false);
-    if (b.is_discarded() || !b.is_object())
-      return SendError(res, 400, "the body is not a JSON object");
+    json b;
+    if (!Writable(res) || !JsonBody(req, res, &b)) return;
     const std::string action =
         b.value("action", json("")).is_string() ? b.value("action", std::string()) : std::string();
     if (action != "quarantine" && action != "hardlink")
@@ -901,6 +897,21 @@ class App {
 
   // ---- runs and jobs ----
 
+  // Whether this server may change anything (jobs exist); else answers 403.
+  bool Writable(httplib::Response& res) {
+    if (jobs_) return true;
+    SendError(res, 403, "this server is read-only (lumen serve --read-only)");
+    return false;
+  }
+
+  // The request's body as a JSON object; else answers 400.
+  static bool JsonBody(const httplib::Request& req, httplib::Response& res, json* out) {
+    *out = json::parse(req.body, nullptr, false);
+    if (!out->is_discarded() && out->is_object()) return true;
+    SendError(res, 400, "the body is not a JSON object");
+    return false;
+  }
+
   static json RunJson(const JournalRun& r) {
     json args = json::parse(r.args, nullptr, false);
     if (args.is_object()) args.erase("real");
@@ -918,7 +929,7 @@ class App {
   }
 
   void RunAction(const httplib::Request& req, httplib::Response& res) {
-    if (!jobs_) return SendError(res, 403, "this server is read-only (lumen serve --read-only)");
+    if (!Writable(res)) return;
     const int64_t id = IdOf(req);
     const std::string what = req.matches[2];
     Catalog* db = Db();
@@ -979,10 +990,8 @@ class App {
 
   // POST /api/v1/jobs: {"kind": index|organize|describe|convert, ...}; 202 the job.
   void StartJob(const httplib::Request& req, httplib::Response& res) {
-    if (!jobs_) return SendError(res, 403, "this server is read-only (lumen serve --read-only)");
-    json b = json::parse(req.body, nullptr, false);
-    if (b.is_discarded() || !b.is_object())
-      return SendError(res, 400, "the body is not a JSON object");
+    json b;
+    if (!Writable(res) || !JsonBody(req, res, &b)) return;
     const std::string kind =
         b.contains("kind") && b["kind"].is_string() ? b["kind"].get<std::string>() : "";
     std::vector<std::string> args;

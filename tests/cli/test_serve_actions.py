@@ -15,6 +15,7 @@ import urllib.parse
 from PIL import Image
 
 from test_cli import EXIT_OK, ROOT, run
+from test_organize import tree  # relative path -> content digest of every file under a folder
 from test_serve import Client, start_server, stop_server
 
 
@@ -27,16 +28,6 @@ def make_photo(path, seed, size=(480, 360), quality=92):
         x, y = rnd.randrange(size[0] - 40), rnd.randrange(size[1] - 40)
         im.paste((rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)), (x, y, x + 40, y + 40))
     im.save(path, quality=quality)
-
-
-def tree(root):
-    out = {}
-    for r, _, fs in os.walk(root):
-        for f in fs:
-            p = os.path.join(r, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = fh.read()
-    return out
 
 
 class ServeActions(unittest.TestCase):

@@ -29,6 +29,7 @@
 #include "lumen/pipeline/sinks.h"
 #include "lumen/search/ann_index.h"
 #include "lumen/search/flat_index.h"
+#include "lumen/search/moments.h"
 #include "lumen/tags/label_bank.h"
 #include "lumen/tags/scorer.h"
 #include "lumen/tags/vocabulary.h"
@@ -84,9 +85,9 @@ int RunSearch(const Options& o, bool similar) {
   }
 
   // Video moments: every key frame's embedding, so that a hit in a video names its moment.
-  FlatIndex frames(cfg.embed_dim());
-  std::vector<std::pair<int64_t, double>> frame_at;
-  if (Status st = cat.LoadFrameEmbeddings(model_id, &frames, &frame_at); !st.ok()) return fail(st);
+  FrameIndex frames(cfg.embed_dim());
+  if (Status st = cat.LoadFrameEmbeddings(model_id, &frames.frames, &frames.at); !st.ok())
+    return fail(st);
 
   std::vector<float> q(size_t(cfg.embed_dim()));
   int64_t exclude = -1;
@@ -181,32 +182,9 @@ int RunSearch(const Options& o, bool similar) {
   } else {
     hits = index.Search(q.data(), static_cast<size_t>(o.top), keep);
   }
-  // Photos and video moments ranked together: a video scores its best key frame (or its pooled
-  // embedding, when that is higher), and names that frame's time.
+  // Photos and video moments ranked together.
   std::unordered_map<int64_t, double> moment;
-  if (frames.size() > 0) {
-    // Every frame (an exact pass, as the flat index is): each video's best moment, however many
-    // frames the best videos have.
-    std::unordered_map<int64_t, Hit> best;
-    for (const Hit& h : frames.Search(q.data(), frames.size(),
-                                      [&](int64_t f) { return keep(frame_at[size_t(f)].first); })) {
-      const auto [asset, t] = frame_at[size_t(h.id)];
-      auto [it, added] = best.emplace(asset, Hit{asset, h.cosine});
-      if (added || h.cosine > it->second.cosine) {
-        it->second.cosine = h.cosine;
-        moment[asset] = t;
-      }
-    }
-    for (Hit& h : hits)
-      if (auto it = best.find(h.id); it != best.end()) {
-        h.cosine = std::max(h.cosine, it->second.cosine);
-        best.erase(it);
-      }
-    for (const auto& [asset, h] : best) hits.push_back(h);
-    std::stable_sort(hits.begin(), hits.end(),
-                     [](const Hit& a, const Hit& b) { return a.cosine > b.cosine; });
-    if (hits.size() > static_cast<size_t>(o.top)) hits.resize(static_cast<size_t>(o.top));
-  }
+  hits = MergeMoments(std::move(hits), frames, q.data(), static_cast<size_t>(o.top), keep, &moment);
 
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < hits.size(); ++i) {

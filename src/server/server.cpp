@@ -30,6 +30,7 @@
 #include "lumen/organize/duplicates.h"
 #include "lumen/search/ann_index.h"
 #include "lumen/search/flat_index.h"
+#include "lumen/search/moments.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
 #include "web_assets.h"
@@ -232,6 +233,7 @@ class ThumbCache {
 // What text search ranks: every embedding of the model, and the ANN index over them once built.
 struct TextSearch {
   std::shared_ptr<const FlatIndex> flat;
+  std::shared_ptr<const FrameIndex> frames;  // videos' key frames: hits name their moment
   std::shared_ptr<const AnnIndex> ann;
 };
 struct TextState {
@@ -674,7 +676,7 @@ class App {
       if (!ids.ok()) return SendError(res, 500, ids.status().message());
       keep = std::move(*ids);
     }
-    json ids = json::array(), scores = json::array();
+    json ids = json::array(), scores = json::array(), moments = json::array();
     if (!query.empty() || similar) {
       std::shared_ptr<const TextSearch> ts = TextIndex();
       if (!ts || !o_.encode_text)
@@ -691,7 +693,6 @@ class App {
                            fmt::format("asset {} has no embedding of {}", similar, o_.model));
         const float* row = ts->flat->data() + size_t(at - all.begin()) * size_t(ts->flat->dim());
         v.assign(row, row + ts->flat->dim());
-        ++limit;
       } else {
         std::lock_guard<std::mutex> lock(encode_mu_);
         auto e = o_.encode_text(query);
@@ -701,14 +702,18 @@ class App {
       if (int(v.size()) != ts->flat->dim())
         return SendError(res, 500, "the text and image embeddings disagree on the size");
       std::function<bool(int64_t)> pass;
-      if (keep) pass = [&](int64_t id) { return keep->count(id) > 0; };
-      const std::vector<Hit> hits = ts->ann
-                                        ? ts->ann->Search(*ts->flat, v.data(), size_t(limit), pass)
-                                        : ts->flat->Search(v.data(), size_t(limit), pass);
+      if (keep || similar)
+        pass = [&](int64_t id) { return id != similar && (!keep || keep->count(id) > 0); };
+      std::vector<Hit> hits = ts->ann ? ts->ann->Search(*ts->flat, v.data(), size_t(limit), pass)
+                                      : ts->flat->Search(v.data(), size_t(limit), pass);
+      std::unordered_map<int64_t, double> moment;
+      if (ts->frames)
+        hits = MergeMoments(std::move(hits), *ts->frames, v.data(), size_t(limit), pass, &moment);
       for (const Hit& h : hits) {
-        if (h.id == similar || int64_t(ids.size()) >= limit - (similar ? 1 : 0)) continue;
         ids.push_back(h.id);
         scores.push_back(h.cosine);
+        const auto m = moment.find(h.id);
+        moments.push_back(m == moment.end() ? json(nullptr) : json(m->second));
       }
     } else {
       // Filters alone: the matches in timeline order.
@@ -719,7 +724,7 @@ class App {
         if (!keep || keep->count(e.id)) ids.push_back(e.id);
       }
     }
-    SendJson(res, {{"ids", ids}, {"scores", scores}});
+    SendJson(res, {{"ids", ids}, {"scores", scores}, {"moments", moments}});
   }
 
   // ---- text index ----
@@ -739,15 +744,18 @@ class App {
     if (!dim.ok() || *dim <= 0) return Status::Ok();
     auto flat = std::make_shared<FlatIndex>(*dim);
     LUMEN_RETURN_IF_ERROR(cat.LoadEmbeddings(o_.model, flat.get()));
+    auto frames = std::make_shared<FrameIndex>(*dim);
+    LUMEN_RETURN_IF_ERROR(cat.LoadFrameEmbeddings(o_.model, &frames->frames, &frames->at));
     auto ts = std::make_shared<TextSearch>();
     ts->flat = flat;
+    if (frames->frames.size() > 0) ts->frames = frames;
     {
       std::lock_guard<std::mutex> lock(text_->mu);
       text_->current = ts;
     }
     if (flat->size() < AnnThreshold() || !o_.ann_path) return Status::Ok();
     // Detached: it holds only what it shares (the server may stop before it ends).
-    std::thread([state = text_, flat, path = o_.ann_path(o_.model)] {
+    std::thread([state = text_, flat, frames = ts->frames, path = o_.ann_path(o_.model)] {
       auto ann = AnnIndex::Sync(path, *flat);
       if (!ann.ok()) {
         log::Warn(fmt::format("serve: the ANN index ({}): {}; text search scans every embedding",
@@ -756,6 +764,7 @@ class App {
       }
       auto with = std::make_shared<TextSearch>();
       with->flat = flat;
+      with->frames = frames;
       with->ann = std::shared_ptr<const AnnIndex>(std::move(*ann));
       std::lock_guard<std::mutex> lock(state->mu);
       if (state->current && state->current->flat == flat) state->current = with;

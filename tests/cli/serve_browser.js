@@ -80,6 +80,27 @@ async function main() {
     const label = await page.$eval('#layer .month', (m) => m.textContent);
     check(similar.length > 0 && !similar.includes(first), `similar leaves the photo itself out: ${first} in ${similar} (${label})`);
 
+    // A video hit opens at its moment: Similar from the photo that is the video's second shot.
+    await page.click('#tabs button[data-tab=timeline]');
+    await waitFor(() => page.$eval('#layer .month', (m) => !m.textContent.startsWith('Similar')), 'the timeline again');
+    await waitFor(async () => {
+      if (await page.$(`#layer .cell[data-id="${cfg.in_video_id}"] img`)) return true;
+      await page.$eval('#scroller', (sc) => { sc.scrollTop += 200; });
+      return false;
+    }, 'the photo inside the video, in the timeline');
+    await page.click(`#layer .cell[data-id="${cfg.in_video_id}"]`);
+    await page.waitForSelector('#similar');
+    await page.$eval('#status', (s) => { s.textContent = ''; });
+    await page.click('#similar');
+    await waitFor(() => page.$eval('#status', (s) => s.textContent.includes('results')), 'similar results for the photo');
+    await waitFor(() => page.$('#layer .cell[data-index="0"][data-id]'), 'the first look-alike');
+    const hit = await page.$eval('#layer .cell[data-index="0"]', (c) => ({ id: Number(c.dataset.id), t: c.dataset.t, video: c.classList.contains('v') }));
+    check(hit.id === cfg.video_id && hit.video && hit.t, 'the video is the first look-alike, marked with its moment: ' + JSON.stringify(hit));
+    await page.click('#layer .cell[data-index="0"]');
+    await waitFor(() => page.$eval('#stage video', (v) => v.readyState >= 1 && v.currentTime > 0).catch(() => false), 'the video, seeked');
+    out.video_opened_at = await page.$eval('#stage video', (v) => v.currentTime);
+    await page.keyboard.press('Escape');
+
     // Folders: the library's subfolders, and a folder's files as the grid.
     await page.click('#tabs button[data-tab=folders]');
     await waitFor(() => page.$$eval('#bar .sub', (s) => s.length >= 2), 'subfolders');

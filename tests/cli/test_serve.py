@@ -85,9 +85,14 @@ class Serve(unittest.TestCase):
         assert len(jpgs) >= 10, jpgs
         for i, src in enumerate(jpgs[:10]):
             shutil.copy(src, os.path.join(cls.lib, "a" if i < 6 else "b", os.path.basename(src)))
+        # Two shots: a test pattern, then the last photo from 1.5 s: a search that matches that
+        # photo finds the video at that moment.
         cls.video = os.path.join(cls.lib, "b", "clip.mp4")
-        subprocess.run(FFMPEG + ["-f", "lavfi", "-i", "testsrc=duration=3:size=320x240:rate=25", "-c:v", "libx264",
-                                 "-pix_fmt", "yuv420p", "-g", "25", cls.video], check=True)
+        cls.in_video = os.path.join(cls.lib, "b", os.path.basename(jpgs[9]))
+        subprocess.run(FFMPEG + ["-f", "lavfi", "-i", "testsrc=duration=1.5:size=320x240:rate=25", "-loop", "1",
+                                 "-t", "1.5", "-i", cls.in_video, "-filter_complex",
+                                 "[1:v]scale=320:240,setsar=1,fps=25[b];[0:v][b]concat=n=2:v=1[v]", "-map", "[v]",
+                                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", cls.video], check=True)
         cls.model = os.path.join(cls.tmp, "siglip-tiny")
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), cls.model,
                         "siglip", "4"], check=True)
@@ -234,6 +239,10 @@ class Serve(unittest.TestCase):
         self.assertEqual(r["scores"], sorted(r["scores"], reverse=True))
         paths = [self.get_json(f"/api/v1/assets/{i}")["paths"][0] for i in r["ids"]]
         self.assertEqual(paths, [h["path"] for h in cli])
+        # Moments: the video's is the CLI's; photos have none.
+        self.assertEqual(r["moments"], [h.get("t") for h in cli])
+        r11 = self.get_json("/api/v1/search?q=a%20photo%20of%20a%20dog&limit=11")
+        self.assertEqual(sum(t is not None for t in r11["moments"]), 1)
         # GET with the same fields gives the same answer.
         self.assertEqual(self.get_json("/api/v1/search?q=a%20photo%20of%20a%20dog&limit=5")["ids"], r["ids"])
         # Filters: media and folder, alone and with the text.
@@ -258,6 +267,19 @@ class Serve(unittest.TestCase):
         self.assertEqual(r["scores"], sorted(r["scores"], reverse=True))
         paths = [self.get_json(f"/api/v1/assets/{i}")["paths"][0] for i in r["ids"]]
         self.assertEqual(paths, [h["path"] for h in cli if h["path"] not in photo["paths"]][:4])
+        # A video hit names its moment: the photo's look-alike is the video's second shot.
+        inside = next(d for d in (self.get_json(f"/api/v1/assets/{i}") for i in ids) if self.in_video in d["paths"])
+        r = self.get_json(f"/api/v1/search?similar={inside['id']}&limit=10")
+        self.assertEqual(len(r["moments"]), len(r["ids"]))
+        media = [self.get_json(f"/api/v1/assets/{i}")["media"] for i in r["ids"]]
+        self.assertIn("video", media)
+        for m, t in zip(media, r["moments"]):
+            if m == "video":
+                self.assertGreaterEqual(t, 1.5)
+                self.assertLessEqual(t, 3.0)
+            else:
+                self.assertIsNone(t)
+        self.assertEqual(media[0], "video", "the video's frame of the same photo ranks first")
         for bad, want in (("similar=abc", 400), ("similar=0", 400), ("similar=99999999", 404),
                           (f"similar={photo['id']}&q=dog", 400)):
             self.assertEqual(self.get(f"/api/v1/search?{bad}")[0], want, bad)

@@ -55,8 +55,14 @@ class ServeBrowser(unittest.TestCase):
         os.makedirs(os.path.join(lib, "real"))
         for src in jpgs[:10]:
             shutil.copy(src, os.path.join(lib, "real", os.path.basename(src)))
-        subprocess.run(FFMPEG + ["-f", "lavfi", "-i", "testsrc=duration=3:size=320x240:rate=25", "-c:v", "libx264",
-                                 "-pix_fmt", "yuv420p", os.path.join(lib, "real", "clip.mp4")], check=True)
+        # A video whose second shot (from 1.5 s) is one of the photos: Similar from that photo
+        # finds the video, which opens at that moment.
+        in_video = os.path.join(lib, "real", os.path.basename(jpgs[9]))
+        subprocess.run(FFMPEG + ["-f", "lavfi", "-i", "testsrc=duration=1.5:size=320x240:rate=25", "-loop", "1",
+                                 "-t", "1.5", "-i", in_video, "-filter_complex",
+                                 "[1:v]scale=320:240,setsar=1,fps=25[b];[0:v][b]concat=n=2:v=1[v]", "-map", "[v]",
+                                 "-c:v", "libx264", "-pix_fmt", "yuv420p", os.path.join(lib, "real", "clip.mp4")],
+                       check=True)
         # Duplicates: two byte-identical copies of real photos.
         dupes = os.path.join(lib, "dupes")
         os.makedirs(dupes)
@@ -80,6 +86,9 @@ class ServeBrowser(unittest.TestCase):
         query = "a photo of a mountain lake"
         cli = json.loads(run("search", query, "--catalog", catalog, "--model", model, "-k", "1", "--json",
                              check=EXIT_OK).stdout)
+        look_alike = json.loads(run("similar", in_video, "--catalog", catalog, "--model", model, "-k", "1",
+                                    "--json", check=EXIT_OK).stdout)[0]
+        self.assertEqual(look_alike["media"], "video")
         proc, base, token = start_server(catalog, "--model", model)
         try:
             c = Client(base)
@@ -88,6 +97,9 @@ class ServeBrowser(unittest.TestCase):
             folder = json.loads(c.request("GET", "/api/v1/folders?path=" + os.path.dirname(cli[0]["path"]),
                                           headers=h)[2])
             expected = folder["ids"][folder["names"].index(os.path.basename(cli[0]["path"]))]
+            real = json.loads(c.request("GET", "/api/v1/folders?path=" + os.path.join(lib, "real"), headers=h)[2])
+            in_video_id = real["ids"][real["names"].index(os.path.basename(in_video))]
+            video_id = real["ids"][real["names"].index("clip.mp4")]
             exact = json.loads(c.request("GET", "/api/v1/duplicates?tier=exact", headers=h)[2])["total"]
             cfg = {
                 "playwright": playwright_core(),
@@ -95,6 +107,9 @@ class ServeBrowser(unittest.TestCase):
                 "total": info["assets"],
                 "query": query,
                 "expected_id": expected,
+                "in_video_id": in_video_id,
+                "video_id": video_id,
+                "video_moment": look_alike["t"],
                 "dupes_folder_files": 2,
                 "exact_groups": exact,
                 "victims": victims,
@@ -114,6 +129,7 @@ class ServeBrowser(unittest.TestCase):
             self.assertEqual(found["grid_assets"], info["assets"])
             self.assertEqual(found["search_first"], expected)
             self.assertGreater(found["thumbnails_decoded"], 0)
+            self.assertAlmostEqual(found["video_opened_at"], look_alike["t"], delta=0.05)
         finally:
             stop_server(proc)
 

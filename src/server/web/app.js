@@ -51,13 +51,19 @@ class TimelineSource {
   }
 }
 
+// Search results: `moments[i]` is the time (s) in a video where hit i matches, or null.
 class ListSource {
-  constructor(label, ids) {
+  constructor(label, ids, moments) {
     this.total = ids.length;
     this.ids = ids;
+    this.moments = moments || [];
     this.sections = [{ label: `${label} (${ids.length})`, offset: 0, count: ids.length }];
   }
-  entry(i) { return i < this.ids.length ? { id: this.ids[i], kind: 'p' } : null; }
+  entry(i) {
+    if (i >= this.ids.length) return null;
+    const t = this.moments[i];
+    return t === null || t === undefined ? { id: this.ids[i], kind: 'p' } : { id: this.ids[i], kind: 'v', t };
+  }
   want() {}
 }
 
@@ -235,6 +241,8 @@ class Grid {
     }
     el.classList.toggle('v', e.kind === 'v');
     el.dataset.id = e.id;
+    if (e.t !== undefined) el.dataset.t = timecode(e.t);
+    else if (el.dataset.t) delete el.dataset.t;
     if (!img && !fast) {
       img = new Image();
       img.decoding = 'async';
@@ -251,6 +259,7 @@ class Grid {
       el.classList.remove('v');
       delete el.dataset.id;
       delete el.dataset.index;
+      delete el.dataset.t;
       this.pool.push(el);
     } else {
       el.remove();
@@ -310,14 +319,16 @@ const viewer = {
     stage.textContent = '';
     $('shots').textContent = '';
     $('info').textContent = 'Loading…';
-    getJson(`/assets/${e.id}`).then((d) => this.show(d)).catch((err) => { $('info').textContent = err.message; });
+    getJson(`/assets/${e.id}`).then((d) => this.show(d, e.t)).catch((err) => { $('info').textContent = err.message; });
   },
-  show(d) {
+  // `at`: a search hit's moment in a video, where it opens.
+  show(d, at) {
     const stage = $('stage');
     if (d.media === 'video') {
       const v = document.createElement('video');
       v.controls = true;
       v.preload = 'metadata';
+      if (at !== undefined) v.addEventListener('loadedmetadata', () => { v.currentTime = at; }, { once: true });
       v.poster = `${api}/assets/${d.id}/thumbnail`;
       v.src = `${api}/assets/${d.id}/original`;
       stage.appendChild(v);
@@ -427,7 +438,7 @@ async function searchBy(body, label) {
     });
     const j = await r.json();
     if (!r.ok) throw new Error(j.error || r.statusText);
-    grid.setSource(new ListSource(label, j.ids));
+    grid.setSource(new ListSource(label, j.ids, j.moments));
     status.textContent = `${j.ids.length} results`;
   } catch (err) {
     status.textContent = err.message;

@@ -72,6 +72,8 @@ def series(path, n=50):
 t = json.loads(get("/api/v1/timeline")[1])
 print(f"timeline: {t['total']} assets in {len(t['months'])} months ({len(json.dumps(t)) // 1024} KB)")
 print("bucket list /api/v1/timeline:", series("/api/v1/timeline"))
+d = json.loads(get("/api/v1/timeline?group=day")[1])
+print(f"by day: {len(d['days'])} days ({len(json.dumps(d)) // 1024} KB):", series("/api/v1/timeline?group=day"))
 mid = t["offsets"][len(t["offsets"]) // 2]
 print("a month's contents (500 ids):", series(f"/api/v1/timeline/assets?offset={mid}&count=500"))
 print("the last page:", series(f"/api/v1/timeline/assets?offset={t['total'] - 500}&count=500"))

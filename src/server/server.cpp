@@ -115,6 +115,10 @@ void SendJson(httplib::Response& res, const json& j) {
 std::string MonthOf(int32_t date) {
   return date == 0 ? "" : fmt::format("{:04}-{:02}", date / 10000, date / 100 % 100);
 }
+std::string DayOf(int32_t date) {
+  return date == 0 ? ""
+                   : fmt::format("{:04}-{:02}-{:02}", date / 10000, date / 100 % 100, date % 100);
+}
 
 const char* MimeOf(const std::string& path) {
   std::string ext = std::filesystem::path(path).extension().string();
@@ -153,10 +157,10 @@ const char* MimeOf(const std::string& path) {
 struct Timeline {
   std::vector<Catalog::TimelineEntry> entries;
   struct Bucket {
-    std::string month;  // "" for undated
+    std::string key;  // "YYYY-MM" or "YYYY-MM-DD"; "" for undated
     int64_t offset = 0, count = 0;
   };
-  std::vector<Bucket> buckets;
+  std::vector<Bucket> months, days;
   int64_t photos = 0, videos = 0, documents = 0;
   int64_t version = -1;
 };
@@ -170,9 +174,13 @@ std::shared_ptr<Timeline> BuildTimeline(Catalog& cat, int64_t version) {
   }
   for (int64_t i = 0; i < int64_t(t->entries.size()); ++i) {
     const auto& e = t->entries[size_t(i)];
-    const std::string m = MonthOf(e.date);
-    if (t->buckets.empty() || t->buckets.back().month != m) t->buckets.push_back({m, i, 0});
-    ++t->buckets.back().count;
+    if (t->days.empty() || i == 0 || e.date != t->entries[size_t(i - 1)].date) {
+      t->days.push_back({DayOf(e.date), i, 0});
+      std::string m = MonthOf(e.date);
+      if (t->months.empty() || t->months.back().key != m) t->months.push_back({std::move(m), i, 0});
+    }
+    ++t->days.back().count;
+    ++t->months.back().count;
     if (e.kind == MediaKind::kVideo)
       ++t->videos;
     else if (e.kind == MediaKind::kDocument)
@@ -285,18 +293,21 @@ class App {
                      {"jobs", jobs_ != nullptr},
                      {"quarantine", o_.quarantine}});
     });
-    svr.Get("/api/v1/timeline", [this](const httplib::Request&, httplib::Response& res) {
+    svr.Get("/api/v1/timeline", [this](const httplib::Request& req, httplib::Response& res) {
+      const std::string group = req.has_param("group") ? req.get_param_value("group") : "month";
+      if (group != "month" && group != "day")
+        return SendError(res, 400, "group is month or day");
       auto t = Current();
       if (!t) return SendError(res, 503, "the catalog cannot be read");
-      json months = json::array(), counts = json::array(), offsets = json::array();
-      for (const auto& b : t->buckets) {
-        months.push_back(b.month);
+      json keys = json::array(), counts = json::array(), offsets = json::array();
+      for (const auto& b : group == "day" ? t->days : t->months) {
+        keys.push_back(b.key);
         counts.push_back(b.count);
         offsets.push_back(b.offset);
       }
       SendJson(res, {{"total", t->entries.size()},
                      {"version", t->version},
-                     {"months", months},
+                     {group == "day" ? "days" : "months", keys},
                      {"counts", counts},
                      {"offsets", offsets}});
     });

@@ -35,17 +35,18 @@ async function main() {
     await page.waitForSelector('#layer .cell img');
 
     // The grid shows every asset: scroll through it, collecting the ids of the cells drawn.
-    const seen = new Set();
-    const collect = async () => {
-      for (const id of await page.$$eval('#layer .cell', (cells) => cells.map((c) => c.dataset.id).filter(Boolean))) seen.add(Number(id));
+    const scrollThrough = async () => {
+      const seen = new Set();
+      for (let y = 0; ; y += 300) {
+        await page.$eval('#scroller', (s, y) => { s.scrollTop = y; }, y);
+        await page.waitForTimeout(150);
+        for (const id of await page.$$eval('#layer .cell', (cells) => cells.map((c) => c.dataset.id).filter(Boolean))) seen.add(Number(id));
+        const atEnd = await page.$eval('#scroller', (s) => s.scrollTop + s.clientHeight >= s.scrollHeight - 1);
+        if (atEnd) break;
+      }
+      return seen;
     };
-    for (let y = 0; ; y += 300) {
-      await page.$eval('#scroller', (s, y) => { s.scrollTop = y; }, y);
-      await page.waitForTimeout(150);
-      await collect();
-      const atEnd = await page.$eval('#scroller', (s) => s.scrollTop + s.clientHeight >= s.scrollHeight - 1);
-      if (atEnd) break;
-    }
+    const seen = await scrollThrough();
     check(seen.size === cfg.total, `the grid showed ${seen.size} of ${cfg.total} assets`);
     out.grid_assets = seen.size;
 
@@ -100,6 +101,16 @@ async function main() {
     await waitFor(() => page.$eval('#stage video', (v) => v.readyState >= 1 && v.currentTime > 0).catch(() => false), 'the video, seeked');
     out.video_opened_at = await page.$eval('#stage video', (v) => v.currentTime);
     await page.keyboard.press('Escape');
+
+    // Grouped by day: a section per day (the server's buckets), every asset still shown.
+    await page.click('#tabs button[data-tab=timeline]');
+    await page.selectOption('#group', 'day');
+    await waitFor(() => page.evaluate((n) => grid.source instanceof TimelineSource && grid.source.sections.length === n, cfg.days), `${cfg.days} day sections`);
+    const byDay = await scrollThrough();
+    check(byDay.size === cfg.total, `grouped by day, the grid showed ${byDay.size} of ${cfg.total} assets`);
+    out.day_sections = await page.evaluate(() => grid.source.sections.length);
+    await page.selectOption('#group', 'month');
+    await waitFor(() => page.evaluate((n) => grid.source.sections.length === n, cfg.months), 'the month sections again');
 
     // Folders: the library's subfolders, and a folder's files as the grid.
     await page.click('#tabs button[data-tab=folders]');

@@ -143,6 +143,18 @@ class Serve(unittest.TestCase):
         dates = self.get_json("/api/v1/timeline/assets?offset=0&count=100")["dates"]
         known = [d for d in dates if d]
         self.assertEqual(known, sorted(known, reverse=True))
+        # By day: one bucket per distinct date, each covering exactly that date's assets, inside
+        # its month's range.
+        d = self.get_json("/api/v1/timeline?group=day")
+        self.assertNotIn("months", d)
+        self.assertEqual(sum(d["counts"]), 11)
+        self.assertEqual(len(d["days"]), len(set(dates)))
+        for day, off, n in zip(d["days"], d["offsets"], d["counts"]):
+            want = int(day.replace("-", "")) if day else 0
+            self.assertEqual(dates[off:off + n], [want] * n, day)
+            month = t["months"].index(day[:7])
+            self.assertTrue(t["offsets"][month] <= off and off + n <= t["offsets"][month] + t["counts"][month])
+        self.assertEqual(self.get("/api/v1/timeline?group=week")[0], 400)
         # Every asset's details name a file of the library; together they are the library.
         paths = []
         for i in ids:

@@ -61,7 +61,8 @@ class ServeBrowser(unittest.TestCase):
         subprocess.run(FFMPEG + ["-f", "lavfi", "-i", "testsrc=duration=1.5:size=320x240:rate=25", "-loop", "1",
                                  "-t", "1.5", "-i", in_video, "-filter_complex",
                                  "[1:v]scale=320:240,setsar=1,fps=25[b];[0:v][b]concat=n=2:v=1[v]", "-map", "[v]",
-                                 "-c:v", "libx264", "-pix_fmt", "yuv420p", os.path.join(lib, "real", "clip.mp4")],
+                                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-metadata",
+                                 "creation_time=2005-07-03T10:00:00Z", os.path.join(lib, "real", "clip.mp4")],
                        check=True)
         # Duplicates: two byte-identical copies of real photos.
         dupes = os.path.join(lib, "dupes")
@@ -101,6 +102,9 @@ class ServeBrowser(unittest.TestCase):
             in_video_id = real["ids"][real["names"].index(os.path.basename(in_video))]
             video_id = real["ids"][real["names"].index("clip.mp4")]
             exact = json.loads(c.request("GET", "/api/v1/duplicates?tier=exact", headers=h)[2])["total"]
+            days = json.loads(c.request("GET", "/api/v1/timeline?group=day", headers=h)[2])["days"]
+            months = json.loads(c.request("GET", "/api/v1/timeline", headers=h)[2])["months"]
+            self.assertGreater(len(days), len(months), "the photos span more days than months")
             cfg = {
                 "playwright": playwright_core(),
                 "url": f"{base}/?token={token}",
@@ -108,6 +112,8 @@ class ServeBrowser(unittest.TestCase):
                 "query": query,
                 "expected_id": expected,
                 "in_video_id": in_video_id,
+                "days": len(days),
+                "months": len(months),
                 "video_id": video_id,
                 "video_moment": look_alike["t"],
                 "dupes_folder_files": 2,

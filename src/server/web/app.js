@@ -24,7 +24,8 @@ async function getJson(path, signal) {
 class TimelineSource {
   constructor(t) {
     this.total = t.total;
-    this.sections = t.months.map((m, i) => ({ label: monthLabel(m), offset: t.offsets[i], count: t.counts[i] }));
+    const keys = t.days || t.months, label = t.days ? dayLabel : monthLabel;
+    this.sections = keys.map((m, i) => ({ label: label(m), year: m.slice(0, 4), offset: t.offsets[i], count: t.counts[i] }));
     this.pages = new Map();  // page -> {ids, kinds} | {pending: AbortController}
   }
   entry(i) {
@@ -75,6 +76,12 @@ function monthLabel(m) {
   const [y, mo] = m.split('-').map(Number);
   return monthFormat.format(new Date(Date.UTC(y, mo - 1, 1)));
 }
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' });
+function dayLabel(d) {
+  if (!d) return 'Undated';
+  const [y, mo, da] = d.split('-').map(Number);
+  return dayFormat.format(new Date(Date.UTC(y, mo - 1, da)));
+}
 
 // The grid: square cells, a header per section, only the rows on screen (and one screen either
 // side) exist as elements; an image is requested only while its cell is on screen.
@@ -100,14 +107,16 @@ class Grid {
       if (cell) viewer.open(Number(cell.dataset.index));
     });
   }
-  setSource(s) {
+  // `keepPlace`: the same view refreshed (the library changed): the grid stays where it was.
+  setSource(s, keepPlace) {
+    const top = scroller.scrollTop;
     this.source = s;
     for (const el of this.cells.values()) this.recycle(el);
     this.cells.clear();
     for (const el of this.heads.values()) el.remove();
     this.heads.clear();
     this.layout();
-    scroller.scrollTop = 0;
+    scroller.scrollTop = keepPlace ? top : 0;
     this.render();
   }
   layout() {
@@ -274,7 +283,7 @@ class Grid {
     const h = scrubber.clientHeight;
     let lastYear = '', lastY = -100;
     this.source.sections.forEach((sec, k) => {
-      const year = sec.label.slice(-4);
+      const year = sec.year || '';
       const y = (this.tops[k] / this.height) * h;
       if (year !== lastYear && y - lastY > 14) {
         const el = document.createElement('div');
@@ -408,17 +417,29 @@ function timecode(t) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}.${Math.floor((t - s) * 10)}`;
 }
 
-async function showTimeline() {
+// What the grid shows is the last one asked for: each request for a new grid takes a number, and
+// an answer that arrives after a later request is dropped (a slow timeline never replaces the
+// search results asked for after it).
+let gridAsk = 0;
+
+async function showTimeline(keepPlace) {
+  const ask = ++gridAsk;
   // The first page of the timeline is asked for with the bucket list (they arrive together), so
   // the first thumbnails are requested in the same frame the grid is laid out.
   const firstPage = getJson(`/timeline/assets?offset=0&count=${PAGE}`).catch(() => null);
-  const t = await getJson('/timeline');
+  const t = await getJson('/timeline?group=' + $('group').value);
   const source = new TimelineSource(t);
   const first = await firstPage;
+  if (ask !== gridAsk) return;
   if (first && first.version === t.version) source.pages.set(0, { ids: first.ids, kinds: first.kinds });
-  grid.setSource(source);
+  grid.setSource(source, keepPlace);
   status.textContent = `${t.total.toLocaleString()} items`;
 }
+$('group').value = localStorage.getItem('lumen.group') || 'month';
+$('group').addEventListener('change', () => {
+  localStorage.setItem('lumen.group', $('group').value);
+  if (current === 'timeline' && grid.source instanceof TimelineSource) showTimeline().catch((err) => { status.textContent = err.message; });
+});
 
 $('search').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -429,6 +450,7 @@ $('search').addEventListener('submit', async (e) => {
 });
 
 async function searchBy(body, label) {
+  const ask = ++gridAsk;
   try {
     const r = await fetch(api + '/search', {
       method: 'POST',
@@ -438,6 +460,7 @@ async function searchBy(body, label) {
     });
     const j = await r.json();
     if (!r.ok) throw new Error(j.error || r.statusText);
+    if (ask !== gridAsk) return;
     grid.setSource(new ListSource(label, j.ids, j.moments));
     status.textContent = `${j.ids.length} results`;
   } catch (err) {
@@ -485,6 +508,7 @@ function tab(name, keepGrid) {
   const gridTab = name === 'timeline' || name === 'folders';
   scroller.hidden = scrubber.hidden = !gridTab;
   $('bar').hidden = name !== 'folders';
+  $('group').hidden = name !== 'timeline';
   main.classList.toggle('with-bar', name === 'folders');
   for (const p of ['duplicates', 'organize', 'jobs']) $(p).hidden = p !== name;
   if (name === 'timeline' && !keepGrid) showTimeline().catch((err) => { status.textContent = err.message; });
@@ -498,8 +522,10 @@ for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('c
 
 async function showFolder(path) {
   const bar = $('bar');
+  const ask = ++gridAsk;
   try {
     const f = await getJson('/folders?limit=10000' + (path ? '&path=' + encodeURIComponent(path) : ''));
+    if (ask !== gridAsk) return;
     bar.textContent = '';
     const crumbs = el('div', { className: 'crumbs' });
     const parts = f.folder.split('/').filter(Boolean);
@@ -690,7 +716,7 @@ function listen() {
     const ended = jobs.list.filter((j) => !['queued', 'running'].includes(j.state)).map((j) => j.id);
     const fresh = jobs.ended && ended.some((id) => !jobs.ended.has(id));
     jobs.ended = new Set(ended);
-    if (fresh && current === 'timeline' && grid.source instanceof TimelineSource) showTimeline().catch(() => {});
+    if (fresh && current === 'timeline' && grid.source instanceof TimelineSource) showTimeline(true).catch(() => {});
   });
   es.onerror = () => { es.close(); setTimeout(listen, 2000); };
 }

@@ -295,8 +295,7 @@ class App {
     });
     svr.Get("/api/v1/timeline", [this](const httplib::Request& req, httplib::Response& res) {
       const std::string group = req.has_param("group") ? req.get_param_value("group") : "month";
-      if (group != "month" && group != "day")
-        return SendError(res, 400, "group is month or day");
+      if (group != "month" && group != "day") return SendError(res, 400, "group is month or day");
       auto t = Current();
       if (!t) return SendError(res, 503, "the catalog cannot be read");
       json keys = json::array(), counts = json::array(), offsets = json::array();

@@ -93,6 +93,25 @@ Status Catalog::LoadTimeline(std::vector<TimelineEntry>* out) {
   return Status::Ok();
 }
 
+Status Catalog::LoadPlaces(std::vector<Place>* out) {
+  out->clear();
+  auto s = sql::Prepare(db_.get(),
+                        "SELECT m.asset_id, MAX(m.gps_latitude), MAX(m.gps_longitude) FROM "
+                        "metadata m WHERE m.gps_latitude IS NOT NULL AND m.gps_longitude IS NOT "
+                        "NULL AND EXISTS(SELECT 1 FROM locations l WHERE l.asset_id=m.asset_id AND "
+                        "l.state='ok') GROUP BY m.asset_id ORDER BY MAX(m.captured_at) IS NULL, "
+                        "MAX(m.captured_at) DESC, m.asset_id DESC");
+  if (!s.ok()) return s.status();
+  Status st;
+  while (s->Step(&st)) {
+    const double lat = s->Double(1), lon = s->Double(2);
+    // A file's EXIF is the file's word: out-of-range positions are left off the map.
+    if (!(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180)) continue;
+    out->push_back({s->Int(0), float(lat), float(lon)});
+  }
+  return st;
+}
+
 Result<Catalog::AssetDetails> Catalog::GetAssetDetails(int64_t id) {
   AssetDetails d;
   d.id = id;

@@ -380,6 +380,7 @@ void Jobs::Execute(Job& j, std::unique_lock<std::mutex>& lock) {
   if (w == pid && WIFEXITED(status)) j.exit_code = WEXITSTATUS(status);
   if (w == pid && WIFSIGNALED(status)) j.exit_code = 128 + WTERMSIG(status);
   // lumen's exit codes: 0 all done, 1 some files failed (the job did its work), 2 an error.
+  if (on_exit_) on_exit_();
   j.state = j.cancel ? "cancelled" : j.exit_code == 0 || j.exit_code == 1 ? "done" : "failed";
   ++version_;
   changed_.notify_all();

@@ -39,6 +39,10 @@ class Jobs {
 
   // Called in the runner thread when a job ends (any state), with the job's JSON.
   using Done = std::function<void(const nlohmann::json& job)>;
+  // Called when a job's process has ended, before anyone can see that it has (so what shows the
+  // catalog is refreshed before a page that waited for the job asks again); must be quick. Set
+  // before the first Submit.
+  void OnExit(std::function<void()> f) { on_exit_ = std::move(f); }
 
   // Queues `args` (a subcommand and its arguments; --catalog and --json-logs are added). `kind`
   // and `title` are shown; returns the job's id.
@@ -67,6 +71,7 @@ class Jobs {
   std::deque<std::unique_ptr<Job>> jobs_;  // every job of this run, oldest first
   int64_t next_id_ = 1, version_ = 0;
   bool stop_ = false;
+  std::function<void()> on_exit_;
   std::thread runner_;
 };
 

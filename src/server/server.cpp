@@ -238,6 +238,45 @@ class ThumbCache {
   std::unordered_map<int64_t, std::list<Entry>::iterator> map_;
 };
 
+// A view of the catalog (folders, duplicates, places) rebuilt when the catalog has changed, but
+// not sooner than 4x its last build time after that build: an index job that commits every
+// second costs a view of 1M assets at most a fifth of a core, and the last view is served until
+// then. Expire() (a job of the server's own ended) makes the next change show at once.
+template <class T>
+class CachedView {
+ public:
+  template <class Build>
+  Result<std::shared_ptr<const T>> Get(int64_t version, Build&& build) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t start = Now();
+    if (view_ && (version_ == version || start < fresh_until_.load())) return view_;
+    Result<std::shared_ptr<const T>> v = build(version);
+    if (!v.ok()) return v.status();
+    view_ = *v;
+    version_ = version;
+    const int64_t end = Now();
+    fresh_until_ = end + 4 * (end - start);
+    return view_;
+  }
+  void Expire() { fresh_until_ = 0; }  // lock-free: called with the jobs' lock held
+
+ private:
+  static int64_t Now() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  std::mutex mu_;
+  std::shared_ptr<const T> view_;
+  int64_t version_ = -1;
+  std::atomic<int64_t> fresh_until_{0};
+};
+
+// Where the photos were taken: every GPS position, for the map's clusters (12 bytes each).
+struct Places {
+  std::vector<Catalog::Place> all;
+};
+
 // What text search ranks: every embedding of the model, and the ANN index over them once built.
 struct TextSearch {
   std::shared_ptr<const FlatIndex> flat;
@@ -258,7 +297,15 @@ class App {
     if (!c.ok()) return c.status();
     watch_ = std::move(*c);
     LUMEN_RETURN_IF_ERROR(LoadTextIndex(*watch_));
-    if (!o_.exe.empty()) jobs_ = std::make_unique<Jobs>(o_.exe, o_.catalog);
+    if (!o_.exe.empty()) {
+      jobs_ = std::make_unique<Jobs>(o_.exe, o_.catalog);
+      // When a job ends, the views show what it changed at the next request.
+      jobs_->OnExit([this] {
+        folders_.Expire();
+        dupes_.Expire();
+        places_.Expire();
+      });
+    }
     return Status::Ok();
   }
 
@@ -330,6 +377,10 @@ class App {
     });
     svr.Get("/api/v1/folders",
             [this](const httplib::Request& req, httplib::Response& res) { FoldersList(req, res); });
+    svr.Get("/api/v1/map",
+            [this](const httplib::Request& req, httplib::Response& res) { MapClusters(req, res); });
+    svr.Get("/api/v1/map/assets",
+            [this](const httplib::Request& req, httplib::Response& res) { MapAssets(req, res); });
     svr.Get("/api/v1/duplicates", [this](const httplib::Request& req, httplib::Response& res) {
       DuplicatesPage(req, res);
     });
@@ -496,6 +547,117 @@ class App {
     if (v < lo || v > hi) return false;
     *out = v;
     return true;
+  }
+
+  // A decimal number in [lo, hi] ("12", "-3.25"; no exponent, no inf/nan).
+  static bool ParseDegrees(const std::string& s, double lo, double hi, double* out) {
+    if (s.empty() || s.size() > 24 || s.find_first_not_of("+-.0123456789") != std::string::npos)
+      return false;
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (end != s.c_str() + s.size() || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+  }
+
+  // The map's box: west < east, south < north, in degrees (the whole world by default).
+  struct Box {
+    double west = -180, south = -90, east = 180, north = 90;
+    bool Holds(const Catalog::Place& p) const {
+      return p.lat >= south && p.lat <= north && p.lon >= west && p.lon <= east;
+    }
+  };
+  static Status ParseBox(const httplib::Request& req, Box* b) {
+    const std::pair<const char*, double*> sides[] = {
+        {"west", &b->west}, {"south", &b->south}, {"east", &b->east}, {"north", &b->north}};
+    for (const auto& [key, at] : sides) {
+      if (!req.has_param(key)) continue;
+      const bool lat = key[0] == 's' || key[0] == 'n';
+      if (!ParseDegrees(req.get_param_value(key), lat ? -90 : -180, lat ? 90 : 180, at))
+        return Status::Invalid(fmt::format("{} is a {} in degrees, {}", key,
+                                           lat ? "latitude" : "longitude",
+                                           lat ? "-90..90" : "-180..180"));
+    }
+    if (!(b->west < b->east) || !(b->south < b->north))
+      return Status::Invalid("the box needs west < east and south < north");
+    return Status::Ok();
+  }
+
+  Result<std::shared_ptr<const Places>> PlacesNow() {
+    return places_.Get(Version(), [&](int64_t) -> Result<std::shared_ptr<const Places>> {
+      Catalog* db = Db();
+      if (!db) return Status::Io("the catalog cannot be read");
+      auto p = std::make_shared<Places>();
+      LUMEN_RETURN_IF_ERROR(db->LoadPlaces(&p->all));
+      return std::shared_ptr<const Places>(std::move(p));
+    });
+  }
+
+  // The photos with a position in the box, as at most cols x rows clusters (one per cell of a
+  // grid over the box that holds any): never every marker at once, whatever the library.
+  void MapClusters(const httplib::Request& req, httplib::Response& res) {
+    Box box;
+    if (Status st = ParseBox(req, &box); !st.ok()) return SendError(res, 400, st.message());
+    int64_t cols = 0, rows = 0;
+    if (!Param(req, "cols", 1, 256, 64, &cols) || !Param(req, "rows", 1, 256, 32, &rows))
+      return SendError(res, 400, "cols and rows are 1..256");
+    auto places = PlacesNow();
+    if (!places.ok()) return SendError(res, 503, places.status().message());
+    struct Cell {
+      double lat = 0, lon = 0;
+      int64_t count = 0, id = 0;
+    };
+    std::unordered_map<int64_t, Cell> cells;
+    const double cw = (box.east - box.west) / double(cols),
+                 ch = (box.north - box.south) / double(rows);
+    int64_t in_box = 0;
+    for (const Catalog::Place& p : (*places)->all) {
+      if (!box.Holds(p)) continue;
+      ++in_box;
+      const int64_t x = std::min(cols - 1, int64_t((p.lon - box.west) / cw));
+      const int64_t y = std::min(rows - 1, int64_t((box.north - p.lat) / ch));
+      Cell& c = cells[y * cols + x];
+      if (c.count++ == 0) c.id = p.id;  // the newest photo of the cell stands for it
+      c.lat += p.lat;
+      c.lon += p.lon;
+    }
+    std::vector<std::pair<int64_t, Cell>> sorted(cells.begin(), cells.end());
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    json lat = json::array(), lon = json::array(), count = json::array(), id = json::array(),
+         cell = json::array();
+    for (const auto& [k, c] : sorted) {
+      lat.push_back(c.lat / double(c.count));
+      lon.push_back(c.lon / double(c.count));
+      count.push_back(c.count);
+      id.push_back(c.id);
+      cell.push_back(k);
+    }
+    SendJson(res, {{"total", in_box},
+                   {"all", (*places)->all.size()},
+                   {"cols", cols},
+                   {"rows", rows},
+                   {"lat", lat},
+                   {"lon", lon},
+                   {"count", count},
+                   {"id", id},
+                   {"cell", cell}});
+  }
+
+  // The photos with a position in the box, in timeline order.
+  void MapAssets(const httplib::Request& req, httplib::Response& res) {
+    Box box;
+    if (Status st = ParseBox(req, &box); !st.ok()) return SendError(res, 400, st.message());
+    int64_t limit = 0;
+    if (!Param(req, "limit", 1, kMaxFiles, 1000, &limit))
+      return SendError(res, 400, fmt::format("limit is 1..{}", kMaxFiles));
+    auto places = PlacesNow();
+    if (!places.ok()) return SendError(res, 503, places.status().message());
+    json ids = json::array();
+    int64_t total = 0;
+    for (const Catalog::Place& p : (*places)->all)
+      if (box.Holds(p) && total++ < limit) ids.push_back(p.id);
+    SendJson(res, {{"total", total}, {"ids", ids}});
   }
 
   void TimelineSlice(const httplib::Request& req, httplib::Response& res) {
@@ -805,19 +967,15 @@ class App {
     if (!Param(req, "offset", 0, INT64_MAX / 2, 0, &offset) ||
         !Param(req, "limit", 1, kMaxFiles, 1000, &limit))
       return SendError(res, 400, fmt::format("offset >= 0, limit 1..{}", kMaxFiles));
-    const int64_t version = Version();
-    std::shared_ptr<const Folders> f;
-    {
-      std::lock_guard<std::mutex> lock(views_mu_);
-      if (!folders_ || folders_->version() != version) {
-        Catalog* db = Db();
-        if (!db) return SendError(res, 503, "the catalog cannot be read");
-        auto built = Folders::Build(*db, version);
-        if (!built.ok()) return SendError(res, 500, built.status().message());
-        folders_ = *built;
-      }
-      f = folders_;
-    }
+    auto view =
+        folders_.Get(Version(), [&](int64_t version) -> Result<std::shared_ptr<const Folders>> {
+          Catalog* db = Db();
+          if (!db) return Status::Io("the catalog cannot be read");
+          return Folders::Build(*db, version);
+        });
+    if (!view.ok())
+      return SendError(res, view.status().code() == Code::kIo ? 503 : 500, view.status().message());
+    const std::shared_ptr<const Folders> f = *view;
     std::string folder = f->root();
     if (req.has_param("path")) {
       auto p = CheckedPath(json(req.get_param_value("path")), "path", false);
@@ -830,17 +988,18 @@ class App {
   }
 
   Result<std::shared_ptr<const DupesView>> Dupes() {
-    const int64_t version = Version();
-    std::lock_guard<std::mutex> lock(dupes_mu_);
-    if (dupes_ && dupes_->version() == version) return dupes_;
-    Catalog* db = Db();
-    if (!db) return Status::Io("the catalog cannot be read");
-    organize::DupesQuery q;  // lumen dupes' defaults: every tier, keep the best
-    q.ann_path = o_.ann_path;
-    auto v = DupesView::Build(*db, q, version, o_.quarantine);
-    if (!v.ok()) return v.status();
-    dupes_ = *v;
-    return dupes_;
+    return dupes_.Get(Version(), [&](int64_t version) -> Result<std::shared_ptr<const DupesView>> {
+      Catalog* db = Db();
+      if (!db) return Status::Io("the catalog cannot be read");
+      organize::DupesQuery q;  // lumen dupes' defaults: every tier, keep the best
+      q.ann_path = o_.ann_path;
+      return DupesView::Build(*db, q, version, o_.quarantine);
+    });
+  }
+
+  int64_t Submit(const std::string& kind, const std::string& title, std::vector<std::string> args,
+                 Jobs::Done done = {}) {
+    return jobs_->Submit(kind, title, std::move(args), std::move(done));
   }
 
   static bool KnownTier(const std::string& t) {
@@ -904,10 +1063,10 @@ class App {
     auto run = organize::RecordRun(j, "dupes", args, *plan);
     if (!run.ok()) return SendError(res, 500, run.status().message());
     const int64_t job =
-        jobs_->Submit("dupes",
-                      fmt::format("{} {} duplicates (run {})",
-                                  hardlink ? "hard-link" : "quarantine", victims.size(), *run),
-                      {"organize", "--resume", "--run", std::to_string(*run)});
+        Submit("dupes",
+               fmt::format("{} {} duplicates (run {})", hardlink ? "hard-link" : "quarantine",
+                           victims.size(), *run),
+               {"organize", "--resume", "--run", std::to_string(*run)});
     res.status = 202;
     SendJson(
         res,
@@ -973,7 +1132,7 @@ class App {
       args = {"organize", "--resume", "--run", std::to_string(id)};
     else
       args = {what, std::to_string(id)};
-    const int64_t job = jobs_->Submit(what, fmt::format("{} run {}", what, id), args);
+    const int64_t job = Submit(what, fmt::format("{} run {}", what, id), args);
     res.status = 202;
     SendJson(res, {{"run", id}, {"job", job}});
   }
@@ -1083,7 +1242,7 @@ class App {
           log::Warn(fmt::format("serve: reloading the embeddings: {}", s.message()));
       };
     }
-    const int64_t id = jobs_->Submit(kind, title, args, done);
+    const int64_t id = Submit(kind, title, args, done);
     res.status = 202;
     SendJson(res, *jobs_->Get(id));
   }
@@ -1134,10 +1293,11 @@ class App {
   std::string token_, bound_host_;
   std::unique_ptr<Catalog> watch_;  // used under build_mu_
   std::shared_ptr<TextState> text_ = std::make_shared<TextState>();
-  std::mutex mu_, build_mu_, encode_mu_, views_mu_, dupes_mu_;
+  std::mutex mu_, build_mu_, encode_mu_;
   std::shared_ptr<Timeline> timeline_;
-  std::shared_ptr<const Folders> folders_;
-  std::shared_ptr<const DupesView> dupes_;
+  CachedView<Folders> folders_;
+  CachedView<Places> places_;
+  CachedView<DupesView> dupes_;
   std::chrono::steady_clock::time_point checked_{};
   std::unique_ptr<Jobs> jobs_;
   std::atomic<int> streams_{0};

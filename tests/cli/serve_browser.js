@@ -112,6 +112,24 @@ async function main() {
     await page.selectOption('#group', 'month');
     await waitFor(() => page.evaluate((n) => grid.source.sections.length === n, cfg.months), 'the month sections again');
 
+    // The map: two clusters (Paris, Tokyo); the wheel zooms; a click on Tokyo shows its photo.
+    await page.click('#tabs button[data-tab=map]');
+    await waitFor(() => page.$eval('#mapnote', (n) => n.textContent.startsWith('2 of 2')), 'the map\'s two photos');
+    const spots = await page.evaluate(() => mapView.spots.map((s) => ({ x: s.x, y: s.y, lon: mapView.data.lon[s.i] })));
+    check(spots.length === 2, 'two clusters: ' + JSON.stringify(spots));
+    const box = await page.$eval('#mapcanvas', (c) => { const r = c.getBoundingClientRect(); return { x: r.left, y: r.top }; });
+    const tokyo = spots.find((s) => s.lon > 100);
+    const before = await page.evaluate(() => mapView.box.east - mapView.box.west);
+    await page.mouse.move(box.x + tokyo.x, box.y + tokyo.y);
+    await page.mouse.wheel(0, -100);
+    await waitFor(() => page.evaluate((w) => mapView.box.east - mapView.box.west < w && mapView.data && mapView.spots.length > 0, before), 'a zoom in');
+    const after = await page.evaluate(() => mapView.spots.map((s) => ({ x: s.x, y: s.y, lon: mapView.data.lon[s.i] })).find((s) => s.lon > 100));
+    check(after && Math.abs(after.x - tokyo.x) < 2 && Math.abs(after.y - tokyo.y) < 2, 'the point under the wheel stays put: ' + JSON.stringify([tokyo, after]));
+    await page.mouse.click(box.x + after.x, box.y + after.y);
+    await waitFor(() => page.$eval('#layer .month', (m) => m.textContent.startsWith('Near')).catch(() => false), 'the cluster\'s photos');
+    await waitFor(() => page.$('#layer .cell[data-index="0"][data-id]'), 'the cluster\'s first photo');
+    out.map_cluster_photos = await page.$$eval('#layer .cell[data-id]', (cs) => cs.map((c) => Number(c.dataset.id)));
+
     // Folders: the library's subfolders, and a folder's files as the grid.
     await page.click('#tabs button[data-tab=folders]');
     await waitFor(() => page.$$eval('#bar .sub', (s) => s.length >= 2), 'subfolders');

@@ -93,6 +93,15 @@ class Serve(unittest.TestCase):
                                  "-t", "1.5", "-i", cls.in_video, "-filter_complex",
                                  "[1:v]scale=320:240,setsar=1,fps=25[b];[0:v][b]concat=n=2:v=1[v]", "-map", "[v]",
                                  "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", cls.video], check=True)
+        # Where three photos of folder a were taken: two in Sydney, 0.01 degrees apart, one in Paris.
+        cls.placed = {}
+        for name, (lat, lon) in zip(sorted(os.listdir(os.path.join(cls.lib, "a")))[:3],
+                                    ((-33.87, 151.21), (-33.86, 151.20), (48.85, 2.35))):
+            path = os.path.join(cls.lib, "a", name)
+            subprocess.run(["exiftool", "-q", "-overwrite_original", f"-GPSLatitude={abs(lat)}",
+                            f"-GPSLatitudeRef={'S' if lat < 0 else 'N'}", f"-GPSLongitude={lon}",
+                            "-GPSLongitudeRef=E", path], check=True)
+            cls.placed[path] = (lat, lon)
         cls.model = os.path.join(cls.tmp, "siglip-tiny")
         subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "ml", "text_reference.py"), cls.model,
                         "siglip", "4"], check=True)
@@ -295,6 +304,45 @@ class Serve(unittest.TestCase):
         for bad, want in (("similar=abc", 400), ("similar=0", 400), ("similar=99999999", 404),
                           (f"similar={photo['id']}&q=dog", 400)):
             self.assertEqual(self.get(f"/api/v1/search?{bad}")[0], want, bad)
+
+    def test_map_clusters_and_the_photos_of_a_box(self):
+        _, ids = self.timeline_ids(100)
+        details = [self.get_json(f"/api/v1/assets/{i}") for i in ids]
+        placed = {d["id"]: (d["metadata"]["latitude"], d["metadata"]["longitude"])
+                  for d in details if "latitude" in d.get("metadata", {})}
+        self.assertEqual(len(placed), 3, placed)
+        path_of = {d["id"]: d["paths"][0] for d in details}
+        for i, (lat, lon) in placed.items():
+            self.assertAlmostEqual(lat, self.placed[path_of[i]][0], places=4)
+            self.assertAlmostEqual(lon, self.placed[path_of[i]][1], places=4)
+        sydney = sorted(i for i, (lat, _) in placed.items() if lat < 0)
+        paris = [i for i, (lat, _) in placed.items() if lat > 0]
+        # The world in 4 x 2 cells of 90 degrees: Paris in cell 2 (top row), Sydney in cell 7.
+        m = self.get_json("/api/v1/map?cols=4&rows=2")
+        self.assertEqual((m["total"], m["all"], m["cols"], m["rows"]), (3, 3, 4, 2))
+        self.assertEqual((m["cell"], m["count"]), ([2, 7], [1, 2]))
+        self.assertEqual(m["id"][0], paris[0])
+        self.assertIn(m["id"][1], sydney)
+        self.assertAlmostEqual(m["lat"][1], -33.865, places=3)
+        self.assertAlmostEqual(m["lon"][1], 151.205, places=3)
+        # Zoomed in on Sydney: the two photos apart, Paris out of the box.
+        box = "west=151.19&south=-33.88&east=151.22&north=-33.85"
+        m = self.get_json(f"/api/v1/map?{box}&cols=10&rows=10")
+        self.assertEqual((m["total"], m["count"]), (2, [1, 1]))
+        self.assertEqual(sorted(m["id"]), sydney)
+        a = self.get_json(f"/api/v1/map/assets?{box}")
+        self.assertEqual((a["total"], sorted(a["ids"])), (2, sydney))
+        a = self.get_json(f"/api/v1/map/assets?{box}&limit=1")
+        self.assertEqual((a["total"], len(a["ids"])), (2, 1))
+        self.assertEqual(self.get_json("/api/v1/map/assets?west=0&east=10&south=40&north=50")["ids"], paris)
+        # Nothing in the middle of the Pacific.
+        self.assertEqual(self.get_json("/api/v1/map?west=-170&east=-160&south=-10&north=0")["total"], 0)
+        for bad in ("west=200", "west=10&east=5", "south=-91", "north=nan", "west=1e2", "west=", "cols=0",
+                    "rows=257", "west=-0x10", "east=--1"):
+            self.assertEqual(self.get(f"/api/v1/map?{bad}")[0], 400, bad)
+            if not bad.startswith("rows"):
+                self.assertEqual(self.get(f"/api/v1/map/assets?{bad.replace('cols', 'limit')}")[0], 400, bad)
+        self.assertEqual(self.get("/api/v1/map/assets?limit=10001")[0], 400)
 
     def test_security_every_request_is_checked(self):
         good = {"X-Lumen-Token": self.token}

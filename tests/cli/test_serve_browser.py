@@ -55,6 +55,11 @@ class ServeBrowser(unittest.TestCase):
         os.makedirs(os.path.join(lib, "real"))
         for src in jpgs[:10]:
             shutil.copy(src, os.path.join(lib, "real", os.path.basename(src)))
+        # Two photos with a position, for the map: Paris and Tokyo.
+        placed = [os.path.join(lib, "real", os.path.basename(jpgs[k])) for k in (3, 4)]
+        for path, (lat, lon) in zip(placed, ((48.85, 2.35), (35.68, 139.69))):
+            subprocess.run(["exiftool", "-q", "-overwrite_original", f"-GPSLatitude={lat}", "-GPSLatitudeRef=N",
+                            f"-GPSLongitude={lon}", "-GPSLongitudeRef=E", path], check=True)
         # A video whose second shot (from 1.5 s) is one of the photos: Similar from that photo
         # finds the video, which opens at that moment.
         in_video = os.path.join(lib, "real", os.path.basename(jpgs[9]))
@@ -101,6 +106,7 @@ class ServeBrowser(unittest.TestCase):
             real = json.loads(c.request("GET", "/api/v1/folders?path=" + os.path.join(lib, "real"), headers=h)[2])
             in_video_id = real["ids"][real["names"].index(os.path.basename(in_video))]
             video_id = real["ids"][real["names"].index("clip.mp4")]
+            tokyo_id = real["ids"][real["names"].index(os.path.basename(placed[1]))]
             exact = json.loads(c.request("GET", "/api/v1/duplicates?tier=exact", headers=h)[2])["total"]
             days = json.loads(c.request("GET", "/api/v1/timeline?group=day", headers=h)[2])["days"]
             months = json.loads(c.request("GET", "/api/v1/timeline", headers=h)[2])["months"]
@@ -115,6 +121,7 @@ class ServeBrowser(unittest.TestCase):
                 "days": len(days),
                 "months": len(months),
                 "video_id": video_id,
+                "tokyo_id": tokyo_id,
                 "video_moment": look_alike["t"],
                 "dupes_folder_files": 2,
                 "exact_groups": exact,
@@ -135,6 +142,7 @@ class ServeBrowser(unittest.TestCase):
             self.assertEqual(found["grid_assets"], info["assets"])
             self.assertEqual(found["search_first"], expected)
             self.assertGreater(found["thumbnails_decoded"], 0)
+            self.assertEqual(found["map_cluster_photos"], [tokyo_id])
             self.assertAlmostEqual(found["video_opened_at"], look_alike["t"], delta=0.05)
         finally:
             stop_server(proc)

@@ -307,6 +307,13 @@ class Catalog {
     MediaKind kind = MediaKind::kPhoto;
   };
   Status LoadTimeline(std::vector<TimelineEntry>* out);
+  // Every asset with a current location and a GPS position (degrees, in range), in timeline order
+  // (newest capture first, undated last).
+  struct Place {
+    int64_t id = 0;
+    float lat = 0, lon = 0;
+  };
+  Status LoadPlaces(std::vector<Place>* out);
   // Every current location (state ok) with its asset: (path, asset id), in path order.
   Status LoadCurrentPaths(std::vector<std::pair<std::string, int64_t>>* out);
   // Everything the catalog knows of one asset.

@@ -438,7 +438,7 @@ async function showTimeline(keepPlace) {
 $('group').value = localStorage.getItem('lumen.group') || 'month';
 $('group').addEventListener('change', () => {
   localStorage.setItem('lumen.group', $('group').value);
-  if (current === 'timeline' && grid.source instanceof TimelineSource) showTimeline().catch((err) => { status.textContent = err.message; });
+  if (current === 'timeline') showTimeline().catch((err) => { status.textContent = err.message; });
 });
 
 $('search').addEventListener('submit', async (e) => {
@@ -510,13 +510,162 @@ function tab(name, keepGrid) {
   $('bar').hidden = name !== 'folders';
   $('group').hidden = name !== 'timeline';
   main.classList.toggle('with-bar', name === 'folders');
-  for (const p of ['duplicates', 'organize', 'jobs']) $(p).hidden = p !== name;
+  for (const p of ['map', 'duplicates', 'organize', 'jobs']) $(p).hidden = p !== name;
   if (name === 'timeline' && !keepGrid) showTimeline().catch((err) => { status.textContent = err.message; });
   if (name === 'folders') showFolder(null);
+  if (name === 'map') mapView.show();
   if (name === 'duplicates') showDuplicates(true);
   if (name === 'jobs') showRuns();
 }
 for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => tab(b.dataset.tab));
+
+// ---- map: where the photos were taken, as clusters on a plain graticule ----
+// No tile server is reachable offline, so there is no base map: a grid of degrees and the
+// clusters the server makes for the box on screen (one per 48 px cell at most, never every
+// marker). Drag to pan, wheel to zoom; a click on a cluster zooms in, or, for a small one, shows
+// its photos in the grid.
+
+const mapView = {
+  box: { west: -180, south: -90, east: 180, north: 90 },
+  data: null,
+  ask: 0,
+  show() {
+    const c = $('mapcanvas');
+    const dpr = window.devicePixelRatio || 1;
+    c.width = Math.round(c.clientWidth * dpr);
+    c.height = Math.round(c.clientHeight * dpr);
+    this.fit();
+    this.load();
+  },
+  // Same degrees per pixel across and down (the box grows to the canvas's shape), at most the
+  // world's width, its centre on the world (past a pole or the date line is empty space).
+  fit() {
+    const c = $('mapcanvas'), b = this.box;
+    const cx = Math.min(180, Math.max(-180, (b.west + b.east) / 2)), cy = Math.min(90, Math.max(-90, (b.south + b.north) / 2));
+    let w = b.east - b.west, h = b.north - b.south;
+    const aspect = c.clientWidth / Math.max(1, c.clientHeight);
+    if (w / h > aspect) h = w / aspect; else w = h * aspect;
+    const k = Math.min(360 / w, Math.max(1, 0.002 / w));
+    w *= k; h *= k;
+    this.box = { west: cx - w / 2, south: cy - h / 2, east: cx + w / 2, north: cy + h / 2 };
+  },
+  // The part of the box inside the world, as the server takes it.
+  world(b) {
+    return { west: Math.max(-180, b.west), south: Math.max(-90, b.south), east: Math.min(180, b.east), north: Math.min(90, b.north) };
+  },
+  px(lon, lat) {
+    const c = $('mapcanvas'), b = this.box;
+    return [(lon - b.west) / (b.east - b.west) * c.clientWidth, (b.north - lat) / (b.north - b.south) * c.clientHeight];
+  },
+  deg(x, y) {
+    const c = $('mapcanvas'), b = this.box;
+    return [b.west + x / c.clientWidth * (b.east - b.west), b.north - y / c.clientHeight * (b.north - b.south)];
+  },
+  query(b) { return `west=${b.west.toFixed(6)}&south=${b.south.toFixed(6)}&east=${b.east.toFixed(6)}&north=${b.north.toFixed(6)}`; },
+  async load() {
+    const c = $('mapcanvas');
+    const ask = ++this.ask, box = this.world(this.box);
+    if (!(box.west < box.east && box.south < box.north)) return;
+    // One cluster per ~48 px of the visible world.
+    const [x0, y0] = this.px(box.west, box.north), [x1, y1] = this.px(box.east, box.south);
+    const cols = Math.max(1, Math.min(256, Math.round((x1 - x0) / 48))), rows = Math.max(1, Math.min(256, Math.round((y1 - y0) / 48)));
+    try {
+      const d = await getJson(`/map?${this.query(box)}&cols=${cols}&rows=${rows}`);
+      if (ask !== this.ask) return;
+      this.data = { ...d, box };
+      $('mapnote').textContent = d.all ? `${d.total.toLocaleString()} of ${d.all.toLocaleString()} photos with a position in view` : 'No photo has a GPS position';
+      this.draw();
+    } catch (err) {
+      $('mapnote').textContent = err.message;
+    }
+  },
+  draw() {
+    const c = $('mapcanvas'), g = c.getContext('2d'), dpr = c.width / Math.max(1, c.clientWidth);
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.fillStyle = '#0d0d0d';
+    g.fillRect(0, 0, c.clientWidth, c.clientHeight);
+    const w = this.world(this.box), [wx0, wy0] = this.px(w.west, w.north), [wx1, wy1] = this.px(w.east, w.south);
+    g.fillStyle = '#141a20';
+    g.fillRect(wx0, wy0, wx1 - wx0, wy1 - wy0);
+    // The graticule: a round step that gives 4-10 lines across.
+    const b = this.box, span = b.east - b.west;
+    const step = [90, 45, 30, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001].find((s) => span / s >= 6) || 0.001;
+    g.strokeStyle = '#26313b'; g.fillStyle = '#5d6b78'; g.lineWidth = 1; g.font = '11px system-ui';
+    const digits = step >= 1 ? 0 : Math.ceil(-Math.log10(step));
+    for (let lon = Math.ceil(w.west / step) * step; lon <= w.east; lon += step) {
+      const [x] = this.px(lon, 0);
+      g.beginPath(); g.moveTo(x, wy0); g.lineTo(x, wy1); g.stroke();
+      g.fillText(`${Math.abs(lon).toFixed(digits)}°${lon < 0 ? 'W' : lon > 0 ? 'E' : ''}`, x + 3, Math.min(wy1, c.clientHeight) - 4);
+    }
+    for (let lat = Math.ceil(w.south / step) * step; lat <= w.north; lat += step) {
+      const [, y] = this.px(0, lat);
+      g.beginPath(); g.moveTo(wx0, y); g.lineTo(wx1, y); g.stroke();
+      g.fillText(`${Math.abs(lat).toFixed(digits)}°${lat < 0 ? 'S' : lat > 0 ? 'N' : ''}`, Math.max(wx0, 0) + 3, y - 3);
+    }
+    const d = this.data;
+    if (!d) return;
+    g.textAlign = 'center'; g.textBaseline = 'middle'; g.font = '600 11px system-ui';
+    this.spots = [];
+    for (let i = 0; i < d.count.length; ++i) {
+      const [x, y] = this.px(d.lon[i], d.lat[i]);
+      const r = 5 + 3 * Math.log2(d.count[i]);
+      this.spots.push({ x, y, r, i });
+      g.beginPath(); g.arc(x, y, r, 0, 2 * Math.PI);
+      g.fillStyle = 'rgba(74, 158, 255, 0.55)'; g.fill();
+      g.strokeStyle = '#4a9eff'; g.stroke();
+      if (d.count[i] > 1) { g.fillStyle = '#fff'; g.fillText(String(d.count[i]), x, y); }
+    }
+    g.textAlign = 'start'; g.textBaseline = 'alphabetic';
+  },
+  // Zoom by `f` (< 1: in) keeping the point under (x, y) where it is.
+  zoom(f, x, y) {
+    const [lon, lat] = this.deg(x, y), b = this.box;
+    this.box = { west: lon - (lon - b.west) * f, east: lon + (b.east - lon) * f, south: lat - (lat - b.south) * f, north: lat + (b.north - lat) * f };
+    this.fit();
+    this.draw();
+    this.load();
+  },
+  // The cluster's cell of the grid it was made in: its photos in the grid, or a zoom towards it.
+  async pick(s) {
+    const d = this.data, b = d.box;
+    const col = d.cell[s.i] % d.cols, row = Math.floor(d.cell[s.i] / d.cols);
+    const cw = (b.east - b.west) / d.cols, ch = (b.north - b.south) / d.rows;
+    const cell = { west: b.west + col * cw, east: b.west + (col + 1) * cw, north: b.north - row * ch, south: b.north - (row + 1) * ch };
+    if (d.count[s.i] > 200 && cw > 0.01) return this.zoom(0.25, s.x, s.y);
+    const r = await getJson(`/map/assets?${this.query(cell)}&limit=10000`);
+    ++gridAsk;
+    tab('timeline', true);
+    grid.setSource(new ListSource(`Near ${d.lat[s.i].toFixed(3)}, ${d.lon[s.i].toFixed(3)}`, r.ids));
+    status.textContent = `${r.total} photos here`;
+  },
+};
+{
+  const c = $('mapcanvas');
+  let drag = null;
+  c.addEventListener('pointerdown', (e) => { drag = { x: e.offsetX, y: e.offsetY, box: { ...mapView.box }, moved: false }; c.setPointerCapture(e.pointerId); });
+  c.addEventListener('pointermove', (e) => {
+    if (!drag) return;
+    const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    if (!drag.moved) return;
+    c.classList.add('drag');
+    const b = drag.box, kx = (b.east - b.west) / c.clientWidth, ky = (b.north - b.south) / c.clientHeight;
+    mapView.box = { west: b.west - dx * kx, east: b.east - dx * kx, south: b.south + dy * ky, north: b.north + dy * ky };
+    mapView.fit();
+    mapView.draw();
+  });
+  c.addEventListener('pointerup', (e) => {
+    c.classList.remove('drag');
+    const d = drag;
+    drag = null;
+    if (!d) return;
+    if (d.moved) return mapView.load();
+    const hit = (mapView.spots || []).find((s) => (s.x - e.offsetX) ** 2 + (s.y - e.offsetY) ** 2 <= (s.r + 2) ** 2);
+    if (hit) mapView.pick(hit).catch((err) => { $('mapnote').textContent = err.message; });
+  });
+  c.addEventListener('wheel', (e) => { e.preventDefault(); mapView.zoom(e.deltaY > 0 ? 1.25 : 0.8, e.offsetX, e.offsetY); }, { passive: false });
+  window.addEventListener('resize', () => { if (current === 'map') mapView.show(); });
+}
 
 // ---- folders: a breadcrumb, the subfolders, and the folder's own files as the grid ----
 

@@ -38,6 +38,7 @@ if [ ! -f "$work/seed.db" ]; then
 fi
 [ -f "$work/100k.db" ] || $py bench/serve_synth.py "$work/seed.db" "$work/100k.db" 100000
 [ -f "$work/1m.db" ] || $py bench/serve_synth.py "$work/seed.db" "$work/1m.db" 1000000 30000 0
+$py bench/serve_synth.py --places "$work/1m.db"  # catalogs made before the map had no positions
 # The ANN index of the 100K catalog's embeddings (what lumen search builds once and keeps).
 [ -n "$(ls "$work"/ann/*.hnsw 2>/dev/null)" ] ||
   "$lumen" search "warm up" --catalog "$work/100k.db" --model "$model" -k 1 >/dev/null
@@ -77,6 +78,10 @@ print(f"by day: {len(d['days'])} days ({len(json.dumps(d)) // 1024} KB):", serie
 mid = t["offsets"][len(t["offsets"]) // 2]
 print("a month's contents (500 ids):", series(f"/api/v1/timeline/assets?offset={mid}&count=500"))
 print("the last page:", series(f"/api/v1/timeline/assets?offset={t['total'] - 500}&count=500"))
+m = json.loads(get("/api/v1/map?cols=27&rows=16")[1])
+print(f"map: {m['all']} positions, {len(m['count'])} clusters for the world:", series("/api/v1/map?cols=27&rows=16"))
+print("map, a 4x2 degree box:", series("/api/v1/map?west=10&south=40&east=14&north=42&cols=27&rows=16"))
+print("map, the photos of a 1x1 degree box:", series("/api/v1/map/assets?west=10&south=40&east=11&north=41"))
 EOF
 node bench/serve_browser_bench.js "$pw" "http://127.0.0.1:8761/?token=$token" 20000 1
 echo "RSS with the app open (after scrolling all of it): $(rss "$pid")"

@@ -8,6 +8,10 @@ real WebP thumbnails, in turn) for the first THUMBS assets by date and a random 
 the seed model's size for the first EMBED. Written in one transaction; prints what it made.
 
   bench/serve_synth.py SEED OUT N [THUMBS] [EMBED]
+  bench/serve_synth.py --places OUT    # adds GPS positions to a catalog made before they were
+
+60 % of the synthetic assets have a GPS position, spread around 40 places (a normal of 0.3
+degrees each), as a phone library's would be.
 """
 import os
 import random
@@ -20,7 +24,33 @@ import time
 import numpy as np
 
 
+def places(db):
+    """GPS for 60 % of the synthetic assets (those under /synthetic/), around 40 places."""
+    rnd = random.Random(23)
+    centres = [(rnd.uniform(-50, 65), rnd.uniform(-170, 175)) for _ in range(40)]
+    rows = []
+    for (aid,) in db.execute("SELECT asset_id FROM locations WHERE path >= CAST('/synthetic/' AS BLOB) "
+                             "AND path < CAST('/synthetic0' AS BLOB)"):
+        if rnd.random() < 0.6:
+            lat, lon = rnd.choice(centres)
+            rows.append((max(-90.0, min(90.0, rnd.gauss(lat, 0.3))), max(-180.0, min(180.0, rnd.gauss(lon, 0.3))),
+                         aid))
+    db.execute("BEGIN")
+    db.executemany("UPDATE metadata SET gps_latitude=?, gps_longitude=? WHERE asset_id=?", rows)
+    db.execute("COMMIT")
+    return len(rows)
+
+
 def main():
+    if sys.argv[1] == "--places":
+        db = sqlite3.connect(sys.argv[2])
+        if db.execute("SELECT 1 FROM metadata WHERE gps_latitude IS NOT NULL AND asset_id IN "
+                      "(SELECT asset_id FROM locations WHERE path >= CAST('/synthetic/' AS BLOB) "
+                      "AND path < CAST('/synthetic0' AS BLOB)) LIMIT 1").fetchone() is None:
+            print(f"{sys.argv[2]}: {places(db)} positions added")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        return
     seed, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     thumbs = int(sys.argv[4]) if len(sys.argv) > 4 else n
     embed = int(sys.argv[5]) if len(sys.argv) > 5 else n
@@ -70,6 +100,7 @@ def main():
             v /= np.linalg.norm(v)
             db.execute("INSERT INTO embeddings VALUES(?,?,?,?)", (aid, model, dim, v.tobytes()))
     db.execute("COMMIT")
+    places(db)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     print(f"{out}: {n} assets ({thumbs} with thumbnails, {embed} with {dim}-d embeddings of {model}) "

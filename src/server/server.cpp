@@ -607,7 +607,7 @@ class App {
       double lat = 0, lon = 0;
       int64_t count = 0, id = 0;
     };
-    std::unordered_map<int64_t, Cell> cells;
+    std::vector<Cell> cells(size_t(cols * rows));
     const double cw = (box.east - box.west) / double(cols),
                  ch = (box.north - box.south) / double(rows);
     int64_t in_box = 0;
@@ -616,17 +616,16 @@ class App {
       ++in_box;
       const int64_t x = std::min(cols - 1, int64_t((p.lon - box.west) / cw));
       const int64_t y = std::min(rows - 1, int64_t((box.north - p.lat) / ch));
-      Cell& c = cells[y * cols + x];
+      Cell& c = cells[size_t(y * cols + x)];
       if (c.count++ == 0) c.id = p.id;  // the newest photo of the cell stands for it
       c.lat += p.lat;
       c.lon += p.lon;
     }
-    std::vector<std::pair<int64_t, Cell>> sorted(cells.begin(), cells.end());
-    std::sort(sorted.begin(), sorted.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
     json lat = json::array(), lon = json::array(), count = json::array(), id = json::array(),
          cell = json::array();
-    for (const auto& [k, c] : sorted) {
+    for (size_t k = 0; k < cells.size(); ++k) {
+      const Cell& c = cells[k];
+      if (c.count == 0) continue;
       lat.push_back(c.lat / double(c.count));
       lon.push_back(c.lon / double(c.count));
       count.push_back(c.count);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -26,6 +27,9 @@ constexpr size_t kMaxStdout = 16 << 20;  // a result bigger than this is cut (an
 constexpr size_t kMaxLine = 64 << 10;    // a longer stderr line is cut
 constexpr size_t kMaxMessages = 50;      // the last warnings/errors kept per job
 constexpr size_t kMaxJobs = 200;         // ended jobs beyond this are forgotten, oldest first
+constexpr size_t kMaxQueued = 64;        // a job past this many waiting is refused
+constexpr size_t kKeepResults = 20;      // the results (stdout) of the last ended jobs are kept
+constexpr size_t kListMessages = 5;      // messages per job in the list (all of them: Get)
 constexpr auto kGrace = std::chrono::seconds(10);  // SIGTERM, then SIGKILL
 
 int64_t Now() {
@@ -48,7 +52,8 @@ struct Jobs::Job {
   std::deque<json> messages;
   std::string out, err_tail;
   bool out_cut = false;
-  std::string line;  // stderr bytes after the last newline
+  bool out_dropped = false;  // the result was let go (an older job)
+  std::string line;          // stderr bytes after the last newline
   Done done;
 };
 
@@ -82,9 +87,19 @@ bool Jobs::stopped() const {
   return stop_;
 }
 
+bool Jobs::Full() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t queued = 0;
+  for (const auto& q : jobs_) queued += q->state == "queued";
+  return queued >= kMaxQueued;
+}
+
 int64_t Jobs::Submit(const std::string& kind, const std::string& title,
                      std::vector<std::string> args, Done done) {
   std::lock_guard<std::mutex> lock(mu_);
+  size_t queued = 0;
+  for (const auto& q : jobs_) queued += q->state == "queued";
+  if (queued >= kMaxQueued) return -1;
   auto j = std::make_unique<Job>();
   j->id = next_id_++;
   j->kind = kind;
@@ -98,21 +113,33 @@ int64_t Jobs::Submit(const std::string& kind, const std::string& title,
   }
   const int64_t id = j->id;
   jobs_.push_back(std::move(j));
-  // Forget the oldest ended jobs beyond the cap (the queue itself is never cut).
-  for (auto it = jobs_.begin(); jobs_.size() > kMaxJobs && it != jobs_.end();) {
-    const std::string& s = (*it)->state;
-    if (s == "done" || s == "failed" || s == "cancelled")
-      it = jobs_.erase(it);
-    else
-      ++it;
-  }
+  Trim();
   ++version_;
   changed_.notify_all();
   queued_.notify_all();
   return id;
 }
 
-json Jobs::View(const Job& j) const {
+// Forgets the oldest ended jobs beyond kMaxJobs (the queue itself is never cut) and the results
+// of ended jobs older than the last kKeepResults (their summary and messages stay): at most
+// ~320 MB of results however many jobs a long-running server sees.
+void Jobs::Trim() {
+  const auto ended = [](const Job& j) {
+    return j.state == "done" || j.state == "failed" || j.state == "cancelled";
+  };
+  for (auto it = jobs_.begin(); jobs_.size() > kMaxJobs && it != jobs_.end();)
+    it = ended(**it) ? jobs_.erase(it) : std::next(it);
+  size_t kept = 0;
+  for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) {
+    Job& j = **it;
+    if (!ended(j) || ++kept <= kKeepResults || j.out.empty()) continue;
+    j.out.clear();
+    j.out.shrink_to_fit();
+    j.out_dropped = true;
+  }
+}
+
+json Jobs::View(const Job& j, size_t messages) const {
   json v = {{"id", j.id},       {"kind", j.kind},       {"title", j.title},
             {"state", j.state}, {"created", j.created}, {"args", j.args}};
   if (j.started) v["started"] = j.started;
@@ -121,31 +148,43 @@ json Jobs::View(const Job& j) const {
   if (!j.progress.is_null()) v["progress"] = j.progress;
   if (!j.summary.is_null()) v["summary"] = j.summary;
   v["messages"] = json::array();
-  for (const json& m : j.messages) v["messages"].push_back(m);
+  const size_t skip = j.messages.size() > messages ? j.messages.size() - messages : 0;
+  for (size_t i = skip; i < j.messages.size(); ++i) v["messages"].push_back(j.messages[i]);
+  if (skip) v["messages_total"] = j.messages.size();
   return v;
 }
 
 json Jobs::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   json a = json::array();
-  for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) a.push_back(View(**it));
+  for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) a.push_back(View(**it, kListMessages));
   return a;
 }
 
 std::optional<json> Jobs::Get(int64_t id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& j : jobs_) {
-    if (j->id != id) continue;
-    json v = View(*j);
-    if (j->state != "queued" && j->state != "running") {
-      // The command's stdout: JSON when it printed JSON, else its text.
-      json r = json::parse(j->out, nullptr, false);
-      v["result"] = r.is_discarded() ? json(j->out) : r;
-      if (j->out_cut) v["result_cut"] = true;
+  json v;
+  std::string out;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto it =
+        std::find_if(jobs_.begin(), jobs_.end(), [&](const auto& j) { return j->id == id; });
+    if (it == jobs_.end()) return std::nullopt;
+    const Job& j = **it;
+    v = View(j, kMaxMessages);
+    if (j.state == "queued" || j.state == "running") return v;
+    if (j.out_cut) v["result_cut"] = true;
+    if (j.out_dropped) {
+      v["result_dropped"] = true;
+      v["result"] = nullptr;
+      return v;
     }
-    return v;
+    out = j.out;
   }
-  return std::nullopt;
+  // The command's stdout: JSON when it printed JSON, else its text (parsed outside the lock: a
+  // result may be megabytes).
+  json r = json::parse(out, nullptr, false);
+  v["result"] = r.is_discarded() ? json(std::move(out)) : std::move(r);
+  return v;
 }
 
 Status Jobs::Cancel(int64_t id) {
@@ -196,7 +235,7 @@ void Jobs::Run() {
     if (!next) continue;
     Execute(*next, lock);
     if (next->done) {
-      const json v = View(*next);
+      const json v = View(*next, kMaxMessages);
       Done done = next->done;
       lock.unlock();
       done(v);
@@ -382,6 +421,7 @@ void Jobs::Execute(Job& j, std::unique_lock<std::mutex>& lock) {
   // lumen's exit codes: 0 all done, 1 some files failed (the job did its work), 2 an error.
   if (on_exit_) on_exit_();
   j.state = j.cancel ? "cancelled" : j.exit_code == 0 || j.exit_code == 1 ? "done" : "failed";
+  Trim();
   ++version_;
   changed_.notify_all();
   log::Info(fmt::format("serve: job {} ({}) {}", j.id, j.kind, j.state));

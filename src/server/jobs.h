@@ -45,10 +45,11 @@ class Jobs {
   void OnExit(std::function<void()> f) { on_exit_ = std::move(f); }
 
   // Queues `args` (a subcommand and its arguments; --catalog and --json-logs are added). `kind`
-  // and `title` are shown; returns the job's id.
+  // and `title` are shown; returns the job's id, or -1 when too many jobs wait already.
   int64_t Submit(const std::string& kind, const std::string& title, std::vector<std::string> args,
                  Done done = {});
-  nlohmann::json List() const;  // newest first
+  bool Full() const;            // as many jobs wait as Submit takes
+  nlohmann::json List() const;  // newest first, each with its last few messages
   std::optional<nlohmann::json> Get(int64_t id) const;
   // NotFound, or Invalid when the job has already ended.
   Status Cancel(int64_t id);
@@ -63,7 +64,8 @@ class Jobs {
   void Run();
   void Execute(Job& job, std::unique_lock<std::mutex>& lock);
   void Line(Job& job, const std::string& line);
-  nlohmann::json View(const Job& job) const;
+  nlohmann::json View(const Job& job, size_t messages) const;
+  void Trim();
 
   std::string exe_, catalog_;
   mutable std::mutex mu_;

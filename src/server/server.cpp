@@ -1025,7 +1025,7 @@ class App {
   // the run, then applies it as a job. 202 {run, job}.
   void DuplicatesApply(const httplib::Request& req, httplib::Response& res) {
     json b;
-    if (!Writable(res) || !JsonBody(req, res, &b)) return;
+    if (!Writable(res) || !Room(res) || !JsonBody(req, res, &b)) return;
     const std::string action =
         b.value("action", json("")).is_string() ? b.value("action", std::string()) : std::string();
     if (action != "quarantine" && action != "hardlink")
@@ -1066,6 +1066,7 @@ class App {
                fmt::format("{} {} duplicates (run {})", hardlink ? "hard-link" : "quarantine",
                            victims.size(), *run),
                {"organize", "--resume", "--run", std::to_string(*run)});
+    if (job < 0) return void(Room(res));  // the run stays planned: Runs can apply it later
     res.status = 202;
     SendJson(
         res,
@@ -1078,6 +1079,14 @@ class App {
   bool Writable(httplib::Response& res) {
     if (jobs_) return true;
     SendError(res, 403, "this server is read-only (lumen serve --read-only)");
+    return false;
+  }
+
+  // Room in the queue for one more job (checked before anything is planned or recorded).
+  bool Room(httplib::Response& res) {
+    if (!jobs_->Full()) return true;
+    res.set_header("Retry-After", "10");
+    SendError(res, 429, "too many jobs are waiting: try again when some have run");
     return false;
   }
 
@@ -1106,7 +1115,7 @@ class App {
   }
 
   void RunAction(const httplib::Request& req, httplib::Response& res) {
-    if (!Writable(res)) return;
+    if (!Writable(res) || !Room(res)) return;
     const int64_t id = IdOf(req);
     const std::string what = req.matches[2];
     Catalog* db = Db();
@@ -1132,6 +1141,7 @@ class App {
     else
       args = {what, std::to_string(id)};
     const int64_t job = Submit(what, fmt::format("{} run {}", what, id), args);
+    if (job < 0) return void(Room(res));
     res.status = 202;
     SendJson(res, {{"run", id}, {"job", job}});
   }
@@ -1168,7 +1178,7 @@ class App {
   // POST /api/v1/jobs: {"kind": index|organize|describe|convert, ...}; 202 the job.
   void StartJob(const httplib::Request& req, httplib::Response& res) {
     json b;
-    if (!Writable(res) || !JsonBody(req, res, &b)) return;
+    if (!Writable(res) || !Room(res) || !JsonBody(req, res, &b)) return;
     const std::string kind =
         b.contains("kind") && b["kind"].is_string() ? b["kind"].get<std::string>() : "";
     std::vector<std::string> args;
@@ -1242,6 +1252,7 @@ class App {
       };
     }
     const int64_t id = Submit(kind, title, args, done);
+    if (id < 0) return void(Room(res));
     res.status = 202;
     SendJson(res, *jobs_->Get(id));
   }

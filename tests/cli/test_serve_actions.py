@@ -289,6 +289,33 @@ class ServeActions(unittest.TestCase):
         second = self.post("/api/v1/jobs", {"kind": "index", "paths": [self.lib]})
         self.assertEqual(self.post(f"/api/v1/jobs/{second['id']}/cancel", {})["id"], second["id"])
         self.assertEqual(self.wait_job(second["id"])["state"], "cancelled")
+        # The queue is bounded: past 64 waiting jobs a new one is refused (429, Retry-After) and
+        # nothing is queued; cancelling one makes room.
+        queued, refused = [], None
+        for _ in range(100):
+            status, headers, resp = self.c.request("POST", "/api/v1/jobs", {"kind": "index", "paths": [self.lib]},
+                                                   self.change)
+            if status != 202:
+                refused = (status, headers, resp)
+                break
+            queued.append(json.loads(resp)["id"])
+        self.assertIsNotNone(refused, "a queue without a bound")
+        self.assertEqual(refused[0], 429, refused)
+        self.assertIn("retry-after", {k.lower() for k in refused[1]})
+        waiting = [j for j in self.get("/api/v1/jobs")["jobs"] if j["state"] == "queued"]
+        self.assertLessEqual(len(waiting), 64)
+        self.assertGreaterEqual(len(queued), 63)
+        self.post(f"/api/v1/jobs/{queued[-1]}/cancel", {})
+        queued[-1] = self.post("/api/v1/jobs", {"kind": "index", "paths": [self.lib]})["id"]
+        for q in queued:
+            self.c.request("POST", f"/api/v1/jobs/{q}/cancel", {}, self.change)
+        for q in queued:
+            self.assertEqual(self.wait_job(q)["state"], "cancelled")
+        # Results are kept for the last 20 ended jobs: the preview's plan is let go, its
+        # messages stay.
+        old = self.get(f"/api/v1/jobs/{job['id']}")
+        self.assertEqual((old["state"], old.get("result_dropped"), old["result"]), ("done", True, None), old)
+        self.assertTrue(any("plan (run" in m["message"] for m in old["messages"]), old)
         self.assertEqual(self.wait_job(first["id"])["state"], "done")
         self.assertNotIn("started", self.get(f"/api/v1/jobs/{second['id']}"))
         self.post(f"/api/v1/jobs/{first['id']}/cancel", {}, want=409)

@@ -84,6 +84,7 @@ print("map, a 4x2 degree box:", series("/api/v1/map?west=10&south=40&east=14&nor
 print("map, the photos of a 1x1 degree box:", series("/api/v1/map/assets?west=10&south=40&east=11&north=41"))
 EOF
 node bench/serve_browser_bench.js "$pw" "http://127.0.0.1:8761/?token=$token" 20000 1
+echo "wheel past the height cap (virtual px after 100 px steps): $(node bench/serve_wheel_check.js "$pw" "http://127.0.0.1:8761/?token=$token")"
 echo "RSS with the app open (after scrolling all of it): $(rss "$pid")"
 kill "$pid"; wait "$pid" 2>/dev/null || true
 

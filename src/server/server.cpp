@@ -927,6 +927,14 @@ class App {
     if (flat->size() < AnnThreshold() || !o_.ann_path) return Status::Ok();
     // Detached: it holds only what it shares (the server may stop before it ends).
     std::thread([state = text_, flat, frames = ts->frames, path = o_.ann_path(o_.model)] {
+      // One sync at a time (two index jobs in a row would write the same files), and none for
+      // embeddings a later load has replaced already.
+      static std::mutex one;
+      std::lock_guard<std::mutex> only(one);
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        if (!state->current || state->current->flat != flat) return;
+      }
       auto ann = AnnIndex::Sync(path, *flat);
       if (!ann.ok()) {
         log::Warn(fmt::format("serve: the ANN index ({}): {}; text search scans every embedding",

@@ -95,6 +95,7 @@ class Grid {
     this.lastTop = 0;
     this.settle = 0;
     scroller.addEventListener('scroll', () => this.schedule(), { passive: true });
+    scroller.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
     window.addEventListener('resize', () => {
       // A new column count and cell size: every cell is made again.
       for (const el of this.cells.values()) this.recycle(el);
@@ -111,6 +112,7 @@ class Grid {
   setSource(s, keepPlace) {
     const top = scroller.scrollTop;
     this.source = s;
+    this.wheelTop = undefined;
     for (const el of this.cells.values()) this.recycle(el);
     this.cells.clear();
     for (const el of this.heads.values()) el.remove();
@@ -139,7 +141,23 @@ class Grid {
     const view = scroller.clientHeight;
     const real = this.spacerHeight - view, virt = this.height - view;
     if (real <= 0) return 0;
-    return this.height === this.spacerHeight ? scroller.scrollTop : (scroller.scrollTop / real) * virt;
+    if (this.height === this.spacerHeight) return scroller.scrollTop;
+    // Where the wheel put it, to the pixel, while the scroll position is the one it set.
+    if (this.wheelTop !== undefined && Math.abs(scroller.scrollTop - this.wheelAt) < 1) return this.wheelTop;
+    this.wheelTop = undefined;
+    return (scroller.scrollTop / real) * virt;
+  }
+  // Past the height cap a wheel notch would move the grid several times as far as it says: the
+  // wheel moves the virtual position by its own delta instead.
+  wheel(e) {
+    if (!this.source || this.height === this.spacerHeight || e.ctrlKey || !e.deltaY) return;
+    e.preventDefault();
+    const view = scroller.clientHeight, k = e.deltaMode === 1 ? 40 : e.deltaMode === 2 ? view : 1;
+    const v = Math.max(0, Math.min(this.height - view, this.virtualTop() + e.deltaY * k));
+    this.scrollToVirtual(v);
+    this.wheelTop = v;
+    this.wheelAt = scroller.scrollTop;
+    this.schedule();
   }
   scrollToVirtual(v) {
     const view = scroller.clientHeight;
@@ -323,12 +341,14 @@ const viewer = {
     const e = grid.source.entry(i);
     if (!e) return;
     this.index = i;
+    const ask = this.ask = (this.ask || 0) + 1;  // a fast step: only the last asset is shown
     $('viewer').hidden = false;
     const stage = $('stage');
     stage.textContent = '';
     $('shots').textContent = '';
     $('info').textContent = 'Loading…';
-    getJson(`/assets/${e.id}`).then((d) => this.show(d, e.t)).catch((err) => { $('info').textContent = err.message; });
+    getJson(`/assets/${e.id}`).then((d) => { if (ask === this.ask && !$('viewer').hidden) this.show(d, e.t); })
+      .catch((err) => { if (ask === this.ask) $('info').textContent = err.message; });
   },
   // `at`: a search hit's moment in a video, where it opens.
   show(d, at) {
@@ -699,13 +719,16 @@ async function showFolder(path) {
 
 // ---- duplicates: groups side by side, the suggested keeper preselected ----
 
-const dups = { offset: 0, tier: '', groups: [] };
+const dups = { offset: 0, tier: '', groups: [], ask: 0 };
 async function showDuplicates(reset) {
+  // The last page asked for wins (a tier changed twice, or More pressed during a reload).
+  const ask = ++dups.ask;
   if (reset) { dups.offset = 0; dups.groups = []; $('groups').textContent = ''; }
   note('dupnote', 'Finding duplicates…');
   try {
     const tier = reset ? $('tier').value : dups.tier;
     const d = await getJson(`/duplicates?limit=50&offset=${dups.offset}` + (tier ? '&tier=' + tier : ''));
+    if (ask !== dups.ask) return;
     const sel = $('tier');
     const tiers = Object.keys(d.tiers);
     if (reset) {

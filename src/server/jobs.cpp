@@ -194,6 +194,10 @@ Status Jobs::Cancel(int64_t id) {
     if (j->state == "queued") {
       j->state = "cancelled";
       j->ended = Now();
+      Trim();  // may erase older jobs: j and the loop are not used again
+      ++version_;
+      changed_.notify_all();
+      return Status::Ok();
     } else if (j->state == "running") {
       if (!j->cancel) {
         j->cancel = true;

@@ -250,15 +250,21 @@ class CachedView {
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t start = Now();
     if (view_ && (version_ == version || start < fresh_until_.load())) return view_;
+    const int64_t epoch = epoch_.load();
     Result<std::shared_ptr<const T>> v = build(version);
     if (!v.ok()) return v.status();
     view_ = *v;
     version_ = version;
     const int64_t end = Now();
-    fresh_until_ = end + 4 * (end - start);
+    // Expired while it was built (from data older than the job's end): the next change shows.
+    fresh_until_ = epoch_.load() == epoch ? end + 4 * (end - start) : 0;
     return view_;
   }
-  void Expire() { fresh_until_ = 0; }  // lock-free: called with the jobs' lock held
+  // Lock-free: called with the jobs' lock held.
+  void Expire() {
+    ++epoch_;
+    fresh_until_ = 0;
+  }
 
  private:
   static int64_t Now() {
@@ -269,7 +275,7 @@ class CachedView {
   std::mutex mu_;
   std::shared_ptr<const T> view_;
   int64_t version_ = -1;
-  std::atomic<int64_t> fresh_until_{0};
+  std::atomic<int64_t> fresh_until_{0}, epoch_{0};
 };
 
 // Where the photos were taken: every GPS position, for the map's clusters (12 bytes each).
@@ -301,6 +307,10 @@ class App {
       jobs_ = std::make_unique<Jobs>(o_.exe, o_.catalog);
       // When a job ends, the views show what it changed at the next request.
       jobs_->OnExit([this] {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          checked_ = {};  // the timeline too: its next request looks for changes
+        }
         folders_.Expire();
         dupes_.Expire();
         places_.Expire();
@@ -563,8 +573,11 @@ class App {
   // The map's box: west < east, south < north, in degrees (the whole world by default).
   struct Box {
     double west = -180, south = -90, east = 180, north = 90;
+    // Half-open, as the cells are (west and north edges in, east and south out, but the
+    // world's own edges in): boxes side by side hold each photo once.
     bool Holds(const Catalog::Place& p) const {
-      return p.lat >= south && p.lat <= north && p.lon >= west && p.lon <= east;
+      return p.lon >= west && (p.lon < east || (east == 180 && p.lon == 180)) && p.lat <= north &&
+             (p.lat > south || (south == -90 && p.lat == -90));
     }
   };
   static Status ParseBox(const httplib::Request& req, Box* b) {
@@ -926,14 +939,19 @@ class App {
     }
     if (flat->size() < AnnThreshold() || !o_.ann_path) return Status::Ok();
     // Detached: it holds only what it shares (the server may stop before it ends).
-    std::thread([state = text_, flat, frames = ts->frames, path = o_.ann_path(o_.model)] {
+    // Weak: a sync waiting its turn does not keep replaced embeddings in memory.
+    std::thread([state = text_, weak_flat = std::weak_ptr<const FlatIndex>(flat),
+                 weak_frames = std::weak_ptr<const FrameIndex>(ts->frames),
+                 path = o_.ann_path(o_.model)] {
       // One sync at a time (two index jobs in a row would write the same files), and none for
       // embeddings a later load has replaced already.
       static std::mutex one;
       std::lock_guard<std::mutex> only(one);
+      const std::shared_ptr<const FlatIndex> flat = weak_flat.lock();
+      const std::shared_ptr<const FrameIndex> frames = weak_frames.lock();
       {
         std::lock_guard<std::mutex> lock(state->mu);
-        if (!state->current || state->current->flat != flat) return;
+        if (!flat || !state->current || state->current->flat != flat) return;
       }
       auto ann = AnnIndex::Sync(path, *flat);
       if (!ann.ok()) {
@@ -1074,7 +1092,7 @@ class App {
                fmt::format("{} {} duplicates (run {})", hardlink ? "hard-link" : "quarantine",
                            victims.size(), *run),
                {"organize", "--resume", "--run", std::to_string(*run)});
-    if (job < 0) return void(Room(res));  // the run stays planned: Runs can apply it later
+    if (job < 0) return Busy(res);  // the run stays planned: Runs can apply it later
     res.status = 202;
     SendJson(
         res,
@@ -1093,9 +1111,12 @@ class App {
   // Room in the queue for one more job (checked before anything is planned or recorded).
   bool Room(httplib::Response& res) {
     if (!jobs_->Full()) return true;
+    Busy(res);
+    return false;
+  }
+  static void Busy(httplib::Response& res) {
     res.set_header("Retry-After", "10");
     SendError(res, 429, "too many jobs are waiting: try again when some have run");
-    return false;
   }
 
   // The request's body as a JSON object; else answers 400.
@@ -1149,7 +1170,7 @@ class App {
     else
       args = {what, std::to_string(id)};
     const int64_t job = Submit(what, fmt::format("{} run {}", what, id), args);
-    if (job < 0) return void(Room(res));
+    if (job < 0) return Busy(res);
     res.status = 202;
     SendJson(res, {{"run", id}, {"job", job}});
   }
@@ -1260,7 +1281,7 @@ class App {
       };
     }
     const int64_t id = Submit(kind, title, args, done);
-    if (id < 0) return void(Room(res));
+    if (id < 0) return Busy(res);
     res.status = 202;
     SendJson(res, *jobs_->Get(id));
   }

@@ -93,10 +93,11 @@ class Serve(unittest.TestCase):
                                  "-t", "1.5", "-i", cls.in_video, "-filter_complex",
                                  "[1:v]scale=320:240,setsar=1,fps=25[b];[0:v][b]concat=n=2:v=1[v]", "-map", "[v]",
                                  "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", cls.video], check=True)
-        # Where three photos of folder a were taken: two in Sydney, 0.01 degrees apart, one in Paris.
+        # Where three photos of folder a were taken: two in Sydney, 0.01 degrees apart, one near
+        # Paris (at 48.5, 2.5: exact in EXIF's rationals and in a float, for the box edges).
         cls.placed = {}
         for name, (lat, lon) in zip(sorted(os.listdir(os.path.join(cls.lib, "a")))[:3],
-                                    ((-33.87, 151.21), (-33.86, 151.20), (48.85, 2.35))):
+                                    ((-33.87, 151.21), (-33.86, 151.20), (48.5, 2.5))):
             path = os.path.join(cls.lib, "a", name)
             subprocess.run(["exiftool", "-q", "-overwrite_original", f"-GPSLatitude={abs(lat)}",
                             f"-GPSLatitudeRef={'S' if lat < 0 else 'N'}", f"-GPSLongitude={lon}",
@@ -335,6 +336,15 @@ class Serve(unittest.TestCase):
         a = self.get_json(f"/api/v1/map/assets?{box}&limit=1")
         self.assertEqual((a["total"], len(a["ids"])), (2, 1))
         self.assertEqual(self.get_json("/api/v1/map/assets?west=0&east=10&south=40&north=50")["ids"], paris)
+        # Boxes side by side hold each photo once, even cut through a photo's position.
+        for cut in ("151.2", "151.21", "2.5"):
+            west = self.get_json(f"/api/v1/map/assets?east={cut}")["ids"]
+            east = self.get_json(f"/api/v1/map/assets?west={cut}")["ids"]
+            self.assertEqual(sorted(west + east), sorted(placed), cut)
+        for cut in ("-33.87", "48.5"):
+            north = self.get_json(f"/api/v1/map?south={cut}")["total"]
+            south = self.get_json(f"/api/v1/map?north={cut}")["total"]
+            self.assertEqual(north + south, 3, cut)
         # Nothing in the middle of the Pacific.
         self.assertEqual(self.get_json("/api/v1/map?west=-170&east=-160&south=-10&north=0")["total"], 0)
         for bad in ("west=200", "west=10&east=5", "south=-91", "north=nan", "west=1e2", "west=", "cols=0",

@@ -98,6 +98,7 @@ class Grid {
     scroller.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
     window.addEventListener('resize', () => {
       // A new column count and cell size: every cell is made again.
+      this.wheelTop = undefined;
       for (const el of this.cells.values()) this.recycle(el);
       this.cells.clear();
       this.layout();
@@ -443,7 +444,8 @@ function timecode(t) {
 let gridAsk = 0;
 
 async function showTimeline(keepPlace) {
-  const ask = ++gridAsk;
+  // A refresh (keepPlace) takes no new number: a search asked for meanwhile still wins.
+  const ask = keepPlace ? gridAsk : ++gridAsk;
   // The first page of the timeline is asked for with the bucket list (they arrive together), so
   // the first thumbnails are requested in the same frame the grid is laid out.
   const firstPage = getJson(`/timeline/assets?offset=0&count=${PAGE}`).catch(() => null);
@@ -581,10 +583,15 @@ const mapView = {
     const c = $('mapcanvas'), b = this.box;
     return [b.west + x / c.clientWidth * (b.east - b.west), b.north - y / c.clientHeight * (b.north - b.south)];
   },
-  query(b) { return `west=${b.west.toFixed(6)}&south=${b.south.toFixed(6)}&east=${b.east.toFixed(6)}&north=${b.north.toFixed(6)}`; },
+  // What the server is asked (6 decimals); the answer's cells are cut from this same box.
+  round(b) {
+    const r = (v) => Number(v.toFixed(6));
+    return { west: r(b.west), south: r(b.south), east: r(b.east), north: r(b.north) };
+  },
+  query(b) { return `west=${b.west}&south=${b.south}&east=${b.east}&north=${b.north}`; },
   async load() {
     const c = $('mapcanvas');
-    const ask = ++this.ask, box = this.world(this.box);
+    const ask = ++this.ask, box = this.round(this.world(this.box));
     if (!(box.west < box.east && box.south < box.north)) return;
     // One cluster per ~48 px of the visible world.
     const [x0, y0] = this.px(box.west, box.north), [x1, y1] = this.px(box.east, box.south);
@@ -650,10 +657,11 @@ const mapView = {
     const d = this.data, b = d.box;
     const col = d.cell[s.i] % d.cols, row = Math.floor(d.cell[s.i] / d.cols);
     const cw = (b.east - b.west) / d.cols, ch = (b.north - b.south) / d.rows;
-    const cell = { west: b.west + col * cw, east: b.west + (col + 1) * cw, north: b.north - row * ch, south: b.north - (row + 1) * ch };
+    const cell = this.round({ west: b.west + col * cw, east: b.west + (col + 1) * cw, north: b.north - row * ch, south: b.north - (row + 1) * ch });
     if (d.count[s.i] > 200 && cw > 0.01) return this.zoom(0.25, s.x, s.y);
+    const ask = ++gridAsk;
     const r = await getJson(`/map/assets?${this.query(cell)}&limit=10000`);
-    ++gridAsk;
+    if (ask !== gridAsk || current !== 'map') return;
     tab('timeline', true);
     grid.setSource(new ListSource(`Near ${d.lat[s.i].toFixed(3)}, ${d.lon[s.i].toFixed(3)}`, r.ids));
     status.textContent = `${r.total} photos here`;
@@ -662,7 +670,20 @@ const mapView = {
 {
   const c = $('mapcanvas');
   let drag = null;
-  c.addEventListener('pointerdown', (e) => { drag = { x: e.offsetX, y: e.offsetY, box: { ...mapView.box }, moved: false }; c.setPointerCapture(e.pointerId); });
+  c.addEventListener('pointerdown', (e) => {
+    if (e.button !== 0) return;
+    drag = { x: e.offsetX, y: e.offsetY, box: { ...mapView.box }, moved: false };
+    c.setPointerCapture(e.pointerId);
+  });
+  // Capture lost (a window switch, a touch cancelled): the drag ends where it is.
+  const endDrag = () => {
+    c.classList.remove('drag');
+    const d = drag;
+    drag = null;
+    if (d && d.moved) mapView.load();
+  };
+  c.addEventListener('pointercancel', endDrag);
+  c.addEventListener('lostpointercapture', () => { if (drag) endDrag(); });
   c.addEventListener('pointermove', (e) => {
     if (!drag) return;
     const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;

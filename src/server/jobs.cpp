@@ -87,19 +87,21 @@ bool Jobs::stopped() const {
   return stop_;
 }
 
-bool Jobs::Full() const {
-  std::lock_guard<std::mutex> lock(mu_);
+bool Jobs::FullLocked() const {
   size_t queued = 0;
   for (const auto& q : jobs_) queued += q->state == "queued";
   return queued >= kMaxQueued;
 }
 
+bool Jobs::Full() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return FullLocked();
+}
+
 int64_t Jobs::Submit(const std::string& kind, const std::string& title,
                      std::vector<std::string> args, Done done) {
   std::lock_guard<std::mutex> lock(mu_);
-  size_t queued = 0;
-  for (const auto& q : jobs_) queued += q->state == "queued";
-  if (queued >= kMaxQueued) return -1;
+  if (FullLocked()) return -1;
   auto j = std::make_unique<Job>();
   j->id = next_id_++;
   j->kind = kind;

@@ -66,6 +66,7 @@ class Jobs {
   void Line(Job& job, const std::string& line);
   nlohmann::json View(const Job& job, size_t messages) const;
   void Trim();
+  bool FullLocked() const;
 
   std::string exe_, catalog_;
   mutable std::mutex mu_;

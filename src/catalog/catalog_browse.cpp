@@ -29,7 +29,8 @@ Result<std::optional<Catalog::ServedThumbnail>> Catalog::GetServedThumbnail(int6
     auto s =
         sql::Prepare(db_.get(),
                      "SELECT a.hash, t.width, t.height, t.webp FROM assets a JOIN thumbnails t "
-                     "ON t.asset_id=a.id WHERE a.id=? ORDER BY t.width*t.height DESC LIMIT 1");
+                     "ON t.asset_id=a.id AND t.producer=(SELECT producer FROM thumbnails WHERE "
+                     "asset_id=a.id ORDER BY width*height DESC LIMIT 1) WHERE a.id=?");
     if (!s.ok()) return s.status();
     served_thumb_ = std::move(*s);
   }

@@ -870,12 +870,10 @@ class App {
       std::vector<float> v;
       if (similar) {
         // The asset's own image embedding is the query; the asset itself is left out.
-        const auto& all = ts->flat->ids();
-        const auto at = std::find(all.begin(), all.end(), similar);
-        if (at == all.end())
+        const float* row = ts->flat->Vector(similar);
+        if (!row)
           return SendError(res, 404,
                            fmt::format("asset {} has no embedding of {}", similar, o_.model));
-        const float* row = ts->flat->data() + size_t(at - all.begin()) * size_t(ts->flat->dim());
         v.assign(row, row + ts->flat->dim());
       } else {
         std::lock_guard<std::mutex> lock(encode_mu_);

@@ -614,7 +614,7 @@ const mapView = {
     const w = this.world(this.box), [wx0, wy0] = this.px(w.west, w.north), [wx1, wy1] = this.px(w.east, w.south);
     g.fillStyle = '#141a20';
     g.fillRect(wx0, wy0, wx1 - wx0, wy1 - wy0);
-    // The graticule: a round step that gives 4-10 lines across.
+    // The graticule: the largest round step that gives at least 6 lines across.
     const b = this.box, span = b.east - b.west;
     const step = [90, 45, 30, 10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001].find((s) => span / s >= 6) || 0.001;
     g.strokeStyle = '#26313b'; g.fillStyle = '#5d6b78'; g.lineWidth = 1; g.font = '11px system-ui';
@@ -696,11 +696,9 @@ const mapView = {
     mapView.draw();
   });
   c.addEventListener('pointerup', (e) => {
-    c.classList.remove('drag');
     const d = drag;
-    drag = null;
-    if (!d) return;
-    if (d.moved) return mapView.load();
+    endDrag();
+    if (!d || d.moved) return;
     const hit = (mapView.spots || []).find((s) => (s.x - e.offsetX) ** 2 + (s.y - e.offsetY) ** 2 <= (s.r + 2) ** 2);
     if (hit) mapView.pick(hit).catch((err) => { $('mapnote').textContent = err.message; });
   });

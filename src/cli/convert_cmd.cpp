@@ -29,12 +29,14 @@
 #include "lumen/image/convert.h"
 #include "lumen/io/beneath.h"
 #include "lumen/io/file.h"
+#include "lumen/io/magic.h"
 #include "lumen/io/scan.h"
 #include "lumen/util/interrupt.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
 #include "lumen/util/temp_file.h"
+#include "lumen/video/transcode.h"
 
 namespace lumen::cli {
 namespace {
@@ -48,6 +50,10 @@ bool IsImage(const fs::path& p) {
        {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".gif"})
     if (e == k) return true;
   return false;
+}
+
+bool IsVideo(const fs::path& p) {
+  return HasVideoExtension(p.filename().string());
 }
 
 // "{stem}_{w}x{h}.{ext}" with the result's size and the output format's extension.
@@ -124,6 +130,85 @@ Status CopyInto(int from, int to, const std::string& shown) {
 
 }  // namespace
 
+std::string Clock(double seconds) {
+  const int64_t t = int64_t(std::max(0.0, seconds));
+  return fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
+}
+
+// One video through video::Transcode into `fd` (a temporary in the output folder), one video at
+// a time (`one_at_a_time`): its decoder, filters and encoder take every core.
+Status ConvertVideo(const std::string& in, int fd, std::string container,
+                    const video::TranscodeSpec& spec, const Options& o, std::mutex* one_at_a_time,
+                    Catalog::Conversion* out, uint64_t* bytes) {
+  for (char& ch : container) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  std::lock_guard<std::mutex> lock(*one_at_a_time);
+  if (Interrupted()) return Status::Interrupted("stopped by a signal");
+  video::TranscodeOptions opts;
+  uint64_t last = MonotonicNs();
+  // Two lines a second as JSON (for a program to follow), one every 2 s as text.
+  const uint64_t every = log::IsJson() ? 500'000'000ull : 2'000'000'000ull;
+  auto rates = [](const video::TranscodeProgress& p, double* fps, double* speed, double* eta) {
+    *fps = p.elapsed > 0 ? double(p.frames) / p.elapsed : 0;
+    *speed = p.elapsed > 0 ? p.position / p.elapsed : 0;
+    *eta = *speed > 0 && p.duration > p.position ? (p.duration - p.position) / *speed : 0;
+  };
+  opts.progress = [&](const video::TranscodeProgress& p) {
+    const uint64_t now = MonotonicNs();
+    if (o.quiet || now - last < every) return;
+    last = now;
+    double fps, speed, eta;
+    rates(p, &fps, &speed, &eta);
+    log::Info(fmt::format("{}: {:.0f}%, {} frames, {:.1f} frames/s, {:.2f}x realtime, {:.1f} MB, "
+                          "{} left",
+                          in, p.duration > 0 ? 100 * std::min(1.0, p.position / p.duration) : 0.0,
+                          p.frames, fps, speed, double(p.bytes) / 1e6, Clock(eta)),
+              {{"event", "video_progress"},
+               {"file", in},
+               {"frames", std::to_string(p.frames)},
+               {"position_s", fmt::format("{:.3f}", p.position)},
+               {"duration_s", fmt::format("{:.3f}", p.duration)},
+               {"fps", fmt::format("{:.2f}", fps)},
+               {"realtime", fmt::format("{:.3f}", speed)},
+               {"eta_s", fmt::format("{:.1f}", eta)},
+               {"bytes", std::to_string(p.bytes)}});
+  };
+  auto r = video::Transcode(in, fd, container, spec, opts);
+  if (!r.ok()) return r.status();
+  out->width = r->width;
+  out->height = r->height;
+  out->format = container;
+  struct stat st;
+  if (::fstat(fd, &st) == 0) r->last.bytes = uint64_t(st.st_size);
+  *bytes = r->last.bytes;
+  for (const std::string& w : r->warnings) log::Warn(fmt::format("{}: {}", in, w));
+  if (r->corrupt_packets > 0)
+    log::Warn(fmt::format("{}: {} damaged packets skipped (the rest was converted)", in,
+                          r->corrupt_packets));
+  if (!o.quiet) {
+    double fps, speed, eta;
+    rates(r->last, &fps, &speed, &eta);
+    std::string streams;
+    for (const std::string& st : r->streams) streams += (streams.empty() ? "" : "; ") + st;
+    log::Info(fmt::format("{}: {} frames in {:.1f} s ({:.1f} frames/s, {:.2f}x realtime), {:.1f} "
+                          "MB; {}{}",
+                          in, r->last.frames, r->last.elapsed, fps, speed,
+                          double(r->last.bytes) / 1e6, streams,
+                          r->field_detected ? fmt::format("; fields: {} (detected)",
+                                                          video::FieldOrderName(r->field))
+                                            : ""),
+              {{"event", "video_done"},
+               {"file", in},
+               {"frames", std::to_string(r->last.frames)},
+               {"seconds", fmt::format("{:.3f}", r->last.elapsed)},
+               {"bytes", std::to_string(r->last.bytes)},
+               {"video_filters", r->video_filters},
+               {"audio_filters", r->audio_filters},
+               {"field_order", video::FieldOrderName(r->field)},
+               {"corrupt_packets", std::to_string(r->corrupt_packets)}});
+  }
+  return Status::Ok();
+}
+
 int RunConvert(const Options& o, const char* argv0) {
   SetupLogging(o);
   // libvips is loaded by the first image that needs it (image/convert.h): a run that only takes
@@ -133,20 +218,32 @@ int RunConvert(const Options& o, const char* argv0) {
     log::Error(st.message());
     return kExitError;
   }
-  if (o.chain.empty()) {
-    log::Error("convert needs --chain OPS or --recipe FILE");
+  // A video preset (web, vhs, ...) is for the videos; the photos then take the default effort.
+  const bool video_preset = video::IsVideoPreset(o.preset);
+  if (o.chain.empty() && !video_preset) {
+    log::Error(fmt::format("convert needs --chain OPS, --recipe FILE or a video --preset ({})",
+                           video::VideoPresetList()));
     return kExitError;
   }
-  auto chain = ParseChain(o.chain);
-  if (!chain.ok()) {
-    log::Error(chain.status().message());
+  if (!video_preset && !IsPreset(o.preset)) {
+    log::Error(fmt::format(
+        "unknown --preset {}: draft, fast, balanced, high or ultra for photos; for videos {}",
+        o.preset, video::VideoPresetList()));
     return kExitError;
   }
-  if (!IsPreset(o.preset)) {
-    log::Error(fmt::format("unknown --preset {}: draft, fast, balanced, high or ultra", o.preset));
-    return kExitError;
-  }
-  const Preset preset{o.preset};
+  // The chain as photos read it and as videos read it: which of the two must be valid depends
+  // on the inputs found (checked once they are listed).
+  Result<Chain> chain_parsed =
+      o.chain.empty() ? Result<Chain>(Status::Invalid(fmt::format(
+                            "photos need --chain OPS (--preset {} is for videos)", o.preset)))
+                      : ParseChain(o.chain);
+  Result<video::TranscodeSpec> video_spec = video::TranscodeSpec{};
+  if (video_preset) video_spec = video::VideoPreset(o.preset);
+  if (video_spec.ok() && !o.chain.empty())
+    video_spec = video::ParseVideoChain(o.chain, *video_spec);
+  const Chain empty_chain;
+  const Chain* chain = chain_parsed.ok() ? &*chain_parsed : &empty_chain;
+  const Preset preset{video_preset ? std::string("balanced") : o.preset};
   if (o.output.empty() && !o.in_place) {
     log::Error("convert needs -o OUTDIR (or --in-place to replace the inputs)");
     return kExitError;
@@ -178,7 +275,7 @@ int RunConvert(const Options& o, const char* argv0) {
       for (; !ec && it != fs::end(it); it.increment(ec)) {
         // A dangling link or a link loop in the tree is passed over, not the end of the walk.
         std::error_code entry_ec;
-        if (it->is_regular_file(entry_ec) && IsImage(it->path())) {
+        if (it->is_regular_file(entry_ec) && (IsImage(it->path()) || IsVideo(it->path()))) {
           inputs.push_back(it->path());
           fs::path rel = it->path().parent_path().lexically_relative(p);
           subdirs.push_back(rel == "." ? fs::path() : rel);
@@ -192,6 +289,19 @@ int RunConvert(const Options& o, const char* argv0) {
       subdirs.emplace_back();
     } else {
       failures.emplace_back(p, fmt::format("{}: {}", p, FileKind(st)));
+    }
+  }
+  // The chain must be valid for every kind of input given.
+  {
+    bool images = false, videos = false;
+    for (const auto& p : inputs) (IsVideo(p) ? videos : images) = true;
+    if (images && !chain_parsed.ok()) {
+      log::Error(chain_parsed.status().message());
+      return kExitError;
+    }
+    if (videos && !video_spec.ok()) {
+      log::Error(video_spec.status().message());
+      return kExitError;
     }
   }
   std::vector<uintmax_t> input_bytes;  // the size of each input
@@ -259,6 +369,19 @@ int RunConvert(const Options& o, const char* argv0) {
   // results are not taken for it (2: sharpen's threshold, WebP from the JPEG's planes).
   const std::string recipe_base =
       fmt::format("{}|preset={}|convert/2", CanonicalChain(*chain), preset.name);
+  // A video's: the preset and the chain as given (video/1 changes when their output does).
+  const std::string video_recipe =
+      fmt::format("video|preset={}|chain={}|video/1", video_preset ? o.preset : "", o.chain);
+  // The extension of a video's output: the spec's container, or the input's for a remux.
+  auto video_ext = [&](const fs::path& in) {
+    if (video_spec.ok() && !video_spec->extension.empty()) return video_spec->extension;
+    std::string e = in.extension().string();
+    if (!e.empty()) e.erase(0, 1);
+    for (char& ch : e) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    return e.empty() ? std::string("mkv") : e;
+  };
+  // One video at a time (its encoder takes every core); photos go on beside it.
+  std::mutex video_mu;
   // Each image allocates and frees the same few large buffers (the decoded rows, the result,
   // the encoder's planes and tokens). glibc's defaults hand most of them back to the kernel
   // (mmap/munmap, or a trimmed heap) and fault them in again, zeroed, for the next image: half
@@ -284,7 +407,9 @@ int RunConvert(const Options& o, const char* argv0) {
   if (!o.in_place && !sized) {
     std::map<std::string, size_t> first_with;
     for (size_t i = 0; i < inputs.size(); ++i) {
-      const std::string ext = FormatExtension(OutputFormat(*chain, inputs[i].string()));
+      const std::string ext = IsVideo(inputs[i])
+                                  ? video_ext(inputs[i])
+                                  : FormatExtension(OutputFormat(*chain, inputs[i].string()));
       const std::string out = AbsolutePath(
           (fs::path(o.output) / subdirs[i] / OutputName(o.name_template, inputs[i], ext, 0, 0))
               .string());
@@ -297,8 +422,9 @@ int RunConvert(const Options& o, const char* argv0) {
   // One input: returns what happened; `why` for a failure, `bytes` written.
   auto one = [&](size_t i, std::string* why, uint64_t* bytes) -> Outcome {
     const fs::path& in = inputs[i];
-    const std::string fmt_ = OutputFormat(*chain, in.string());
-    const std::string ext = FormatExtension(fmt_);
+    const bool is_video = IsVideo(in);
+    const std::string ext =
+        is_video ? video_ext(in) : FormatExtension(OutputFormat(*chain, in.string()));
     const std::string abs_in = AbsolutePath(in.string());
     // Where the result goes, given its size (which only a sized --name needs): relative to -o.
     auto relative = [&](int w, int h) {
@@ -372,9 +498,9 @@ int RunConvert(const Options& o, const char* argv0) {
         return Outcome::kSkipped;
     }
     // The cache: the recipe, with the identity of any overlay image it reads.
-    std::string recipe = recipe_base;
+    std::string recipe = is_video ? video_recipe : recipe_base;
     for (const auto& op : chain->ops) {
-      if (op.name != "overlay") continue;
+      if (is_video || op.name != "overlay") continue;
       fs::path over = op.args[0];
       if (!over.is_absolute()) over = in.parent_path() / over;
       struct stat st;
@@ -392,7 +518,7 @@ int RunConvert(const Options& o, const char* argv0) {
     std::optional<Hash128> hash;
     FileIdentity in_id = IdentityFromStat(in_st);
     // Refused by its size before it is read whole to be hashed.
-    if (limits.max_file_bytes > 0 && uint64_t(in_st.st_size) > limits.max_file_bytes)
+    if (!is_video && limits.max_file_bytes > 0 && uint64_t(in_st.st_size) > limits.max_file_bytes)
       return fail(Status::TooLarge(fmt::format(
           "{}: {:.1f} MB, above the file size limit of {:.1f} MB", in.string(),
           double(in_st.st_size) / 1048576.0, double(limits.max_file_bytes) / 1048576.0)));
@@ -538,6 +664,14 @@ int RunConvert(const Options& o, const char* argv0) {
     Catalog::Conversion c;
     const Status st = write_out(
         [&](int fd, Catalog::Conversion* out) -> Status {
+          if (is_video) {
+            std::string container = ext;
+            if (!sized) {
+              container = fs::path(leaf).extension().string();
+              if (!container.empty()) container.erase(0, 1);
+            }
+            return ConvertVideo(in.string(), fd, container, *video_spec, o, &video_mu, out, bytes);
+          }
           auto r = ConvertFile(in.string(), *chain, fd, preset, limits);
           if (!r.ok()) return r.status();
           out->width = r->width;
@@ -618,13 +752,17 @@ int RunConvert(const Options& o, const char* argv0) {
                   ? failures[i].second
                   : fmt::format("{}: {}", failures[i].first, failures[i].second));
   }
+  const char* noun =
+      std::any_of(inputs.begin(), inputs.end(), [](const fs::path& p) { return IsVideo(p); })
+          ? "files"
+          : "images";
   if (!o.quiet)
     log::Info(fmt::format(
-        "converted {} of {} images in {:.2f} s ({:.1f} images/s): {} already done "
+        "converted {} of {} {} in {:.2f} s ({:.1f} {}/s): {} already done "
         "(result cache), {} copied from an earlier result, {} failed, {} skipped; "
         "{:.1f} MB in, {:.1f} MB out{}",
-        done, inputs.size(), secs, secs > 0 ? done / secs : 0.0, cached, copied, failed, skipped,
-        bytes_in / 1e6, bytes_out / 1e6, Interrupted() ? " (interrupted)" : ""));
+        done, inputs.size(), noun, secs, secs > 0 ? done / secs : 0.0, noun, cached, copied, failed,
+        skipped, bytes_in / 1e6, bytes_out / 1e6, Interrupted() ? " (interrupted)" : ""));
   if (Interrupted()) return 128 + InterruptSignal();
   return failed ? kExitSomeFailed : kExitOk;
 }

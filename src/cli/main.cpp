@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
   auto* convert = app.add_subcommand(
       "convert",
       "batch image operations: 'fit:1600x1600,sharpen:0.5,watermark:\"(c) me\",webp:82'");
-  convert->add_option("paths", o.paths, "images or folders")->required();
+  convert->add_option("paths", o.paths, "images, videos or folders")->required();
   convert->add_option("--chain", o.chain, "the operations (see README: Convert)");
   convert->add_option("--recipe", o.recipe,
                       "a TOML or JSON file with the chain (and preset, name, skip_existing, "
@@ -280,9 +280,11 @@ int main(int argc, char** argv) {
   convert->add_flag("--skip-existing", o.skip_existing, "skip images whose output exists");
   convert
       ->add_option("--preset", o.preset,
-                   "draft, fast, balanced (default), high, ultra: resampling kernel, encoder "
-                   "effort, chroma subsampling")
-      ->check(CLI::IsMember({"draft", "fast", "balanced", "high", "ultra"}));
+                   "photos: draft, fast, balanced (default), high, ultra (resampling kernel, "
+                   "encoder effort, chroma subsampling); videos: web, archive-hevc, "
+                   "archive-av1, remux, vhs (docs/VIDEO.md)")
+      ->check(CLI::IsMember({"draft", "fast", "balanced", "high", "ultra", "web", "archive-hevc",
+                             "archive-av1", "remux", "vhs"}));
   convert->add_flag("--in-place", o.in_place,
                     "replace each input (written beside it, fsynced, renamed over it)");
   convert->add_option("-j,--jobs", o.jobs, "images at once (default: all cores)")

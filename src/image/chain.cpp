@@ -95,7 +95,7 @@ void ArgSize(const std::string& arg, int* w, int* h) {
   if (!Size(arg, w, h)) *w = *h = 0;
 }
 
-Result<Chain> ParseChain(std::string_view text) {
+Result<std::vector<ChainOp>> SplitChain(std::string_view text) {
   auto bad = [&](size_t pos, const std::string& why) {
     return Status::Invalid(fmt::format("chain '{}': {} at position {}", text, why, pos));
   };
@@ -158,7 +158,16 @@ Result<Chain> ParseChain(std::string_view text) {
       return bad(i + 1, fmt::format("unexpected '{}' in an operation name", c));
     field += c;
   }
+  return raw;
+}
 
+Result<Chain> ParseChain(std::string_view text) {
+  auto bad = [&](size_t pos, const std::string& why) {
+    return Status::Invalid(fmt::format("chain '{}': {} at position {}", text, why, pos));
+  };
+  auto split = SplitChain(text);
+  if (!split.ok()) return split.status();
+  std::vector<ChainOp>& raw = *split;
   Chain chain;
   for (size_t k = 0; k < raw.size(); ++k) {
     ChainOp& op = raw[k];

@@ -24,9 +24,7 @@ extern "C" {
 #include "lumen/util/profile.h"
 
 namespace lumen::video {
-namespace {
 
-// libav's own log lines go to lumen's debug log, marked as libav's words.
 void RouteLibavLog() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -40,8 +38,6 @@ void RouteLibavLog() {
     });
   });
 }
-
-}  // namespace
 
 std::string AvError(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {0};

@@ -71,6 +71,9 @@ class Input {
 
 std::string AvError(int code);
 
+// libav's own log lines go to lumen's debug log, marked as libav's words (once per process).
+void RouteLibavLog();
+
 // The probe's fields from an opened input (probe.cpp); Unsupported without a video stream.
 Status ReadProbe(const Input& in, VideoProbe* out);
 

@@ -65,4 +65,12 @@ Result<VideoAnalysis> Analyze(const std::string& path, const AnalyzeOptions& opt
   return (*m)->analyze(path, options);
 }
 
+Result<TranscodeReport> Transcode(const std::string& input, int out_fd,
+                                  const std::string& extension, const TranscodeSpec& spec,
+                                  const TranscodeOptions& options) {
+  auto m = Module();
+  if (!m.ok()) return m.status();
+  return (*m)->transcode(input, out_fd, extension, spec, options);
+}
+
 }  // namespace lumen::video

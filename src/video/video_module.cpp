@@ -36,13 +36,22 @@ Result<video::VideoAnalysis> ModuleAnalyze(const std::string& path,
   return Guarded<video::VideoAnalysis>([&] { return video::Analyze(path, o); });
 }
 
+Result<video::TranscodeReport> ModuleTranscode(const std::string& input, int out_fd,
+                                               const std::string& extension,
+                                               const video::TranscodeSpec& spec,
+                                               const video::TranscodeOptions& options) {
+  return Guarded<video::TranscodeReport>(
+      [&] { return video::Transcode(input, out_fd, extension, spec, options); });
+}
+
 constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,
                                         sizeof(video::VideoHost),
                                         sizeof(video::VideoAnalysis),
                                         sizeof(video::VideoProbe),
                                         ModuleProbe,
                                         ModulePoster,
-                                        ModuleAnalyze};
+                                        ModuleAnalyze,
+                                        ModuleTranscode};
 }  // namespace
 
 bool Interrupted() {

@@ -17,6 +17,7 @@
 #include "lumen/video/analyze.h"
 #include "lumen/video/poster.h"
 #include "lumen/video/probe.h"
+#include "lumen/video/transcode.h"
 
 namespace lumen::video {
 
@@ -32,6 +33,9 @@ struct VideoModuleApi {
   Result<VideoProbe> (*probe)(const std::string& path, const ProbeOptions& options);
   Result<Poster> (*poster)(const std::string& path, const PosterOptions& options);
   Result<VideoAnalysis> (*analyze)(const std::string& path, const AnalyzeOptions& options);
+  Result<TranscodeReport> (*transcode)(const std::string& input, int out_fd,
+                                       const std::string& extension, const TranscodeSpec& spec,
+                                       const TranscodeOptions& options);
 };
 
 }  // namespace lumen::video

@@ -31,6 +31,10 @@ struct Chain {
   std::vector<std::pair<std::string, std::string>> svg;
 };
 
+// Splits `text` into operations and their arguments (quotes honoured, names checked for their
+// characters only): the syntax that ParseChain and the video chains (video/transcode.h) share.
+Result<std::vector<ChainOp>> SplitChain(std::string_view text);
+
 // Parses and checks `text`: known operations, argument counts, numbers and ranges.
 Result<Chain> ParseChain(std::string_view text);
 

@@ -218,6 +218,9 @@ int RunConvert(const Options& o, const char* argv0) {
     log::Error(st.message());
     return kExitError;
   }
+  // SVT-AV1 prints its whole configuration to stderr at every start unless told (warnings and
+  // errors still show). Set here, before any thread reads the environment.
+  ::setenv("SVT_LOG", "2", 0);
   // A video preset (web, vhs, ...) is for the videos; the photos then take the default effort.
   const bool video_preset = video::IsVideoPreset(o.preset);
   if (o.chain.empty() && !video_preset) {

@@ -40,7 +40,7 @@ constexpr std::array<Spec, 35> kOps = {{
     {"denoise", 0, 2, "denoise[:hqdn3d|atadenoise|nlmeans[:STRENGTH]]", 'v'},
     {"deblock", 0, 0, "deblock", 'v'},
     {"fps", 1, 1, "fps:RATE", 'v'},
-    {"trim", 1, 2, "trim:START[:DURATION] (seconds or [HH:]MM:SS[.s])", 't'},
+    {"trim", 1, 2, "trim:START[:DURATION] (seconds, or \"[HH:]MM:SS[.s]\" in quotes)", 't'},
     {"speed", 1, 1, "speed:FACTOR (0.25-4)", 't'},
     {"loudnorm", 0, 1, "loudnorm[:LUFS] (EBU R128, -16 by default)", 'a'},
     {"audio-denoise", 0, 1, "audio-denoise[:DB] (FFT denoiser, noise floor -25 dB)", 'a'},

@@ -298,6 +298,8 @@ int RunConvert(const Options& o, const char* argv0) {
   {
     bool images = false, videos = false;
     for (const auto& p : inputs) (IsVideo(p) ? videos : images) = true;
+    // Nothing found: the chain must still make sense for one of them.
+    if (inputs.empty() && !video_spec.ok()) images = true;
     if (images && !chain_parsed.ok()) {
       log::Error(chain_parsed.status().message());
       return kExitError;

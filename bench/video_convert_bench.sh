@@ -46,7 +46,6 @@ bench() {
   local name="$1" src="$2" preset="$3"
   shift 3
   local ext=mp4
-  # lumen's graphs for this source (one run, kept as the first measured one)
   local lt=() ft=() lr fr
   for i in $(seq 1 "$pairs"); do
     rm -rf "$work/l" "$work/f"
@@ -59,16 +58,11 @@ bench() {
     lt+=("$(echo "$t1 - $t0" | bc -l)")
     lr=$(rss_of "$work/l.time")
     local vf af
-    vf=$(/usr/bin/python3 -c 'import json,sys
+    { read -r vf; read -r af; } < <(/usr/bin/python3 -c 'import json,sys
 for l in open(sys.argv[1]):
     try: r = json.loads(l)
     except ValueError: continue
-    if r.get("event") == "video_done": print(r["video_filters"])' "$work/l.log")
-    af=$(/usr/bin/python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    try: r = json.loads(l)
-    except ValueError: continue
-    if r.get("event") == "video_done": print(r["audio_filters"])' "$work/l.log")
+    if r.get("event") == "video_done": print(r["video_filters"]); print(r["audio_filters"])' "$work/l.log")
     t0=$(now)
     /usr/bin/time -v -o "$work/f.time" "${ff[@]}" -i "$src" -map 0 -vf "$vf" -af "$af" "$@" \
       "$work/f/out.$ext"

@@ -86,6 +86,10 @@ bool ParseColour(std::string_view text, std::vector<double>* rgb) {
   return true;
 }
 
+bool ParseNumber(std::string_view text, double* out) {
+  return Number(text, out);
+}
+
 double ArgNumber(const std::string& arg) {
   double v = 0;
   return Number(arg, &v) ? v : 0;

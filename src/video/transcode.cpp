@@ -266,7 +266,6 @@ class Run {
   int video_ = -1;
   int64_t start_us_ = 0;  // the input's first timestamp (the output starts there)
   uint64_t t0_ = 0, last_report_ = 0;
-  bool header_ = false;
 };
 
 bool Run::Retime(AVPacket* pkt, AVRational tb, AVMediaType type) {
@@ -833,7 +832,6 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
     return Status::Invalid(fmt::format(
         "{}: the .{} muxer refused the streams: {}", path_,
         out_->oformat->extensions ? out_->oformat->extensions : out_->oformat->name, AvError(r)));
-  header_ = true;
   if (spec_.trim_start > 0)
     av_seek_frame(ic, -1, start_us_ + int64_t(spec_.trim_start * AV_TIME_BASE),
                   AVSEEK_FLAG_BACKWARD);

@@ -2,7 +2,6 @@
 // operations that mean the same on frames, and the video and audio ones; and the presets.
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -59,10 +58,7 @@ constexpr std::array<Spec, 35> kOps = {{
 }};
 
 bool Number(std::string_view s, double* out) {
-  if (s.empty()) return false;
-  const char* end = s.data() + s.size();
-  auto [p, ec] = std::from_chars(s.data(), end, *out);
-  return ec == std::errc() && p == end && std::isfinite(*out);
+  return ParseNumber(s, out);
 }
 
 // Seconds from "90", "1.5", "01:30", "1:02:03.5".

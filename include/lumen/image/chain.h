@@ -40,6 +40,8 @@ Result<Chain> ParseChain(std::string_view text);
 
 // The arguments of a parsed chain (ParseChain has checked them): a number, and a WxH size.
 double ArgNumber(const std::string& arg);
+// A whole finite decimal number (no spaces, no trailing text): the chains' number syntax.
+bool ParseNumber(std::string_view text, double* out);
 void ArgSize(const std::string& arg, int* w, int* h);
 
 // A colour argument (border): black, white or #RRGGBB (hex digits). False, *rgb untouched,

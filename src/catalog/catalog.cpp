@@ -261,6 +261,29 @@ CREATE TABLE frame_tags(
   PRIMARY KEY(asset_id, bank, idx, term)
 );
 )sql",
+    // v9 -> v10: resumable conversion jobs (issue 20).
+    R"sql(
+CREATE TABLE jobs(
+  id INTEGER PRIMARY KEY,
+  kind TEXT NOT NULL,
+  input BLOB NOT NULL,
+  input_size INTEGER NOT NULL,
+  input_mtime_ns INTEGER NOT NULL,
+  recipe TEXT NOT NULL,
+  output BLOB NOT NULL,
+  args TEXT NOT NULL,
+  folder BLOB NOT NULL,
+  state TEXT NOT NULL,
+  segments INTEGER NOT NULL,
+  done INTEGER NOT NULL,
+  plan TEXT NOT NULL,
+  error TEXT,
+  pid INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX jobs_input ON jobs(input, recipe);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kCatalogSchemaVersion);
 
@@ -460,23 +483,33 @@ int Catalog::SchemaVersion() {
 }
 
 Status Catalog::Migrate() {
-  int v = SchemaVersion();
-  if (v < 0) return sql::Error(db_.get(), fmt::format("read schema version of {}", path_));
-  if (v > kCatalogSchemaVersion)
-    return Status::Invalid(
-        fmt::format("catalog {} has schema version {}, newer than this lumen ({}); upgrade lumen",
-                    path_, v, kCatalogSchemaVersion));
-  for (; v < kCatalogSchemaVersion; ++v) {
-    std::string script =
-        fmt::format("BEGIN IMMEDIATE; {} PRAGMA user_version={}; COMMIT;", kMigrations[v], v + 1);
-    Status st = sql::Exec(db_.get(), script);
+  // One step per transaction, the version read again once the write lock is held: two
+  // processes opening a new catalog at once (two jobs, an index beside them) must not both run
+  // the same step.
+  while (true) {
+    if (Status st = sql::Exec(db_.get(), "BEGIN IMMEDIATE"); !st.ok())
+      return Status::Io(fmt::format("migrating catalog {}: {}", path_, st.message()));
+    const int v = SchemaVersion();
+    Status st;
+    if (v < 0) {
+      st = sql::Error(db_.get(), fmt::format("read schema version of {}", path_));
+    } else if (v > kCatalogSchemaVersion) {
+      st = Status::Invalid(
+          fmt::format("catalog {} has schema version {}, newer than this lumen ({}); upgrade lumen",
+                      path_, v, kCatalogSchemaVersion));
+    } else if (v == kCatalogSchemaVersion) {
+      return sql::Exec(db_.get(), "COMMIT");
+    } else if (Status m = sql::Exec(db_.get(), fmt::format("{} PRAGMA user_version={}; COMMIT;",
+                                                           kMigrations[v], v + 1));
+               !m.ok()) {
+      st = Status::Io(
+          fmt::format("migrating catalog {} to version {}: {}", path_, v + 1, m.message()));
+    }
     if (!st.ok()) {
       (void)sql::Exec(db_.get(), "ROLLBACK");
-      return Status::Io(
-          fmt::format("migrating catalog {} to version {}: {}", path_, v + 1, st.message()));
+      return st;
     }
   }
-  return Status::Ok();
 }
 
 Status Catalog::PrepareStatements() {
@@ -1073,6 +1106,99 @@ Status Catalog::PutConversion(const Hash128& source, const std::string& recipe,
   s->BindBlob(9, source_path.data(), source_path.size()).Bind(10, int64_t(source_id.size));
   s->Bind(11, source_id.mtime_ns).Bind(12, Now());
   return s->Run();
+}
+
+namespace {
+constexpr const char* kJobColumns =
+    "id, kind, input, input_size, input_mtime_ns, recipe, output, args, folder, state, "
+    "segments, done, plan, error, pid, created_at, updated_at";
+Catalog::Job ReadJob(const sql::Stmt& s) {
+  Catalog::Job j;
+  j.id = s.Int(0);
+  j.kind = s.Text(1);
+  j.input = s.Blob(2);
+  j.input_size = uint64_t(s.Int(3));
+  j.input_mtime_ns = s.Int(4);
+  j.recipe = s.Text(5);
+  j.output = s.Blob(6);
+  j.args = s.Text(7);
+  j.folder = s.Blob(8);
+  j.state = s.Text(9);
+  j.segments = int(s.Int(10));
+  j.done = int(s.Int(11));
+  j.plan = s.Text(12);
+  j.error = s.OptText(13).value_or("");
+  j.pid = s.Int(14);
+  j.created_at = s.Int(15);
+  j.updated_at = s.Int(16);
+  return j;
+}
+}  // namespace
+
+Result<int64_t> Catalog::AddJob(const Job& j) {
+  auto s = sql::Prepare(db_.get(),
+                        "INSERT INTO jobs(kind, input, input_size, input_mtime_ns, recipe, "
+                        "output, args, folder, state, segments, done, plan, error, pid, "
+                        "created_at, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  if (!s.ok()) return s.status();
+  const int64_t now = Now();
+  s->Bind(1, j.kind).BindBlob(2, j.input.data(), j.input.size()).Bind(3, int64_t(j.input_size));
+  s->Bind(4, j.input_mtime_ns).Bind(5, j.recipe).BindBlob(6, j.output.data(), j.output.size());
+  s->Bind(7, j.args).BindBlob(8, j.folder.data(), j.folder.size()).Bind(9, j.state);
+  s->Bind(10, int64_t(j.segments)).Bind(11, int64_t(j.done)).Bind(12, j.plan).Bind(13, j.error);
+  s->Bind(14, j.pid).Bind(15, now).Bind(16, now);
+  LUMEN_RETURN_IF_ERROR(s->Run());
+  return int64_t(sqlite3_last_insert_rowid(db_.get()));
+}
+
+Status Catalog::UpdateJob(const Job& j) {
+  auto s = sql::Prepare(db_.get(),
+                        "UPDATE jobs SET state=?, segments=?, done=?, plan=?, error=?, pid=?, "
+                        "folder=?, updated_at=? WHERE id=?");
+  if (!s.ok()) return s.status();
+  s->Bind(1, j.state).Bind(2, int64_t(j.segments)).Bind(3, int64_t(j.done)).Bind(4, j.plan);
+  s->Bind(5, j.error).Bind(6, j.pid).BindBlob(7, j.folder.data(), j.folder.size());
+  s->Bind(8, Now()).Bind(9, j.id);
+  return s->Run();
+}
+
+Result<std::vector<Catalog::Job>> Catalog::ListJobs() {
+  auto s =
+      sql::Prepare(db_.get(), fmt::format("SELECT {} FROM jobs ORDER BY id DESC", kJobColumns));
+  if (!s.ok()) return s.status();
+  std::vector<Job> out;
+  Status st;
+  while (s->Step(&st)) out.push_back(ReadJob(*s));
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::optional<Catalog::Job>> Catalog::JobById(int64_t id) {
+  auto s = sql::Prepare(db_.get(), fmt::format("SELECT {} FROM jobs WHERE id=?", kJobColumns));
+  if (!s.ok()) return s.status();
+  s->Bind(1, id);
+  std::optional<Job> out;
+  Status st;
+  if (s->Step(&st)) out = ReadJob(*s);
+  if (!st.ok()) return st;
+  return out;
+}
+
+Result<std::optional<Catalog::Job>> Catalog::FindJob(const std::string& input,
+                                                     const std::string& recipe,
+                                                     const std::string& output) {
+  auto s = sql::Prepare(db_.get(), fmt::format("SELECT {} FROM jobs WHERE input=? AND recipe=? "
+                                               "AND output=? AND state NOT IN ('done', "
+                                               "'cancelled') ORDER BY id DESC LIMIT 1",
+                                               kJobColumns));
+  if (!s.ok()) return s.status();
+  s->BindBlob(1, input.data(), input.size()).Bind(2, recipe);
+  s->BindBlob(3, output.data(), output.size());
+  std::optional<Job> out;
+  Status st;
+  if (s->Step(&st)) out = ReadJob(*s);
+  if (!st.ok()) return st;
+  return out;
 }
 
 Status Catalog::LoadPlaced(const std::vector<std::string>& roots, std::vector<Placed>* out) {

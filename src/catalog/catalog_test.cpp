@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "lumen/catalog/catalog.h"
 #include "test_support.h"
@@ -23,6 +27,78 @@ TEST(Catalog, CreatesMigratesAndReopens) {
   auto newer = Catalog::Open(path);
   ASSERT_FALSE(newer.ok());
   EXPECT_NE(newer.status().message().find("newer"), std::string::npos);
+}
+
+TEST(Catalog, NewCatalogOpenedByManyAtOnceMigratesOnce) {
+  // Two jobs and an index started together on a catalog that does not exist yet.
+  test::TempDir dir;
+  const std::string path = dir.File("c.db");
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  std::mutex mu;
+  std::vector<std::string> errors;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&] {
+      auto c = Catalog::Open(path);
+      if (c.ok()) {
+        ++ok;
+      } else {
+        std::lock_guard<std::mutex> lock(mu);
+        errors.push_back(c.status().ToString());
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 4) << (errors.empty() ? "" : errors[0]);
+  auto c = Catalog::Open(path);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->SchemaVersion(), kCatalogSchemaVersion);
+}
+
+TEST(Catalog, JobsAreKeptFoundAndUpdated) {
+  test::TempDir dir;
+  auto c = Catalog::Open(dir.File("c.db"));
+  ASSERT_TRUE(c.ok());
+  Catalog& cat = **c;
+  Catalog::Job j;
+  j.input = std::string("/in/tape\xff.mkv", 15);  // paths are bytes
+  j.input_size = 123;
+  j.input_mtime_ns = 456;
+  j.recipe = "video|preset=vhs";
+  j.output = "/out/tape.mp4";
+  j.args = "{}";
+  j.folder = "/out/.lumen-job-abc";
+  j.state = "running";
+  j.segments = 5;
+  j.plan = "{\"begins\":[1,2,3,4]}";
+  auto id = cat.AddJob(j);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  auto found = cat.FindJob(j.input, j.recipe, j.output);
+  ASSERT_TRUE(found.ok() && *found);
+  EXPECT_EQ((*found)->id, *id);
+  EXPECT_EQ((*found)->input, j.input);
+  EXPECT_EQ((*found)->segments, 5);
+  EXPECT_EQ((*found)->plan, j.plan);
+  // Another recipe or output is another job.
+  EXPECT_FALSE(*cat.FindJob(j.input, "video|preset=web", j.output));
+  EXPECT_FALSE(*cat.FindJob(j.input, j.recipe, "/out/other.mp4"));
+  Catalog::Job u = **found;
+  u.done = 3;
+  u.state = "paused";
+  u.error = "the disk is full";
+  ASSERT_TRUE(cat.UpdateJob(u).ok());
+  auto back = cat.JobById(*id);
+  ASSERT_TRUE(back.ok() && *back);
+  EXPECT_EQ((*back)->error, "the disk is full");
+  EXPECT_EQ((*back)->done, 3);
+  EXPECT_EQ((*back)->state, "paused");
+  // A finished job is not found again (a new run starts a new one).
+  u.state = "done";
+  ASSERT_TRUE(cat.UpdateJob(u).ok());
+  EXPECT_FALSE(*cat.FindJob(j.input, j.recipe, j.output));
+  auto all = cat.ListJobs();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].state, "done");
 }
 
 TEST(Catalog, ContentAddressedAssetsAndLocations) {

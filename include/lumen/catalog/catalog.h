@@ -18,6 +18,7 @@
 //  frame_embeddings, frame_tags
 //              its key frames' embeddings per model and tags per bank; its pooled embedding and
 //              tags are in `embeddings` and `tags`, like a photo's.
+//  jobs        long conversions cut into segments, resumable after a kill (v10).
 //
 // One writer at a time (the pipeline's serial stage); batched transactions via Begin/Commit.
 // The schema is versioned with PRAGMA user_version and migrated forward on Open(). Paths are
@@ -47,7 +48,7 @@
 
 namespace lumen {
 
-inline constexpr int kCatalogSchemaVersion = 9;
+inline constexpr int kCatalogSchemaVersion = 10;
 
 // $LUMEN_CATALOG, else $XDG_DATA_HOME/lumen/catalog.db, else ~/.local/share/lumen/catalog.db.
 std::string DefaultCatalogPath();
@@ -242,6 +243,34 @@ class Catalog {
     Conversion written;
   };
   Result<std::optional<ConversionOwner>> ConversionOwnerAt(const std::string& output);
+
+  // Long conversions as resumable jobs (issue 20, `lumen jobs`): what to run again (the input as
+  // it was, the output folder and the convert arguments), where its segments are kept, and how
+  // far it got. The running process holds a lock in the folder; state says what it last wrote.
+  struct Job {
+    int64_t id = 0;
+    std::string kind = "convert";
+    std::string input;  // absolute path
+    uint64_t input_size = 0;
+    int64_t input_mtime_ns = 0;
+    std::string recipe;  // the result cache's recipe (preset + chain)
+    std::string output;  // the output file (absolute)
+    std::string args;    // JSON: the convert options that made it (preset, chain, name, ...)
+    std::string folder;  // the job's own temporary folder (absolute)
+    std::string state;   // running | interrupted | paused | failed | done | cancelled
+    int segments = 0, done = 0;
+    std::string plan;  // JSON: time base, segment starts, field order
+    std::string error;
+    int64_t pid = 0;
+    int64_t created_at = 0, updated_at = 0;
+  };
+  Result<int64_t> AddJob(const Job& job);
+  Status UpdateJob(const Job& job);     // state, done, segments, plan, error, pid (by id)
+  Result<std::vector<Job>> ListJobs();  // newest first
+  Result<std::optional<Job>> JobById(int64_t id);
+  // The latest unfinished job (not done or cancelled) for this input, recipe and output folder.
+  Result<std::optional<Job>> FindJob(const std::string& input, const std::string& recipe,
+                                     const std::string& output);
 
   // Every current asset with perceptual hashes, with its current paths (for dupes).
   Status LoadDupeItems(std::vector<dupes::Item>* out);

@@ -12,9 +12,12 @@ extern "C" {
 #include <libavutil/pixdesc.h>
 }
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -104,7 +107,187 @@ struct Coder {
 };
 
 // Fixed decisions for each input stream.
-enum class Route { kDrop, kCopy, kCoder, kSubtitle };
+// kExternal: the video of a job's assembly, already encoded in its segment files.
+enum class Route { kDrop, kCopy, kCoder, kSubtitle, kExternal };
+
+// A job's segment file: the encoder's packets exactly as it gave them (pts, dts, duration,
+// flags: containers such as NUT or Matroska keep only presentation times and guess decode times
+// at a segment's start), after a header with the stream's parameters. Native byte order: the
+// file is read back by the same build on the same machine (a job's folder does not travel).
+//   "LUMSEG1\n", int32 x 20 (parameters), uint32 extradata size, extradata,
+//   then per packet: int64 pts, dts, duration; int32 flags; uint32 size; bytes.
+constexpr char kSegmentMagic[8] = {'L', 'U', 'M', 'S', 'E', 'G', '1', '\n'};
+constexpr int kSegmentInts = 20;
+
+class SegmentWriter {
+ public:
+  ~SegmentWriter() {
+    if (f_) std::fclose(f_);
+  }
+  Status Open(int fd, const AVCodecParameters* par, AVRational tb, AVRational rate, bool upright) {
+    const int dup = ::dup(fd);
+    if (dup < 0 || !(f_ = ::fdopen(dup, "wb"))) {
+      if (dup >= 0) ::close(dup);
+      return Status::Io(fmt::format("cannot write a segment: {}", std::strerror(errno)));
+    }
+    const int32_t v[kSegmentInts] = {int32_t(par->codec_id),
+                                     par->format,
+                                     par->width,
+                                     par->height,
+                                     par->sample_aspect_ratio.num,
+                                     par->sample_aspect_ratio.den,
+                                     int32_t(par->field_order),
+                                     int32_t(par->color_range),
+                                     int32_t(par->color_primaries),
+                                     int32_t(par->color_trc),
+                                     int32_t(par->color_space),
+                                     int32_t(par->chroma_location),
+                                     par->profile,
+                                     par->level,
+                                     par->video_delay,
+                                     tb.num,
+                                     tb.den,
+                                     rate.num,
+                                     rate.den,
+                                     upright ? 1 : 0};
+    const uint32_t n = uint32_t(std::max(0, par->extradata_size));
+    Put(kSegmentMagic, sizeof kSegmentMagic);
+    Put(v, sizeof v);
+    Put(&n, sizeof n);
+    if (n) Put(par->extradata, n);
+    return Error();
+  }
+  Status Add(const AVPacket* pkt) {
+    const int64_t t[3] = {pkt->pts, pkt->dts, pkt->duration};
+    const int32_t flags = pkt->flags;
+    const uint32_t n = uint32_t(pkt->size);
+    Put(t, sizeof t);
+    Put(&flags, sizeof flags);
+    Put(&n, sizeof n);
+    if (n) Put(pkt->data, n);
+    return Error();
+  }
+  Status Close() {
+    if (f_ && std::fflush(f_) != 0 && !errno_) errno_ = errno;
+    if (f_ && std::fclose(f_) != 0 && !errno_) errno_ = errno;
+    f_ = nullptr;
+    return Error();
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  void Put(const void* p, size_t n) {
+    if (errno_) return;
+    if (std::fwrite(p, 1, n, f_) != n) errno_ = errno ? errno : EIO;
+    bytes_ += n;
+  }
+  Status Error() const {
+    if (!errno_) return Status::Ok();
+    if (errno_ == ENOSPC) return Status::Io("the disk is full (no space left for the segments)");
+    return Status::Io(fmt::format("cannot write a segment: {}", std::strerror(errno_)));
+  }
+  std::FILE* f_ = nullptr;
+  int errno_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+// The packets of a job's segment files, one file after the other.
+class SegmentReader {
+ public:
+  explicit SegmentReader(const std::vector<std::string>& files) : files_(files) {}
+  ~SegmentReader() {
+    if (f_) std::fclose(f_);
+  }
+  // Reads the first file's header into `par` (the output stream's parameters).
+  Status Open(AVCodecParameters* par) {
+    LUMEN_RETURN_IF_ERROR(Next());
+    par->codec_type = AVMEDIA_TYPE_VIDEO;
+    par->codec_id = AVCodecID(v_[0]);
+    par->format = v_[1];
+    par->width = v_[2];
+    par->height = v_[3];
+    par->sample_aspect_ratio = AVRational{v_[4], v_[5]};
+    par->field_order = AVFieldOrder(v_[6]);
+    par->color_range = AVColorRange(v_[7]);
+    par->color_primaries = AVColorPrimaries(v_[8]);
+    par->color_trc = AVColorTransferCharacteristic(v_[9]);
+    par->color_space = AVColorSpace(v_[10]);
+    par->chroma_location = AVChromaLocation(v_[11]);
+    par->profile = v_[12];
+    par->level = v_[13];
+    par->video_delay = v_[14];
+    av_freep(&par->extradata);
+    par->extradata_size = 0;
+    if (!extradata_.empty()) {
+      par->extradata =
+          static_cast<uint8_t*>(av_mallocz(extradata_.size() + AV_INPUT_BUFFER_PADDING_SIZE));
+      if (!par->extradata) return Status::Internal("out of memory");
+      std::memcpy(par->extradata, extradata_.data(), extradata_.size());
+      par->extradata_size = int(extradata_.size());
+    }
+    return Status::Ok();
+  }
+  AVRational time_base() const { return AVRational{v_[15], v_[16]}; }
+  AVRational frame_rate() const { return AVRational{v_[17], v_[18]}; }
+  bool upright() const { return v_[19] != 0; }
+  // The next packet (in time_base()), or false after the last file.
+  Result<bool> Read(AVPacket* pkt) {
+    while (f_) {
+      int64_t t[3];
+      int32_t flags;
+      uint32_t n;
+      const size_t got = std::fread(t, 1, sizeof t, f_);
+      if (got == 0 && std::feof(f_)) {
+        std::fclose(f_);
+        f_ = nullptr;
+        if (next_ < files_.size()) LUMEN_RETURN_IF_ERROR(Next());
+        continue;
+      }
+      if (got != sizeof t || std::fread(&flags, sizeof flags, 1, f_) != 1 ||
+          std::fread(&n, sizeof n, 1, f_) != 1 || n > (1u << 30) ||
+          av_new_packet(pkt, int(n)) < 0 || (n && std::fread(pkt->data, 1, n, f_) != n))
+        return Status::Corrupt(fmt::format("{}: a segment is cut short", files_[next_ - 1]));
+      pkt->pts = t[0];
+      pkt->dts = t[1];
+      pkt->duration = t[2];
+      pkt->flags = flags;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  Status Next() {
+    const std::string& path = files_[next_++];
+    f_ = std::fopen(path.c_str(), "rbe");
+    if (!f_) return Status::Io(fmt::format("{}: {}", path, std::strerror(errno)));
+    char magic[sizeof kSegmentMagic];
+    int32_t v[kSegmentInts];
+    uint32_t n = 0;
+    if (std::fread(magic, sizeof magic, 1, f_) != 1 ||
+        std::memcmp(magic, kSegmentMagic, sizeof magic) != 0 ||
+        std::fread(v, sizeof v, 1, f_) != 1 || std::fread(&n, sizeof n, 1, f_) != 1 ||
+        n > (1u << 24))
+      return Status::Corrupt(fmt::format("{}: not a segment of a lumen job", path));
+    std::vector<uint8_t> extra(n);
+    if (n && std::fread(extra.data(), 1, n, f_) != n)
+      return Status::Corrupt(fmt::format("{}: a segment is cut short", path));
+    if (next_ == 1) {
+      std::memcpy(v_, v, sizeof v);
+      extradata_ = std::move(extra);
+    } else if (std::memcmp(v, v_, sizeof v) != 0 || extra != extradata_) {
+      // Each segment is a fresh encoder with the same settings: the same stream, or the job's
+      // files are not what it wrote.
+      return Status::Corrupt(fmt::format("{}: its stream differs from the first segment's", path));
+    }
+    return Status::Ok();
+  }
+  const std::vector<std::string>& files_;
+  size_t next_ = 0;
+  std::FILE* f_ = nullptr;
+  int32_t v_[kSegmentInts] = {};
+  std::vector<uint8_t> extradata_;
+};
 
 struct SubtitleCoder {
   int in = -1, out = -1;
@@ -219,6 +402,22 @@ FieldOrder DetectFields(const std::string& path, int index, int frames) {
   return tff >= bff ? FieldOrder::kTopFirst : FieldOrder::kBottomFirst;
 }
 
+// The main video stream: the largest that is not a cover picture (-1: none).
+int MainVideo(const AVFormatContext* ic) {
+  int video = -1;
+  for (unsigned i = 0; i < ic->nb_streams; ++i) {
+    const AVStream* st = ic->streams[i];
+    if (st->codecpar->codec_type != AVMEDIA_TYPE_VIDEO ||
+        (st->disposition & AV_DISPOSITION_ATTACHED_PIC))
+      continue;
+    if (video < 0 ||
+        int64_t(st->codecpar->width) * st->codecpar->height >
+            int64_t(ic->streams[video]->codecpar->width) * ic->streams[video]->codecpar->height)
+      video = int(i);
+  }
+  return video;
+}
+
 // Metadata a re-encode makes wrong (Matroska's statistics tags, the old encoder's name).
 void CopyStreamMetadata(const AVStream* from, AVStream* to, bool reencoded) {
   av_dict_copy(&to->metadata, from->metadata, 0);
@@ -246,6 +445,11 @@ class Run {
   Status Pull(Coder* c, bool flush);
   Status Encode(Coder* c, AVFrame* frame);
   Status Subtitle(SubtitleCoder* c, AVPacket* pkt);
+  // Assembly: the segments' packets up to `until` seconds (of the output's time).
+  Status Pump(double until);
+  // A segment: from about a second before its first frame (a key frame at or before it).
+  Status SeekToSegment();
+  Status OpenOutput();  // the muxer's header
   void Report(bool force);
   // The output's time of a copied packet's timestamp (trim, rebase, speed); false: outside.
   // Before the trim's start: a video packet is kept (the frames from its key frame are needed),
@@ -264,6 +468,11 @@ class Run {
   std::map<int, std::unique_ptr<Coder>> coders_;
   std::map<int, std::unique_ptr<SubtitleCoder>> subtitles_;
   int video_ = -1;
+  bool global_header_ = false;  // the final container's, also for a segment
+  SegmentWriter segment_out_;   // a segment's packets (options_.segment)
+  bool segment_done_ = false;   // a segment's end was reached
+  std::unique_ptr<SegmentReader> segments_;
+  PacketPtr pending_;     // the segments' next packet (in their time base)
   int64_t start_us_ = 0;  // the input's first timestamp (the output starts there)
   uint64_t t0_ = 0, last_report_ = 0;
 };
@@ -308,7 +517,10 @@ Status Run::SetUpVideo(AVStream* st, Coder* c) {
   if (const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(pix)) facts.bit_depth = d->comp[0].depth;
   const bool deinterlace = std::any_of(spec_.video.begin(), spec_.video.end(),
                                        [](const VideoStep& s) { return s.name == "deinterlace"; });
-  if (deinterlace) {
+  if (deinterlace && options_.field != FieldOrder::kUnknown) {
+    facts.field = options_.field;
+    report_.field = facts.field;
+  } else if (deinterlace) {
     // What the frames show, not what the stream says: captures often flag interlaced tape as
     // progressive or leave it unflagged, and the flags' tb/bt are read both ways (x264's
     // top-field-first H.264 comes back as "tb"). The flag decides only where idet cannot.
@@ -372,7 +584,7 @@ Status Run::SetUpVideo(AVStream* st, Coder* c) {
   enc->colorspace = c->dec->colorspace;
   enc->color_range = c->dec->color_range;
   enc->thread_count = options_.threads;
-  if (out_->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  if (global_header_) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   AVDictionary* opts = nullptr;
   const std::string& name = spec_.video_codec;
   if (spec_.crf >= 0) av_dict_set_int(&opts, "crf", spec_.crf, 0);
@@ -401,6 +613,7 @@ Status Run::SetUpVideo(AVStream* st, Coder* c) {
   os->avg_frame_rate = c->enc->framerate;
   if (name == "libx265" && IsMov(out_->oformat))
     os->codecpar->codec_tag = MKTAG('h', 'v', 'c', '1');
+  report_.upright = graph->rotated;
   // The display matrix stays, unless the frames were turned upright.
   size_t size = 0;
   const uint8_t* m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &size);
@@ -455,7 +668,7 @@ Status Run::SetUpAudio(AVStream* st, Coder* c) {
   const int kbps =
       spec_.audio_kbps > 0 ? spec_.audio_kbps : std::clamp(enc->ch_layout.nb_channels, 1, 8) * 96;
   enc->bit_rate = int64_t(kbps) * 1000;
-  if (out_->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  if (global_header_) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   const int r = avcodec_open2(enc.get(), codec, nullptr);
   if (r < 0)
     return Status::Invalid(fmt::format(
@@ -510,24 +723,18 @@ Status Run::Plan(const std::string& extension, int out_fd) {
     return Status::Invalid(
         fmt::format("{}: no container is known for the extension .{}", path_, ext));
   const std::string url = fmt::format("/proc/self/fd/{}", out_fd);
+  global_header_ = of->flags & AVFMT_GLOBALHEADER;
+  const AVOutputFormat* muxer = of;
+  if (options_.segment && !(muxer = av_guess_format("nut", nullptr, nullptr)))
+    return Status::Unsupported("this FFmpeg has no NUT muxer (needed for a job's segments)");
   AVFormatContext* oc = nullptr;
-  int r = avformat_alloc_output_context2(&oc, of, nullptr, url.c_str());
+  int r = avformat_alloc_output_context2(&oc, muxer, nullptr, url.c_str());
   if (r < 0 || !oc)
     return Status::Internal(fmt::format("cannot make a .{} muxer: {}", ext, AvError(r)));
   out_.reset(oc);
   oc->interrupt_callback = {InterruptCallback, nullptr};
 
-  // The main video stream: the largest that is not a cover picture.
-  for (unsigned i = 0; i < ic->nb_streams; ++i) {
-    const AVStream* st = ic->streams[i];
-    if (st->codecpar->codec_type != AVMEDIA_TYPE_VIDEO ||
-        (st->disposition & AV_DISPOSITION_ATTACHED_PIC))
-      continue;
-    if (video_ < 0 ||
-        int64_t(st->codecpar->width) * st->codecpar->height >
-            int64_t(ic->streams[video_]->codecpar->width) * ic->streams[video_]->codecpar->height)
-      video_ = int(i);
-  }
+  video_ = MainVideo(ic);
   if (video_ < 0) return Status::Unsupported(fmt::format("{}: has no video stream", path_));
   const bool copy_video = spec_.video_codec == "copy";
   if (!copy_video) {
@@ -562,8 +769,11 @@ Status Run::Plan(const std::string& extension, int out_fd) {
                                              CodecName(par->codec_id), why));
     };
     Route route = Route::kDrop;
-    if (int(i) == video_) {
+    if (options_.segment && int(i) != video_) {
+      continue;
+    } else if (int(i) == video_) {
       route = copy_video ? Route::kCopy : Route::kCoder;
+      if (!options_.video_segments.empty()) route = Route::kExternal;
     } else if (type == AVMEDIA_TYPE_AUDIO) {
       if (!audio_codec) {
         if (Holds(of, par->codec_id) != 0) {
@@ -614,6 +824,24 @@ Status Run::Plan(const std::string& extension, int out_fd) {
     route_[i] = route;
     copy_out_[i] = os->index;
     CopyStreamMetadata(st, os, route != Route::kCopy);
+    if (route == Route::kExternal) {
+      segments_ = std::make_unique<SegmentReader>(options_.video_segments);
+      LUMEN_RETURN_IF_ERROR(segments_->Open(os->codecpar));
+      os->codecpar->codec_tag = 0;
+      if (os->codecpar->codec_id == AV_CODEC_ID_HEVC && IsMov(of))
+        os->codecpar->codec_tag = MKTAG('h', 'v', 'c', '1');
+      os->time_base = segments_->time_base();
+      os->avg_frame_rate = segments_->frame_rate();
+      size_t size = 0;
+      const uint8_t* m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &size);
+      if (m && !segments_->upright())
+        if (uint8_t* d = av_stream_new_side_data(os, AV_PKT_DATA_DISPLAYMATRIX, size))
+          std::memcpy(d, m, size);
+      report_.video_filters = "segments";
+      report_.streams.push_back(
+          fmt::format("{} video {} -> {} ({} segments)", i, CodecName(par->codec_id),
+                      CodecName(os->codecpar->codec_id), options_.video_segments.size()));
+    }
     if (route == Route::kCopy) {
       avcodec_parameters_copy(os->codecpar, par);
       if (std::strcmp(of->name, ic->iformat->name) != 0) os->codecpar->codec_tag = 0;
@@ -626,6 +854,7 @@ Status Run::Plan(const std::string& extension, int out_fd) {
           fmt::format("{} {} {} -> copy", i, TypeName(type), CodecName(par->codec_id)));
     }
   }
+  if (options_.segment) return Status::Ok();  // a segment holds the video only
   // Chapters, moved and scaled like the streams.
   const double shift = double(start_us_) / AV_TIME_BASE + spec_.trim_start;
   for (unsigned i = 0; i < ic->nb_chapters; ++i) {
@@ -654,6 +883,11 @@ Status Run::Write(AVPacket* pkt, int out, AVRational from) {
   pkt->stream_index = out;
   av_packet_rescale_ts(pkt, from, os->time_base);
   pkt->pos = -1;
+  if (options_.segment) {
+    Status st = segment_out_.Add(pkt);
+    if (!st.ok()) return Status(st.code(), fmt::format("{}: {}", path_, st.message()));
+    return Status::Ok();
+  }
   const int r = av_interleaved_write_frame(out_.get(), pkt);
   if (r < 0) {
     if (r == AVERROR(ENOSPC))
@@ -671,6 +905,7 @@ void Run::Report(bool force) {
   last_report_ = now;
   report_.last.elapsed = double(now - t0_) / 1e9;
   if (out_->pb) report_.last.bytes = uint64_t(std::max<int64_t>(0, avio_tell(out_->pb)));
+  if (options_.segment) report_.last.bytes = segment_out_.bytes();
   options_.progress(report_.last);
 }
 
@@ -706,6 +941,23 @@ Status Run::Pull(Coder* c, bool flush) {
     if (r < 0)
       return Status::Internal(fmt::format("{}: the filters failed: {}", path_, AvError(r)));
     f->pict_type = AV_PICTURE_TYPE_NONE;
+    if (options_.segment && c->type == AVMEDIA_TYPE_VIDEO && f->pts != AV_NOPTS_VALUE) {
+      // Only this segment's frames: those before it warmed the filters up, those after it are
+      // the next segment's.
+      const AVRational tb = av_buffersink_get_time_base(c->sink);
+      const AVRational stb = in_->streams[video_]->time_base;
+      if (options_.segment_end != INT64_MAX &&
+          av_compare_ts(f->pts, tb, options_.segment_end, stb) >= 0) {
+        segment_done_ = true;
+        av_frame_unref(f.get());
+        continue;
+      }
+      if (options_.segment_begin != INT64_MIN &&
+          av_compare_ts(f->pts, tb, options_.segment_begin, stb) < 0) {
+        av_frame_unref(f.get());
+        continue;
+      }
+    }
     if (c->type == AVMEDIA_TYPE_AUDIO && f->pts == AV_NOPTS_VALUE) f->pts = c->next_audio_pts;
     if (c->type == AVMEDIA_TYPE_AUDIO) c->next_audio_pts = f->pts + f->nb_samples;
     // The sink's time base is the encoder's for video; audio is in samples (1/rate) both sides.
@@ -780,6 +1032,95 @@ Status Run::Subtitle(SubtitleCoder* c, AVPacket* pkt) {
   return Write(out.get(), c->out, AV_TIME_BASE_Q);
 }
 
+Status Run::OpenOutput() {
+  AVDictionary* mux = nullptr;
+  if (spec_.faststart && IsMov(out_->oformat)) av_dict_set(&mux, "movflags", "+faststart", 0);
+  int r = avio_open2(&out_->pb, out_->url, AVIO_FLAG_WRITE, &out_->interrupt_callback, nullptr);
+  if (r < 0) {
+    av_dict_free(&mux);
+    return Status::Io(fmt::format("{}: cannot open the output: {}", path_, AvError(r)));
+  }
+  r = avformat_write_header(out_.get(), &mux);
+  av_dict_free(&mux);
+  if (r == AVERROR(ENOSPC))
+    return Status::Io(fmt::format("{}: the disk is full (no space left for the output)", path_));
+  if (r < 0)
+    return Status::Invalid(fmt::format(
+        "{}: the .{} muxer refused the streams: {}", path_,
+        out_->oformat->extensions ? out_->oformat->extensions : out_->oformat->name, AvError(r)));
+  return Status::Ok();
+}
+
+Status Run::Pump(double until) {
+  if (!segments_) return Status::Ok();
+  if (!pending_) {
+    pending_.reset(av_packet_alloc());
+    if (!pending_) return Status::Internal("out of memory");
+    auto got = segments_->Read(pending_.get());
+    if (!got.ok()) return got.status();
+    if (!*got) {
+      segments_.reset();
+      return Status::Ok();
+    }
+  }
+  const AVRational tb = segments_->time_base();
+  while (true) {
+    const int64_t ts = pending_->dts != AV_NOPTS_VALUE ? pending_->dts : pending_->pts;
+    if (ts != AV_NOPTS_VALUE && double(ts) * av_q2d(tb) > until) return Status::Ok();
+    ++report_.last.frames;
+    if (pending_->pts != AV_NOPTS_VALUE)
+      report_.last.position = std::max(report_.last.position, double(pending_->pts) * av_q2d(tb));
+    LUMEN_RETURN_IF_ERROR(Write(pending_.get(), copy_out_[size_t(video_)], tb));
+    av_packet_unref(pending_.get());
+    Report(false);
+    auto got = segments_->Read(pending_.get());
+    if (!got.ok()) return got.status();
+    if (!*got) {
+      segments_.reset();
+      return Status::Ok();
+    }
+  }
+}
+
+Status Run::SeekToSegment() {
+  if (options_.segment_begin == INT64_MIN) return Status::Ok();
+  AVFormatContext* ic = in_.get();
+  const AVRational stb = ic->streams[video_]->time_base;
+  const int64_t begin_us = av_rescale_q(options_.segment_begin, stb, AV_TIME_BASE_Q) + start_us_;
+  const int64_t start_stb = av_rescale_q(start_us_, AV_TIME_BASE_Q, stb);
+  PacketPtr pkt(av_packet_alloc());
+  // Some demuxers land past the asked time, or on a frame that is not a key frame: further back
+  // until the first video packet is a key frame at or before the segment, else from the start.
+  for (int64_t back = AV_TIME_BASE; back <= 64 * int64_t(AV_TIME_BASE); back *= 4) {
+    const int64_t target = begin_us - back;
+    if (target <= start_us_) break;
+    if (av_seek_frame(ic, -1, target, AVSEEK_FLAG_BACKWARD) < 0) break;
+    bool good = false;
+    while (av_read_frame(ic, pkt.get()) >= 0) {
+      if (pkt->stream_index != video_) {
+        av_packet_unref(pkt.get());
+        continue;
+      }
+      const int64_t ts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+      good = (pkt->flags & AV_PKT_FLAG_KEY) && ts != AV_NOPTS_VALUE &&
+             ts - start_stb <= options_.segment_begin;
+      av_packet_unref(pkt.get());
+      break;
+    }
+    if (good) {
+      av_seek_frame(ic, -1, target, AVSEEK_FLAG_BACKWARD);
+      for (auto& [i, c] : coders_) avcodec_flush_buffers(c->dec.get());
+      return Status::Ok();
+    }
+  }
+  // From the start.
+  if (av_seek_frame(ic, -1, start_us_, AVSEEK_FLAG_BACKWARD) < 0 &&
+      avformat_seek_file(ic, -1, INT64_MIN, start_us_, start_us_, 0) < 0)
+    return Status::Corrupt(fmt::format("{}: cannot seek back to a segment's start", path_));
+  for (auto& [i, c] : coders_) avcodec_flush_buffers(c->dec.get());
+  return Status::Ok();
+}
+
 Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
   t0_ = MonotonicNs();
   auto in = OpenIn(path_);
@@ -819,19 +1160,16 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
     }
   }
   if (route_[size_t(video_)] == Route::kCopy) report_.video_filters = "copy";
-  AVDictionary* mux = nullptr;
-  if (spec_.faststart && IsMov(out_->oformat)) av_dict_set(&mux, "movflags", "+faststart", 0);
-  int r = avio_open2(&out_->pb, out_->url, AVIO_FLAG_WRITE, &out_->interrupt_callback, nullptr);
-  if (r < 0) {
-    av_dict_free(&mux);
-    return Status::Io(fmt::format("{}: cannot open the output: {}", path_, AvError(r)));
+  int r = 0;
+  if (options_.segment) {
+    const Coder* c = coders_[video_].get();
+    Status st = segment_out_.Open(out_fd, out_->streams[c->out]->codecpar, c->enc->time_base,
+                                  c->enc->framerate, report_.upright);
+    if (!st.ok()) return Status(st.code(), fmt::format("{}: {}", path_, st.message()));
+    LUMEN_RETURN_IF_ERROR(SeekToSegment());
+  } else {
+    LUMEN_RETURN_IF_ERROR(OpenOutput());
   }
-  r = avformat_write_header(out_.get(), &mux);
-  av_dict_free(&mux);
-  if (r < 0)
-    return Status::Invalid(fmt::format(
-        "{}: the .{} muxer refused the streams: {}", path_,
-        out_->oformat->extensions ? out_->oformat->extensions : out_->oformat->name, AvError(r)));
   if (spec_.trim_start > 0)
     av_seek_frame(ic, -1, start_us_ + int64_t(spec_.trim_start * AV_TIME_BASE),
                   AVSEEK_FLAG_BACKWARD);
@@ -858,9 +1196,19 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
       continue;
     }
     const AVRational tb = ic->streams[i]->time_base;
+    if (segments_ && i != video_ && route_[size_t(i)] != Route::kDrop) {
+      // The video up to a little past this packet's time, so the muxer interleaves in step.
+      const int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+      if (ts != AV_NOPTS_VALUE)
+        if (Status p =
+                Pump(double(ts - av_rescale_q(start_us_, AV_TIME_BASE_Q, tb)) * av_q2d(tb) + 0.5);
+            !p.ok())
+          return p;
+    }
     Status st = Status::Ok();
     switch (route_[size_t(i)]) {
       case Route::kDrop:
+      case Route::kExternal:
         break;
       case Route::kCopy:
         if (Retime(pkt.get(), tb, ic->streams[i]->codecpar->codec_type)) {
@@ -883,19 +1231,30 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
     }
     av_packet_unref(pkt.get());
     if (!st.ok()) return st;
+    if (segment_done_) break;
     // Trimmed: once the video is past the end, the rest is not read.
     if (spec_.trim_duration > 0 &&
         report_.last.position > spec_.trim_duration / spec_.speed_factor + 1)
       break;
   }
-  for (auto& [i, c] : coders_) LUMEN_RETURN_IF_ERROR(Feed(c.get(), nullptr));
+  for (auto& [i, c] : coders_)
+    LUMEN_RETURN_IF_ERROR(segment_done_ ? Encode(c.get(), nullptr) : Feed(c.get(), nullptr));
+  LUMEN_RETURN_IF_ERROR(Pump(INFINITY));
+  if (options_.segment) {
+    Status st = segment_out_.Close();
+    if (!st.ok()) return Status(st.code(), fmt::format("{}: {}", path_, st.message()));
+    Report(true);
+    return report_;
+  }
   r = av_write_trailer(out_.get());
   if (r < 0) {
     if (r == AVERROR(ENOSPC))
       return Status::Io(fmt::format("{}: the disk is full (no space left for the output)", path_));
     return Status::Io(fmt::format("{}: cannot finish the output: {}", path_, AvError(r)));
   }
-  if (avio_flush(out_->pb), out_->pb->error < 0)
+  if (avio_flush(out_->pb), out_->pb->error == AVERROR(ENOSPC))
+    return Status::Io(fmt::format("{}: the disk is full (no space left for the output)", path_));
+  if (out_->pb->error < 0)
     return Status::Io(
         fmt::format("{}: cannot write the output: {}", path_, AvError(out_->pb->error)));
   Report(true);
@@ -903,6 +1262,61 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
 }
 
 }  // namespace
+
+Result<SegmentPlan> PlanSegments(const std::string& input, const TranscodeSpec& spec,
+                                 double seconds) {
+  SegmentPlan plan;
+  if (spec.video_codec == "copy") {
+    plan.why_not = "the video is copied, not encoded";
+    return plan;
+  }
+  if (spec.trim_start > 0 || spec.trim_duration > 0 || spec.speed_factor != 1) {
+    plan.why_not = "trim and speed change the timeline";
+    return plan;
+  }
+  auto in = OpenIn(input);
+  if (!in.ok()) return in.status();
+  AVFormatContext* ic = in->get();
+  const int video = MainVideo(ic);
+  if (video < 0) return Status::Unsupported(fmt::format("{}: has no video stream", input));
+  for (unsigned i = 0; i < ic->nb_streams; ++i)
+    if (int(i) != video) ic->streams[i]->discard = AVDISCARD_ALL;
+  const AVRational tb = ic->streams[video]->time_base;
+  plan.tb_num = tb.num;
+  plan.tb_den = tb.den;
+  const int64_t start =
+      ic->start_time != AV_NOPTS_VALUE ? av_rescale_q(ic->start_time, AV_TIME_BASE_Q, tb) : 0;
+  plan.duration = ic->duration > 0 ? double(ic->duration) / AV_TIME_BASE : 0;
+  std::vector<int64_t> keys;
+  int64_t last = INT64_MIN;
+  PacketPtr pkt(av_packet_alloc());
+  while (av_read_frame(ic, pkt.get()) >= 0) {
+    if (Interrupted()) return Status::Interrupted(fmt::format("{}: interrupted", input));
+    if (pkt->stream_index == video) {
+      const int64_t ts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+      if (ts != AV_NOPTS_VALUE) {
+        if (pkt->flags & AV_PKT_FLAG_KEY) keys.push_back(ts - start);
+        last = std::max(last, ts - start);
+      }
+    }
+    av_packet_unref(pkt.get());
+  }
+  std::sort(keys.begin(), keys.end());
+  if (keys.empty()) return plan;
+  const int64_t step = std::max<int64_t>(1, int64_t(seconds / av_q2d(tb)));
+  int64_t from = keys.front();
+  for (int64_t k : keys)
+    if (k - from >= step) {
+      plan.begins.push_back(k);
+      from = k;
+    }
+  // A short tail joins the segment before it.
+  if (!plan.begins.empty() && last - plan.begins.back() < step / 2) plan.begins.pop_back();
+  if (plan.duration <= 0) plan.duration = double(last) * av_q2d(tb);
+  plan.cut = !plan.begins.empty();
+  if (!plan.cut) plan.why_not = "shorter than one segment";
+  return plan;
+}
 
 Result<TranscodeReport> Transcode(const std::string& input, int out_fd,
                                   const std::string& extension, const TranscodeSpec& spec,

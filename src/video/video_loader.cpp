@@ -73,4 +73,11 @@ Result<TranscodeReport> Transcode(const std::string& input, int out_fd,
   return (*m)->transcode(input, out_fd, extension, spec, options);
 }
 
+Result<SegmentPlan> PlanSegments(const std::string& input, const TranscodeSpec& spec,
+                                 double seconds) {
+  auto m = Module();
+  if (!m.ok()) return m.status();
+  return (*m)->plan_segments(input, spec, seconds);
+}
+
 }  // namespace lumen::video

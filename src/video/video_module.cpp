@@ -44,6 +44,11 @@ Result<video::TranscodeReport> ModuleTranscode(const std::string& input, int out
       [&] { return video::Transcode(input, out_fd, extension, spec, options); });
 }
 
+Result<video::SegmentPlan> ModulePlanSegments(const std::string& input,
+                                              const video::TranscodeSpec& spec, double seconds) {
+  return Guarded<video::SegmentPlan>([&] { return video::PlanSegments(input, spec, seconds); });
+}
+
 constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,
                                         sizeof(video::VideoHost),
                                         sizeof(video::VideoAnalysis),
@@ -51,7 +56,8 @@ constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,
                                         ModuleProbe,
                                         ModulePoster,
                                         ModuleAnalyze,
-                                        ModuleTranscode};
+                                        ModuleTranscode,
+                                        ModulePlanSegments};
 }  // namespace
 
 bool Interrupted() {

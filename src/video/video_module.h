@@ -36,6 +36,8 @@ struct VideoModuleApi {
   Result<TranscodeReport> (*transcode)(const std::string& input, int out_fd,
                                        const std::string& extension, const TranscodeSpec& spec,
                                        const TranscodeOptions& options);
+  Result<SegmentPlan> (*plan_segments)(const std::string& input, const TranscodeSpec& spec,
+                                       double seconds);
 };
 
 }  // namespace lumen::video

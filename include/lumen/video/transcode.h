@@ -12,6 +12,7 @@
 // the report (a bitmap subtitle in MP4, a font attachment outside Matroska).
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -85,11 +86,12 @@ bool IsVideoPreset(std::string_view name);
 std::string VideoPresetList();
 
 struct TranscodeProgress {
-  int64_t frames = 0;   // video frames encoded (or packets copied)
-  double position = 0;  // seconds of the output written
-  double duration = 0;  // seconds the output will have (0: unknown)
-  uint64_t bytes = 0;   // written so far
-  double elapsed = 0;   // seconds since the start
+  int64_t frames = 0;         // video frames encoded (or packets copied)
+  double position = 0;        // seconds of the output written
+  double duration = 0;        // seconds the output will have (0: unknown)
+  uint64_t bytes = 0;         // written so far
+  double elapsed = 0;         // seconds since the start
+  double start_position = 0;  // where this run began (a resumed job: its first segment to do)
 };
 
 struct TranscodeOptions {
@@ -98,7 +100,31 @@ struct TranscodeOptions {
   std::function<void(const TranscodeProgress&)> progress;
   // Where the field order is not flagged, frames looked at by the detector (idet).
   int detect_frames = 240;
+  // Known from an earlier segment of the same job: not detected again.
+  FieldOrder field = FieldOrder::kUnknown;
+  // Resumable jobs. A segment: only the main video stream, encoded for the container
+  // `extension`, but written as NUT (it keeps every timestamp exactly); only the frames whose time
+  // is in [segment_begin, segment_end) (SegmentPlan's units; INT64_MIN / INT64_MAX: open ends).
+  // Decoding starts about a second earlier, so that temporal filters (bwdif, hqdn3d) see the
+  // frames before the boundary as an uncut run would.
+  bool segment = false;
+  int64_t segment_begin = INT64_MIN, segment_end = INT64_MAX;
+  // Assembly: the main video stream's packets are taken from these segment files, in order (the
+  // input's video is not decoded); every other stream comes from the input as usual.
+  std::vector<std::string> video_segments;
 };
+
+// Where a long conversion is cut: key frames of the main video stream about `seconds` apart.
+// A spec that changes the timeline (trim, speed) or copies the video is not cut (why_not says so).
+struct SegmentPlan {
+  bool cut = false;
+  std::string why_not;
+  int tb_num = 1, tb_den = 1;   // the video stream's time base
+  std::vector<int64_t> begins;  // segment k starts at begins[k] (k > 0), counted from the start
+  double duration = 0;          // seconds
+};
+Result<SegmentPlan> PlanSegments(const std::string& input, const TranscodeSpec& spec,
+                                 double seconds);
 
 struct TranscodeReport {
   TranscodeProgress last;
@@ -107,7 +133,8 @@ struct TranscodeReport {
   FieldOrder field = FieldOrder::kUnknown;
   bool field_detected = false;  // by idet (else from the stream's flags)
   int width = 0, height = 0;
-  int64_t corrupt_packets = 0;        // packets the demuxer or a decoder refused (the run went on)
+  bool upright = false;         // the display rotation was applied to the pixels (graph.rotated)
+  int64_t corrupt_packets = 0;  // packets the demuxer or a decoder refused (the run went on)
   std::vector<std::string> streams;   // "0 video h264 -> libx264", "1 audio aac -> copy", ...
   std::vector<std::string> warnings;  // streams dropped and why, notes of the filters
 };

@@ -32,7 +32,7 @@ if [ ! -f "$tape" ]; then
 fi
 hd="$cache/hd-$seconds.mp4"
 if [ ! -f "$hd" ]; then
-  "${ff[@]}" -stream_loop -1 -i "$real/Megamind.avi" -t "$seconds" -vf "scale=1920:1080,fps=30" \
+  "${ff[@]}" -stream_loop -1 -i "$real/Megamind.avi" -t "$seconds" -vf "scale=1920:1080,setsar=1,fps=30" \
     -c:v libx264 -preset veryfast -crf 20 -c:a aac -b:a 192k "$hd.tmp.mp4"
   mv "$hd.tmp.mp4" "$hd"
 fi

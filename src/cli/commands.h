@@ -103,8 +103,10 @@ struct Options {
   // -o from a recipe's `output`: that folder, relative to the recipe's folder, must stay inside
   // it (no link followed); empty otherwise.
   std::string output_base, output_rel;
-  bool overwrite = false;     // replace existing outputs lumen has no record of writing
-  double time_limit_s = 120;  // one image's conversion at most
+  bool overwrite = false;        // replace existing outputs lumen has no record of writing
+  double time_limit_s = 120;     // one image's conversion at most
+  double segment_seconds = 60;   // a long video is a resumable job cut about this often (0: not)
+  std::vector<int64_t> job_ids;  // jobs resume/cancel/list
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";
@@ -144,6 +146,8 @@ int RunUndo(const Options& o, bool redo);
 int RunHistory(const Options& o);
 int RunDescribe(const Options& o, const char* argv0);
 int RunConvert(const Options& o, const char* argv0);
+int RunJobs(const std::string& action, const std::vector<int64_t>& ids, const Options& o,
+            const char* argv0);
 int RunPosts(const Options& o, const char* argv0);
 int RunServe(const Options& o);
 

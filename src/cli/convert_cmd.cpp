@@ -24,6 +24,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "jobs.h"
 #include "lumen/catalog/catalog.h"
 #include "lumen/image/chain.h"
 #include "lumen/image/convert.h"
@@ -32,6 +33,7 @@
 #include "lumen/io/magic.h"
 #include "lumen/io/scan.h"
 #include "lumen/util/interrupt.h"
+#include "lumen/util/json.h"
 #include "lumen/util/log.h"
 #include "lumen/util/profile.h"
 #include "lumen/util/progress.h"
@@ -136,10 +138,12 @@ std::string Clock(double seconds) {
 }
 
 // One video through video::Transcode into `fd` (a temporary in the output folder), one video at
-// a time (`one_at_a_time`): its decoder, filters and encoder take every core.
+// a time (`one_at_a_time`): its decoder, filters and encoder take every core. With `job` (a
+// catalog), a long one runs as a resumable job (jobs.h); *job_id is then set.
 Status ConvertVideo(const std::string& in, int fd, std::string container,
                     const video::TranscodeSpec& spec, const Options& o, std::mutex* one_at_a_time,
-                    Catalog::Conversion* out, uint64_t* bytes) {
+                    const VideoJobContext* job, Catalog::Conversion* out, uint64_t* bytes,
+                    int64_t* job_id) {
   for (char& ch : container) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   std::lock_guard<std::mutex> lock(*one_at_a_time);
   if (Interrupted()) return Status::Interrupted("stopped by a signal");
@@ -149,7 +153,7 @@ Status ConvertVideo(const std::string& in, int fd, std::string container,
   const uint64_t every = log::IsJson() ? 500'000'000ull : 2'000'000'000ull;
   auto rates = [](const video::TranscodeProgress& p, double* fps, double* speed, double* eta) {
     *fps = p.elapsed > 0 ? double(p.frames) / p.elapsed : 0;
-    *speed = p.elapsed > 0 ? p.position / p.elapsed : 0;
+    *speed = p.elapsed > 0 ? (p.position - p.start_position) / p.elapsed : 0;
     *eta = *speed > 0 && p.duration > p.position ? (p.duration - p.position) / *speed : 0;
   };
   opts.progress = [&](const video::TranscodeProgress& p) {
@@ -172,7 +176,10 @@ Status ConvertVideo(const std::string& in, int fd, std::string container,
                {"eta_s", fmt::format("{:.1f}", eta)},
                {"bytes", std::to_string(p.bytes)}});
   };
-  auto r = video::Transcode(in, fd, container, spec, opts);
+  bool is_job = false;
+  Result<video::TranscodeReport> r = video::TranscodeReport{};
+  if (job) r = RunVideoJob(*job, in, fd, container, spec, opts, &is_job, job_id);
+  if (r.ok() && !is_job) r = video::Transcode(in, fd, container, spec, opts);
   if (!r.ok()) return r.status();
   out->width = r->width;
   out->height = r->height;
@@ -204,6 +211,7 @@ Status ConvertVideo(const std::string& in, int fd, std::string container,
                {"video_filters", r->video_filters},
                {"audio_filters", r->audio_filters},
                {"field_order", video::FieldOrderName(r->field)},
+               {"job", std::to_string(is_job ? *job_id : 0)},
                {"corrupt_packets", std::to_string(r->corrupt_packets)}});
   }
   return Status::Ok();
@@ -369,6 +377,10 @@ int RunConvert(const Options& o, const char* argv0) {
       catalog = std::move(*c);
     else
       log::Warn(fmt::format("no result cache: {}", c.status().message()));
+  }
+  if (catalog) {
+    std::mutex sweep_mu;
+    SweepJobs(catalog.get(), &sweep_mu);
   }
   // The version at the end changes whenever a recipe starts giving other pixels, so that older
   // results are not taken for it (2: sharpen's threshold, WebP from the JPEG's planes).
@@ -665,7 +677,26 @@ int RunConvert(const Options& o, const char* argv0) {
         return Outcome::kCopied;
       }
     }
-    // Convert.
+    // Convert: a long video as a resumable job (jobs.h), given a catalog to keep it in.
+    VideoJobContext job;
+    int64_t job_id = 0;
+    const bool as_job = is_video && catalog && !o.in_place && o.segment_seconds > 0;
+    if (as_job) {
+      job.catalog = catalog.get();
+      job.catalog_mu = &mu;
+      job.input = abs_in;
+      job.input_id = in_id;
+      job.recipe = recipe;
+      job.output = out0;
+      job.job_parent = out_abs;
+      job.segment_seconds = o.segment_seconds;
+      job.args = json::Dump(nlohmann::json{{"output", fs::path(out0).parent_path().string()},
+                                           {"preset", o.preset},
+                                           {"chain", o.chain},
+                                           {"name", o.name_template},
+                                           {"overwrite", o.overwrite},
+                                           {"segment", o.segment_seconds}});
+    }
     Catalog::Conversion c;
     const Status st = write_out(
         [&](int fd, Catalog::Conversion* out) -> Status {
@@ -675,7 +706,8 @@ int RunConvert(const Options& o, const char* argv0) {
               container = fs::path(leaf).extension().string();
               if (!container.empty()) container.erase(0, 1);
             }
-            return ConvertVideo(in.string(), fd, container, *video_spec, o, &video_mu, out, bytes);
+            return ConvertVideo(in.string(), fd, container, *video_spec, o, &video_mu,
+                                as_job ? &job : nullptr, out, bytes, &job_id);
           }
           auto r = ConvertFile(in.string(), *chain, fd, preset, limits);
           if (!r.ok()) return r.status();
@@ -687,6 +719,7 @@ int RunConvert(const Options& o, const char* argv0) {
         },
         &c);
     if (!st.ok()) return fail(st);
+    if (job_id > 0) FinishJob(catalog.get(), &mu, job_id);
     if (catalog) {
       std::lock_guard<std::mutex> lock(mu);
       if (Status put = catalog->PutConversion(*hash, recipe, abs_in, in_id, c); !put.ok())

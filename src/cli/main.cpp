@@ -298,9 +298,33 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   convert->add_option("--time-limit", o.time_limit_s, "seconds one image may take (default 120)")
       ->check(CLI::PositiveNumber);
+  convert
+      ->add_option("--segment", o.segment_seconds,
+                   "a video longer than two segments runs as a resumable job cut at key frames "
+                   "about this many seconds apart (default 60; 0: never; lumen jobs)")
+      ->check(CLI::Range(0.0, 86400.0));
   convert->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
   convert->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
   convert->add_flag("-v,--verbose", o.verbose, "list every failure");
+
+  auto* jobs = app.add_subcommand(
+      "jobs", "long video conversions kept in the catalog: list, resume, cancel");
+  jobs->require_subcommand(1);
+  auto* j_list = jobs->add_subcommand("list", "every job, its state and how far it got");
+  j_list->add_option("ids", o.job_ids, "only these jobs");
+  j_list->add_flag("--json", o.json_out, "print as JSON");
+  auto* j_resume = jobs->add_subcommand(
+      "resume", "go on with interrupted, paused or failed jobs (redoes at most one segment)");
+  j_resume->add_option("ids", o.job_ids, "the jobs (default: every one that can go on)");
+  auto* j_cancel = jobs->add_subcommand(
+      "cancel", "stop a job (its process too, if running) and remove everything it wrote");
+  j_cancel->add_option("ids", o.job_ids, "the jobs")->required();
+  for (auto* sub : {j_list, j_resume, j_cancel}) {
+    sub->add_option("--catalog", o.catalog, "catalog database");
+    sub->add_flag("-q,--quiet", o.quiet, "no progress and no summary");
+    sub->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
+    sub->add_flag("-v,--verbose", o.verbose, "list every failure");
+  }
 
   auto add_run_cmd = [&](const char* name, const char* help) {
     auto* c = app.add_subcommand(name, help);
@@ -462,6 +486,8 @@ int main(int argc, char** argv) {
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);
   if (t_rescore->parsed()) return lumen::cli::RunTagsRescore(o);
   if (similar->parsed()) return lumen::cli::RunSearch(o, true);
+  for (auto* sub : {j_list, j_resume, j_cancel})
+    if (sub->parsed()) return lumen::cli::RunJobs(sub->get_name(), o.job_ids, o, argv[0]);
   for (auto* sub : {m_list, m_path, m_pull, m_verify, m_convert})
     if (sub->parsed()) return lumen::cli::RunModels(sub->get_name(), o);
   return lumen::cli::kExitError;

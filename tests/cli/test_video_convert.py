@@ -6,6 +6,7 @@ Sources are made here with the ffmpeg tool (test patterns with two audio tracks,
 chapters) and from real video (opencv-doc's Megamind.avi, scripts/fetch-photos.sh videos); every
 output is checked with ffprobe.
 """
+import atexit
 import json
 import os
 import shutil
@@ -58,6 +59,20 @@ def events(stderr, name):
     return out
 
 
+_REAL = []
+
+
+def real_videos():
+    """The folder of the real videos (scripts/fetch-photos.sh videos), fetched once a process."""
+    if not _REAL:
+        real = tempfile.mkdtemp(prefix="lumen-real-videos-")
+        atexit.register(shutil.rmtree, real, True)
+        subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "videos", real],
+                       check=True, capture_output=True)
+        _REAL.append(real)
+    return _REAL[0]
+
+
 class Base(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="lumen-vconv-")
@@ -97,6 +112,25 @@ class Base(unittest.TestCase):
                "2", "-map", "3", "-map_metadata", "4", "-map_chapters", "4", "-c:v", "libx264",
                "-pix_fmt", "yuv420p", "-c:a", "aac", "-c:s", "srt", "-metadata:s:a:0",
                "language=eng", "-metadata:s:a:1", "language=fra", src)
+        return src
+
+    def tape(self, name, order, seconds=2):
+        """A 480i 'tape' from real video: Megamind.avi scaled to 720x480, noise added, fields
+        woven in `order` (tff or bff) and coded as interlaced MPEG-2 flagged so, or unflagged
+        MPEG-4 Part 2 in AVI (what a capture card may write)."""
+        real = real_videos()
+        mode = "interleave_top" if order == "tff" else "interleave_bottom"
+        src = self.path(name)
+        vf = (f"scale=720:480,fps=60000/1001,noise=alls=12:allf=t,tinterlace={mode},"
+              f"setdar=4/3,setfield={'tff' if order == 'tff' else 'bff'}")
+        if name.endswith(".avi"):
+            vf = vf.rsplit(",", 1)[0] + ",setfield=prog"
+            codec = ["-c:v", "mpeg4", "-q:v", "3"]
+        else:
+            codec = ["-c:v", "mpeg2video", "-b:v", "6M", "-flags", "+ilme+ildct",
+                     "-top", "1" if order == "tff" else "0"]
+        ffmpeg("-i", os.path.join(real, "Megamind.avi"), "-t", seconds, "-vf", vf, *codec,
+               "-c:a", "pcm_s16le", "-ar", "48000", src)
         return src
 
 
@@ -182,29 +216,6 @@ class Presets(Base):
         self.assertEqual((v["codec_name"], v["width"]), ("av1", 320))
         self.assertNotIn(b"Svt[info]", p.stderr)  # its banner is not lumen's output
 
-    def tape(self, name, order, seconds=2):
-        """A 480i 'tape' from real video: Megamind.avi scaled to 720x480, noise added, fields
-        woven in `order` (tff or bff) and coded as interlaced MPEG-2 flagged so, or unflagged
-        MPEG-4 Part 2 in AVI (what a capture card may write)."""
-        real = os.path.join(self.tmp, "real")
-        if not os.path.exists(os.path.join(real, "Megamind.avi")):
-            os.makedirs(real, exist_ok=True)
-            subprocess.run([os.path.join(ROOT, "scripts", "fetch-photos.sh"), "videos", real],
-                           check=True, capture_output=True)
-        mode = "interleave_top" if order == "tff" else "interleave_bottom"
-        src = self.path(name)
-        vf = (f"scale=720:480,fps=60000/1001,noise=alls=12:allf=t,tinterlace={mode},"
-              f"setdar=4/3,setfield={'tff' if order == 'tff' else 'bff'}")
-        if name.endswith(".avi"):
-            vf = vf.rsplit(",", 1)[0] + ",setfield=prog"
-            codec = ["-c:v", "mpeg4", "-q:v", "3"]
-        else:
-            codec = ["-c:v", "mpeg2video", "-b:v", "6M", "-flags", "+ilme+ildct",
-                     "-top", "1" if order == "tff" else "0"]
-        ffmpeg("-i", os.path.join(real, "Megamind.avi"), "-t", seconds, "-vf", vf, *codec,
-               "-c:a", "pcm_s16le", "-ar", "48000", src)
-        return src
-
     def test_vhs_detects_the_field_order_and_deinterlaces_to_double_rate(self):
         for name, order, label in (("tff.mkv", "tff", "top field first"),
                                    ("bff.avi", "bff", "bottom field first")):
@@ -227,9 +238,8 @@ class Presets(Base):
 
     def test_vhs_of_a_progressive_source_is_not_deinterlaced(self):
         # Real progressive footage (a test pattern's sharp moving edges can look combed).
-        self.tape("unused.mkv", "tff", seconds=0.2)  # fetches the real videos
         src = self.path("prog.mp4")
-        ffmpeg("-i", os.path.join(self.tmp, "real", "Megamind.avi"), "-t", 1, "-vf",
+        ffmpeg("-i", os.path.join(real_videos(), "Megamind.avi"), "-t", 1, "-vf",
                "scale=720:480,setdar=16/9", "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
         p = self.convert(src, "--preset", "vhs")
         done = events(p.stderr, "video_done")[0]

@@ -19,7 +19,7 @@ struct Spec {
   char kind;  // 'v' video filter, 'a' audio filter, 'o' output setting
 };
 
-constexpr std::array<Spec, 35> kOps = {{
+constexpr std::array<Spec, 36> kOps = {{
     {"fit", 1, 1, "fit:WxH (fit inside, keep aspect, never enlarge)", 'v'},
     {"fill", 1, 1, "fill:WxH (cover and crop the centre)", 'v'},
     {"height", 1, 1, "height:H (H lines, square pixels, width from the display aspect)", 'v'},
@@ -43,6 +43,8 @@ constexpr std::array<Spec, 35> kOps = {{
     {"speed", 1, 1, "speed:FACTOR (0.25-4)", 't'},
     {"loudnorm", 0, 1, "loudnorm[:LUFS] (EBU R128, -16 by default)", 'a'},
     {"audio-denoise", 0, 1, "audio-denoise[:DB] (FFT denoiser, noise floor -25 dB)", 'a'},
+    {"dynaudnorm", 0, 1, "dynaudnorm[:MAXGAIN] (levels quiet and loud passages, gain at most 10)",
+     'a'},
     {"channels", 1, 1, "channels:mono|stereo|5.1", 'a'},
     {"h264", 0, 2, "h264[:CRF[:PRESET]]", 'o'},
     {"hevc", 0, 2, "hevc[:CRF[:PRESET]] (tagged hvc1 for Apple players)", 'o'},
@@ -122,7 +124,7 @@ bool IsVideoPreset(std::string_view name) {
 std::string VideoPresetList() {
   return "web (H.264 + AAC, at most 1080p, faststart), archive-hevc (HEVC 10-bit where the source "
          "is, hvc1, audio kept), archive-av1 (SVT-AV1, audio kept), remux (no re-encode), vhs "
-         "(deinterlaced at double rate, denoised, 1080 lines with square pixels, audio cleaned "
+         "(deinterlaced, denoised, 1080 lines with square pixels, audio cleaned "
          "and levelled)";
 }
 
@@ -148,10 +150,17 @@ Result<TranscodeSpec> VideoPreset(std::string_view name) {
     s.crf = 20;
     s.speed = "veryfast";
     s.pix_fmt = "yuv420p";
-    s.video = {{"deinterlace", {"bwdif", "double"}}, {"denoise", {"hqdn3d"}}, {"height", {"1080"}}};
+    // One frame per frame (29.97 from NTSC): double rate (a frame per field) doubles the
+    // encoder's work and misses real time on two cores (BENCHMARKS.md); tape noise wants a
+    // stronger denoiser than hqdn3d's default, and it halves the file.
+    s.video = {{"deinterlace", {"bwdif", "single"}},
+               {"denoise", {"hqdn3d", "2"}},
+               {"height", {"1080"}}};
     s.audio_codec = "aac";
     s.audio_kbps = 192;
-    s.audio = {{"audio-denoise", {}}, {"loudnorm", {}}};
+    // Levelled by dynaudnorm: a tape's loud and quiet passages evened out, in constant memory
+    // (loudnorm's 192 kHz look-ahead takes 116 MB; BENCHMARKS.md).
+    s.audio = {{"audio-denoise", {}}, {"dynaudnorm", {}}};
     s.faststart = true;
   } else {
     return Status::NotFound(fmt::format("unknown video preset '{}': {}", name, VideoPresetList()));
@@ -255,6 +264,8 @@ Result<TranscodeSpec> ParseVideoChain(std::string_view text, const TranscodeSpec
       if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, -70, -5, &v));
     } else if (name == "audio-denoise") {
       if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, -80, -20, &v));
+    } else if (name == "dynaudnorm") {
+      if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, 1, 100, &v));
     } else if (name == "channels") {
       if (op.args[0] != "mono" && op.args[0] != "stereo" && op.args[0] != "5.1")
         return bad(argpos, "channels takes mono, stereo or 5.1");
@@ -306,6 +317,18 @@ Result<TranscodeSpec> ParseVideoChain(std::string_view text, const TranscodeSpec
       continue;
     }
     VideoStep step{name, std::move(op.args)};
+    // A preset's deinterlacer (or a denoiser of the same kind) is replaced, not run twice:
+    // `--preset vhs --chain deinterlace:bwdif:double` asks for the preset at double rate.
+    auto kind = [](const VideoStep& s) { return s.args.empty() ? "hqdn3d" : s.args[0]; };
+    auto same = std::find_if(spec.video.begin(), spec.video.end(), [&](const VideoStep& s) {
+      return s.name == step.name &&
+             (s.name == "deinterlace" || (s.name == "denoise" && kind(s) == kind(step)));
+    });
+    if (same != spec.video.end()) {
+      *same = std::move(step);
+      video_filters = true;
+      continue;
+    }
     if (sp->kind == 'a') {
       spec.audio.push_back(std::move(step));
       audio_filters = true;

@@ -82,6 +82,10 @@ TEST(VideoChain, TimeOperationsReachBothGraphs) {
   EXPECT_EQ(BuildAudioGraph(*spec, 0),
             "atrim=start=90.000000:duration=2.500000,asetpts=PTS-STARTPTS,loudnorm=I=-23:TP=-1.5:"
             "LRA=11,atempo=0.5,atempo=0.5");
+  EXPECT_EQ(BuildAudioGraph(*ParseVideoChain("audio-denoise:-30,dynaudnorm:5"), 0),
+            "afftdn=nf=-30,dynaudnorm=m=5");
+  EXPECT_EQ(BuildAudioGraph(*VideoPreset("vhs"), 0), "afftdn=nf=-25,dynaudnorm=m=10");
+  EXPECT_FALSE(ParseVideoChain("dynaudnorm:0").ok());
 }
 
 TEST(VideoChain, CodecsAndPresets) {
@@ -108,6 +112,13 @@ TEST(VideoChain, CodecsAndPresets) {
   ASSERT_TRUE(more.ok());
   EXPECT_EQ(more->video_codec, "libx264");
   EXPECT_DOUBLE_EQ(more->trim_duration, 10);
+  // ... but a deinterlacer (or the same denoiser) replaces the preset's instead of running twice.
+  auto tape = ParseVideoChain("deinterlace:bwdif:double,denoise:hqdn3d:1,denoise:nlmeans", *vhs);
+  ASSERT_TRUE(tape.ok());
+  ASSERT_EQ(tape->video.size(), 4u);
+  EXPECT_EQ(tape->video[0].args, (std::vector<std::string>{"bwdif", "double"}));
+  EXPECT_EQ(tape->video[1].args, (std::vector<std::string>{"hqdn3d", "1"}));
+  EXPECT_EQ(tape->video[3].args, (std::vector<std::string>{"nlmeans"}));
 }
 
 TEST(VideoChain, ErrorsNameWhatAndWhere) {

@@ -246,6 +246,8 @@ std::string BuildAudioGraph(const TranscodeSpec& spec, double start) {
     else if (s.name == "loudnorm")
       f.push_back(
           fmt::format("loudnorm=I={}:TP=-1.5:LRA=11", s.args.empty() ? -16.0 : Num(s.args[0])));
+    else if (s.name == "dynaudnorm")
+      f.push_back(fmt::format("dynaudnorm=m={}", s.args.empty() ? 10.0 : Num(s.args[0])));
     else if (s.name == "channels")
       f.push_back(fmt::format("aformat=channel_layouts={}", s.args[0]));
   }

@@ -216,25 +216,30 @@ class Presets(Base):
         self.assertEqual((v["codec_name"], v["width"]), ("av1", 320))
         self.assertNotIn(b"Svt[info]", p.stderr)  # its banner is not lumen's output
 
-    def test_vhs_detects_the_field_order_and_deinterlaces_to_double_rate(self):
-        for name, order, label in (("tff.mkv", "tff", "top field first"),
-                                   ("bff.avi", "bff", "bottom field first")):
+    def test_vhs_detects_the_field_order_and_deinterlaces(self):
+        # The preset: a frame per frame; with deinterlace:bwdif:double, a frame per field.
+        for name, order, label, chain, rate, per_frame in (
+                ("tff.mkv", "tff", "top field first", [], "30000/1001", 1),
+                ("bff.avi", "bff", "bottom field first", [], "30000/1001", 1),
+                ("tff2.mkv", "tff", "top field first", ["--chain", "deinterlace:bwdif:double"],
+                 "60000/1001", 2)):
             with self.subTest(name):
                 src = self.tape(name, order, seconds=1 if SLOW else 2)
-                p = self.convert(src, "--preset", "vhs")
+                p = self.convert(src, "--preset", "vhs", *chain)
                 out = os.path.join(self.out, os.path.splitext(name)[0] + ".mp4")
                 v = probe(out)["streams"][0]
                 self.assertEqual((v["width"], v["height"]), (1440, 1080))
                 self.assertIn(v.get("field_order", "progressive"), ("progressive", "unknown"))
-                self.assertEqual(v["r_frame_rate"], "60000/1001")
+                self.assertEqual(v["r_frame_rate"], rate)
                 done = events(p.stderr, "video_done")[0]
                 self.assertEqual(done["field_order"], label)
                 self.assertIn(f"parity={order}", done["video_filters"])
-                self.assertIn("hqdn3d", done["video_filters"])
-                self.assertIn("loudnorm", done["audio_filters"])
-                # Twice the frames of the source: one per field.
+                self.assertEqual(done["video_filters"].count("bwdif"), 1)
+                self.assertIn("hqdn3d=8:6:12:9", done["video_filters"])
+                self.assertIn("afftdn", done["audio_filters"])
+                self.assertIn("dynaudnorm", done["audio_filters"])
                 src_frames = len(packets(src, "v:0"))
-                self.assertAlmostEqual(len(packets(out, "v:0")), 2 * src_frames, delta=2)
+                self.assertAlmostEqual(len(packets(out, "v:0")), per_frame * src_frames, delta=2)
 
     def test_vhs_of_a_progressive_source_is_not_deinterlaced(self):
         # Real progressive footage (a test pattern's sharp moving edges can look combed).

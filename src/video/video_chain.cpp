@@ -153,9 +153,8 @@ Result<TranscodeSpec> VideoPreset(std::string_view name) {
     // One frame per frame (29.97 from NTSC): double rate (a frame per field) doubles the
     // encoder's work and misses real time on two cores (BENCHMARKS.md); tape noise wants a
     // stronger denoiser than hqdn3d's default, and it halves the file.
-    s.video = {{"deinterlace", {"bwdif", "single"}},
-               {"denoise", {"hqdn3d", "2"}},
-               {"height", {"1080"}}};
+    s.video = {
+        {"deinterlace", {"bwdif", "single"}}, {"denoise", {"hqdn3d", "2"}}, {"height", {"1080"}}};
     s.audio_codec = "aac";
     s.audio_kbps = 192;
     // Levelled by dynaudnorm: a tape's loud and quiet passages evened out, in constant memory

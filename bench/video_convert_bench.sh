@@ -5,7 +5,7 @@
 # same libraries; the ratio says what lumen's process adds or saves. Also reports peak RSS
 # (GNU time) and the realtime factor of the vhs preset on a 480i "tape".
 #
-#   bench/video_convert_bench.sh [seconds=20] [pairs=2]
+#   bench/video_convert_bench.sh [seconds=20] [pairs=2] [parts=vhs,web,job]
 #
 # Sources (made in $LUMEN_CACHE/video-bench): a 480i tape from opencv-doc's Megamind.avi
 # (scripts/fetch-photos.sh videos), looped to `seconds`, noise added, fields woven top first,
@@ -14,6 +14,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-20}"
 pairs="${2:-2}"
+parts="${3:-vhs,web,job}"
+want() { [[ ",$parts," == *",$1,"* ]]; }
 lumen="${LUMEN_BIN:-$repo/build/src/cli/lumen}"
 cache="${LUMEN_CACHE:-$HOME/.cache/lumen-build}/video-bench"
 mkdir -p "$cache"
@@ -80,7 +82,36 @@ for l in open(sys.argv[1]):
 }
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; ffmpeg $(ffmpeg -version | head -1 | cut -d' ' -f3)"
-bench "vhs (480i tape -> 1440x1080p60)" "$tape" vhs \
+want vhs && bench "vhs (480i tape -> 1440x1080p30)" "$tape" vhs \
   -c:v libx264 -crf 20 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 192k -movflags +faststart
-bench "web (1080p30 H.264 -> H.264)" "$hd" web \
+want web && bench "web (1080p30 H.264 -> H.264)" "$hd" web \
   -c:v libx264 -crf 23 -preset medium -pix_fmt yuv420p -c:a aac -b:a 160k -movflags +faststart
+
+# vhs as a resumable job (--segment 5: the tape cut at key frames every ~5 s) against the same
+# conversion whole, and the job's temporary disk at its peak (its folder, sampled every 0.2 s).
+job_pair() {
+  local i t0 t1 peak
+  for i in $(seq 1 "$pairs"); do
+    rm -rf "$work/j" "$work/w" "$work/cat.db"*
+    mkdir -p "$work/j"
+    peak=0
+    ( while :; do du -sb "$work"/j/.lumen-job-* 2>/dev/null | awk '{s+=$1} END {print s+0}'; sleep 0.2; done ) >"$work/du" &
+    local sampler=$!
+    t0=$(now)
+    "$lumen" convert "$tape" -o "$work/j" --preset vhs --catalog "$work/cat.db" --segment 5 -q
+    t1=$(now)
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+    peak=$(sort -n "$work/du" | tail -1)
+    local tj tw
+    tj=$(echo "$t1 - $t0" | bc -l)
+    t0=$(now)
+    "$lumen" convert "$tape" -o "$work/w" --preset vhs --no-cache -q
+    t1=$(now)
+    tw=$(echo "$t1 - $t0" | bc -l)
+    printf 'vhs job pair %d: job %.2f s, whole %.2f s, whole/job %.3f; job folder peak %.1f MB (output %.1f MB)\n' \
+      "$i" "$tj" "$tw" "$(echo "$tw / $tj" | bc -l)" "$(echo "$peak / 1000000" | bc -l)" \
+      "$(echo "$(stat -c %s "$work"/j/*.mp4) / 1000000" | bc -l)"
+  done
+}
+if want job; then job_pair; fi
+

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -51,10 +53,21 @@ class JobLock {
     }
     return true;
   }
+  // Kept by the process until FinishJob (the output placed), so that nobody takes the job for
+  // interrupted meanwhile.
+  void Keep(int64_t job_id);
 
  private:
   UniqueFd fd_;
 };
+
+std::mutex g_kept_mu;
+std::map<int64_t, UniqueFd> g_kept;
+
+void JobLock::Keep(int64_t job_id) {
+  std::lock_guard<std::mutex> lock(g_kept_mu);
+  g_kept[job_id] = std::move(fd_);
+}
 
 // Whether some process holds the job's lock now.
 bool Running(const Catalog::Job& j) {
@@ -175,6 +188,7 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
         fmt::format("{}: job {} is converting it in another lumen process "
                     "(pid {})",
                     input, found->id, found->pid));
+  if (found && found->state == "failed") found.reset();  // its folder went: a new job
   if (found &&
       (found->input_size != ctx.input_id.size || found->input_mtime_ns != ctx.input_id.mtime_ns ||
        !Exists(found->folder + "/" + kMarker))) {
@@ -375,6 +389,7 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
   auto r = video::Transcode(input, out_fd, container, spec, opts);
   if (!r.ok()) return stop(r.status());
   elapsed += double(MonotonicNs() - t) / 1e9;
+  lock.Keep(job.id);
   video::TranscodeReport out = *r;
   out.last.frames = frames;
   out.last.elapsed = elapsed;
@@ -394,14 +409,19 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
 }
 
 void FinishJob(Catalog* catalog, std::mutex* mu, int64_t job_id) {
-  std::lock_guard<std::mutex> lock(*mu);
-  auto j = catalog->JobById(job_id);
-  if (!j.ok() || !*j) return;
-  RemoveFolder((*j)->folder);
-  (*j)->state = "done";
-  (*j)->done = (*j)->segments;
-  (*j)->error.clear();
-  (void)catalog->UpdateJob(**j);
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    auto j = catalog->JobById(job_id);
+    if (j.ok() && *j) {
+      RemoveFolder((*j)->folder);
+      (*j)->state = "done";
+      (*j)->done = (*j)->segments;
+      (*j)->error.clear();
+      (void)catalog->UpdateJob(**j);
+    }
+  }
+  std::lock_guard<std::mutex> lock(g_kept_mu);
+  g_kept.erase(job_id);
 }
 
 void SweepJobs(Catalog* catalog, std::mutex* mu) {

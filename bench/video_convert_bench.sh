@@ -6,6 +6,7 @@
 # (GNU time) and the realtime factor of the vhs preset on a 480i "tape".
 #
 #   bench/video_convert_bench.sh [seconds=20] [pairs=2] [parts=vhs,web,job]
+#   bench/video_convert_bench.sh 600 1 compare    # lumen compare of 3 presets on a 10-min tape
 #
 # Sources (made in $LUMEN_CACHE/video-bench): a 480i tape from opencv-doc's Megamind.avi
 # (scripts/fetch-photos.sh videos), looped to `seconds`, noise added, fields woven top first,
@@ -33,7 +34,7 @@ if [ ! -f "$tape" ]; then
   mv "$tape.tmp.mkv" "$tape"
 fi
 hd="$cache/hd-$seconds.mp4"
-if [ ! -f "$hd" ]; then
+if want web && [ ! -f "$hd" ]; then
   "${ff[@]}" -stream_loop -1 -i "$real/Megamind.avi" -t "$seconds" -vf "scale=1920:1080,setsar=1,fps=30" \
     -c:v libx264 -preset veryfast -crf 20 -c:a aac -b:a 192k "$hd.tmp.mp4"
   mv "$hd.tmp.mp4" "$hd"
@@ -95,12 +96,13 @@ job_pair() {
     rm -rf "$work/j" "$work/w" "$work/cat.db"*
     mkdir -p "$work/j"
     peak=0
-    ( while :; do du -sb "$work"/j/.lumen-job-* 2>/dev/null | awk '{s+=$1} END {print s+0}'; sleep 0.2; done ) >"$work/du" &
+    ( set +e +o pipefail; while :; do du -sb "$work"/j/.lumen-job-* 2>/dev/null | awk '{s+=$1} END {print s+0}'; sleep 0.2; done ) >"$work/du" &
     local sampler=$!
     t0=$(now)
     "$lumen" convert "$tape" -o "$work/j" --preset vhs --catalog "$work/cat.db" --segment 5 -q
     t1=$(now)
-    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
     peak=$(sort -n "$work/du" | tail -1)
     local tj tw
     tj=$(echo "$t1 - $t0" | bc -l)
@@ -114,4 +116,19 @@ job_pair() {
   done
 }
 if want job; then job_pair; fi
+
+# lumen compare of vhs, web and archive-hevc on the tape (3 excerpts of 3 s by default).
+if want compare; then
+  t0=$(now)
+  "$lumen" compare "$tape" --presets vhs,web,archive-hevc -o "$work/compare.html" --json -q \
+    >"$work/compare.json"
+  t1=$(now)
+  printf 'compare of 3 presets on %s s of tape: %.2f s\n' "$seconds" "$(echo "$t1 - $t0" | bc -l)"
+  /usr/bin/python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))
+for p in r["presets"]:
+    print("  %-13s %.2fx real time, whole file %.0f s and %.1f MB, SSIM %.4f, PSNR %.2f dB" % (
+        p["preset"], p["realtime"], p["estimated_seconds"], p["estimated_bytes"] / 1e6,
+        p["ssim"], p["psnr"]))' "$work/compare.json"
+fi
 

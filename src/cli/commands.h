@@ -107,6 +107,10 @@ struct Options {
   double time_limit_s = 120;     // one image's conversion at most
   double segment_seconds = 60;   // a long video is a resumable job cut about this often (0: not)
   std::vector<int64_t> job_ids;  // jobs resume/cancel/list
+  // compare
+  std::vector<std::string> presets;
+  std::vector<double> at;
+  double excerpt_seconds = 3;
   // organize / undo / redo
   std::string into;
   std::string tmpl = "{year|unknown}/{month|unknown}";
@@ -146,6 +150,7 @@ int RunUndo(const Options& o, bool redo);
 int RunHistory(const Options& o);
 int RunDescribe(const Options& o, const char* argv0);
 int RunConvert(const Options& o, const char* argv0);
+int RunCompare(const Options& o);
 int RunJobs(const std::string& action, const std::vector<int64_t>& ids, const Options& o,
             const char* argv0);
 int RunPosts(const Options& o, const char* argv0);

@@ -307,6 +307,21 @@ int main(int argc, char** argv) {
   convert->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
   convert->add_flag("-v,--verbose", o.verbose, "list every failure");
 
+  auto* compare = app.add_subcommand(
+      "compare", "what video presets do to a file: excerpts encoded, SSIM/PSNR, stills, estimates");
+  compare->add_option("paths", o.paths, "the video")->required()->expected(1);
+  compare->add_option("--presets", o.presets, "the presets (default vhs,web,archive-hevc)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"web", "archive-hevc", "archive-av1", "remux", "vhs"}));
+  compare->add_option("--at", o.at, "excerpts starting at these seconds (default: three key frames)")
+      ->delimiter(',');
+  compare->add_option("--excerpt", o.excerpt_seconds, "seconds per excerpt (default 3)")
+      ->check(CLI::Range(0.2, 60.0));
+  compare->add_option("-o,--report", o.report, "the HTML report (default STEM-compare.html)");
+  compare->add_flag("--json", o.json_out, "print the figures as JSON");
+  compare->add_flag("-q,--quiet", o.quiet, "no progress");
+  compare->add_flag("--json-logs", o.json_logs, "log lines as JSON objects on stderr");
+
   auto* jobs = app.add_subcommand(
       "jobs", "long video conversions kept in the catalog: list, resume, cancel");
   jobs->require_subcommand(1);
@@ -481,6 +496,7 @@ int main(int argc, char** argv) {
   if (describe->parsed()) return lumen::cli::RunDescribe(o, argv[0]);
   if (convert->parsed()) return lumen::cli::RunConvert(o, argv[0]);
   if (serve->parsed()) return lumen::cli::RunServe(o);
+  if (compare->parsed()) return lumen::cli::RunCompare(o);
   if (posts->parsed()) return lumen::cli::RunPosts(o, argv[0]);
   if (search->parsed()) return lumen::cli::RunSearch(o, false);
   if (t_build->parsed()) return lumen::cli::RunTagsBuild(o);

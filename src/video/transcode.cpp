@@ -18,6 +18,7 @@ extern "C" {
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -433,6 +434,12 @@ class Run {
  public:
   Run(const std::string& path, const TranscodeSpec& spec, const TranscodeOptions& options)
       : path_(path), spec_(spec), options_(options) {}
+  ~Run() {
+    if (!scratch_.empty()) {
+      ::unlink((scratch_ + "/transforms.trf").c_str());
+      ::rmdir(scratch_.c_str());
+    }
+  }
   Result<TranscodeReport> Go(int out_fd, const std::string& extension);
 
  private:
@@ -450,6 +457,10 @@ class Run {
   // A segment: from about a second before its first frame (a key frame at or before it).
   Status SeekToSegment();
   Status OpenOutput();  // the muxer's header
+  // Stabilisation: the motion file's path (in a private folder removed with the run), and its
+  // first pass (the graph `text` over every frame of `st`).
+  std::string TransformsPath();
+  Status DetectMotion(AVStream* st, const SourceFacts& facts, const std::string& text);
   void Report(bool force);
   // The output's time of a copied packet's timestamp (trim, rebase, speed); false: outside.
   // Before the trim's start: a video packet is kept (the frames from its key frame are needed),
@@ -475,6 +486,7 @@ class Run {
   PacketPtr pending_;     // the segments' next packet (in their time base)
   int64_t start_us_ = 0;  // the input's first timestamp (the output starts there)
   uint64_t t0_ = 0, last_report_ = 0;
+  std::string scratch_;  // the stabiliser's folder
 };
 
 bool Run::Retime(AVPacket* pkt, AVRational tb, AVMediaType type) {
@@ -545,6 +557,17 @@ Status Run::SetUpVideo(AVStream* st, Coder* c) {
   }
   auto graph = BuildVideoGraph(spec_, facts, &report_.warnings);
   if (!graph.ok()) return Status::Invalid(fmt::format("{}: {}", path_, graph.status().message()));
+  if (!graph->detect.empty()) {
+    // Stabilisation's first pass, over the whole stream, into a file of this run's own.
+    const std::string trf = TransformsPath();
+    if (trf.empty())
+      return Status::Io(fmt::format("{}: cannot make a folder for the motion file: {}", path_,
+                                    std::strerror(errno)));
+    for (std::string* t : {&graph->detect, &graph->filters})
+      for (size_t at; (at = t->find(kTransformsToken)) != std::string::npos;)
+        t->replace(at, std::strlen(kTransformsToken), trf);
+    LUMEN_RETURN_IF_ERROR(DetectMotion(st, facts, graph->detect));
+  }
   // The encoder's pixel format: as asked, else its closest to the source's.
   AVPixelFormat want = AV_PIX_FMT_NONE;
   if (!spec_.pix_fmt.empty()) {
@@ -1032,6 +1055,65 @@ Status Run::Subtitle(SubtitleCoder* c, AVPacket* pkt) {
   return Write(out.get(), c->out, AV_TIME_BASE_Q);
 }
 
+std::string Run::TransformsPath() {
+  if (scratch_.empty()) {
+    // A path the filter option syntax takes as it is (no ':', ',', quotes or spaces).
+    const char* tmp = std::getenv("TMPDIR");
+    std::string base = tmp && *tmp ? tmp : "/tmp";
+    if (base.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") !=
+        std::string::npos)
+      base = "/tmp";
+    std::string dir = base + "/lumen-stabilise-XXXXXX";
+    if (!::mkdtemp(dir.data())) return "";
+    scratch_ = dir;
+  }
+  return scratch_ + "/transforms.trf";
+}
+
+Status Run::DetectMotion(AVStream* st, const SourceFacts& facts, const std::string& text) {
+  log::Info(fmt::format("{}: measuring the camera's motion (stabilise, first of two passes)",
+                        path_));
+  auto in = OpenIn(path_);
+  if (!in.ok()) return in.status();
+  AVFormatContext* ic = in->get();
+  for (unsigned i = 0; i < ic->nb_streams; ++i)
+    if (int(i) != st->index) ic->streams[i]->discard = AVDISCARD_ALL;
+  AVStream* vs = ic->streams[st->index];
+  Coder c;
+  LUMEN_RETURN_IF_ERROR(OpenDecoder(vs, options_.threads, path_, &c.dec));
+  const std::string args = fmt::format(
+      "video_size={}x{}:pix_fmt={}:time_base={}/{}:pixel_aspect={}/{}", facts.width, facts.height,
+      vs->codecpar->format, vs->time_base.num, vs->time_base.den, facts.sar_num, facts.sar_den);
+  LUMEN_RETURN_IF_ERROR(BuildGraph(true, args, text, options_.threads, &c, path_));
+  PacketPtr pkt(av_packet_alloc());
+  FramePtr frame(av_frame_alloc()), out(av_frame_alloc());
+  auto push = [&](AVFrame* f) -> Status {
+    if (av_buffersrc_add_frame(c.src, f) < 0) av_frame_unref(f);
+    while (av_buffersink_get_frame(c.sink, out.get()) >= 0) av_frame_unref(out.get());
+    return Status::Ok();
+  };
+  auto decode = [&](AVPacket* p) -> Status {
+    if (avcodec_send_packet(c.dec.get(), p) < 0 && p) return Status::Ok();
+    while (avcodec_receive_frame(c.dec.get(), frame.get()) >= 0) {
+      frame->pts = frame->best_effort_timestamp;
+      LUMEN_RETURN_IF_ERROR(push(frame.get()));
+    }
+    return Status::Ok();
+  };
+  while (true) {
+    if (Interrupted()) return Status::Interrupted(fmt::format("{}: interrupted", path_));
+    const int r = av_read_frame(ic, pkt.get());
+    if (r == AVERROR_EOF || (r < 0 && avio_feof(ic->pb))) break;
+    if (r < 0) continue;
+    if (pkt->stream_index == st->index) LUMEN_RETURN_IF_ERROR(decode(pkt.get()));
+    av_packet_unref(pkt.get());
+  }
+  LUMEN_RETURN_IF_ERROR(decode(nullptr));
+  LUMEN_RETURN_IF_ERROR(push(nullptr));
+  c.graph.reset();  // vidstabdetect completes its file when it is freed
+  return Status::Ok();
+}
+
 Status Run::OpenOutput() {
   AVDictionary* mux = nullptr;
   if (spec_.faststart && IsMov(out_->oformat)) av_dict_set(&mux, "movflags", "+faststart", 0);
@@ -1196,6 +1278,16 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
       continue;
     }
     const AVRational tb = ic->streams[i]->time_base;
+    // Trimmed: once the input's video is well past the cut's end (its frames are out of the
+    // decoder and the filters), the rest is not read. (The output's time alone does not tell:
+    // it stops growing when trim drops the frames.)
+    if (spec_.trim_duration > 0 && i == video_) {
+      const int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+      if (ts != AV_NOPTS_VALUE &&
+          double(ts - av_rescale_q(start_us_, AV_TIME_BASE_Q, tb)) * av_q2d(tb) >
+              spec_.trim_start + spec_.trim_duration + 2)
+        break;
+    }
     if (segments_ && i != video_ && route_[size_t(i)] != Route::kDrop) {
       // The video up to a little past this packet's time, so the muxer interleaves in step.
       const int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
@@ -1272,6 +1364,11 @@ Result<SegmentPlan> PlanSegments(const std::string& input, const TranscodeSpec& 
   }
   if (spec.trim_start > 0 || spec.trim_duration > 0 || spec.speed_factor != 1) {
     plan.why_not = "trim and speed change the timeline";
+    return plan;
+  }
+  if (std::any_of(spec.video.begin(), spec.video.end(),
+                  [](const VideoStep& s) { return s.name == "stabilise"; })) {
+    plan.why_not = "stabilise follows the camera through the whole file";
     return plan;
   }
   auto in = OpenIn(input);

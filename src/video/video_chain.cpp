@@ -19,7 +19,7 @@ struct Spec {
   char kind;  // 'v' video filter, 'a' audio filter, 'o' output setting
 };
 
-constexpr std::array<Spec, 36> kOps = {{
+constexpr std::array<Spec, 37> kOps = {{
     {"fit", 1, 1, "fit:WxH (fit inside, keep aspect, never enlarge)", 'v'},
     {"fill", 1, 1, "fill:WxH (cover and crop the centre)", 'v'},
     {"height", 1, 1, "height:H (H lines, square pixels, width from the display aspect)", 'v'},
@@ -38,6 +38,8 @@ constexpr std::array<Spec, 36> kOps = {{
     {"deinterlace", 0, 2, "deinterlace[:bwdif|yadif[:double|single]]", 'v'},
     {"denoise", 0, 2, "denoise[:hqdn3d|atadenoise|nlmeans[:STRENGTH]]", 'v'},
     {"deblock", 0, 0, "deblock", 'v'},
+    {"stabilise", 0, 2, "stabilise[:SHAKINESS[:SMOOTHING]] (vidstab, two passes; 1-10, frames)",
+     'v'},
     {"fps", 1, 1, "fps:RATE", 'v'},
     {"trim", 1, 2, "trim:START[:DURATION] (seconds, or \"[HH:]MM:SS[.s]\" in quotes)", 't'},
     {"speed", 1, 1, "speed:FACTOR (0.25-4)", 't'},
@@ -180,10 +182,9 @@ Result<TranscodeSpec> ParseVideoChain(std::string_view text, const TranscodeSpec
   for (ChainOp& op : *split) {
     std::string name = op.name;
     std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    if (name == "stabilize") name = "stabilise";
     const Spec* sp = Find(name);
     if (!sp) {
-      if (name == "stabilise" || name == "stabilize")
-        return bad(op.pos, "stabilise (vidstab, two passes) is not available yet");
       std::string known;
       for (const Spec& s : kOps) known += fmt::format("{}{}", known.empty() ? "" : ", ", s.usage);
       return bad(op.pos, fmt::format("unknown video operation '{}' (known: {})", op.name, known));
@@ -263,6 +264,12 @@ Result<TranscodeSpec> ParseVideoChain(std::string_view text, const TranscodeSpec
       if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, -70, -5, &v));
     } else if (name == "audio-denoise") {
       if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, -80, -20, &v));
+    } else if (name == "stabilise") {
+      if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, 1, 10, &v));
+      if (n > 1) LUMEN_RETURN_IF_ERROR(num(1, 1, 300, &v));
+      if (std::any_of(spec.video.begin(), spec.video.end(),
+                      [](const VideoStep& s) { return s.name == "stabilise"; }))
+        return bad(op.pos, "stabilise once per chain");
     } else if (name == "dynaudnorm") {
       if (n > 0) LUMEN_RETURN_IF_ERROR(num(0, 1, 100, &v));
     } else if (name == "channels") {

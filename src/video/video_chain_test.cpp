@@ -54,6 +54,18 @@ TEST(VideoChain, ARotatedSourceIsTurnedUprightOnlyForGeometry) {
   EXPECT_EQ(g.filters, "hue=s=0");
 }
 
+TEST(VideoChain, StabiliseIsTwoPassesOverTheSameFrames) {
+  const SourceFacts hd{1280, 720};
+  VideoGraph g = Graph("grayscale,stabilise:8:30,fit:640x640", hd);
+  // The first pass sees the frames as the second does: after what comes before it.
+  EXPECT_EQ(g.detect, "hue=s=0,vidstabdetect=result=@transforms@:shakiness=8");
+  EXPECT_EQ(g.filters,
+            "hue=s=0,vidstabtransform=input=@transforms@:smoothing=30:crop=keep:optzoom=1,"
+            "scale=640:360,setsar=1");
+  EXPECT_EQ(Graph("stabilize", hd).detect, "vidstabdetect=result=@transforms@:shakiness=5");
+  EXPECT_TRUE(Graph("fit:640x640", hd).detect.empty());
+}
+
 TEST(VideoChain, DeinterlacingFollowsTheFieldOrder) {
   EXPECT_EQ(Graph("deinterlace", Tape()).filters, "bwdif=mode=send_field:parity=bff:deint=all");
   EXPECT_EQ(Graph("deinterlace:yadif:single", Tape()).filters,
@@ -135,7 +147,8 @@ TEST(VideoChain, ErrorsNameWhatAndWhere) {
       {"copy,fit:10x10", "cannot be filtered", false},
       {"audio-copy,loudnorm", "the audio is copied", false},
       {"trim:x", "trim's start"},
-      {"stabilise", "not available yet"},
+      {"stabilise:11", "stabilise needs a number in [1, 10]"},
+      {"stabilise,stabilize", "stabilise once per chain"},
       {"deinterlace:bob", "deinterlace takes bwdif or yadif"},
   };
   for (const Case& c : cases) {

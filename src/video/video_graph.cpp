@@ -215,6 +215,16 @@ Result<VideoGraph> BuildVideoGraph(const TranscodeSpec& spec, const SourceFacts&
         f.push_back(fmt::format("nlmeans=s={}", std::clamp(3 * k, 1.0, 30.0)));
     } else if (n == "deblock") {
       f.push_back("deblock");
+    } else if (n == "stabilise") {
+      // Two passes: vidstabdetect writes the camera's motion, vidstabtransform undoes it (the
+      // borders it uncovers filled from the frames before, zoomed only as much as needed).
+      std::string before;
+      for (const std::string& x : f) before += (before.empty() ? "" : ",") + x;
+      out.detect = fmt::format("{}{}vidstabdetect=result={}:shakiness={}", before,
+                               before.empty() ? "" : ",", kTransformsToken,
+                               a.empty() ? 5 : int(Num(a[0])));
+      f.push_back(fmt::format("vidstabtransform=input={}:smoothing={}:crop=keep:optzoom=1",
+                              kTransformsToken, a.size() < 2 ? 15 : int(Num(a[1]))));
     } else if (n == "fps") {
       f.push_back(fmt::format("fps={}", Num(a[0])));
     }

@@ -80,4 +80,17 @@ Result<SegmentPlan> PlanSegments(const std::string& input, const TranscodeSpec& 
   return (*m)->plan_segments(input, spec, seconds);
 }
 
+Result<Image> FrameAt(const std::string& path, double seconds, int max_side) {
+  auto m = Module();
+  if (!m.ok()) return m.status();
+  return (*m)->frame_at(path, seconds, max_side);
+}
+
+Result<Fidelity> Measure(const std::string& source, double start, double duration,
+                         const std::string& excerpt) {
+  auto m = Module();
+  if (!m.ok()) return m.status();
+  return (*m)->measure(source, start, duration, excerpt);
+}
+
 }  // namespace lumen::video

@@ -49,6 +49,15 @@ Result<video::SegmentPlan> ModulePlanSegments(const std::string& input,
   return Guarded<video::SegmentPlan>([&] { return video::PlanSegments(input, spec, seconds); });
 }
 
+Result<Image> ModuleFrameAt(const std::string& path, double seconds, int max_side) {
+  return Guarded<Image>([&] { return video::FrameAt(path, seconds, max_side); });
+}
+Result<video::Fidelity> ModuleMeasure(const std::string& source, double start, double duration,
+                                      const std::string& excerpt) {
+  return Guarded<video::Fidelity>(
+      [&] { return video::Measure(source, start, duration, excerpt); });
+}
+
 constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,
                                         sizeof(video::VideoHost),
                                         sizeof(video::VideoAnalysis),
@@ -57,7 +66,9 @@ constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,
                                         ModulePoster,
                                         ModuleAnalyze,
                                         ModuleTranscode,
-                                        ModulePlanSegments};
+                                        ModulePlanSegments,
+                                        ModuleFrameAt,
+                                        ModuleMeasure};
 }  // namespace
 
 bool Interrupted() {

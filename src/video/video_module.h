@@ -15,6 +15,7 @@
 #include "lumen/util/log.h"
 #include "lumen/util/status.h"
 #include "lumen/video/analyze.h"
+#include "lumen/video/compare.h"
 #include "lumen/video/poster.h"
 #include "lumen/video/probe.h"
 #include "lumen/video/transcode.h"
@@ -38,6 +39,9 @@ struct VideoModuleApi {
                                        const TranscodeOptions& options);
   Result<SegmentPlan> (*plan_segments)(const std::string& input, const TranscodeSpec& spec,
                                        double seconds);
+  Result<Image> (*frame_at)(const std::string& path, double seconds, int max_side);
+  Result<Fidelity> (*measure)(const std::string& source, double start, double duration,
+                              const std::string& excerpt);
 };
 
 }  // namespace lumen::video

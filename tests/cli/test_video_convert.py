@@ -313,6 +313,40 @@ class Chains(Base):
         self.assertAlmostEqual(means["brightness_0.5"][0], 64, delta=6)  # v * 0.5, as photos
         self.assertGreater(means["grayscale"][1], 200)  # the white watermark is drawn
 
+    def test_stabilise_takes_the_shake_out(self):
+        # A still frame of real video, shaken: the camera moves, nothing in the picture does.
+        still = self.path("still.png")
+        ffmpeg("-ss", 2, "-i", os.path.join(real_videos(), "Megamind.avi"), "-frames:v", 1, still)
+        src = self.path("shaky.mp4")
+        ffmpeg("-loop", 1, "-i", still, "-t", 2 if SLOW else 3, "-r", 25, "-vf",
+               "scale=800:588,crop=640:480:x='80+40*sin(n*0.9)':y='54+30*sin(n*1.3+1)'",
+               "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
+        scratch = self.path("scratch")
+        os.makedirs(scratch)
+        p = run("convert", src, "-o", self.out, "--no-cache", "--json-logs", "--chain",
+                "stabilise:8:30,h264:18", env={**os.environ, "TMPDIR": scratch}, check=EXIT_OK)
+        done = events(p.stderr, "video_done")[0]
+        self.assertIn("vidstabtransform", done["video_filters"])
+        self.assertIn(b"first of two passes", p.stderr)
+        out = os.path.join(self.out, "shaky.mp4")
+        self.assertEqual(len(packets(out, "v:0")), len(packets(src, "v:0")))
+
+        def shake(path):
+            """Mean absolute change between consecutive frames (grey, 160x120, the centre)."""
+            raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-vf",
+                                  "crop=iw/2:ih/2,scale=160:120,format=gray", "-f", "rawvideo",
+                                  "-"], check=True, capture_output=True).stdout
+            n = 160 * 120
+            frames = [raw[i:i + n] for i in range(0, len(raw) - n + 1, n)]
+            diffs = [sum(abs(a - b) for a, b in zip(f, g)) / n
+                     for f, g in zip(frames[5:], frames[6:])]
+            return sum(diffs) / len(diffs)
+
+        before, after = shake(src), shake(out)
+        self.assertLess(after, 0.5 * before, (before, after))
+        # The motion file went with the run.
+        self.assertEqual(os.listdir(scratch), [])
+
     def test_photos_and_videos_in_one_call(self):
         folder = self.path("mixed")
         os.makedirs(folder)

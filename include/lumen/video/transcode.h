@@ -66,8 +66,12 @@ struct SourceFacts {
 // The video filter graph text for `spec` on a source with `facts` ("null" when nothing is to
 // be done), and the output's stored size. Notes (e.g. "progressive source: not deinterlaced")
 // are appended to *notes.
+// Where a graph names the motion file of a two-pass stabilisation (replaced by Transcode).
+inline constexpr const char* kTransformsToken = "@transforms@";
 struct VideoGraph {
   std::string filters;
+  // Stabilisation's first pass: the filters before it, then vidstabdetect ("" without it).
+  std::string detect;
   int width = 0, height = 0;
   bool rotated = false;  // the display rotation was applied to the pixels (no matrix written)
 };

@@ -313,7 +313,8 @@ int main(int argc, char** argv) {
   compare->add_option("--presets", o.presets, "the presets (default vhs,web,archive-hevc)")
       ->delimiter(',')
       ->check(CLI::IsMember({"web", "archive-hevc", "archive-av1", "remux", "vhs"}));
-  compare->add_option("--at", o.at, "excerpts starting at these seconds (default: three key frames)")
+  compare
+      ->add_option("--at", o.at, "excerpts starting at these seconds (default: three key frames)")
       ->delimiter(',');
   compare->add_option("--excerpt", o.excerpt_seconds, "seconds per excerpt (default 3)")
       ->check(CLI::Range(0.2, 60.0));

@@ -1060,7 +1060,8 @@ std::string Run::TransformsPath() {
     // A path the filter option syntax takes as it is (no ':', ',', quotes or spaces).
     const char* tmp = std::getenv("TMPDIR");
     std::string base = tmp && *tmp ? tmp : "/tmp";
-    if (base.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") !=
+    if (base.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") !=
         std::string::npos)
       base = "/tmp";
     std::string dir = base + "/lumen-stabilise-XXXXXX";
@@ -1071,8 +1072,8 @@ std::string Run::TransformsPath() {
 }
 
 Status Run::DetectMotion(AVStream* st, const SourceFacts& facts, const std::string& text) {
-  log::Info(fmt::format("{}: measuring the camera's motion (stabilise, first of two passes)",
-                        path_));
+  log::Info(
+      fmt::format("{}: measuring the camera's motion (stabilise, first of two passes)", path_));
   auto in = OpenIn(path_);
   if (!in.ok()) return in.status();
   AVFormatContext* ic = in->get();

@@ -220,9 +220,9 @@ Result<VideoGraph> BuildVideoGraph(const TranscodeSpec& spec, const SourceFacts&
       // borders it uncovers filled from the frames before, zoomed only as much as needed).
       std::string before;
       for (const std::string& x : f) before += (before.empty() ? "" : ",") + x;
-      out.detect = fmt::format("{}{}vidstabdetect=result={}:shakiness={}", before,
-                               before.empty() ? "" : ",", kTransformsToken,
-                               a.empty() ? 5 : int(Num(a[0])));
+      out.detect =
+          fmt::format("{}{}vidstabdetect=result={}:shakiness={}", before, before.empty() ? "" : ",",
+                      kTransformsToken, a.empty() ? 5 : int(Num(a[0])));
       f.push_back(fmt::format("vidstabtransform=input={}:smoothing={}:crop=keep:optzoom=1",
                               kTransformsToken, a.size() < 2 ? 15 : int(Num(a[1]))));
     } else if (n == "fps") {

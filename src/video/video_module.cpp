@@ -54,8 +54,7 @@ Result<Image> ModuleFrameAt(const std::string& path, double seconds, int max_sid
 }
 Result<video::Fidelity> ModuleMeasure(const std::string& source, double start, double duration,
                                       const std::string& excerpt) {
-  return Guarded<video::Fidelity>(
-      [&] { return video::Measure(source, start, duration, excerpt); });
+  return Guarded<video::Fidelity>([&] { return video::Measure(source, start, duration, excerpt); });
 }
 
 constexpr video::VideoModuleApi kApi = {LUMEN_VIDEO_ABI_ID,

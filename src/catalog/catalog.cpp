@@ -486,6 +486,9 @@ Status Catalog::Migrate() {
   // One step per transaction, the version read again once the write lock is held: two
   // processes opening a new catalog at once (two jobs, an index beside them) must not both run
   // the same step.
+  // A current catalog (the usual case) is not locked at all: a convert beside a busy index must
+  // not wait for its write lock.
+  if (SchemaVersion() == kCatalogSchemaVersion) return Status::Ok();
   while (true) {
     if (Status st = sql::Exec(db_.get(), "BEGIN IMMEDIATE"); !st.ok())
       return Status::Io(fmt::format("migrating catalog {}: {}", path_, st.message()));

@@ -277,6 +277,11 @@ int RunCompare(const Options& o) {
                                        fmt::arg("excerpts", blocks));
   const std::string report =
       o.report.empty() ? fs::path(input).stem().string() + "-compare.html" : o.report;
+  // The default name is not a file the user named: one already there is not replaced.
+  if (o.report.empty() && fs::exists(report)) {
+    log::Error(fmt::format("{} exists: give the report's name with -o", report));
+    return kExitError;
+  }
   auto tmp = TempFile::Create(report);
   Status st = tmp.ok() ? tmp->Write(html) : tmp.status();
   if (st.ok()) st = tmp->Commit();

@@ -690,7 +690,7 @@ int RunConvert(const Options& o, const char* argv0) {
       job.output = out0;
       job.job_parent = out_abs;
       job.segment_seconds = o.segment_seconds;
-      job.args = json::Dump(nlohmann::json{{"output", fs::path(out0).parent_path().string()},
+      job.args = json::Dump(nlohmann::json{{"output", (fs::path(out_abs) / subdirs[i]).string()},
                                            {"preset", o.preset},
                                            {"chain", o.chain},
                                            {"name", o.name_template},
@@ -718,7 +718,10 @@ int RunConvert(const Options& o, const char* argv0) {
           return Status::Ok();
         },
         &c);
-    if (!st.ok()) return fail(st);
+    if (!st.ok()) {
+      if (job_id > 0) ReleaseJob(catalog.get(), &mu, job_id, st.message());
+      return fail(st);
+    }
     if (job_id > 0) FinishJob(catalog.get(), &mu, job_id);
     if (catalog) {
       std::lock_guard<std::mutex> lock(mu);

@@ -49,6 +49,8 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
                                            int64_t* job_id);
 // The output is in place: the job is done and its folder removed.
 void FinishJob(Catalog* catalog, std::mutex* mu, int64_t job_id);
+// The output could not be placed after all (`error`): the job stays, interrupted, and is let go.
+void ReleaseJob(Catalog* catalog, std::mutex* mu, int64_t job_id, const std::string& error);
 // Folders of finished, failed and cancelled jobs removed; partial segments of interrupted ones
 // too (after a crash nothing else removes them).
 void SweepJobs(Catalog* catalog, std::mutex* mu);

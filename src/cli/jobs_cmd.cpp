@@ -47,7 +47,12 @@ class JobLock {
     fd_ = UniqueFd(
         ::open((folder + "/lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd_.ok()) return false;
-    if (::flock(fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    // An open file description lock: released when the process dies, and testable by others
+    // without taking it (F_OFD_GETLK), so a `lumen jobs list` never makes a resume fail.
+    struct flock l = {};
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;
+    if (::fcntl(fd_.get(), F_OFD_SETLK, &l) != 0) {
       fd_ = UniqueFd();
       return false;
     }
@@ -74,11 +79,11 @@ bool Running(const Catalog::Job& j) {
   if (j.folder.empty()) return false;
   const UniqueFd fd(::open((j.folder + "/lock").c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.ok()) return false;
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
-    ::flock(fd.get(), LOCK_UN);
-    return false;
-  }
-  return errno == EWOULDBLOCK;
+  struct flock l = {};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_OFD_GETLK, &l) != 0) return false;
+  return l.l_type != F_UNLCK;
 }
 
 constexpr const char* kOutputTemp = "output-temp";  // the path of the output's temporary
@@ -101,21 +106,28 @@ void RemoveStaleOutput(const std::string& folder) {
   ::unlink((folder + "/" + kOutputTemp).c_str());
 }
 
-// Only a folder lumen made for a job (its name, its marker) and only its own plain files.
+// Only a folder lumen made for a job (its name, its marker) and only its own plain files, through
+// a descriptor of the folder itself (a link put in its place is not followed).
 void RemoveFolder(const std::string& folder) {
   if (folder.empty() || fs::path(folder).filename().string().rfind(kFolderPrefix, 0) != 0) return;
+  const int dfd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return;
   struct stat st;
-  if (::lstat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
-  if (::lstat((folder + "/" + kMarker).c_str(), &st) != 0) return;
+  if (::fstatat(dfd, kMarker, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(dfd);
+    return;
+  }
   RemoveStaleOutput(folder);
-  if (DIR* d = ::opendir(folder.c_str())) {
+  if (DIR* d = ::fdopendir(dfd)) {  // takes dfd
     while (const dirent* e = ::readdir(d)) {
       const std::string n = e->d_name;
       if (n == "." || n == "..") continue;
-      const std::string p = folder + "/" + n;
-      if (::lstat(p.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) ::unlink(p.c_str());
+      if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+        ::unlinkat(::dirfd(d), n.c_str(), 0);
     }
     ::closedir(d);
+  } else {
+    ::close(dfd);
   }
   ::rmdir(folder.c_str());
 }
@@ -183,12 +195,22 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
     if (!f.ok()) return f.status();
     found = std::move(*f);
   }
-  if (found && Running(*found))
+  JobLock lock;
+  if (found && found->state == "failed") {
+    // Its folder went with the failure: a new job, and the old row is closed.
+    found->state = "cancelled";
+    found->error = "superseded by a new run";
+    (void)Update(ctx, *found);
+    found.reset();
+  }
+  // (Another process may hold the lock for a moment: `lumen jobs` sweeping partial segments.)
+  bool held = false;
+  for (int i = 0; found && i < 40 && !(held = lock.Take(found->folder)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (found && !held && Exists(found->folder + "/" + kMarker))
     return Status::Invalid(
-        fmt::format("{}: job {} is converting it in another lumen process "
-                    "(pid {})",
-                    input, found->id, found->pid));
-  if (found && found->state == "failed") found.reset();  // its folder went: a new job
+        fmt::format("{}: job {} is converting it in another lumen process (pid {})", input,
+                    found->id, found->pid));
   if (found &&
       (found->input_size != ctx.input_id.size || found->input_mtime_ns != ctx.input_id.mtime_ns ||
        !Exists(found->folder + "/" + kMarker))) {
@@ -197,8 +219,10 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
                           found->id));
     RemoveFolder(found->folder);
     found->state = "cancelled";
+    found->error = "the input changed";
     (void)Update(ctx, *found);
     found.reset();
+    lock = JobLock();
   }
   Catalog::Job job;
   Json plan;
@@ -211,10 +235,22 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
     auto p = video::PlanSegments(input, spec, ctx.segment_seconds);
     if (!p.ok()) return p.status();
     if (!p->cut) return video::TranscodeReport{};  // not a job: the caller converts it whole
+    // The folder, its marker and its lock before the row: whoever finds the row finds the job
+    // held.
     std::string folder = (fs::path(ctx.job_parent) / (std::string(kFolderPrefix) + "XXXXXX"));
     if (!::mkdtemp(folder.data()))
       return Status::Io(
           fmt::format("cannot make a job folder in {}: {}", ctx.job_parent, std::strerror(errno)));
+    const UniqueFd m(::open((folder + "/" + kMarker).c_str(),
+                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!m.ok() || !lock.Take(folder)) {
+      const Status st = Status::Io(
+          fmt::format("cannot make a job folder in {}: {}", ctx.job_parent, std::strerror(errno)));
+      ::unlink((folder + "/" + kMarker).c_str());
+      ::unlink((folder + "/lock").c_str());
+      ::rmdir(folder.c_str());
+      return st;
+    }
     plan = {{"tb", {p->tb_num, p->tb_den}}, {"begins", p->begins}, {"duration", p->duration}};
     job.input = ctx.input;
     job.input_size = ctx.input_id.size;
@@ -228,27 +264,19 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
     job.plan = lumen::json::Dump(plan);
     job.pid = ::getpid();
     {
-      std::lock_guard<std::mutex> lock(*ctx.catalog_mu);
+      std::lock_guard<std::mutex> l(*ctx.catalog_mu);
       auto id = ctx.catalog->AddJob(job);
       if (!id.ok()) {
-        ::rmdir(folder.c_str());
+        RemoveFolder(folder);
         return id.status();
       }
       job.id = *id;
     }
-    const UniqueFd m(::open((folder + "/" + kMarker).c_str(),
-                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (m.ok()) {
-      const std::string id = std::to_string(job.id) + "\n";
-      (void)!::write(m.get(), id.data(), id.size());
-    }
+    const std::string id = std::to_string(job.id) + "\n";
+    (void)!::write(m.get(), id.data(), id.size());
   }
   *is_job = true;
   *job_id = job.id;
-  JobLock lock;
-  if (!lock.Take(job.folder))
-    return Status::Invalid(
-        fmt::format("{}: job {} is converting it in another lumen process", input, job.id));
   RemoveParts(job.folder);
   RemoveStaleOutput(job.folder);
   {
@@ -277,16 +305,16 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
          {"job", std::to_string(job.id)},
          {"done", std::to_string(done)},
          {"segments", std::to_string(n)}});
-  // Ends the job on an error: paused (full disk) and interrupted keep the finished segments,
-  // anything else removes the folder.
+  // Ends the job on an error. A write error (a full disk, a quota, a failing device) pauses it
+  // and an interruption stops it, both keeping the finished segments; what the input or the
+  // chain cannot do fails it and removes the folder (a new run starts over).
   auto stop = [&](const Status& st) -> Status {
     std::string hint;
-    if (DiskFull(st)) {
+    if (st.code() == Code::kIo) {
       job.state = "paused";
-      hint = fmt::format(
-          " (job {} paused with {} of {} segments: free some space, then `lumen "
-          "jobs resume {}`)",
-          job.id, job.done, n, job.id);
+      hint = fmt::format(" (job {} paused with {} of {} segments: {}, then `lumen jobs resume {}`)",
+                         job.id, job.done, n,
+                         DiskFull(st) ? "free some space" : "once it can be written", job.id);
     } else if (st.code() == Code::kInterrupted || Interrupted()) {
       job.state = "interrupted";
       hint = fmt::format(" (job {}: `lumen jobs resume {}` goes on from segment {} of {})", job.id,
@@ -308,6 +336,7 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
   int64_t frames = 0;
   double elapsed = 0;
   uint64_t bytes = 0;  // of the segments written
+  int64_t corrupt = 0;
   for (int k = 0; k < n; ++k) {
     struct stat st;
     if (::stat(SegmentPath(job.folder, k).c_str(), &st) == 0) bytes += uint64_t(st.st_size);
@@ -356,9 +385,16 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
     frames += r->last.frames;
     elapsed += double(MonotonicNs() - t) / 1e9;
     bytes += r->last.bytes;
+    corrupt += r->corrupt_packets;
     if (!have_first) {
       first = *r;
       have_first = true;
+      // What the output is, for a later run that only assembles (every segment done here).
+      plan["width"] = r->width;
+      plan["height"] = r->height;
+      plan["video_filters"] = r->video_filters;
+      plan["field_detected"] = r->field_detected;
+      job.plan = lumen::json::Dump(plan);
     }
     if (field == video::FieldOrder::kUnknown && r->field != video::FieldOrder::kUnknown) {
       field = r->field;
@@ -394,18 +430,29 @@ Result<video::TranscodeReport> RunVideoJob(const VideoJobContext& ctx, const std
   out.last.frames = frames;
   out.last.elapsed = elapsed;
   out.last.start_position = resumed_at;
-  if (have_first) {
-    out.video_filters = first.video_filters;
-    out.field = first.field;
-    out.field_detected = first.field_detected;
-    out.width = first.width;
-    out.height = first.height;
-    out.corrupt_packets += first.corrupt_packets;
+  out.corrupt_packets += corrupt;
+  out.field = field;
+  out.width = plan.value("width", 0);
+  out.height = plan.value("height", 0);
+  out.video_filters = plan.value("video_filters", out.video_filters);
+  out.field_detected = plan.value("field_detected", false);
+  if (have_first)
     for (const std::string& w : first.warnings) out.warnings.push_back(w);
-  } else {
-    out.field = field;
-  }
   return out;
+}
+
+void ReleaseJob(Catalog* catalog, std::mutex* mu, int64_t job_id, const std::string& error) {
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    auto j = catalog->JobById(job_id);
+    if (j.ok() && *j && (*j)->state == "running") {
+      (*j)->state = "interrupted";
+      (*j)->error = error;
+      (void)catalog->UpdateJob(**j);
+    }
+  }
+  std::lock_guard<std::mutex> lock(g_kept_mu);
+  g_kept.erase(job_id);
 }
 
 void FinishJob(Catalog* catalog, std::mutex* mu, int64_t job_id) {
@@ -526,7 +573,15 @@ int RunJobs(const std::string& action, const std::vector<int64_t>& ids, const Op
         auto again = (*cat)->JobById(id);
         if (again.ok() && *again) j = **again;
       }
-      RemoveFolder(j.folder);
+      {
+        JobLock held;  // nobody resumes it while its files go
+        if (!held.Take(j.folder) && Running(j)) {
+          log::Error(fmt::format("job {} was started again meanwhile: not cancelled", id));
+          rc = kExitSomeFailed;
+          continue;
+        }
+        RemoveFolder(j.folder);
+      }
       j.state = "cancelled";
       if (Status st = (*cat)->UpdateJob(j); !st.ok()) {
         log::Error(st.message());

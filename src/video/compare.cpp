@@ -253,8 +253,10 @@ Result<Fidelity> Measure(const std::string& source, double start, double duratio
   }
   if (s_more) LUMEN_RETURN_IF_ERROR(feed(in_s, sf.get(), st - s0));
   // The ends (an error here only means the graph had ended already).
-  if (av_buffersrc_add_frame(in_s, nullptr) < 0 || av_buffersrc_add_frame(in_e, nullptr) < 0) {
-  }
+  const int end_s = av_buffersrc_add_frame(in_s, nullptr);
+  const int end_e = av_buffersrc_add_frame(in_e, nullptr);
+  (void)end_s;
+  (void)end_e;
   drain();
   if (Interrupted()) return Status::Interrupted(fmt::format("{}: interrupted", excerpt));
   if (ssim_n == 0 || psnr_n == 0)

@@ -483,7 +483,8 @@ class Run {
   SegmentWriter segment_out_;   // a segment's packets (options_.segment)
   bool segment_done_ = false;   // a segment's end was reached
   std::unique_ptr<SegmentReader> segments_;
-  PacketPtr pending_;     // the segments' next packet (in their time base)
+  PacketPtr pending_;  // the segments' next packet (in their time base)
+  int64_t last_dts_ = AV_NOPTS_VALUE;
   int64_t start_us_ = 0;  // the input's first timestamp (the output starts there)
   uint64_t t0_ = 0, last_report_ = 0;
   std::string scratch_;  // the stabiliser's folder
@@ -964,7 +965,11 @@ Status Run::Pull(Coder* c, bool flush) {
     if (r < 0)
       return Status::Internal(fmt::format("{}: the filters failed: {}", path_, AvError(r)));
     f->pict_type = AV_PICTURE_TYPE_NONE;
-    if (options_.segment && c->type == AVMEDIA_TYPE_VIDEO && f->pts != AV_NOPTS_VALUE) {
+    if (options_.segment && c->type == AVMEDIA_TYPE_VIDEO && f->pts == AV_NOPTS_VALUE) {
+      av_frame_unref(f.get());  // a segment keeps frames by their time: one without is no one's
+      continue;
+    }
+    if (options_.segment && c->type == AVMEDIA_TYPE_VIDEO) {
       // Only this segment's frames: those before it warmed the filters up, those after it are
       // the next segment's.
       const AVRational tb = av_buffersink_get_time_base(c->sink);
@@ -1096,7 +1101,10 @@ Status Run::DetectMotion(AVStream* st, const SourceFacts& facts, const std::stri
   auto decode = [&](AVPacket* p) -> Status {
     if (avcodec_send_packet(c.dec.get(), p) < 0 && p) return Status::Ok();
     while (avcodec_receive_frame(c.dec.get(), frame.get()) >= 0) {
+      // The times the second pass gives the graph (Feed): from the input's start.
       frame->pts = frame->best_effort_timestamp;
+      if (frame->pts != AV_NOPTS_VALUE)
+        frame->pts -= av_rescale_q(start_us_, AV_TIME_BASE_Q, vs->time_base);
       LUMEN_RETURN_IF_ERROR(push(frame.get()));
     }
     return Status::Ok();
@@ -1153,6 +1161,14 @@ Status Run::Pump(double until) {
     ++report_.last.frames;
     if (pending_->pts != AV_NOPTS_VALUE)
       report_.last.position = std::max(report_.last.position, double(pending_->pts) * av_q2d(tb));
+    // Each segment's encoder starts its decode times a reorder delay before its first frame;
+    // with variable frame rates that can reach back past the previous segment's last one.
+    if (pending_->dts != AV_NOPTS_VALUE) {
+      if (last_dts_ != AV_NOPTS_VALUE && pending_->dts <= last_dts_) pending_->dts = last_dts_ + 1;
+      if (pending_->pts != AV_NOPTS_VALUE && pending_->dts > pending_->pts)
+        pending_->dts = pending_->pts;
+      last_dts_ = pending_->dts;
+    }
     LUMEN_RETURN_IF_ERROR(Write(pending_.get(), copy_out_[size_t(video_)], tb));
     av_packet_unref(pending_.get());
     Report(false);
@@ -1333,6 +1349,9 @@ Result<TranscodeReport> Run::Go(int out_fd, const std::string& extension) {
   for (auto& [i, c] : coders_)
     LUMEN_RETURN_IF_ERROR(segment_done_ ? Encode(c.get(), nullptr) : Feed(c.get(), nullptr));
   LUMEN_RETURN_IF_ERROR(Pump(INFINITY));
+  if (options_.segment && options_.segment_end != INT64_MAX && !segment_done_)
+    return Status::Corrupt(
+        fmt::format("{}: the input ended (or could not be read) before this segment's end", path_));
   if (options_.segment) {
     Status st = segment_out_.Close();
     if (!st.ok()) return Status(st.code(), fmt::format("{}: {}", path_, st.message()));

@@ -196,6 +196,32 @@ class Jobs(Base):
         finally:
             subprocess.run(["umount", disk], check=False)
 
+    @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    def test_a_job_stopped_while_assembling_resumes_with_its_sized_name(self):
+        # Room for every segment but not for the output as well: the job pauses after its last
+        # segment; the resume only assembles, and the output's size is still known for its name.
+        src = self.tape("tape.mkv", "tff", seconds=SECONDS)
+        ref = self.reference(src)
+        disk = self.path("disk")
+        os.makedirs(disk)
+        size = int(os.path.getsize(ref) * 1.35) // 1024 + 64
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k", "tmpfs", disk], check=True)
+        try:
+            self.out = os.path.join(disk, "out")
+            name = ["--name", "{stem}_{w}x{h}.{ext}"]
+            p = self.jconvert(src, "--chain", CHAIN, "--segment", "1", *name,
+                              check=EXIT_SOME_FAILED)
+            self.assertIn(b"the disk is full", p.stderr)
+            [job] = self.listed()
+            self.assertEqual((job["state"], job["done"]), ("paused", job["segments"]))
+            subprocess.run(["mount", "-o", "remount,size=64m", disk], check=True)
+            p = self.jobs("resume")
+            self.assertEqual(events(p.stderr, "job_segment"), [])  # nothing encoded again
+            self.same_as(os.path.join(self.out, "tape_320x240.mp4"), ref)
+            self.assertEqual(self.everything_left(self.out), [])
+        finally:
+            subprocess.run(["umount", disk], check=False)
+
     def test_jobs_side_by_side_with_an_index_on_one_catalog(self):
         a = self.tape("a.mkv", "tff", seconds=SECONDS)
         b = self.tape("b.mkv", "bff", seconds=SECONDS)

@@ -60,7 +60,7 @@ TEST(Catalog, JobsAreKeptFoundAndUpdated) {
   ASSERT_TRUE(c.ok());
   Catalog& cat = **c;
   Catalog::Job j;
-  j.input = std::string("/in/tape\xff.mkv", 15);  // paths are bytes
+  j.input = std::string("/in/tape\xff.mkv");  // paths are bytes
   j.input_size = 123;
   j.input_mtime_ns = 456;
   j.recipe = "video|preset=vhs";

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -144,14 +145,20 @@ int RunCompare(const Options& o) {
   // Where: as asked, else three key frames about a quarter, half and three quarters in.
   std::vector<double> at = o.at;
   if (at.empty()) {
+    // Every key frame (a plan cut at each), then the ones nearest a quarter, half and three
+    // quarters of the way in.
     video::TranscodeSpec any;
-    auto plan = video::PlanSegments(input, any, duration / 4);
-    if (plan.ok() && !plan->begins.empty()) {
-      for (int64_t b : plan->begins)
-        if (at.size() < 3) at.push_back(double(b) * plan->tb_num / plan->tb_den);
-    } else {
-      at.push_back(std::max(0.0, duration / 2 - excerpt / 2));
+    auto plan = video::PlanSegments(input, any, 1e-3);
+    std::vector<double> keys;
+    if (plan.ok())
+      for (int64_t b : plan->begins) keys.push_back(double(b) * plan->tb_num / plan->tb_den);
+    for (double f : {0.25, 0.5, 0.75}) {
+      double best = std::max(0.0, duration * f - excerpt / 2);
+      for (double k : keys)
+        if (std::fabs(k - duration * f) < std::fabs(best - duration * f)) best = k;
+      if (std::find(at.begin(), at.end(), best) == at.end()) at.push_back(best);
     }
+    std::sort(at.begin(), at.end());
   }
   for (double& t : at) {
     if (t < 0 || t >= duration) {

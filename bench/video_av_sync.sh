@@ -31,10 +31,13 @@ t1=$(date +%s.%N)
 out="$work/out/flash-$minutes.mp4"
 echo "converted $minutes min as a job of $segment-s segments in $(echo "$t1 - $t0" | bc -l | cut -c1-6) s"
 # Flash times: the frames whose mean luma is high; click times: the first loud sample each second.
-ffprobe -v error -f lavfi -i "movie=$out,signalstats" -show_entries frame=pts_time:frame_tags=lavfi.signalstats.YAVG \
-  -of csv=p=0 >"$work/luma.csv"
-ffmpeg -nostdin -v error -i "$out" -map 0:a:0 -ac 1 -ar 48000 -f s16le "$work/audio.raw"
-/usr/bin/python3 - "$work/luma.csv" "$work/audio.raw" <<'EOF'
+# The source is measured the same way: its frame grid puts each flash up to a frame after its
+# click, so the output's offsets are read against the source's.
+measure() {
+  ffprobe -v error -f lavfi -i "movie=$1,signalstats" \
+    -show_entries frame=pts_time:frame_tags=lavfi.signalstats.YAVG -of csv=p=0 >"$work/luma.csv"
+  ffmpeg -nostdin -v error -i "$1" -map 0:a:0 -ac 1 -ar 48000 -f s16le -y "$work/audio.raw"
+  /usr/bin/python3 - "$work/luma.csv" "$work/audio.raw" "$2" <<'EOF2'
 import sys
 import numpy as np
 flashes = []
@@ -44,17 +47,17 @@ for line in open(sys.argv[1]):
         flashes.append(float(t))
 a = np.fromfile(sys.argv[2], dtype=np.int16).astype(np.float32)
 loud = np.flatnonzero(np.abs(a) > 8000)
-# The first loud sample of each click (clicks are a second apart).
-starts = loud[np.insert(np.diff(loud) > 4800, 0, True)] / 48000.0
+starts = loud[np.insert(np.diff(loud) > 4800, 0, True)] / 48000.0  # each click's first sample
 offsets = []
 for f in flashes:
     i = np.searchsorted(starts, f - 0.5)
     if i < len(starts) and abs(starts[i] - f) < 0.5:
         offsets.append(starts[i] - f)
 o = np.array(offsets)
-n = len(o)
-print(f"{len(flashes)} flashes, {len(starts)} clicks, {n} paired")
-print(f"offset audio - video: first minute mean {o[:60].mean()*1000:+.1f} ms, "
-      f"last minute mean {o[-60:].mean()*1000:+.1f} ms, max |offset| {np.abs(o).max()*1000:.1f} ms "
-      f"(one frame: 33.4 ms)")
-EOF
+print(f"{sys.argv[3]}: {len(flashes)} flashes, {len(starts)} clicks, {len(o)} paired; audio - video: "
+      f"first minute {o[:60].mean()*1000:+.1f} ms, last minute {o[-60:].mean()*1000:+.1f} ms, "
+      f"max |offset| {np.abs(o).max()*1000:.1f} ms (one frame: 33.4 ms)")
+EOF2
+}
+measure "$src" source
+measure "$out" output

@@ -89,6 +89,12 @@ class Jobs(Base):
             time.sleep(0.02)
         self.assertGreaterEqual(len(self.segments()), n, "the job never got that far")
 
+    def kill_9_after_two_segments(self, src):
+        proc = self.start(src, "--segment", "1")
+        self.wait_for_segments(proc, 2)
+        proc.kill()
+        proc.communicate(timeout=60)
+
     def test_a_long_video_is_cut_and_its_output_equals_an_uncut_run(self):
         src = self.tape("tape.mkv", "tff", seconds=SECONDS)
         p = self.jconvert(src, "--chain", CHAIN, "--segment", "1")
@@ -107,10 +113,7 @@ class Jobs(Base):
 
     def test_kill_9_then_resume_redoes_at_most_one_segment(self):
         src = self.tape("tape.mkv", "tff", seconds=SECONDS)
-        proc = self.start(src, "--segment", "1")
-        self.wait_for_segments(proc, 2)
-        proc.kill()
-        proc.communicate(timeout=60)
+        self.kill_9_after_two_segments(src)
         kept = len(self.segments())
         [job] = self.listed()
         self.assertEqual(job["state"], "interrupted")
@@ -130,10 +133,7 @@ class Jobs(Base):
 
     def test_the_same_command_again_goes_on_with_the_job(self):
         src = self.tape("tape.mkv", "tff", seconds=SECONDS)
-        proc = self.start(src, "--segment", "1")
-        self.wait_for_segments(proc, 2)
-        proc.kill()
-        proc.communicate(timeout=60)
+        self.kill_9_after_two_segments(src)
         p = self.jconvert(src, "--chain", CHAIN, "--segment", "1")
         self.assertEqual(len(events(p.stderr, "job_resume")), 1)
         self.assertEqual([j["state"] for j in self.listed()], ["done"])
@@ -141,10 +141,7 @@ class Jobs(Base):
 
     def test_a_changed_input_starts_the_job_again(self):
         src = self.tape("tape.mkv", "tff", seconds=SECONDS)
-        proc = self.start(src, "--segment", "1")
-        self.wait_for_segments(proc, 2)
-        proc.kill()
-        proc.communicate(timeout=60)
+        self.kill_9_after_two_segments(src)
         os.remove(src)
         src = self.tape("tape.mkv", "bff", seconds=SECONDS - 1)
         p = self.jconvert(src, "--chain", CHAIN, "--segment", "1")

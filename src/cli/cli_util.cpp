@@ -289,6 +289,11 @@ void Report(const Options& o, const RunSummary& s, const Profile& profile, const
   }
 }
 
+std::string Clock(double seconds) {
+  const int64_t t = int64_t(std::max(0.0, seconds));
+  return fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
+}
+
 std::string HtmlEscape(std::string_view s) {
   std::string o;
   for (char c : s) {

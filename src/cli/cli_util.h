@@ -68,6 +68,8 @@ void Report(const Options& o, const RunSummary& s, const Profile& profile, const
 
 // Text for an HTML page (element content and double-quoted attributes): & < > " escaped.
 std::string HtmlEscape(std::string_view s);
+// Seconds as H:MM:SS (whole seconds; negative as 0), for durations and times of day in a video.
+std::string Clock(double seconds);
 
 // Brings the catalog up to date for `roots` before a command reads it (unchanged files cost
 // nothing): quietly, with embeddings only when `embeddings`. kExitOk or kExitSomeFailed when

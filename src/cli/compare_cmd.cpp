@@ -46,11 +46,6 @@ std::string Jpeg64(const Image& rgb) {
   return Base64(jpg->data(), jpg->size());
 }
 
-std::string Clock(double s) {
-  const int64_t t = int64_t(std::llround(std::max(0.0, s)));
-  return fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
-}
-
 // A folder of our own for the excerpts, removed with everything in it.
 class ScratchDir {
  public:

@@ -132,11 +132,6 @@ Status CopyInto(int from, int to, const std::string& shown) {
 
 }  // namespace
 
-std::string Clock(double seconds) {
-  const int64_t t = int64_t(std::max(0.0, seconds));
-  return fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
-}
-
 // One video through video::Transcode into `fd` (a temporary in the output folder), one video at
 // a time (`one_at_a_time`): its decoder, filters and encoder take every core. With `job` (a
 // catalog), a long one runs as a resumable job (jobs.h); *job_id is then set.

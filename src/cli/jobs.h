@@ -3,14 +3,16 @@
 // A job is a row in the catalog (Catalog::Job) and a folder of its own beside the output
 // (".lumen-job-XXXXXX" in the output folder, so its segments are on the output's filesystem).
 // The video is cut at key frames into segments (video::PlanSegments); each one is encoded to
-// "seg-NNNNN.nut.part", fsynced and renamed to "seg-NNNNN.nut", so a kill, a power cut or a full
-// disk costs at most the segment under way. When every segment is there, one pass writes the
-// output: the video packets from the segments, every other stream (audio through its filters in
-// one run, so loudnorm and the denoiser see it whole; subtitles, chapters, metadata) from the
-// input. The output is the convert's exclusive temporary until it is complete, then renamed.
+// "seg-NNNNN.pkt.part" (lumen's packet file, video/transcode.cpp), fsynced and renamed to
+// "seg-NNNNN.pkt", so a kill, a power cut or a full disk costs at most the segment under way.
+// When every segment is there, one pass writes the output: the video packets from the segments,
+// every other stream (audio through its filters in one run, so the leveller and the denoiser
+// hear it whole; subtitles, chapters, metadata) from the input. The output is the convert's
+// exclusive temporary until it is complete, then renamed.
 //
-// The running process holds an flock on "lock" in the folder: a job whose row says running but
-// whose lock is free was interrupted. Only folders with lumen's marker file are ever removed.
+// The running process holds an OFD lock (fcntl) on "lock" in the folder: a job whose row says
+// running but whose lock is free was interrupted. Only folders with lumen's marker file are ever
+// removed.
 #pragma once
 
 #include <cstdint>

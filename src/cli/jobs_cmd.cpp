@@ -145,7 +145,7 @@ void RemoveParts(const std::string& folder) {
 }
 
 std::string SegmentPath(const std::string& folder, int k) {
-  return fmt::format("{}/seg-{:05}.nut", folder, k);
+  return fmt::format("{}/seg-{:05}.pkt", folder, k);
 }
 
 bool Exists(const std::string& p) {

@@ -51,7 +51,7 @@ class Jobs(Base):
         return json.loads(p.stdout)
 
     def segments(self):
-        return sorted(glob.glob(os.path.join(self.out, ".lumen-job-*", "seg-*.nut")))
+        return sorted(glob.glob(os.path.join(self.out, ".lumen-job-*", "seg-*.pkt")))
 
     def everything_left(self, folder):
         """Every file and folder under `folder` but the outputs (.mp4)."""

@@ -5,6 +5,7 @@ at key frames; kill -9 costs at most the segment under way, a full disk pauses t
 Sources: an interlaced 480i "tape" made from real video (opencv-doc's Megamind.avi), with PCM
 audio, as in test_video_convert. Every output is checked with ffprobe and decoded in full.
 """
+import contextlib
 import glob
 import json
 import os
@@ -89,6 +90,17 @@ class Jobs(Base):
             time.sleep(0.02)
         self.assertGreaterEqual(len(self.segments()), n, "the job never got that far")
 
+    @contextlib.contextmanager
+    def small_disk(self, kb):
+        """A tmpfs of `kb` KiB (grown with `mount -o remount,size=...`), unmounted after."""
+        disk = self.path("disk")
+        os.makedirs(disk)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", disk], check=True)
+        try:
+            yield disk
+        finally:
+            subprocess.run(["umount", disk], check=False)
+
     def kill_9_after_two_segments(self, src):
         proc = self.start(src, "--segment", "1")
         self.wait_for_segments(proc, 2)
@@ -169,12 +181,8 @@ class Jobs(Base):
     def test_a_full_disk_pauses_the_job_and_resume_finishes_it(self):
         src = self.tape("tape.mkv", "tff", seconds=SECONDS)
         ref = self.reference(src)
-        disk = self.path("disk")
-        os.makedirs(disk)
         # Room for about half of the segments.
-        size = max(64, os.path.getsize(ref) // 2 // 1024)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k", "tmpfs", disk], check=True)
-        try:
+        with self.small_disk(max(64, os.path.getsize(ref) // 2 // 1024)) as disk:
             self.out = os.path.join(disk, "out")
             p = self.jconvert(src, "--chain", CHAIN, "--segment", "1", check=EXIT_SOME_FAILED)
             self.assertIn(b"the disk is full", p.stderr)
@@ -190,8 +198,6 @@ class Jobs(Base):
             self.assertEqual(int(events(p.stderr, "job_resume")[0]["done"]), kept)
             self.same_as(os.path.join(self.out, "tape.mp4"), ref)
             self.assertEqual(self.everything_left(self.out), [])
-        finally:
-            subprocess.run(["umount", disk], check=False)
 
     @unittest.skipUnless(os.geteuid() == 0, "mounting a small tmpfs needs root")
     def test_a_job_stopped_while_assembling_resumes_with_its_sized_name(self):
@@ -199,11 +205,7 @@ class Jobs(Base):
         # segment; the resume only assembles, and the output's size is still known for its name.
         src = self.tape("tape.mkv", "tff", seconds=SECONDS)
         ref = self.reference(src)
-        disk = self.path("disk")
-        os.makedirs(disk)
-        size = int(os.path.getsize(ref) * 1.35) // 1024 + 64
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k", "tmpfs", disk], check=True)
-        try:
+        with self.small_disk(int(os.path.getsize(ref) * 1.35) // 1024 + 64) as disk:
             self.out = os.path.join(disk, "out")
             name = ["--name", "{stem}_{w}x{h}.{ext}"]
             p = self.jconvert(src, "--chain", CHAIN, "--segment", "1", *name,
@@ -216,8 +218,6 @@ class Jobs(Base):
             self.assertEqual(events(p.stderr, "job_segment"), [])  # nothing encoded again
             self.same_as(os.path.join(self.out, "tape_320x240.mp4"), ref)
             self.assertEqual(self.everything_left(self.out), [])
-        finally:
-            subprocess.run(["umount", disk], check=False)
 
     def test_jobs_side_by_side_with_an_index_on_one_catalog(self):
         a = self.tape("a.mkv", "tff", seconds=SECONDS)
